@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 // one file at a time because they share the kernel's network state.
 export default defineConfig({
   test: {
+    // Integration files share the kernel's network state and the Docker daemon.
+    fileParallelism: false,
     projects: [
       {
         test: {
@@ -19,7 +21,6 @@ export default defineConfig({
           include: ['test/integration/**/*.test.ts', 'test/e2e/**/*.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 600_000,
-          fileParallelism: false,
           pool: 'forks',
         },
       },

@@ -1,0 +1,358 @@
+/**
+ * The tunnel client: attaches to the TAP that `ctun configure` made on this host and
+ * keeps one session with the server. When the link is lost it reconnects with capped,
+ * jittered back-off; the TAP stays up the whole time, so applications on this host
+ * keep their sockets and addresses, and the server resumes the session.
+ */
+import { CtunError, ExitCode, type Logger } from '../common/index.js';
+import { requireIPv4 } from './address.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+import type { FrameDevice } from './device.js';
+import { NetConfig } from './netconfig.js';
+import { describeError, encode, ErrorCode, MessageType, PROTOCOL_VERSION, TunnelMode, type Message, type Welcome } from './protocol.js';
+import { newSessionId } from './server.js';
+import { createStats, type TunnelStats } from './stats.js';
+import { connectClientLink, type ClientLink, type TransportKind } from './transport.js';
+
+export interface ClientOptions {
+  host: string;
+  /** Default 1723. */
+  port?: number;
+  /** Default udp. */
+  transport?: TransportKind;
+  /** TAP made by `ctun configure`; default dstap0. */
+  tap?: string;
+  /** Separate mode: the target to route through the tunnel. */
+  dest?: string;
+  /** Ping interval when the server does not say; default 1000 ms. */
+  keepaliveMs?: number;
+  /** Nothing heard from the server for this long means the link is dead; default 4000 ms. */
+  deadAfterMs?: number;
+  /** How long to wait for the server's welcome; default 3000 ms. */
+  helloTimeoutMs?: number;
+  backoff?: BackoffOptions;
+  logger: Logger;
+  openDevice: (name: string) => FrameDevice;
+  /** Whether to check that the TAP exists first (the CLI does; in-memory tests need not). */
+  checkTap?: boolean;
+  net?: NetConfig;
+}
+
+type State = 'idle' | 'connecting' | 'connected' | 'stopped';
+
+export class TunnelClient {
+  private readonly net: NetConfig;
+  private readonly sessionId = newSessionId();
+  private readonly backoff: Backoff;
+  private device: FrameDevice | undefined;
+  private link: ClientLink | undefined;
+  private state: State = 'idle';
+  private lastHeard = 0;
+  private lostAt: number | undefined;
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private helloTimer: NodeJS.Timeout | undefined;
+  private routeInstalled: { dest: string; dev: string } | undefined;
+  private nonce = 0n;
+  private keepaliveMs: number;
+  private everConnected = false;
+  private welcomed: { resolve: (w: Welcome) => void; reject: (e: Error) => void } | undefined;
+  private readonly firstWelcome: Promise<Welcome>;
+  private fatal: ((e: CtunError) => void) | undefined;
+  readonly stats: TunnelStats = createStats();
+  /** Resolves when the client stops for good (rejection or stop()). */
+  readonly done: Promise<CtunError | undefined>;
+
+  constructor(private readonly o: ClientOptions) {
+    this.net = o.net ?? new NetConfig();
+    this.backoff = new Backoff(o.backoff);
+    this.keepaliveMs = o.keepaliveMs ?? 1000;
+    if (o.dest !== undefined) requireIPv4(o.dest, '--dest');
+    this.firstWelcome = new Promise<Welcome>((resolve, reject) => {
+      this.welcomed = { resolve, reject };
+    });
+    this.firstWelcome.catch(() => {});
+    this.done = new Promise((resolve) => {
+      this.fatal = (e) => resolve(e);
+      this.resolveDone = () => resolve(undefined);
+    });
+  }
+
+  private resolveDone: () => void = () => {};
+
+  private get log(): Logger {
+    return this.o.logger;
+  }
+
+  private get tapName(): string {
+    return this.o.tap ?? 'dstap0';
+  }
+
+  /**
+   * Opens the TAP and connects. Resolves on the first welcome; a server that is not
+   * there yet is retried in the background and does not fail the start.
+   */
+  async start(): Promise<void> {
+    if (this.o.checkTap !== false) await this.checkTap();
+    this.device = this.o.openDevice(this.tapName);
+    this.device.onFrames((frames) => this.onTapFrames(frames));
+    this.log.info('client-starting', {
+      server: `${this.o.host}:${this.o.port ?? 1723}`,
+      transport: this.o.transport ?? 'udp',
+      tap: this.tapName,
+      dest: this.o.dest,
+      security: 'none: plain mode, traffic is not encrypted or authenticated (trusted networks only)',
+    });
+    this.lostAt = Date.now();
+    void this.connect();
+  }
+
+  /** Waits for the first welcome, or the first fatal rejection. */
+  waitConnected(timeoutMs: number): Promise<Welcome> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new CtunError('CONNECT_TIMEOUT', `no welcome from ${this.o.host}:${this.o.port ?? 1723} within ${timeoutMs} ms`, { hint: 'check that the server runs and that the port and transport match', exitCode: ExitCode.Failure })),
+        timeoutMs,
+      );
+    });
+    return Promise.race([this.firstWelcome, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  private async checkTap(): Promise<void> {
+    const name = this.tapName;
+    const link = await this.net.link(name);
+    if (link === undefined) {
+      throw new CtunError('TAP_MISSING', `TAP device ${name} does not exist on this host`, {
+        hint: `create it once with: sudo ctun configure --tap ${name} 192.168.100.100 --user $USER`,
+        exitCode: ExitCode.Device,
+      });
+    }
+    if (link.kind !== 'tun' || (link.tunType !== undefined && link.tunType !== 'tap')) {
+      throw new CtunError('TAP_INVALID', `${name} exists but is not a TAP device (kind ${link.kind ?? 'physical'})`, {
+        hint: 'choose the TAP made by `ctun configure` with --tap',
+        exitCode: ExitCode.Device,
+      });
+    }
+    if (!link.up || link.addresses.length === 0) {
+      this.log.warn('tap-not-configured', { tap: name, up: link.up, addresses: link.addresses.join(',') || 'none', hint: `run: sudo ctun configure --tap ${name} ADDRESS` });
+    }
+  }
+
+  private onTapFrames(frames: Buffer[]): void {
+    if (this.state !== 'connected' || this.link === undefined) {
+      // Link down: drop like a NIC without carrier; the TAP stays up.
+      this.stats.dropsQueue += frames.length;
+      return;
+    }
+    const sent = this.link.sendFrames(frames);
+    this.stats.framesOut += sent;
+    this.stats.dropsQueue += frames.length - sent;
+    for (let i = 0; i < sent; i++) this.stats.bytesOut += frames[i]!.length;
+  }
+
+  private async connect(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'connecting';
+    const port = this.o.port ?? 1723;
+    let link: ClientLink;
+    try {
+      link = await connectClientLink({
+        host: this.o.host,
+        port,
+        transport: this.o.transport ?? 'udp',
+        handlers: {
+          message: (m) => {
+            if (this.link === link) this.onMessage(m);
+          },
+          invalid: (e) => {
+            this.stats.dropsInvalid++;
+            this.log.warn('invalid-message', { reason: e.message });
+          },
+          closed: (reason) => {
+            if (this.link === link) this.linkLost(reason);
+          },
+        },
+      });
+    } catch (e) {
+      this.scheduleRetry(`cannot reach ${this.o.host}:${port}: ${(e as Error).message}`);
+      return;
+    }
+    if ((this.state as State) === 'stopped') {
+      link.close();
+      return;
+    }
+    this.link = link;
+    this.sendHello();
+    this.helloTimer = setTimeout(() => {
+      if (this.link === link && this.state === 'connecting') this.linkLost(`no welcome from ${this.o.host}:${port} within ${this.o.helloTimeoutMs ?? 3000} ms`);
+    }, this.o.helloTimeoutMs ?? 3000);
+  }
+
+  private sendHello(): void {
+    this.link?.send(
+      encode({
+        type: MessageType.Hello,
+        version: PROTOCOL_VERSION,
+        mode: this.o.dest === undefined ? TunnelMode.Local : TunnelMode.Separate,
+        flags: 0,
+        mtu: 1400,
+        sessionId: this.sessionId,
+        destination: this.o.dest,
+      }),
+    );
+  }
+
+  private onMessage(m: Message): void {
+    this.lastHeard = Date.now();
+    switch (m.type) {
+      case MessageType.Welcome:
+        void this.onWelcome(m);
+        return;
+      case MessageType.Data: {
+        this.stats.framesIn++;
+        this.stats.bytesIn += m.frame.length;
+        const written = this.device?.writeFrames([m.frame]) ?? 0;
+        if (written === 0) this.stats.dropsQueue++;
+        return;
+      }
+      case MessageType.Ping:
+        this.link?.send(encode({ type: MessageType.Pong, nonce: m.nonce }));
+        return;
+      case MessageType.Pong:
+        return;
+      case MessageType.Bye:
+        this.linkLost(`server said bye: ${m.reason}`);
+        return;
+      case MessageType.Error:
+        this.onServerError(m.code, m.reason);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private async onWelcome(w: Welcome): Promise<void> {
+    if (this.state !== 'connecting') return;
+    clearTimeout(this.helloTimer);
+    this.state = 'connected';
+    this.backoff.reset();
+    this.keepaliveMs = w.keepaliveMs > 0 ? w.keepaliveMs : this.keepaliveMs;
+    const outageMs = this.lostAt === undefined ? 0 : Date.now() - this.lostAt;
+    if (this.o.dest !== undefined && this.routeInstalled === undefined) {
+      try {
+        await this.net.addHostRoute(this.o.dest, w.serverAddress, this.tapName);
+        this.routeInstalled = { dest: this.o.dest, dev: this.tapName };
+        this.log.info('route-added', { dest: this.o.dest, via: w.serverAddress, dev: this.tapName });
+      } catch (e) {
+        const err = e instanceof CtunError ? e : new CtunError('ROUTE_FAILED', `cannot route ${this.o.dest} through ${this.tapName}`, { cause: e });
+        this.welcomed?.reject(err);
+        this.fatal?.(err);
+        void this.stop('route failed');
+        return;
+      }
+    }
+    if (this.everConnected) {
+      this.log.info('client-reconnected', { server: `${this.o.host}:${this.o.port ?? 1723}`, outageMs, resumed: w.resumed });
+    } else {
+      this.log.info('client-connected', { server: `${this.o.host}:${this.o.port ?? 1723}`, serverAddress: `${w.serverAddress}/${w.prefix}`, mtu: w.mtu, resumed: w.resumed });
+    }
+    this.everConnected = true;
+    this.lostAt = undefined;
+    this.lastHeard = Date.now();
+    clearInterval(this.keepaliveTimer);
+    this.keepaliveTimer = setInterval(() => this.keepalive(), this.keepaliveMs);
+    this.welcomed?.resolve(w);
+  }
+
+  private onServerError(code: ErrorCode, reason: string): void {
+    switch (code) {
+      case ErrorCode.NoSession:
+        // The server does not know us (it restarted): say hello again at once.
+        if (this.state === 'connected') {
+          this.log.warn('session-unknown', { reason: 'server lost our session (restarted?); saying hello again' });
+          this.state = 'connecting';
+          this.lostAt ??= Date.now();
+          this.stats.reconnects++;
+        }
+        this.sendHello();
+        return;
+      case ErrorCode.ServerFull:
+      case ErrorCode.ShuttingDown:
+        this.linkLost(`server refused for now: ${reason}`);
+        return;
+      default: {
+        const err = new CtunError('REJECTED', `the server rejected this client (${describeError(code)}): ${reason}`, {
+          hint: code === ErrorCode.VersionMismatch ? 'use the same ctun version on both ends' : code === ErrorCode.ModeMismatch ? 'drop --dest for a local-mode server' : undefined,
+          exitCode: ExitCode.Rejected,
+        });
+        this.log.error('client-rejected', { code: describeError(code), reason });
+        this.welcomed?.reject(err);
+        this.fatal?.(err);
+        void this.stop('rejected');
+      }
+    }
+  }
+
+  private keepalive(): void {
+    if (this.state !== 'connected') return;
+    const silent = Date.now() - this.lastHeard;
+    if (silent > (this.o.deadAfterMs ?? 4000)) {
+      this.linkLost(`server silent for ${silent} ms`);
+      return;
+    }
+    this.link?.send(encode({ type: MessageType.Ping, nonce: ++this.nonce }));
+  }
+
+  private linkLost(reason: string): void {
+    if (this.state === 'stopped') return;
+    const wasConnected = this.state === 'connected';
+    clearInterval(this.keepaliveTimer);
+    clearTimeout(this.helloTimer);
+    const link = this.link;
+    this.link = undefined;
+    link?.close();
+    if (wasConnected) {
+      this.lostAt = Date.now();
+      this.stats.reconnects++;
+      this.log.warn('link-lost', { reason, tap: `${this.tapName} stays up` });
+    }
+    this.scheduleRetry(reason);
+  }
+
+  private scheduleRetry(reason: string): void {
+    if (this.state === 'stopped') return;
+    this.state = 'idle';
+    const delay = this.backoff.next();
+    this.log.info('reconnect-scheduled', { inMs: delay, attempt: this.backoff.attempts, reason });
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => void this.connect(), delay);
+  }
+
+  get connected(): boolean {
+    return this.state === 'connected';
+  }
+
+  /** Says bye, removes the `--dest` route, closes the TAP (a persistent TAP stays). */
+  async stop(reason = 'stopped'): Promise<void> {
+    if (this.state === 'stopped') return;
+    const wasConnected = this.state === 'connected';
+    this.state = 'stopped';
+    clearInterval(this.keepaliveTimer);
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.helloTimer);
+    if (wasConnected) {
+      this.link?.send(encode({ type: MessageType.Bye, reason }));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    this.link?.close();
+    this.link = undefined;
+    if (this.routeInstalled !== undefined) {
+      await this.net.deleteHostRoute(this.routeInstalled.dest, this.routeInstalled.dev).catch(() => {});
+      this.log.info('route-removed', { dest: this.routeInstalled.dest });
+      this.routeInstalled = undefined;
+    }
+    this.device?.close();
+    this.resolveDone();
+  }
+}

@@ -1,0 +1,10 @@
+export { TunnelServer, assertServerMode, type ServerOptions, type ServerMode } from './server.js';
+export { TunnelClient, type ClientOptions } from './client.js';
+export { configure, defaultTapUser, describeRequest, hasNetAdmin, type ConfigureRequest, type ConfigureResult, type Confirm } from './configure.js';
+export { TapDevice } from './tap.js';
+export { createMemoryDevicePair, MemoryDevice, type FrameDevice } from './device.js';
+export { NetConfig, runCommand, type CommandRunner } from './netconfig.js';
+export { parseCidr } from './address.js';
+export type { TransportKind } from './transport.js';
+export type { TunnelStats } from './stats.js';
+export * as protocol from './protocol.js';

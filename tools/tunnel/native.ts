@@ -1,0 +1,43 @@
+/**
+ * Loads the TAP addon. Looked up, in order: `$CTUN_ADDON`; `native/ctun_tap.node`
+ * beside the running script (the bundled `ctun` inside the images); the node-gyp
+ * output in the source tree (a checkout after `npm ci`).
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CtunError, ExitCode } from '../common/index.js';
+
+export interface TapAddon {
+  open(name: string): { fd: number; name: string };
+  writeFrames(fd: number, frames: Buffer[]): number;
+  close(fd: number): void;
+  Reader: new (fd: number, buffer: Buffer, lengths: Uint32Array, slotSize: number, onFrames: (count: number) => void) => { stop(): void };
+}
+
+let addon: TapAddon | undefined;
+
+function candidates(): string[] {
+  const list: string[] = [];
+  if (process.env.CTUN_ADDON) list.push(process.env.CTUN_ADDON);
+  if (process.argv[1]) list.push(join(dirname(process.argv[1]), 'native', 'ctun_tap.node'));
+  const here = dirname(fileURLToPath(import.meta.url));
+  list.push(join(here, 'native', 'build', 'Release', 'ctun_tap.node'));
+  return list;
+}
+
+export function loadAddon(): TapAddon {
+  if (addon !== undefined) return addon;
+  const require = createRequire(import.meta.url);
+  const tried = candidates();
+  const found = tried.find((p) => existsSync(p));
+  if (found === undefined) {
+    throw new CtunError('ADDON_MISSING', `the TAP addon ctun_tap.node was not found (looked in ${tried.join(', ')})`, {
+      hint: 'run `npm ci` (it builds the addon with node-gyp) or set CTUN_ADDON to the file',
+      exitCode: ExitCode.Device,
+    });
+  }
+  addon = require(found) as TapAddon;
+  return addon;
+}

@@ -1,0 +1,97 @@
+/** The real TAP device, on the native addon. */
+import { CtunError, ExitCode, errnoCode } from '../common/index.js';
+import type { FrameDevice } from './device.js';
+import { loadAddon } from './native.js';
+
+export interface TapOptions {
+  /** Frames per wake-up of the event loop; default 64. */
+  batch?: number;
+  /** Largest frame read; default 65 536 (room for offloaded segments later). */
+  slotSize?: number;
+}
+
+export class TapDevice implements FrameDevice {
+  private readonly addon = loadAddon();
+  private readonly fd: number;
+  private reader: { stop(): void } | undefined;
+  private closed = false;
+  readonly name: string;
+  private readonly batch: number;
+  private readonly slotSize: number;
+
+  /**
+   * Opens the TAP `name`: creates it (needs NET_ADMIN) or attaches to an existing
+   * persistent one (needs only ownership, which `ctun configure --user` grants).
+   */
+  constructor(name: string, options: TapOptions = {}) {
+    this.batch = options.batch ?? 64;
+    this.slotSize = options.slotSize ?? 65_536;
+    try {
+      const opened = this.addon.open(name);
+      this.fd = opened.fd;
+      this.name = opened.name;
+    } catch (e) {
+      throw tapOpenError(name, e);
+    }
+  }
+
+  onFrames(handler: (frames: Buffer[]) => void): void {
+    this.reader?.stop();
+    const buffer = Buffer.alloc(this.batch * this.slotSize);
+    const lengths = new Uint32Array(this.batch);
+    this.reader = new this.addon.Reader(this.fd, buffer, lengths, this.slotSize, (count) => {
+      const frames: Buffer[] = new Array(count);
+      // Copy out: the shared buffer is reused on the next wake-up while sends are async.
+      for (let i = 0; i < count; i++) {
+        const start = i * this.slotSize;
+        frames[i] = Buffer.from(buffer.subarray(start, start + lengths[i]!));
+      }
+      handler(frames);
+    });
+  }
+
+  writeFrames(frames: Buffer[]): number {
+    if (this.closed || frames.length === 0) return 0;
+    return this.addon.writeFrames(this.fd, frames);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.reader?.stop();
+    this.addon.close(this.fd);
+  }
+}
+
+function tapOpenError(name: string, e: unknown): CtunError {
+  const code = errnoCode(e);
+  if (code === 'EPERM' || code === 'EACCES') {
+    return new CtunError('TAP_PERMISSION', `not allowed to open TAP ${name}: it needs NET_ADMIN, or a persistent TAP owned by this user`, {
+      hint: `create it once as root: sudo ctun configure --tap ${name} ADDRESS --user $USER`,
+      exitCode: ExitCode.Privileges,
+      cause: e,
+    });
+  }
+  if (code === 'ENOENT' || code === 'ENODEV') {
+    return new CtunError('TUN_MISSING', '/dev/net/tun is not available', {
+      hint: 'load the tun module (modprobe tun) or, in a container, pass --device /dev/net/tun',
+      exitCode: ExitCode.Device,
+      cause: e,
+    });
+  }
+  if (code === 'EBUSY') {
+    return new CtunError('TAP_BUSY', `TAP ${name} is in use by another program`, {
+      hint: 'stop the other ctun client on this TAP, or choose another with --tap',
+      exitCode: ExitCode.Device,
+      cause: e,
+    });
+  }
+  if (code === 'EINVAL') {
+    return new CtunError('TAP_INVALID', `${name} exists but is not a TAP device`, {
+      hint: 'choose another name with --tap, or remove that interface',
+      exitCode: ExitCode.Device,
+      cause: e,
+    });
+  }
+  return new CtunError('TAP_OPEN', `cannot open TAP ${name}: ${(e as Error).message}`, { exitCode: ExitCode.Device, cause: e });
+}

@@ -1,0 +1,382 @@
+/**
+ * Transports carry encoded protocol messages between a client and the server. UDP
+ * is the default (no TCP-over-TCP meltdown); TCP is for networks that pass only TCP.
+ * Both present the same two small interfaces, so sessions and the switch never see
+ * which one is in use. Send queues are bounded: beyond the bound, frames are dropped
+ * and counted, as a NIC does, and never retransmitted by us.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { CtunError, ExitCode, errnoCode } from '../common/index.js';
+import { decodeDatagram, encodeData, HEADER_SIZE, MAX_FRAME, ProtocolError, StreamDecoder, type Message } from './protocol.js';
+
+export type TransportKind = 'udp' | 'tcp';
+
+/** One peer as the server sees it. */
+export interface PeerLink {
+  readonly id: string;
+  readonly transport: TransportKind;
+  /** Sends one encoded control message; false if it was dropped. */
+  send(message: Buffer): boolean;
+  /** Sends data frames; returns how many were queued (the rest are drops). */
+  sendFrames(frames: Buffer[]): number;
+  /** Closes the link (TCP: the connection; UDP: forgets the peer). */
+  close(): void;
+}
+
+export interface ServerTransportHandlers {
+  message(link: PeerLink, message: Message): void;
+  /** A peer sent something that is not protocol; the link may be closed (TCP). */
+  invalid(link: PeerLink, error: ProtocolError): void;
+  closed(link: PeerLink): void;
+}
+
+export interface ServerTransport {
+  readonly kind: TransportKind;
+  listen(): Promise<{ address: string; port: number }>;
+  close(): Promise<void>;
+}
+
+export interface ServerTransportOptions {
+  host: string;
+  port: number;
+  handlers: ServerTransportHandlers;
+  /** Bytes queued toward one TCP peer before frames are dropped; default 1 MiB. */
+  maxQueueBytes?: number;
+  /** Datagrams queued on the UDP socket before frames are dropped; default 1024. */
+  maxQueueDatagrams?: number;
+}
+
+function listenError(e: unknown, host: string, port: number, kind: TransportKind): CtunError {
+  const code = errnoCode(e);
+  if (code === 'EADDRINUSE') {
+    return new CtunError('ADDRESS_IN_USE', `${kind.toUpperCase()} port ${port} on ${host} is already in use`, {
+      hint: `stop the other program on port ${port}, or choose another with --port`,
+      exitCode: ExitCode.AddressInUse,
+      cause: e,
+    });
+  }
+  if (code === 'EACCES') {
+    return new CtunError('PORT_PRIVILEGED', `not allowed to listen on port ${port}`, { hint: 'use a port above 1023 or run as root', exitCode: ExitCode.Privileges, cause: e });
+  }
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EINVAL') {
+    return new CtunError('BAD_LISTEN_ADDRESS', `${host} is not an address of this host`, { hint: 'use --listen 0.0.0.0 or one of this host\'s addresses', exitCode: ExitCode.Usage, cause: e });
+  }
+  return new CtunError('LISTEN_FAILED', `cannot listen on ${kind} ${host}:${port}: ${(e as Error).message}`, { exitCode: ExitCode.Failure, cause: e });
+}
+
+// ---------------------------------------------------------------- UDP server
+
+export class UdpServerTransport implements ServerTransport {
+  readonly kind = 'udp' as const;
+  private socket: dgram.Socket | undefined;
+  private readonly links = new Map<string, UdpPeerLink>();
+
+  constructor(private readonly options: ServerTransportOptions) {}
+
+  async listen(): Promise<{ address: string; port: number }> {
+    const { host, port, handlers } = this.options;
+    const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
+    this.socket = socket;
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', (e) => reject(listenError(e, host, port, 'udp')));
+      socket.bind(port, host, () => resolve());
+    });
+    socket.on('error', () => {
+      // ICMP errors toward one peer surface here on Linux; they concern that peer
+      // only and the keepalive will notice it. The server keeps serving.
+    });
+    socket.on('message', (datagram, rinfo) => {
+      const id = `${rinfo.address}:${rinfo.port}`;
+      let link = this.links.get(id);
+      if (link === undefined) {
+        link = new UdpPeerLink(id, socket, rinfo.address, rinfo.port, this.options.maxQueueDatagrams ?? 1024, () => this.links.delete(id));
+        this.links.set(id, link);
+      }
+      let messages: Message[];
+      try {
+        messages = decodeDatagram(datagram);
+      } catch (e) {
+        if (e instanceof ProtocolError) handlers.invalid(link, e);
+        return;
+      }
+      for (const m of messages) handlers.message(link, m);
+    });
+    const a = socket.address();
+    return { address: a.address, port: a.port };
+  }
+
+  async close(): Promise<void> {
+    const socket = this.socket;
+    this.socket = undefined;
+    if (socket === undefined) return;
+    await new Promise<void>((resolve) => socket.close(() => resolve()));
+  }
+}
+
+class UdpPeerLink implements PeerLink {
+  readonly transport = 'udp' as const;
+  constructor(
+    readonly id: string,
+    private readonly socket: dgram.Socket,
+    private readonly address: string,
+    private readonly port: number,
+    private readonly maxQueue: number,
+    private readonly forget: () => void,
+  ) {}
+
+  send(message: Buffer): boolean {
+    if (this.socket.getSendQueueCount() >= this.maxQueue) return false;
+    this.socket.send(message, this.port, this.address);
+    return true;
+  }
+
+  sendFrames(frames: Buffer[]): number {
+    let sent = 0;
+    for (const frame of frames) {
+      if (this.socket.getSendQueueCount() >= this.maxQueue) break;
+      this.socket.send(encodeData(frame), this.port, this.address);
+      sent++;
+    }
+    return sent;
+  }
+
+  close(): void {
+    this.forget();
+  }
+}
+
+// ---------------------------------------------------------------- TCP server
+
+export class TcpServerTransport implements ServerTransport {
+  readonly kind = 'tcp' as const;
+  private server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+
+  constructor(private readonly options: ServerTransportOptions) {}
+
+  async listen(): Promise<{ address: string; port: number }> {
+    const { host, port, handlers } = this.options;
+    const server = net.createServer({ noDelay: true });
+    this.server = server;
+    server.on('connection', (socket) => {
+      this.sockets.add(socket);
+      const link = new TcpPeerLink(`${socket.remoteAddress}:${socket.remotePort}`, socket, this.options.maxQueueBytes ?? 1 << 20);
+      const decoder = new StreamDecoder(MAX_FRAME);
+      let dead = false;
+      socket.on('data', (chunk: Buffer) => {
+        if (dead) return;
+        let messages: Message[];
+        try {
+          messages = decoder.push(chunk);
+        } catch (e) {
+          // A byte stream cannot resynchronise after garbage: tell the peer (the
+          // handler may send an error), then close this connection only.
+          dead = true;
+          if (e instanceof ProtocolError) handlers.invalid(link, e);
+          socket.end();
+          setTimeout(() => socket.destroy(), 1000).unref();
+          return;
+        }
+        for (const m of messages) handlers.message(link, m);
+      });
+      socket.on('error', () => socket.destroy());
+      socket.on('close', () => {
+        this.sockets.delete(socket);
+        handlers.closed(link);
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e) => reject(listenError(e, host, port, 'tcp')));
+      server.listen(port, host, () => resolve());
+    });
+    const a = server.address() as net.AddressInfo;
+    return { address: a.address, port: a.port };
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server === undefined) return;
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+class TcpPeerLink implements PeerLink {
+  readonly transport = 'tcp' as const;
+  constructor(
+    readonly id: string,
+    private readonly socket: net.Socket,
+    private readonly maxQueueBytes: number,
+  ) {}
+
+  send(message: Buffer): boolean {
+    if (this.socket.destroyed) return false;
+    this.socket.write(message);
+    return true;
+  }
+
+  sendFrames(frames: Buffer[]): number {
+    return writeFramesBounded(this.socket, frames, this.maxQueueBytes);
+  }
+
+  close(): void {
+    this.socket.end();
+    this.socket.destroySoon();
+  }
+}
+
+/** One write per batch; frames beyond the queue bound are dropped, not buffered. */
+function writeFramesBounded(socket: net.Socket, frames: Buffer[], maxQueueBytes: number): number {
+  if (socket.destroyed || !socket.writable) return 0;
+  const parts: Buffer[] = [];
+  let queued = socket.writableLength;
+  let accepted = 0;
+  for (const frame of frames) {
+    if (queued + frame.length + HEADER_SIZE > maxQueueBytes) break;
+    parts.push(...encodeData(frame));
+    queued += frame.length + HEADER_SIZE;
+    accepted++;
+  }
+  if (parts.length > 0) socket.write(Buffer.concat(parts));
+  return accepted;
+}
+
+// ---------------------------------------------------------------- client side
+
+export interface ClientLinkHandlers {
+  message(message: Message): void;
+  invalid(error: ProtocolError): void;
+  closed(reason: string): void;
+}
+
+export interface ClientLink {
+  readonly transport: TransportKind;
+  send(message: Buffer): boolean;
+  sendFrames(frames: Buffer[]): number;
+  close(): void;
+}
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  transport: TransportKind;
+  handlers: ClientLinkHandlers;
+  /** TCP connect timeout; default 5000 ms. */
+  connectTimeoutMs?: number;
+  maxQueueBytes?: number;
+  maxQueueDatagrams?: number;
+}
+
+export async function connectClientLink(options: ConnectOptions): Promise<ClientLink> {
+  return options.transport === 'udp' ? connectUdp(options) : connectTcp(options);
+}
+
+async function connectUdp(options: ConnectOptions): Promise<ClientLink> {
+  const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.connect(options.port, options.host, () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+  const maxQueue = options.maxQueueDatagrams ?? 1024;
+  let open = true;
+  // ECONNREFUSED (ICMP port unreachable) means no server right now; the keepalive
+  // decides when the link is dead, so it is not an error here.
+  socket.on('error', () => {});
+  socket.on('message', (datagram) => {
+    let messages: Message[];
+    try {
+      messages = decodeDatagram(datagram);
+    } catch (e) {
+      if (e instanceof ProtocolError) options.handlers.invalid(e);
+      return;
+    }
+    for (const m of messages) options.handlers.message(m);
+  });
+  const sendSafe = (data: Buffer | Buffer[]): void => {
+    try {
+      socket.send(data);
+    } catch {
+      // The socket is closing; the frame is lost as on a downed link.
+    }
+  };
+  return {
+    transport: 'udp',
+    send(message) {
+      if (!open || socket.getSendQueueCount() >= maxQueue) return false;
+      sendSafe(message);
+      return true;
+    },
+    sendFrames(frames) {
+      let sent = 0;
+      if (!open) return 0;
+      for (const frame of frames) {
+        if (socket.getSendQueueCount() >= maxQueue) break;
+        sendSafe(encodeData(frame));
+        sent++;
+      }
+      return sent;
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      socket.close();
+    },
+  };
+}
+
+async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
+  const socket = net.connect({ host: options.host, port: options.port, noDelay: true });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`connect timed out after ${options.connectTimeoutMs ?? 5000} ms`));
+    }, options.connectTimeoutMs ?? 5000);
+    socket.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  const maxQueueBytes = options.maxQueueBytes ?? 1 << 20;
+  const decoder = new StreamDecoder(MAX_FRAME);
+  let closedReason = 'connection closed by the server';
+  socket.on('data', (chunk: Buffer) => {
+    let messages: Message[];
+    try {
+      messages = decoder.push(chunk);
+    } catch (e) {
+      if (e instanceof ProtocolError) options.handlers.invalid(e);
+      closedReason = `protocol error: ${(e as Error).message}`;
+      socket.destroy();
+      return;
+    }
+    for (const m of messages) options.handlers.message(m);
+  });
+  socket.on('error', (e) => {
+    closedReason = e.message;
+  });
+  socket.on('close', () => options.handlers.closed(closedReason));
+  return {
+    transport: 'tcp',
+    send(message) {
+      if (socket.destroyed) return false;
+      socket.write(message);
+      return true;
+    },
+    sendFrames(frames) {
+      return writeFramesBounded(socket, frames, maxQueueBytes);
+    },
+    close() {
+      closedReason = 'closed by the client';
+      socket.destroy();
+    },
+  };
+}
