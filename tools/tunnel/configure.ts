@@ -107,7 +107,7 @@ export async function configure(r: ConfigureRequest, deps: { net?: NetConfig; lo
       actions.push(`blackhole route for ${r.blackhole}`);
     }
   }
-  for (const a of actions) deps.logger.info('configure', { done: a });
+  for (const a of actions) deps.logger.debug('configure', { done: a });
   return { actions };
 }
 
@@ -119,7 +119,8 @@ async function configureTap(net: NetConfig, t: NonNullable<ConfigureRequest['tap
   if (link !== undefined && link.kind !== 'tun') {
     throw new CtunError('NAME_TAKEN', `${t.name} exists and is not a TAP device`, { hint: 'choose another name with --tap', exitCode: ExitCode.Usage });
   }
-  if (link !== undefined && uid !== undefined && link.owner !== uid) {
+  const ownerUid = link?.owner === undefined ? undefined : resolveUid(link.owner);
+  if (link !== undefined && uid !== undefined && ownerUid !== uid) {
     // The owner of a persistent TAP is fixed at creation: recreate it for the new user.
     await net.deleteLink(t.name);
     actions.push(`recreated TAP ${t.name} for user ${t.user} (was owned by ${link.owner ?? 'nobody'})`);

@@ -31,8 +31,8 @@ export interface LinkInfo {
   kind: string | undefined;
   /** For TUN/TAP: `tap` or `tun`. */
   tunType: string | undefined;
-  /** For persistent TUN/TAP: the owner's uid when set. */
-  owner: number | undefined;
+  /** For persistent TUN/TAP: the owner as iproute2 prints it (a user name, or a uid without a name). */
+  owner: string | undefined;
   up: boolean;
   mtu: number;
   addresses: string[];
@@ -75,7 +75,7 @@ export class NetConfig {
       ifindex: raw.ifindex,
       kind: info?.info_kind,
       tunType: info?.info_data?.type,
-      owner: owner === undefined ? undefined : Number.isFinite(Number(owner)) ? Number(owner) : undefined,
+      owner: owner === undefined ? undefined : String(owner),
       up: Array.isArray(raw.flags) && raw.flags.includes('UP'),
       mtu: raw.mtu,
       addresses: ((raw.addr_info ?? []) as Array<{ family: string; local: string; prefixlen: number }>)
@@ -96,8 +96,9 @@ export class NetConfig {
   }
 
   /** Sets exactly one IPv4 address on the link (replacing others), brings it up with `mtu`. */
-  async setAddressAndUp(name: string, cidr: string, mtu: number | undefined): Promise<void> {
+  async setAddressAndUp(name: string, cidr: string, mtu: number | undefined, mac?: string): Promise<void> {
     const current = await this.link(name);
+    if (mac !== undefined) await this.must('ip', ['link', 'set', 'dev', name, 'address', mac], `setting the MAC address of ${name}`);
     for (const a of current?.addresses ?? []) if (a !== cidr) await this.must('ip', ['addr', 'del', a, 'dev', name], `removing old address ${a} from ${name}`);
     await this.must('ip', ['addr', 'replace', cidr, 'dev', name], `setting ${cidr} on ${name}`);
     const up = ['link', 'set', 'dev', name, 'up'];

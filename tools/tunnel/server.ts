@@ -98,7 +98,7 @@ export class TunnelServer {
   async start(): Promise<{ address: string; port: number }> {
     try {
       this.device = this.o.openDevice(this.o.tap);
-      await this.o.net.setAddressAndUp(this.device.name, this.cidr.text, this.o.mtu);
+      await this.o.net.setAddressAndUp(this.device.name, this.cidr.text, this.o.mtu, stableMac(this.cidr.address));
       if (this.o.mode === 'separate') await this.setUpForwarding();
       this.attachTap(this.device);
       const handlers = {
@@ -356,6 +356,15 @@ export class TunnelServer {
     this.rules = [];
     this.device?.close();
   }
+}
+
+/**
+ * The server TAP's MAC is derived from its tunnel address (02:c7 + the four address
+ * bytes, locally administered). A restarted server then has the MAC it had before,
+ * so the clients' ARP caches stay right and traffic resumes at once.
+ */
+export function stableMac(address: string): string {
+  return ['02', 'c7', ...address.split('.').map((b) => Number(b).toString(16).padStart(2, '0'))].join(':');
 }
 
 export function newSessionId(): Buffer {
