@@ -54,7 +54,7 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
     mtu: argv.mtu,
     graceMs: argv['grace-ms'],
     logger: log,
-    openDevice: (name) => new TapDevice(name),
+    openDevice: (name) => new TapDevice(name, { role: 'create' }),
   });
   const printStats = (event: string): void => {
     const s = server.stats();

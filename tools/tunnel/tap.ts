@@ -8,6 +8,8 @@ export interface TapOptions {
   batch?: number;
   /** Largest frame read; default 65 536 (room for offloaded segments later). */
   slotSize?: number;
+  /** `create` (the server makes its own TAP) or `attach` (the client uses the one configure made); default attach. Only changes the error hints. */
+  role?: 'create' | 'attach';
 }
 
 export class TapDevice implements FrameDevice {
@@ -31,7 +33,7 @@ export class TapDevice implements FrameDevice {
       this.fd = opened.fd;
       this.name = opened.name;
     } catch (e) {
-      throw tapOpenError(name, e);
+      throw tapOpenError(name, e, options.role ?? 'attach');
     }
   }
 
@@ -63,8 +65,15 @@ export class TapDevice implements FrameDevice {
   }
 }
 
-function tapOpenError(name: string, e: unknown): CtunError {
+function tapOpenError(name: string, e: unknown, role: 'create' | 'attach'): CtunError {
   const code = errnoCode(e);
+  if ((code === 'EPERM' || code === 'EACCES') && role === 'create') {
+    return new CtunError('TAP_PERMISSION', `not allowed to create TAP ${name}: the server needs the NET_ADMIN capability`, {
+      hint: 'run it as root, or in a container with --cap-add NET_ADMIN --device /dev/net/tun',
+      exitCode: ExitCode.Privileges,
+      cause: e,
+    });
+  }
   if (code === 'EPERM' || code === 'EACCES') {
     return new CtunError('TAP_PERMISSION', `not allowed to open TAP ${name}: it needs NET_ADMIN, or a persistent TAP owned by this user`, {
       hint: `create it once as root: sudo ctun configure --tap ${name} ADDRESS --user $USER`,
