@@ -43,7 +43,14 @@ function permissionDenied(stderr: string): boolean {
 }
 
 export class NetConfig {
-  constructor(private readonly run: CommandRunner = runCommand) {}
+  /**
+   * @param run runs iproute2/iptables; default: the real commands.
+   * @param forwardingFile the IPv4 forwarding sysctl; a temp file in unit tests.
+   */
+  constructor(
+    private readonly run: CommandRunner = runCommand,
+    private readonly forwardingFile = '/proc/sys/net/ipv4/ip_forward',
+  ) {}
 
   private async must(file: string, args: string[], what: string): Promise<string> {
     const r = await this.run(file, args);
@@ -141,7 +148,7 @@ export class NetConfig {
    * already have been set as a namespaced sysctl when the container was created.
    */
   async enableForwarding(): Promise<void> {
-    const path = '/proc/sys/net/ipv4/ip_forward';
+    const path = this.forwardingFile;
     const current = (await readFile(path, 'utf8').catch(() => '0')).trim();
     if (current === '1') return;
     try {

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { LearningSwitch, type SwitchPort } from './switch.js';
+
+function port(id: string): SwitchPort & { got: Buffer[] } {
+  const got: Buffer[] = [];
+  return { id, got, deliver: (f) => (got.push(f), true) };
+}
+
+function ethernet(dst: string, src: string): Buffer {
+  return Buffer.concat([Buffer.from(dst.replace(/:/g, ''), 'hex'), Buffer.from(src.replace(/:/g, ''), 'hex'), Buffer.from([0x08, 0x00]), Buffer.alloc(46)]);
+}
+
+const A = '02:00:00:00:00:0a';
+const B = '02:00:00:00:00:0b';
+const BROADCAST = 'ff:ff:ff:ff:ff:ff';
+
+describe('learning switch', () => {
+  it('floods unknown and broadcast, then forwards unicast to the learned port only', () => {
+    const sw = new LearningSwitch();
+    const [a, b, c] = [port('a'), port('b'), port('c')];
+    [a, b, c].forEach((p) => sw.addPort(p));
+    sw.forward(ethernet(BROADCAST, A), a);
+    expect([a.got.length, b.got.length, c.got.length]).toEqual([0, 1, 1]);
+    sw.forward(ethernet(A, B), b);
+    expect([a.got.length, b.got.length, c.got.length]).toEqual([1, 1, 1]);
+    expect(sw.counters).toMatchObject({ forwarded: 1, flooded: 1 });
+    sw.forward(ethernet(B, A), a);
+    expect([a.got.length, b.got.length, c.got.length]).toEqual([1, 2, 1]);
+  });
+
+  it('forgets entries after the ageing time and when a port goes', () => {
+    let now = 0;
+    const sw = new LearningSwitch({ ageingMs: 1000, now: () => now });
+    const [a, b, c] = [port('a'), port('b'), port('c')];
+    [a, b, c].forEach((p) => sw.addPort(p));
+    sw.forward(ethernet(BROADCAST, A), a);
+    expect(sw.macsOf(a)).toEqual(['02000000000a']);
+    now = 2000;
+    sw.forward(ethernet(A, B), b);
+    expect(c.got).toHaveLength(2); // flooded again: the entry for A had expired
+    sw.removePort(b);
+    expect(sw.macsOf(b)).toEqual([]);
+    const before = b.got.length;
+    sw.forward(ethernet(B, A), a);
+    expect(b.got).toHaveLength(before); // a removed port gets nothing, not even floods
+    expect(c.got).toHaveLength(3);
+  });
+
+  it('drops a frame whose destination sits behind the port it came from', () => {
+    const sw = new LearningSwitch();
+    const [a, b] = [port('a'), port('b')];
+    sw.addPort(a);
+    sw.addPort(b);
+    sw.forward(ethernet(BROADCAST, A), a);
+    sw.forward(ethernet(A, B), a);
+    expect(sw.counters.filtered).toBe(1);
+    expect(b.got).toHaveLength(1);
+  });
+
+  it('bounds its table, so a MAC flood cannot grow memory', () => {
+    const sw = new LearningSwitch({ maxEntries: 8 });
+    const a = port('a');
+    sw.addPort(a);
+    for (let i = 0; i < 100; i++) sw.forward(ethernet(BROADCAST, `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`), a);
+    expect(sw.size).toBe(8);
+    expect(sw.counters.tableFull).toBe(92);
+  });
+});

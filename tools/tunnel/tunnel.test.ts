@@ -1,0 +1,151 @@
+/**
+ * Server and client in one process over loopback, with in-memory TAP twins and a
+ * recording twin of the kernel configuration: the whole session logic (hello,
+ * switching, keepalive, resume, rejection) without root.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createMemoryLogger } from '../common/index.js';
+import { TunnelClient } from './client.js';
+import { createMemoryDevicePair, type MemoryDevice } from './device.js';
+import { NetConfig, type CommandRunner } from './netconfig.js';
+import { TunnelServer } from './server.js';
+
+function recordingNet(routes: Record<string, string> = {}): { net: NetConfig; calls: string[]; forwarding: string } {
+  const calls: string[] = [];
+  const forwarding = join(mkdtempSync(join(tmpdir(), 'ctun-sysctl-')), 'ip_forward');
+  writeFileSync(forwarding, '0\n');
+  const runner: CommandRunner = async (file, args) => {
+    calls.push(`${file} ${args.join(' ')}`);
+    if (args.includes('route') && args.includes('get')) {
+      const dest = args[args.length - 1]!;
+      return routes[dest] ? { exitCode: 0, stdout: JSON.stringify([{ dev: routes[dest] }]), stderr: '' } : { exitCode: 2, stdout: '', stderr: 'Network is unreachable' };
+    }
+    if (args.includes('-C')) return { exitCode: 1, stdout: '', stderr: 'Bad rule (does a matching rule exist in that chain?)' };
+    return { exitCode: 0, stdout: args.includes('-j') ? '[]' : '', stderr: '' };
+  };
+  return { net: new NetConfig(runner, forwarding), calls, forwarding };
+}
+
+function ethernet(dst: string, src: string, payload = 'x'): Buffer {
+  return Buffer.concat([Buffer.from(dst, 'hex'), Buffer.from(src, 'hex'), Buffer.from([0x08, 0x00]), Buffer.from(payload.padEnd(46, '.'))]);
+}
+
+const stops: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const s of stops.splice(0).reverse()) await s();
+});
+
+let nextPort = 21000 + (process.pid % 2000) * 4;
+
+async function startServer(transport: 'udp' | 'tcp', extra: { mode?: 'local' | 'separate'; port?: number; graceMs?: number; routes?: Record<string, string> } = {}) {
+  const [simTap, simKernel] = createMemoryDevicePair(['ctun0', 'kernel']);
+  const { net, calls, forwarding } = recordingNet(extra.routes);
+  const log = createMemoryLogger();
+  const server = new TunnelServer({ listen: '127.0.0.1', port: extra.port ?? nextPort++, transport, mode: extra.mode, graceMs: extra.graceMs, deadAfterMs: 1500, logger: log, openDevice: () => simTap, net });
+  const bound = await server.start();
+  stops.push(() => server.stop());
+  return { server, port: bound.port, kernel: simKernel, log, calls, forwarding };
+}
+
+async function startClient(transport: 'udp' | 'tcp', port: number, dest?: string) {
+  const [pcTap, pcKernel] = createMemoryDevicePair(['dstap0', 'pc-kernel']);
+  const { net, calls } = recordingNet();
+  const log = createMemoryLogger();
+  const client = new TunnelClient({ host: '127.0.0.1', port, transport, dest, logger: log, openDevice: () => pcTap, checkTap: false, net, keepaliveMs: 200, deadAfterMs: 1000, backoff: { initialMs: 50, maxMs: 200 } });
+  await client.start();
+  stops.push(() => client.stop());
+  return { client, kernel: pcKernel, log, calls };
+}
+
+/** Collects frames arriving at a memory device's far end. */
+function sink(device: MemoryDevice): Buffer[] {
+  const got: Buffer[] = [];
+  device.onFrames((f) => got.push(...f));
+  return got;
+}
+
+async function until(cond: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe.each(['udp', 'tcp'] as const)('tunnel session over %s (in-memory TAPs)', (transport) => {
+  it('carries frames both ways and switches between two clients', async () => {
+    const { port, kernel: sim } = await startServer(transport);
+    const a = await startClient(transport, port);
+    const b = await startClient(transport, port);
+    await a.client.waitConnected(3000);
+    await b.client.waitConnected(3000);
+    const atSim = sink(sim);
+    const atA = sink(a.kernel);
+    const atB = sink(b.kernel);
+
+    a.kernel.writeFrames([ethernet('ffffffffffff', '02000000000a', 'who-has')]);
+    await until(() => atSim.length === 1 && atB.length === 1);
+    sim.writeFrames([ethernet('02000000000a', '02c7c0a86401', 'reply')]);
+    await until(() => atA.length === 1);
+    expect(atA[0]!.toString()).toContain('reply');
+    expect(atB).toHaveLength(1); // unicast to A was not flooded to B
+    b.kernel.writeFrames([ethernet('02000000000a', '02000000000b', 'b-to-a')]);
+    await until(() => atA.length === 2);
+    expect(atSim).toHaveLength(1);
+  });
+
+  it('resumes the same session after the server comes back on the same port', async () => {
+    const first = await startServer(transport, { graceMs: 10_000 });
+    const c = await startClient(transport, first.port);
+    await c.client.waitConnected(3000);
+    await first.server.stop('restart');
+    const second = await startServer(transport, { port: first.port });
+    await until(() => c.log.lines.some((l) => l.event === 'client-reconnected'), 8000);
+    const line = c.log.lines.find((l) => l.event === 'client-reconnected')!;
+    expect(line.fields.outageMs).toBeGreaterThanOrEqual(0);
+    const atSim = sink(second.kernel);
+    c.kernel.writeFrames([ethernet('ffffffffffff', '02000000000a')]);
+    await until(() => atSim.length === 1);
+    expect(c.client.stats.reconnects).toBe(1);
+  });
+});
+
+describe('separate mode in memory', () => {
+  it('sets up forwarding and NAT, routes --dest through the tunnel, and undoes both', async () => {
+    const s = await startServer('udp', { mode: 'separate', routes: { '172.31.0.5': 'eth0' } });
+    expect(readFileSync(s.forwarding, 'utf8').trim()).toBe('1');
+    expect(s.calls).toContain('iptables -w -t nat -A POSTROUTING -s 192.168.100.0/24 ! -o ctun0 -j MASQUERADE -m comment --comment ctun:ctun0');
+    const c = await startClient('udp', s.port, '172.31.0.5');
+    await c.client.waitConnected(3000);
+    await until(() => c.calls.includes('ip route replace 172.31.0.5/32 via 192.168.100.1 dev dstap0'));
+    await c.client.stop();
+    expect(c.calls).toContain('ip route del 172.31.0.5/32 dev dstap0');
+    await s.server.stop();
+    expect(s.calls).toContain('iptables -w -t nat -D POSTROUTING -s 192.168.100.0/24 ! -o ctun0 -j MASQUERADE -m comment --comment ctun:ctun0');
+  });
+
+  it('rejects a destination without a route, and the client stops with exit code 5', async () => {
+    const s = await startServer('tcp', { mode: 'separate' });
+    const c = await startClient('tcp', s.port, '10.9.9.9');
+    await expect(c.client.waitConnected(3000)).rejects.toMatchObject({ code: 'REJECTED', exitCode: 5 });
+    expect(await c.client.done).toMatchObject({ message: expect.stringContaining('no route to destination 10.9.9.9') });
+  });
+});
+
+describe('session grace period', () => {
+  it('keeps a dropped session for the grace period, then frees it', async () => {
+    const s = await startServer('tcp', { graceMs: 300 });
+    const c = await startClient('tcp', s.port);
+    await c.client.waitConnected(3000);
+    expect(s.server.sessionCount).toBe(1);
+    // A client that vanishes without a bye (kill -9): only the link closes.
+    (c.client as unknown as { link: { close(): void } }).link.close();
+    await until(() => s.log.lines.some((l) => l.event === 'client-detached'));
+    await c.client.stop();
+    await until(() => s.server.sessionCount === 0, 3000);
+    expect(s.log.lines.some((l) => l.event === 'session-ended')).toBe(true);
+  });
+});
