@@ -67,7 +67,7 @@ export interface SimulatorEnvOptions {
   /** Bind address of the discovery responder; default 0.0.0.0. */
   discoveryBind?: string;
   /** Ports; defaults {@link SIMULATOR_PORTS}; 0 lets the kernel choose. */
-  ports?: Partial<Pick<typeof SIMULATOR_PORTS, 'portMapper' | 'xcp' | 'discovery'>>;
+  ports?: Partial<Record<'portMapper' | 'xcp' | 'discovery', number>>;
   /** License check attempts; default 5. */
   licenseAttempts?: number;
   /** Pause between license check attempts in ms; default 1000. */

@@ -42,7 +42,8 @@ describe('install.sh', () => {
   it('refuses to install unless the EULA is accepted', async () => {
     const top = await extracted();
     const prefix = join(work, 'no-eula');
-    for (const env of [{}, { [INSTALL_ENV.acceptEula]: 'no' }, { [INSTALL_ENV.acceptEula]: 'YES please' }]) {
+    const refused: Array<Record<string, string>> = [{}, { [INSTALL_ENV.acceptEula]: 'no' }, { [INSTALL_ENV.acceptEula]: 'YES please' }];
+    for (const env of refused) {
       const r = await install(top, { ...env, [INSTALL_ENV.prefix]: prefix });
       expect(r.exitCode).toBe(InstallExitCode.EulaNotAccepted);
       expect(r.stderr).toContain('set DS_ACCEPT_EULA=yes');

@@ -126,9 +126,15 @@ describe('license check', () => {
   });
 
   it('rejects a malformed DS_CMU_SERVER with the same code', async () => {
-    const sim = startProcess(simulatorCommand(prefix), loopback('license@host'));
-    expect((await sim.waitExit()).code).toBe(SimulatorExitCode.LicenseServerUnset);
-    expect(sim.stderr()).toContain("'license' is not a port");
+    for (const [value, says] of [
+      ['license@host', "'license' is not a port"],
+      ['@127.0.0.1', "'' is not a port"],
+      ['22350@', 'names no host'],
+    ] as const) {
+      const sim = startProcess(simulatorCommand(prefix), loopback(value));
+      expect((await sim.waitExit()).code, value).toBe(SimulatorExitCode.LicenseServerUnset);
+      expect(sim.stderr(), value).toContain(says);
+    }
   });
 });
 

@@ -48,7 +48,8 @@ async def greet(reader, writer):
     try:
         writer.write(GREETING)
         await writer.drain()
-    except ConnectionError:
+    except (ConnectionError, asyncio.CancelledError):
+        # Cancelled at shutdown: end quietly (Python 3.11 prints a traceback otherwise).
         pass
     finally:
         writer.close()

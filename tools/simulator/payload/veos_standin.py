@@ -245,7 +245,9 @@ class PortMapper:
                 await writer.drain()
                 if answer == "BYE\n":
                     break
-        except ConnectionError:
+        except (ConnectionError, asyncio.CancelledError):
+            # Cancelled at shutdown: end quietly, since Python 3.11's stream callback
+            # prints a traceback for a connection task that ends cancelled.
             pass
         finally:
             writer.close()
@@ -303,7 +305,7 @@ class PortMapper:
                     break
                 writer.write(name.encode() + b": " + line.rstrip(b"\r\n") + b"\n")
                 await writer.drain()
-        except (ConnectionError, ValueError):
+        except (ConnectionError, ValueError, asyncio.CancelledError):  # cancelled: see handle()
             pass
         finally:
             writer.close()
@@ -446,6 +448,8 @@ async def serve(config, stopping):
         closers.append(transport)
         discovery_port = transport.get_extra_info("sockname")[1]
 
+        if stopping():  # a stop that a wait_for swallowed on the way here
+            raise asyncio.CancelledError()
         print(READY_FORMAT.format(mapper_port, xcp_port, discovery_port), flush=True)
         await asyncio.Future()  # until a signal cancels us
     finally:
