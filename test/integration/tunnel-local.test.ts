@@ -22,7 +22,8 @@ async function localTunnel(transport: 'udp' | 'tcp', clients = 1) {
   }
   const server = scope.track(sim.spawnCtun(['server', '--transport', transport]));
   await server.waitFor(/server-listening/, 15_000);
-  const clientDaemons = pcs.map((pc, i) => scope.track(pc.spawnCtun(['client', `10.77.${i}.2`, '--transport', transport])));
+  // The second client logs JSON, so both formats are exercised.
+  const clientDaemons = pcs.map((pc, i) => scope.track(pc.spawnCtun(['client', `10.77.${i}.2`, '--transport', transport, ...(i === 1 ? ['--log-format', 'json'] : [])])));
   for (const c of clientDaemons) await c.waitFor(/client-connected/, 15_000);
   return { sim, pcs, server, clients: clientDaemons };
 }
@@ -51,7 +52,7 @@ describe.skipIf(skip)('local mode (integrated deployment)', () => {
   }
 
   it('two clients on one server reach each other and the server side', async () => {
-    const { sim, pcs } = await localTunnel('udp', 2);
+    const { sim, pcs, server, clients } = await localTunnel('udp', 2);
     const [pc0, pc1] = pcs as [Netns, Netns];
     expect(await pc0.ping('192.168.100.101')).toBe(true);
     expect(await pc1.ping('192.168.100.100')).toBe(true);
@@ -62,6 +63,17 @@ describe.skipIf(skip)('local mode (integrated deployment)', () => {
     const onSim = await sim.startProbe('udp-server');
     scope.track(onSim.daemon);
     expect(await pc1.probe('udp-send', '192.168.100.1', String(onSim.first.port), 'x')).toMatchObject({ ok: true, reply: 'udp-echo:x' });
+
+    // Statistics on request (SIGUSR1) and at exit, in JSON when asked.
+    server.kill('SIGUSR1');
+    const stats = await server.waitFor(/INFO\s+stats sessions=2 .*/, 5000);
+    expect(Number(/clients\.framesIn=(\d+)/.exec(stats)![1])).toBeGreaterThan(0);
+    const jsonClient = clients[1]!;
+    expect(await jsonClient.stop()).toBe(0);
+    const final = jsonClient.output.split('\n').filter((l) => l.includes('"event":"stats-final"'));
+    expect(final).toHaveLength(1);
+    expect(JSON.parse(final[0]!)).toMatchObject({ level: 'info', event: 'stats-final', reconnects: 0 });
+    expect(JSON.parse(final[0]!).framesOut).toBeGreaterThan(0);
   });
 
   for (const transport of ['udp', 'tcp'] as const) {
