@@ -1,8 +1,8 @@
 import { metadata } from '../common/index.js';
+import { licenseStandinCommand, simulatorCommand } from './commands.js';
 import {
   INSTALL_ENV,
   LICENSE_READY_PATTERN,
-  SIMULATOR_BIN,
   SIMULATOR_ENV,
   SIMULATOR_INSTALL_DIR,
   SIMULATOR_PORTS,
@@ -13,8 +13,9 @@ import {
 
 /**
  * `manifest.json` at the top of the stand-in tarball (and in the install directory):
- * what an image build needs to know without running anything. Argv entries may hold
- * `{installDir}`, to be replaced by the directory install.sh installed to.
+ * what an image build needs to know without running anything. The entry points' argv
+ * are absolute for `installDir`, install.sh's default prefix, so they can go into a
+ * supervisord config as they are; for another prefix use simulatorCommand(prefix).
  */
 export interface SimulatorManifest {
   schema: 1;
@@ -44,11 +45,11 @@ export function standinManifest(): SimulatorManifest {
     installScript: 'install.sh',
     entryPoints: {
       simulator: {
-        argv: ['python3', '-u', `{installDir}/${SIMULATOR_BIN.simulator}`],
+        argv: simulatorCommand(SIMULATOR_INSTALL_DIR),
         ready: SIMULATOR_READY_PATTERN.source,
       },
       licenseStandin: {
-        argv: ['python3', '-u', `{installDir}/${SIMULATOR_BIN.licenseStandin}`, '--port', String(SIMULATOR_PORTS.license)],
+        argv: licenseStandinCommand(SIMULATOR_INSTALL_DIR, SIMULATOR_PORTS.license),
         ready: LICENSE_READY_PATTERN.source,
       },
     },

@@ -87,7 +87,10 @@ describe('buildStandinTarball', () => {
     expect(info.version).toBe(metadata.veosVersion);
     expect(info.manifest?.needs).toEqual({ python3: true, dotnet: false });
     expect(info.manifest?.installDir).toBe(`/opt/dspace/veos${metadata.veosRelease}`);
-    expect(info.manifest?.entryPoints.simulator.argv).toEqual(['python3', '-u', '{installDir}/bin/veos_standin.py']);
+    expect(info.manifest?.entryPoints.simulator.argv).toEqual(['python3', '-u', `/opt/dspace/veos${metadata.veosRelease}/bin/veos_standin.py`]);
+    expect(info.manifest?.entryPoints.licenseStandin.argv).toEqual([
+      'python3', '-u', `/opt/dspace/veos${metadata.veosRelease}/bin/license_standin.py`, '--port', '22350',
+    ]);
   });
 });
 
