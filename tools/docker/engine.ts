@@ -49,6 +49,8 @@ export interface DockerEngine {
   /** Builds and waits for the whole stream; a failed step throws `DockerStreamError`. */
   build(request: BuildRequest, onEvent?: (e: DockerStreamEvent) => void): Promise<DockerStreamResult & { imageId: string }>;
   importImage(request: ImportRequest, onEvent?: (e: DockerStreamEvent) => void): Promise<{ imageId: string }>;
+  /** Pulls from a registry; a failure inside the stream throws `DockerStreamError`. */
+  pullImage(ref: string, onEvent?: (e: DockerStreamEvent) => void): Promise<void>;
   tagImage(source: string, target: string): Promise<void>;
   removeImage(ref: string, options?: { force?: boolean }): Promise<void>;
   /** Images carrying all of `labels`. */
@@ -159,6 +161,19 @@ class DockerodeEngine implements DockerEngine {
     const info = await this.inspectImage(subject);
     if (!info) throw new CtunError('IMPORT_NO_IMAGE', `the import of ${subject} ended without an image`);
     return { imageId: result.imageId ?? info.id };
+  }
+
+  async pullImage(ref: string, onEvent?: (e: DockerStreamEvent) => void): Promise<void> {
+    let stream: NodeJS.ReadableStream;
+    try {
+      stream = await this.docker.pull(ref);
+    } catch (e) {
+      throw new CtunError('PULL_FAILED', `pulling ${ref} failed: ${(e as Error).message}`, {
+        hint: 'check the registry name (--dockerRepository) and that the daemon can reach it',
+        cause: e,
+      });
+    }
+    await readDockerStream(stream, { operation: 'pull', subject: ref, ...(onEvent ? { onEvent } : {}) });
   }
 
   async tagImage(source: string, target: string): Promise<void> {

@@ -92,6 +92,9 @@ export function createMemoryDocker(options: MemoryDockerOptions = {}): DockerEng
       imports.push({ ...rest, bytes });
       return { imageId: addImage([`${request.repo}:${request.tag}`]) };
     },
+    async pullImage(ref) {
+      if (!images.has(ref)) throw new CtunError('PULL_FAILED', `pulling ${ref} failed: no registry in the memory twin`);
+    },
     async tagImage(source, target) {
       const info = await engine.inspectImage(source);
       if (!info) throw new CtunError('NO_SUCH_IMAGE', `no such image: ${source}`);

@@ -1,0 +1,15 @@
+/**
+ * Image builds: BuildPlans (pure, printable), apt sources, package sources, build
+ * contexts, the bundled tunnel, base images from an apt mirror, and the executor.
+ */
+export * from './apt.js';
+export * from './plan.js';
+export * from './paths.js';
+export * from './template.js';
+export * from './bundle.js';
+export * from './context.js';
+export * from './base.js';
+export * from './execute.js';
+export * from './progress.js';
+export * from './tarball.js';
+export * from './commands.js';

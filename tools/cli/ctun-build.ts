@@ -1,0 +1,197 @@
+/**
+ * ctun-build: the image builds (seed: BuildCtun.py, BuildVeos.py), plus `base` for
+ * sites without a registry and `standin` for the stand-in simulator tarball.
+ * Thin: parse, call tools/build, print.
+ */
+import { resolve } from 'node:path';
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { createLogger, ExitCode, metadata, type Logger } from '../common/index.js';
+import {
+  defaultProgress,
+  executeBase,
+  executeBuildPlan,
+  parseVeosArgs,
+  planBaseImage,
+  planCtun,
+  planVeos,
+  projectPaths,
+  readAptSources,
+  resolveVeosOptions,
+  yesNo,
+  type Distro,
+  type ProgressMode,
+} from '../build/index.js';
+import { connectDocker } from '../docker/index.js';
+import { buildStandinTarball } from '../simulator/index.js';
+import { runCommandBody } from './common.js';
+
+const PROGRAM = 'ctun-build';
+
+interface Global {
+  verbose?: boolean;
+  progress?: string;
+  'print-plan'?: boolean;
+}
+
+function progressOf(argv: Global): ProgressMode {
+  return (argv.progress as ProgressMode | undefined) ?? defaultProgress(process.stdout.isTTY);
+}
+
+// With listr2 drawing progress, log lines would interleave with it: only warnings
+// go to the log then, unless --verbose.
+function loggerOf(argv: Global): Logger {
+  const quiet = progressOf(argv) !== 'silent' && !argv.verbose;
+  return createLogger({ level: argv.verbose ? 'debug' : quiet ? 'warn' : 'info' });
+}
+
+function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+function buildOptions<T>(y: Argv<T>) {
+  return y
+    .option('baseImage', { type: 'string', describe: 'base image (default ubuntu:22.04, or <distro>:<version> with --distro)' })
+    .option('distro', { choices: ['debian', 'ubuntu'] as const, describe: 'distribution of the base image (default from --baseImage, else ubuntu)' })
+    .option('dockerRepository', { type: 'string', describe: 'registry the base image is pulled from (offline sites)' })
+    .option('ubuntuArchiveServer', { type: 'string', describe: 'apt archive server: host, IP or URL (default: the base image\'s own sources)' })
+    .option('ubuntuSecurityServer', { type: 'string', describe: 'apt security server: host, IP or URL (default: the archive server)' })
+    .option('buildNetwork', { type: 'string', describe: 'network of the RUN steps, e.g. an internal one for offline builds' })
+    .option('cache', { type: 'boolean', default: true, describe: 'use the layer cache (--no-cache to rebuild every layer)' })
+    .option('entry', { type: 'string', hidden: true, describe: 'entry bundled as the ctun script (default tools/cli/ctun.ts)' });
+}
+
+async function main(): Promise<void> {
+  await yargs(hideBin(process.argv))
+    .scriptName(PROGRAM)
+    .usage('$0 <command>\n\nBuilds the ctun and simulator images (Container Tunnel Utility 23.1 tooling).')
+    .option('verbose', { type: 'boolean', default: false, describe: 'debug logs and the cause chain of errors' })
+    .option('progress', { choices: ['tty', 'plain', 'json', 'silent'] as const, describe: 'progress output (default tty on a terminal, else plain)' })
+    .option('print-plan', { type: 'boolean', default: false, describe: 'print the BuildPlan as JSON and build nothing' })
+    .command(
+      'base',
+      'bootstrap a base image from an apt mirror (debootstrap + import), for sites without a registry',
+      (y) =>
+        y
+          .option('distro', { choices: ['debian', 'ubuntu'] as const, default: 'debian' as Distro, describe: 'distribution' })
+          .option('suite', { type: 'string', describe: 'code name or version (default bookworm / jammy)' })
+          .option('mirror', { type: 'string', describe: 'archive mirror: host, IP or URL (default: the host\'s apt configuration)' })
+          .option('securityMirror', { type: 'string', describe: 'security mirror (default: the host\'s, else the archive mirror host)' })
+          .option('tag', { type: 'string', array: true, describe: 'tags (default e.g. debian:12 and debian:bookworm)' })
+          .option('include', { type: 'string', array: true, describe: 'extra packages (default ca-certificates)' })
+          .example('$0 base', 'debian:12 from the mirror this host uses')
+          .example('$0 base --distro ubuntu --suite jammy --mirror 10.0.0.5', 'ubuntu:22.04 from a local mirror'),
+      (argv) =>
+        runCommandBody(PROGRAM, argv.verbose, async () => {
+          const opts: Parameters<typeof planBaseImage>[0] = { distro: argv.distro as Distro };
+          if (argv.suite) opts.suite = argv.suite;
+          if (argv.mirror) opts.mirror = argv.mirror;
+          if (argv.securityMirror) opts.securityMirror = argv.securityMirror;
+          if (argv.tag?.length) opts.tags = argv.tag;
+          if (argv.include?.length) opts.include = argv.include;
+          const plan = planBaseImage(opts, await readAptSources());
+          if (argv['print-plan']) return printJson(plan);
+          const r = await executeBase(plan, { docker: connectDocker(), logger: loggerOf(argv), progress: progressOf(argv) });
+          process.stdout.write(`${r.tags.join(' ')} ${r.imageId}\n`);
+        }),
+    )
+    .command(
+      'ctun [eula]',
+      `build the four ctun images (${[metadata.images.localServer, metadata.images.separateServer, metadata.images.localClient, metadata.images.separateClient].join(', ')})`,
+      (y) =>
+        buildOptions(y)
+          .positional('eula', { type: 'string', describe: 'the literal acceptDspaceEula' })
+          .example('$0 ctun acceptDspaceEula', 'online')
+          .example('$0 ctun acceptDspaceEula --dockerRepository R --ubuntuArchiveServer A --ubuntuSecurityServer S', 'offline'),
+      (argv) =>
+        runCommandBody(PROGRAM, argv.verbose, async () => {
+          const paths = projectPaths();
+          const plan = planCtun(
+            {
+              eula: argv.eula,
+              ...(argv.baseImage ? { baseImage: argv.baseImage } : {}),
+              ...(argv.distro ? { distro: argv.distro } : {}),
+              ...(argv.dockerRepository ? { dockerRepository: argv.dockerRepository } : {}),
+              ...(argv.ubuntuArchiveServer ? { archiveServer: argv.ubuntuArchiveServer } : {}),
+              ...(argv.ubuntuSecurityServer ? { securityServer: argv.ubuntuSecurityServer } : {}),
+              ...(argv.buildNetwork ? { network: argv.buildNetwork } : {}),
+              ...(argv.entry ? { ctunEntry: resolve(argv.entry) } : {}),
+              noCache: !argv.cache,
+            },
+            paths,
+          );
+          if (argv['print-plan']) return printJson(plan);
+          const built = await executeBuildPlan(plan, { docker: connectDocker(), logger: loggerOf(argv), paths, progress: progressOf(argv) });
+          for (const b of built) process.stdout.write(`${b.tags.join(' ')} ${b.imageId}\n`);
+        }),
+    )
+    .command(
+      'veos [args..]',
+      'build the simulator image from its tarball (seed: BuildVeos.py)',
+      (y) =>
+        buildOptions(y)
+          .positional('args', {
+            type: 'string',
+            array: true,
+            describe: '[online|offline] acceptDspaceEula IMAGE TARBALL [ARCHIVE SECURITY DOTNET_SERVER KEY_FILE (offline)]',
+          })
+          .option('offline', { type: 'boolean', default: false, describe: 'offline: packages only from the given sources, Python only from wheels' })
+          .option('installCtun', { type: 'string', default: 'no', describe: 'yes: the tunnel server inside, started when the container gets CTUN_START=yes' })
+          .option('wheels', { type: 'string', describe: 'directory of Python wheels (offline default: the tarball\'s directory)' })
+          .option('pipIndexUrl', { type: 'string', describe: 'pip index (online; default https://pypi.org/simple)' })
+          .option('dotnetServer', { type: 'string', describe: '.NET package server (used only when the tarball needs .NET)' })
+          .option('dotnetKey', { type: 'string', describe: 'its public key, file or URL' })
+          .example('$0 veos online acceptDspaceEula dspace/veos/simulator:23.1 dspace-veos-2023a.tar.gz', 'online')
+          .example('$0 veos online acceptDspaceEula dspace/veos/simulator:23.1-ctun dspace-veos-2023a.tar.gz --installCtun yes', 'with the tunnel inside')
+          .example('$0 veos offline acceptDspaceEula IMAGE TARBALL ARCHIVE SECURITY DOTNET_SERVER KEY_FILE --dockerRepository R', 'offline (seed form)'),
+      (argv) =>
+        runCommandBody(PROGRAM, argv.verbose, async () => {
+          const flags: Parameters<typeof parseVeosArgs>[1] = { offline: argv.offline };
+          if (argv.ubuntuArchiveServer) flags.ubuntuArchiveServer = argv.ubuntuArchiveServer;
+          if (argv.ubuntuSecurityServer) flags.ubuntuSecurityServer = argv.ubuntuSecurityServer;
+          if (argv.dotnetServer) flags.dotnetServer = argv.dotnetServer;
+          if (argv.dotnetKey) flags.dotnetKey = argv.dotnetKey;
+          const args = parseVeosArgs((argv.args ?? []).map(String), flags);
+          const paths = projectPaths();
+          const options = await resolveVeosOptions(args, {
+            installCtun: yesNo(argv.installCtun, '--installCtun'),
+            ...(argv.wheels ? { wheels: argv.wheels } : {}),
+            ...(argv.pipIndexUrl ? { pipIndexUrl: argv.pipIndexUrl } : {}),
+            ...(argv.baseImage ? { baseImage: argv.baseImage } : {}),
+            ...(argv.distro ? { distro: argv.distro } : {}),
+            ...(argv.dockerRepository ? { dockerRepository: argv.dockerRepository } : {}),
+            ...(argv.buildNetwork ? { network: argv.buildNetwork } : {}),
+            ...(argv.entry ? { ctunEntry: argv.entry } : {}),
+            noCache: !argv.cache,
+          });
+          const plan = planVeos(options, paths);
+          if (argv['print-plan']) return printJson(plan);
+          const built = await executeBuildPlan(plan, { docker: connectDocker(), logger: loggerOf(argv), paths, progress: progressOf(argv) });
+          for (const b of built) process.stdout.write(`${b.tags.join(' ')} ${b.imageId}\n`);
+        }),
+    )
+    .command(
+      'standin',
+      `write the stand-in simulator tarball (same shape as dSPACE's)`,
+      (y) => y.option('out', { type: 'string', default: '.', describe: 'directory to write it to' }),
+      (argv) =>
+        runCommandBody(PROGRAM, argv.verbose, async () => {
+          const r = await buildStandinTarball({ outDir: resolve(argv.out) });
+          process.stdout.write(`${r.path} sha256=${r.sha256}\n`);
+        }),
+    )
+    .demandCommand(1, 'give a command: base, ctun, veos or standin')
+    .strict()
+    .recommendCommands()
+    .version(metadata.ctunVersion)
+    .help()
+    .fail((msg, err, y) => {
+      if (err) throw err;
+      process.stderr.write(`${PROGRAM}: error: ${msg}\n${PROGRAM}: hint: see ${PROGRAM} --help\n`);
+      void y;
+      process.exit(ExitCode.Usage);
+    })
+    .parseAsync();
+}
+
+await main();
