@@ -5,7 +5,7 @@
  * twice changes nothing the second time, and says so.
  */
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { chmod, readFile, stat } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { CtunError, ExitCode, type Logger } from '../common/index.js';
 import { parseCidr, requireIPv4 } from './address.js';
@@ -67,7 +67,7 @@ export function validateRequest(r: ConfigureRequest): void {
   if (r.blackhole) requireIPv4(r.blackhole, '--blackhole');
 }
 
-export async function configure(r: ConfigureRequest, deps: { net?: NetConfig; logger: Logger; confirm?: Confirm }): Promise<ConfigureResult> {
+export async function configure(r: ConfigureRequest, deps: { net?: NetConfig; logger: Logger; confirm?: Confirm; tunDevice?: string }): Promise<ConfigureResult> {
   validateRequest(r);
   const net = deps.net ?? new NetConfig();
   if (!(await hasNetAdmin())) {
@@ -91,7 +91,10 @@ export async function configure(r: ConfigureRequest, deps: { net?: NetConfig; lo
       actions.push(`removed TAP ${r.remove}`);
     }
   }
-  if (r.tap) actions.push(...(await configureTap(net, r.tap)));
+  if (r.tap) {
+    actions.push(...(await configureTap(net, r.tap)));
+    if (r.tap.user !== undefined && resolveUid(r.tap.user) !== 0) actions.push(...(await openTunDevice(deps.tunDevice ?? '/dev/net/tun')));
+  }
   if (r.promisc) {
     if ((await net.link(r.promisc)) === undefined) {
       throw new CtunError('NO_SUCH_INTERFACE', `interface ${r.promisc} does not exist`, { hint: 'list interfaces with: ip link', exitCode: ExitCode.Usage });
@@ -137,6 +140,21 @@ async function configureTap(net: NetConfig, t: NonNullable<ConfigureRequest['tap
   await net.setAddressAndUp(t.name, cidr, t.mtu);
   actions.push(same ? `${t.name} already has ${cidr}, MTU ${t.mtu}, up` : `${t.name} has ${cidr}, MTU ${t.mtu}, up`);
   return actions;
+}
+
+/**
+ * The TAP's owner still has to open /dev/net/tun. Distributions ship it as 0666 (the
+ * kernel checks ownership of each TAP, not the device node); some hardened hosts do
+ * not, and then a user-owned TAP is useless. Restore the usual mode and say so.
+ */
+async function openTunDevice(path: string): Promise<string[]> {
+  const st = await stat(path).catch(() => undefined);
+  if (st === undefined) {
+    throw new CtunError('TUN_MISSING', `${path} does not exist`, { hint: 'load the tun module: sudo modprobe tun', exitCode: ExitCode.Device });
+  }
+  if ((st.mode & 0o666) === 0o666) return [];
+  await chmod(path, (st.mode & 0o7777) | 0o666);
+  return [`made ${path} usable by every user (mode 0666, the distributions' default), so the TAP's owner can open it`];
 }
 
 function resolveUid(user: string): number {

@@ -73,7 +73,8 @@ describe('protocol v1 codec', () => {
       if (i % 2 === 0) input = randomBytes(i % 97);
       else {
         input = Buffer.from(valid[i % valid.length]!);
-        input[i % input.length] ^= 1 + (i % 255);
+        const at = i % input.length;
+        input[at] = input[at]! ^ (1 + (i % 255));
       }
       try {
         decodeDatagram(input);

@@ -101,6 +101,7 @@ export async function link(a: Netns, aCidr: string, b: Netns, bCidr: string): Pr
 export class Daemon {
   output = '';
   exited: Promise<number | null>;
+  private hasExited = false;
   private waiters: Array<() => void> = [];
 
   constructor(
@@ -113,10 +114,13 @@ export class Daemon {
     };
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
-    this.exited = new Promise((resolve) => child.on('exit', (code) => {
-      for (const w of this.waiters) w();
-      resolve(code);
-    }));
+    this.exited = new Promise((resolve) =>
+      child.on('exit', (code) => {
+        this.hasExited = true;
+        resolve(code);
+        for (const w of this.waiters) w();
+      }),
+    );
   }
 
   /** Waits until the output matches; the error says what was awaited, for how long, and what came. */
@@ -127,6 +131,11 @@ export class Daemon {
         if (m) {
           cleanup();
           resolve(m[0]);
+          return true;
+        }
+        if (this.hasExited) {
+          cleanup();
+          reject(new Error(`${this.label} exited (code ${this.child.exitCode}) before printing ${pattern}; output was:\n${this.output}`));
           return true;
         }
         return false;
