@@ -1,0 +1,108 @@
+/**
+ * `npm run bench [-- SECTION...] [--seconds N] [--rounds N] [--only REGEX]`
+ *
+ * Sections: `tunnel` (the default; needs root, iperf3 and openvpn). Everything the
+ * run creates (namespaces, veths, TAPs, processes, a temp PKI) is removed at the end,
+ * on errors and on Ctrl-C. Results go to bench/results/<date>.json and tunnel.svg.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { Lab } from './lab.js';
+import { svgChart, table, withRatios } from './report.js';
+import { runTunnelBench } from './tunnel.js';
+
+const SECTIONS = ['tunnel'] as const;
+type Section = (typeof SECTIONS)[number];
+
+interface Args {
+  sections: Section[];
+  seconds: number;
+  rounds: number;
+  only?: RegExp;
+}
+
+function usage(message: string): never {
+  process.stderr.write(`bench: ${message}\nusage: npm run bench -- [${SECTIONS.join('|')}] [--seconds 5-10] [--rounds N] [--only REGEX]\n`);
+  process.exit(1);
+}
+
+function parseArgs(argv: string[]): Args {
+  const out: Args = { sections: [], seconds: 6, rounds: 1 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = (): string => argv[++i] ?? usage(`${a} needs a value`);
+    if (a === '--seconds') out.seconds = Number(value());
+    else if (a === '--rounds') out.rounds = Number(value());
+    else if (a === '--only') out.only = new RegExp(value(), 'i');
+    else if (a === '--help' || a === '-h') usage('help');
+    else if ((SECTIONS as readonly string[]).includes(a)) out.sections.push(a as Section);
+    else usage(`unknown argument "${a}"`);
+  }
+  if (!Number.isInteger(out.seconds) || out.seconds < 1 || out.seconds > 60) usage(`--seconds must be 1-60, got ${out.seconds}`);
+  if (!Number.isInteger(out.rounds) || out.rounds < 1 || out.rounds > 10) usage(`--rounds must be 1-10, got ${out.rounds}`);
+  if (out.sections.length === 0) out.sections = [...SECTIONS];
+  return out;
+}
+
+async function version(file: string, args: string[]): Promise<string> {
+  const r = await execa(file, args, { reject: false, timeout: 10_000, all: true });
+  return (r.all ?? '').split('\n')[0]!.trim();
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  if (process.getuid?.() !== 0) usage('needs root (network namespaces, TAP devices)');
+  for (const tool of ['iperf3', 'openvpn', 'ping', 'ip', 'openssl']) {
+    const r = await execa('sh', ['-c', `command -v ${tool}`], { reject: false });
+    if (r.exitCode !== 0) usage(`${tool} is missing: apt-get install -y iperf3 openvpn iputils-ping iproute2 openssl`);
+  }
+  const lab = new Lab();
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (interrupted) return;
+    interrupted = true;
+    process.stderr.write(`\nbench: ${signal}: cleaning up\n`);
+    void lab.dispose().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
+  try {
+    if (args.sections.includes('tunnel')) {
+      const started = new Date();
+      const measured = await runTunnelBench(lab, { seconds: args.seconds, rounds: args.rounds, only: args.only, log });
+      const rows = withRatios(measured);
+      const machine = {
+        cores: cpus().length,
+        cpu: cpus()[0]?.model ?? 'unknown',
+        kernel: release(),
+        node: process.version,
+        openvpn: await version('openvpn', ['--version']),
+        iperf3: await version('iperf3', ['--version']),
+      };
+      process.stdout.write(`\n${table(rows)}\n\n${machine.cores} cores (${machine.cpu}), kernel ${machine.kernel}, ${machine.openvpn.split(' ').slice(0, 2).join(' ')}; iperf3 ${args.seconds} s per direction, ${args.rounds} round(s)\n`);
+      const dir = fileURLToPath(new URL('./results/', import.meta.url));
+      mkdirSync(dir, { recursive: true });
+      const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '');
+      const file = `${dir}${stamp}.json`;
+      writeFileSync(file, JSON.stringify({ started: started.toISOString(), machine, seconds: args.seconds, rounds: args.rounds, rows }, null, 2) + '\n');
+      if (args.only === undefined) {
+        writeFileSync(`${dir}tunnel.svg`, svgChart(rows, `${machine.cores} cores, kernel ${machine.kernel}, ${stamp.slice(0, 10)}; bars: ↑ client→server, ↓ server→client`));
+      }
+      log(`wrote ${file}${args.only === undefined ? ' and results/tunnel.svg' : ''}`);
+    }
+    return 0;
+  } finally {
+    await lab.dispose();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    process.stderr.write(`bench: ${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,317 @@
+/**
+ * Tunnel benchmark: the same two namespaces, the same veth, the same iperf3, and in
+ * one run every way of carrying the traffic — the veth itself (the limit), kernel
+ * VXLAN, OpenVPN 2.6 in TAP mode and ctun, each over UDP and TCP, plain and with a
+ * cipher. Only ratios measured in the same run mean anything on a shared machine.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { Lab, run, sleep, type Proc } from './lab.js';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const NODE = `${ROOT}node_modules/.bin/node`;
+const CTUN = `${ROOT}bin/ctun.js`;
+
+const A_UNDERLAY = '10.250.0.1';
+const B_UNDERLAY = '10.250.0.2';
+const IPERF_PORT = '5299';
+
+export type Family = 'direct' | 'vxlan' | 'openvpn' | 'ctun';
+export type Cipher = 'none' | 'aes-256-gcm' | 'tls';
+
+export interface Scenario {
+  name: string;
+  family: Family;
+  transport: 'veth' | 'udp' | 'tcp';
+  cipher: Cipher;
+  /** Brings the tunnel up; returns the address iperf3 and ping aim at in namespace b, and the processes that are its ends. */
+  up(ctx: Context): Promise<{ target: string; ends: Record<string, Proc> }>;
+  /** Takes it down again (processes are stopped by the caller). */
+  down?(ctx: Context): Promise<void>;
+}
+
+export interface Context {
+  lab: Lab;
+  a: string;
+  b: string;
+  ia: string;
+  ib: string;
+  pki: string;
+  ctunSecure: CtunSecure | undefined;
+}
+
+/** How to run ctun secured, when the CLI has `--tls` (detected, not assumed). */
+export interface CtunSecure {
+  serverArgs: string[];
+  clientArgs: string[];
+}
+
+export interface Measurement {
+  name: string;
+  family: Family;
+  transport: string;
+  cipher: Cipher;
+  /** Client → server (namespace a → b), Mbit/s. */
+  upMbps: number;
+  /** Server → client, Mbit/s. */
+  downMbps: number;
+  rttMs: number;
+  /** TCP retransmissions iperf3 saw (a sign of loss inside the tunnel). */
+  retransmits: number;
+  /** CPU seconds per GB carried, each tunnel end, upload run. */
+  cpuSecPerGB: Record<string, number>;
+  peakRssMiB: Record<string, number>;
+  error?: string;
+}
+
+// ---------------------------------------------------------------- scenarios
+
+const direct: Scenario = {
+  name: 'direct veth',
+  family: 'direct',
+  transport: 'veth',
+  cipher: 'none',
+  async up() {
+    return { target: B_UNDERLAY, ends: {} };
+  },
+};
+
+const vxlan: Scenario = {
+  name: 'kernel VXLAN',
+  family: 'vxlan',
+  transport: 'udp',
+  cipher: 'none',
+  async up({ lab, a, b, ia, ib }) {
+    const pair: Array<[string, string, string, string, string]> = [
+      [a, ia, A_UNDERLAY, B_UNDERLAY, '10.251.0.1/24'],
+      [b, ib, B_UNDERLAY, A_UNDERLAY, '10.251.0.2/24'],
+    ];
+    for (const [ns, dev, local, remote, cidr] of pair) {
+      await run('ip', ['-n', ns, 'link', 'add', 'cbvx0', 'type', 'vxlan', 'id', '42', 'local', local, 'remote', remote, 'dstport', '4789', 'dev', dev]);
+      await run('ip', ['-n', ns, 'addr', 'add', cidr, 'dev', 'cbvx0']);
+      await run('ip', ['-n', ns, 'link', 'set', 'cbvx0', 'up']);
+    }
+    void lab;
+    return { target: '10.251.0.2', ends: {} };
+  },
+  async down({ a, b }) {
+    for (const ns of [a, b]) await execa('ip', ['-n', ns, 'link', 'del', 'cbvx0'], { reject: false });
+  },
+};
+
+function openvpn(transport: 'udp' | 'tcp', cipher: 'none' | 'aes-256-gcm'): Scenario {
+  return {
+    name: `OpenVPN ${transport} ${cipher}`,
+    family: 'openvpn',
+    transport,
+    cipher,
+    async up({ lab, a, b, pki }) {
+      const common = ['--dev', 'cbovpn0', '--dev-type', 'tap', '--tun-mtu', '1400', '--port', '1194', '--verb', '3', '--ping', '1', '--ping-exit', '30'];
+      const crypto = (role: 'server' | 'client'): string[] =>
+        cipher === 'none'
+          ? ['--cipher', 'none', '--auth', 'none']
+          : [
+              role === 'server' ? '--tls-server' : '--tls-client',
+              '--ca', join(pki, 'ca.crt'),
+              '--cert', join(pki, `${role}.crt`),
+              '--key', join(pki, `${role}.key`),
+              ...(role === 'server' ? ['--dh', 'none'] : ['--remote-cert-tls', 'server']),
+              '--data-ciphers', 'AES-256-GCM',
+            ];
+      const server = lab.spawn(b, 'openvpn', [...common, '--proto', transport === 'udp' ? 'udp' : 'tcp-server', '--ifconfig', '10.252.0.2', '255.255.255.0', ...crypto('server')], 'openvpn server');
+      if (transport === 'tcp') await server.waitFor(/Listening for incoming TCP connection|TCP connection established|Initialization Sequence/, 15_000).catch(() => sleep(500));
+      const client = lab.spawn(a, 'openvpn', [...common, '--proto', transport === 'udp' ? 'udp' : 'tcp-client', '--remote', B_UNDERLAY, '--ifconfig', '10.252.0.1', '255.255.255.0', ...crypto('client')], 'openvpn client');
+      await client.waitFor(/Initialization Sequence Completed/, 20_000);
+      await server.waitFor(/Initialization Sequence Completed|Peer Connection Initiated|TCP connection established/, 20_000).catch(() => {});
+      return { target: '10.252.0.2', ends: { server, client } };
+    },
+  };
+}
+
+function ctun(transport: 'udp' | 'tcp', secure: boolean): Scenario {
+  return {
+    name: `ctun ${transport}${secure ? ' tls' : ''}`,
+    family: 'ctun',
+    transport,
+    cipher: secure ? 'tls' : 'none',
+    async up({ lab, a, b, ctunSecure }) {
+      const extra = (role: 'server' | 'client'): string[] => (secure ? (role === 'server' ? ctunSecure!.serverArgs : ctunSecure!.clientArgs) : []);
+      const server = lab.spawn(b, NODE, [CTUN, 'server', '--transport', transport, ...extra('server')], `ctun server ${transport}`);
+      await server.waitFor(/server-listening/, 20_000);
+      const client = lab.spawn(a, NODE, [CTUN, 'client', B_UNDERLAY, '--transport', transport, ...extra('client')], `ctun client ${transport}`);
+      await client.waitFor(/client-connected/, 20_000);
+      return { target: '192.168.100.1', ends: { server, client } };
+    },
+  };
+}
+
+// ---------------------------------------------------------------- measuring
+
+async function waitReachable(lab: Lab, ns: string, target: string): Promise<void> {
+  for (let i = 0; i < 30; i++) {
+    const r = await execa('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '1', target], { reject: false, timeout: 5000 });
+    if (r.exitCode === 0) return;
+    await sleep(200);
+  }
+  void lab;
+  throw new Error(`${target} not reachable from ${ns} within 30 tries`);
+}
+
+async function rtt(lab: Lab, ns: string, target: string, count: number): Promise<number> {
+  const out = await lab.exec(ns, 'ping', ['-q', '-c', String(count), '-i', '0.005', '-W', '1', target], 15_000 + count * 20);
+  const m = /= [\d.]+\/([\d.]+)\//.exec(out);
+  if (!m) throw new Error(`cannot parse ping output: ${out}`);
+  return Number(m[1]);
+}
+
+interface IperfResult {
+  mbps: number;
+  bytes: number;
+  retransmits: number;
+}
+
+async function iperf(lab: Lab, ns: string, target: string, seconds: number, reverse: boolean): Promise<IperfResult> {
+  const args = ['-c', target, '-p', IPERF_PORT, '-t', String(seconds), '-J', '--connect-timeout', '5000', ...(reverse ? ['-R'] : [])];
+  const out = await lab.exec(ns, 'iperf3', args, (seconds + 20) * 1000);
+  const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number; bytes: number }; sum_sent: { retransmits?: number } } };
+  return { mbps: j.end.sum_received.bits_per_second / 1e6, bytes: j.end.sum_received.bytes, retransmits: j.end.sum_sent.retransmits ?? 0 };
+}
+
+export interface TunnelBenchOptions {
+  seconds: number;
+  rounds: number;
+  only?: RegExp;
+  log: (line: string) => void;
+}
+
+/** Makes a throwaway PKI (CA, server and client certificates) for OpenVPN's TLS mode. */
+async function makePki(dir: string): Promise<void> {
+  const ssl = (args: string[]): Promise<string> => run('openssl', args, 30_000);
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  await ssl(['req', '-x509', ...ec, '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt'), '-subj', '/CN=ctun-bench-ca', '-days', '2']);
+  for (const [role, eku] of [['server', 'serverAuth'], ['client', 'clientAuth']] as const) {
+    const ext = join(dir, `${role}.ext`);
+    writeFileSync(ext, `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyAgreement\nextendedKeyUsage=${eku}\n`);
+    await ssl(['req', ...ec, '-keyout', join(dir, `${role}.key`), '-out', join(dir, `${role}.csr`), '-subj', `/CN=ctun-bench-${role}`]);
+    await ssl(['x509', '-req', '-in', join(dir, `${role}.csr`), '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-out', join(dir, `${role}.crt`), '-days', '2', '-extfile', ext]);
+  }
+}
+
+/**
+ * Finds out whether this ctun has the secured mode (`--tls` in `ctun server --help`)
+ * and, if so, makes its certificates with `ctun certs`. Undefined when it has not.
+ */
+async function detectCtunSecure(dir: string, log: (l: string) => void): Promise<CtunSecure | undefined> {
+  const help = await execa(NODE, [CTUN, 'server', '--help'], { reject: false, timeout: 30_000 });
+  if (!/--tls\b/.test(help.stdout)) {
+    log('ctun has no --tls yet: secured ctun rows skipped');
+    return undefined;
+  }
+  const certsHelp = await execa(NODE, [CTUN, 'certs', '--help'], { reject: false, timeout: 30_000 });
+  if (certsHelp.exitCode !== 0) {
+    log('ctun server has --tls but there is no `ctun certs`: secured ctun rows skipped');
+    return undefined;
+  }
+  const out = join(dir, 'ctun-certs');
+  const made = await execa(NODE, [CTUN, 'certs', '--out', out, '--server-host', B_UNDERLAY, '--client-name', 'bench'], { reject: false, timeout: 60_000, all: true });
+  if (made.exitCode !== 0) {
+    log(`ctun certs failed, secured ctun rows skipped: ${made.all?.split('\n').slice(-3).join(' ')}`);
+    return undefined;
+  }
+  return {
+    serverArgs: ['--tls', '--ca', join(out, 'ca.crt'), '--cert', join(out, 'server.crt'), '--key', join(out, 'server.key')],
+    clientArgs: ['--tls', '--ca', join(out, 'ca.crt'), '--cert', join(out, 'bench.crt'), '--key', join(out, 'bench.key')],
+  };
+}
+
+export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<Measurement[]> {
+  const pki = mkdtempSync(join(tmpdir(), 'ctun-bench-'));
+  lab.onCleanup(async () => rmSync(pki, { recursive: true, force: true }));
+  await makePki(pki);
+  const ctunSecure = await detectCtunSecure(pki, o.log);
+
+  const a = await lab.netns('a');
+  const b = await lab.netns('b');
+  const [ia, ib] = await lab.veth(a, `${A_UNDERLAY}/24`, b, `${B_UNDERLAY}/24`);
+  const ctx: Context = { lab, a, b, ia, ib, pki, ctunSecure };
+  // The client's TAP, made once as a user would with `ctun configure`.
+  await lab.exec(a, NODE, [CTUN, 'configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive'], 60_000);
+  const iperfServer = lab.spawn(b, 'iperf3', ['-s', '-p', IPERF_PORT, '--forceflush'], 'iperf3 server');
+  await iperfServer.waitFor(/Server listening/, 10_000);
+
+  const scenarios: Scenario[] = [
+    direct,
+    vxlan,
+    openvpn('udp', 'none'),
+    ctun('udp', false),
+    openvpn('tcp', 'none'),
+    ctun('tcp', false),
+    openvpn('udp', 'aes-256-gcm'),
+    openvpn('tcp', 'aes-256-gcm'),
+    ...(ctunSecure ? [ctun('udp', true), ctun('tcp', true)] : []),
+  ].filter((s) => o.only === undefined || o.only.test(s.name));
+
+  const rounds: Measurement[][] = [];
+  for (let round = 0; round < o.rounds; round++) {
+    const results: Measurement[] = [];
+    // Alternate the order each round, so slow drift of a shared machine does not favour one side.
+    const order = round % 2 === 0 ? scenarios : [...scenarios].reverse();
+    for (const s of order) {
+      o.log(`round ${round + 1}/${o.rounds}: ${s.name}`);
+      results.push(await measure(ctx, s, o));
+    }
+    rounds.push(results);
+  }
+  await iperfServer.stop();
+  return scenarios.map((s) => median(rounds.map((r) => r.find((m) => m.name === s.name)!)));
+}
+
+async function measure(ctx: Context, s: Scenario, o: TunnelBenchOptions): Promise<Measurement> {
+  const m: Measurement = { name: s.name, family: s.family, transport: s.transport, cipher: s.cipher, upMbps: NaN, downMbps: NaN, rttMs: NaN, retransmits: NaN, cpuSecPerGB: {}, peakRssMiB: {} };
+  let ends: Record<string, Proc> = {};
+  try {
+    const up = await s.up(ctx);
+    ends = up.ends;
+    await waitReachable(ctx.lab, ctx.a, up.target);
+    m.rttMs = await rtt(ctx.lab, ctx.a, up.target, 200);
+    const cpu0 = Object.fromEntries(Object.entries(ends).map(([k, p]) => [k, p.cpuSeconds()]));
+    const upRun = await iperf(ctx.lab, ctx.a, up.target, o.seconds, false);
+    for (const [k, p] of Object.entries(ends)) m.cpuSecPerGB[k] = (p.cpuSeconds() - cpu0[k]!) / (upRun.bytes / 1e9);
+    m.upMbps = upRun.mbps;
+    m.retransmits = upRun.retransmits;
+    const downRun = await iperf(ctx.lab, ctx.a, up.target, o.seconds, true);
+    m.downMbps = downRun.mbps;
+    for (const [k, p] of Object.entries(ends)) m.peakRssMiB[k] = p.peakRssMiB();
+  } catch (e) {
+    m.error = (e as Error).message.split('\n').slice(0, 6).join(' | ');
+    o.log(`  failed: ${m.error}`);
+  } finally {
+    for (const p of Object.values(ends)) await p.stop();
+    await s.down?.(ctx).catch(() => {});
+  }
+  return m;
+}
+
+function median(ms: Measurement[]): Measurement {
+  if (ms.length === 1) return ms[0]!;
+  const mid = <T>(xs: T[], key: (x: T) => number): number => {
+    const v = xs.map(key).filter((x) => !Number.isNaN(x)).sort((p, q) => p - q);
+    return v.length === 0 ? NaN : v[Math.floor(v.length / 2)]!;
+  };
+  const first = ms[0]!;
+  const keys = (f: (m: Measurement) => Record<string, number>): Record<string, number> =>
+    Object.fromEntries(Object.keys(f(first)).map((k) => [k, mid(ms, (m) => f(m)[k] ?? NaN)]));
+  return {
+    ...first,
+    upMbps: mid(ms, (m) => m.upMbps),
+    downMbps: mid(ms, (m) => m.downMbps),
+    rttMs: mid(ms, (m) => m.rttMs),
+    retransmits: mid(ms, (m) => m.retransmits),
+    cpuSecPerGB: keys((m) => m.cpuSecPerGB),
+    peakRssMiB: keys((m) => m.peakRssMiB),
+    error: ms.find((m) => m.error)?.error,
+  };
+}
