@@ -1,5 +1,5 @@
 # {{image}}: the simulator from {{tarball}}, its processes under supervisord.
-# Filled in by ctun-build from its BuildPlan (tools/build); {{...}} are its values.
+# Filled in by ctun-build from its BuildPlan (tools/build).
 # The steps are ordered by how often they change, so the simulator image and the
 # one with the tunnel share every layer up to the tunnel runtime.
 {{runtimeStage}}

@@ -6,10 +6,18 @@ import type { ProjectPaths } from './paths.js';
 import type { ContextFile, ImageStep } from './plan.js';
 import { renderTemplate } from './template.js';
 
-/** The Dockerfile of a step, filled in from its template. */
+/**
+ * The Dockerfile of a step, filled in from its template, with the step's labels as
+ * one final LABEL instruction (the Engine's `labels` build option would add one
+ * step, and one container, per label).
+ */
 export async function renderDockerfile(step: ImageStep, paths: ProjectPaths): Promise<string> {
   const text = await readFile(join(paths.dockerfiles, step.dockerfile.template), 'utf8');
-  return renderTemplate(text, step.dockerfile.values, step.dockerfile.template);
+  const rendered = renderTemplate(text, step.dockerfile.values, step.dockerfile.template);
+  const labels = Object.entries(step.labels)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}=${JSON.stringify(v)}`);
+  return labels.length ? `${rendered.trimEnd()}\nLABEL ${labels.join(' \\\n      ')}\n` : rendered;
 }
 
 /** A text file of the context (rendered templates and literal texts); undefined for copied files. */

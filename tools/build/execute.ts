@@ -79,7 +79,6 @@ export async function buildImageStep(
     const request = {
       context,
       tags: step.tags,
-      labels: step.labels,
       extraHosts: step.extraHosts,
       noCache: step.noCache,
       ...(step.network ? { network: step.network } : {}),
