@@ -1,0 +1,261 @@
+/**
+ * ctun-run: the Docker deployments of the seed (RunVeos.py, RunCtunAndVeosSeparately.py)
+ * plus status, stop and clean. Thin: parse, plan (tools/run), carry out, print.
+ */
+import { Listr } from 'listr2';
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { createLogger, ExitCode, metadata, type Logger } from '../common/index.js';
+import { defaultProgress, listrRendererOptions, yesNo, type ProgressMode } from '../build/index.js';
+import {
+  connectClient,
+  connectRunEngine,
+  deploymentStatus,
+  formatStatus,
+  InterruptedError,
+  planIntegrated,
+  planSeparated,
+  removeDeployments,
+  startDeployment,
+  stopDeployments,
+  type CommonRunOptions,
+  type DeploymentPlan,
+  type DeploymentResult,
+  type Transport,
+} from '../run/index.js';
+import { onceSignal, runCommandBody, usageError } from './common.js';
+// TODO(k8s): mount `k8sCommand` from ./ctun-run-k8s.js once that file exists.
+
+const PROGRAM = 'ctun-run';
+
+interface Global {
+  verbose?: boolean;
+  progress?: string;
+  'log-format'?: string;
+}
+
+function progressOf(argv: Global): ProgressMode {
+  return (argv.progress as ProgressMode | undefined) ?? defaultProgress(process.stdout.isTTY);
+}
+
+// While listr2 draws progress, log lines would interleave with it: only warnings then.
+function loggerOf(argv: Global, quietWithProgress = true): Logger {
+  const quiet = quietWithProgress && progressOf(argv) !== 'silent' && !argv.verbose;
+  return createLogger({ format: argv['log-format'] === 'json' ? 'json' : 'text', level: argv.verbose ? 'debug' : quiet ? 'warn' : 'info' });
+}
+
+function deployOptions<T>(y: Argv<T>) {
+  return y
+    .positional('image', { type: 'string', demandOption: true, describe: 'the simulator image' })
+    .positional('licenseServer', { type: 'string', demandOption: true, describe: 'license server, host or port@host (passed as DS_CMU_SERVER)' })
+    .option('veosDockerContainer', { type: 'string', default: 'dspace-veos', describe: 'name of the simulator container' })
+    .option('shmSize', { type: 'string', default: '256m', describe: '/dev/shm of the simulator container' })
+    .option('connect', { type: 'boolean', default: false, describe: 'then run the client on this host (makes the TAP first when root); Ctrl-C ends both' })
+    .option('keep', { type: 'boolean', default: false, describe: 'with --connect: leave the deployment running when the client stops' })
+    .option('transport', { choices: ['udp', 'tcp'] as const, default: 'udp' as const, describe: 'tunnel transport' })
+    .option('hostPort', { type: 'number', default: metadata.defaultPort, describe: 'port of the tunnel on the Docker host' })
+    .option('publishAddress', { type: 'string', default: '', describe: 'host address the tunnel port is published on (default: all)' })
+    .option('host', { type: 'string', default: '127.0.0.1', describe: 'address of the Docker host as the client sees it (in the printed command and for --connect)' })
+    .option('tap', { type: 'string', default: 'dstap0', describe: 'client TAP' })
+    .option('tapAddress', { type: 'string', default: '192.168.100.100', describe: 'address of the client TAP' })
+    .option('env', { type: 'string', array: true, describe: 'extra environment of the simulator, NAME=VALUE (repeatable)' })
+    .option('timeout', { type: 'number', default: 90, describe: 'seconds to wait for each container to be ready' })
+    .option('print-plan', { type: 'boolean', default: false, describe: 'print the deployment plan as JSON and start nothing' });
+}
+
+function commonOf(argv: Record<string, any>): CommonRunOptions {
+  if (!(argv.timeout > 0)) throw usageError(`--timeout must be a positive number of seconds, got "${argv.timeout}"`);
+  return {
+    image: String(argv.image),
+    licenseServer: String(argv.licenseServer),
+    veosDockerContainer: argv.veosDockerContainer,
+    shmSize: argv.shmSize,
+    transport: argv.transport as Transport,
+    hostPort: argv.hostPort,
+    publishAddress: argv.publishAddress,
+    clientHost: argv.host,
+    tap: argv.tap,
+    tapAddress: argv.tapAddress,
+    env: (argv.env ?? []).map(String),
+    readyTimeoutMs: Math.round(argv.timeout * 1000),
+  };
+}
+
+function describeResult(r: DeploymentResult): string {
+  const p = r.plan;
+  const lines = [`deployment ${p.deployment} is ready (${p.kind})`];
+  const sim = `portmapper=${r.simulatorPorts.portMapper} xcp=${r.simulatorPorts.xcp} discovery=${r.simulatorPorts.discovery}`;
+  for (const c of r.containers) {
+    const addr = Object.entries(c.networks).map(([n, ip]) => `${ip} on ${n}`).join(', ');
+    lines.push(`  ${c.role.padEnd(11)} ${c.name}  ${addr}`);
+  }
+  if (!p.client) {
+    lines.push(`  simulator: ${sim}; no tunnel server (start one with --startCtun yes on an image built with --installCtun yes)`);
+    return lines.join('\n') + '\n';
+  }
+  const port = p.containers.flatMap((c) => c.ports)[0]!;
+  lines.push(`  tunnel:    ${port.hostIp || '0.0.0.0'}:${port.host}/${port.protocol} on the Docker host`);
+  lines.push(`  simulator: ${sim}, at ${r.target} through the tunnel`);
+  lines.push('on the PC, once, as root:', `  ${r.commands!.configure}`, 'then:', `  ${r.commands!.client}`);
+  return lines.join('\n') + '\n';
+}
+
+async function deploy(argv: Record<string, any>, plan: DeploymentPlan): Promise<number> {
+  if (argv['print-plan']) {
+    process.stdout.write(JSON.stringify(plan, null, 2) + '\n');
+    return ExitCode.Ok;
+  }
+  const controller = new AbortController();
+  let interrupted = 0;
+  const onSignal = (s: NodeJS.Signals): void => {
+    interrupted++;
+    if (interrupted === 1) process.stderr.write(`${PROGRAM}: ${s}: undoing what was started …\n`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const engine = connectRunEngine();
+  const logger = loggerOf(argv);
+  const run = startDeployment(plan, { engine, logger, signal: controller.signal });
+  const progress = progressOf(argv);
+  try {
+    const list = new Listr(
+      run.steps.map((s) => ({ title: s.title, task: () => s.run() })),
+      // listr2's own SIGINT handler exits at once; ours undoes first.
+      { exitOnError: true, concurrent: false, registerSignalListeners: false, ...listrRendererOptions(progress) } as never,
+    );
+    await list.run();
+    if (controller.signal.aborted) throw new InterruptedError('finishing the deployment');
+  } catch (e) {
+    await run.undo();
+    throw controller.signal.aborted && !(e instanceof InterruptedError) ? new InterruptedError('starting the deployment') : e;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  const result = run.result();
+  process.stdout.write(describeResult(result));
+  if (!argv.connect) return ExitCode.Ok;
+  if (!plan.client) throw usageError('--connect needs a tunnel server', 'add --startCtun yes');
+
+  // The client in the foreground until Ctrl-C; then the deployment goes too (unless --keep).
+  const clientLog = loggerOf(argv, false);
+  const stop = onceSignal(['SIGINT', 'SIGTERM']);
+  let client;
+  try {
+    client = await connectClient({ client: plan.client, ...(result.dest ? { dest: result.dest } : {}), logger: clientLog });
+  } catch (e) {
+    if (!argv.keep) await run.undo();
+    throw e;
+  }
+  process.stdout.write(`connected: the simulator is at ${result.target} (port mapper ${result.simulatorPorts.portMapper}); Ctrl-C ends the client${argv.keep ? '' : ' and the deployment'}\n`);
+  const outcome = await Promise.race([stop.then((s) => ({ signal: s, error: undefined })), client.client.done.then((e) => ({ signal: undefined, error: e }))]);
+  await client.stop(outcome.signal ? `stopped by ${outcome.signal}` : 'client ended');
+  if (!argv.keep) {
+    await run.undo();
+    process.stdout.write(`removed deployment ${plan.deployment}\n`);
+  } else {
+    process.stdout.write(`deployment ${plan.deployment} keeps running; \`ctun-run clean\` removes it\n`);
+  }
+  if (outcome.error) throw outcome.error;
+  return ExitCode.Ok;
+}
+
+async function main(): Promise<void> {
+  await yargs(hideBin(process.argv))
+    .scriptName(PROGRAM)
+    .usage('$0 <command>\n\nRuns the simulator and the tunnel server in Docker (Container Tunnel Utility 23.1 deployments).')
+    .option('verbose', { type: 'boolean', default: false, describe: 'debug logs and the cause chain of errors' })
+    .option('progress', { choices: ['tty', 'plain', 'json', 'silent'] as const, describe: 'progress output (default tty on a terminal, else plain)' })
+    .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'log lines as text or JSON' })
+    .command(
+      'veos <image> <licenseServer>',
+      'integrated deployment: the simulator and the tunnel server in one container (seed: RunVeos.py)',
+      (y) =>
+        deployOptions(y)
+          .option('startCtun', { type: 'string', default: 'no', describe: 'yes: start the tunnel server inside (image built with --installCtun yes)' })
+          .example(`$0 veos ${metadata.images.veosCtun} 22350@license-host --startCtun yes`, 'then on the PC: ctun client <docker-host>'),
+      (argv) =>
+        runCommandBody(PROGRAM, argv.verbose, async () =>
+          deploy(argv, planIntegrated({ ...commonOf(argv), startCtun: yesNo(argv.startCtun, '--startCtun') })),
+        ),
+    )
+    .command(
+      'separate <image> <licenseServer>',
+      'separated deployment: simulator and separate-mode tunnel server on one private network (seed: RunCtunAndVeosSeparately.py)',
+      (y) =>
+        deployOptions(y)
+          .option('ctunDockerImage', { type: 'string', default: metadata.images.separateServer, describe: 'image of the tunnel server' })
+          .option('ctunDockerContainer', { type: 'string', default: 'dspace-ctun-server', describe: 'name of the tunnel server container' })
+          .option('dockerNetwork', { type: 'string', default: 'dspace-ctun', describe: 'name of the private network' })
+          .option('subnet', { type: 'string', describe: 'its subnet (default: chosen by Docker)' })
+          .example(`$0 separate ${metadata.images.veos} 22350@license-host`, 'then on the PC: ctun client <docker-host> --dest <printed address>'),
+      (argv) =>
+        runCommandBody(PROGRAM, argv.verbose, async () =>
+          deploy(
+            argv,
+            planSeparated({
+              ...commonOf(argv),
+              ctunDockerImage: argv.ctunDockerImage,
+              ctunDockerContainer: argv.ctunDockerContainer,
+              dockerNetwork: argv.dockerNetwork,
+              ...(argv.subnet ? { subnet: argv.subnet } : {}),
+            }),
+          ),
+        ),
+    )
+    .command(
+      'status',
+      'list the deployments ctun-run started (labelled containers and networks)',
+      (y) =>
+        y
+          .option('json', { type: 'boolean', default: false, describe: 'as JSON' })
+          .option('deployment', { type: 'string', describe: 'only this one (its simulator container name)' }),
+      (argv) =>
+        runCommandBody(PROGRAM, argv.verbose, async () => {
+          const engine = connectRunEngine();
+          await engine.images.ping();
+          const list = await deploymentStatus(engine, argv.deployment);
+          process.stdout.write(argv.json ? JSON.stringify(list, null, 2) + '\n' : formatStatus(list));
+        }),
+    )
+    .command(
+      'stop',
+      'stop the containers of the deployments (kept for docker logs; clean removes them)',
+      (y) => y.option('deployment', { type: 'string', describe: 'only this one (its simulator container name)' }),
+      (argv) =>
+        runCommandBody(PROGRAM, argv.verbose, async () => {
+          const engine = connectRunEngine();
+          await engine.images.ping();
+          const stopped = await stopDeployments(engine, loggerOf(argv, false), argv.deployment ? { deployment: argv.deployment } : {});
+          process.stdout.write(stopped.length ? `stopped ${stopped.join(', ')}\n` : 'nothing running\n');
+        }),
+    )
+    .command(
+      'clean',
+      'remove every container and network ctun-run labelled (images stay)',
+      (y) => y.option('deployment', { type: 'string', describe: 'only this one (its simulator container name)' }),
+      (argv) =>
+        runCommandBody(PROGRAM, argv.verbose, async () => {
+          const engine = connectRunEngine();
+          await engine.images.ping();
+          const r = await removeDeployments(engine, loggerOf(argv, false), argv.deployment ? { deployment: argv.deployment } : {});
+          const what = [...r.containers.map((c) => `container ${c}`), ...r.networks.map((n) => `network ${n}`)];
+          process.stdout.write(what.length ? `removed ${what.join(', ')}\n` : 'nothing to remove\n');
+        }),
+    )
+    .demandCommand(1, 'give a command: veos, separate, status, stop or clean')
+    .strict()
+    .recommendCommands()
+    .version(metadata.ctunVersion)
+    .help()
+    .wrap(Math.min(110, process.stdout.columns ?? 110))
+    .fail((msg, err) => {
+      if (err) throw err;
+      process.stderr.write(`${PROGRAM}: error: ${msg}\n${PROGRAM}: hint: see ${PROGRAM} --help\n`);
+      process.exit(ExitCode.Usage);
+    })
+    .parseAsync();
+}
+
+await main();

@@ -1,0 +1,282 @@
+import { CtunError, ExitCode, type Logger } from '../common/index.js';
+import { LABEL_MANAGED, LABEL_PLAN } from '../docker/index.js';
+import { parseSimulatorReady, type SimulatorReadyPorts } from '../simulator/index.js';
+import type { ContainerInfo, RunEngine } from './engine.js';
+import { explainContainerError, explainNetworkError, imageMissing, nameInUse } from './errors.js';
+import { clientCommands, type ContainerPlan, type DeploymentPlan } from './plan.js';
+import { InterruptedError, waitReady } from './wait.js';
+
+/**
+ * The one executor of deployment plans. It runs as a list of steps (so the CLI and
+ * the demo can show them with listr2); whatever fails or is interrupted, everything
+ * this run created is removed again before the error goes up.
+ */
+
+export interface RunningContainer {
+  role: ContainerPlan['role'];
+  name: string;
+  id: string;
+  /** Address per network. */
+  networks: Record<string, string>;
+}
+
+export interface DeploymentResult {
+  plan: DeploymentPlan;
+  containers: RunningContainer[];
+  network?: { name: string; id: string; subnet?: string; gateway?: string };
+  /** Ports the simulator announced. */
+  simulatorPorts: SimulatorReadyPorts;
+  /**
+   * Where the PC reaches the simulator once the client is connected: the server's
+   * tunnel address (integrated: the simulator is on that segment) or the
+   * simulator's container address (separated, routed with --dest).
+   */
+  target: string;
+  /** Separated: the client's --dest. */
+  dest?: string;
+  /** Integrated: the simulator's address on the default bridge (reachable from the Docker host only). */
+  containerAddress?: string;
+  /** The commands to run on the PC (when a tunnel server runs). */
+  commands?: { configure: string; client: string };
+}
+
+export interface ExecuteOptions {
+  engine: RunEngine;
+  logger: Logger;
+  /** Aborting it (Ctrl-C) stops at the next step and undoes everything. */
+  signal?: AbortSignal;
+  /** Each line of the containers' logs while waiting for readiness. */
+  onLog?: (container: string, line: string) => void;
+}
+
+export interface Step {
+  title: string;
+  run(): Promise<void>;
+}
+
+/** A deployment in progress: its steps, its undo, and (after the last step) its result. */
+export interface DeploymentRun {
+  steps: Step[];
+  /** Removes everything created so far (and anything labelled with this run's id). */
+  undo(): Promise<void>;
+  result(): DeploymentResult;
+}
+
+function checkAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw new InterruptedError(what);
+}
+
+/** Whether two IPv4 CIDRs overlap. */
+export function cidrOverlap(a: string, b: string): boolean {
+  const parse = (c: string): [number, number] | undefined => {
+    const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(c);
+    if (!m) return undefined;
+    const ip = ((Number(m[1]) << 24) | (Number(m[2]) << 16) | (Number(m[3]) << 8) | Number(m[4])) >>> 0;
+    const bits = Number(m[5]);
+    const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
+    return [(ip & mask) >>> 0, mask];
+  };
+  const pa = parse(a);
+  const pb = parse(b);
+  if (!pa || !pb) return false;
+  const mask = (pa[1] & pb[1]) >>> 0;
+  return ((pa[0] & mask) >>> 0) === ((pb[0] & mask) >>> 0);
+}
+
+export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): DeploymentRun {
+  const { engine, logger, signal } = options;
+  const created: Array<{ kind: 'container' | 'network'; id: string; name: string }> = [];
+  const running: RunningContainer[] = [];
+  const logs = new Map<string, string>();
+  let network: DeploymentResult['network'];
+  let result: DeploymentResult | undefined;
+
+  const preflight: Step = {
+    title: 'check the Docker daemon, the images and the names',
+    run: async () => {
+      await engine.images.ping();
+      for (const c of plan.containers) {
+        const image = await engine.images.inspectImage(c.image);
+        if (!image) throw imageMissing(c);
+        if (c.imageRole === 'veos-ctun' && image.labels['io.ctun.install-ctun'] === 'false') {
+          throw new CtunError('IMAGE_HAS_NO_TUNNEL', `image ${c.image} was built without the tunnel server, so --startCtun yes cannot start one`, {
+            hint: `use ${'the integrated image'} built with --installCtun yes: ctun-build veos online acceptDspaceEula <IMAGE>-ctun dspace-veos-2023a.tar.gz --installCtun yes`,
+            exitCode: ExitCode.Usage,
+          });
+        }
+        const existing = await engine.findContainer(c.name);
+        if (existing) {
+          throw nameInUse('container', c.name, existing.labels[LABEL_MANAGED] === 'true', c.role === 'veos' ? '--veosDockerContainer' : '--ctunDockerContainer');
+        }
+      }
+      if (plan.network) {
+        const existing = await engine.findNetwork(plan.network.name);
+        if (existing) throw nameInUse('network', plan.network.name, existing.labels[LABEL_MANAGED] === 'true', '--dockerNetwork');
+      }
+    },
+  };
+
+  const steps: Step[] = [preflight];
+
+  if (plan.network) {
+    const spec = plan.network;
+    steps.push({
+      title: `create network ${spec.name}`,
+      run: async () => {
+        checkAborted(signal, `creating network ${spec.name}`);
+        let id: string;
+        try {
+          id = await engine.createNetwork(spec);
+        } catch (e) {
+          throw explainNetworkError(e, spec);
+        }
+        created.push({ kind: 'network', id, name: spec.name });
+        const info = await engine.findNetwork(id);
+        network = { name: spec.name, id, ...(info?.subnet ? { subnet: info.subnet } : {}), ...(info?.gateway ? { gateway: info.gateway } : {}) };
+        const tunnelNet = `${plan.serverAddress}/24`;
+        if (info?.subnet && cidrOverlap(info.subnet, tunnelNet)) {
+          throw new CtunError('NETWORK_SUBNET', `Docker gave network ${spec.name} the subnet ${info.subnet}, which overlaps the tunnel's ${tunnelNet}`, {
+            hint: 'give it a free subnet with --subnet, e.g. --subnet 172.30.99.0/24',
+          });
+        }
+        logger.info('network created', { network: spec.name, subnet: info?.subnet });
+      },
+    });
+  }
+
+  for (const spec of plan.containers) {
+    steps.push({
+      title: `start container ${spec.name} (${spec.image})`,
+      run: async () => {
+        checkAborted(signal, `creating container ${spec.name}`);
+        let id: string;
+        try {
+          id = await engine.createContainer(spec);
+        } catch (e) {
+          throw explainContainerError(e, spec, 'create');
+        }
+        created.push({ kind: 'container', id, name: spec.name });
+        checkAborted(signal, `starting container ${spec.name}`);
+        try {
+          await engine.startContainer(id);
+        } catch (e) {
+          throw explainContainerError(e, spec, 'start');
+        }
+        running.push({ role: spec.role, name: spec.name, id, networks: {} });
+        logger.info('container started', { container: spec.name, image: spec.image, id: id.slice(0, 12) });
+      },
+    });
+  }
+
+  steps.push({
+    title: `wait for ${plan.containers.flatMap((c) => c.ready.map((r) => r.what)).join(' and ')}`,
+    run: async () => {
+      await Promise.all(
+        plan.containers.map(async (spec) => {
+          const c = running.find((r) => r.name === spec.name)!;
+          const log = await waitReady({
+            engine,
+            id: c.id,
+            name: spec.name,
+            ready: spec.ready,
+            timeoutMs: plan.readyTimeoutMs,
+            ...(signal ? { signal } : {}),
+            ...(options.onLog ? { onLine: (line: string) => options.onLog!(spec.name, line) } : {}),
+          });
+          logs.set(spec.name, log);
+          logger.info('container ready', { container: spec.name, awaited: spec.ready.map((r) => r.what).join(', ') });
+        }),
+      );
+    },
+  });
+
+  steps.push({
+    title: 'find the target address',
+    run: async () => {
+      checkAborted(signal, 'finding the target address');
+      const infos = new Map<string, ContainerInfo>();
+      for (const c of running) {
+        const info = await engine.findContainer(c.id);
+        if (!info) throw new CtunError('CONTAINER_GONE', `container ${c.name} disappeared`, { hint: `see docker events; start again` });
+        c.networks = info.networks;
+        infos.set(c.name, info);
+      }
+      const veos = plan.containers.find((c) => c.role === 'veos')!;
+      const ports = parseSimulatorReady(logs.get(veos.name) ?? '');
+      if (!ports) throw new CtunError('SIMULATOR_NOT_READY', `no readiness line from ${veos.name}`);
+      const veosInfo = infos.get(veos.name)!;
+      let dest: string | undefined;
+      let containerAddress: string | undefined;
+      if (plan.client?.destFrom) {
+        dest = veosInfo.networks[plan.client.destFrom.network];
+        if (!dest) {
+          throw new CtunError('NO_TARGET_ADDRESS', `container ${veos.name} has no address on network ${plan.client.destFrom.network}`, {
+            hint: `see docker inspect ${veos.name}`,
+          });
+        }
+      } else {
+        containerAddress = Object.values(veosInfo.networks)[0];
+      }
+      result = {
+        plan,
+        containers: running,
+        ...(network ? { network } : {}),
+        simulatorPorts: ports,
+        target: dest ?? plan.serverAddress,
+        ...(dest ? { dest } : {}),
+        ...(containerAddress ? { containerAddress } : {}),
+        ...(plan.client ? { commands: clientCommands(plan.client, dest) } : {}),
+      };
+      logger.info('deployment ready', { deployment: plan.deployment, kind: plan.kind, target: result.target });
+    },
+  });
+
+  const undo = async (): Promise<void> => {
+    const errors: unknown[] = [];
+    for (const r of created.splice(0).reverse()) {
+      try {
+        if (r.kind === 'container') await engine.removeContainer(r.id);
+        else await engine.removeNetwork(r.id);
+        logger.info('removed', { [r.kind]: r.name });
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    // A create whose answer never came back still carries this run's label.
+    for (const c of await engine.listContainers([`${LABEL_PLAN}=${plan.runId}`]).catch(() => [])) {
+      await engine.removeContainer(c.id).catch((e: unknown) => errors.push(e));
+    }
+    for (const n of await engine.listNetworks([`${LABEL_PLAN}=${plan.runId}`]).catch(() => [])) {
+      await engine.removeNetwork(n.id).catch((e: unknown) => errors.push(e));
+    }
+    if (errors.length) logger.warn('cleanup incomplete', { errors: errors.length, first: (errors[0] as Error)?.message, hint: 'ctun-run clean' });
+  };
+
+  return {
+    steps,
+    undo,
+    result: () => {
+      if (!result) throw new Error('the deployment has not finished its steps');
+      return result;
+    },
+  };
+}
+
+/**
+ * Runs a plan's steps in order; on failure or interruption undoes everything and
+ * rethrows. The containers stay running on success.
+ */
+export async function executeDeployment(plan: DeploymentPlan, options: ExecuteOptions): Promise<DeploymentResult> {
+  const run = startDeployment(plan, options);
+  try {
+    for (const step of run.steps) {
+      checkAborted(options.signal, step.title);
+      options.logger.debug('step', { step: step.title });
+      await step.run();
+    }
+    return run.result();
+  } catch (e) {
+    await run.undo();
+    throw e;
+  }
+}

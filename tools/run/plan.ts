@@ -1,0 +1,391 @@
+import { CtunError, ExitCode, metadata } from '../common/index.js';
+import { ctunLabels, LABEL_PLAN } from '../docker/index.js';
+import { parseLicenseServer, SIMULATOR_ENV, SIMULATOR_READY_PATTERN, SIMULATOR_TARBALL_NAME } from '../simulator/index.js';
+
+/**
+ * A deployment plan is data: the network, containers, ports and environment of a
+ * deployment, resolved from the options before anything runs, printable as JSON
+ * (`ctun-run … --print-plan`) and tested without Docker. One executor
+ * (`executeDeployment`) carries out either kind.
+ */
+
+/** Label naming the deployment a resource belongs to (its simulator container's name). */
+export const LABEL_DEPLOYMENT = 'io.ctun.deployment';
+/** Label with the kind of deployment: `integrated` or `separated`. */
+export const LABEL_DEPLOYMENT_KIND = 'io.ctun.deployment.kind';
+/** Label with the role of a container in its deployment: `veos`, `ctun-server`, `license`. */
+export const LABEL_ROLE = 'io.ctun.role';
+
+/** The tunnel server's readiness line (`ctun server` logs `server-listening …`). */
+export const SERVER_READY_PATTERN = /\bserver-listening\b.*$/m;
+
+/** Environment of the simulator image's entrypoint (templates/supervisor/entrypoint.sh). */
+export const CTUN_ENV = {
+  /** `yes` starts the tunnel server beside the simulator (images built with --installCtun yes). */
+  start: 'CTUN_START',
+  /** Extra options of `ctun server`. */
+  args: 'CTUN_ARGS',
+} as const;
+
+/** Where the `ctun-build` that makes an image is suggested from. */
+export type ImageRole = 'veos' | 'veos-ctun' | 'separate-server';
+
+export type DeploymentKind = 'integrated' | 'separated';
+export type Transport = 'udp' | 'tcp';
+
+export interface PortSpec {
+  /** Port inside the container. */
+  container: number;
+  protocol: Transport;
+  /** Port on the Docker host. */
+  host: number;
+  /** Address on the Docker host it is published on; '' for all. */
+  hostIp: string;
+}
+
+/** What a container prints when it is ready, and what it prints when it failed. */
+export interface ReadySpec {
+  /** Said in messages: `the simulator`, `the tunnel server`. */
+  what: string;
+  /** Source of a RegExp matched against the container's log. */
+  pattern: string;
+}
+
+export interface ContainerPlan {
+  role: 'veos' | 'ctun-server' | 'license';
+  name: string;
+  image: string;
+  imageRole: ImageRole;
+  /** Overrides the image's entrypoint (argv) when set. */
+  entrypoint?: string[];
+  /** Arguments after the entrypoint; undefined keeps the image's CMD. */
+  cmd?: string[];
+  env: Record<string, string>;
+  labels: Record<string, string>;
+  capAdd: string[];
+  /** Host devices passed in, same path inside. */
+  devices: string[];
+  sysctls: Record<string, string>;
+  /** /dev/shm size in bytes (0: Docker's default). */
+  shmSize: number;
+  ports: PortSpec[];
+  /** Network to attach to; undefined: Docker's default bridge. */
+  network?: string;
+  ready: ReadySpec[];
+}
+
+export interface NetworkPlan {
+  name: string;
+  driver: 'bridge';
+  labels: Record<string, string>;
+  /** Subnet in CIDR; undefined lets Docker choose. */
+  subnet?: string;
+}
+
+/** How the client on the user's PC connects; the target address is found at run time. */
+export interface ClientPlan {
+  /** Address of the Docker host as the PC sees it. */
+  host: string;
+  port: number;
+  transport: Transport;
+  tap: string;
+  /** Tunnel address the client's TAP gets from `ctun configure`. */
+  tapAddress: string;
+  /**
+   * Separated: the simulator container whose address on `network` is the client's
+   * `--dest`. Integrated: none (the client is on the simulator's own segment).
+   */
+  destFrom?: { container: string; network: string };
+}
+
+export interface DeploymentPlan {
+  kind: DeploymentKind;
+  /** The deployment's name: its simulator container's name. */
+  deployment: string;
+  /** Unique per invocation: every resource carries it (io.ctun.plan), so a rollback finds all. */
+  runId: string;
+  licenseServer: { value: string; host: string; port: number };
+  /** Whether a tunnel server runs (integrated without --startCtun yes: none). */
+  tunnel: boolean;
+  /** Tunnel address of the server beside the simulator (integrated) or on its subnet (separated). */
+  serverAddress: string;
+  network?: NetworkPlan;
+  /** In start order. */
+  containers: ContainerPlan[];
+  client?: ClientPlan;
+  /** Bound on each readiness wait, ms. */
+  readyTimeoutMs: number;
+}
+
+/** Options both deployments share. */
+export interface CommonRunOptions {
+  /** The simulator image (positional IMAGE). */
+  image: string;
+  /** The license server, `host` or `port@host` (positional LICENSE_SERVER). */
+  licenseServer: string;
+  /** Name of the simulator container; default `dspace-veos`. */
+  veosDockerContainer?: string;
+  /** /dev/shm of the simulator, Docker units (`256m`); default 256m. */
+  shmSize?: string;
+  /** Tunnel transport; default udp. */
+  transport?: Transport;
+  /** Port published on the Docker host for the tunnel; default 1723. */
+  hostPort?: number;
+  /** Host address the tunnel port is published on; default all (''). */
+  publishAddress?: string;
+  /** Address of the Docker host as the client sees it; default 127.0.0.1 (as in the seed). */
+  clientHost?: string;
+  /** Client TAP; default dstap0. */
+  tap?: string;
+  /** Address of the client TAP; default 192.168.100.100. */
+  tapAddress?: string;
+  /** Extra environment of the simulator, `K=V`. */
+  env?: string[];
+  /** Bound on each readiness wait; default 90 000 ms. */
+  readyTimeoutMs?: number;
+  /** Unique id of this invocation; default random. */
+  runId?: string;
+}
+
+export interface IntegratedOptions extends CommonRunOptions {
+  /** `--startCtun yes`: start the tunnel server inside; default false (as the seed). */
+  startCtun?: boolean;
+}
+
+export interface SeparatedOptions extends CommonRunOptions {
+  /** Image of the tunnel server; default dspace/ctun/separate-server:23.1.0. */
+  ctunDockerImage?: string;
+  /** Its container's name; default `dspace-ctun-server`. */
+  ctunDockerContainer?: string;
+  /** The private network; default `dspace-ctun`. */
+  dockerNetwork?: string;
+  /** Its subnet; default chosen by Docker. */
+  subnet?: string;
+}
+
+export const DEFAULTS = {
+  veosDockerContainer: 'dspace-veos',
+  ctunDockerContainer: 'dspace-ctun-server',
+  dockerNetwork: 'dspace-ctun',
+  shmSize: '256m',
+  tap: 'dstap0',
+  tapAddress: '192.168.100.100',
+  serverAddress: '192.168.100.1',
+  clientHost: '127.0.0.1',
+  readyTimeoutMs: 90_000,
+} as const;
+
+const TUN_DEVICE = '/dev/net/tun';
+
+function usage(message: string, hint?: string): CtunError {
+  return new CtunError('USAGE', message, { exitCode: ExitCode.Usage, ...(hint ? { hint } : {}) });
+}
+
+/** Docker's size syntax (`256m`, `1g`, `512k`, bytes without unit), binary units as `docker run --shm-size`. */
+export function parseSize(value: string, name = '--shmSize'): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([bkmg]?)b?$/i.exec(value.trim());
+  if (!m) throw usage(`${name} must be a size like 256m or 1g, got "${value}"`);
+  const unit = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'b' | 'k' | 'm' | 'g'];
+  const bytes = Math.round(Number(m[1]) * unit);
+  if (bytes < 1024 * 1024) throw usage(`${name} must be at least 1m, got "${value}"`);
+  return bytes;
+}
+
+/** Docker container and network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`. */
+function checkName(value: string, option: string): string {
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(value)) {
+    throw usage(`${option} "${value}" is not a valid Docker name`, 'use letters, digits, _ . - (starting with a letter or digit)');
+  }
+  return value;
+}
+
+function checkPort(value: number, option: string): number {
+  if (!Number.isInteger(value) || value < 1 || value > 65535) throw usage(`${option} must be 1-65535, got "${value}"`);
+  return value;
+}
+
+function parseEnv(list: string[] = []): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const item of list) {
+    const i = item.indexOf('=');
+    if (i <= 0) throw usage(`--env takes NAME=VALUE, got "${item}"`);
+    env[item.slice(0, i)] = item.slice(i + 1);
+  }
+  return env;
+}
+
+function randomRunId(): string {
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** The `ctun-build` command that makes an image of this role under this name. */
+export function buildCommandFor(role: ImageRole, image: string): string {
+  switch (role) {
+    case 'separate-server':
+      return image === metadata.images.separateServer
+        ? 'ctun-build ctun acceptDspaceEula'
+        : `ctun-build ctun acceptDspaceEula (then: docker tag ${metadata.images.separateServer} ${image})`;
+    case 'veos-ctun':
+      return `ctun-build veos online acceptDspaceEula ${image} ${SIMULATOR_TARBALL_NAME} --installCtun yes`;
+    case 'veos':
+      return `ctun-build veos online acceptDspaceEula ${image} ${SIMULATOR_TARBALL_NAME}`;
+  }
+}
+
+function common(options: CommonRunOptions, kind: DeploymentKind) {
+  if (!options.image) throw usage('IMAGE is missing', `e.g. ctun-run veos ${metadata.images.veosCtun} 22350@license-host --startCtun yes`);
+  const license = parseLicenseServer(options.licenseServer ?? '');
+  const veosName = checkName(options.veosDockerContainer ?? DEFAULTS.veosDockerContainer, '--veosDockerContainer');
+  const transport = options.transport ?? 'udp';
+  if (transport !== 'udp' && transport !== 'tcp') throw usage(`--transport must be udp or tcp, got "${String(transport)}"`);
+  const runId = options.runId ?? randomRunId();
+  const labels = (role: string, resource: 'container' | 'network'): Record<string, string> =>
+    ctunLabels(`${resource}/${role}`, {
+      [LABEL_DEPLOYMENT]: veosName,
+      [LABEL_DEPLOYMENT_KIND]: kind,
+      [LABEL_PLAN]: runId,
+      ...(resource === 'container' ? { [LABEL_ROLE]: role } : {}),
+    });
+  const env = {
+    ...parseEnv(options.env),
+    [SIMULATOR_ENV.licenseServer]: options.licenseServer.trim(),
+  };
+  const port = checkPort(options.hostPort ?? metadata.defaultPort, '--hostPort');
+  const tunnelPort: PortSpec = { container: metadata.defaultPort, protocol: transport, host: port, hostIp: options.publishAddress ?? '' };
+  const client: ClientPlan = {
+    host: options.clientHost ?? DEFAULTS.clientHost,
+    port,
+    transport,
+    tap: options.tap ?? DEFAULTS.tap,
+    tapAddress: options.tapAddress ?? DEFAULTS.tapAddress,
+  };
+  const readyTimeoutMs = options.readyTimeoutMs ?? DEFAULTS.readyTimeoutMs;
+  return {
+    license: { value: options.licenseServer.trim(), ...license },
+    veosName,
+    transport,
+    runId,
+    labels,
+    env,
+    tunnelPort,
+    client,
+    shmSize: parseSize(options.shmSize ?? DEFAULTS.shmSize),
+    readyTimeoutMs,
+  };
+}
+
+const simulatorReady: ReadySpec = { what: 'the simulator', pattern: SIMULATOR_READY_PATTERN.source };
+const serverReady: ReadySpec = { what: 'the tunnel server', pattern: SERVER_READY_PATTERN.source };
+
+/**
+ * `ctun-run veos IMAGE LICENSE_SERVER [--startCtun yes]`: the simulator and, with
+ * --startCtun yes, the tunnel server in one container (the seed's RunVeos.py).
+ */
+export function planIntegrated(options: IntegratedOptions): DeploymentPlan {
+  const c = common(options, 'integrated');
+  const tunnel = options.startCtun ?? false;
+  const veos: ContainerPlan = {
+    role: 'veos',
+    name: c.veosName,
+    image: options.image,
+    imageRole: tunnel ? 'veos-ctun' : 'veos',
+    env: {
+      ...c.env,
+      [CTUN_ENV.start]: tunnel ? 'yes' : 'no',
+      ...(tunnel && c.transport !== 'udp' ? { [CTUN_ENV.args]: `--transport ${c.transport}` } : {}),
+    },
+    labels: c.labels('veos', 'container'),
+    // The tunnel server creates its TAP beside the simulator: NET_ADMIN and the tun
+    // device, never --privileged.
+    capAdd: tunnel ? ['NET_ADMIN'] : [],
+    devices: tunnel ? [TUN_DEVICE] : [],
+    sysctls: {},
+    shmSize: c.shmSize,
+    ports: tunnel ? [c.tunnelPort] : [],
+    ready: tunnel ? [simulatorReady, serverReady] : [simulatorReady],
+  };
+  const plan: DeploymentPlan = {
+    kind: 'integrated',
+    deployment: c.veosName,
+    runId: c.runId,
+    licenseServer: c.license,
+    tunnel,
+    serverAddress: DEFAULTS.serverAddress,
+    containers: [veos],
+    readyTimeoutMs: c.readyTimeoutMs,
+  };
+  if (tunnel) plan.client = c.client;
+  return plan;
+}
+
+/**
+ * `ctun-run separate IMAGE LICENSE_SERVER`: the simulator and the separate-mode
+ * tunnel server in two containers on one private network (the seed's
+ * RunCtunAndVeosSeparately.py).
+ */
+export function planSeparated(options: SeparatedOptions): DeploymentPlan {
+  const c = common(options, 'separated');
+  const networkName = checkName(options.dockerNetwork ?? DEFAULTS.dockerNetwork, '--dockerNetwork');
+  const serverName = checkName(options.ctunDockerContainer ?? DEFAULTS.ctunDockerContainer, '--ctunDockerContainer');
+  if (serverName === c.veosName) throw usage(`--ctunDockerContainer and --veosDockerContainer are both "${serverName}"`, 'give the two containers different names');
+  const network: NetworkPlan = { name: networkName, driver: 'bridge', labels: c.labels('network', 'network') };
+  if (options.subnet) network.subnet = options.subnet;
+  const veos: ContainerPlan = {
+    role: 'veos',
+    name: c.veosName,
+    image: options.image,
+    imageRole: 'veos',
+    env: { ...c.env, [CTUN_ENV.start]: 'no' },
+    labels: c.labels('veos', 'container'),
+    capAdd: [],
+    devices: [],
+    sysctls: {},
+    shmSize: c.shmSize,
+    ports: [],
+    network: networkName,
+    ready: [simulatorReady],
+  };
+  const server: ContainerPlan = {
+    role: 'ctun-server',
+    name: serverName,
+    image: options.ctunDockerImage ?? metadata.images.separateServer,
+    imageRole: 'separate-server',
+    // The image's entrypoint is `ctun server --mode separate`.
+    cmd: c.transport === 'udp' ? [] : ['--transport', c.transport],
+    env: {},
+    labels: c.labels('ctun-server', 'container'),
+    capAdd: ['NET_ADMIN'],
+    devices: [TUN_DEVICE],
+    // /proc/sys is read-only in a container: forwarding is a namespaced sysctl set at creation.
+    sysctls: { 'net.ipv4.ip_forward': '1' },
+    shmSize: 0,
+    ports: [c.tunnelPort],
+    network: networkName,
+    ready: [serverReady],
+  };
+  return {
+    kind: 'separated',
+    deployment: c.veosName,
+    runId: c.runId,
+    licenseServer: c.license,
+    tunnel: true,
+    serverAddress: DEFAULTS.serverAddress,
+    network,
+    containers: [veos, server],
+    client: { ...c.client, destFrom: { container: c.veosName, network: networkName } },
+    readyTimeoutMs: c.readyTimeoutMs,
+  };
+}
+
+/** The commands the user runs on the PC: configure the TAP (once, as root), then the client. */
+export function clientCommands(client: ClientPlan, dest?: string): { configure: string; client: string } {
+  const args = ['ctun', 'client', client.host];
+  if (client.port !== metadata.defaultPort) args.push('--port', String(client.port));
+  if (client.transport !== 'udp') args.push('--transport', client.transport);
+  if (client.tap !== DEFAULTS.tap) args.push('--tap', client.tap);
+  if (dest) args.push('--dest', dest);
+  return {
+    configure: `sudo ctun configure --tap ${client.tap} ${client.tapAddress} --non-interactive`,
+    client: args.join(' '),
+  };
+}
