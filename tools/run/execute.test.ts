@@ -1,0 +1,138 @@
+import { describe, expect, it } from 'vitest';
+import { createMemoryLogger, metadata } from '../common/index.js';
+import { cidrOverlap, executeDeployment } from './execute.js';
+import { createMemoryRunEngine, FakeDockerError, type MemoryRunOptions } from './memory.js';
+import { planIntegrated, planSeparated, type ContainerPlan } from './plan.js';
+import { failureInLog } from './errors.js';
+
+const READY = 'VEOS stand-in ready: portmapper=27027 xcp=5555 discovery=27028';
+const LISTENING = '2025-01-01T00:00:00.000Z INFO  server-listening transport=udp address=0.0.0.0 port=1723 mode=separate';
+const healthy = (spec: ContainerPlan) => ({
+  lines: spec.role === 'veos' ? ['veos: starting', READY, ...(spec.env.CTUN_START === 'yes' ? [LISTENING] : [])] : [LISTENING],
+});
+const allImages = [metadata.images.veos, metadata.images.veosCtun, metadata.images.separateServer];
+const engineWith = (o: MemoryRunOptions = {}) => createMemoryRunEngine({ images: allImages, script: healthy, ...o });
+const separated = (o: Partial<Parameters<typeof planSeparated>[0]> = {}) =>
+  planSeparated({ image: metadata.images.veos, licenseServer: '10.0.0.9', runId: 'r1', readyTimeoutMs: 2000, ...o });
+const integrated = () => planIntegrated({ image: metadata.images.veosCtun, licenseServer: '10.0.0.9', startCtun: true, runId: 'r2', readyTimeoutMs: 2000 });
+
+describe('executeDeployment', () => {
+  it('separated: network, both containers, readiness, the target found by inspecting the simulator', async () => {
+    const engine = engineWith();
+    const r = await executeDeployment(separated(), { engine, logger: createMemoryLogger() });
+    expect(engine.calls).toEqual(['create network dspace-ctun', 'create dspace-veos', 'start dspace-veos', 'create dspace-ctun-server', 'start dspace-ctun-server']);
+    expect(r.dest).toMatch(/^172\.30\.0\.\d+$/);
+    expect(r.target).toBe(r.dest);
+    expect(r.simulatorPorts).toEqual({ portMapper: 27027, xcp: 5555, discovery: 27028 });
+    expect(r.commands?.client).toBe(`ctun client 127.0.0.1 --dest ${r.dest}`);
+  });
+
+  it('integrated: the target is the tunnel address beside the simulator', async () => {
+    const engine = engineWith();
+    const r = await executeDeployment(integrated(), { engine, logger: createMemoryLogger() });
+    expect(r.target).toBe('192.168.100.1');
+    expect(r.dest).toBeUndefined();
+    expect(r.commands?.client).toBe('ctun client 127.0.0.1');
+  });
+
+  it('a missing image names the ctun-build command, before anything is created', async () => {
+    const engine = createMemoryRunEngine({ images: [metadata.images.veos], script: healthy });
+    await expect(executeDeployment(separated(), { engine, logger: createMemoryLogger() })).rejects.toMatchObject({
+      code: 'IMAGE_MISSING',
+      hint: 'build it: ctun-build ctun acceptDspaceEula',
+    });
+    expect(engine.calls).toEqual([]);
+  });
+
+  it('an integrated image built without the tunnel is refused for --startCtun yes', async () => {
+    const engine = createMemoryRunEngine({ images: [{ ref: metadata.images.veosCtun, labels: { 'io.ctun.install-ctun': 'false' } }] });
+    await expect(executeDeployment(integrated(), { engine, logger: createMemoryLogger() })).rejects.toMatchObject({ code: 'IMAGE_HAS_NO_TUNNEL' });
+  });
+
+  it('a name in use is one line with a hint, ours or not', async () => {
+    const foreign = engineWith({ existing: [{ name: 'dspace-veos' }] });
+    await expect(executeDeployment(separated(), { engine: foreign, logger: createMemoryLogger() })).rejects.toMatchObject({
+      code: 'NAME_IN_USE',
+      message: 'a container named dspace-veos already exists',
+    });
+    const ours = engineWith({ existing: [{ name: 'dspace-ctun-server', labels: { 'io.ctun.managed': 'true' } }] });
+    const e = await executeDeployment(separated(), { engine: ours, logger: createMemoryLogger() }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'NAME_IN_USE', message: 'a container named dspace-ctun-server already exists (left by an earlier ctun-run)' });
+    expect((e as { hint: string }).hint).toMatch(/ctun-run stop|ctun-run clean/);
+  });
+
+  it('an unreachable license server fails the wait with the simulator\'s own words, and everything is undone', async () => {
+    const engine = engineWith({
+      script: (spec) =>
+        spec.role === 'veos'
+          ? { lines: ['veos-standin: error: license server 10.0.0.9:22350 (DS_CMU_SERVER=10.0.0.9) unreachable after 5 attempt(s) 1000 ms apart: connection refused; start the license server (or license_standin.py) and check that this host reaches it'] }
+          : { lines: [LISTENING] },
+    });
+    const e = await executeDeployment(separated(), { engine, logger: createMemoryLogger() }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'LICENSE_SERVER_UNREACHABLE' });
+    expect((e as Error).message).toContain('license server 10.0.0.9:22350');
+    expect((e as { hint: string }).hint).toContain('start the license server');
+    expect(engine.containers.size).toBe(0);
+    expect(engine.networks.size).toBe(0);
+  });
+
+  it('a container that exits before it is ready fails with its exit code and log tail', async () => {
+    const engine = engineWith({ script: (spec) => (spec.role === 'ctun-server' ? { lines: ['boom'], exitCode: 7 } : healthy(spec)) });
+    const e = await executeDeployment(separated(), { engine, logger: createMemoryLogger() }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'CONTAINER_EXITED' });
+    expect((e as Error).message).toMatch(/dspace-ctun-server exited with code 7[\s\S]*\| boom/);
+    expect(engine.containers.size).toBe(0);
+  });
+
+  it('a wait is bounded and says what it waited for', async () => {
+    const engine = engineWith({ script: () => ({ lines: ['nothing useful'] }) });
+    const plan = planIntegrated({ image: metadata.images.veosCtun, licenseServer: 'x', startCtun: true, runId: 'r', readyTimeoutMs: 300 });
+    const e = await executeDeployment(plan, { engine, logger: createMemoryLogger() }).catch((x: unknown) => x);
+    expect((e as Error).message).toMatch(/^waited 0 s for the simulator .* and the tunnel server .* in container dspace-veos/);
+    expect(engine.containers.size).toBe(0);
+  });
+
+  it('a port in use on the Docker host is explained at start', async () => {
+    const engine = engineWith({
+      refuse: (spec, step) =>
+        spec.role === 'ctun-server' && step === 'start'
+          ? new FakeDockerError(500, 'driver failed programming external connectivity on endpoint dspace-ctun-server: Bind for 0.0.0.0:1723 failed: port is already allocated')
+          : undefined,
+    });
+    await expect(executeDeployment(separated(), { engine, logger: createMemoryLogger() })).rejects.toMatchObject({ code: 'PORT_IN_USE', exitCode: 3 });
+    expect(engine.containers.size).toBe(0);
+    expect(engine.networks.size).toBe(0);
+  });
+
+  it('an abort (Ctrl-C) during the wait undoes everything', async () => {
+    const engine = engineWith({ script: () => ({ lines: [] }) });
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 50);
+    await expect(executeDeployment(separated({ readyTimeoutMs: 10_000 }), { engine, logger: createMemoryLogger(), signal: controller.signal })).rejects.toMatchObject({
+      code: 'INTERRUPTED',
+      exitCode: 130,
+    });
+    expect(engine.containers.size).toBe(0);
+    expect(engine.networks.size).toBe(0);
+  });
+
+  it('a Docker subnet overlapping the tunnel is refused', async () => {
+    const engine = engineWith();
+    await expect(executeDeployment(separated({ subnet: '192.168.96.0/20' }), { engine, logger: createMemoryLogger() })).rejects.toMatchObject({ code: 'NETWORK_SUBNET' });
+    expect(engine.networks.size).toBe(0);
+  });
+});
+
+describe('failureInLog', () => {
+  it('recognises the tunnel server lacking NET_ADMIN or the tun device', () => {
+    expect(failureInLog('ctun: error: opening TAP ctun0 failed: operation not permitted (EPERM): needs NET_ADMIN\n', 'c')?.code).toBe('NO_NET_ADMIN');
+    expect(failureInLog('ctun: error: cannot open /dev/net/tun: no such file\n', 'c')?.code).toBe('NO_TUN_DEVICE');
+    expect(failureInLog('INFO gave up: veos entered FATAL state, too many start retries too quickly\n', 'c')?.code).toBe('PROCESS_FATAL');
+    expect(failureInLog('all good\n', 'c')).toBeUndefined();
+  });
+
+  it('cidrOverlap', () => {
+    expect(cidrOverlap('192.168.96.0/20', '192.168.100.1/24')).toBe(true);
+    expect(cidrOverlap('172.18.0.0/16', '192.168.100.1/24')).toBe(false);
+  });
+});
