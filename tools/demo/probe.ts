@@ -1,0 +1,234 @@
+/**
+ * What a tool on the PC (ControlDesk and friends) does with the simulator, reduced to
+ * the parts a tunnel must carry: ask the port mapper for servers on ports chosen at
+ * run time and talk to them, receive XCP data nobody asked for, and find the
+ * simulator by broadcast. Every wait is bounded.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { createInterface } from 'node:readline';
+
+export class ProbeError extends Error {
+  override name = 'ProbeError';
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string, cleanup: () => void = () => {}): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new ProbeError(`no answer within ${ms} ms: ${what}`)), ms);
+    }),
+  ]).finally(() => {
+    clearTimeout(timer);
+    cleanup();
+  });
+}
+
+/** A line-based TCP conversation: `ask` sends one line and resolves with the next line received. */
+async function lineConnection(host: string, port: number, timeoutMs: number): Promise<{ ask(line?: string): Promise<string>; close(): void }> {
+  const socket = net.connect({ host, port });
+  await withTimeout(
+    new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    }),
+    timeoutMs,
+    `TCP connect to ${host}:${port}`,
+  ).catch((e: unknown) => {
+    socket.destroy();
+    throw new ProbeError(`TCP connect to ${host}:${port} failed: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  });
+  const lines: string[] = [];
+  const waiting: Array<(l: string) => void> = [];
+  createInterface({ input: socket }).on('line', (l) => {
+    const w = waiting.shift();
+    if (w) w(l);
+    else lines.push(l);
+  });
+  socket.on('error', () => {});
+  return {
+    ask: (line?: string) => {
+      if (line !== undefined) socket.write(line + '\n');
+      const queued = lines.shift();
+      if (queued !== undefined) return Promise.resolve(queued);
+      return withTimeout(new Promise<string>((resolve) => waiting.push(resolve)), timeoutMs, `answer to "${line ?? '(greeting)'}" from ${host}:${port}`);
+    },
+    close: () => socket.destroy(),
+  };
+}
+
+export interface OpenedServers {
+  tcp: { name: string; port: number };
+  udp: { name: string; port: number };
+}
+
+/** Asks the port mapper for one TCP and one UDP server; both get ports chosen now. */
+export async function openServers(host: string, portMapper: number, names: { tcp: string; udp: string }, timeoutMs = 5000): Promise<OpenedServers> {
+  const c = await lineConnection(host, portMapper, timeoutMs);
+  try {
+    const port = async (proto: 'TCP' | 'UDP', name: string): Promise<number> => {
+      const answer = await c.ask(`OPEN ${proto} ${name}`);
+      const m = /^OK (\d+)$/.exec(answer);
+      if (!m) throw new ProbeError(`port mapper answered "${answer}" to OPEN ${proto} ${name}`);
+      return Number(m[1]);
+    };
+    const tcp = await port('TCP', names.tcp);
+    const udp = await port('UDP', names.udp);
+    await c.ask('QUIT');
+    return { tcp: { name: names.tcp, port: tcp }, udp: { name: names.udp, port: udp } };
+  } finally {
+    c.close();
+  }
+}
+
+/** Talks to an opened TCP server: its greeting, then one line and its answer. */
+export async function tcpConversation(host: string, port: number, line: string, timeoutMs = 5000): Promise<{ greeting: string; answer: string }> {
+  const c = await lineConnection(host, port, timeoutMs);
+  try {
+    const greeting = await c.ask();
+    const answer = await c.ask(line);
+    return { greeting, answer };
+  } finally {
+    c.close();
+  }
+}
+
+/** Sends a datagram to an opened UDP server (a few times: the first may wait for ARP) and returns its answer. */
+export async function udpConversation(host: string, port: number, text: string, timeoutMs = 5000): Promise<string> {
+  const s = dgram.createSocket('udp4');
+  let timer: NodeJS.Timeout | undefined;
+  const answer = new Promise<string>((resolve, reject) => {
+    s.on('message', (d) => resolve(d.toString('utf8')));
+    s.on('error', reject);
+    let n = 0;
+    const send = (): void => {
+      if (n++ < 10) {
+        s.send(text, port, host);
+        timer = setTimeout(send, 300);
+      }
+    };
+    send();
+  });
+  return withTimeout(answer, timeoutMs, `UDP ${host}:${port}`, () => {
+    clearTimeout(timer);
+    s.close();
+  });
+}
+
+/** One XCP-on-Ethernet message: LEN (uint16 LE), CTR (uint16 LE), payload. */
+export function xcpFrame(ctr: number, payload: number[]): Buffer {
+  const b = Buffer.alloc(4 + payload.length);
+  b.writeUInt16LE(payload.length, 0);
+  b.writeUInt16LE(ctr, 2);
+  Buffer.from(payload).copy(b, 4);
+  return b;
+}
+
+export function splitXcp(data: Buffer): Array<{ ctr: number; payload: Buffer }> {
+  const out: Array<{ ctr: number; payload: Buffer }> = [];
+  let i = 0;
+  while (i + 4 <= data.length) {
+    const len = data.readUInt16LE(i);
+    const ctr = data.readUInt16LE(i + 2);
+    if (i + 4 + len > data.length) break;
+    out.push({ ctr, payload: data.subarray(i + 4, i + 4 + len) });
+    i += 4 + len;
+  }
+  return out;
+}
+
+export interface XcpResult {
+  /** The CONNECT answer's payload, hex. */
+  connect: string;
+  /** DAQ packets received without asking, in order of their sequence numbers. */
+  daq: Array<{ odt: number; seq: number; ms: number }>;
+}
+
+/** CONNECT, then collect `count` unrequested DAQ packets, then DISCONNECT. */
+export async function xcpSession(host: string, port: number, count = 5, timeoutMs = 8000): Promise<XcpResult> {
+  const s = dgram.createSocket('udp4');
+  let connect: string | undefined;
+  const daq: XcpResult['daq'] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const done = new Promise<void>((resolve, reject) => {
+    s.on('error', reject);
+    s.on('message', (d) => {
+      for (const m of splitXcp(d)) {
+        if (connect === undefined && m.payload[0] === 0xff) connect = m.payload.toString('hex');
+        else if (connect !== undefined && m.payload.length >= 10 && m.payload[0]! < 0xfc) {
+          daq.push({ odt: m.payload[0]!, seq: m.payload.readUInt32LE(2), ms: m.payload.readUInt32LE(6) });
+        }
+      }
+      if (daq.length >= count) resolve();
+    });
+    let n = 0;
+    const send = (): void => {
+      if (connect === undefined && n++ < 10) {
+        s.send(xcpFrame(0, [0xff, 0x00]), port, host);
+        timer = setTimeout(send, 300);
+      }
+    };
+    send();
+  });
+  try {
+    await withTimeout(done, timeoutMs, `${count} XCP DAQ packets from ${host}:${port} (got ${daq.length}${connect === undefined ? ', no CONNECT answer' : ''})`);
+    s.send(xcpFrame(1, [0xfe]), port, host);
+    await new Promise((r) => setTimeout(r, 50));
+    return { connect: connect!, daq: daq.slice(0, count) };
+  } finally {
+    clearTimeout(timer);
+    s.close();
+  }
+}
+
+/** Broadcasts DISCOVER on a subnet's broadcast address and returns the first answer (parsed) and who sent it. */
+export async function discover(broadcast: string, port: number, timeoutMs = 5000): Promise<{ from: string; answer: Record<string, unknown> }> {
+  const s = dgram.createSocket('udp4');
+  let timer: NodeJS.Timeout | undefined;
+  const answer = new Promise<{ from: string; answer: Record<string, unknown> }>((resolve, reject) => {
+    s.on('error', reject);
+    s.on('message', (d, r) => {
+      try {
+        resolve({ from: r.address, answer: JSON.parse(d.toString('utf8')) as Record<string, unknown> });
+      } catch {
+        // not an answer to us
+      }
+    });
+    s.bind(0, () => {
+      s.setBroadcast(true);
+      let n = 0;
+      const send = (): void => {
+        if (n++ < 10) {
+          s.send('DISCOVER', port, broadcast);
+          timer = setTimeout(send, 300);
+        }
+      };
+      send();
+    });
+  });
+  return withTimeout(answer, timeoutMs, `DISCOVER broadcast to ${broadcast}:${port}`, () => {
+    clearTimeout(timer);
+    s.close();
+  });
+}
+
+/** A TCP connect that is expected to fail: resolves with the reason (or `connected`). */
+export async function tcpReach(host: string, port: number, timeoutMs = 2000): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve('timeout');
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve('connected');
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve(e.code ?? e.message);
+    });
+  });
+}
