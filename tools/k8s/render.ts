@@ -1,0 +1,226 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { metadata } from '../common/index.js';
+import { SIMULATOR_PORTS } from '../simulator/index.js';
+import { CtunError } from '../common/index.js';
+import { fillTemplate, group, leafPaths, pickValues, templateRefs } from './template.js';
+import { imageRef, resolveParams, SERVER_TAP, TLS_MOUNT_PATH, type K8sParams, type ResolvedK8sParams } from './params.js';
+
+/** A Kubernetes object as rendered: plain JSON. */
+export interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [key: string]: unknown;
+}
+
+/** The seed's four manifest files, by the names its manual applies. */
+export const MANIFEST_FILES = {
+  service: 'ctun-service.yaml',
+  integrated: 'veos.23.1.ctun.yaml',
+  simulator: 'veos.23.1.yaml',
+  separateServer: 'ctun-separate-server.yaml',
+} as const;
+export type ManifestKey = keyof typeof MANIFEST_FILES;
+
+/** Object names, fixed so the seed's commands (`kubectl get service ctun-service`, `-l app=veos`) keep working. */
+export const OBJECT_NAMES = {
+  service: 'ctun-service',
+  integrated: 'veos-ctun',
+  simulator: 'veos',
+  separateServer: 'ctun-separate-server',
+} as const;
+
+/** Label every object carries; `ctun-run k8s delete` finds what to remove by it, never by name. */
+export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'ctun' } as const;
+export const MANAGED_SELECTOR = 'app.kubernetes.io/managed-by=ctun';
+
+/** Selector of the simulator pods of the separated deployment (the seed's `-l app=veos`). */
+export const SIMULATOR_SELECTOR = 'app=veos';
+
+export interface RenderedManifest {
+  key: ManifestKey;
+  file: string;
+  /** The objects, for validation and server-side apply. */
+  objects: K8sObject[];
+  /** The YAML text, with the template's comments and a header. */
+  yaml: string;
+}
+
+/** The templates folder of this checkout (default: templates/k8s beside tools/). */
+export function defaultTemplateDir(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'templates', 'k8s');
+}
+
+/** Containers whose exit codes are ctun's (the others are the simulator's). */
+export const TUNNEL_CONTAINER = 'ctun';
+export const SIMULATOR_CONTAINER = 'veos';
+
+function labels(name: string, instance: string, component: string, version: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    ...extra,
+    'app.kubernetes.io/name': name,
+    'app.kubernetes.io/instance': instance,
+    'app.kubernetes.io/component': component,
+    'app.kubernetes.io/version': version,
+    'app.kubernetes.io/part-of': 'ctun',
+    ...MANAGED_BY,
+  };
+}
+
+/** What the Service selects: the pod that runs a tunnel server, integrated or separate. */
+const TUNNEL_SERVER_SELECTOR = { 'app.kubernetes.io/part-of': 'ctun', 'app.kubernetes.io/component': 'tunnel-server' };
+
+/** `/proc/net/udp` and `/proc/net/tcp` print ports as 4 upper-case hex digits. */
+function procPort(port: number): string {
+  return port.toString(16).toUpperCase().padStart(4, '0');
+}
+
+/**
+ * The exec probe of a tunnel server: its TAP exists (a non-persistent TAP vanishes
+ * with the process that holds it) and its socket is bound (UDP) or listening (TCP,
+ * state 0A), read from /proc so the probe sends nothing into the tunnel and leaves no
+ * log line. Needs only sh and grep, which the ctun images have.
+ */
+export function tunnelProbeCommand(tap: string, port: number, transport: 'udp' | 'tcp'): string[] {
+  const socket = transport === 'udp' ? `grep -q ':${procPort(port)} ' /proc/net/udp` : `grep -q ':${procPort(port)} [0-9A-F:]* 0A ' /proc/net/tcp`;
+  return ['/bin/sh', '-c', `test -d /sys/class/net/${tap} && ${socket}`];
+}
+
+/** `ctun server` arguments after the image's entrypoint (`ctun server --mode ...`). */
+export function serverArgs(p: ResolvedK8sParams): string[] {
+  const args = ['--listen', '0.0.0.0', '--port', String(p.port), '--transport', p.transport, '--tap', SERVER_TAP.name, '--address', SERVER_TAP.address, '--log-format', 'json'];
+  if (p.tlsSecret) {
+    args.push('--tls', '--ca', `${TLS_MOUNT_PATH}/ca.crt`, '--cert', `${TLS_MOUNT_PATH}/tls.crt`, '--key', `${TLS_MOUNT_PATH}/tls.key`);
+  }
+  return args;
+}
+
+/**
+ * Requests are what the scheduler reserves; limits cap a runaway process. The
+ * simulator's limit includes its memory-backed /dev/shm, which counts against it.
+ */
+export const RESOURCES = {
+  simulator: { requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '2', memory: '2Gi' } },
+  tunnel: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } },
+} as const;
+
+/** The template values for resolved parameters (pure). */
+export function templateValues(p: ResolvedK8sParams) {
+  const protocol = p.transport === 'udp' ? 'UDP' : 'TCP';
+  const portName = `ctun-${p.transport}`;
+  const tlsVolumes = p.tlsSecret
+    ? [{ name: 'ctun-tls', secret: { secretName: p.tlsSecret, defaultMode: 0o400, items: ['ca.crt', 'tls.crt', 'tls.key'].map((k) => ({ key: k, path: k })) } }]
+    : [];
+  const tlsMounts = p.tlsSecret ? [{ name: 'ctun-tls', mountPath: TLS_MOUNT_PATH, readOnly: true }] : [];
+  return {
+    namespace: p.namespace,
+    licenseServer: p.licenseServer,
+    imagePullPolicy: p.imagePullPolicy,
+    replicas: p.replicas,
+    shmSize: p.shmSize,
+    names: group({ ...OBJECT_NAMES }),
+    images: group({
+      veos: imageRef(p.registry, p.veosImage),
+      localServer: imageRef(p.registry, p.localServerImage),
+      separateServer: imageRef(p.registry, p.separateServerImage),
+    }),
+    labels: group({
+      service: labels('ctun', OBJECT_NAMES.service, 'tunnel-service', metadata.ctunVersion),
+      integrated: labels('veos-ctun', OBJECT_NAMES.integrated, 'tunnel-server', metadata.veosVersion, { app: 'veos-ctun' }),
+      simulator: labels('veos', OBJECT_NAMES.simulator, 'simulator', metadata.veosVersion, { app: 'veos' }),
+      separateServer: labels('ctun-separate-server', OBJECT_NAMES.separateServer, 'tunnel-server', metadata.ctunVersion, { app: 'ctun-separate-server' }),
+    }),
+    selectors: group({
+      tunnelServer: TUNNEL_SERVER_SELECTOR,
+      integrated: { app: 'veos-ctun', 'app.kubernetes.io/instance': OBJECT_NAMES.integrated },
+      simulator: { app: 'veos', 'app.kubernetes.io/instance': OBJECT_NAMES.simulator },
+      separateServer: { app: 'ctun-separate-server', 'app.kubernetes.io/instance': OBJECT_NAMES.separateServer },
+    }),
+    annotations: group({
+      separateServer: {
+        'ctun/requires': 'kubelet --allowed-unsafe-sysctls=net.ipv4.ip_forward (not in the safe sysctl set)',
+      },
+    }),
+    simulator: group({
+      ports: [
+        { name: 'portmapper', containerPort: SIMULATOR_PORTS.portMapper, protocol: 'TCP' },
+        { name: 'xcp', containerPort: SIMULATOR_PORTS.xcp, protocol: 'UDP' },
+        { name: 'discovery', containerPort: SIMULATOR_PORTS.discovery, protocol: 'UDP' },
+      ],
+    }),
+    resources: group({ simulator: RESOURCES.simulator, tunnel: RESOURCES.tunnel }),
+    tunnel: group({
+      port: p.port,
+      nodePort: p.nodePort,
+      protocol,
+      portName,
+      args: serverArgs(p),
+      containerPorts: [{ name: portName, containerPort: p.port, protocol }],
+      probeCommand: tunnelProbeCommand(SERVER_TAP.name, p.port, p.transport),
+    }),
+    tls: group({ volumes: tlsVolumes, volumeMounts: tlsMounts }),
+  };
+}
+
+function describeParams(p: ResolvedK8sParams): string {
+  const parts = [`license server ${p.licenseServer}`, `port ${p.port}/${p.transport}`];
+  if (p.registry) parts.push(`registry ${p.registry}`);
+  if (p.namespace) parts.push(`namespace ${p.namespace}`);
+  if (p.tlsSecret) parts.push(`TLS secret ${p.tlsSecret}`);
+  return parts.join(', ');
+}
+
+/**
+ * Renders the four manifests (pure but for reading the templates). Each file uses a
+ * part of the values; together they must use every one, so no parameter is silently
+ * ignored.
+ */
+export function renderManifests(params: K8sParams = {}, options: { templateDir?: string } = {}): RenderedManifest[] {
+  const p = resolveParams(params);
+  const dir = options.templateDir ?? defaultTemplateDir();
+  const values = templateValues(p);
+  const texts = (Object.keys(MANIFEST_FILES) as ManifestKey[]).map((key) => ({ key, file: MANIFEST_FILES[key], text: readFileSync(join(dir, MANIFEST_FILES[key]), 'utf8') }));
+  const allRefs = new Set(texts.flatMap((t) => [...templateRefs(t.text)]));
+  const unused = leafPaths(values).filter((v) => !allRefs.has(v));
+  if (unused.length > 0) throw new CtunError('TEMPLATE', `templates/k8s: values no template uses: ${unused.join(', ')}`);
+  return texts.map(({ key, file, text }) => {
+    const doc = fillTemplate(text, pickValues(values, templateRefs(text)), `templates/k8s/${file}`);
+    const header = ` Rendered by \`ctun-run k8s render\` from templates/k8s/${file}\n (${describeParams(p)}).\n Do not edit by hand: change the template or the parameters and render again.`;
+    doc.commentBefore = doc.commentBefore ? `${doc.commentBefore}\n#\n${header}` : header;
+    return { key, file, objects: [doc.toJS() as K8sObject], yaml: doc.toString({ lineWidth: 0 }) };
+  });
+}
+
+/** The rendered manifests of one key (throws on an unknown key). */
+export function manifest(rendered: RenderedManifest[], key: ManifestKey): RenderedManifest {
+  const m = rendered.find((r) => r.key === key);
+  if (!m) throw new Error(`no manifest ${key}`);
+  return m;
+}
+
+/** The checked-in manifests of the seed (k8s/ beside tools/). */
+export function defaultManifestDir(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'k8s');
+}
+
+/** Writes the rendered files into `dir`; returns their paths. */
+export function writeManifests(dir: string, rendered: RenderedManifest[]): string[] {
+  mkdirSync(dir, { recursive: true });
+  return rendered.map((m) => {
+    const path = join(dir, m.file);
+    writeFileSync(path, m.yaml);
+    return path;
+  });
+}
+
+/** Files in `dir` that differ from a fresh rendering (missing files count). */
+export function staleManifests(dir: string, rendered: RenderedManifest[]): string[] {
+  return rendered
+    .filter((m) => {
+      const path = join(dir, m.file);
+      return !existsSync(path) || readFileSync(path, 'utf8') !== m.yaml;
+    })
+    .map((m) => m.file);
+}
