@@ -1,0 +1,132 @@
+import { mkdtempSync, readFileSync, writeFileSync, cpSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { metadata } from '../common/index.js';
+import { defaultManifestDir, defaultTemplateDir, manifest, MANIFEST_FILES, renderManifests, resolveParams, staleManifests, writeManifests, type K8sObject } from './index.js';
+import { fillTemplate, group } from './template.js';
+
+type Json = any;
+const podSpec = (o: K8sObject): Json => (o as Json).spec.template.spec;
+const container = (o: K8sObject, name: string): Json => podSpec(o).containers.find((c: Json) => c.name === name);
+
+describe('k8s/ holds the templates rendered with defaults', () => {
+  it('is not stale (run `ctun-run k8s render` after changing a template)', () => {
+    const stale = staleManifests(defaultManifestDir(), renderManifests());
+    expect(stale, `stale files in k8s/: ${stale.join(', ')}`).toEqual([]);
+  });
+
+  it('detects a stale file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctun-k8s-'));
+    writeManifests(dir, renderManifests());
+    expect(staleManifests(dir, renderManifests())).toEqual([]);
+    writeFileSync(join(dir, MANIFEST_FILES.simulator), readFileSync(join(dir, MANIFEST_FILES.simulator), 'utf8').replace('replicas: 5', 'replicas: 4'));
+    expect(staleManifests(dir, renderManifests())).toEqual([MANIFEST_FILES.simulator]);
+  });
+
+  it('the YAML text parses to the same objects that are applied, with the header', () => {
+    for (const m of renderManifests()) {
+      expect(parse(m.yaml)).toEqual(m.objects[0]);
+      expect(m.yaml).toMatch(/^# Rendered by `ctun-run k8s render` from templates\/k8s\//);
+    }
+  });
+});
+
+describe('parameters', () => {
+  it('defaults are the seed: images and port from metadata, 5 simulator pods, UDP NodePort, placeholder license', () => {
+    const r = renderManifests();
+    const svc = manifest(r, 'service').objects[0] as Json;
+    expect(svc.metadata.name).toBe('ctun-service');
+    expect(svc.spec.type).toBe('NodePort');
+    expect(svc.spec.ports).toEqual([{ name: 'ctun-udp', protocol: 'UDP', port: metadata.defaultPort, targetPort: 'ctun-udp' }]);
+    const sim = manifest(r, 'simulator').objects[0] as Json;
+    expect(sim.spec.replicas).toBe(5);
+    expect(sim.spec.template.metadata.labels.app).toBe('veos');
+    expect(container(sim, 'veos').image).toBe(metadata.images.veos);
+    const integrated = manifest(r, 'integrated').objects[0]!;
+    expect(podSpec(integrated).containers.map((c: Json) => [c.name, c.image])).toEqual([
+      ['veos', metadata.images.veos],
+      ['ctun', metadata.images.localServer],
+    ]);
+    expect(container(manifest(r, 'separateServer').objects[0]!, 'ctun').image).toBe(metadata.images.separateServer);
+    expect(container(integrated, 'veos').env).toEqual([{ name: 'DS_CMU_SERVER', value: '<LICENSE_SERVER>' }]);
+    for (const m of r) expect(m.objects[0]!.metadata.namespace).toBeUndefined();
+  });
+
+  it('license server, registry, replicas, port, namespace, node port reach the objects', () => {
+    const r = renderManifests({ licenseServer: '22350@lic.example', registry: 'registry.local:5000/', replicas: 2, port: 4000, namespace: 'sim', nodePort: 31000 });
+    for (const m of r) expect(m.objects[0]!.metadata.namespace).toBe('sim');
+    const sim = manifest(r, 'simulator').objects[0] as Json;
+    expect(sim.spec.replicas).toBe(2);
+    expect(container(sim, 'veos').env[0].value).toBe('22350@lic.example');
+    expect(container(sim, 'veos').image).toBe(`registry.local:5000/${metadata.images.veos}`);
+    const server = container(manifest(r, 'separateServer').objects[0]!, 'ctun');
+    expect(server.image).toBe(`registry.local:5000/${metadata.images.separateServer}`);
+    expect(server.args.slice(0, 6)).toEqual(['--listen', '0.0.0.0', '--port', '4000', '--transport', 'udp']);
+    expect(server.ports).toEqual([{ name: 'ctun-udp', containerPort: 4000, protocol: 'UDP' }]);
+    expect((manifest(r, 'service').objects[0] as Json).spec.ports[0]).toMatchObject({ port: 4000, nodePort: 31000, protocol: 'UDP' });
+  });
+
+  it('transport tcp: TCP Service port, server --transport tcp, probe reads /proc/net/tcp', () => {
+    const r = renderManifests({ transport: 'tcp' });
+    expect((manifest(r, 'service').objects[0] as Json).spec.ports).toEqual([{ name: 'ctun-tcp', protocol: 'TCP', port: 1723, targetPort: 'ctun-tcp' }]);
+    const ctun = container(manifest(r, 'integrated').objects[0]!, 'ctun');
+    expect(ctun.args).toContain('tcp');
+    expect(ctun.readinessProbe.exec.command[2]).toBe("test -d /sys/class/net/ctun0 && grep -q ':06BB [0-9A-F:]* 0A ' /proc/net/tcp");
+  });
+
+  it('a TLS secret mounts ca.crt/tls.crt/tls.key read-only and adds the TLS flags, on both servers only', () => {
+    const r = renderManifests({ tlsSecret: 'ctun-tls' });
+    for (const key of ['integrated', 'separateServer'] as const) {
+      const o = manifest(r, key).objects[0]!;
+      const ctun = container(o, 'ctun');
+      expect(ctun.args.slice(-7)).toEqual(['--tls', '--ca', '/etc/ctun/tls/ca.crt', '--cert', '/etc/ctun/tls/tls.crt', '--key', '/etc/ctun/tls/tls.key']);
+      expect(ctun.volumeMounts).toContainEqual({ name: 'ctun-tls', mountPath: '/etc/ctun/tls', readOnly: true });
+      const vol = podSpec(o).volumes.find((v: Json) => v.name === 'ctun-tls');
+      expect(vol.secret.secretName).toBe('ctun-tls');
+      expect(vol.secret.items.map((i: Json) => i.key)).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
+    }
+    expect(JSON.stringify(manifest(r, 'simulator').objects)).not.toContain('ctun-tls');
+    // Without a secret: no TLS flags, no secret volume.
+    const plain = container(manifest(renderManifests(), 'integrated').objects[0]!, 'ctun');
+    expect(plain.args).not.toContain('--tls');
+    expect(plain.volumeMounts).toEqual([{ name: 'dev-net-tun', mountPath: '/dev/net/tun' }]);
+  });
+
+  it('bad parameters are usage errors that say what was expected', () => {
+    expect(() => resolveParams({ replicas: 0 })).toThrow(/Expected replicas to be 1-100, got 0/);
+    expect(() => resolveParams({ port: 70000 })).toThrow(/port to be 1-65535/);
+    expect(() => resolveParams({ nodePort: 8080 })).toThrow(/NodePort to be 30000-32767/);
+    expect(() => resolveParams({ namespace: 'Bad_NS' })).toThrow(/namespace to be a DNS label/);
+    expect(() => resolveParams({ transport: 'sctp' as never })).toThrow(/udp or tcp/);
+    expect(() => resolveParams({ licenseServer: 'a b' })).toThrow(/license server/);
+    expect(() => resolveParams({ shmSize: '256m bytes' })).toThrow(/shm size/);
+  });
+});
+
+describe('templates', () => {
+  it('typed values, splices, removal and interpolation; comments survive', () => {
+    const doc = fillTemplate(
+      "# head\na: '{{n}}'\nb: '{{gone}}'\nlist:\n  - x\n  - '{{...more}}'\nmsg: 'port {{n}}/{{g.p}}'\n# tail\n",
+      { n: 5, gone: undefined, more: ['y', 'z'], g: group({ p: 'udp' }) },
+    );
+    expect(doc.toJS()).toEqual({ a: 5, list: ['x', 'y', 'z'], msg: 'port 5/udp' });
+    expect(doc.toString()).toContain('# head');
+  });
+
+  it('a placeholder without a value, or a value no placeholder uses, is an error', () => {
+    expect(() => fillTemplate("a: '{{missing}}'\n", {})).toThrow(/no value for \{\{missing\}\}/);
+    expect(() => fillTemplate("a: '{{x}}'\n", { x: 1, y: 2 })).toThrow(/values not used by the template: y/);
+    expect(() => fillTemplate("a: '{{g.p}}'\n", { g: group({ p: 1, q: 2 }) })).toThrow(/g\.q/);
+  });
+
+  it('a template that drops a placeholder fails the rendering instead of ignoring the parameter', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctun-k8s-tpl-'));
+    cpSync(defaultTemplateDir(), dir, { recursive: true });
+    const file = join(dir, MANIFEST_FILES.separateServer);
+    // The only user of annotations.separateServer: without it the value is unused.
+    writeFileSync(file, readFileSync(file, 'utf8').replace("      annotations: '{{annotations.separateServer}}'\n", ''));
+    expect(() => renderManifests({}, { templateDir: dir })).toThrow(/values no template uses: annotations\.separateServer/);
+  });
+});

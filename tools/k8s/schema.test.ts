@@ -1,0 +1,169 @@
+import { describe, expect, it } from 'vitest';
+import { assertValid, definitionName, loadSchema, manifest, renderManifests, SCHEMA_VERSIONS, type K8sObject, type K8sParams } from './index.js';
+
+type Json = any;
+
+/** Every parameter set a user can reach, rendered. */
+const VARIANTS: Array<[string, K8sParams]> = [
+  ['defaults', {}],
+  ['tcp, namespace, registry, node port', { transport: 'tcp', namespace: 'sim', registry: 'registry.local:5000', nodePort: 31723, licenseServer: '22350@lic' }],
+  ['tls', { tlsSecret: 'ctun-tls', replicas: 1, shmSize: '512Mi', imagePullPolicy: 'Never' }],
+];
+
+describe('every rendered manifest is valid for Kubernetes 1.29, 1.30, 1.31 and 1.32 (offline)', () => {
+  for (const version of SCHEMA_VERSIONS) {
+    for (const [name, params] of VARIANTS) {
+      it(`${version}: ${name}`, () => {
+        const schema = loadSchema(version);
+        for (const m of renderManifests(params)) {
+          for (const o of m.objects) expect(schema.validate(o), `${m.file} on ${version} (${schema.source})`).toEqual([]);
+        }
+      });
+    }
+  }
+});
+
+describe('the schemas are real and distinct per release', () => {
+  const deployment = (): Json => structuredClone(manifest(renderManifests(), 'integrated').objects[0]);
+
+  it('each version comes from its own package and knows the core definitions', () => {
+    const sources = SCHEMA_VERSIONS.map((v) => loadSchema(v).source);
+    expect(sources.map((s) => s.split('@')[0])).toEqual(['cdk8s-plus-29', 'cdk8s-plus-30', 'cdk8s-plus-31', 'cdk8s-plus-32']);
+    for (const v of SCHEMA_VERSIONS) {
+      const defs = loadSchema(v).definitions;
+      for (const d of ['io.k8s.api.core.v1.PodSpec', 'io.k8s.api.core.v1.HostPathVolumeSource', 'io.k8s.api.core.v1.Sysctl', 'io.k8s.api.apps.v1.Deployment', 'io.k8s.api.core.v1.Service']) {
+        expect(defs.has(d), `${d} in ${v}`).toBe(true);
+      }
+    }
+  });
+
+  it('a field added in 1.30 (securityContext.appArmorProfile) fails on 1.29 only', () => {
+    const o = deployment();
+    o.spec.template.spec.containers[1].securityContext.appArmorProfile = { type: 'RuntimeDefault' };
+    expect(loadSchema('1.29').validate(o)).toEqual([{ path: '/spec/template/spec/containers/1/securityContext', message: 'unknown field "appArmorProfile"' }]);
+    for (const v of ['1.30', '1.31', '1.32'] as const) expect(loadSchema(v).validate(o)).toEqual([]);
+  });
+
+  it('unknown fields, missing required fields and wrong types are reported with their path', () => {
+    const o = deployment();
+    o.spec.template.spec.containers[0].imagePullPolicyy = 'Always';
+    delete o.spec.template.spec.containers[1].name;
+    o.spec.template.spec.volumes[1].hostPath.path = 7;
+    o.spec.replicas = 'one';
+    const issues = loadSchema('1.31').validate(o);
+    expect(issues).toEqual(
+      expect.arrayContaining([
+        { path: '/spec/template/spec/containers/0', message: 'unknown field "imagePullPolicyy"' },
+        { path: '/spec/template/spec/containers/1', message: 'missing required field "name"' },
+        { path: '/spec/template/spec/volumes/1/hostPath/path', message: 'must be string' },
+        { path: '/spec/replicas', message: 'must be number' },
+      ]),
+    );
+    expect(() => assertValid([o], '1.31')).toThrow(/not valid for Kubernetes 1\.31: Deployment\/veos-ctun/);
+  });
+
+  it('apiVersion must match the kind; unknown kinds have no schema', () => {
+    const o = deployment();
+    o.apiVersion = 'apps/v1beta1';
+    expect(loadSchema('1.32').validate(o)[0]!.message).toMatch(/no schema for apps\/v1beta1 Deployment/);
+    expect(definitionName('v1', 'Service')).toBe('io.k8s.api.core.v1.Service');
+    expect(definitionName('networking.k8s.io/v1', 'Ingress')).toBe('io.k8s.api.networking.v1.Ingress');
+  });
+});
+
+// Security and operability properties: asserted on the rendered objects of every variant.
+function pods(objects: K8sObject[]): Array<{ name: string; spec: Json; labels: Record<string, string> }> {
+  return objects.filter((o) => o.kind === 'Deployment').map((o) => ({ name: o.metadata.name, spec: (o as Json).spec.template.spec, labels: (o as Json).spec.template.metadata.labels }));
+}
+
+describe('security and operability of every pod', () => {
+  for (const [name, params] of VARIANTS) {
+    const rendered = renderManifests(params);
+    const all = rendered.flatMap((m) => m.objects);
+
+    it(`${name}: nothing privileged; NET_ADMIN is the only capability added, and only to tunnel servers`, () => {
+      for (const p of pods(all)) {
+        expect(p.spec.hostNetwork ?? false).toBe(false);
+        for (const c of p.spec.containers) {
+          expect(c.securityContext?.privileged, `${p.name}/${c.name}`).toBe(false);
+          expect(c.securityContext?.allowPrivilegeEscalation, `${p.name}/${c.name}`).toBe(false);
+          const added = c.securityContext?.capabilities?.add ?? [];
+          expect(added).toEqual(c.name === 'ctun' ? ['NET_ADMIN'] : []);
+        }
+      }
+    });
+
+    it(`${name}: a TAP is made only where /dev/net/tun is a CharDevice hostPath, mounted only into the tunnel container`, () => {
+      for (const p of pods(all)) {
+        const hostPaths = (p.spec.volumes ?? []).filter((v: Json) => v.hostPath);
+        const makesTap = p.spec.containers.some((c: Json) => c.name === 'ctun');
+        expect(hostPaths).toEqual(makesTap ? [{ name: 'dev-net-tun', hostPath: { path: '/dev/net/tun', type: 'CharDevice' } }] : []);
+        for (const c of p.spec.containers) {
+          const mounts = (c.volumeMounts ?? []).filter((m: Json) => m.name === 'dev-net-tun');
+          expect(mounts).toEqual(c.name === 'ctun' ? [{ name: 'dev-net-tun', mountPath: '/dev/net/tun' }] : []);
+        }
+      }
+    });
+
+    it(`${name}: ip_forward sysctl on the separate server only, with the kubelet note`, () => {
+      for (const p of pods(all)) {
+        const sysctls = p.spec.securityContext?.sysctls ?? [];
+        expect(sysctls).toEqual(p.name === 'ctun-separate-server' ? [{ name: 'net.ipv4.ip_forward', value: '1' }] : []);
+      }
+      const sep = manifest(rendered, 'separateServer');
+      expect(sep.yaml).toContain('kubelet --allowed-unsafe-sysctls=net.ipv4.ip_forward');
+      expect(sep.yaml).toContain('NOT in the kubelet\'s safe sysctl set');
+      expect((sep.objects[0] as Json).spec.template.metadata.annotations['ctun/requires']).toMatch(/allowed-unsafe-sysctls=net\.ipv4\.ip_forward/);
+    });
+
+    it(`${name}: readiness and liveness probes on every container; tunnel probes check TAP and socket, simulator probes its port mapper`, () => {
+      for (const p of pods(all)) {
+        for (const c of p.spec.containers) {
+          expect(c.readinessProbe, `${p.name}/${c.name}`).toBeDefined();
+          expect(c.livenessProbe, `${p.name}/${c.name}`).toBeDefined();
+          if (c.name === 'ctun') {
+            const cmd = c.readinessProbe.exec.command.join(' ');
+            expect(cmd).toMatch(/test -d \/sys\/class\/net\/ctun0 && grep -q ':06BB /);
+            expect(cmd).toContain(params.transport === 'tcp' ? '/proc/net/tcp' : '/proc/net/udp');
+            expect(c.livenessProbe.exec.command).toEqual(c.readinessProbe.exec.command);
+          } else {
+            expect(c.readinessProbe.tcpSocket.port).toBe('portmapper');
+            expect(c.livenessProbe.tcpSocket.port).toBe('portmapper');
+            expect(c.ports).toContainEqual({ name: 'portmapper', containerPort: 27027, protocol: 'TCP' });
+          }
+        }
+      }
+    });
+
+    it(`${name}: requests and limits on every container; /dev/shm memory-backed with a size limit for the simulator`, () => {
+      for (const p of pods(all)) {
+        for (const c of p.spec.containers) {
+          expect(Object.keys(c.resources.requests).sort()).toEqual(['cpu', 'memory']);
+          expect(Object.keys(c.resources.limits).sort()).toEqual(['cpu', 'memory']);
+        }
+        const sim = p.spec.containers.find((c: Json) => c.name === 'veos');
+        if (sim) {
+          expect(sim.volumeMounts).toContainEqual({ name: 'dshm', mountPath: '/dev/shm' });
+          expect(p.spec.volumes).toContainEqual({ name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: params.shmSize ?? '256Mi' } });
+          expect(sim.env).toContainEqual({ name: 'DS_CMU_SERVER', value: params.licenseServer ?? '<LICENSE_SERVER>' });
+        }
+      }
+    });
+
+    it(`${name}: restartPolicy Always (kubelet back-off), logs to stdout (JSON lines), app.kubernetes.io labels on every object`, () => {
+      for (const p of pods(all)) {
+        expect(p.spec.restartPolicy).toBe('Always');
+        for (const c of p.spec.containers.filter((c: Json) => c.name === 'ctun')) expect(c.args.join(' ')).toContain('--log-format json');
+        for (const k of ['name', 'instance', 'component', 'version', 'part-of', 'managed-by']) expect(p.labels[`app.kubernetes.io/${k}`], `${p.name} ${k}`).toBeTruthy();
+      }
+      for (const o of all) expect(o.metadata.labels?.['app.kubernetes.io/managed-by']).toBe('ctun');
+      expect(manifest(rendered, 'separateServer').yaml).toMatch(/back-off/);
+    });
+
+    it(`${name}: the Service selects exactly the tunnel-server pods (integrated and separate), not the simulators`, () => {
+      const selector = (manifest(rendered, 'service').objects[0] as Json).spec.selector as Record<string, string>;
+      const matches = (labels: Record<string, string>): boolean => Object.entries(selector).every(([k, v]) => labels[k] === v);
+      expect(pods(all).filter((p) => matches(p.labels)).map((p) => p.name).sort()).toEqual(['ctun-separate-server', 'veos-ctun']);
+    });
+  }
+});
