@@ -1,0 +1,392 @@
+/**
+ * `npm run demo`: the whole product on a machine with only Docker and Node.
+ *
+ * Builds what is missing (base image, stand-in tarball, images; cached afterwards),
+ * starts the license stand-in, then for each deployment (integrated, separated):
+ * runs it as `ctun-run` does, connects a client from a network namespace standing for
+ * the user's PC, and shows over the tunnel the port mapper opening servers on random
+ * ports, a conversation with each, XCP data nobody asked for and broadcast discovery,
+ * and that the same port straight at the Docker host is unreachable. Then it cleans
+ * up (--keep leaves the deployments running). listr2 on a TTY, plain lines otherwise.
+ */
+import { createInterface } from 'node:readline';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Listr } from 'listr2';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { CtunError, ExitCode, createLogger, metadata, type Logger } from '../common/index.js';
+import { defaultProgress, listrRendererOptions, projectPaths, type ProgressMode } from '../build/index.js';
+import {
+  clientCommands,
+  connectRunEngine,
+  InterruptedError,
+  planIntegrated,
+  planSeparated,
+  removeDeployments,
+  startDeployment,
+  type DeploymentPlan,
+  type DeploymentResult,
+  type RunEngine,
+} from '../run/index.js';
+import { connectDocker } from '../docker/index.js';
+import { printError } from '../cli/common.js';
+import { ensureImages, DEFAULT_IMAGES } from './images.js';
+import { startLicenseStandin, type LicenseStandin } from './license.js';
+import { Pc } from './pc.js';
+import type { SessionRequest, StepLine } from './session.js';
+
+export interface DemoOptions {
+  /** Leave the deployments and the license stand-in running at the end; default false. */
+  keep?: boolean;
+  /** Run only one deployment; default both. */
+  only?: 'integrated' | 'separated';
+  /** Rebuild the images even when they exist; default false. */
+  rebuild?: boolean;
+  /** Python wheels for the simulator image where PyPI cannot be reached (also $CTUN_WHEELS). */
+  wheels?: string;
+  /** Base image of the builds; default debian:12 (bootstrapped when missing). */
+  baseImage?: string;
+  /** License stand-in port on the Docker host; default 22350. */
+  licensePort?: number;
+  /** Distinguishes the PC namespace (and its addresses) from another run's; default 0. */
+  pcIndex?: number;
+  progress: ProgressMode;
+  /** Where plain lines go; default stdout. */
+  write?: (text: string) => void;
+  signal?: AbortSignal;
+  logger?: Logger;
+}
+
+interface DemoTask {
+  title: string;
+  run(say: (line: string) => void): Promise<string | void>;
+}
+
+/** Plain lines: `▶ title`, `  · result`, `✔ title (1.2 s)`. Good for logs and tests. */
+async function runPlain(tasks: DemoTask[], write: (t: string) => void): Promise<void> {
+  for (const t of tasks) {
+    const started = Date.now();
+    write(`▶ ${t.title}\n`);
+    try {
+      const suffix = await t.run((line) => write(`  · ${line}\n`));
+      write(`✔ ${t.title}${suffix ? ` ${suffix}` : ''} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+    } catch (e) {
+      write(`✖ ${t.title}: ${(e as Error).message.split('\n')[0]}\n`);
+      throw e;
+    }
+  }
+}
+
+async function runListr(tasks: DemoTask[], progress: ProgressMode): Promise<void> {
+  const list = new Listr(
+    tasks.map((t) => ({
+      title: t.title,
+      task: async (_ctx: unknown, task: { output: string; title: string }) => {
+        const lines: string[] = [];
+        const suffix = await t.run((line) => {
+          lines.push(line);
+          task.output = lines.join('\n');
+        });
+        if (suffix) task.title = `${t.title} ${suffix}`;
+      },
+      rendererOptions: { persistentOutput: true, outputBar: Infinity },
+    })),
+    { exitOnError: true, concurrent: false, registerSignalListeners: false, ...listrRendererOptions(progress) } as never,
+  );
+  await list.run();
+}
+
+const ROOT = projectPaths().root;
+const CTUN = join(ROOT, 'bin', 'ctun.js');
+const SESSION = fileURLToPath(new URL('./session.ts', import.meta.url));
+const TSX = import.meta.resolve('tsx');
+
+function cliLine(plan: DeploymentPlan, pc: Pc): string {
+  const veos = plan.containers.find((c) => c.role === 'veos')!;
+  const args = plan.kind === 'integrated' ? ['ctun-run', 'veos', veos.image, plan.licenseServer.value, '--startCtun', 'yes'] : ['ctun-run', 'separate', veos.image, plan.licenseServer.value];
+  if (veos.name !== 'dspace-veos') args.push('--veosDockerContainer', veos.name);
+  const server = plan.containers.find((c) => c.role === 'ctun-server');
+  if (server && server.name !== 'dspace-ctun-server') args.push('--ctunDockerContainer', server.name);
+  if (plan.network && plan.network.name !== 'dspace-ctun') args.push('--dockerNetwork', plan.network.name);
+  if (plan.client && plan.client.port !== metadata.defaultPort) args.push('--hostPort', String(plan.client.port));
+  args.push('--host', pc.hostAddress);
+  return args.join(' ');
+}
+
+function describeStep(line: StepLine, target: string): string {
+  if (!line.ok) throw new CtunError('DEMO_STEP_FAILED', `${line.step} over the tunnel failed: ${line.error}`, { hint: 'see the client and container logs (--keep leaves them running)' });
+  switch (line.step) {
+    case 'open':
+      return `port mapper ${target}:27027 opened a TCP server on port ${line.tcp} and a UDP server on port ${line.udp} (chosen at run time)`;
+    case 'tcp':
+      return `TCP ${target}:${line.port}: greeting "${line.greeting}", answer "${line.answer}"`;
+    case 'udp':
+      return `UDP ${target}:${line.port}: answer "${line.answer}"`;
+    case 'xcp': {
+      const seqs = line.daq.map((d) => d.seq);
+      return `XCP ${target}:5555: CONNECT answered ${line.connect}, then ${line.daq.length} DAQ packets arrived unrequested (seq ${seqs[0]}..${seqs.at(-1)})`;
+    }
+    case 'discovery':
+      return `broadcast DISCOVER: "${String(line.answer.product)}" ${String(line.answer.version)} answered from ${line.from}`;
+    case 'direct':
+      return `the same TCP port straight at the Docker host ${line.host}:${line.port}: ${line.result} (unreachable without the tunnel)`;
+    default:
+      return JSON.stringify(line);
+  }
+}
+
+/** Waits (bounded) for a line in a child's output. */
+function waitForOutput(child: import('node:child_process').ChildProcess, pattern: RegExp, timeoutMs: number, what: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const onLine = (line: string): void => {
+      seen += line + '\n';
+      if (pattern.test(line)) finish(undefined, line);
+    };
+    const rlOut = createInterface({ input: child.stdout! });
+    const rlErr = createInterface({ input: child.stderr! });
+    rlOut.on('line', onLine);
+    rlErr.on('line', onLine);
+    const onExit = (code: number | null): void => finish(new CtunError('CLIENT_EXITED', `${what} exited (code ${code}) before ${pattern}:\n${seen}`));
+    child.once('exit', onExit);
+    const timer = setTimeout(() => finish(new CtunError('CLIENT_TIMEOUT', `waited ${timeoutMs / 1000} s for ${pattern} from ${what}; it said:\n${seen}`)), timeoutMs);
+    function finish(e: Error | undefined, line?: string): void {
+      clearTimeout(timer);
+      child.off('exit', onExit);
+      rlOut.off('line', onLine);
+      rlErr.off('line', onLine);
+      if (e) reject(e);
+      else resolve(line!);
+    }
+  });
+}
+
+export async function runDemo(o: DemoOptions): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    throw new CtunError('DEMO_NEEDS_ROOT', 'the demo makes a network namespace for the PC and a TAP device in it, which needs root', {
+      hint: 'run it as root: sudo npm run demo',
+      exitCode: ExitCode.Privileges,
+    });
+  }
+  const write = o.write ?? ((t: string) => void process.stdout.write(t));
+  const logger = o.logger ?? createLogger({ level: 'warn' });
+  const docker = connectDocker();
+  const engine: RunEngine = connectRunEngine({ dockerode: docker.docker });
+  const images = DEFAULT_IMAGES;
+  let license: LicenseStandin | undefined;
+  let pc: Pc | undefined;
+  // What to undo, newest last; `keep` entries stay with --keep.
+  const undo: Array<{ keep: boolean; fn: () => Promise<void> }> = [];
+  const kinds = o.only ? [o.only] : (['integrated', 'separated'] as const);
+  const check = (what: string): void => {
+    if (o.signal?.aborted) throw new InterruptedError(what);
+  };
+
+  const tasks: DemoTask[] = [
+    {
+      title: 'images',
+      run: async (say) => {
+        await engine.images.ping();
+        const r = await ensureImages({
+          docker,
+          logger,
+          ...(o.rebuild ? { rebuild: true } : {}),
+          ...(o.wheels ? { wheels: o.wheels } : {}),
+          ...(o.baseImage ? { baseImage: o.baseImage } : {}),
+          onPhase: say,
+        });
+        say(`${images.veos}, ${images.veosCtun}, ${images.separateServer}`);
+        return r.built.length ? `(built ${r.built.join(', ')} in ${r.seconds.toFixed(0)} s)` : '(cached)';
+      },
+    },
+    {
+      title: 'license stand-in',
+      run: async (say) => {
+        check('starting the license stand-in');
+        license = await startLicenseStandin(engine, { image: images.veos, ...(o.licensePort ? { port: o.licensePort } : {}), ...(o.signal ? { signal: o.signal } : {}) });
+        undo.push({ keep: true, fn: () => license!.remove() });
+        say(`license server ${license.server} (a container in the host's network namespace, bound to the Docker bridge address)`);
+      },
+    },
+    {
+      title: 'a network namespace standing for the PC',
+      run: async (say) => {
+        pc = await Pc.create({ index: o.pcIndex ?? 0, prefix: 'ctundemo' });
+        undo.push({ keep: false, fn: () => pc!.destroy() });
+        say(`PC ${pc.address}, its only link: a veth to the Docker host at ${pc.hostAddress}`);
+      },
+    },
+  ];
+
+  for (const kind of kinds) {
+    let plan: DeploymentPlan | undefined;
+    let result: DeploymentResult | undefined;
+    let client: import('node:child_process').ChildProcess | undefined;
+    const separateAlongside = kind === 'separated' && o.keep && kinds.length === 2;
+    tasks.push(
+      {
+        title: `${kind}: ctun-run ${kind === 'integrated' ? 'veos' : 'separate'}`,
+        run: async (say) => {
+          check(`starting the ${kind} deployment`);
+          const common = { licenseServer: license!.server, clientHost: pc!.hostAddress, readyTimeoutMs: 90_000 };
+          plan =
+            kind === 'integrated'
+              ? planIntegrated({ ...common, image: images.veosCtun, startCtun: true })
+              : planSeparated({
+                  ...common,
+                  image: images.veos,
+                  ctunDockerImage: images.separateServer,
+                  // With --keep both stay up: the second one needs its own names and port.
+                  ...(separateAlongside ? { veosDockerContainer: 'dspace-veos-separated', ctunDockerContainer: 'dspace-ctun-server-separated', dockerNetwork: 'dspace-ctun-separated', hostPort: metadata.defaultPort + 1 } : {}),
+                });
+          say(`$ ${cliLine(plan, pc!)}`);
+          const run = startDeployment(plan, { engine, logger, ...(o.signal ? { signal: o.signal } : {}) });
+          const p = plan;
+          undo.push({ keep: true, fn: () => removeDeployments(engine, logger, { deployment: p.deployment }).then(() => undefined) });
+          for (const step of run.steps) {
+            check(step.title);
+            await step.run();
+          }
+          result = run.result();
+          for (const c of result.containers) say(`${c.role} ${c.name}: ${Object.entries(c.networks).map(([n, ip]) => `${ip} on ${n}`).join(', ')}`);
+          say(`simulator ready: portmapper=${result.simulatorPorts.portMapper} xcp=${result.simulatorPorts.xcp} discovery=${result.simulatorPorts.discovery}`);
+          say(`client command: ${result.commands!.client}`);
+        },
+      },
+      {
+        title: `${kind}: without the tunnel the PC cannot reach the simulator`,
+        run: async (say) => {
+          const veos = result!.containers.find((c) => c.role === 'veos')!;
+          const ip = Object.values(veos.networks)[0]!;
+          const routed = await pc!.routeTo(ip);
+          const r = await pc!.exec(process.execPath, ['--import', TSX, SESSION, JSON.stringify({ mode: 'reach', host: ip, port: result!.simulatorPorts.portMapper })]);
+          const line = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { result?: string };
+          if (routed || line.result === 'connected') throw new CtunError('DEMO_NOT_ISOLATED', `the PC reaches ${ip} directly, so it does not stand for a remote PC`);
+          say(`container address ${ip}:${result!.simulatorPorts.portMapper} from the PC: ${line.result} (no route)`);
+        },
+      },
+      {
+        title: `${kind}: connect the client on the PC`,
+        run: async (say) => {
+          check('connecting the client');
+          const cmds = clientCommands(plan!.client!, result!.dest);
+          const conf = await pc!.exec(process.execPath, [CTUN, 'configure', '--tap', plan!.client!.tap, plan!.client!.tapAddress, '--non-interactive']);
+          if (conf.exitCode !== 0) throw new CtunError('DEMO_CONFIGURE', `ctun configure in the PC failed: ${conf.all}`);
+          say(`$ ${cmds.configure.replace(/^sudo /, '')}`);
+          say(`$ ${cmds.client}`);
+          const args = cmds.client.split(' ').slice(1);
+          client = pc!.spawn(process.execPath, [CTUN, ...args]);
+          const c = client;
+          undo.push({
+            keep: false,
+            fn: async () => {
+              if (c.exitCode === null && c.signalCode === null) {
+                c.kill('SIGTERM');
+                await new Promise((r) => c.once('exit', r));
+              }
+            },
+          });
+          const connected = await waitForOutput(client, /client-connected/, 20_000, 'ctun client');
+          say(connected.replace(/^\S+\s+INFO\s+/, ''));
+        },
+      },
+      {
+        title: `${kind}: through the tunnel`,
+        run: async (say) => {
+          check('talking through the tunnel');
+          const target = result!.target;
+          const request: SessionRequest = {
+            mode: 'session',
+            target,
+            portMapper: result!.simulatorPorts.portMapper,
+            xcp: result!.simulatorPorts.xcp,
+            dockerHost: pc!.hostAddress,
+            names: { tcp: `${kind}-tcp`, udp: `${kind}-udp` },
+            ...(kind === 'integrated' ? { discovery: { port: result!.simulatorPorts.discovery, broadcast: plan!.client!.tapAddress.replace(/\.\d+$/, '.255') } } : {}),
+          };
+          const r = await pc!.exec(process.execPath, ['--import', TSX, SESSION, JSON.stringify(request)], { timeout: 60_000 });
+          const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as StepLine);
+          if (lines.length === 0) throw new CtunError('DEMO_SESSION', `the PC session printed nothing: ${r.all}`);
+          for (const l of lines) say(describeStep(l, target));
+        },
+      },
+    );
+    if (!o.keep) {
+      tasks.push({
+        title: `${kind}: remove`,
+        run: async (say) => {
+          if (client && client.exitCode === null) {
+            client.kill('SIGINT');
+            await new Promise((r) => client!.once('exit', r));
+            say('client stopped');
+          }
+          const r = await removeDeployments(engine, logger, { deployment: plan!.deployment });
+          say(`removed ${[...r.containers, ...r.networks].join(', ')}`);
+        },
+      });
+    }
+  }
+
+  try {
+    if (o.progress === 'tty') await runListr(tasks, o.progress);
+    else await runPlain(tasks, write);
+  } catch (e) {
+    throw o.signal?.aborted && !(e instanceof InterruptedError) ? new InterruptedError('running the demo') : e;
+  } finally {
+    // Undo in reverse; with --keep only the PC and the clients go.
+    for (const u of undo.reverse()) {
+      if (o.keep && u.keep && !o.signal?.aborted) continue;
+      await u.fn().catch((e: unknown) => logger.warn('cleanup failed', { error: (e as Error).message }));
+    }
+  }
+  if (o.keep) {
+    write('the deployments keep running: `ctun-run status` shows them, `ctun-run clean` removes them\n');
+  } else {
+    write('demo done: everything it started is removed\n');
+  }
+}
+
+async function main(): Promise<void> {
+  const argv = await yargs(hideBin(process.argv))
+    .scriptName('npm run demo --')
+    .usage('$0 [options]\n\nThe whole product on this machine: images, license stand-in, both deployments, a client on a PC namespace, traffic through the tunnel.')
+    .option('keep', { type: 'boolean', default: false, describe: 'leave the deployments and the license stand-in running' })
+    .option('only', { choices: ['integrated', 'separated'] as const, describe: 'run one deployment only' })
+    .option('separate', { type: 'boolean', default: false, describe: 'the separated deployment only (same as --only separated)' })
+    .option('rebuild', { type: 'boolean', default: false, describe: 'rebuild the images even when they exist' })
+    .option('wheels', { type: 'string', describe: 'directory of Python wheels for the simulator image, where PyPI is not reachable (default $CTUN_WHEELS)' })
+    .option('baseImage', { type: 'string', describe: 'base image of the builds (default debian:12, bootstrapped from this host\'s apt mirror when missing)' })
+    .option('licensePort', { type: 'number', describe: 'port of the license stand-in (default 22350)' })
+    .option('progress', { choices: ['tty', 'plain'] as const, describe: 'progress output (default tty on a terminal, else plain)' })
+    .option('verbose', { type: 'boolean', default: false, describe: 'log lines and the cause chain of errors' })
+    .strict()
+    .help()
+    .parseAsync();
+  const controller = new AbortController();
+  const onSignal = (s: NodeJS.Signals): void => {
+    process.stderr.write(`demo: ${s}: undoing what was started …\n`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const progress = argv.progress ?? (defaultProgress(process.stdout.isTTY) === 'tty' ? 'tty' : 'plain');
+  try {
+    await runDemo({
+      keep: argv.keep,
+      ...(argv.separate ? { only: 'separated' as const } : argv.only ? { only: argv.only } : {}),
+      rebuild: argv.rebuild,
+      ...(argv.wheels ? { wheels: argv.wheels } : {}),
+      ...(argv.baseImage ? { baseImage: argv.baseImage } : {}),
+      ...(argv.licensePort ? { licensePort: argv.licensePort } : {}),
+      progress,
+      signal: controller.signal,
+      logger: createLogger({ level: argv.verbose ? 'debug' : 'warn' }),
+    });
+    process.exitCode = 0;
+  } catch (e) {
+    process.exitCode = printError('demo', e, argv.verbose);
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await main();
