@@ -1,0 +1,148 @@
+/**
+ * The two Docker deployments end to end, as a user on a remote PC meets them: the
+ * real ctun-run CLI, real images, a real TAP. The PC is a network namespace whose
+ * only path to the Docker host is one veth; the tunnel port is published on the host
+ * end of it. So container addresses are unreachable from the PC, and everything the
+ * test reaches, it reaches through the tunnel.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
+import { Daemon } from '../integration/harness/netns.js';
+import { Pc } from '../../tools/demo/pc.js';
+import { startLicenseStandin, type LicenseStandin } from '../../tools/demo/license.js';
+import { DEFAULT_IMAGES } from '../../tools/demo/images.js';
+import { connectRunEngine } from '../../tools/run/index.js';
+import { CTUN, CTUN_RUN, deployUnavailable, leftovers, NODE, pcSession, prepareImages, removeDeployment } from './harness/deploy.js';
+
+const skip = await deployUnavailable();
+let license: LicenseStandin | undefined;
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
+  beforeAll(async () => {
+    const images = await prepareImages();
+    if (images.built.length) console.log(`built ${images.built.join(', ')} in ${images.seconds.toFixed(0)} s`);
+    license = await startLicenseStandin(connectRunEngine(), { image: DEFAULT_IMAGES.veos, port: 22361, name: 'ctun-e2e-license' });
+  });
+  afterAll(async () => {
+    await license?.remove();
+  });
+
+  it('integrated: ctun-run veos --connect on the PC; port mapper, dynamic TCP/UDP servers, XCP push and broadcast discovery through the tunnel; Ctrl-C removes it all', async () => {
+    const name = 'ctun-e2e-veos-int';
+    const port = 17261;
+    await removeDeployment(name);
+    const pc = await Pc.create({ index: 61, prefix: 'ctune2e' });
+    cleanups.push(() => pc.destroy(), () => removeDeployment(name));
+
+    const run = new Daemon(
+      pc.spawn(NODE, [
+        CTUN_RUN, 'veos', DEFAULT_IMAGES.veosCtun, license!.server, '--startCtun', 'yes', '--connect',
+        '--host', pc.hostAddress, '--publishAddress', pc.hostAddress, '--hostPort', String(port),
+        '--veosDockerContainer', name, '--progress', 'plain',
+      ]),
+      'ctun-run veos --connect',
+    );
+    cleanups.push(() => run.stop());
+    await run.waitFor(/^connected: the simulator is at 192\.168\.100\.1 \(port mapper 27027\)/m, 90_000);
+    expect(run.output).toContain(`  ctun client ${pc.hostAddress} --port ${port}\n`);
+    expect(run.output).toMatch(/client-connected server=10\.213\.61\.1:17261 serverAddress=192\.168\.100\.1\/24/);
+
+    // The container's own address is not reachable from the PC, tunnel or not: the
+    // tunnel carries only the simulator's segment (192.168.100.0/24).
+    const containerIp = /veos\s+ctun-e2e-veos-int\s+(\d+\.\d+\.\d+\.\d+) on bridge/.exec(run.output)![1]!;
+    expect(await pc.routeTo(containerIp)).toBe(false);
+    const [reach] = await pcSession((f, a, o) => pc.exec(f, a, o), { mode: 'reach', host: containerIp, port: 27027 });
+    expect(reach).toMatchObject({ step: 'reach', result: 'ENETUNREACH' });
+
+    const steps = await pcSession((f, a, o) => pc.exec(f, a, o), {
+      mode: 'session',
+      target: '192.168.100.1',
+      portMapper: 27027,
+      xcp: 5555,
+      discovery: { port: 27028, broadcast: '192.168.100.255' },
+      dockerHost: pc.hostAddress,
+      names: { tcp: 'e2e-tcp', udp: 'e2e-udp' },
+    });
+    const by = Object.fromEntries(steps.map((s) => [s.step, s]));
+    expect(steps.every((s) => s.ok), JSON.stringify(steps)).toBe(true);
+    expect(by.open.tcp).toBeGreaterThan(1024);
+    expect(by.open.udp).toBeGreaterThan(1024);
+    expect(by.tcp).toMatchObject({ greeting: 'HELLO e2e-tcp', answer: 'e2e-tcp: ping over the tunnel' });
+    expect(by.udp).toMatchObject({ answer: 'e2e-udp: datagram over the tunnel' });
+    expect(by.xcp.connect).toBe('ff0400ffb8050101');
+    expect(by.xcp.daq.map((d: { seq: number }) => d.seq)).toEqual([0, 1, 2, 3, 4]);
+    expect(by.discovery).toMatchObject({ from: '192.168.100.1', answer: { product: 'VEOS stand-in', version: '23.1', portmapper: 27027 } });
+    // The same dynamic port at the published host address: nothing there.
+    expect(by.direct).toMatchObject({ host: pc.hostAddress, port: by.tcp.port });
+    expect(by.direct.result).not.toBe('connected');
+
+    run.kill('SIGINT');
+    expect(await run.exited).toBe(0);
+    expect(run.output).toContain(`removed deployment ${name}`);
+    expect(await leftovers(name)).toEqual([]);
+  });
+
+  it('separated: ctun-run separate finds the target itself; the printed client command run on the PC reaches dynamic ports via --dest', async () => {
+    const name = 'ctun-e2e-veos-sep';
+    const port = 17262;
+    await removeDeployment(name);
+    const pc = await Pc.create({ index: 62, prefix: 'ctune2e' });
+    cleanups.push(() => pc.destroy(), () => removeDeployment(name));
+
+    const r = await execa(
+      NODE,
+      [
+        CTUN_RUN, 'separate', DEFAULT_IMAGES.veos, license!.server, '--ctunDockerImage', DEFAULT_IMAGES.separateServer,
+        '--host', pc.hostAddress, '--publishAddress', pc.hostAddress, '--hostPort', String(port),
+        '--veosDockerContainer', name, '--ctunDockerContainer', `${name}-ctun`, '--dockerNetwork', `${name}-net`, '--progress', 'plain',
+      ],
+      { reject: false, all: true, timeout: 120_000 },
+    );
+    expect(r.exitCode, r.all).toBe(0);
+    const command = /^ {2}(ctun client .*)$/m.exec(r.stdout)![1]!;
+    const dest = /--dest (\S+)$/.exec(command)![1]!;
+    expect(command).toBe(`ctun client ${pc.hostAddress} --port ${port} --dest ${dest}`);
+    expect(r.stdout).toMatch(new RegExp(`veos\\s+${name}\\s+${dest.replace(/\./g, '\\.')} on ${name}-net`));
+
+    // Before the tunnel: the PC has no route to the simulator at all.
+    expect(await pc.routeTo(dest)).toBe(false);
+
+    expect((await pc.exec(NODE, [CTUN, 'configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive'])).exitCode).toBe(0);
+    const client = new Daemon(pc.spawn(NODE, [CTUN, ...command.split(' ').slice(1)]), command);
+    cleanups.push(() => client.stop());
+    await client.waitFor(new RegExp(`route-added dest=${dest.replace(/\./g, '\\.')} via=192\\.168\\.100\\.1`), 20_000);
+    await client.waitFor(/client-connected/, 20_000);
+
+    const steps = await pcSession((f, a, o) => pc.exec(f, a, o), {
+      mode: 'session',
+      target: dest,
+      portMapper: 27027,
+      xcp: 5555,
+      dockerHost: pc.hostAddress,
+      names: { tcp: 'sep-tcp', udp: 'sep-udp' },
+    });
+    const by = Object.fromEntries(steps.map((s) => [s.step, s]));
+    expect(steps.every((s) => s.ok), JSON.stringify(steps)).toBe(true);
+    expect(by.tcp).toMatchObject({ greeting: 'HELLO sep-tcp', answer: 'sep-tcp: ping over the tunnel' });
+    expect(by.udp).toMatchObject({ answer: 'sep-udp: datagram over the tunnel' });
+    expect(by.xcp.connect).toBe('ff0400ffb8050101');
+    expect(by.xcp.daq).toHaveLength(5);
+    expect(by.direct.result).not.toBe('connected');
+
+    // status shows it, by label; clean removes it and only it.
+    const status = await execa(NODE, [CTUN_RUN, 'status', '--json', '--deployment', name]);
+    const [d] = JSON.parse(status.stdout) as Array<{ deployment: string; kind: string; containers: Array<{ role: string; state: string }>; networks: Array<{ name: string }> }>;
+    expect(d).toMatchObject({ deployment: name, kind: 'separated', networks: [{ name: `${name}-net` }] });
+    expect(d!.containers.map((c) => `${c.role}:${c.state}`).sort()).toEqual(['ctun-server:running', 'veos:running']);
+
+    expect(await client.stop()).toBe(0);
+    expect(await pc.routeTo(dest)).toBe(false);
+    const clean = await execa(NODE, [CTUN_RUN, 'clean', '--deployment', name]);
+    expect(clean.stdout).toContain(`network ${name}-net`);
+    expect(await leftovers(name)).toEqual([]);
+  });
+});
