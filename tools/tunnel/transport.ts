@@ -6,9 +6,11 @@
  * and counted, as a NIC does, and never retransmitted by us.
  */
 import dgram from 'node:dgram';
-import net from 'node:net';
+import { lookup } from 'node:dns/promises';
+import net, { isIPv4 } from 'node:net';
 import { CtunError, ExitCode, errnoCode } from '../common/index.js';
 import { decodeDatagram, encodeData, HEADER_SIZE, MAX_FRAME, ProtocolError, StreamDecoder, type Message } from './protocol.js';
+import { BatchUdpSocket, intToIp } from './udpsocket.js';
 
 export type TransportKind = 'udp' | 'tcp';
 
@@ -70,11 +72,13 @@ function listenError(e: unknown, host: string, port: number, kind: TransportKind
 export class UdpServerTransport implements ServerTransport {
   readonly kind = 'udp' as const;
   private socket: dgram.Socket | undefined;
+  private batched: BatchUdpSocket | undefined;
   private readonly links = new Map<string, UdpPeerLink>();
 
   constructor(private readonly options: ServerTransportOptions) {}
 
   async listen(): Promise<{ address: string; port: number }> {
+    if (BatchUdpSocket.available() && isIPv4(this.options.host)) return this.listenBatched();
     const { host, port, handlers } = this.options;
     const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
     this.socket = socket;
@@ -106,11 +110,68 @@ export class UdpServerTransport implements ServerTransport {
     return { address: a.address, port: a.port };
   }
 
+  /** The data path on the addon's batch socket: recvmmsg/sendmmsg, one JavaScript call per batch. */
+  private listenBatched(): { address: string; port: number } {
+    const { host, port, handlers } = this.options;
+    let socket: BatchUdpSocket;
+    try {
+      socket = BatchUdpSocket.bind(host, port);
+    } catch (e) {
+      throw listenError(e, host, port, 'udp');
+    }
+    this.batched = socket;
+    // Keyed by ip * 65536 + port: no string per datagram.
+    const links = new Map<number, BatchUdpPeerLink>();
+    socket.onDatagrams((datagram, ip, peerPort) => {
+      const key = ip * 65536 + peerPort;
+      let link = links.get(key);
+      if (link === undefined) {
+        link = new BatchUdpPeerLink(`${intToIp(ip)}:${peerPort}`, socket, ip, peerPort, () => links.delete(key));
+        links.set(key, link);
+      }
+      let messages: Message[];
+      try {
+        messages = decodeDatagram(datagram);
+      } catch (e) {
+        if (e instanceof ProtocolError) handlers.invalid(link, e);
+        return;
+      }
+      for (const m of messages) handlers.message(link, m);
+    });
+    return { address: host, port: socket.port };
+  }
+
   async close(): Promise<void> {
+    this.batched?.close();
+    this.batched = undefined;
     const socket = this.socket;
     this.socket = undefined;
     if (socket === undefined) return;
     await new Promise<void>((resolve) => socket.close(() => resolve()));
+  }
+}
+
+/** A UDP peer on the batch socket: frames leave in one sendmmsg; a full socket buffer drops the rest. */
+class BatchUdpPeerLink implements PeerLink {
+  readonly transport = 'udp' as const;
+  constructor(
+    readonly id: string,
+    private readonly socket: BatchUdpSocket,
+    private readonly ip: number,
+    private readonly port: number,
+    private readonly forget: () => void,
+  ) {}
+
+  send(message: Buffer): boolean {
+    return this.socket.sendDatagrams([message], this.ip, this.port) === 1;
+  }
+
+  sendFrames(frames: Buffer[]): number {
+    return this.socket.sendFrames(frames, this.ip, this.port);
+  }
+
+  close(): void {
+    this.forget();
   }
 }
 
@@ -274,6 +335,10 @@ export async function connectClientLink(options: ConnectOptions): Promise<Client
 }
 
 async function connectUdp(options: ConnectOptions): Promise<ClientLink> {
+  if (BatchUdpSocket.available()) {
+    const address = isIPv4(options.host) ? options.host : (await lookup(options.host, { family: 4 })).address;
+    return connectUdpBatched(address, options);
+  }
   const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
   await new Promise<void>((resolve, reject) => {
     socket.once('error', reject);
@@ -320,6 +385,42 @@ async function connectUdp(options: ConnectOptions): Promise<ClientLink> {
         sent++;
       }
       return sent;
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      socket.close();
+    },
+  };
+}
+
+/** The client's data path on the addon's batch socket, connected to the server. */
+function connectUdpBatched(address: string, options: ConnectOptions): ClientLink {
+  const socket = BatchUdpSocket.bind('0.0.0.0', 0);
+  try {
+    socket.connect(address, options.port);
+  } catch (e) {
+    socket.close();
+    throw e;
+  }
+  let open = true;
+  socket.onDatagrams((datagram) => {
+    let messages: Message[];
+    try {
+      messages = decodeDatagram(datagram);
+    } catch (e) {
+      if (e instanceof ProtocolError) options.handlers.invalid(e);
+      return;
+    }
+    for (const m of messages) options.handlers.message(m);
+  });
+  return {
+    transport: 'udp',
+    send(message) {
+      return open && socket.sendDatagrams([message]) === 1;
+    },
+    sendFrames(frames) {
+      return open ? socket.sendFrames(frames) : 0;
     },
     close() {
       if (!open) return;

@@ -8,7 +8,10 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -166,11 +169,231 @@ class Reader : public Napi::ObjectWrap<Reader> {
   Napi::FunctionReference callback_;
 };
 
+
+// ---------------------------------------------------------------- UDP data socket
+//
+// Node's dgram sends and receives one datagram per system call and per JavaScript
+// callback; at tunnel rates that per-datagram cost dominates. This socket batches
+// both ways with sendmmsg/recvmmsg. The wire format is unchanged (PROTOCOL.md): each
+// datagram is whole messages; sendFrames prefixes each frame with its 4-byte Data
+// header. Control messages use the same socket through send().
+
+// udpOpen(host: string, port: number, bufferBytes: number) -> fd
+Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string host = info[0].As<Napi::String>();
+  uint32_t port = info[1].As<Napi::Number>().Uint32Value();
+  int bufBytes = info[2].As<Napi::Number>().Int32Value();
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, host.c_str(), &sa.sin_addr) != 1) return ThrowErrno(env, EINVAL, "bind " + host);
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ThrowErrno(env, errno, "socket");
+  // Best effort, as dgram's recvBufferSize: the kernel caps it at rmem_max/wmem_max.
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufBytes, sizeof bufBytes);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufBytes, sizeof bufBytes);
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) {
+    int err = errno;
+    close(fd);
+    return ThrowErrno(env, err, "bind");
+  }
+  socklen_t len = sizeof sa;
+  getsockname(fd, reinterpret_cast<struct sockaddr*>(&sa), &len);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("fd", fd);
+  result.Set("port", ntohs(sa.sin_port));
+  return result;
+}
+
+// udpConnect(fd, ip: number, port) — the client's socket talks to one server only.
+Napi::Value UdpConnect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(info[1].As<Napi::Number>().Uint32Value());
+  sa.sin_port = htons(static_cast<uint16_t>(info[2].As<Napi::Number>().Uint32Value()));
+  if (connect(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) return ThrowErrno(env, errno, "connect");
+  return env.Undefined();
+}
+
+constexpr unsigned kMaxBatch = 256;
+
+// udpSend(fd, datagrams: Buffer[], ip, port, frames: boolean) -> number sent.
+// frames=true: each buffer is an Ethernet frame and gets a Data header (type 1,
+// flags 0, length); false: each buffer is a whole datagram already. ip 0: the
+// connected peer. One sendmmsg per 256; a full socket buffer ends the batch.
+Napi::Value UdpSend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Array list = info[1].As<Napi::Array>();
+  uint32_t ip = info[2].As<Napi::Number>().Uint32Value();
+  uint32_t port = info[3].As<Napi::Number>().Uint32Value();
+  bool frames = info[4].As<Napi::Boolean>().Value();
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(ip);
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  uint32_t n = list.Length();
+  uint32_t sent = 0;
+  struct mmsghdr msgs[kMaxBatch];
+  struct iovec iov[kMaxBatch][2];
+  uint8_t headers[kMaxBatch][4];
+  while (sent < n) {
+    uint32_t batch = n - sent < kMaxBatch ? n - sent : kMaxBatch;
+    memset(msgs, 0, sizeof(struct mmsghdr) * batch);
+    for (uint32_t i = 0; i < batch; i++) {
+      Napi::Buffer<uint8_t> b = list.Get(sent + i).As<Napi::Buffer<uint8_t>>();
+      struct msghdr& h = msgs[i].msg_hdr;
+      if (ip != 0) {
+        h.msg_name = &sa;
+        h.msg_namelen = sizeof sa;
+      }
+      if (frames) {
+        size_t len = b.Length();
+        headers[i][0] = 1;
+        headers[i][1] = 0;
+        headers[i][2] = static_cast<uint8_t>(len >> 8);
+        headers[i][3] = static_cast<uint8_t>(len);
+        iov[i][0] = {headers[i], 4};
+        iov[i][1] = {b.Data(), len};
+        h.msg_iovlen = 2;
+      } else {
+        iov[i][0] = {b.Data(), b.Length()};
+        h.msg_iovlen = 1;
+      }
+      h.msg_iov = iov[i];
+    }
+    int r;
+    do { r = sendmmsg(fd, msgs, batch, MSG_DONTWAIT); } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      // A full buffer drops the rest, as a NIC does; ICMP-reported errors
+      // (ECONNREFUSED: no server right now) are the keepalive's business.
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH || errno == EMSGSIZE) break;
+      return ThrowErrno(env, errno, "sendmmsg");
+    }
+    sent += static_cast<uint32_t>(r);
+    if (static_cast<uint32_t>(r) < batch) break;
+  }
+  return Napi::Number::New(env, sent);
+}
+
+// A UDP reader: like the TAP reader, but one recvmmsg fills up to `slots`
+// datagrams; lengths go to lengths[i], the sender to addrs[2i] (IPv4, host order)
+// and addrs[2i+1] (port).
+class UdpReader : public Napi::ObjectWrap<UdpReader> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "UdpReader", {InstanceMethod("stop", &UdpReader::Stop)});
+  }
+
+  // new UdpReader(fd, buffer, lengths: Uint32Array, addrs: Uint32Array, slotSize, onDatagrams(count))
+  UdpReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpReader>(info) {
+    Napi::Env env = info.Env();
+    fd_ = info[0].As<Napi::Number>().Int32Value();
+    Napi::Buffer<uint8_t> buf = info[1].As<Napi::Buffer<uint8_t>>();
+    Napi::Uint32Array lengths = info[2].As<Napi::Uint32Array>();
+    Napi::Uint32Array addrs = info[3].As<Napi::Uint32Array>();
+    slot_ = info[4].As<Napi::Number>().Uint32Value();
+    data_ = buf.Data();
+    lengths_ = lengths.Data();
+    addrs_ = addrs.Data();
+    slots_ = static_cast<uint32_t>(buf.Length() / slot_);
+    if (slots_ > lengths.ElementLength()) slots_ = static_cast<uint32_t>(lengths.ElementLength());
+    if (slots_ > addrs.ElementLength() / 2) slots_ = static_cast<uint32_t>(addrs.ElementLength() / 2);
+    if (slots_ > kMaxBatch) slots_ = kMaxBatch;
+    bufRef_ = Napi::Persistent(buf.As<Napi::Object>());
+    lenRef_ = Napi::Persistent(lengths.As<Napi::Object>());
+    addrRef_ = Napi::Persistent(addrs.As<Napi::Object>());
+    callback_ = Napi::Persistent(info[5].As<Napi::Function>());
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_ = new uv_poll_t;
+    poll_->data = this;
+    if (uv_poll_init(loop, poll_, fd_) != 0) {
+      delete poll_;
+      poll_ = nullptr;
+      Napi::Error::New(env, "uv_poll_init failed").ThrowAsJavaScriptException();
+      return;
+    }
+    uv_poll_start(poll_, UV_READABLE, OnReadable);
+    Ref();
+  }
+
+ private:
+  static void OnReadable(uv_poll_t* handle, int status, int) {
+    UdpReader* self = static_cast<UdpReader*>(handle->data);
+    if (status < 0) return;
+    self->Drain();
+  }
+
+  void Drain() {
+    struct mmsghdr msgs[kMaxBatch];
+    struct iovec iov[kMaxBatch];
+    struct sockaddr_in from[kMaxBatch];
+    memset(msgs, 0, sizeof(struct mmsghdr) * slots_);
+    for (uint32_t i = 0; i < slots_; i++) {
+      iov[i] = {data_ + static_cast<size_t>(i) * slot_, slot_};
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      msgs[i].msg_hdr.msg_name = &from[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+    }
+    int r;
+    do { r = recvmmsg(fd_, msgs, slots_, MSG_DONTWAIT, nullptr); } while (r < 0 && errno == EINTR);
+    if (r <= 0) return;  // EAGAIN, or an ICMP error queued on the socket: nothing to deliver
+    uint32_t count = 0;
+    for (int i = 0; i < r; i++) {
+      // A datagram larger than a slot is truncated: not whole messages, so drop it.
+      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;
+      if (static_cast<uint32_t>(i) != count) memmove(data_ + static_cast<size_t>(count) * slot_, data_ + static_cast<size_t>(i) * slot_, msgs[i].msg_len);
+      lengths_[count] = msgs[i].msg_len;
+      addrs_[2 * count] = ntohl(from[i].sin_addr.s_addr);
+      addrs_[2 * count + 1] = ntohs(from[i].sin_port);
+      count++;
+    }
+    if (count == 0) return;
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    callback_.MakeCallback(env.Global(), {Napi::Number::New(env, count)});
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr) {
+      uv_poll_stop(poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+      Unref();
+    }
+    return info.Env().Undefined();
+  }
+
+  int fd_ = -1;
+  uint8_t* data_ = nullptr;
+  uint32_t* lengths_ = nullptr;
+  uint32_t* addrs_ = nullptr;
+  uint32_t slot_ = 0;
+  uint32_t slots_ = 0;
+  uv_poll_t* poll_ = nullptr;
+  Napi::ObjectReference bufRef_;
+  Napi::ObjectReference lenRef_;
+  Napi::ObjectReference addrRef_;
+  Napi::FunctionReference callback_;
+};
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("open", Napi::Function::New(env, Open));
   exports.Set("writeFrames", Napi::Function::New(env, WriteFrames));
   exports.Set("close", Napi::Function::New(env, Close));
   exports.Set("Reader", Reader::Init(env));
+  exports.Set("udpOpen", Napi::Function::New(env, UdpOpen));
+  exports.Set("udpConnect", Napi::Function::New(env, UdpConnect));
+  exports.Set("udpSend", Napi::Function::New(env, UdpSend));
+  exports.Set("UdpReader", UdpReader::Init(env));
   return exports;
 }
 
