@@ -1,0 +1,1 @@
+export { initCa, issueServer, issueClient, revoke, type CertsOptions, type IssuedFiles } from './certs.js';

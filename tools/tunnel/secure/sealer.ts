@@ -1,0 +1,188 @@
+/**
+ * Sealed UDP datagrams (PROTOCOL.md, "Secured transport"). The TLS handshake runs on
+ * TCP; each direction of the UDP data then has its own AEAD key exported from that TLS
+ * session. A datagram is
+ *
+ *   marker (u8 0xC5) | key id (u32) | counter (u64) | ciphertext | tag (16)
+ *
+ * The header is the associated data, the counter the nonce (never reused: it only
+ * grows), and the key changes every REKEY_INTERVAL datagrams (an epoch) by a new
+ * export with the epoch as context, so no key protects more than 2^24 datagrams.
+ * The receiver keeps a sliding replay window over the counter.
+ *
+ * The data path calls `seal()` and `open()` only; where the datagram is built
+ * (TypeScript or the native addon) is its business.
+ */
+import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
+import { ReplayWindow } from './replay.js';
+
+export const SEALED_MARKER = 0xc5;
+export const SEALED_HEADER = 13;
+export const TAG_SIZE = 16;
+export const SEAL_OVERHEAD = SEALED_HEADER + TAG_SIZE;
+/** Datagrams per key: a new key (epoch) after this many. */
+export const REKEY_INTERVAL = 1n << 24n;
+/** A sender stops (and the link must handshake again) long before the counter could wrap. */
+export const MAX_COUNTER = 1n << 60n;
+
+export type Cipher = 'aes-256-gcm' | 'chacha20-poly1305';
+export type Direction = 'c2s' | 's2c';
+
+/** Why a datagram was not opened; each one is a counted drop, never a crash. */
+export type SealFailure = 'truncated' | 'not-sealed' | 'unknown-key' | 'bad-tag' | 'replayed' | 'too-old' | 'exhausted';
+
+export class SealError extends Error {
+  constructor(
+    readonly reason: SealFailure,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'SealError';
+  }
+}
+
+/** What the data path needs: seal what goes out, open what comes in. */
+export interface DatagramSealer {
+  /** Bytes a sealed datagram adds to its plaintext. */
+  readonly overhead: number;
+  /** The key id carried in every datagram of this session. */
+  readonly keyId: number;
+  /** Seals one plaintext datagram (one or more encoded messages). Throws SealError('exhausted'). */
+  seal(plaintext: Buffer | readonly Buffer[]): Buffer;
+  /** Authenticates and decrypts; throws SealError for anything that is not a fresh datagram of this session. */
+  open(datagram: Buffer): Buffer;
+  /** Drops so far, by reason. */
+  readonly drops: Readonly<Record<SealFailure, number>>;
+}
+
+/**
+ * Derives the key of one direction and epoch: 32 bytes. Over TLS this is
+ * `tlsSocket.exportKeyingMaterial(32, label(direction), epoch)`.
+ */
+export type KeyDeriver = (direction: Direction, epoch: number) => Buffer;
+
+export interface SealerOptions {
+  keyId: number;
+  /** Which direction this end sends: the client sends c2s, the server s2c. */
+  sends: Direction;
+  derive: KeyDeriver;
+  /** Default aes-256-gcm. */
+  cipher?: Cipher;
+  /** Datagrams per epoch; default REKEY_INTERVAL. Tests make it small to exercise rekeying. */
+  rekeyInterval?: bigint;
+  /** Replay window in bits; default 2048. */
+  window?: number;
+}
+
+/** Reads the key id of a sealed datagram without authenticating it; undefined if it cannot be one. */
+export function peekKeyId(datagram: Buffer): number | undefined {
+  if (datagram.length < SEAL_OVERHEAD || datagram[0] !== SEALED_MARKER) return undefined;
+  return datagram.readUInt32BE(1);
+}
+
+function nonceOf(counter: bigint): Buffer {
+  const n = Buffer.alloc(12);
+  n.writeBigUInt64BE(counter, 4);
+  return n;
+}
+
+export class AeadSealer implements DatagramSealer {
+  readonly overhead = SEAL_OVERHEAD;
+  readonly keyId: number;
+  private readonly receives: Direction;
+  private readonly cipher: CipherGCMTypes | 'chacha20-poly1305';
+  private readonly interval: bigint;
+  private readonly window: ReplayWindow;
+  private sendCounter = 0n;
+  private sendEpoch = -1;
+  private sendKey: Buffer = Buffer.alloc(0);
+  /** Receive keys by epoch: at most the current, the one before (reordering) and the one after. */
+  private readonly recvKeys = new Map<number, Buffer>();
+  private recvEpoch = 0;
+  readonly drops: Record<SealFailure, number> = { truncated: 0, 'not-sealed': 0, 'unknown-key': 0, 'bad-tag': 0, replayed: 0, 'too-old': 0, exhausted: 0 };
+
+  constructor(private readonly o: SealerOptions) {
+    if (!Number.isInteger(o.keyId) || o.keyId < 0 || o.keyId > 0xffffffff) throw new RangeError(`key id ${o.keyId} is not a u32`);
+    this.keyId = o.keyId;
+    this.receives = o.sends === 'c2s' ? 's2c' : 'c2s';
+    this.cipher = o.cipher ?? 'aes-256-gcm';
+    this.interval = o.rekeyInterval ?? REKEY_INTERVAL;
+    this.window = new ReplayWindow(o.window ?? 2048);
+  }
+
+  seal(plaintext: Buffer | readonly Buffer[]): Buffer {
+    const counter = this.sendCounter;
+    if (counter >= MAX_COUNTER) {
+      this.drops.exhausted++;
+      throw new SealError('exhausted', 'datagram counter exhausted: a new handshake is needed');
+    }
+    this.sendCounter++;
+    const epoch = Number(counter / this.interval);
+    if (epoch !== this.sendEpoch) {
+      this.sendKey = this.o.derive(this.o.sends, epoch);
+      this.sendEpoch = epoch;
+    }
+    const header = Buffer.allocUnsafe(SEALED_HEADER);
+    header[0] = SEALED_MARKER;
+    header.writeUInt32BE(this.keyId, 1);
+    header.writeBigUInt64BE(counter, 5);
+    const c = createCipheriv(this.cipher as 'aes-256-gcm', this.sendKey, nonceOf(counter), { authTagLength: TAG_SIZE });
+    c.setAAD(header);
+    const parts: Buffer[] = [header];
+    if (Buffer.isBuffer(plaintext)) parts.push(c.update(plaintext));
+    else for (const p of plaintext) parts.push(c.update(p));
+    parts.push(c.final(), c.getAuthTag());
+    return Buffer.concat(parts);
+  }
+
+  open(datagram: Buffer): Buffer {
+    if (datagram.length < SEAL_OVERHEAD) return this.fail('truncated', `datagram of ${datagram.length} bytes is shorter than the ${SEAL_OVERHEAD}-byte seal`);
+    if (datagram[0] !== SEALED_MARKER) return this.fail('not-sealed', 'datagram is not sealed (plain-mode peer?)');
+    if (datagram.readUInt32BE(1) !== this.keyId) return this.fail('unknown-key', `datagram for key ${datagram.readUInt32BE(1)}, this session has ${this.keyId}`);
+    const counter = datagram.readBigUInt64BE(5);
+    if (counter >= MAX_COUNTER) return this.fail('bad-tag', 'counter beyond the limit');
+    const seen = this.window.check(counter);
+    if (seen !== 'fresh') return this.fail(seen, `datagram ${counter} ${seen === 'replayed' ? 'was already received' : 'is older than the replay window'}`);
+    const epoch = Number(counter / this.interval);
+    // Only the epochs next to the current one have keys; anything else is forged or
+    // far too late, and must not make us derive keys without bound.
+    if (epoch < this.recvEpoch - 1 || epoch > this.recvEpoch + 1) return this.fail('bad-tag', `datagram of key epoch ${epoch}, current ${this.recvEpoch}`);
+    const key = this.recvKey(epoch);
+    const header = datagram.subarray(0, SEALED_HEADER);
+    const tag = datagram.subarray(datagram.length - TAG_SIZE);
+    let plain: Buffer;
+    try {
+      const d = createDecipheriv(this.cipher as 'aes-256-gcm', key, nonceOf(counter), { authTagLength: TAG_SIZE });
+      d.setAAD(header);
+      d.setAuthTag(tag);
+      plain = Buffer.concat([d.update(datagram.subarray(SEALED_HEADER, datagram.length - TAG_SIZE)), d.final()]);
+    } catch {
+      return this.fail('bad-tag', 'authentication failed (tampered, or sealed under another key)');
+    }
+    this.window.mark(counter);
+    if (epoch > this.recvEpoch) {
+      this.recvEpoch = epoch;
+      for (const e of this.recvKeys.keys()) if (e < epoch - 1) this.recvKeys.delete(e);
+    }
+    return plain;
+  }
+
+  /** The current epoch of each direction, for logs and tests. */
+  get epochs(): { send: number; receive: number } {
+    return { send: Math.max(this.sendEpoch, 0), receive: this.recvEpoch };
+  }
+
+  private recvKey(epoch: number): Buffer {
+    let key = this.recvKeys.get(epoch);
+    if (key === undefined) {
+      key = this.o.derive(this.receives, epoch);
+      this.recvKeys.set(epoch, key);
+    }
+    return key;
+  }
+
+  private fail(reason: SealFailure, message: string): never {
+    this.drops[reason]++;
+    throw new SealError(reason, message);
+  }
+}
