@@ -1,4 +1,7 @@
+import { existsSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { homedir } from 'node:os';
+import { delimiter, join } from 'node:path';
 import { AppsV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, PortForward } from '@kubernetes/client-node';
 import { CtunError, ExitCode } from '../common/index.js';
 import type { KubeApi, NodeLike, PodLike, ServiceLike } from './api.js';
@@ -13,9 +16,32 @@ export interface KubeConfigOptions {
   context?: string;
 }
 
+/**
+ * Where a kubeconfig would come from: the files of KUBECONFIG that exist, else
+ * ~/.kube/config, else `in-cluster` inside a pod; undefined when there is none (the
+ * client library would then silently try http://localhost:8080).
+ */
+export function kubeconfigSource(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const isFile = (p: string): boolean => existsSync(p) && statSync(p).isFile();
+  if (env.KUBECONFIG) {
+    const files = env.KUBECONFIG.split(delimiter).filter((p) => p !== '' && isFile(p));
+    return files.length > 0 ? files.join(delimiter) : undefined;
+  }
+  const home = env.HOME ?? homedir();
+  const file = join(home, '.kube', 'config');
+  if (isFile(file)) return file;
+  if (env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT) return 'in-cluster';
+  return undefined;
+}
+
 /** Loads KUBECONFIG or ~/.kube/config (or the in-cluster config), and selects the context. */
 export function loadKubeConfig(o: KubeConfigOptions = {}): KubeConfig {
   const kc = new KubeConfig();
+  if (kubeconfigSource() === undefined) {
+    throw new CtunError('K8S_CONFIG', process.env.KUBECONFIG ? `no kubeconfig: none of KUBECONFIG=${process.env.KUBECONFIG} exists` : 'no kubeconfig: KUBECONFIG is not set and ~/.kube/config does not exist', {
+      hint: 'start a cluster (minikube start) or point KUBECONFIG at its config',
+    });
+  }
   try {
     kc.loadFromDefault();
   } catch (e) {
@@ -43,7 +69,8 @@ export function contextNamespace(kc: KubeConfig): string {
 
 /** Turns client errors into a CtunError that says what was asked and what the API said. */
 function apiError(what: string, e: unknown): CtunError {
-  const err = e as { code?: number; body?: unknown; message?: string };
+  const err = e as { code?: number | string; body?: unknown; message?: string };
+  const http = typeof err.code === 'number' ? err.code : undefined;
   let detail = err.message ?? String(e);
   if (typeof err.body === 'string') {
     try {
@@ -56,12 +83,12 @@ function apiError(what: string, e: unknown): CtunError {
     detail = String((err.body as { message: unknown }).message);
   }
   const hint =
-    err.code === 401 || err.code === 403
+    http === 401 || http === 403
       ? 'the kubeconfig user lacks the rights for this (RBAC); ask for them or use another --context'
-      : err.code === undefined
+      : http === undefined
         ? 'is the cluster running and the context right? kubectl cluster-info'
         : undefined;
-  return new CtunError('K8S_API', `${what}: ${err.code ? `HTTP ${err.code}: ` : ''}${detail}`, { hint, cause: e });
+  return new CtunError('K8S_API', `${what}: ${http ? `HTTP ${http}: ` : ''}${detail}`, { hint, cause: e });
 }
 
 /** {@link KubeApi} on a real cluster through @kubernetes/client-node. */

@@ -1,0 +1,214 @@
+/**
+ * `ctun-run k8s`: the seed's Kubernetes examples as commands. Thin: parse, call
+ * tools/k8s, print. Mounted by ctun-run as the `k8s` command.
+ *
+ *   ctun-run k8s render [--out DIR] [--check]
+ *   ctun-run k8s integrated LICENSE_SERVER [--context C] [--namespace N] [--via nodeport|port-forward] [--connect]
+ *   ctun-run k8s separate LICENSE_SERVER [...same]
+ *   ctun-run k8s delete [--context C] [--namespace N]
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Argv, CommandModule } from 'yargs';
+import { ExitCode, type Logger } from '../common/index.js';
+import {
+  assertValid,
+  clientArgs,
+  ClusterApi,
+  contextNamespace,
+  deleteDeployment,
+  deploy,
+  forwardTo,
+  loadKubeConfig,
+  MANIFEST_FILES,
+  renderManifests,
+  SCHEMA_VERSIONS,
+  staleManifests,
+  writeManifests,
+  type Deployed,
+  type DeploymentMode,
+  type K8sParams,
+  type LocalForward,
+  type Via,
+} from '../k8s/index.js';
+import { cliLogger, onceSignal, runCommandBody, usageError } from './common.js';
+
+const PROGRAM = 'ctun-run k8s';
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+type Args = Record<string, any>;
+
+function withCommon<T>(y: Argv<T>) {
+  return y
+    .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'One event per line, as text or JSON' })
+    .option('verbose', { type: 'boolean', default: false, describe: 'Debug lines, and the cause chain of errors' });
+}
+
+/** The manifest parameters as options (defaults are the seed's, see tools/k8s/params.ts). */
+function withParams<T>(y: Argv<T>) {
+  return y
+    .option('registry', { type: 'string', describe: 'Registry prefixed to every image (default: none; images loaded with minikube image load)' })
+    .option('veos-image', { type: 'string', describe: 'Simulator image (default from metadata.json)' })
+    .option('local-server-image', { type: 'string', describe: 'Tunnel server image of the integrated pod (default from metadata.json)' })
+    .option('separate-server-image', { type: 'string', describe: 'Tunnel server image of the separated deployment (default from metadata.json)' })
+    .option('replicas', { type: 'number', describe: 'Simulator pods of the separated deployment (default 5)' })
+    .option('port', { type: 'number', describe: 'Tunnel port in the pods and on the Service (default 1723)' })
+    .option('node-port', { type: 'number', describe: 'Fixed NodePort, 30000-32767 (default: allocated by the cluster)' })
+    .option('transport', { choices: ['udp', 'tcp'], describe: 'Tunnel transport (default udp; tcp with --via port-forward)' })
+    .option('tls-secret', { type: 'string', describe: 'Secret with ca.crt, tls.crt, tls.key: mounted, and the server runs with --tls' })
+    .option('shm-size', { type: 'string', describe: 'Size of the simulator\'s /dev/shm (default 256Mi)' })
+    .option('image-pull-policy', { choices: ['IfNotPresent', 'Always', 'Never'], describe: 'imagePullPolicy of every container (default IfNotPresent)' });
+}
+
+function paramsOf(argv: Args): K8sParams {
+  return {
+    licenseServer: argv.licenseServer ?? argv['license-server'],
+    registry: argv.registry,
+    veosImage: argv['veos-image'],
+    localServerImage: argv['local-server-image'],
+    separateServerImage: argv['separate-server-image'],
+    replicas: argv.replicas,
+    port: argv.port,
+    nodePort: argv['node-port'],
+    transport: argv.transport,
+    tlsSecret: argv['tls-secret'],
+    shmSize: argv['shm-size'],
+    imagePullPolicy: argv['image-pull-policy'],
+  };
+}
+
+async function runRender(argv: Args, log: Logger): Promise<number> {
+  const rendered = renderManifests({ ...paramsOf(argv), namespace: argv.namespace });
+  if (argv.validate) {
+    for (const v of SCHEMA_VERSIONS) assertValid(rendered.flatMap((m) => m.objects), v, 'the rendered manifests');
+    log.info('k8s-valid', { versions: SCHEMA_VERSIONS.join(',') });
+  }
+  const out = resolve(argv.out);
+  if (argv.check) {
+    const stale = staleManifests(out, rendered);
+    if (stale.length > 0) {
+      process.stderr.write(`${PROGRAM}: error: stale in ${out}: ${stale.join(', ')}\n${PROGRAM}: hint: run ctun-run k8s render --out ${argv.out}\n`);
+      return ExitCode.Usage;
+    }
+    process.stdout.write(`${out}: ${Object.values(MANIFEST_FILES).join(', ')} are current\n`);
+    return ExitCode.Ok;
+  }
+  for (const path of writeManifests(out, rendered)) process.stdout.write(`wrote ${path}\n`);
+  return ExitCode.Ok;
+}
+
+/** The ctun of this checkout, run by the project's pinned Node. */
+function ctunInvocation(args: string[]): { command: string; args: string[] } {
+  const node = join(ROOT, 'node_modules', '.bin', 'node');
+  return { command: existsSync(node) ? node : process.execPath, args: [join(ROOT, 'bin', 'ctun.js'), ...args] };
+}
+
+function printAccess(d: Deployed, args: string[]): void {
+  const lines: string[] = [];
+  if (d.node) lines.push(`KUBERNETES_IP=${d.node.address}   # ${d.node.source}`, `NODEPORT_PORT=${d.nodePort}`);
+  else lines.push(`# port-forward to pod ${d.serverPod} port ${d.transport}`);
+  if (d.target) lines.push(`TARGET_IP=${d.target.ip}   # pod ${d.target.name}`);
+  lines.push(['ctun', ...args].join(' '));
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+async function runDeploy(mode: DeploymentMode, argv: Args, log: Logger): Promise<number> {
+  const via = argv.via as Via;
+  if (argv.timeout <= 0) throw usageError(`--timeout must be a positive number of seconds, got ${argv.timeout}`);
+  const kc = loadKubeConfig({ context: argv.context });
+  const api = new ClusterApi(kc);
+  const namespace = argv.namespace ?? contextNamespace(kc);
+  const params = { ...paramsOf(argv), licenseServer: String(argv.licenseServer) };
+  const d = await deploy({ mode, via, params, namespace, api, logger: log, timeoutMs: argv.timeout * 1000, nodeAddress: argv['node-address'] });
+  let fwd: LocalForward | undefined;
+  try {
+    if (via === 'port-forward') {
+      fwd = await forwardTo(d, api.portForwardOpener(), { port: params.port ?? 1723, localPort: argv['local-port'], logger: log });
+    }
+    const args = clientArgs(d, fwd ? { port: fwd.localPort } : undefined);
+    printAccess(d, args);
+    if (argv.connect) {
+      const run = ctunInvocation(args);
+      log.info('k8s-client-start', { command: [run.command, ...run.args].join(' ') });
+      const child = spawn(run.command, run.args, { stdio: 'inherit' });
+      const stop = (s: NodeJS.Signals): void => void child.kill(s);
+      process.on('SIGINT', stop).on('SIGTERM', stop);
+      const code = await new Promise<number>((resolveExit) => child.on('exit', (c, s) => resolveExit(c ?? (s ? ExitCode.Interrupted : ExitCode.Failure))));
+      process.off('SIGINT', stop).off('SIGTERM', stop);
+      return code;
+    }
+    if (fwd) {
+      process.stdout.write(`# the port-forward stays open on 127.0.0.1:${fwd.localPort} until Ctrl-C\n`);
+      await onceSignal(['SIGINT', 'SIGTERM']);
+    }
+    return ExitCode.Ok;
+  } finally {
+    await fwd?.close();
+  }
+}
+
+async function runDelete(argv: Args, log: Logger): Promise<number> {
+  const kc = loadKubeConfig({ context: argv.context });
+  const namespace = argv.namespace ?? contextNamespace(kc);
+  const deleted = await deleteDeployment(new ClusterApi(kc), namespace, log);
+  process.stdout.write(deleted.length > 0 ? deleted.map((d) => `deleted ${d}`).join('\n') + '\n' : `nothing of ctun in namespace ${namespace}\n`);
+  return ExitCode.Ok;
+}
+
+function withCluster<T>(y: Argv<T>) {
+  return y
+    .option('context', { type: 'string', describe: 'kubeconfig context (default: the current one)' })
+    .option('namespace', { type: 'string', describe: 'Namespace (default: the context\'s, else default)' });
+}
+
+function deployCommand(mode: DeploymentMode, describe: string): CommandModule<object, Args> {
+  return {
+    command: `${mode} <licenseServer>`,
+    describe,
+    builder: (y) =>
+      withParams(withCluster(withCommon(y)))
+        .positional('licenseServer', { type: 'string', demandOption: true, describe: 'License server for DS_CMU_SERVER: host or port@host' })
+        .option('via', { choices: ['nodeport', 'port-forward'], default: 'nodeport', describe: 'nodeport: the client reaches NODE_IP:NODEPORT; port-forward: TCP through the Kubernetes API, no reachable node needed' })
+        .option('connect', { type: 'boolean', default: false, describe: 'Start the ctun client of this checkout once the deployment is ready' })
+        .option('timeout', { type: 'number', default: 180, describe: 'Seconds to wait for the pods to be Ready' })
+        .option('node-address', { type: 'string', describe: 'Address for the client instead of the discovered node address' })
+        .option('local-port', { type: 'number', describe: 'With --via port-forward: loopback port (default: a free one)' }) as Argv<Args>,
+    handler: (argv) => runCommandBody(PROGRAM, argv.verbose, () => runDeploy(mode, argv, cliLogger(argv as { verbose?: boolean }))),
+  };
+}
+
+const renderCommand: CommandModule<object, Args> = {
+  command: 'render',
+  describe: 'Write the manifests (ctun-service.yaml, veos.23.1.ctun.yaml, veos.23.1.yaml, ctun-separate-server.yaml) from templates/k8s',
+  builder: (y) =>
+    withParams(withCommon(y))
+      .option('out', { type: 'string', default: 'k8s', describe: 'Folder to write to' })
+      .option('license-server', { type: 'string', describe: 'License server for DS_CMU_SERVER (default: the placeholder <LICENSE_SERVER>)' })
+      .option('namespace', { type: 'string', describe: 'Namespace written into the manifests (default: none)' })
+      .option('check', { type: 'boolean', default: false, describe: 'Write nothing; exit 1 when the files in --out differ from a fresh rendering' })
+      .option('validate', { type: 'boolean', default: false, describe: `Validate against the Kubernetes schemas ${SCHEMA_VERSIONS.join(', ')} (needs the dev dependencies)` }) as Argv<Args>,
+  handler: (argv) => runCommandBody(PROGRAM, argv.verbose, () => runRender(argv, cliLogger(argv as { verbose?: boolean }))),
+};
+
+const deleteCommand: CommandModule<object, Args> = {
+  command: 'delete',
+  describe: 'Delete the Deployments and Services ctun applied (found by the app.kubernetes.io/managed-by=ctun label)',
+  builder: (y) => withCluster(withCommon(y)) as Argv<Args>,
+  handler: (argv) => runCommandBody(PROGRAM, argv.verbose, () => runDelete(argv, cliLogger(argv as { verbose?: boolean }))),
+};
+
+/** `ctun-run k8s ...`, a yargs command module for ctun-run. */
+export const k8sCommand: CommandModule<object, Args> = {
+  command: 'k8s <command>',
+  describe: 'Kubernetes: render the manifests, deploy integrated or separated, delete',
+  builder: (y) =>
+    y
+      .command(renderCommand)
+      .command(deployCommand('integrated', 'Simulator and tunnel server in one pod (veos.23.1.ctun.yaml), NodePort service; prints or runs the client command'))
+      .command(deployCommand('separate', 'Simulator in several pods (veos.23.1.yaml) and a separate tunnel server; prints or runs the client command with --dest'))
+      .command(deleteCommand)
+      .demandCommand(1, 'give a k8s command: render, integrated, separate or delete') as Argv<Args>,
+  handler: () => {},
+};
