@@ -25,13 +25,14 @@ export function imageMissing(spec: Pick<ContainerPlan, 'image' | 'imageRole' | '
   });
 }
 
-export function nameInUse(kind: 'container' | 'network', name: string, ours: boolean, option: string): CtunError {
+/** `ours`: the deployment (ctun-run's label) the existing resource belongs to, if any. */
+export function nameInUse(kind: 'container' | 'network', name: string, ours: string | undefined, option: string): CtunError {
   return new CtunError(
     'NAME_IN_USE',
     `a ${kind} named ${name} already exists${ours ? ' (left by an earlier ctun-run)' : ''}`,
     {
       hint: ours
-        ? 'remove it with `ctun-run stop` (or `ctun-run clean`), or choose another name with ' + option
+        ? `remove it with \`ctun-run clean --deployment ${ours}\`, or choose another name with ${option}`
         : `it is not ctun's: choose another name with ${option}, or remove it yourself (docker ${kind === 'network' ? 'network ' : ''}rm ${name})`,
     },
   );
@@ -41,7 +42,7 @@ export function nameInUse(kind: 'container' | 'network', name: string, ours: boo
 export function explainContainerError(e: unknown, spec: ContainerPlan, step: 'create' | 'start'): CtunError {
   const msg = daemonMessage(e);
   const code = statusOf(e);
-  if (code === 409 && /already in use/i.test(msg)) return nameInUse('container', spec.name, false, spec.role === 'veos' ? '--veosDockerContainer' : '--ctunDockerContainer');
+  if (code === 409 && /already in use/i.test(msg)) return nameInUse('container', spec.name, undefined, spec.role === 'veos' ? '--veosDockerContainer' : '--ctunDockerContainer');
   if (code === 404 && /no such image/i.test(msg)) return imageMissing(spec);
   const port = spec.ports[0];
   if (/port is already allocated|address already in use/i.test(msg) && port) {
@@ -72,7 +73,7 @@ export function explainContainerError(e: unknown, spec: ContainerPlan, step: 'cr
 
 export function explainNetworkError(e: unknown, spec: NetworkPlan): CtunError {
   const msg = daemonMessage(e);
-  if (/already exists/i.test(msg)) return nameInUse('network', spec.name, false, '--dockerNetwork');
+  if (/already exists/i.test(msg)) return nameInUse('network', spec.name, undefined, '--dockerNetwork');
   if (/overlap|pool/i.test(msg)) {
     return new CtunError('NETWORK_SUBNET', `network ${spec.name} cannot be created: ${msg}`, { hint: 'give a free subnet with --subnet', cause: e });
   }

@@ -50,15 +50,16 @@ describe('executeDeployment', () => {
   });
 
   it('a name in use is one line with a hint, ours or not', async () => {
-    const foreign = engineWith({ existing: [{ name: 'dspace-veos' }] });
+    // An image's labels (io.ctun.managed) are inherited by any container made from it: not enough to be ours.
+    const foreign = engineWith({ existing: [{ name: 'dspace-veos', labels: { 'io.ctun.managed': 'true' } }] });
     await expect(executeDeployment(separated(), { engine: foreign, logger: createMemoryLogger() })).rejects.toMatchObject({
       code: 'NAME_IN_USE',
       message: 'a container named dspace-veos already exists',
     });
-    const ours = engineWith({ existing: [{ name: 'dspace-ctun-server', labels: { 'io.ctun.managed': 'true' } }] });
+    const ours = engineWith({ existing: [{ name: 'dspace-ctun-server', labels: { 'io.ctun.managed': 'true', 'io.ctun.deployment': 'dspace-veos' } }] });
     const e = await executeDeployment(separated(), { engine: ours, logger: createMemoryLogger() }).catch((x: unknown) => x);
     expect(e).toMatchObject({ code: 'NAME_IN_USE', message: 'a container named dspace-ctun-server already exists (left by an earlier ctun-run)' });
-    expect((e as { hint: string }).hint).toMatch(/ctun-run stop|ctun-run clean/);
+    expect((e as { hint: string }).hint).toBe('remove it with `ctun-run clean --deployment dspace-veos`, or choose another name with --ctunDockerContainer');
   });
 
   it('an unreachable license server fails the wait with the simulator\'s own words, and everything is undone', async () => {

@@ -1,9 +1,9 @@
 import { CtunError, ExitCode, type Logger } from '../common/index.js';
-import { LABEL_MANAGED, LABEL_PLAN } from '../docker/index.js';
+import { LABEL_PLAN } from '../docker/index.js';
 import { parseSimulatorReady, type SimulatorReadyPorts } from '../simulator/index.js';
 import type { ContainerInfo, RunEngine } from './engine.js';
 import { explainContainerError, explainNetworkError, imageMissing, nameInUse } from './errors.js';
-import { clientCommands, type ContainerPlan, type DeploymentPlan } from './plan.js';
+import { clientCommands, LABEL_DEPLOYMENT, type ContainerPlan, type DeploymentPlan } from './plan.js';
 import { InterruptedError, waitReady } from './wait.js';
 
 /**
@@ -106,12 +106,14 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
         }
         const existing = await engine.findContainer(c.name);
         if (existing) {
-          throw nameInUse('container', c.name, existing.labels[LABEL_MANAGED] === 'true', c.role === 'veos' ? '--veosDockerContainer' : '--ctunDockerContainer');
+          // Containers inherit their image's labels (io.ctun.managed too): only
+          // ctun-run's own deployment label says a container is a deployment's.
+          throw nameInUse('container', c.name, existing.labels[LABEL_DEPLOYMENT], c.role === 'veos' ? '--veosDockerContainer' : '--ctunDockerContainer');
         }
       }
       if (plan.network) {
         const existing = await engine.findNetwork(plan.network.name);
-        if (existing) throw nameInUse('network', plan.network.name, existing.labels[LABEL_MANAGED] === 'true', '--dockerNetwork');
+        if (existing) throw nameInUse('network', plan.network.name, existing.labels[LABEL_DEPLOYMENT], '--dockerNetwork');
       }
     },
   };

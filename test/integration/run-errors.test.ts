@@ -1,0 +1,104 @@
+/**
+ * What a user of ctun-run meets when something is wrong, against the real daemon: a
+ * one-line cause and a hint, a distinct exit code, and nothing left behind.
+ */
+import dgram from 'node:dgram';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
+import { createMemoryLogger } from '../../tools/common/index.js';
+import { DEFAULT_IMAGES } from '../../tools/demo/images.js';
+import { connectRunEngine, executeDeployment, planSeparated } from '../../tools/run/index.js';
+import { CTUN_RUN, deployUnavailable, docker, leftovers, NODE, prepareImages, removeDeployment } from '../e2e/harness/deploy.js';
+
+const skip = await deployUnavailable();
+const names: string[] = [];
+afterEach(async () => {
+  for (const n of names.splice(0)) await removeDeployment(n);
+});
+
+function ctunRun(args: string[]) {
+  return execa(NODE, [CTUN_RUN, ...args, '--progress', 'plain'], { reject: false, timeout: 90_000 });
+}
+
+describe.skipIf(skip)('ctun-run errors', () => {
+  beforeAll(async () => {
+    await prepareImages();
+  });
+
+  it('a missing image names the ctun-build command that makes it', async () => {
+    const r = await ctunRun(['veos', 'ctun-test/no-such-veos:1', '22350@127.0.0.1', '--startCtun', 'yes', '--veosDockerContainer', 'ctun-err-img']);
+    expect(r.exitCode).toBe(7);
+    expect(r.stderr).toContain('ctun-run: error: image ctun-test/no-such-veos:1 (for container ctun-err-img) does not exist on this Docker host');
+    expect(r.stderr).toContain('ctun-run: hint: build it: ctun-build veos online acceptDspaceEula ctun-test/no-such-veos:1 dspace-veos-2023a.tar.gz --installCtun yes');
+    const s = await ctunRun(['separate', DEFAULT_IMAGES.veos, '22350@127.0.0.1', '--ctunDockerImage', 'ctun-test/no-such-server:1', '--veosDockerContainer', 'ctun-err-img2']);
+    expect(s.stderr).toContain('ctun-run: hint: build it: ctun-build ctun acceptDspaceEula (then: docker tag dspace/ctun/separate-server:23.1.0 ctun-test/no-such-server:1)');
+    expect(await leftovers('ctun-err-img2')).toEqual([]);
+  });
+
+  describe('a name already in use', () => {
+    const foreign = 'ctun-err-foreign';
+    beforeAll(async () => {
+      await docker.getContainer(foreign).remove({ force: true }).catch(() => undefined);
+      await docker.createContainer({ name: foreign, Image: DEFAULT_IMAGES.veos, Entrypoint: ['true'] });
+    });
+    afterAll(async () => {
+      await docker.getContainer(foreign).remove({ force: true }).catch(() => undefined);
+    });
+
+    it('is refused before anything starts, and a container that is not ours is left alone', async () => {
+      const r = await ctunRun(['separate', DEFAULT_IMAGES.veos, '22350@127.0.0.1', '--veosDockerContainer', 'ctun-err-name', '--ctunDockerContainer', foreign]);
+      expect(r.exitCode).toBe(7);
+      expect(r.stderr).toContain(`ctun-run: error: a container named ${foreign} already exists\n`);
+      expect(r.stderr).toContain(`ctun-run: hint: it is not ctun's: choose another name with --ctunDockerContainer, or remove it yourself (docker rm ${foreign})`);
+      expect(await leftovers('ctun-err-name')).toEqual([]);
+      expect((await docker.getContainer(foreign).inspect()).Name).toBe(`/${foreign}`);
+    });
+  });
+
+  it('an unreachable license server is surfaced from the simulator\'s log, and everything is removed', async () => {
+    const name = 'ctun-err-license';
+    names.push(name);
+    const r = await ctunRun([
+      'veos', DEFAULT_IMAGES.veosCtun, '22398@127.0.0.1', '--startCtun', 'yes', '--hostPort', '17281', '--veosDockerContainer', name,
+      '--env', 'VEOS_STANDIN_LICENSE_ATTEMPTS=2', '--env', 'VEOS_STANDIN_LICENSE_RETRY_DELAY_MS=100',
+    ]);
+    expect(r.exitCode).toBe(7);
+    expect(r.stderr).toMatch(/^ctun-run: error: the simulator in ctun-err-license cannot reach its license server: license server 127\.0\.0\.1:22398 \(DS_CMU_SERVER=22398@127\.0\.0\.1\) unreachable after 2 attempt\(s\)/m);
+    expect(r.stderr).toMatch(/^ctun-run: hint: start the license server .* \(the LICENSE_SERVER argument is passed as DS_CMU_SERVER\)$/m);
+    expect(await leftovers(name)).toEqual([]);
+  });
+
+  it('the tunnel port taken on the Docker host: exit 3 and a hint', async () => {
+    const name = 'ctun-err-port';
+    names.push(name);
+    const sock = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => sock.bind(17282, '0.0.0.0', resolve));
+    try {
+      const r = await ctunRun(['separate', DEFAULT_IMAGES.veos, '22350@127.0.0.1', '--hostPort', '17282', '--veosDockerContainer', name, '--ctunDockerContainer', `${name}-ctun`, '--dockerNetwork', `${name}-net`]);
+      expect(r.stderr).toContain('ctun-run: error: port 17282/udp on the Docker host is taken, so ctun-err-port-ctun cannot publish the tunnel port');
+      expect(r.stderr).toContain('--hostPort');
+      expect(r.exitCode).toBe(3);
+      expect(await leftovers(name)).toEqual([]);
+    } finally {
+      sock.close();
+    }
+  });
+
+  // The plan is data: the same plan without the capability or the device shows what
+  // a daemon policy that drops them would do, and how ctun-run says so.
+  for (const [what, change, code] of [
+    ['NET_ADMIN', { capAdd: [] as string[] }, 'NO_NET_ADMIN'],
+    ['/dev/net/tun', { devices: [] as string[] }, 'NO_TUN_DEVICE'],
+  ] as const) {
+    it(`a tunnel server without ${what} fails with ${code}, and everything is removed`, async () => {
+      const name = `ctun-err-${code.toLowerCase().replace(/_/g, '-')}`;
+      names.push(name);
+      const plan = planSeparated({ image: DEFAULT_IMAGES.veos, licenseServer: '22350@127.0.0.1', veosDockerContainer: name, ctunDockerContainer: `${name}-ctun`, dockerNetwork: `${name}-net`, hostPort: 17283, readyTimeoutMs: 30_000, env: ['VEOS_STANDIN_LICENSE_ATTEMPTS=1000'] });
+      Object.assign(plan.containers[1]!, change);
+      const e = await executeDeployment(plan, { engine: connectRunEngine(), logger: createMemoryLogger() }).catch((x: unknown) => x);
+      expect(e).toMatchObject({ code });
+      expect((e as Error).message).toContain(`the tunnel server in ${name}-ctun`);
+      expect(await leftovers(name)).toEqual([]);
+    });
+  }
+});
