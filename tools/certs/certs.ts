@@ -13,7 +13,10 @@ import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { CtunError, ExitCode } from '../common/index.js';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+x509.cryptoProvider.set(webcrypto as never);
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const DAY = 86_400_000;
@@ -73,11 +76,11 @@ function cnOf(name: string, flag: string): string {
 }
 
 async function exportKey(key: CryptoKey): Promise<string> {
-  return pem(await webcrypto.subtle.exportKey('pkcs8', key as webcrypto.CryptoKey), 'PRIVATE KEY');
+  return pem(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
 }
 
 async function newKeys(): Promise<CryptoKeyPair> {
-  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as unknown as CryptoKeyPair;
+  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
 }
 
 /** Creates ca.crt and ca.key in `out`. */
@@ -119,7 +122,7 @@ async function loadCa(out: string): Promise<Ca> {
   try {
     const cert = new x509.X509Certificate(readFileSync(certPath, 'utf8'));
     const der = x509.PemConverter.decode(readFileSync(keyPath, 'utf8'))[0]!;
-    const key = (await webcrypto.subtle.importKey('pkcs8', der, ALG, false, ['sign'])) as unknown as CryptoKey;
+    const key = await webcrypto.subtle.importKey('pkcs8', der, ALG, false, ['sign']);
     return { cert, key };
   } catch (e) {
     throw new CtunError('CA_INVALID', `the CA in ${out} cannot be read: ${(e as Error).message}`, { hint: 'ca.key must be the ECDSA P-256 key ctun certs init wrote', exitCode: ExitCode.Usage, cause: e });
