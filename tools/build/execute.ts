@@ -98,18 +98,24 @@ export async function buildImageStep(
 /** Carries out a BuildPlan: preflight, then each image in order. */
 export async function executeBuildPlan(plan: BuildPlan, options: ExecuteOptions): Promise<BuiltImage[]> {
   const built: BuiltImage[] = [];
+  // listr2 shows a failure's first line; the caller gets the whole error (log tail).
+  let failure: unknown;
+  const firstLine = (e: unknown): Error => {
+    failure = e;
+    return new Error(String((e as Error)?.message ?? e).split('\n')[0]);
+  };
   const list = new Listr(
     [
       {
         title: `check ${plan.base.image}, the daemon and the build inputs`,
-        task: async () => preflight(plan, options),
+        task: async () => preflight(plan, options).catch((e: unknown) => Promise.reject(firstLine(e))),
       },
       ...plan.images.map((step) => ({
         title: `build ${step.title}`,
         task: async (_ctx: unknown, task: { output: string; title: string }) => {
           const b = await buildImageStep(step, options, (line) => {
             task.output = line;
-          });
+          }).catch((e: unknown) => Promise.reject(firstLine(e)));
           task.title = `build ${step.title} (${b.seconds.toFixed(1)} s)`;
           built.push(b);
         },
@@ -118,7 +124,11 @@ export async function executeBuildPlan(plan: BuildPlan, options: ExecuteOptions)
     ],
     { exitOnError: true, concurrent: false, ...listrRendererOptions(options.progress ?? 'silent', options.progressWrite) } as never,
   );
-  await list.run();
+  try {
+    await list.run();
+  } catch (e) {
+    throw failure ?? e;
+  }
   return built;
 }
 
@@ -128,6 +138,7 @@ export async function executeBase(
   options: Pick<ExecuteOptions, 'docker' | 'logger' | 'progress' | 'progressWrite' | 'tmpDir'>,
 ): Promise<{ imageId: string; tags: string[] }> {
   let result: { imageId: string; tags: string[] } | undefined;
+  let failure: unknown;
   const title = `bootstrap ${plan.tags[0]} (${plan.release.suite}, ${plan.variant}) from ${plan.mirror.archive}`;
   const list = new Listr(
     [
@@ -145,6 +156,9 @@ export async function executeBase(
             onOutput: (line) => {
               task.output = line;
             },
+          }).catch((e: unknown) => {
+            failure = e;
+            return Promise.reject(new Error(String((e as Error)?.message ?? e).split('\n')[0]));
           });
           task.title = `${title} (${((Date.now() - started) / 1000).toFixed(0)} s)`;
         },
@@ -153,6 +167,10 @@ export async function executeBase(
     ],
     { exitOnError: true, ...listrRendererOptions(options.progress ?? 'silent', options.progressWrite) } as never,
   );
-  await list.run();
+  try {
+    await list.run();
+  } catch (e) {
+    throw failure ?? e;
+  }
   return result!;
 }

@@ -19,7 +19,7 @@ const failing = [
   '{"stream":"Step 2/3 : RUN apt-get update"}\r\n{"stream":"\\n"}\r\n{"stream":" ---\\u003e Using cache\\n"}\r\n',
   '{"stream":"Step 3/3 : RUN apt-get install -y no-such-package"}\r\n{"stream":"\\n"}\r\n',
   '{"stream":" ---\\u003e Running in 0b1e\\n"}\r\n{"stream":"Reading package lists...\\n"}\r\n{"str',
-  'eam":"E: Unable to locate package no-such-package\\n"}\r\n',
+  'eam":"\\u001b[91mE: Unable to locate package no-such-package\\u001b[0m\\n"}\r\n',
   '{"errorDetail":{"code":100,"message":"The command \'/bin/sh -c apt-get install -y no-such-package\' returned a non-zero code: 100"},"error":"The command \'/bin/sh -c apt-get install -y no-such-package\' returned a non-zero code: 100"}\r\n',
 ];
 
@@ -30,7 +30,7 @@ describe('readDockerStream', () => {
     const e = err as DockerStreamError;
     expect(e.code).toBe('BUILD_STEP_FAILED');
     expect(e.step).toEqual({ number: 3, total: 3, instruction: 'RUN apt-get install -y no-such-package' });
-    expect(e.logTail).toEqual([' ---> Running in 0b1e', 'Reading package lists...', 'E: Unable to locate package no-such-package']);
+    expect(e.logTail).toEqual(['Reading package lists...', 'E: Unable to locate package no-such-package']);
     expect(e.message.split('\n')[0]).toBe(
       "build of x:1 failed at step 3/3 `RUN apt-get install -y no-such-package`: The command '/bin/sh -c apt-get install -y no-such-package' returned a non-zero code: 100",
     );

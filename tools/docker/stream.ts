@@ -65,9 +65,9 @@ export class DockerStreamError extends CtunError {
     detail: string;
     logTail: string[];
   }) {
-    const where = options.step
-      ? ` at step ${options.step.number}/${options.step.total} \`${options.step.instruction}\``
-      : '';
+    const instruction = options.step?.instruction ?? '';
+    const shown = instruction.length > INSTRUCTION_MAX ? `${instruction.slice(0, INSTRUCTION_MAX - 1)}…` : instruction;
+    const where = options.step ? ` at step ${options.step.number}/${options.step.total} \`${shown}\`` : '';
     const head = `${options.operation} of ${options.subject} failed${where}: ${options.detail}`;
     const tail = options.logTail.length
       ? `\n--- last ${options.logTail.length} lines of output${options.step ? ' of that step' : ''} ---\n` +
@@ -87,6 +87,12 @@ export class DockerStreamError extends CtunError {
 }
 
 const STEP_RE = /^Step (\d+)\/(\d+) : (.*)$/;
+// The classic builder colours a step's stderr; the tail is for reading in plain text.
+// eslint-disable-next-line no-control-regex
+const ANSI_RE = /\u001b\[[0-9;]*[A-Za-z]/g;
+// Builder chatter that says nothing about why a step failed.
+const NOISE_RE = /^ ---> (Running in|Using cache)|^Removing intermediate container /;
+const INSTRUCTION_MAX = 120;
 const BUILT_RE = /^Successfully built ([0-9a-f]{12,64})$/;
 const SHA_RE = /^sha256:[0-9a-f]{64}$/;
 
@@ -120,7 +126,7 @@ export function readDockerStream(
     if (tail.length > tailMax) tail = tail.slice(tail.length - tailMax);
   };
   const textLine = (raw: string): void => {
-    const line = raw.replace(/\r$/, '');
+    const line = raw.replace(ANSI_RE, '').replace(/\r$/, '');
     const step = STEP_RE.exec(line);
     if (step) {
       current = { number: Number(step[1]), total: Number(step[2]), instruction: step[3]!.trim() };
@@ -132,7 +138,7 @@ export function readDockerStream(
     const built = BUILT_RE.exec(line.trim());
     if (built) imageId ??= built[1];
     if (line.trim() === '') return;
-    pushTail(line);
+    if (!NOISE_RE.test(line)) pushTail(line);
     emit({ type: 'log', line });
   };
   const flushText = (): void => {

@@ -1,0 +1,295 @@
+/**
+ * Image builds against the real daemon: a Debian 12 base bootstrapped from the host's
+ * own apt mirror (kept between runs), the four ctun images, the simulator image with
+ * Python packages from a local pip index, the image with the tunnel inside with
+ * packages from a wheels directory, and the errors a user meets before and during a
+ * build. PyPI is not reachable here: the wheels are made in the test from Debian's
+ * packaged supervisor/toposort/setuptools plus the stand-ins in test/fixtures/build.
+ */
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import Dockerode from 'dockerode';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { metadata, silentLogger } from '../../tools/common/index.js';
+import { executeBase, planBaseImage, readAptSources } from '../../tools/build/index.js';
+import { connectDocker } from '../../tools/docker/index.js';
+import { buildStandinTarball, LICENSE_READY_PATTERN, SIMULATOR_INSTALL_DIR, SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const BASE = 'debian:12';
+const TEST_LABEL = 'io.ctun.kind=container/test-build';
+const docker = new Dockerode();
+
+const daemon = await docker.ping().then(
+  () => true,
+  () => false,
+);
+
+let work: string;
+let tarball: string;
+let wheelsDir: string;
+let indexUrl: string;
+let indexServer: ResultPromise | undefined;
+
+/** Runs ctun-build as a user would; never throws, the result says how it went. */
+function ctunBuild(args: string[]) {
+  return execa(join(ROOT, 'node_modules/.bin/tsx'), [join(ROOT, 'tools/cli/ctun-build.ts'), ...args], {
+    cwd: ROOT,
+    reject: false,
+    all: true,
+    env: { NO_COLOR: '1' },
+  });
+}
+
+async function dockerCli(args: string[]) {
+  return execa('docker', args, { reject: false, all: true });
+}
+
+/** Starts a labelled test container; returns its id. */
+async function runContainer(args: string[]): Promise<string> {
+  const r = await dockerCli(['run', '-d', '--label', 'io.ctun.managed=true', '--label', TEST_LABEL, ...args]);
+  expect(r.exitCode, r.all).toBe(0);
+  return r.stdout.trim();
+}
+
+async function ipOf(id: string): Promise<string> {
+  return (await dockerCli(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', id])).stdout.trim();
+}
+
+/** Polls `docker logs` until `pattern` shows up; the timeout message says what was awaited. */
+async function waitForLog(id: string, pattern: RegExp, what: string, timeoutMs = 30_000): Promise<string> {
+  const started = Date.now();
+  let logs = '';
+  while (Date.now() - started < timeoutMs) {
+    logs = (await dockerCli(['logs', id])).all ?? '';
+    if (pattern.test(logs)) return logs;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`waited ${timeoutMs} ms for ${what} (${pattern}) in the logs of ${id.slice(0, 12)}; they end:\n${logs.split('\n').slice(-15).join('\n')}`);
+}
+
+async function supervisorStatus(id: string): Promise<Record<string, string>> {
+  const r = await dockerCli(['exec', id, 'supervisorctl', 'status']);
+  const out: Record<string, string> = {};
+  for (const line of r.stdout.split('\n')) {
+    const [name, state] = line.trim().split(/\s+/);
+    if (name && state) out[name] = state;
+  }
+  return out;
+}
+
+async function waitForState(id: string, program: string, state: string, timeoutMs = 20_000): Promise<Record<string, string>> {
+  const started = Date.now();
+  let status: Record<string, string> = {};
+  while (Date.now() - started < timeoutMs) {
+    status = await supervisorStatus(id);
+    if (status[program] === state) return status;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`waited ${timeoutMs} ms for supervisord program ${program} to be ${state}; status: ${JSON.stringify(status)}`);
+}
+
+async function removeTestContainers(): Promise<void> {
+  const list = await docker.listContainers({ all: true, filters: { label: [TEST_LABEL] } });
+  await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+}
+
+/** Wheels for the seed's Python set, made from Debian's packages and our stand-ins. */
+async function makeWheels(dir: string): Promise<void> {
+  const debs = join(work, 'debs');
+  await mkdir(debs, { recursive: true });
+  const dl = await execa('apt-get', ['download', 'supervisor', 'python3-toposort', 'python3-setuptools-whl'], { cwd: debs, reject: false, all: true });
+  if (dl.exitCode !== 0) throw new Error(`apt-get download failed (run apt-get update?):\n${dl.all}`);
+  const root = join(work, 'debroot');
+  for (const d of await readdir(debs)) await execa('dpkg-deb', ['-x', join(debs, d), root]);
+  const maker = join(ROOT, 'test/fixtures/build/make_wheels.py');
+  await execa('python3', [maker, 'repack', join(root, 'usr/lib/python3/dist-packages'), dir]);
+  for (const w of await readdir(join(root, 'usr/share/python-wheels'))) {
+    if (w.startsWith('setuptools-')) await execa('cp', [join(root, 'usr/share/python-wheels', w), dir]);
+  }
+  for (const s of ['supervisor_console', 'supervisord_dependent_startup']) {
+    await execa('python3', [maker, 'build', join(ROOT, 'test/fixtures/build/standin-wheels', s), dir]);
+  }
+}
+
+/** A PEP 503 index over the wheels, served on the docker bridge so build containers reach it. */
+async function serveIndex(): Promise<string> {
+  const net = await docker.getNetwork('bridge').inspect();
+  // The default bridge often lists no gateway; then it is the bridge device's address.
+  const bridgeName = net.Options?.['com.docker.network.bridge.name'] ?? 'docker0';
+  // (read with ip: Node lists no address of a bridge that is down for want of containers)
+  const ipAddr = async (): Promise<string | undefined> => {
+    const r = await execa('ip', ['-j', '-4', 'addr', 'show', 'dev', bridgeName], { reject: false });
+    const parsed = JSON.parse(r.stdout || '[]') as Array<{ addr_info?: Array<{ local?: string }> }>;
+    return parsed[0]?.addr_info?.[0]?.local;
+  };
+  const gateway = net.IPAM?.Config?.[0]?.Gateway ?? (await ipAddr());
+  if (!gateway) throw new Error('the docker bridge network has no gateway address');
+  const root = join(work, 'index');
+  await execa('python3', [join(ROOT, 'test/fixtures/build/make_wheels.py'), 'index', wheelsDir, root]);
+  indexServer = execa('python3', ['-u', '-m', 'http.server', '0', '--bind', gateway, '--directory', root], { reject: false, buffer: false });
+  const port = await new Promise<number>((res, rej) => {
+    const t = setTimeout(() => rej(new Error('the pip index server did not start within 10 s')), 10_000);
+    indexServer!.stdout!.on('data', (c: Buffer) => {
+      const m = /port (\d+)/.exec(c.toString());
+      if (m) {
+        clearTimeout(t);
+        res(Number(m[1]));
+      }
+    });
+  });
+  return `http://${gateway}:${port}/simple`;
+}
+
+describe.skipIf(!daemon)('image builds (real daemon)', () => {
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'ctun-build-it-'));
+    await removeTestContainers();
+    // The base image is the slow part (about a minute): made once, then reused.
+    const engine = connectDocker();
+    if (!(await engine.imageExists(BASE))) {
+      await executeBase(planBaseImage({ distro: 'debian', suite: 'bookworm' }, await readAptSources()), { docker: engine, logger: silentLogger });
+    }
+    tarball = (await buildStandinTarball({ outDir: join(work, 'in') })).path;
+    wheelsDir = join(work, 'wheels');
+    await makeWheels(wheelsDir);
+    indexUrl = await serveIndex();
+  });
+
+  afterAll(async () => {
+    await removeTestContainers();
+    indexServer?.kill('SIGTERM');
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('the base image came from the host mirror, labelled, with deb822 sources', async () => {
+    const info = await docker.getImage(BASE).inspect();
+    expect(info.Config.Labels).toMatchObject({ 'io.ctun.managed': 'true', 'io.ctun.kind': 'image/base', 'io.ctun.base.suite': 'bookworm' });
+    const r = await dockerCli(['run', '--rm', BASE, 'sh', '-c', 'cat /etc/os-release /etc/apt/sources.list.d/debian.sources; ls /etc/apt/sources.list 2>&1; ls -l /usr/bin/su']);
+    expect(r.stdout).toContain('VERSION_CODENAME=bookworm');
+    expect(r.stdout).toContain('Suites: bookworm-security');
+    expect(r.stdout).toContain('No such file'); // only the deb822 file
+    expect(r.stdout).toMatch(/^-rwsr-xr-x .* \/usr\/bin\/su$/m); // set-uid bits survived the import
+  });
+
+  it('errors before building: no EULA, missing or wrong tarball, missing base image', async () => {
+    const noEula = await ctunBuild(['ctun', '--distro', 'debian']);
+    expect(noEula.exitCode).toBe(1);
+    expect(noEula.stderr).toContain('ctun-build: error: the dSPACE EULA is not accepted');
+    expect(noEula.stderr).toContain('hint: give the literal acceptDspaceEula');
+
+    const missing = await ctunBuild(['veos', 'online', 'acceptDspaceEula', 'x:1', join(work, 'nope.tar.gz'), '--distro', 'debian']);
+    expect(missing.exitCode).not.toBe(0);
+    expect(missing.stderr).toMatch(/nope\.tar\.gz/);
+    expect(missing.stderr).toContain('hint:');
+
+    const notSim = join(work, 'not-a-simulator.tar.gz');
+    await execa('tar', ['-czf', notSim, '-C', ROOT, 'metadata.json']);
+    const wrong = await ctunBuild(['veos', 'online', 'acceptDspaceEula', 'x:1', notSim, '--distro', 'debian']);
+    expect(wrong.exitCode).not.toBe(0);
+    expect(wrong.stderr).toMatch(/not-a-simulator\.tar\.gz/);
+
+    const noBase = await ctunBuild(['ctun', 'acceptDspaceEula', '--baseImage', 'debian:11', '--progress', 'plain']);
+    expect(noBase.exitCode).not.toBe(0);
+    expect(noBase.stderr).toContain('the base image debian:11 does not exist locally');
+    expect(noBase.stderr).toContain('hint: make it from an apt mirror: ctun-build base --distro debian --suite bullseye --tag debian:11');
+  });
+
+  it('builds the four ctun images; `ctun --version` runs inside', async () => {
+    const r = await ctunBuild(['ctun', 'acceptDspaceEula', '--distro', 'debian', '--progress', 'json']);
+    expect(r.exitCode, r.all).toBe(0);
+    const events = r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { task?: string; event: string; state?: string; ok?: boolean });
+    const completed = events.filter((e) => e.event === 'state' && e.state === 'COMPLETED').map((e) => e.task);
+    expect(completed.filter((t) => t?.startsWith('build '))).toHaveLength(5);
+    expect(events.at(-1)).toMatchObject({ event: 'end', ok: true });
+
+    const entrypoints: Record<string, string[]> = {};
+    for (const [key, image] of Object.entries(metadata.images)) {
+      if (key.startsWith('veos')) continue;
+      const info = await docker.getImage(image).inspect();
+      expect(info.Config.Labels['io.ctun.managed']).toBe('true');
+      expect(info.Config.Labels['io.ctun.kind']).toMatch(/^image\/(local|separate)-(server|client)$/);
+      entrypoints[key] = info.Config.Entrypoint as string[];
+    }
+    expect(entrypoints).toEqual({
+      localServer: ['ctun', 'server', '--mode', 'local'],
+      separateServer: ['ctun', 'server', '--mode', 'separate'],
+      localClient: ['ctun', 'client'],
+      separateClient: ['ctun', 'client'],
+    });
+    const v = await dockerCli(['run', '--rm', '--entrypoint', 'ctun', metadata.images.localServer, '--version']);
+    expect(v.stdout.trim()).toBe(metadata.ctunVersion);
+    // No npm and no compiler in the image: only the runtime, the bundle and the addon.
+    const files = await dockerCli(['run', '--rm', '--entrypoint', 'sh', metadata.images.separateServer, '-c', 'ls /opt/ctun /opt/ctun/native; command -v npm gcc || true']);
+    expect(files.stdout.split('\n').filter(Boolean)).toEqual(['/opt/ctun:', 'bin', 'ctun.mjs', 'native', '', '/opt/ctun/native:', 'ctun_tap.node'].filter(Boolean));
+  });
+
+  it('a failing step exits non-zero, naming the step and its log tail', async () => {
+    // A mirror nobody serves: apt-get cannot find the packages and the RUN step fails.
+    const r = await ctunBuild(['ctun', 'acceptDspaceEula', '--distro', 'debian', '--ubuntuArchiveServer', 'http://127.0.0.1:9/debian', '--progress', 'plain']);
+    expect(r.exitCode).toBe(7);
+    expect(r.stderr).toMatch(/ctun-build: error: build of dspace\/ctun\/local-server:23\.1\.0 failed at step \d+\/\d+ `RUN apt-get update/);
+    expect(r.stderr).toContain('returned a non-zero code: 100');
+    expect(r.stderr).toMatch(/\| E: Unable to locate package iproute2/);
+    expect(r.stderr).toContain('hint: fix the failing step');
+  });
+
+  it('builds the simulator image with pip from a local index; supervisord runs it; license error and license OK', async () => {
+    const r = await ctunBuild(['veos', 'online', 'acceptDspaceEula', metadata.images.veos, tarball, '--distro', 'debian', '--pipIndexUrl', indexUrl, '--progress', 'plain']);
+    expect(r.exitCode, r.all.split('\n').slice(-30).join('\n')).toBe(0);
+    expect(r.stdout).toContain(`Looking in indexes: ${indexUrl}`);
+    const info = await docker.getImage(metadata.images.veos).inspect();
+    expect(info.Config.Labels).toMatchObject({ 'io.ctun.kind': 'image/veos', 'io.ctun.veos.release': metadata.veosRelease });
+
+    // Unreachable license server: the simulator says so, supervisord keeps retrying it.
+    const bad = await runContainer(['-e', 'DS_CMU_SERVER=127.0.0.1', '-e', 'VEOS_STANDIN_LICENSE_ATTEMPTS=2', '-e', 'VEOS_STANDIN_LICENSE_RETRY_DELAY_MS=100', metadata.images.veos]);
+    await waitForLog(bad, /license server 127\.0\.0\.1:22350 .*unreachable/, 'the license error');
+    await waitForLog(bad, /exited: veos \(exit status 3; not expected\)/, 'supervisord reporting the exit');
+
+    // The license stand-in in another container: the simulator gets ready.
+    const lic = await runContainer(['--entrypoint', 'python3', metadata.images.veos, '-u', `${SIMULATOR_INSTALL_DIR}/bin/license_standin.py`]);
+    await waitForLog(lic, LICENSE_READY_PATTERN, 'the license stand-in ready line');
+    const good = await runContainer(['-e', `DS_CMU_SERVER=${await ipOf(lic)}`, metadata.images.veos]);
+    const logs = await waitForLog(good, SIMULATOR_READY_PATTERN, 'the simulator ready line');
+    expect(logs).toContain('license ok');
+    const status = await waitForState(good, 'veos', 'RUNNING');
+    expect(status).toEqual({ dependentstartup: 'RUNNING', veos: 'RUNNING' });
+  });
+
+  it('builds the image with the tunnel inside (wheels dir); CTUN_START=yes runs the server under supervision', async () => {
+    const r = await ctunBuild([
+      'veos', 'online', 'acceptDspaceEula', metadata.images.veosCtun, tarball, '--installCtun', 'yes', '--distro', 'debian', '--wheels', wheelsDir, '--progress', 'plain',
+    ]);
+    expect(r.exitCode, r.all.split('\n').slice(-30).join('\n')).toBe(0);
+    const v = await dockerCli(['run', '--rm', '--entrypoint', 'ctun', metadata.images.veosCtun, '--version']);
+    expect(v.stdout.trim()).toBe(metadata.ctunVersion);
+
+    const lic = await runContainer(['--entrypoint', 'python3', metadata.images.veos, '-u', `${SIMULATOR_INSTALL_DIR}/bin/license_standin.py`]);
+    await waitForLog(lic, LICENSE_READY_PATTERN, 'the license stand-in ready line');
+    const licIp = await ipOf(lic);
+    const caps = ['--cap-add', 'NET_ADMIN', '--device', '/dev/net/tun'];
+
+    // Without CTUN_START the tunnel server is installed but not started.
+    const off = await runContainer([...caps, '-e', `DS_CMU_SERVER=${licIp}`, metadata.images.veosCtun]);
+    await waitForLog(off, SIMULATOR_READY_PATTERN, 'the simulator ready line');
+    await waitForState(off, 'veos', 'RUNNING');
+    await new Promise((res) => setTimeout(res, 1500));
+    expect((await supervisorStatus(off))['ctun']).toBe('STOPPED');
+
+    // With CTUN_START=yes (what `ctun-run veos --startCtun yes` sets) it runs, supervised.
+    const on = await runContainer([...caps, '-e', 'CTUN_START=yes', '-e', `DS_CMU_SERVER=${licIp}`, metadata.images.veosCtun]);
+    await waitForLog(on, SIMULATOR_READY_PATTERN, 'the simulator ready line');
+    const status = await waitForState(on, 'ctun', 'RUNNING');
+    expect(status).toMatchObject({ veos: 'RUNNING', ctun: 'RUNNING' });
+    await waitForLog(on, /server-listening .*port=1723/, 'the tunnel server listening');
+  });
+});
+
+if (!daemon) {
+  it.skip('image builds: no Docker daemon reachable (start dockerd)', () => {});
+}
