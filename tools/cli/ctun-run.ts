@@ -24,7 +24,7 @@ import {
   type Transport,
 } from '../run/index.js';
 import { onceSignal, runCommandBody, usageError } from './common.js';
-// TODO(k8s): mount `k8sCommand` from ./ctun-run-k8s.js once that file exists.
+import { k8sCommand } from './ctun-run-k8s.js';
 
 const PROGRAM = 'ctun-run';
 
@@ -244,7 +244,8 @@ async function main(): Promise<void> {
           process.stdout.write(what.length ? `removed ${what.join(', ')}\n` : 'nothing to remove\n');
         }),
     )
-    .demandCommand(1, 'give a command: veos, separate, status, stop or clean')
+    .command(k8sCommand)
+    .demandCommand(1, 'give a command: veos, separate, status, stop, clean or k8s')
     .strict()
     .recommendCommands()
     .version(metadata.ctunVersion)
