@@ -1,4 +1,6 @@
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { appendFile, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Listr } from 'listr2';
@@ -27,6 +29,51 @@ export interface BuiltImage {
   tags: string[];
   imageId: string;
   seconds: number;
+  /** True when the image already matched the context digest and no build ran. */
+  upToDate: boolean;
+}
+
+export const LABEL_CONTEXT_DIGEST = 'io.ctun.context-digest';
+
+// Files above this size are identified by size, mtime and inode instead of being read:
+// the 100+ MB Node binary from `npm ci` changes only when it is reinstalled.
+const HASH_LIMIT = 16 * 1024 * 1024;
+
+/**
+ * A digest of everything a build depends on: every context file (path, mode, content)
+ * and the ids of the images its FROM lines name. When an image carries the same
+ * digest, building again could only reproduce it, so the build is skipped; this is
+ * what keeps a warm rebuild from shipping the large runtime context each time.
+ * Undefined when the Dockerfile fetches from a URL (ADD http…), which no digest covers.
+ */
+export async function contextDigest(dir: string, docker: DockerEngine): Promise<string | undefined> {
+  const dockerfile = await readFile(join(dir, 'Dockerfile'), 'utf8');
+  if (/^\s*ADD\s+https?:/im.test(dockerfile)) return undefined;
+  const hash = createHash('sha256');
+  for (const m of dockerfile.matchAll(/^\s*FROM\s+(\S+)/gim)) {
+    const ref = m[1]!;
+    if (ref === 'scratch') continue;
+    const info = await docker.inspectImage(ref);
+    hash.update(`from ${ref} ${info?.id ?? 'missing'}\n`);
+  }
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of (await readdir(join(dir, rel))).sort()) {
+      const path = rel ? `${rel}/${name}` : name;
+      const st = await stat(join(dir, path));
+      if (st.isDirectory()) {
+        await walk(path);
+        continue;
+      }
+      hash.update(`file ${path} ${(st.mode & 0o777).toString(8)} ${st.size}\n`);
+      if (st.size > HASH_LIMIT) {
+        hash.update(`identity ${st.ino} ${st.mtimeMs}\n`);
+        continue;
+      }
+      for await (const chunk of createReadStream(join(dir, path))) hash.update(chunk as Buffer);
+    }
+  };
+  await walk('');
+  return hash.digest('hex').slice(0, 32);
 }
 
 /**
@@ -75,6 +122,17 @@ export async function buildImageStep(
   const dir = await mkdtemp(join(options.tmpDir ?? tmpdir(), `ctun-context-${step.id}-`));
   try {
     await materializeContext(step, options.paths, dir);
+    const digest = await contextDigest(dir, options.docker);
+    if (digest !== undefined) {
+      const existing = step.noCache ? undefined : await options.docker.inspectImage(step.tags[0]!);
+      if (existing && existing.labels[LABEL_CONTEXT_DIGEST] === digest && (await allTagged(options.docker, step.tags, existing.id))) {
+        const seconds = (Date.now() - started) / 1000;
+        onLine(`up to date (${LABEL_CONTEXT_DIGEST}=${digest})`);
+        options.logger.info('image up to date', { image: step.tags[0], id: existing.id.slice(0, 19), seconds });
+        return { id: step.id, tags: step.tags, imageId: existing.id, seconds, upToDate: true };
+      }
+      await appendFile(join(dir, 'Dockerfile'), `LABEL ${LABEL_CONTEXT_DIGEST}="${digest}"\n`);
+    }
     const context = await createContextTar(dir);
     const request = {
       context,
@@ -89,10 +147,15 @@ export async function buildImageStep(
     });
     const seconds = (Date.now() - started) / 1000;
     options.logger.info('image built', { image: step.tags[0], id: result.imageId.slice(0, 19), seconds });
-    return { id: step.id, tags: step.tags, imageId: result.imageId, seconds };
+    return { id: step.id, tags: step.tags, imageId: result.imageId, seconds, upToDate: false };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+async function allTagged(docker: DockerEngine, tags: string[], id: string): Promise<boolean> {
+  for (const t of tags) if ((await docker.inspectImage(t))?.id !== id) return false;
+  return true;
 }
 
 /** Carries out a BuildPlan: preflight, then each image in order. */
@@ -116,7 +179,7 @@ export async function executeBuildPlan(plan: BuildPlan, options: ExecuteOptions)
           const b = await buildImageStep(step, options, (line) => {
             task.output = line;
           }).catch((e: unknown) => Promise.reject(firstLine(e)));
-          task.title = `build ${step.title} (${b.seconds.toFixed(1)} s)`;
+          task.title = `build ${step.title} (${b.upToDate ? 'up to date' : `${b.seconds.toFixed(1)} s`})`;
           built.push(b);
         },
         rendererOptions: { bottomBar: 6 },

@@ -264,4 +264,21 @@ describe('executor with the in-memory Docker twin', () => {
     ]);
     expect(sent.dockerfile).toContain('FROM debian:12');
   });
+
+  it('skips a build whose context digest the image already carries, unless --no-cache', async () => {
+    const plan = planCtun({ eula: 'acceptDspaceEula', distro: 'debian' }, paths);
+    const step = plan.images[1]!; // local-server: small context
+    const docker = createMemoryDocker({ images: ['debian:12', runtimeImageName()] });
+    const opts = { docker, logger: createMemoryLogger(), paths };
+    const first = await buildImageStep(step, opts);
+    expect(first.upToDate).toBe(false);
+    expect(docker.images.get(step.tags[0]!)?.labels).toMatchObject({ 'io.ctun.kind': 'image/local-server', 'io.ctun.context-digest': expect.stringMatching(/^[0-9a-f]{32}$/) });
+    expect((await buildImageStep(step, opts)).upToDate).toBe(true);
+    expect(docker.builds).toHaveLength(1);
+    expect((await buildImageStep({ ...step, noCache: true }, opts)).upToDate).toBe(false);
+    // A new base image changes the digest: built again.
+    docker.images.set('debian:12', { ...docker.images.get('debian:12')!, id: 'sha256:new' });
+    expect((await buildImageStep(step, opts)).upToDate).toBe(false);
+    expect(docker.builds).toHaveLength(3);
+  });
 });

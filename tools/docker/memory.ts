@@ -83,7 +83,14 @@ export function createMemoryDocker(options: MemoryDockerOptions = {}): DockerEng
       for (const m of respond(build)) stream.write(JSON.stringify(m) + '\r\n');
       stream.end();
       const r = await result;
-      return { ...r, imageId: addImage(request.tags, request.labels) };
+      // Labels set in the Dockerfile (LABEL k="v" ...), as the daemon would record them.
+      const labels: Record<string, string> = { ...request.labels };
+      for (const m of dockerfile.replace(/\\\n/g, ' ').matchAll(/^LABEL\s+(.*)$/gm)) {
+        for (const kv of m[1]!.matchAll(/([\w.-]+)=("(?:[^"\\]|\\.)*"|\S+)/g)) {
+          labels[kv[1]!] = kv[2]!.startsWith('"') ? (JSON.parse(kv[2]!) as string) : kv[2]!;
+        }
+      }
+      return { ...r, imageId: addImage(request.tags, labels) };
     },
     async importImage(request) {
       let bytes = 0;
