@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { bundleCtun } from './bundle.js';
 import { Lab, run, sleep, type Proc } from './lab.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -41,6 +42,8 @@ export interface Context {
   ib: string;
   pki: string;
   ctunSecure: CtunSecure | undefined;
+  /** The bundled ctun the tunnel ends run (the shape the images ship). */
+  ctunScript: string;
 }
 
 /** How to run ctun secured, when the CLI has `--tls` (detected, not assumed). */
@@ -137,11 +140,11 @@ function ctun(transport: 'udp' | 'tcp', secure: boolean): Scenario {
     family: 'ctun',
     transport,
     cipher: secure ? 'tls' : 'none',
-    async up({ lab, a, b, ctunSecure }) {
+    async up({ lab, a, b, ctunSecure, ctunScript }) {
       const extra = (role: 'server' | 'client'): string[] => (secure ? (role === 'server' ? ctunSecure!.serverArgs : ctunSecure!.clientArgs) : []);
-      const server = lab.spawn(b, NODE, [CTUN, 'server', '--transport', transport, ...extra('server')], `ctun server ${transport}`);
+      const server = lab.spawn(b, NODE, [ctunScript, 'server', '--transport', transport, ...extra('server')], `ctun server ${transport}`);
       await server.waitFor(/server-listening/, 20_000);
-      const client = lab.spawn(a, NODE, [CTUN, 'client', B_UNDERLAY, '--transport', transport, ...extra('client')], `ctun client ${transport}`);
+      const client = lab.spawn(a, NODE, [ctunScript, 'client', B_UNDERLAY, '--transport', transport, ...extra('client')], `ctun client ${transport}`);
       await client.waitFor(/client-connected/, 20_000);
       return { target: '192.168.100.1', ends: { server, client } };
     },
@@ -232,11 +235,15 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
   lab.onCleanup(async () => rmSync(pki, { recursive: true, force: true }));
   await makePki(pki);
   const ctunSecure = await detectCtunSecure(pki, o.log);
+  // The tunnel ends run the CLI bundled into plain JavaScript, as the images do: a
+  // TypeScript loader in the process would add its caches to the peak RSS.
+  const bundled = await bundleCtun(pki);
+  process.env.CTUN_ADDON = bundled.addon;
 
   const a = await lab.netns('a');
   const b = await lab.netns('b');
   const [ia, ib] = await lab.veth(a, `${A_UNDERLAY}/24`, b, `${B_UNDERLAY}/24`);
-  const ctx: Context = { lab, a, b, ia, ib, pki, ctunSecure };
+  const ctx: Context = { lab, a, b, ia, ib, pki, ctunSecure, ctunScript: bundled.script };
   // The client's TAP, made once as a user would with `ctun configure`.
   await lab.exec(a, NODE, [CTUN, 'configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive'], 60_000);
   const iperfServer = lab.spawn(b, 'iperf3', ['-s', '-p', IPERF_PORT, '--forceflush'], 'iperf3 server');

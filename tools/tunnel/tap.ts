@@ -39,14 +39,24 @@ export class TapDevice implements FrameDevice {
 
   onFrames(handler: (frames: Buffer[]) => void): void {
     this.reader?.stop();
-    const buffer = Buffer.alloc(this.batch * this.slotSize);
+    // allocUnsafeSlow: only the pages the kernel writes frames into become resident
+    // (one per slot for ordinary frames), not the whole batch × 64 KiB.
+    const buffer = Buffer.allocUnsafeSlow(this.batch * this.slotSize);
     const lengths = new Uint32Array(this.batch);
-    this.reader = new this.addon.Reader(this.fd, buffer, lengths, this.slotSize, (count) => {
+    const slot = this.slotSize;
+    this.reader = new this.addon.Reader(this.fd, buffer, lengths, slot, (count) => {
+      // Copy out (the shared buffer is reused on the next wake-up while sends may be
+      // asynchronous), into one allocation per batch rather than one per frame.
+      let total = 0;
+      for (let i = 0; i < count; i++) total += lengths[i]!;
+      const copy = Buffer.allocUnsafe(total);
       const frames: Buffer[] = new Array(count);
-      // Copy out: the shared buffer is reused on the next wake-up while sends are async.
+      let offset = 0;
       for (let i = 0; i < count; i++) {
-        const start = i * this.slotSize;
-        frames[i] = Buffer.from(buffer.subarray(start, start + lengths[i]!));
+        const len = lengths[i]!;
+        buffer.copy(copy, offset, i * slot, i * slot + len);
+        frames[i] = copy.subarray(offset, offset + len);
+        offset += len;
       }
       handler(frames);
     });
