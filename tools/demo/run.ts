@@ -78,23 +78,37 @@ async function runPlain(tasks: DemoTask[], write: (t: string) => void): Promise<
   }
 }
 
-async function runListr(tasks: DemoTask[], progress: ProgressMode): Promise<void> {
-  const list = new Listr(
-    tasks.map((t) => ({
-      title: t.title,
-      task: async (_ctx: unknown, task: { output: string; title: string }) => {
-        const lines: string[] = [];
-        const suffix = await t.run((line) => {
-          lines.push(line);
-          task.output = lines.join('\n');
-        });
-        if (suffix) task.title = `${t.title} ${suffix}`;
-      },
-      rendererOptions: { persistentOutput: true, outputBar: Infinity },
-    })),
-    { exitOnError: true, concurrent: false, registerSignalListeners: false, ...listrRendererOptions(progress) } as never,
-  );
-  await list.run();
+/**
+ * On a terminal: one short listr2 run per step (spinner, the step's latest line while
+ * it runs), then its results printed for good below it. Keeping each live region small
+ * keeps the renderer from redrawing more than the screen holds.
+ */
+async function runListr(tasks: DemoTask[], progress: ProgressMode, write: (t: string) => void): Promise<void> {
+  for (const t of tasks) {
+    const lines: string[] = [];
+    const list = new Listr(
+      [
+        {
+          title: t.title,
+          task: async (_ctx: unknown, task: { output: string; title: string }) => {
+            const started = Date.now();
+            const suffix = await t.run((line) => {
+              lines.push(line);
+              task.output = line;
+            });
+            task.title = `${t.title}${suffix ? ` ${suffix}` : ''} (${((Date.now() - started) / 1000).toFixed(1)} s)`;
+          },
+          rendererOptions: { persistentOutput: false, outputBar: 1 },
+        },
+      ],
+      { exitOnError: true, registerSignalListeners: false, ...listrRendererOptions(progress) } as never,
+    );
+    try {
+      await list.run();
+    } finally {
+      for (const l of lines) write(`    ${l}\n`);
+    }
+  }
 }
 
 const ROOT = projectPaths().root;
@@ -329,7 +343,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   }
 
   try {
-    if (o.progress === 'tty') await runListr(tasks, o.progress);
+    if (o.progress === 'tty') await runListr(tasks, o.progress, write);
     else await runPlain(tasks, write);
   } catch (e) {
     throw o.signal?.aborted && !(e instanceof InterruptedError) ? new InterruptedError('running the demo') : e;

@@ -32,7 +32,7 @@ export async function deployUnavailable(): Promise<string | undefined> {
  * Wheels for the seed's Python set where PyPI is not reachable: Debian's packages
  * repacked plus the stand-in wheels of test/fixtures/build (as the build tests do).
  */
-async function makeWheels(dir: string): Promise<void> {
+export async function makeWheels(dir: string): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'ctun-e2e-wheels-'));
   try {
     const debs = join(work, 'debs');
