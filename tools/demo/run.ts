@@ -326,20 +326,20 @@ export async function runDemo(o: DemoOptions): Promise<void> {
         },
       },
     );
-    if (!o.keep) {
-      tasks.push({
-        title: `${kind}: remove`,
-        run: async (say) => {
-          if (client && client.exitCode === null) {
-            client.kill('SIGINT');
-            await new Promise((r) => client!.once('exit', r));
-            say('client stopped');
-          }
-          const r = await removeDeployments(engine, logger, { deployment: plan!.deployment });
-          say(`removed ${[...r.containers, ...r.networks].join(', ')}`);
-        },
-      });
-    }
+    tasks.push({
+      // The PC has one TAP: the next deployment's client needs it, so this client stops either way.
+      title: o.keep ? `${kind}: stop the client (the deployment keeps running)` : `${kind}: remove`,
+      run: async (say) => {
+        if (client && client.exitCode === null) {
+          client.kill('SIGINT');
+          await new Promise((r) => client!.once('exit', r));
+          say('client stopped');
+        }
+        if (o.keep) return;
+        const r = await removeDeployments(engine, logger, { deployment: plan!.deployment });
+        say(`removed ${[...r.containers, ...r.networks].join(', ')}`);
+      },
+    });
   }
 
   try {
