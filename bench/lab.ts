@@ -136,6 +136,11 @@ export class Lab {
     return p;
   }
 
+  /** Stops every process started here except `keep` (a scenario that failed half-way leaves none behind). */
+  async stopAllExcept(keep: Proc[]): Promise<void> {
+    await Promise.all([...this.procs].filter((p) => !keep.includes(p)).map((p) => p.stop().catch(() => {})));
+  }
+
   onCleanup(fn: () => Promise<unknown>): void {
     this.cleanups.push(fn);
   }

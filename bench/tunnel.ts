@@ -44,6 +44,8 @@ export interface Context {
   ctunSecure: CtunSecure | undefined;
   /** The bundled ctun the tunnel ends run (the shape the images ship). */
   ctunScript: string;
+  /** Processes that outlive a scenario (the iperf3 server). */
+  keep: Proc[];
 }
 
 /** How to run ctun secured, when the CLI has `--tls` (detected, not assumed). */
@@ -243,11 +245,11 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
   const a = await lab.netns('a');
   const b = await lab.netns('b');
   const [ia, ib] = await lab.veth(a, `${A_UNDERLAY}/24`, b, `${B_UNDERLAY}/24`);
-  const ctx: Context = { lab, a, b, ia, ib, pki, ctunSecure, ctunScript: bundled.script };
   // The client's TAP, made once as a user would with `ctun configure`.
   await lab.exec(a, NODE, [CTUN, 'configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive'], 60_000);
   const iperfServer = lab.spawn(b, 'iperf3', ['-s', '-p', IPERF_PORT, '--forceflush'], 'iperf3 server');
   await iperfServer.waitFor(/Server listening/, 10_000);
+  const ctx: Context = { lab, a, b, ia, ib, pki, ctunSecure, ctunScript: bundled.script, keep: [iperfServer] };
 
   const scenarios: Scenario[] = [
     direct,
@@ -297,6 +299,7 @@ async function measure(ctx: Context, s: Scenario, o: TunnelBenchOptions): Promis
     o.log(`  failed: ${m.error}`);
   } finally {
     for (const p of Object.values(ends)) await p.stop();
+    await ctx.lab.stopAllExcept(ctx.keep);
     await s.down?.(ctx).catch(() => {});
   }
   return m;
