@@ -78,7 +78,7 @@ async function rawBuild(plan: BuildPlan, id: string, work: string): Promise<numb
   const dir = await mkdtemp(join(work, `raw-${id}-`));
   await materializeContext(step, projectPaths(), dir);
   const [, s] = await timed(() =>
-    execa('docker', ['build', '-q', '-t', `${step.tags[0]}`, dir], { env: { DOCKER_BUILDKIT: '0' } }),
+    execa('docker', ['build', '-q', dir], { env: { DOCKER_BUILDKIT: '0' } }), // untagged: leaves the tool's images as they are
   );
   await rm(dir, { recursive: true, force: true });
   return s;
