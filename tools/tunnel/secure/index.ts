@@ -1,14 +1,18 @@
-export { AeadSealer, SealError, peekKeyId, SEAL_OVERHEAD, REKEY_INTERVAL, type DatagramSealer, type SealFailure, type KeyDeriver, type Direction, type Cipher } from './sealer.js';
+export { AeadSealer, SealError, peekKeyId, SEAL_OVERHEAD, SEALED_MARKER, REKEY_INTERVAL, type DatagramSealer, type SealFailure, type KeyDeriver, type Direction, type Cipher } from './sealer.js';
 export { ReplayWindow } from './replay.js';
+export { PendingGate, type PendingGateOptions } from './gate.js';
 export {
   loadTlsMaterial,
   serverTlsOptions,
   clientTlsOptions,
   describeProtection,
   peerIdentity,
+  peerOf,
   tlsKeyDeriver,
   tlsFailure,
   unauthorizedReason,
+  admitClient,
+  reportTlsError,
   encodeKeyRecord,
   decodeKeyRecord,
   randomKeyId,
@@ -16,3 +20,4 @@ export {
   type TlsFiles,
   type TlsMaterial,
 } from './tls.js';
+export { SealedUdpServer, SealedPeerLink, connectSealedUdp, connectTls, refusedError, type DatagramOut } from './udp.js';

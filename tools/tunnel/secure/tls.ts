@@ -8,6 +8,7 @@ import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { CtunError, ExitCode } from '../../common/index.js';
+import { encode, ErrorCode, MessageType } from '../protocol.js';
 import type { Direction, KeyDeriver } from './sealer.js';
 
 export interface TlsFiles {
@@ -75,9 +76,8 @@ export function loadTlsMaterial(files: TlsFiles, now: Date = new Date()): TlsMat
   const warnings: string[] = [];
   if (!x509.verify(caX509.publicKey)) warnings.push(`--cert ${files.cert} was not issued by --ca ${files.ca}; the peer will refuse it unless it trusts its issuer`);
   const expires = new Date(x509.validTo);
-  if (expires.getTime() <= now.getTime()) {
-    throw new CtunError('TLS_EXPIRED', `--cert ${files.cert} expired on ${expires.toISOString()}`, { hint: 'issue a new one with ctun certs server|client', exitCode: ExitCode.Usage });
-  }
+  // Also a warning: the peer refuses it and says so, which is the clearer message.
+  if (expires.getTime() <= now.getTime()) warnings.push(`--cert ${files.cert} expired on ${expires.toISOString()}; issue a new one with ctun certs server|client`);
   return { ca, cert, key, crl, subject: x509.subject.replace(/\n/g, ', '), expires, files, warnings };
 }
 
@@ -208,4 +208,34 @@ export function tlsFailure(e: unknown): { reason: string; refusal: boolean; byPe
     return { reason: `not a TLS peer: ${err?.message ?? code}`, refusal: false, byPeer: false };
   }
   return { reason: err?.message ?? String(e), refusal: false, byPeer: false };
+}
+
+/** "address:port" of a socket's peer, for logs and the pending gate. */
+export function peerOf(s: { remoteAddress?: string; remotePort?: number } | undefined | null): string {
+  return s == null ? 'unknown' : `${s.remoteAddress}:${s.remotePort}`;
+}
+
+/** What the server transports report about TLS peers (see ServerTransportHandlers). */
+export interface TlsRefusalHandler {
+  refused?(peer: string, reason: string, refusal: boolean): void;
+}
+
+/** A failed handshake: told to the server with whether it was a refusal of either side. */
+export function reportTlsError(handlers: TlsRefusalHandler, e: Error, s: { remoteAddress?: string; remotePort?: number } | undefined | null): void {
+  const f = tlsFailure(e);
+  handlers.refused?.(peerOf(s), f.reason, f.refusal);
+}
+
+/**
+ * Checks a newly connected TLS client before anything it sent is read. A refused one
+ * is told why (Error NotAuthorized, inside TLS: the client verified us already) and
+ * closed. Returns whether it may go on.
+ */
+export function admitClient(handlers: TlsRefusalHandler, socket: tls.TLSSocket): boolean {
+  const why = unauthorizedReason(socket);
+  if (why === undefined) return true;
+  handlers.refused?.(peerOf(socket), why, true);
+  socket.end(encode({ type: MessageType.Error, code: ErrorCode.NotAuthorized, reason: `refused by the server: ${why}` }));
+  setTimeout(() => socket.destroy(), 1000).unref();
+  return false;
 }

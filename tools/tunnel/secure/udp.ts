@@ -1,0 +1,389 @@
+/**
+ * UDP with --tls (PROTOCOL.md, "Secured transport"): the TLS 1.3 handshake runs on a
+ * TCP connection to the same port number; the server then sends the session's key id
+ * on it, and both ends export one AEAD key per direction from that TLS session. Every
+ * datagram is sealed (sealer.ts). The TCP connection stays open as the session's
+ * control channel: when it closes, the keys are gone and the link is lost.
+ *
+ * The data path is not touched: a link seals what it sends and hands whole datagrams
+ * to whatever socket the transport uses (`DatagramOut`); the transport hands every
+ * received datagram to `receive()` first.
+ */
+import dgram from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import net, { isIPv4 } from 'node:net';
+import tls from 'node:tls';
+import { CtunError, ExitCode } from '../../common/index.js';
+import { decodeDatagram, encodeData, ErrorCode, ProtocolError, StreamDecoder, describeError, MessageType, type Message } from '../protocol.js';
+import type { ClientLink, ConnectOptions, PeerLink, ServerTransportOptions } from '../transport.js';
+import { BatchUdpSocket } from '../udpsocket.js';
+import type { PendingGate } from './gate.js';
+import { AeadSealer, peekKeyId, SEALED_MARKER, SealError, type DatagramSealer } from './sealer.js';
+import {
+  admitClient,
+  clientTlsOptions,
+  decodeKeyRecord,
+  encodeKeyRecord,
+  KEY_RECORD_SIZE,
+  peerIdentity,
+  peerOf,
+  randomKeyId,
+  reportTlsError,
+  serverTlsOptions,
+  tlsFailure,
+  tlsKeyDeriver,
+  type TlsMaterial,
+} from './tls.js';
+
+/** Sends whole datagrams to one address; returns how many left (the rest are drops). */
+export type DatagramOut = (datagrams: Buffer[], address: string, port: number) => number;
+
+interface KeyedPeer {
+  sealer: DatagramSealer;
+  controlKey: string;
+  identity: string;
+  link: SealedPeerLink | undefined;
+}
+
+/** A client as the server sees it: found by key id, following its latest authenticated address. */
+export class SealedPeerLink implements PeerLink {
+  readonly transport = 'udp' as const;
+  constructor(
+    readonly id: string,
+    private address: string,
+    private port: number,
+    private readonly sealer: DatagramSealer,
+    private readonly out: DatagramOut,
+    private readonly forget: () => void,
+    readonly identity: string,
+  ) {}
+
+  follow(address: string, port: number): void {
+    this.address = address;
+    this.port = port;
+  }
+
+  send(message: Buffer): boolean {
+    return sendSealed(this.sealer, [[message]], (ds) => this.out(ds, this.address, this.port)) === 1;
+  }
+
+  sendFrames(frames: Buffer[]): number {
+    return sendSealed(this.sealer, frames.map((f) => encodeData(f)), (ds) => this.out(ds, this.address, this.port));
+  }
+
+  close(): void {
+    this.forget();
+  }
+}
+
+function sendSealed(sealer: DatagramSealer, plaintexts: Buffer[][], out: (ds: Buffer[]) => number): number {
+  const sealed: Buffer[] = [];
+  for (const p of plaintexts) {
+    try {
+      sealed.push(sealer.seal(p));
+    } catch {
+      break; // counter exhausted: the session must handshake again
+    }
+  }
+  return sealed.length === 0 ? 0 : out(sealed);
+}
+
+/** The server side: the TLS control listener and the key ids of the sessions it keyed. */
+export class SealedUdpServer {
+  private server: tls.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly keyed = new Map<number, KeyedPeer>();
+
+  constructor(
+    private readonly options: ServerTransportOptions & { tls: TlsMaterial },
+    private readonly gate: PendingGate,
+  ) {}
+
+  async listen(host: string, port: number, listenError: (e: unknown) => Error): Promise<void> {
+    const o = this.options;
+    const server = tls.createServer(serverTlsOptions(o.tls, this.gate.timeoutMs));
+    this.server = server;
+    server.on('connection', (raw: net.Socket) => {
+      const key = peerOf(raw);
+      this.sockets.add(raw);
+      this.gate.add(key, () => raw.destroy());
+      raw.on('error', () => raw.destroy());
+      raw.on('close', () => {
+        this.sockets.delete(raw);
+        this.gate.done(key);
+      });
+    });
+    server.on('tlsClientError', (e, s) => reportTlsError(o.handlers, e, s));
+    server.on('secureConnection', (socket: tls.TLSSocket) => {
+      socket.on('error', () => socket.destroy());
+      if (!admitClient(o.handlers, socket)) return;
+      let keyId = randomKeyId();
+      while (keyId === 0 || this.keyed.has(keyId)) keyId = randomKeyId();
+      const peer: KeyedPeer = {
+        sealer: new AeadSealer({ keyId, sends: 's2c', derive: tlsKeyDeriver(socket) }),
+        controlKey: peerOf(socket),
+        identity: peerIdentity(socket),
+        link: undefined,
+      };
+      this.keyed.set(keyId, peer);
+      // Nothing but the key record flows on this connection; what the client sends is ignored.
+      socket.on('data', () => {});
+      socket.on('close', () => {
+        this.keyed.delete(keyId);
+        const link = peer.link;
+        peer.link = undefined;
+        if (link !== undefined) o.handlers.closed(link);
+      });
+      socket.write(encodeKeyRecord(keyId));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e) => reject(listenError(e)));
+      server.listen(port, host, () => resolve());
+    });
+  }
+
+  /**
+   * Authenticates one datagram. Returns its link and plaintext, or undefined when
+   * it was dropped (and counted): not sealed, unknown key id, tampered, replayed.
+   * Nothing is ever answered to a datagram that does not authenticate.
+   */
+  receive(datagram: Buffer, address: string, port: number, out: DatagramOut): { link: SealedPeerLink; plain: Buffer } | undefined {
+    const handlers = this.options.handlers;
+    const keyId = peekKeyId(datagram);
+    const peer = keyId === undefined ? undefined : this.keyed.get(keyId);
+    if (peer === undefined) {
+      handlers.dropped?.(keyId !== undefined ? 'unknown-key' : datagram.length > 0 && datagram[0] === SEALED_MARKER ? 'truncated' : 'not-sealed');
+      return undefined;
+    }
+    let plain: Buffer;
+    try {
+      plain = peer.sealer.open(datagram);
+    } catch (e) {
+      if (!(e instanceof SealError)) throw e;
+      handlers.dropped?.(e.reason);
+      return undefined;
+    }
+    this.gate.done(peer.controlKey);
+    let link = peer.link;
+    if (link === undefined) {
+      const created: SealedPeerLink = new SealedPeerLink(`${address}:${port}`, address, port, peer.sealer, out, () => {
+        if (peer.link === created) peer.link = undefined;
+      }, peer.identity);
+      peer.link = link = created;
+    } else {
+      // Authenticated: follow the client when its address changes (NAT rebinding).
+      link.follow(address, port);
+    }
+    return { link, plain };
+  }
+
+  /** Key ids in use (sessions with a live TLS control connection). */
+  get size(): number {
+    return this.keyed.size;
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server === undefined) return;
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+/** A refusal during the TLS handshake or just after it: the client stops with exit code 5. */
+export function refusedError(host: string, port: number, reason: string): CtunError {
+  return new CtunError('TLS_REFUSED', `TLS with ${host}:${port} refused: ${reason}`, {
+    hint: 'both ends need certificates from the same CA (ctun certs), valid, not revoked, and the server certificate must list the host dialled (--host of ctun certs server)',
+    exitCode: ExitCode.Rejected,
+  });
+}
+
+/** Opens the client's TLS connection; resolves once this end has verified the server. */
+export async function connectTls(material: TlsMaterial, host: string, port: number, timeoutMs: number): Promise<tls.TLSSocket> {
+  const socket = tls.connect({ ...clientTlsOptions(material, host, port), noDelay: true } as tls.ConnectionOptions);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`TLS handshake with ${host}:${port} timed out after ${timeoutMs} ms`)), timeoutMs);
+      socket.once('error', (e) => {
+        clearTimeout(timer);
+        const f = tlsFailure(e);
+        reject(f.refusal ? refusedError(host, port, f.reason) : e);
+      });
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  } catch (e) {
+    socket.destroy();
+    throw e;
+  }
+  return socket;
+}
+
+/**
+ * Reads the server's first record on the control connection: the key record, or an
+ * Error message (the server refused our certificate: NotAuthorized). TLS 1.3 lets a
+ * client finish its side of the handshake before the server has checked the client
+ * certificate, so a refusal arrives here, as the Error or as a TLS alert.
+ */
+function readKeyRecord(socket: tls.TLSSocket, host: string, port: number, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let got = Buffer.alloc(0);
+    const done = (e: Error | undefined, keyId?: number): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+      if (e !== undefined) reject(e);
+      else resolve(keyId!);
+    };
+    const onData = (chunk: Buffer): void => {
+      got = Buffer.concat([got, chunk]);
+      if (got.length > 0 && got[0] === MessageType.Error) {
+        try {
+          const [m] = new StreamDecoder(1024).push(got);
+          if (m?.type === MessageType.Error) {
+            const rejected = m.code === ErrorCode.NotAuthorized || m.code === ErrorCode.VersionMismatch;
+            done(rejected ? refusedError(host, port, m.reason) : new Error(`server said ${describeError(m.code)}: ${m.reason}`));
+          }
+        } catch (e) {
+          done(e as Error);
+        }
+        return;
+      }
+      if (got.length < KEY_RECORD_SIZE) return;
+      try {
+        done(undefined, decodeKeyRecord(got.subarray(0, KEY_RECORD_SIZE)));
+      } catch (e) {
+        done(e as Error);
+      }
+    };
+    const onError = (e: Error): void => {
+      const f = tlsFailure(e);
+      done(f.refusal ? refusedError(host, port, f.reason) : e);
+    };
+    const onClose = (): void => done(new Error('the server closed the TLS connection before sending the session key (is it running with --tls and this transport?)'));
+    const timer = setTimeout(() => done(new Error(`no session key from ${host}:${port} within ${timeoutMs} ms`)), timeoutMs);
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+  });
+}
+
+/** A connected UDP socket for the client, on the batch socket when the addon has it. */
+async function openClientUdp(host: string, port: number, onDatagram: (d: Buffer) => void): Promise<{ send(ds: Buffer[]): number; close(): void }> {
+  const address = isIPv4(host) ? host : (await lookup(host, { family: 4 })).address;
+  if (BatchUdpSocket.available()) {
+    const s = BatchUdpSocket.bind('0.0.0.0', 0);
+    try {
+      s.connect(address, port);
+    } catch (e) {
+      s.close();
+      throw e;
+    }
+    s.onDatagrams((d) => onDatagram(d));
+    return { send: (ds) => s.sendDatagrams(ds), close: () => s.close() };
+  }
+  const s = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.connect(port, address, () => {
+      s.off('error', reject);
+      resolve();
+    });
+  });
+  s.on('error', () => {});
+  s.on('message', (d) => onDatagram(d));
+  let open = true;
+  return {
+    send(ds) {
+      let n = 0;
+      for (const d of ds) {
+        if (!open || s.getSendQueueCount() >= 1024) break;
+        try {
+          s.send(d);
+        } catch {
+          break;
+        }
+        n++;
+      }
+      return n;
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      s.close();
+    },
+  };
+}
+
+/** The client side of a sealed UDP session. */
+export async function connectSealedUdp(options: ConnectOptions & { tls: TlsMaterial }): Promise<ClientLink> {
+  const timeoutMs = options.connectTimeoutMs ?? 5000;
+  const control = await connectTls(options.tls, options.host, options.port, timeoutMs);
+  let keyId: number;
+  try {
+    keyId = await readKeyRecord(control, options.host, options.port, timeoutMs);
+  } catch (e) {
+    control.destroy();
+    throw e;
+  }
+  const sealer = new AeadSealer({ keyId, sends: 'c2s', derive: tlsKeyDeriver(control) });
+  const { handlers } = options;
+  let open = true;
+  let udp: { send(ds: Buffer[]): number; close(): void };
+  try {
+    udp = await openClientUdp(options.host, options.port, (datagram) => {
+      let plain: Buffer;
+      try {
+        plain = sealer.open(datagram);
+      } catch (e) {
+        if (e instanceof SealError) handlers.dropped?.(e.reason);
+        return;
+      }
+      let messages: Message[];
+      try {
+        messages = decodeDatagram(plain);
+      } catch (e) {
+        if (e instanceof ProtocolError) handlers.invalid(e);
+        return;
+      }
+      for (const m of messages) handlers.message(m);
+    });
+  } catch (e) {
+    control.destroy();
+    throw e;
+  }
+  let closedReason = 'the server closed the TLS control connection';
+  let refusal: CtunError | undefined;
+  control.on('data', () => {});
+  control.on('error', (e) => {
+    const f = tlsFailure(e);
+    closedReason = f.reason;
+    if (f.refusal) refusal = refusedError(options.host, options.port, f.reason);
+  });
+  control.on('close', () => {
+    const wasOpen = open;
+    open = false;
+    udp.close();
+    if (wasOpen) handlers.closed(closedReason, refusal);
+  });
+  return {
+    transport: 'udp',
+    identity: peerIdentity(control),
+    send(message) {
+      return open && sendSealed(sealer, [[message]], (ds) => udp.send(ds)) === 1;
+    },
+    sendFrames(frames) {
+      return open ? sendSealed(sealer, frames.map((f) => encodeData(f)), (ds) => udp.send(ds)) : 0;
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      udp.close();
+      control.destroy();
+    },
+  };
+}
