@@ -18,6 +18,8 @@ import {
   type TunnelStats,
 } from '../tunnel/index.js';
 import { cliLogger, onceSignal, printError, runCommandBody, usageError } from './common.js';
+import { loadTlsMaterial, type TlsMaterial } from '../tunnel/secure/index.js';
+import { initCa, issueClient, issueServer, revoke, type IssuedFiles } from '../certs/index.js';
 
 const PROGRAM = 'ctun';
 
@@ -37,7 +39,28 @@ function portOf(value: number): number {
   return value;
 }
 
-function statsFields(prefix: string, s: TunnelStats): Record<string, number> {
+/** The --tls/--ca/--cert/--key/--crl group: all of ca, cert and key with --tls, none without. */
+function withTls<T>(y: Argv<T>, role: 'server' | 'client') {
+  return y
+    .option('tls', { type: 'boolean', default: false, describe: 'Mutual TLS 1.3 with certificates from a private CA (ctun certs); TCP carries frames inside TLS, UDP handshakes on TCP of the same port and seals every datagram' })
+    .option('ca', { type: 'string', describe: 'With --tls: CA certificate (PEM) the peer\'s certificate must come from' })
+    .option('cert', { type: 'string', describe: `With --tls: this ${role}'s certificate (PEM)` })
+    .option('key', { type: 'string', describe: `With --tls: this ${role}'s private key (PEM, keep it 0600)` })
+    .option('crl', { type: 'string', describe: 'With --tls: CRL of the CA (ctun certs revoke); revoked certificates are refused' });
+}
+
+function tlsOf(argv: Record<string, any>): TlsMaterial | undefined {
+  const given = ['ca', 'cert', 'key', 'crl'].filter((k) => argv[k] !== undefined);
+  if (!argv.tls) {
+    if (given.length > 0) throw usageError(`--${given.join(', --')} given without --tls`, 'add --tls, or drop the certificate options for plain mode');
+    return undefined;
+  }
+  const missing = ['ca', 'cert', 'key'].filter((k) => argv[k] === undefined);
+  if (missing.length > 0) throw usageError(`--tls needs --${missing.join(', --')}`, 'create them with: ctun certs init && ctun certs server|client');
+  return loadTlsMaterial({ ca: argv.ca, cert: argv.cert, key: argv.key, crl: argv.crl });
+}
+
+function statsFields(prefix: string, s: TunnelStats | Record<string, number>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(s)) out[`${prefix}${k}`] = v;
   return out;
@@ -53,12 +76,15 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
     address: argv.address,
     mtu: argv.mtu,
     graceMs: argv['grace-ms'],
+    helloTimeoutMs: argv['hello-timeout-ms'],
+    tls: tlsOf(argv),
     logger: log,
     openDevice: (name) => new TapDevice(name, { role: 'create' }),
   });
   const printStats = (event: string): void => {
     const s = server.stats();
-    log.info(event, { sessions: s.sessions, macs: s.macs, ...statsFields('clients.', s.clients), ...statsFields('tap.', s.tap) });
+    const { sealDrops, ...security } = s.security;
+    log.info(event, { sessions: s.sessions, macs: s.macs, ...statsFields('clients.', s.clients), ...statsFields('tap.', s.tap), ...statsFields('security.', security), ...statsFields('sealDrops.', sealDrops) });
   };
   process.on('SIGUSR1', () => printStats('stats'));
   const stop = onceSignal(['SIGTERM', 'SIGINT']);
@@ -77,6 +103,7 @@ async function runClient(argv: Record<string, any>, log: Logger): Promise<number
     transport: transportOf(argv.transport),
     tap: argv.tap,
     dest: argv.dest,
+    tls: tlsOf(argv),
     logger: log,
     openDevice: (name) => new TapDevice(name),
   });
@@ -122,6 +149,37 @@ async function runConfigure(argv: Record<string, any>, log: Logger): Promise<num
   return ExitCode.Ok;
 }
 
+async function runCerts(argv: Record<string, any>): Promise<number> {
+  const out: string = argv.out;
+  const common = { out, days: argv.days, force: argv.force };
+  const print = (lines: string[]): void => void process.stdout.write(lines.map((l) => `${l}\n`).join(''));
+  const describe = (what: string, f: IssuedFiles): string[] => [
+    `ctun certs: ${what} ${f.subject}, serial ${f.serial}, valid until ${f.notAfter.toISOString()}`,
+    ...(f.names && f.names.length > 0 ? [`  names: ${f.names.join(', ')}`] : []),
+    `  certificate: ${f.cert}`,
+    `  private key: ${f.key} (0600)`,
+  ];
+  switch (argv.action as 'init' | 'server' | 'client' | 'revoke') {
+    case 'init':
+      print([...describe('CA', await initCa({ ...common, name: argv.name })), `next: ctun certs server --out ${out} --host ADDRESS, ctun certs client NAME --out ${out}`]);
+      break;
+    case 'server':
+      print(describe('server certificate', await issueServer({ ...common, name: argv.name, names: argv.host })));
+      break;
+    case 'client':
+      if (argv.name === undefined) throw usageError('ctun certs client needs the client name (its CN)', 'ctun certs client alice --out ' + out);
+      print(describe('client certificate', await issueClient({ ...common, name: argv.name })));
+      break;
+    case 'revoke': {
+      if (argv.cert.length === 0 && argv.serial.length === 0) throw usageError('ctun certs revoke needs --cert FILE or --serial HEX');
+      const r = await revoke({ ...common, certs: argv.cert, serials: argv.serial });
+      print([`ctun certs: ${r.revoked.length} revoked serial(s) in ${r.crl}`, `  start the server with --crl ${r.crl} (restart it to load a new CRL)`]);
+      break;
+    }
+  }
+  return ExitCode.Ok;
+}
+
 export async function main(args: string[]): Promise<void> {
   const parser = yargs(args)
     .scriptName(PROGRAM)
@@ -148,7 +206,7 @@ export async function main(args: string[]): Promise<void> {
       'server',
       'Run the tunnel server beside the simulator (local) or on its subnet (separate)',
       (y) =>
-        withCommon(y)
+        withTls(withCommon(y), 'server')
           .option('listen', { type: 'string', default: '0.0.0.0', describe: 'Address to bind' })
           .option('port', { type: 'number', default: metadata.defaultPort, describe: 'Port to listen on' })
           .option('transport', { choices: ['udp', 'tcp'], default: 'udp', describe: 'UDP, or TCP for networks that pass only TCP' })
@@ -156,24 +214,49 @@ export async function main(args: string[]): Promise<void> {
           .option('tap', { type: 'string', default: 'ctun0', describe: 'TAP to create' })
           .option('address', { type: 'string', default: '192.168.100.1/24', describe: 'Tunnel address of the server TAP' })
           .option('mtu', { type: 'number', default: 1400, describe: 'MTU of the TAP' })
-          .option('grace-ms', { type: 'number', default: 30_000, describe: 'How long a disconnected client\'s session is kept for a resume' }),
+          .option('grace-ms', { type: 'number', default: 30_000, describe: 'How long a disconnected client\'s session is kept for a resume' })
+          .option('hello-timeout-ms', { type: 'number', default: 5000, describe: 'A TCP connection that has not said hello (or finished TLS) by then is closed' })
+          .group(['tls', 'ca', 'cert', 'key', 'crl'], 'Security:')
+          .example('$0 server --tls --ca ca.crt --cert server.crt --key server.key', 'mutual TLS; clients need a certificate from ca.crt'),
       (argv) => runCommandBody(PROGRAM, argv.verbose, () => runServer(argv, cliLogger(argv))),
     )
     .command(
       'client <host>',
       'Connect this host\'s TAP to a tunnel server',
       (y) =>
-        withCommon(y)
+        withTls(withCommon(y), 'client')
           .positional('host', { type: 'string', demandOption: true, describe: 'Server address' })
           .option('port', { type: 'number', default: metadata.defaultPort, describe: 'Server port' })
           .option('transport', { choices: ['udp', 'tcp'], default: 'udp', describe: 'Must match the server' })
           .option('tap', { type: 'string', default: 'dstap0', describe: 'TAP made by ctun configure' })
           .option('dest', { type: 'string', describe: 'Separate mode: target IP to route through the tunnel' })
           .example('$0 client 127.0.0.1', 'integrated deployment')
-          .example('$0 client 127.0.0.1 --dest 172.17.0.2', 'separated deployment'),
+          .example('$0 client 127.0.0.1 --dest 172.17.0.2', 'separated deployment')
+          .example('$0 client 10.0.0.5 --tls --ca ca.crt --cert alice.crt --key alice.key', 'mutual TLS; the server certificate must list 10.0.0.5')
+          .group(['tls', 'ca', 'cert', 'key', 'crl'], 'Security:'),
       (argv) => runCommandBody(PROGRAM, argv.verbose, () => runClient(argv, cliLogger(argv))),
     )
-    .demandCommand(1, 'give a command: configure, server or client')
+    .command(
+      'certs <action> [name]',
+      'Create a private CA and the certificates for --tls (init, server, client, revoke)',
+      (y) =>
+        y
+          .positional('action', { choices: ['init', 'server', 'client', 'revoke'] as const, demandOption: true, describe: 'init: the CA; server|client: a certificate signed by it; revoke: add to the CRL' })
+          .positional('name', { type: 'string', describe: 'server: file and CN (default server); client: the client identity (CN), required' })
+          .option('out', { type: 'string', default: 'ctun-certs', describe: 'Folder of the CA and the certificates (keys are written 0600)' })
+          .option('host', { type: 'array', string: true, default: [] as string[], describe: 'server: a DNS name or IP address clients dial (repeatable, or comma-separated)' })
+          .option('days', { type: 'number', describe: 'Validity in days (CA 3650, certificates 825; revoke: CRL validity)' })
+          .option('cert', { type: 'array', string: true, default: [] as string[], describe: 'revoke: certificate file(s) to revoke' })
+          .option('serial', { type: 'array', string: true, default: [] as string[], describe: 'revoke: serial number(s) to revoke, hex' })
+          .option('force', { type: 'boolean', default: false, describe: 'Replace existing files' })
+          .option('verbose', { type: 'boolean', default: false, describe: 'The cause chain of errors' })
+          .example('$0 certs init --out pki', 'the CA: pki/ca.crt, pki/ca.key')
+          .example('$0 certs server --out pki --host 127.0.0.1 --host ctun.example', 'pki/server.crt for those names')
+          .example('$0 certs client alice --out pki', 'pki/alice.crt, CN=alice')
+          .example('$0 certs revoke --out pki --cert pki/alice.crt', 'pki/ca.crl; start the server with --crl pki/ca.crl'),
+      (argv) => runCommandBody(PROGRAM, argv.verbose, () => runCerts(argv)),
+    )
+    .demandCommand(1, 'give a command: configure, server, client or certs')
     .strict()
     .version(metadata.ctunVersion)
     .help()

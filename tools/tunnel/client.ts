@@ -13,6 +13,7 @@ import { describeError, encode, ErrorCode, MessageType, PROTOCOL_VERSION, Tunnel
 import { newSessionId } from './server.js';
 import { createStats, type TunnelStats } from './stats.js';
 import { connectClientLink, type ClientLink, type TransportKind } from './transport.js';
+import { describeProtection, type TlsMaterial } from './secure/index.js';
 
 export interface ClientOptions {
   host: string;
@@ -36,6 +37,8 @@ export interface ClientOptions {
   /** Whether to check that the TAP exists first (the CLI does; in-memory tests need not). */
   checkTap?: boolean;
   net?: NetConfig;
+  /** Mutual TLS (`--tls`); plain when undefined. The server's certificate must name `host`. */
+  tls?: TlsMaterial;
 }
 
 type State = 'idle' | 'connecting' | 'connected' | 'stopped';
@@ -54,6 +57,7 @@ export class TunnelClient {
   private helloTimer: NodeJS.Timeout | undefined;
   private routeInstalled: { dest: string; dev: string } | undefined;
   private nonce = 0n;
+  private serverIdentity: string | undefined;
   private keepaliveMs: number;
   private everConnected = false;
   private welcomed: { resolve: (w: Welcome) => void; reject: (e: Error) => void } | undefined;
@@ -65,7 +69,9 @@ export class TunnelClient {
 
   constructor(private readonly o: ClientOptions) {
     this.net = o.net ?? new NetConfig();
-    this.backoff = new Backoff(o.backoff);
+    // Capped at 1.6 s (not the Backoff default of 5 s): a client must be back within
+    // 2 s of its server's return, however long the server was away.
+    this.backoff = new Backoff({ maxMs: 1600, ...o.backoff });
     this.keepaliveMs = o.keepaliveMs ?? 1000;
     if (o.dest !== undefined) requireIPv4(o.dest, '--dest');
     this.firstWelcome = new Promise<Welcome>((resolve, reject) => {
@@ -101,8 +107,9 @@ export class TunnelClient {
       transport: this.o.transport ?? 'udp',
       tap: this.tapName,
       dest: this.o.dest,
-      security: 'none: plain mode, traffic is not encrypted or authenticated (trusted networks only)',
+      security: describeProtection(this.o.tls, this.o.transport ?? 'udp'),
     });
+    for (const w of this.o.tls?.warnings ?? []) this.log.warn('tls-warning', { reason: w });
     this.lostAt = Date.now();
     void this.connect();
   }
@@ -161,6 +168,7 @@ export class TunnelClient {
         host: this.o.host,
         port,
         transport: this.o.transport ?? 'udp',
+        tls: this.o.tls,
         handlers: {
           message: (m) => {
             if (this.link === link) this.onMessage(m);
@@ -169,12 +177,17 @@ export class TunnelClient {
             this.stats.dropsInvalid++;
             this.log.warn('invalid-message', { reason: e.message });
           },
-          closed: (reason) => {
+          closed: (reason, refusal) => {
+            if (refusal !== undefined) return this.refused(refusal);
             if (this.link === link) this.linkLost(reason);
+          },
+          dropped: () => {
+            this.stats.dropsInvalid++;
           },
         },
       });
     } catch (e) {
+      if (e instanceof CtunError && e.exitCode === ExitCode.Rejected) return this.refused(e);
       this.scheduleRetry(`cannot reach ${this.o.host}:${port}: ${(e as Error).message}`);
       return;
     }
@@ -207,6 +220,7 @@ export class TunnelClient {
     this.lastHeard = Date.now();
     switch (m.type) {
       case MessageType.Welcome:
+        if (this.link?.identity !== undefined) this.serverIdentity = this.link.identity;
         void this.onWelcome(m);
         return;
       case MessageType.Data: {
@@ -255,7 +269,7 @@ export class TunnelClient {
     if (this.everConnected) {
       this.log.info('client-reconnected', { server: `${this.o.host}:${this.o.port ?? 1723}`, outageMs, resumed: w.resumed });
     } else {
-      this.log.info('client-connected', { server: `${this.o.host}:${this.o.port ?? 1723}`, serverAddress: `${w.serverAddress}/${w.prefix}`, mtu: w.mtu, resumed: w.resumed });
+      this.log.info('client-connected', { server: `${this.o.host}:${this.o.port ?? 1723}`, ...(this.serverIdentity === undefined ? {} : { identity: this.serverIdentity }), serverAddress: `${w.serverAddress}/${w.prefix}`, mtu: w.mtu, resumed: w.resumed });
     }
     this.everConnected = true;
     this.lostAt = undefined;
@@ -292,6 +306,15 @@ export class TunnelClient {
         void this.stop('rejected');
       }
     }
+  }
+
+  /** TLS refused this client, or it refused the server: no retry, exit code 5. */
+  private refused(err: CtunError): void {
+    if (this.state === 'stopped') return;
+    this.log.error('client-rejected', { reason: err.message });
+    this.welcomed?.reject(err);
+    this.fatal?.(err);
+    void this.stop('rejected');
   }
 
   private keepalive(): void {

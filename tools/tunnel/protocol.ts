@@ -43,6 +43,8 @@ export enum ErrorCode {
   ModeMismatch = 7,
   ServerFull = 8,
   ShuttingDown = 9,
+  /** --tls: the client's certificate was refused (not from the CA, expired, revoked). */
+  NotAuthorized = 10,
 }
 
 export interface Hello {

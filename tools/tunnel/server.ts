@@ -16,6 +16,7 @@ import { Session } from './session.js';
 import { addStats, createStats, type TunnelStats } from './stats.js';
 import { LearningSwitch, type SwitchPort } from './switch.js';
 import { TcpServerTransport, UdpServerTransport, type PeerLink, type ServerTransport, type TransportKind } from './transport.js';
+import { describeProtection, type SealFailure, type TlsMaterial } from './secure/index.js';
 
 export type ServerMode = 'local' | 'separate';
 
@@ -47,12 +48,37 @@ export interface ServerOptions {
   openDevice: (name: string) => FrameDevice;
   net?: NetConfig;
   now?: () => number;
+  /** Mutual TLS (`--tls`); plain when undefined. */
+  tls?: TlsMaterial;
+  /** A TCP connection must say hello within this; default 5000 ms. */
+  helloTimeoutMs?: number;
+  /** Most TCP connections waiting for their hello at once; default 128. */
+  maxPending?: number;
+}
+
+/** What the security layer refused or dropped, for statistics. */
+export interface SecurityStats {
+  /** Peers refused: certificate not from the CA, expired, revoked, or ours refused. */
+  refused: number;
+  /** TLS handshakes that failed otherwise (not TLS, went away, timed out). */
+  handshakeFailed: number;
+  /** TCP connections closed before their hello (timeout, or too many waiting). */
+  pendingDropped: number;
+  /** Sealed datagrams dropped unopened, by reason. */
+  sealDrops: Record<SealFailure, number>;
 }
 
 type Rule = { table: string; chain: string; rule: string[] };
 
 export class TunnelServer {
-  private readonly o: Required<Omit<ServerOptions, 'net' | 'now'>> & { net: NetConfig; now: () => number };
+  private readonly o: Required<Omit<ServerOptions, 'net' | 'now' | 'tls' | 'helloTimeoutMs' | 'maxPending'>> & Pick<ServerOptions, 'tls' | 'helloTimeoutMs' | 'maxPending'> & { net: NetConfig; now: () => number };
+  readonly security: SecurityStats = {
+    refused: 0,
+    handshakeFailed: 0,
+    pendingDropped: 0,
+    sealDrops: { truncated: 0, 'not-sealed': 0, 'unknown-key': 0, 'bad-tag': 0, replayed: 0, 'too-old': 0, exhausted: 0 },
+  };
+  private securityLogged = 0;
   private readonly cidr: Cidr;
   private readonly sw = new LearningSwitch();
   private readonly sessions = new Map<string, Session>();
@@ -86,6 +112,9 @@ export class TunnelServer {
       openDevice: options.openDevice,
       net: options.net ?? new NetConfig(),
       now: options.now ?? Date.now,
+      tls: options.tls,
+      helloTimeoutMs: options.helloTimeoutMs,
+      maxPending: options.maxPending,
     };
     this.cidr = parseCidr(this.o.address, 24, '--address');
   }
@@ -105,8 +134,17 @@ export class TunnelServer {
         message: (link: PeerLink, m: Message) => this.onMessage(link, m),
         invalid: (link: PeerLink, e: ProtocolError) => this.onInvalid(link, e),
         closed: (link: PeerLink) => this.onLinkClosed(link),
+        refused: (peer: string, reason: string, refusal: boolean) => this.onRefused(peer, reason, refusal),
+        dropped: (reason: SealFailure) => {
+          this.security.sealDrops[reason]++;
+          this.ended.dropsInvalid++;
+        },
+        pendingDropped: (peer: string, reason: 'timeout' | 'evicted') => {
+          this.security.pendingDropped++;
+          this.logSecurity('debug', 'connection-dropped', { peer, reason: reason === 'timeout' ? 'no hello in time' : 'too many connections waiting for their hello' });
+        },
       };
-      const opts = { host: this.o.listen, port: this.o.port, handlers };
+      const opts = { host: this.o.listen, port: this.o.port, handlers, tls: this.o.tls, helloTimeoutMs: this.o.helloTimeoutMs, maxPending: this.o.maxPending };
       this.transport = this.o.transport === 'udp' ? new UdpServerTransport(opts) : new TcpServerTransport(opts);
       const bound = await this.transport.listen();
       this.timer = setInterval(() => this.sweep(), Math.min(1000, this.o.keepaliveMs)).unref();
@@ -117,8 +155,9 @@ export class TunnelServer {
         mode: this.o.mode,
         tap: this.device.name,
         tunnel: this.cidr.text,
-        security: 'none: plain mode, traffic is not encrypted or authenticated (trusted networks only)',
+        security: describeProtection(this.o.tls, this.o.transport),
       });
+      for (const w of this.o.tls?.warnings ?? []) this.log.warn('tls-warning', { reason: w });
       return bound;
     } catch (e) {
       await this.stop('start failed');
@@ -250,6 +289,7 @@ export class TunnelServer {
     );
     this.log.info(resumed ? 'client-resumed' : 'client-connected', {
       peer: link.id,
+      ...(link.identity === undefined ? {} : { identity: link.identity }),
       session: id.slice(0, 8),
       transport: link.transport,
       mode: hello.mode === TunnelMode.Separate ? 'separate' : 'local',
@@ -289,6 +329,22 @@ export class TunnelServer {
       link.send(encode({ type: MessageType.Error, code: e.code, reason: e.message }));
     }
     if (link.transport === 'udp' && !this.byLink.has(link)) link.close();
+  }
+
+  /** A refused TLS peer: always counted, logged with its reason (rate-limited against floods). */
+  private onRefused(peer: string, reason: string, refusal: boolean): void {
+    if (refusal) this.security.refused++;
+    else this.security.handshakeFailed++;
+    this.logSecurity(refusal ? 'warn' : 'debug', refusal ? 'client-refused' : 'tls-handshake-failed', { peer, reason });
+  }
+
+  private logSecurity(level: 'warn' | 'debug', event: string, fields: Record<string, string>): void {
+    if (level === 'debug') return this.log.debug(event, fields);
+    if (this.securityLogged < 50) {
+      this.securityLogged++;
+      this.log.warn(event, fields);
+      if (this.securityLogged === 50) this.log.warn('log-limit', { reason: 'further refusals are only counted (SIGUSR1 prints the counts)' });
+    }
   }
 
   private onLinkClosed(link: PeerLink): void {
@@ -334,11 +390,11 @@ export class TunnelServer {
   }
 
   /** Statistics of every session so far plus the TAP, for SIGUSR1 and exit. */
-  stats(): { clients: TunnelStats; tap: TunnelStats; sessions: number; macs: number } {
+  stats(): { clients: TunnelStats; tap: TunnelStats; sessions: number; macs: number; security: SecurityStats } {
     const clients = createStats();
     addStats(clients, this.ended);
     for (const s of this.sessions.values()) addStats(clients, s.stats);
-    return { clients, tap: { ...this.tapStats }, sessions: this.sessions.size, macs: this.sw.size };
+    return { clients, tap: { ...this.tapStats }, sessions: this.sessions.size, macs: this.sw.size, security: { ...this.security, sealDrops: { ...this.security.sealDrops } } };
   }
 
   /** Stops everything it started: sessions get a bye, NAT rules go, the TAP closes. Idempotent. */

@@ -9,8 +9,25 @@ import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import net, { isIPv4 } from 'node:net';
 import { CtunError, ExitCode, errnoCode } from '../common/index.js';
-import { decodeDatagram, encodeData, HEADER_SIZE, MAX_FRAME, ProtocolError, StreamDecoder, type Message } from './protocol.js';
-import { BatchUdpSocket, intToIp } from './udpsocket.js';
+import { decodeDatagram, encodeData, HEADER_SIZE, MAX_FRAME, MessageType, ProtocolError, StreamDecoder, type Message } from './protocol.js';
+import { BatchUdpSocket, intToIp, ipToInt } from './udpsocket.js';
+import tls from 'node:tls';
+import {
+  admitClient,
+  connectSealedUdp,
+  connectTls,
+  peerIdentity,
+  peerOf,
+  PendingGate,
+  reportTlsError,
+  SealedUdpServer,
+  serverTlsOptions,
+  tlsFailure,
+  refusedError,
+  type DatagramOut,
+  type SealFailure,
+  type TlsMaterial,
+} from './secure/index.js';
 
 export type TransportKind = 'udp' | 'tcp';
 
@@ -18,6 +35,8 @@ export type TransportKind = 'udp' | 'tcp';
 export interface PeerLink {
   readonly id: string;
   readonly transport: TransportKind;
+  /** With --tls: the CN of the peer's verified certificate. */
+  readonly identity?: string;
   /** Sends one encoded control message; false if it was dropped. */
   send(message: Buffer): boolean;
   /** Sends data frames; returns how many were queued (the rest are drops). */
@@ -31,6 +50,15 @@ export interface ServerTransportHandlers {
   /** A peer sent something that is not protocol; the link may be closed (TCP). */
   invalid(link: PeerLink, error: ProtocolError): void;
   closed(link: PeerLink): void;
+  /**
+   * With --tls: a peer was refused (its certificate is not from the CA, expired or
+   * revoked, or it refused ours: `refusal` true), or its handshake failed otherwise.
+   */
+  refused?(peer: string, reason: string, refusal: boolean): void;
+  /** With --tls: a datagram was dropped unopened (tampered, replayed, truncated, unknown or wrong key). */
+  dropped?(reason: SealFailure): void;
+  /** A TCP connection that never said hello was closed (timeout, or too many waiting). */
+  pendingDropped?(peer: string, reason: 'timeout' | 'evicted'): void;
 }
 
 export interface ServerTransport {
@@ -47,6 +75,16 @@ export interface ServerTransportOptions {
   maxQueueBytes?: number;
   /** Datagrams queued on the UDP socket before frames are dropped; default 1024. */
   maxQueueDatagrams?: number;
+  /** Mutual TLS: TCP carries the frames inside TLS; UDP handshakes on TCP and seals every datagram. */
+  tls?: TlsMaterial;
+  /** A TCP connection must say hello (UDP with --tls: send a sealed datagram) within this; default 5000 ms. */
+  helloTimeoutMs?: number;
+  /** Most TCP connections waiting for that at once; beyond, the oldest is closed. Default 128. */
+  maxPending?: number;
+}
+
+function gateFor(o: ServerTransportOptions): PendingGate {
+  return new PendingGate({ timeoutMs: o.helloTimeoutMs, max: o.maxPending, onDrop: (peer, reason) => o.handlers.pendingDropped?.(peer, reason) });
 }
 
 function listenError(e: unknown, host: string, port: number, kind: TransportKind): CtunError {
@@ -74,10 +112,27 @@ export class UdpServerTransport implements ServerTransport {
   private socket: dgram.Socket | undefined;
   private batched: BatchUdpSocket | undefined;
   private readonly links = new Map<string, UdpPeerLink>();
+  /** With --tls: the TLS control listener on the same TCP port, and the sessions' keys. */
+  private readonly sealed: SealedUdpServer | undefined;
 
-  constructor(private readonly options: ServerTransportOptions) {}
+  constructor(private readonly options: ServerTransportOptions) {
+    this.sealed = options.tls === undefined ? undefined : new SealedUdpServer({ ...options, tls: options.tls }, gateFor(options));
+  }
 
   async listen(): Promise<{ address: string; port: number }> {
+    const bound = await this.listenDatagrams();
+    if (this.sealed !== undefined) {
+      try {
+        await this.sealed.listen(this.options.host, bound.port, (e) => listenError(e, this.options.host, bound.port, 'tcp'));
+      } catch (e) {
+        await this.close();
+        throw e;
+      }
+    }
+    return bound;
+  }
+
+  private async listenDatagrams(): Promise<{ address: string; port: number }> {
     if (BatchUdpSocket.available() && isIPv4(this.options.host)) return this.listenBatched();
     const { host, port, handlers } = this.options;
     const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
@@ -90,12 +145,31 @@ export class UdpServerTransport implements ServerTransport {
       // ICMP errors toward one peer surface here on Linux; they concern that peer
       // only and the keepalive will notice it. The server keeps serving.
     });
-    socket.on('message', (datagram, rinfo) => {
-      const id = `${rinfo.address}:${rinfo.port}`;
-      let link = this.links.get(id);
-      if (link === undefined) {
-        link = new UdpPeerLink(id, socket, rinfo.address, rinfo.port, this.options.maxQueueDatagrams ?? 1024, () => this.links.delete(id));
-        this.links.set(id, link);
+    const maxQueue = this.options.maxQueueDatagrams ?? 1024;
+    const out: DatagramOut = (datagrams, address, port) => {
+      let n = 0;
+      for (const d of datagrams) {
+        if (socket.getSendQueueCount() >= maxQueue) break;
+        socket.send(d, port, address);
+        n++;
+      }
+      return n;
+    };
+    socket.on('message', (received, rinfo) => {
+      let datagram: Buffer = received;
+      let link: PeerLink | undefined;
+      if (this.sealed !== undefined) {
+        const opened = this.sealed.receive(received, rinfo.address, rinfo.port, out);
+        if (opened === undefined) return;
+        ({ link, plain: datagram } = opened);
+      } else {
+        const id = `${rinfo.address}:${rinfo.port}`;
+        link = this.links.get(id);
+        if (link === undefined) {
+          const created = new UdpPeerLink(id, socket, rinfo.address, rinfo.port, maxQueue, () => this.links.delete(id));
+          this.links.set(id, created);
+          link = created;
+        }
       }
       let messages: Message[];
       try {
@@ -122,12 +196,22 @@ export class UdpServerTransport implements ServerTransport {
     this.batched = socket;
     // Keyed by ip * 65536 + port: no string per datagram.
     const links = new Map<number, BatchUdpPeerLink>();
-    socket.onDatagrams((datagram, ip, peerPort) => {
-      const key = ip * 65536 + peerPort;
-      let link = links.get(key);
-      if (link === undefined) {
-        link = new BatchUdpPeerLink(`${intToIp(ip)}:${peerPort}`, socket, ip, peerPort, () => links.delete(key));
-        links.set(key, link);
+    const out: DatagramOut = (datagrams, address, peerPort) => socket.sendDatagrams(datagrams, ipToInt(address), peerPort);
+    socket.onDatagrams((received, ip, peerPort) => {
+      let datagram = received;
+      let link: PeerLink | undefined;
+      if (this.sealed !== undefined) {
+        const opened = this.sealed.receive(received, intToIp(ip), peerPort, out);
+        if (opened === undefined) return;
+        ({ link, plain: datagram } = opened);
+      } else {
+        const key = ip * 65536 + peerPort;
+        link = links.get(key);
+        if (link === undefined) {
+          const created = new BatchUdpPeerLink(`${intToIp(ip)}:${peerPort}`, socket, ip, peerPort, () => links.delete(key));
+          links.set(key, created);
+          link = created;
+        }
       }
       let messages: Message[];
       try {
@@ -142,6 +226,7 @@ export class UdpServerTransport implements ServerTransport {
   }
 
   async close(): Promise<void> {
+    await this.sealed?.close();
     this.batched?.close();
     this.batched = undefined;
     const socket = this.socket;
@@ -213,16 +298,35 @@ export class TcpServerTransport implements ServerTransport {
   readonly kind = 'tcp' as const;
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
+  private readonly gate: PendingGate;
 
-  constructor(private readonly options: ServerTransportOptions) {}
+  constructor(private readonly options: ServerTransportOptions) {
+    this.gate = gateFor(options);
+  }
 
   async listen(): Promise<{ address: string; port: number }> {
     const { host, port, handlers } = this.options;
-    const server = net.createServer({ noDelay: true });
+    const material = this.options.tls;
+    const server = material === undefined ? net.createServer({ noDelay: true }) : tls.createServer(serverTlsOptions(material, this.gate.timeoutMs));
     this.server = server;
-    server.on('connection', (socket) => {
+    // Every connection, before TLS and before its hello, is bounded by the gate.
+    server.on('connection', (raw: net.Socket) => {
+      raw.setNoDelay(true);
+      const key = peerOf(raw);
+      this.gate.add(key, () => raw.destroy());
+      this.sockets.add(raw);
+      raw.on('error', () => raw.destroy());
+      raw.on('close', () => {
+        this.sockets.delete(raw);
+        this.gate.done(key);
+      });
+    });
+    if (server instanceof tls.Server) server.on('tlsClientError', (e, s) => reportTlsError(handlers, e, s));
+    server.on(material === undefined ? 'connection' : 'secureConnection', (socket: net.Socket) => {
+      if (socket instanceof tls.TLSSocket && !admitClient(handlers, socket)) return;
+      const id = peerOf(socket);
       this.sockets.add(socket);
-      const link = new TcpPeerLink(`${socket.remoteAddress}:${socket.remotePort}`, socket, this.options.maxQueueBytes ?? 1 << 20);
+      const link = new TcpPeerLink(id, socket, this.options.maxQueueBytes ?? 1 << 20, socket instanceof tls.TLSSocket ? peerIdentity(socket) : undefined);
       const decoder = new StreamDecoder(MAX_FRAME);
       let dead = false;
       socket.on('data', (chunk: Buffer) => {
@@ -230,6 +334,7 @@ export class TcpServerTransport implements ServerTransport {
         let messages: Message[];
         try {
           messages = decoder.push(chunk);
+          if (this.gate.has(id) && messages.some((m) => m.type === MessageType.Hello)) this.gate.done(id);
         } catch (e) {
           // A byte stream cannot resynchronise after garbage: tell the peer (the
           // handler may send an error), then close this connection only.
@@ -259,6 +364,7 @@ export class TcpServerTransport implements ServerTransport {
     const server = this.server;
     this.server = undefined;
     if (server === undefined) return;
+    this.gate.clear();
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
@@ -270,6 +376,7 @@ class TcpPeerLink implements PeerLink {
     readonly id: string,
     private readonly socket: net.Socket,
     private readonly maxQueueBytes: number,
+    readonly identity?: string,
   ) {}
 
   send(message: Buffer): boolean {
@@ -309,11 +416,16 @@ function writeFramesBounded(socket: net.Socket, frames: Buffer[], maxQueueBytes:
 export interface ClientLinkHandlers {
   message(message: Message): void;
   invalid(error: ProtocolError): void;
-  closed(reason: string): void;
+  /** `refusal` is set when TLS refused this client (exit code 5, no retry). */
+  closed(reason: string, refusal?: CtunError): void;
+  /** With --tls: a datagram was dropped unopened (tampered, replayed, wrong key). */
+  dropped?(reason: SealFailure): void;
 }
 
 export interface ClientLink {
   readonly transport: TransportKind;
+  /** With --tls: the CN of the server's verified certificate. */
+  readonly identity?: string;
   send(message: Buffer): boolean;
   sendFrames(frames: Buffer[]): number;
   close(): void;
@@ -328,6 +440,8 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
   maxQueueBytes?: number;
   maxQueueDatagrams?: number;
+  /** Mutual TLS; the server's certificate must name `host`. */
+  tls?: TlsMaterial;
 }
 
 export async function connectClientLink(options: ConnectOptions): Promise<ClientLink> {
@@ -335,6 +449,7 @@ export async function connectClientLink(options: ConnectOptions): Promise<Client
 }
 
 async function connectUdp(options: ConnectOptions): Promise<ClientLink> {
+  if (options.tls !== undefined) return connectSealedUdp({ ...options, tls: options.tls });
   if (BatchUdpSocket.available()) {
     const address = isIPv4(options.host) ? options.host : (await lookup(options.host, { family: 4 })).address;
     return connectUdpBatched(address, options);
@@ -431,8 +546,9 @@ function connectUdpBatched(address: string, options: ConnectOptions): ClientLink
 }
 
 async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
-  const socket = net.connect({ host: options.host, port: options.port, noDelay: true });
-  await new Promise<void>((resolve, reject) => {
+  const secure = options.tls === undefined ? undefined : await connectTls(options.tls, options.host, options.port, options.connectTimeoutMs ?? 5000);
+  const socket = secure ?? net.connect({ host: options.host, port: options.port, noDelay: true });
+  if (secure === undefined) await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`connect timed out after ${options.connectTimeoutMs ?? 5000} ms`));
@@ -449,6 +565,7 @@ async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
   const maxQueueBytes = options.maxQueueBytes ?? 1 << 20;
   const decoder = new StreamDecoder(MAX_FRAME);
   let closedReason = 'connection closed by the server';
+  let refusal: CtunError | undefined;
   socket.on('data', (chunk: Buffer) => {
     let messages: Message[];
     try {
@@ -463,10 +580,18 @@ async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
   });
   socket.on('error', (e) => {
     closedReason = e.message;
+    if (secure !== undefined) {
+      // TLS 1.3: the server checks our certificate after our side of the handshake
+      // is done, so its refusal (an alert) can arrive here.
+      const f = tlsFailure(e);
+      closedReason = f.reason;
+      if (f.refusal) refusal = refusedError(options.host, options.port, f.reason);
+    }
   });
-  socket.on('close', () => options.handlers.closed(closedReason));
+  socket.on('close', () => options.handlers.closed(closedReason, refusal));
   return {
     transport: 'tcp',
+    identity: secure === undefined ? undefined : peerIdentity(secure),
     send(message) {
       if (socket.destroyed) return false;
       socket.write(message);
