@@ -197,6 +197,15 @@ export class TunnelClient {
     }
     this.link = link;
     this.sendHello();
+    // UDP may lose the hello (or the server may come back a moment later): say it
+    // again every half second until the welcome, so a returning server is met at once.
+    if (link.transport === 'udp') {
+      const again = setInterval(() => {
+        if (this.link === link && this.state === 'connecting') this.sendHello();
+        else clearInterval(again);
+      }, 500);
+      again.unref();
+    }
     this.helloTimer = setTimeout(() => {
       if (this.link === link && this.state === 'connecting') this.linkLost(`no welcome from ${this.o.host}:${port} within ${this.o.helloTimeoutMs ?? 3000} ms`);
     }, this.o.helloTimeoutMs ?? 3000);

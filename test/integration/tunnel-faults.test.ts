@@ -1,0 +1,171 @@
+/**
+ * Faults and floods between real namespaces: half-open connections and garbage
+ * datagrams while a good client works, kill -9 of the server (the client is back
+ * within 2 s of its return, its TAP never goes), kill -9 of clients (sessions freed
+ * after the grace period, no leak over 100 cycles), and a peer that never reads
+ * (memory stays bounded, drops counted). Every load is bounded in count and time.
+ */
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Daemon, link, netnsUnavailable, NODE, ROOT, Scope, type Netns } from './harness/netns.js';
+
+const skip = netnsUnavailable();
+const scope = new Scope();
+afterEach(() => scope.dispose());
+
+const HOSTILE = `${ROOT}test/fixtures/hostile.mjs`;
+
+async function setup(): Promise<{ pc: Netns; evil: Netns; sim: Netns }> {
+  const pc = await scope.ns('pc');
+  const evil = await scope.ns('evil');
+  const sim = await scope.ns('sim');
+  await link(pc, '10.79.0.1/24', sim, '10.79.0.2/24');
+  await link(evil, '10.79.1.1/24', sim, '10.79.1.2/24');
+  await pc.ctun(['configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive']);
+  return { pc, evil, sim };
+}
+
+async function hostile(ns: Netns, ...args: string[]): Promise<Record<string, unknown>> {
+  const r = await ns.exec(NODE, [HOSTILE, ...args], { reject: false, timeout: 90_000 });
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(last);
+  } catch {
+    return { ok: false, error: `hostile printed: ${r.stdout} ${r.stderr}` };
+  }
+}
+
+async function statsOf(server: Daemon): Promise<Record<string, number>> {
+  const from = server.output.length;
+  server.kill('SIGUSR1');
+  const line = await server.waitFor(/INFO  stats .*/, 5000, from);
+  return Object.fromEntries([...line.matchAll(/(\S+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
+}
+
+function rssMiB(d: Daemon): number {
+  const status = readFileSync(`/proc/${d.child.pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
+}
+
+describe.skipIf(skip)('faults and floods', () => {
+  it('TCP: 1000 half-open connections are closed (hello timeout, pending cap) while a good client keeps working', async () => {
+    const { pc, evil, sim } = await setup();
+    const server = scope.track(sim.spawnCtun(['server', '--transport', 'tcp', '--hello-timeout-ms', '2000']));
+    await server.waitFor(/server-listening/, 15_000);
+    const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', 'tcp']));
+    await client.waitFor(/client-connected/, 15_000);
+    const flood = hostile(evil, 'half-open', '10.79.1.2', '1723', '1000', '4000');
+    await new Promise((r) => setTimeout(r, 500));
+    // A new client gets in during the flood, and the old one still works.
+    const late = await pc.probe('raw-tcp', '10.79.0.2', '1723', helloHex(), '1500');
+    expect(Buffer.from(late.reply as string, 'hex')[0]).toBe(3); // Welcome
+    expect(await pc.ping('192.168.100.1')).toBe(true);
+    const r = await flood;
+    expect(r.opened).toBe(1000);
+    // Beyond 128 waiting the oldest go at once; the rest at the 2 s hello timeout.
+    expect(r.closedByPeer).toBe(1000);
+    const s = await statsOf(server);
+    expect(s['security.pendingDropped']).toBeGreaterThanOrEqual(1000);
+    expect(s.sessions).toBeLessThanOrEqual(2);
+    expect(await pc.ping('192.168.100.1')).toBe(true);
+  });
+
+  it('UDP: a flood of garbage datagrams is dropped while a good client keeps working', async () => {
+    const { pc, evil, sim } = await setup();
+    const server = scope.track(sim.spawnCtun(['server']));
+    await server.waitFor(/server-listening/, 15_000);
+    const client = scope.track(pc.spawnCtun(['client', '10.79.0.2']));
+    await client.waitFor(/client-connected/, 15_000);
+    const flood = hostile(evil, 'udp-flood', '10.79.1.2', '1723', '200000', '5000');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await pc.ping('192.168.100.1', 5)).toBe(true);
+    const r = await flood;
+    expect(r.sent as number).toBeGreaterThan(1000);
+    const s = await statsOf(server);
+    expect(s['clients.dropsInvalid']).toBeGreaterThan(0);
+    expect(s.sessions).toBe(1);
+    expect(await pc.ping('192.168.100.1')).toBe(true);
+    expect(client.output).not.toMatch(/link-lost/);
+  });
+
+  for (const transport of ['udp', 'tcp'] as const) {
+    it(`${transport}: after kill -9 of the server the client is back within 2 s of its return; its TAP never goes`, async () => {
+      const { pc, sim } = await setup();
+      let server = scope.track(sim.spawnCtun(['server', '--transport', transport]));
+      await server.waitFor(/server-listening/, 15_000);
+      const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', transport]));
+      await client.waitFor(/client-connected/, 15_000);
+      const tapIndex = await pc.ifindex('dstap0');
+      const backTimes: number[] = [];
+      for (let round = 0; round < 2; round++) {
+        server.kill('SIGKILL');
+        await server.exited;
+        // Away long enough for the client to notice and back off to its cap.
+        await new Promise((r) => setTimeout(r, 5000));
+        expect(await pc.ifindex('dstap0')).toBe(tapIndex);
+        const from = client.output.length;
+        server = scope.track(sim.spawnCtun(['server', '--transport', transport]));
+        await server.waitFor(/server-listening/, 15_000);
+        const listening = Date.now();
+        await client.waitFor(/client-reconnected|session-unknown.*\n.*client-reconnected/, 10_000, from);
+        backTimes.push(Date.now() - listening);
+      }
+      console.log(`${transport}: client back ${backTimes.join(' ms, ')} ms after the server's start line`);
+      for (const t of backTimes) expect(t).toBeLessThan(2000);
+      expect(await pc.ifindex('dstap0')).toBe(tapIndex);
+      expect(await pc.ping('192.168.100.1')).toBe(true);
+    });
+  }
+
+  it('kill -9 of clients: sessions are freed after the grace period; 100 cycles leak neither sessions nor memory', async () => {
+    const { pc, evil, sim } = await setup();
+    const server = scope.track(sim.spawnCtun(['server', '--transport', 'tcp', '--grace-ms', '500']));
+    await server.waitFor(/server-listening/, 15_000);
+    // The real client, killed -9 three times.
+    for (let i = 0; i < 3; i++) {
+      const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', 'tcp']));
+      await client.waitFor(/client-connected/, 15_000);
+      client.kill('SIGKILL');
+      await client.exited;
+    }
+    await server.waitFor(/session-ended .*grace period over(.|\n)*session-ended .*grace period over(.|\n)*session-ended .*grace period over/, 5000);
+    const rss0 = rssMiB(server);
+    // 100 more that vanish without a bye, as a killed client does; 40 ms apart, so
+    // the sessions in their grace period stay below the server's 64.
+    const cycles = await hostile(evil, 'hello-cycles', '10.79.1.2', '1723', '100', '40');
+    expect(cycles).toMatchObject({ ok: true, welcomed: 100 });
+    await new Promise((r) => setTimeout(r, 2500));
+    const s = await statsOf(server);
+    const rss1 = rssMiB(server);
+    console.log(`server RSS ${rss0.toFixed(1)} MiB before 100 kill-9 cycles, ${rss1.toFixed(1)} MiB after; sessions ${s.sessions}`);
+    expect(s.sessions).toBe(0);
+    expect(rss1 - rss0).toBeLessThan(40);
+  });
+
+  it('a peer that never reads: the queue toward it stays bounded, drops are counted, RSS stays bounded', async () => {
+    const { evil, sim } = await setup();
+    const server = scope.track(sim.spawnCtun(['server', '--transport', 'tcp']));
+    await server.waitFor(/server-listening/, 15_000);
+    const reader = hostile(evil, 'slow-reader', '10.79.1.2', '1723', '9000');
+    await server.waitFor(/client-connected/, 5000);
+    const rss0 = rssMiB(server);
+    // Broadcasts on the server's tunnel subnet are flooded to every session: ~70 MB toward the reader.
+    const flood = await hostile(sim, 'udp-flood', '192.168.100.255', '9', '50000', '6000', 'broadcast');
+    expect(flood.sent as number).toBeGreaterThan(5000);
+    const s = await statsOf(server);
+    const rss1 = rssMiB(server);
+    console.log(`slow reader: server RSS ${rss0.toFixed(1)} MiB -> ${rss1.toFixed(1)} MiB after ${flood.sent} broadcasts; tap.framesIn ${s['tap.framesIn']}, frames out to the reader ${s['clients.framesOut']}, dropped ${s['clients.dropsQueue']}`);
+    expect(s['clients.dropsQueue']).toBeGreaterThan(0);
+    expect(rss1 - rss0).toBeLessThan(100);
+    expect(await reader).toMatchObject({ welcomed: true });
+  });
+});
+
+function helloHex(): string {
+  const p = Buffer.alloc(32);
+  p.write('CTUN', 0, 'ascii');
+  p.writeUInt8(1, 4);
+  p.writeUInt16BE(1400, 8);
+  Buffer.from('0123456789abcdef').copy(p, 12);
+  return Buffer.concat([Buffer.from([2, 0, 0, 32]), p]).toString('hex');
+}
