@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { AeadSealer, SealError, SEAL_OVERHEAD, type KeyDeriver } from './sealer.js';
+import { ReplayWindow } from './replay.js';
+
+const derive: KeyDeriver = (direction, epoch) => Buffer.alloc(32, epoch * 2 + (direction === 'c2s' ? 1 : 0));
+const pair = (rekeyInterval?: bigint) => ({
+  client: new AeadSealer({ keyId: 9, sends: 'c2s', derive, rekeyInterval }),
+  server: new AeadSealer({ keyId: 9, sends: 's2c', derive, rekeyInterval }),
+});
+const reason = (f: () => unknown): string => {
+  try {
+    f();
+    return 'accepted';
+  } catch (e) {
+    return e instanceof SealError ? e.reason : `untyped ${(e as Error).message}`;
+  }
+};
+
+describe('AeadSealer', () => {
+  it('seals and opens both ways, adding 29 bytes', () => {
+    const { client, server } = pair();
+    const d = client.seal(Buffer.from('hello'));
+    expect(d.length).toBe(5 + SEAL_OVERHEAD);
+    expect(server.open(d).toString()).toBe('hello');
+    expect(client.open(server.seal([Buffer.from('a'), Buffer.from('b')])).toString()).toBe('ab');
+  });
+
+  it('drops tampered, replayed, truncated, wrong-key and reflected datagrams, and keeps working', () => {
+    const { client, server } = pair();
+    const d = client.seal(Buffer.from('frame'));
+    const tampered = Buffer.from(d);
+    tampered[SEAL_OVERHEAD - 16 + 1]! ^= 1;
+    expect(reason(() => server.open(tampered))).toBe('bad-tag');
+    expect(reason(() => server.open(d))).toBe('accepted');
+    expect(reason(() => server.open(d))).toBe('replayed');
+    expect(reason(() => server.open(d.subarray(0, 20)))).toBe('truncated');
+    const other = new AeadSealer({ keyId: 9, sends: 'c2s', derive: () => Buffer.alloc(32, 0xee) });
+    // Counters past the ones seen, so the window lets them through to authentication.
+    const last = <T>(f: () => T): T => (f(), f(), f());
+    expect(reason(() => server.open(last(() => other.seal(Buffer.from('x')))))).toBe('bad-tag');
+    // Its own datagram sent back (reflection) is under the other direction's key.
+    expect(reason(() => server.open(last(() => server.seal(Buffer.from('x')))))).toBe('bad-tag');
+    expect(reason(() => server.open(Buffer.concat([Buffer.from([0xc5, 0, 0, 0, 8]), Buffer.alloc(30)])))).toBe('unknown-key');
+    expect(server.drops).toMatchObject({ 'bad-tag': 3, replayed: 1, truncated: 1, 'unknown-key': 1 });
+    expect(server.open(client.seal(Buffer.from('still'))).toString()).toBe('still');
+  });
+
+  it('rekeys every interval and accepts reordering across an epoch boundary', () => {
+    const { client, server } = pair(4n);
+    const sealed = Array.from({ length: 12 }, (_, i) => client.seal(Buffer.from(`m${i}`)));
+    expect(client.epochs.send).toBe(2);
+    // Epoch 1 arrives before the end of epoch 0: both open.
+    const order = [0, 1, 4, 2, 3, 5, 6, 7, 8, 9, 10, 11];
+    expect(order.map((i) => server.open(sealed[i]!).toString())).toEqual(order.map((i) => `m${i}`));
+    expect(server.epochs.receive).toBe(2);
+    // Datagrams of an epoch two behind are too late.
+    expect(reason(() => server.open(sealed[0]!))).toBe('replayed');
+  });
+});
+
+describe('ReplayWindow', () => {
+  it('accepts each counter once, within 2048 of the highest', () => {
+    const w = new ReplayWindow(2048);
+    for (const c of [5n, 3n, 4n, 3000n]) {
+      expect(w.check(c)).toBe('fresh');
+      w.mark(c);
+    }
+    expect(w.check(5n)).toBe('too-old');
+    expect(w.check(953n)).toBe('fresh');
+    expect(w.check(952n)).toBe('too-old');
+    expect(w.check(3000n)).toBe('replayed');
+    w.mark(2999n);
+    expect(w.check(2999n)).toBe('replayed');
+    w.mark(10_000n);
+    expect(w.check(9000n)).toBe('fresh');
+    expect(w.check(3000n)).toBe('too-old');
+  });
+});
