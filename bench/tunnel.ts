@@ -180,9 +180,24 @@ interface IperfResult {
 
 async function iperf(lab: Lab, ns: string, target: string, seconds: number, reverse: boolean): Promise<IperfResult> {
   const args = ['-c', target, '-p', IPERF_PORT, '-t', String(seconds), '-J', '--connect-timeout', '5000', ...(reverse ? ['-R'] : [])];
-  const out = await lab.exec(ns, 'iperf3', args, (seconds + 20) * 1000);
-  const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number; bytes: number }; sum_sent: { retransmits?: number } } };
-  return { mbps: j.end.sum_received.bits_per_second / 1e6, bytes: j.end.sum_received.bytes, retransmits: j.end.sum_sent.retransmits ?? 0 };
+  // On a loaded machine the server may still be closing the previous test ("busy"),
+  // or a control connection may time out: retry a bounded number of times.
+  let last = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const r = await execa('ip', ['netns', 'exec', ns, 'iperf3', ...args], { reject: false, timeout: (seconds + 20) * 1000 });
+    let j: { error?: string; end?: { sum_received?: { bits_per_second: number; bytes: number }; sum_sent?: { retransmits?: number } } } = {};
+    try {
+      j = JSON.parse(r.stdout);
+    } catch {
+      j = { error: `${r.stdout} ${r.stderr}`.trim().slice(0, 200) };
+    }
+    const rx = j.end?.sum_received;
+    if (rx !== undefined && j.error === undefined) return { mbps: rx.bits_per_second / 1e6, bytes: rx.bytes, retransmits: j.end?.sum_sent?.retransmits ?? 0 };
+    last = j.error ?? 'no result';
+    await sleep(1500);
+  }
+  void lab;
+  throw new Error(`iperf3 ${reverse ? '-R ' : ''}to ${target} failed 3 times: ${last}`);
 }
 
 export interface TunnelBenchOptions {
@@ -313,7 +328,7 @@ function median(ms: Measurement[]): Measurement {
   };
   const first = ms[0]!;
   const keys = (f: (m: Measurement) => Record<string, number>): Record<string, number> =>
-    Object.fromEntries(Object.keys(f(first)).map((k) => [k, mid(ms, (m) => f(m)[k] ?? NaN)]));
+    Object.fromEntries([...new Set(ms.flatMap((m) => Object.keys(f(m))))].map((k) => [k, mid(ms, (m) => f(m)[k] ?? NaN)]));
   return {
     ...first,
     upMbps: mid(ms, (m) => m.upMbps),
@@ -322,6 +337,7 @@ function median(ms: Measurement[]): Measurement {
     retransmits: mid(ms, (m) => m.retransmits),
     cpuSecPerGB: keys((m) => m.cpuSecPerGB),
     peakRssMiB: keys((m) => m.peakRssMiB),
-    error: ms.find((m) => m.error)?.error,
+    // A round that failed while another succeeded is noise; all failing is an error.
+    error: ms.every((m) => m.error) ? first.error : undefined,
   };
 }
