@@ -20,7 +20,7 @@ describe.skipIf(skip)('ctun-run interrupted', () => {
     await prepareImages();
   });
 
-  const neverLicensed = ['--env', 'VEOS_STANDIN_LICENSE_ATTEMPTS=1000', '--env', 'VEOS_STANDIN_LICENSE_RETRY_DELAY_MS=200'];
+  const neverLicensed = ['--env', 'VEOS_STANDIN_LICENSE_ATTEMPTS=100', '--env', 'VEOS_STANDIN_LICENSE_RETRY_DELAY_MS=1000'];
 
   it('separated: SIGINT while waiting for readiness removes both containers and the network, exit 130', async () => {
     const name = 'ctun-e2e-int-sep';

@@ -93,7 +93,7 @@ describe.skipIf(skip)('ctun-run errors', () => {
     it(`a tunnel server without ${what} fails with ${code}, and everything is removed`, async () => {
       const name = `ctun-err-${code.toLowerCase().replace(/_/g, '-')}`;
       names.push(name);
-      const plan = planSeparated({ image: DEFAULT_IMAGES.veos, licenseServer: '22350@127.0.0.1', veosDockerContainer: name, ctunDockerContainer: `${name}-ctun`, dockerNetwork: `${name}-net`, hostPort: 17283, readyTimeoutMs: 30_000, env: ['VEOS_STANDIN_LICENSE_ATTEMPTS=1000'] });
+      const plan = planSeparated({ image: DEFAULT_IMAGES.veos, licenseServer: '22350@127.0.0.1', veosDockerContainer: name, ctunDockerContainer: `${name}-ctun`, dockerNetwork: `${name}-net`, hostPort: 17283, readyTimeoutMs: 30_000, env: ['VEOS_STANDIN_LICENSE_ATTEMPTS=100'] });
       Object.assign(plan.containers[1]!, change);
       const e = await executeDeployment(plan, { engine: connectRunEngine(), logger: createMemoryLogger() }).catch((x: unknown) => x);
       expect(e).toMatchObject({ code });
