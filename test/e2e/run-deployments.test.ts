@@ -141,6 +141,11 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
 
     expect(await client.stop()).toBe(0);
     expect(await pc.routeTo(dest)).toBe(false);
+    // stop keeps the containers (for docker logs); clean removes them.
+    const stop = await execa(NODE, [CTUN_RUN, 'stop', '--deployment', name]);
+    expect(stop.stdout).toMatch(new RegExp(`^stopped (${name}, ${name}-ctun|${name}-ctun, ${name})$`, 'm'));
+    const stopped = JSON.parse((await execa(NODE, [CTUN_RUN, 'status', '--json', '--deployment', name])).stdout) as typeof d[];
+    expect(stopped[0]!.containers.map((c) => c.state)).toEqual(['exited', 'exited']);
     const clean = await execa(NODE, [CTUN_RUN, 'clean', '--deployment', name]);
     expect(clean.stdout).toContain(`network ${name}-net`);
     expect(await leftovers(name)).toEqual([]);
