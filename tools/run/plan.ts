@@ -184,7 +184,7 @@ function usage(message: string, hint?: string): CtunError {
 /** Docker's size syntax (`256m`, `1g`, `512k`, bytes without unit), binary units as `docker run --shm-size`. */
 export function parseSize(value: string, name = '--shmSize'): number {
   const m = /^(\d+(?:\.\d+)?)\s*([bkmg]?)b?$/i.exec(value.trim());
-  if (!m) throw usage(`${name} must be a size like 256m or 1g, got "${value}"`);
+  if (!m) throw usage(`${name} must be a size like 256m or 1g, got "${value}"`, 'units as for docker run --shm-size: b, k, m, g');
   const unit = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'b' | 'k' | 'm' | 'g'];
   const bytes = Math.round(Number(m[1]) * unit);
   if (bytes < 1024 * 1024) throw usage(`${name} must be at least 1m, got "${value}"`);
