@@ -77,7 +77,7 @@ describe('parameters', () => {
   });
 
   it('a TLS secret mounts ca.crt/tls.crt/tls.key read-only and adds the TLS flags, on both servers only', () => {
-    const r = renderManifests({ tlsSecret: 'ctun-tls' });
+    const r = renderManifests({ tlsSecret: 'ctun-tls', nodePort: 31723 });
     for (const key of ['integrated', 'separateServer'] as const) {
       const o = manifest(r, key).objects[0]!;
       const ctun = container(o, 'ctun');
@@ -88,6 +88,13 @@ describe('parameters', () => {
       expect(vol.secret.items.map((i: Json) => i.key)).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
     }
     expect(JSON.stringify(manifest(r, 'simulator').objects)).not.toContain('ctun-tls');
+    // TLS over UDP: the handshake runs over TCP on the same port and NodePort number.
+    expect(manifest(r, 'service').objects[0]!.spec.ports).toEqual([
+      { name: 'ctun-udp', protocol: 'UDP', port: 1723, targetPort: 'ctun-udp', nodePort: 31723 },
+      { name: 'ctun-tls', protocol: 'TCP', port: 1723, targetPort: 'ctun-tls', nodePort: 31723 },
+    ]);
+    expect(() => renderManifests({ tlsSecret: 'ctun-tls' })).toThrow(/TLS over UDP needs a fixed NodePort/);
+    expect(manifest(renderManifests({ tlsSecret: 'ctun-tls', transport: 'tcp' }), 'service').objects[0]!.spec.ports).toHaveLength(1);
     // Without a secret: no TLS flags, no secret volume.
     const plain = container(manifest(renderManifests(), 'integrated').objects[0]!, 'ctun');
     expect(plain.args).not.toContain('--tls');

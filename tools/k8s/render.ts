@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { metadata } from '../common/index.js';
 import { SIMULATOR_PORTS } from '../simulator/index.js';
-import { CtunError } from '../common/index.js';
+import { CtunError, ExitCode } from '../common/index.js';
 import { fillTemplate, group, leafPaths, pickValues, templateRefs } from './template.js';
 import { imageRef, resolveParams, SERVER_TAP, TLS_MOUNT_PATH, type K8sParams, type ResolvedK8sParams } from './params.js';
 
@@ -114,6 +114,19 @@ export function templateValues(p: ResolvedK8sParams) {
     ? [{ name: 'ctun-tls', secret: { secretName: p.tlsSecret, defaultMode: 0o400, items: ['ca.crt', 'tls.crt', 'tls.key'].map((k) => ({ key: k, path: k })) } }]
     : [];
   const tlsMounts = p.tlsSecret ? [{ name: 'ctun-tls', mountPath: TLS_MOUNT_PATH, readOnly: true }] : [];
+  // With --tls on UDP the handshake and control channel run over TCP on the same port
+  // number, so the pod and the Service open both, and the client dials one NodePort
+  // number for both protocols: that needs the NodePort fixed.
+  const controlPort = p.tlsSecret !== undefined && p.transport === 'udp';
+  if (controlPort && p.nodePort === undefined) {
+    throw new CtunError('K8S_PARAMS', 'TLS over UDP needs a fixed NodePort: the TLS handshake uses TCP on the same port number as the UDP data', {
+      hint: 'give the NodePort, e.g. --node-port 31723 (30000-32767)',
+      exitCode: ExitCode.Usage,
+    });
+  }
+  const containerPorts = [{ name: portName, containerPort: p.port, protocol }];
+  if (controlPort) containerPorts.push({ name: 'ctun-tls', containerPort: p.port, protocol: 'TCP' });
+  const servicePorts = containerPorts.map((c) => ({ name: c.name, protocol: c.protocol, port: p.port, targetPort: c.name, ...(p.nodePort === undefined ? {} : { nodePort: p.nodePort }) }));
   return {
     namespace: p.namespace,
     licenseServer: p.licenseServer,
@@ -152,12 +165,9 @@ export function templateValues(p: ResolvedK8sParams) {
     }),
     resources: group({ simulator: RESOURCES.simulator, tunnel: RESOURCES.tunnel }),
     tunnel: group({
-      port: p.port,
-      nodePort: p.nodePort,
-      protocol,
-      portName,
       args: serverArgs(p),
-      containerPorts: [{ name: portName, containerPort: p.port, protocol }],
+      containerPorts,
+      servicePorts,
       probeCommand: tunnelProbeCommand(SERVER_TAP.name, p.port, p.transport),
     }),
     tls: group({ volumes: tlsVolumes, volumeMounts: tlsMounts }),

@@ -7,7 +7,7 @@ type Json = any;
 const VARIANTS: Array<[string, K8sParams]> = [
   ['defaults', {}],
   ['tcp, namespace, registry, node port', { transport: 'tcp', namespace: 'sim', registry: 'registry.local:5000', nodePort: 31723, licenseServer: '22350@lic' }],
-  ['tls', { tlsSecret: 'ctun-tls', replicas: 1, shmSize: '512Mi', imagePullPolicy: 'Never' }],
+  ['tls', { tlsSecret: 'ctun-tls', nodePort: 31723, replicas: 1, shmSize: '512Mi', imagePullPolicy: 'Never' }],
 ];
 
 describe('every rendered manifest is valid for Kubernetes 1.29, 1.30, 1.31 and 1.32 (offline)', () => {
