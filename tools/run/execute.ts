@@ -94,7 +94,16 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
   const preflight: Step = {
     title: 'check the Docker daemon, the images and the names',
     run: async () => {
-      await engine.images.ping();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        engine.images.ping(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new CtunError('DOCKER_UNAVAILABLE', 'the Docker daemon did not answer within 15 s', { hint: 'check `docker info` and the daemon log' })),
+            15_000,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
       for (const c of plan.containers) {
         const image = await engine.images.inspectImage(c.image);
         if (!image) throw imageMissing(c);

@@ -53,10 +53,6 @@ export async function waitReady(o: WaitReadyOptions): Promise<string> {
     }
     if (patterns.every((p) => p.re.test(text))) settle?.();
   };
-  const follower = await o.engine.followLogs(o.id, (t) => {
-    log += t;
-    check();
-  });
   const started = Date.now();
   const timer = setTimeout(() => {
     const missing = patterns.filter((p) => !p.re.test(complete())).map((p) => `${p.what} (/${p.pattern}/)`);
@@ -94,7 +90,13 @@ export async function waitReady(o: WaitReadyOptions): Promise<string> {
     }
   };
   void poll();
+  const following = o.engine.followLogs(o.id, (t) => {
+    log += t;
+    check();
+  });
   try {
+    // Raced with the bounds, so a daemon that never answers cannot hold the wait.
+    await Promise.race([following, done]);
     check();
     await done;
     return complete();
@@ -102,6 +104,7 @@ export async function waitReady(o: WaitReadyOptions): Promise<string> {
     polling = false;
     clearTimeout(timer);
     o.signal?.removeEventListener('abort', onAbort);
-    follower.stop();
+    // Also when the log stream only comes after the wait has ended.
+    following.then((f) => f.stop()).catch(() => undefined);
   }
 }
