@@ -105,6 +105,7 @@ async function deploy(argv: Record<string, any>, plan: DeploymentPlan): Promise<
     process.stdout.write(JSON.stringify(plan, null, 2) + '\n');
     return ExitCode.Ok;
   }
+  if (argv.connect && !plan.client) throw usageError('--connect needs a tunnel server, and none is started', 'add --startCtun yes');
   const controller = new AbortController();
   let interrupted = 0;
   const onSignal = (s: NodeJS.Signals): void => {
@@ -135,8 +136,7 @@ async function deploy(argv: Record<string, any>, plan: DeploymentPlan): Promise<
   }
   const result = run.result();
   process.stdout.write(describeResult(result));
-  if (!argv.connect) return ExitCode.Ok;
-  if (!plan.client) throw usageError('--connect needs a tunnel server', 'add --startCtun yes');
+  if (!argv.connect || !plan.client) return ExitCode.Ok;
 
   // The client in the foreground until Ctrl-C; then the deployment goes too (unless --keep).
   const clientLog = loggerOf(argv, false);

@@ -1,9 +1,9 @@
-import { CtunError, ExitCode, type Logger } from '../common/index.js';
+import { CtunError, ExitCode, metadata, type Logger } from '../common/index.js';
 import { LABEL_PLAN } from '../docker/index.js';
 import { parseSimulatorReady, type SimulatorReadyPorts } from '../simulator/index.js';
 import type { ContainerInfo, RunEngine } from './engine.js';
 import { explainContainerError, explainNetworkError, imageMissing, nameInUse } from './errors.js';
-import { clientCommands, LABEL_DEPLOYMENT, type ContainerPlan, type DeploymentPlan } from './plan.js';
+import { buildCommandFor, clientCommands, LABEL_DEPLOYMENT, type ContainerPlan, type DeploymentPlan } from './plan.js';
 import { InterruptedError, waitReady } from './wait.js';
 
 /**
@@ -109,7 +109,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
         if (!image) throw imageMissing(c);
         if (c.imageRole === 'veos-ctun' && image.labels['io.ctun.install-ctun'] === 'false') {
           throw new CtunError('IMAGE_HAS_NO_TUNNEL', `image ${c.image} was built without the tunnel server, so --startCtun yes cannot start one`, {
-            hint: `use ${'the integrated image'} built with --installCtun yes: ctun-build veos online acceptDspaceEula <IMAGE>-ctun dspace-veos-2023a.tar.gz --installCtun yes`,
+            hint: `use an image built with --installCtun yes, e.g. ${metadata.images.veosCtun} (${buildCommandFor('veos-ctun', metadata.images.veosCtun)})`,
             exitCode: ExitCode.Usage,
           });
         }
