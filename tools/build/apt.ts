@@ -230,9 +230,13 @@ const KEYRING: Record<Distro, string> = {
 };
 const COMPONENTS: Record<Distro, string[]> = { debian: ['main'], ubuntu: ['main', 'restricted', 'universe', 'multiverse'] };
 
+/** The security suite of a release (`bookworm-security`; Debian 10 still `buster/updates`). */
+export function securitySuite(release: Release): string {
+  return release.distro === 'debian' && release.suite === 'buster' ? 'buster/updates' : `${release.suite}-security`;
+}
+
 function suitesFor(release: Release): { archive: string[]; security: string[] } {
-  const security = release.distro === 'debian' && release.suite === 'buster' ? 'buster/updates' : `${release.suite}-security`;
-  return { archive: [release.suite, `${release.suite}-updates`], security: [security] };
+  return { archive: [release.suite, `${release.suite}-updates`], security: [securitySuite(release)] };
 }
 
 /** Renders the sources for `release` pointing at `archive` and `security` URLs. */

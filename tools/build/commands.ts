@@ -79,6 +79,9 @@ export interface VeosExtra {
   network?: string;
   noCache?: boolean;
   ctunEntry?: string;
+  tagPrefix?: string;
+  /** `--dotnetPackages`: installed from the .NET feed whatever the manifest says. */
+  dotnetPackages?: string[];
 }
 
 /** `yes`/`no` as the seed's `--installCtun yes` takes it. */
@@ -120,11 +123,13 @@ export async function resolveVeosOptions(args: VeosArgs, extra: VeosExtra): Prom
   if (extra.network) common.network = extra.network;
   if (extra.noCache) common.noCache = true;
   if (extra.ctunEntry) common.ctunEntry = resolve(extra.ctunEntry);
+  if (extra.tagPrefix) common.tagPrefix = extra.tagPrefix;
   const options: VeosOptions = { ...common, mode: args.mode, image: args.image, tarball, installCtun: extra.installCtun ?? false };
   const wheelsDir = extra.wheels ?? (args.mode === 'offline' ? dirname(tarball.path) : undefined);
   if (wheelsDir) options.wheels = { dir: resolve(wheelsDir), files: await listWheels(resolve(wheelsDir)) };
   if (extra.pipIndexUrl) options.pipIndexUrl = extra.pipIndexUrl;
   if (args.dotnetServer) options.dotnetServer = args.dotnetServer;
+  if (extra.dotnetPackages?.length) options.dotnetPackages = extra.dotnetPackages;
   if (args.dotnetKey) options.dotnetKey = /^https?:\/\//.test(args.dotnetKey) ? args.dotnetKey : resolve(args.dotnetKey);
   return options;
 }

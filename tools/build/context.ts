@@ -2,6 +2,7 @@ import { chmod, copyFile, link, mkdir, readFile, stat, writeFile } from 'node:fs
 import { dirname, join } from 'node:path';
 import { CtunError } from '../common/index.js';
 import { bundleScript } from './bundle.js';
+import { readPublicKey } from './keys.js';
 import type { ProjectPaths } from './paths.js';
 import type { ContextFile, ImageStep } from './plan.js';
 import { renderTemplate } from './template.js';
@@ -68,6 +69,10 @@ export async function materializeContext(step: ImageStep, paths: ProjectPaths, d
         break;
       case 'bundle':
         await bundleScript({ entry: from.entry, outFile: target });
+        break;
+      case 'keyring':
+        await mkdir(dirname(target), { recursive: true });
+        await writeFile(target, (await readPublicKey(from.path)).keyring, { mode: 0o644 });
         break;
       case 'text':
       case 'template': {

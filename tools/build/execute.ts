@@ -11,6 +11,11 @@ import type { ProjectPaths } from './paths.js';
 import type { BuildPlan, ImageStep } from './plan.js';
 import { executeBasePlan, type BasePlan } from './base.js';
 import { listrRendererOptions, type ProgressMode } from './progress.js';
+import { gpgShowKeys, readPublicKey } from './keys.js';
+import { checkSources, httpProber, registryProbe, sourceProbes, type Prober } from './sources.js';
+
+/** What preflight needs to know of Docker networks (`--buildNetwork`). */
+export type NetworkInspector = (name: string) => Promise<{ internal: boolean } | undefined>;
 
 export interface ExecuteOptions {
   docker: DockerEngine;
@@ -22,6 +27,10 @@ export interface ExecuteOptions {
   progressWrite?: (line: string) => void;
   /** Where build contexts are assembled; default the OS temp dir. */
   tmpDir?: string;
+  /** How sources are asked in preflight; default HTTP with a 5 s bound. */
+  prober?: Prober;
+  /** Looks up `--buildNetwork`; without it the network is not checked before the build. */
+  inspectNetwork?: NetworkInspector;
 }
 
 export interface BuiltImage {
@@ -81,11 +90,33 @@ export async function contextDigest(dir: string, docker: DockerEngine): Promise<
  * (pulled from --dockerRepository when given, else it must exist locally), and every
  * file the contexts copy. Each failure is a CtunError with what to do.
  */
-export async function preflight(plan: BuildPlan, options: Pick<ExecuteOptions, 'docker' | 'logger'>): Promise<void> {
+export async function preflight(
+  plan: BuildPlan,
+  options: Pick<ExecuteOptions, 'docker' | 'logger' | 'prober' | 'inspectNetwork'>,
+): Promise<void> {
   const { docker, logger } = options;
+  const prober = options.prober ?? httpProber();
   await docker.ping();
+  if (plan.network && options.inspectNetwork) {
+    const net = await options.inspectNetwork(plan.network);
+    if (!net) {
+      throw new CtunError('BUILD_NETWORK_MISSING', `the build network ${plan.network} does not exist`, {
+        hint: `create it, e.g. docker network create --internal ${plan.network}, with the mirrors attached to it`,
+        exitCode: ExitCode.Usage,
+      });
+    }
+    if (!net.internal) logger.warn('the build network is not internal: steps may reach beyond the given sources', { network: plan.network });
+  }
+  // The key before the servers: a wrong file is a mistake made here, not on the network.
+  if (plan.dotnet?.needed && !/^https?:\/\//.test(plan.dotnet.key)) {
+    const key = await readPublicKey(plan.dotnet.key);
+    const fprs = await gpgShowKeys(plan.dotnet.key);
+    logger.info('.NET feed key', { file: key.path, armored: key.armored, uid: key.userIds[0] ?? '', fingerprint: fprs?.[0] ?? 'gpg not installed' });
+  }
+  await checkSources(sourceProbes(plan), prober);
   if (!(await docker.imageExists(plan.base.image))) {
     if (plan.base.registry) {
+      await checkSources([registryProbe(plan.base.registry)], prober);
       logger.info('pulling base image', { image: plan.base.image });
       await docker.pullImage(plan.base.image);
     } else {
@@ -97,7 +128,7 @@ export async function preflight(plan: BuildPlan, options: Pick<ExecuteOptions, '
   }
   for (const step of plan.images) {
     for (const f of step.context) {
-      const path = f.from.kind === 'file' || f.from.kind === 'dir' ? f.from.path : f.from.kind === 'bundle' ? f.from.entry : undefined;
+      const path = f.from.kind === 'file' || f.from.kind === 'dir' || f.from.kind === 'keyring' ? f.from.path : f.from.kind === 'bundle' ? f.from.entry : undefined;
       if (path === undefined) continue;
       await stat(path).catch((e: unknown) => {
         throw new CtunError('CONTEXT_FILE_MISSING', `${step.title} needs ${path}, which is missing`, {

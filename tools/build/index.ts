@@ -13,3 +13,6 @@ export * from './execute.js';
 export * from './progress.js';
 export * from './tarball.js';
 export * from './commands.js';
+export * from './keys.js';
+export * from './sources.js';
+export * from './airgap.js';

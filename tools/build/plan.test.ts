@@ -6,7 +6,7 @@ import { parseVeosArgs, yesNo } from './commands.js';
 import { renderContextText, renderDockerfile } from './context.js';
 import { buildImageStep, preflight } from './execute.js';
 import { projectPaths } from './paths.js';
-import { missingWheels, planCtun, planVeos, runtimeImageName, type TarballInfo, type VeosOptions } from './plan.js';
+import { checkWheels, missingWheels, pipDownloadLine, planCtun, planVeos, runtimeImageName, type TarballInfo, type VeosOptions } from './plan.js';
 import { planBaseImage } from './base.js';
 import { parseDeb822 } from './apt.js';
 
@@ -151,9 +151,21 @@ describe('veos plan', () => {
     } catch (e) {
       err = e;
     }
-    expect(err).toMatchObject({ code: 'WHEELS_MISSING', message: '/srv/w lacks wheels for: supervisor_console, supervisord_dependent_startup, toposort' });
-    expect((err as { hint: string }).hint).toContain("pip download --no-cache-dir 'supervisor==4.2.*'");
+    expect(err).toMatchObject({ code: 'WHEELS_MISSING', message: '/srv/w lacks wheels for: supervisor_console 0.5.*; supervisord_dependent_startup 1.4.*; toposort' });
+    expect((err as { hint: string }).hint).toBe(
+      "on a machine with Internet access: pip download --no-cache-dir --only-binary=:all: 'supervisor-console==0.5.*' 'supervisord-dependent-startup==1.4.*' toposort -d /srv/w, then copy them here",
+    );
     expect(missingWheels(WHEELS)).toEqual([]);
+  });
+
+  it('a wheel of the wrong version counts as missing, and the message says which was found', () => {
+    const files = WHEELS.map((w) => w.replace('supervisor-4.2.5', 'supervisor-4.1.0'));
+    expect(checkWheels(files)).toEqual([{ name: 'supervisor', version: '4.2.*', found: ['4.1.0'] }]);
+    expect(() => planVeos(veos({ mode: 'offline', wheels: { dir: '/w', files } }), paths)).toThrow('/w lacks wheels for: supervisor 4.2.* (found 4.1.0)');
+    expect(pipDownloadLine(checkWheels(files), '/w')).toBe("pip download --no-cache-dir --only-binary=:all: 'supervisor==4.2.*' -d /w");
+    // 4.2 itself and 4.2.x fit 4.2.*; 4.20 does not
+    expect(checkWheels(WHEELS.map((w) => w.replace('supervisor-4.2.5', 'supervisor-4.20.0')))).toHaveLength(1);
+    expect(checkWheels(WHEELS.map((w) => w.replace('supervisor-4.2.5', 'supervisor-4.2')))).toEqual([]);
   });
 
   it('skips .NET when the manifest needs none, and says why', async () => {
@@ -162,8 +174,32 @@ describe('veos plan', () => {
     expect(await renderDockerfile(plan.images[0]!, paths)).not.toContain('dotnet');
     const withDotnet = planVeos(veos({ tarball: { ...tarball, needsDotnet: true }, dotnetKey: '/srv/microsoft.asc', baseImage: 'ubuntu:22.04' }), paths);
     const df = await renderDockerfile(withDotnet.images[0]!, paths);
-    expect(df).toContain('COPY dotnet/microsoft.asc /usr/share/keyrings/microsoft-dotnet.asc');
-    expect(df).toContain('deb [signed-by=/usr/share/keyrings/microsoft-dotnet.asc] https://packages.microsoft.com/ubuntu/22.04/prod jammy main');
+    expect(df).toContain('COPY dotnet/keyring.gpg /usr/share/keyrings/ctun-dotnet.gpg');
+    expect(df).toContain('deb [signed-by=/usr/share/keyrings/ctun-dotnet.gpg] https://packages.microsoft.com/ubuntu/22.04/prod jammy main');
+    expect(withDotnet.images[0]!.context).toContainEqual({ path: 'dotnet/keyring.gpg', from: { kind: 'keyring', path: '/srv/microsoft.asc' } });
+  });
+
+  it('--dotnetPackages forces the .NET step from the given feed; offline it needs server and key', async () => {
+    const plan = planVeos(
+      veos({ mode: 'offline', wheels: { dir: '/w', files: WHEELS }, baseImage: 'debian:12', dotnetServer: 'http://10.0.0.9/dotnet/', dotnetKey: '/k.asc', dotnetPackages: ['ctun-dotnet-standin'] }),
+      paths,
+    );
+    expect(plan.dotnet).toMatchObject({ needed: true, reason: '--dotnetPackages ctun-dotnet-standin given', server: 'http://10.0.0.9/dotnet', suite: 'bookworm', packages: ['ctun-dotnet-standin'] });
+    const df = await renderDockerfile(plan.images[0]!, paths);
+    expect(df).toContain('deb [signed-by=/usr/share/keyrings/ctun-dotnet.gpg] http://10.0.0.9/dotnet bookworm main');
+    expect(df).toContain('apt-get install -y --no-install-recommends ctun-dotnet-standin');
+    expect(df).not.toMatch(/trusted=yes|apt-key|allow-unauthenticated/);
+    expect(() => planVeos(veos({ mode: 'offline', wheels: { dir: '/w', files: WHEELS }, dotnetPackages: ['x'] }), paths)).toThrowError(
+      expect.objectContaining({ code: 'DOTNET_SOURCE_REQUIRED' }),
+    );
+  });
+
+  it('--tagPrefix names every image of the plan, the runtime stage too', async () => {
+    const ctun = planCtun({ eula: 'acceptDspaceEula', tagPrefix: 'it-offline/' }, paths);
+    expect(ctun.images.map((i) => i.tags[0])).toEqual([`it-offline/${runtimeImageName()}`, `it-offline/${metadata.images.localServer}`, expect.any(String), expect.any(String), expect.any(String)]);
+    expect(await renderDockerfile(ctun.images[1]!, paths)).toContain(`FROM it-offline/${runtimeImageName()} AS runtime`);
+    const v = planVeos(veos({ image: 'veos:1', installCtun: true, tagPrefix: 'it' }), paths);
+    expect(v.images.map((i) => i.tags[0])).toEqual([`it/${runtimeImageName()}`, 'it/veos:1']);
   });
 
   it('--installCtun yes adds the runtime and a supervised tunnel server gated by CTUN_START', async () => {

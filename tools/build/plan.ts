@@ -28,6 +28,8 @@ export type ContextSource =
   | { kind: 'text'; text: string; mode?: number }
   | { kind: 'template'; template: string; values: Record<string, string>; mode?: number }
   | { kind: 'bundle'; entry: string }
+  /** A public key file (armored or binary), written dearmored as a binary keyring. */
+  | { kind: 'keyring'; path: string }
   | { kind: 'dir'; path: string; files: string[] };
 
 export interface ContextFile {
@@ -70,8 +72,14 @@ export const PYTHON_REQUIREMENTS = [
   'supervisord-dependent-startup==1.4.*',
 ] as const;
 
-/** Distributions the wheels directory must hold (toposort comes with dependent-startup). */
-export const REQUIRED_WHEELS = ['setuptools', 'supervisor', 'supervisor_console', 'supervisord_dependent_startup', 'toposort'] as const;
+/** Distributions the wheels directory must hold (toposort comes with dependent-startup), with the versions pip will accept. */
+export const REQUIRED_WHEELS = [
+  { name: 'setuptools', version: '*' },
+  { name: 'supervisor', version: '4.2.*' },
+  { name: 'supervisor_console', version: '0.5.*' },
+  { name: 'supervisord_dependent_startup', version: '1.4.*' },
+  { name: 'toposort', version: '*' },
+] as const;
 
 export const DEFAULT_PIP_INDEX = 'https://pypi.org/simple';
 
@@ -84,8 +92,16 @@ export interface DotnetPlan {
   /** Why it is installed or skipped. */
   reason: string;
   server: string;
+  /** Suite of the feed's `deb` line (the base release's code name). */
+  suite: string;
   /** URL or file of the server's public key. */
   key: string;
+  /**
+   * Where the key sits in the image, named by `signed-by` for this source only: a
+   * file key is dearmored on the build host into a binary keyring (`.gpg`); a URL key
+   * is fetched as it is (`.asc`, which apt reads armored).
+   */
+  keyring: string;
   packages: string[];
 }
 
@@ -149,6 +165,17 @@ export interface CommonBuildOptions {
   noCache?: boolean;
   /** Entry of the bundled `ctun` script; default tools/cli/ctun.ts. */
   ctunEntry?: string;
+  /**
+   * Prefix of every image name this plan tags (`P/dspace/ctun/local-server:23.1.0`),
+   * e.g. a registry to push to later, or a test's own names; default none.
+   */
+  tagPrefix?: string;
+}
+
+/** An image name with the plan's tag prefix. */
+export function prefixed(name: string, options: Pick<CommonBuildOptions, 'tagPrefix'>): string {
+  const p = options.tagPrefix?.replace(/\/+$/, '');
+  return p ? `${p}/${name}` : name;
 }
 
 export function checkEula(eula: string | undefined): void {
@@ -229,7 +256,7 @@ exec /opt/ctun/bin/node /opt/ctun/ctun.mjs "$@"
 `;
 
 function runtimeStep(paths: ProjectPaths, options: CommonBuildOptions, planHash: Record<string, string>): ImageStep {
-  const image = runtimeImageName();
+  const image = prefixed(runtimeImageName(), options);
   return {
     id: 'ctun-runtime',
     title: `tunnel runtime ${image}`,
@@ -267,14 +294,15 @@ export function planCtun(options: CommonBuildOptions, paths: ProjectPaths, only:
   const images: ImageStep[] = [runtime];
   for (const id of only) {
     const r = ROLES[id];
+    const name = prefixed(r.image(), options);
     const step: ImageStep = {
       id,
-      title: r.image(),
-      tags: [r.image()],
+      title: name,
+      tags: [name],
       dockerfile: {
         template: 'ctun.Dockerfile',
         values: {
-          image: r.image(),
+          image: name,
           role: r.role,
           runtimeImage: runtime.tags[0]!,
           baseImage: base.image,
@@ -318,25 +346,66 @@ export interface VeosOptions extends CommonBuildOptions {
   /** .NET package server and its key (URL or file). */
   dotnetServer?: string;
   dotnetKey?: string;
+  /**
+   * Packages to install from the .NET feed (`--dotnetPackages`); giving them installs
+   * them whatever the tarball's manifest says. Default: dotnet-runtime-6.0 when the
+   * manifest needs .NET.
+   */
+  dotnetPackages?: string[];
 }
 
 function quote(s: string): string {
   return /^[A-Za-z0-9_./:=@+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-/** The wheels missing from `files` for the required distributions. */
+function versionMatches(version: string, spec: string): boolean {
+  if (spec === '*') return true;
+  const prefix = spec.replace(/\.\*$/, '');
+  return version === prefix || version.startsWith(`${prefix}.`);
+}
+
+export interface WheelShortfall {
+  name: string;
+  version: string;
+  /** Versions of that distribution that are there but do not fit. */
+  found: string[];
+}
+
+/** The required distributions that no wheel in `files` provides in a fitting version. */
+export function checkWheels(files: string[]): WheelShortfall[] {
+  const have = files
+    .filter((f) => f.endsWith('.whl'))
+    .map((f) => {
+      const [name, version] = f.split('-');
+      return { name: name!.toLowerCase().replace(/[-.]/g, '_'), version: version ?? '' };
+    });
+  const out: WheelShortfall[] = [];
+  for (const w of REQUIRED_WHEELS) {
+    const same = have.filter((h) => h.name === w.name);
+    if (!same.some((h) => versionMatches(h.version, w.version))) out.push({ name: w.name, version: w.version, found: same.map((h) => h.version) });
+  }
+  return out;
+}
+
+/** The wheels missing from `files` for the required distributions (names only). */
 export function missingWheels(files: string[]): string[] {
-  const names = files.filter((f) => f.endsWith('.whl')).map((f) => f.split('-')[0]!.toLowerCase().replace(/[-.]/g, '_'));
-  return REQUIRED_WHEELS.filter((w) => !names.includes(w));
+  return checkWheels(files).map((w) => w.name);
+}
+
+/** `pip download` of exactly what is short, into `dir`. */
+export function pipDownloadLine(short: WheelShortfall[], dir: string): string {
+  const reqs = short.map((w) => quote(w.version === '*' ? w.name.replace(/_/g, '-') : `${w.name.replace(/_/g, '-')}==${w.version}`));
+  return `pip download --no-cache-dir --only-binary=:all: ${reqs.join(' ')} -d ${quote(dir)}`;
 }
 
 export function planPython(options: VeosOptions): PythonPlan {
   const requirements = [...PYTHON_REQUIREMENTS];
   if (options.wheels) {
-    const missing = missingWheels(options.wheels.files);
-    if (missing.length) {
-      throw new CtunError('WHEELS_MISSING', `${options.wheels.dir} lacks wheels for: ${missing.join(', ')}`, {
-        hint: `on a machine with Internet access: pip download --no-cache-dir ${PYTHON_REQUIREMENTS.slice(1).map((r) => quote(r)).join(' ')} setuptools -d ${options.wheels.dir}`,
+    const short = checkWheels(options.wheels.files);
+    if (short.length) {
+      const what = short.map((w) => `${w.name}${w.version === '*' ? '' : ` ${w.version}`}${w.found.length ? ` (found ${w.found.join(', ')})` : ''}`);
+      throw new CtunError('WHEELS_MISSING', `${options.wheels.dir} lacks wheels for: ${what.join('; ')}`, {
+        hint: `on a machine with Internet access: ${pipDownloadLine(short, options.wheels.dir)}, then copy them here`,
         exitCode: ExitCode.Usage,
       });
     }
@@ -390,29 +459,40 @@ export function planDotnet(options: VeosOptions, release: Release | undefined): 
   const r = release ?? resolveRelease('ubuntu');
   const server = options.dotnetServer ?? `https://packages.microsoft.com/${r.distro}/${r.version}/prod`;
   const key = options.dotnetKey ?? DEFAULT_DOTNET_KEY;
-  const needed = options.tarball.needsDotnet;
+  const forced = (options.dotnetPackages?.length ?? 0) > 0;
+  const needed = forced || options.tarball.needsDotnet;
+  if (needed && options.mode === 'offline' && (!options.dotnetServer || !options.dotnetKey)) {
+    throw new CtunError('DOTNET_SOURCE_REQUIRED', `an offline build installs .NET only from a given feed, and ${!options.dotnetServer ? 'no .NET server' : 'no key file'} was given`, {
+      hint: 'give MICROSOFT_DOTNET_SERVER and MICROSOFT_PUBLIC_KEY_FILE (or --dotnetServer and --dotnetKey)',
+      exitCode: ExitCode.Usage,
+    });
+  }
+  const isUrl = /^https?:\/\//.test(key);
   return {
     needed,
-    reason: needed
-      ? `the tarball's manifest says ${options.tarball.product} needs .NET`
-      : `skipped: the tarball's manifest says ${options.tarball.product} needs no .NET`,
-    server,
+    reason: forced
+      ? `--dotnetPackages ${options.dotnetPackages!.join(' ')} given`
+      : needed
+        ? `the tarball's manifest says ${options.tarball.product} needs .NET`
+        : `skipped: the tarball's manifest says ${options.tarball.product} needs no .NET`,
+    server: server.replace(/\/+$/, ''),
+    suite: r.suite,
     key,
-    packages: ['dotnet-runtime-6.0'],
+    keyring: isUrl ? '/usr/share/keyrings/ctun-dotnet.asc' : '/usr/share/keyrings/ctun-dotnet.gpg',
+    packages: forced ? options.dotnetPackages! : ['dotnet-runtime-6.0'],
   };
 }
 
-function dotnetSection(d: DotnetPlan, release: Release | undefined): { section: string; files: ContextFile[] } {
+function dotnetSection(d: DotnetPlan): { section: string; files: ContextFile[] } {
   if (!d.needed) return { section: '', files: [] };
-  const keyInImage = '/usr/share/keyrings/microsoft-dotnet.asc';
   const isUrl = /^https?:\/\//.test(d.key);
-  const files: ContextFile[] = isUrl ? [] : [{ path: 'dotnet/microsoft.asc', from: { kind: 'file', path: d.key } }];
-  const suite = release?.suite ?? resolveRelease('ubuntu').suite;
+  const files: ContextFile[] = isUrl ? [] : [{ path: 'dotnet/keyring.gpg', from: { kind: 'keyring', path: d.key } }];
+  // signed-by: this key vouches for this source only, never for apt as a whole.
   return {
     section: [
-      isUrl ? `ADD ${d.key} ${keyInImage}` : `COPY dotnet/microsoft.asc ${keyInImage}`,
-      `RUN chmod 0644 ${keyInImage} \\`,
-      ` && echo "deb [signed-by=${keyInImage}] ${d.server} ${suite} main" > /etc/apt/sources.list.d/microsoft-dotnet.list \\`,
+      isUrl ? `ADD ${d.key} ${d.keyring}` : `COPY dotnet/keyring.gpg ${d.keyring}`,
+      `RUN chmod 0644 ${d.keyring} \\`,
+      ` && echo "deb [signed-by=${d.keyring}] ${d.server} ${d.suite} main" > /etc/apt/sources.list.d/microsoft-dotnet.list \\`,
       ` && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${d.packages.join(' ')} \\`,
       ' && rm -rf /var/lib/apt/lists/*',
     ].join('\n'),
@@ -440,7 +520,7 @@ export function planVeos(options: VeosOptions, paths: ProjectPaths): BuildPlan {
   const python = planPython(options);
   const py = pythonSection(python);
   const dotnet = planDotnet(options, base.release);
-  const dn = dotnetSection(dotnet, base.release);
+  const dn = dotnetSection(dotnet);
   const t = options.tarball;
   const tarballName = basename(t.path);
   const images: ImageStep[] = [];
@@ -467,12 +547,12 @@ export function planVeos(options: VeosOptions, paths: ProjectPaths): BuildPlan {
   const exposed = options.installCtun ? [`${metadata.defaultPort}/udp`, `${metadata.defaultPort}/tcp`] : [];
   const step: ImageStep = {
     id: options.installCtun ? 'veos-ctun' : 'veos',
-    title: options.image,
-    tags: [options.image],
+    title: prefixed(options.image, options),
+    tags: [prefixed(options.image, options)],
     dockerfile: {
       template: 'veos.Dockerfile',
       values: {
-        image: options.image,
+        image: prefixed(options.image, options),
         tarball: tarballName,
         runtimeStage: runtime ? `FROM ${runtime.tags[0]} AS runtime\n` : '',
         baseImage: base.image,

@@ -8,8 +8,11 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { createLogger, ExitCode, metadata, type Logger } from '../common/index.js';
 import {
+  createBundle,
   defaultProgress,
+  dockerodeArchiver,
   executeBase,
+  loadBundle,
   executeBuildPlan,
   parseVeosArgs,
   planBaseImage,
@@ -20,6 +23,7 @@ import {
   resolveVeosOptions,
   yesNo,
   type Distro,
+  type NetworkInspector,
   type ProgressMode,
 } from '../build/index.js';
 import { connectDocker } from '../docker/index.js';
@@ -49,14 +53,32 @@ function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
 
+/** `--buildNetwork` looked up on the daemon, for the preflight. */
+function networkInspector(docker: ReturnType<typeof connectDocker>): NetworkInspector {
+  return async (name) => {
+    try {
+      const n = (await docker.docker.getNetwork(name).inspect()) as { Internal?: boolean };
+      return { internal: n.Internal === true };
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode === 404) return undefined;
+      throw e;
+    }
+  };
+}
+
 function buildOptions<T>(y: Argv<T>) {
   return y
     .option('baseImage', { type: 'string', describe: 'base image (default ubuntu:22.04, or <distro>:<version> with --distro)' })
     .option('distro', { choices: ['debian', 'ubuntu'] as const, describe: 'distribution of the base image (default from --baseImage, else ubuntu)' })
-    .option('dockerRepository', { type: 'string', describe: 'registry the base image is pulled from (offline sites)' })
-    .option('ubuntuArchiveServer', { type: 'string', describe: 'apt archive server: host, IP or URL (default: the base image\'s own sources)' })
-    .option('ubuntuSecurityServer', { type: 'string', describe: 'apt security server: host, IP or URL (default: the archive server)' })
-    .option('buildNetwork', { type: 'string', describe: 'network of the RUN steps, e.g. an internal one for offline builds' })
+    .option('dockerRepository', { type: 'string', describe: 'registry the base image is pulled from, e.g. 10.0.0.5:5000 (offline sites; loopback needs no TLS)' })
+    .option('ubuntuArchiveServer', {
+      type: 'string',
+      alias: 'archiveServer',
+      describe: 'apt archive server: host, IP or URL (default: the base image\'s own sources); it replaces every apt source of the image',
+    })
+    .option('ubuntuSecurityServer', { type: 'string', alias: 'securityServer', describe: 'apt security server: host, IP or URL (default: the archive server)' })
+    .option('buildNetwork', { type: 'string', describe: 'network of the RUN steps, e.g. an internal one that reaches only the mirrors' })
+    .option('tagPrefix', { type: 'string', describe: 'prefix of every image name built (e.g. a registry); default none' })
     .option('cache', { type: 'boolean', default: true, describe: 'use the layer cache (--no-cache to rebuild every layer)' })
     .option('entry', { type: 'string', hidden: true, describe: 'entry bundled as the ctun script (default tools/cli/ctun.ts)' });
 }
@@ -116,12 +138,14 @@ async function main(): Promise<void> {
               ...(argv.ubuntuSecurityServer ? { securityServer: argv.ubuntuSecurityServer } : {}),
               ...(argv.buildNetwork ? { network: argv.buildNetwork } : {}),
               ...(argv.entry ? { ctunEntry: resolve(argv.entry) } : {}),
+              ...(argv.tagPrefix ? { tagPrefix: argv.tagPrefix } : {}),
               noCache: !argv.cache,
             },
             paths,
           );
           if (argv['print-plan']) return printJson(plan);
-          const built = await executeBuildPlan(plan, { docker: connectDocker(), logger: loggerOf(argv), paths, progress: progressOf(argv) });
+          const docker = connectDocker();
+          const built = await executeBuildPlan(plan, { docker, logger: loggerOf(argv), paths, progress: progressOf(argv), inspectNetwork: networkInspector(docker) });
           for (const b of built) process.stdout.write(`${b.tags.join(' ')} ${b.imageId}\n`);
         }),
     )
@@ -139,11 +163,13 @@ async function main(): Promise<void> {
           .option('installCtun', { type: 'string', default: 'no', describe: 'yes: the tunnel server inside, started when the container gets CTUN_START=yes' })
           .option('wheels', { type: 'string', describe: 'directory of Python wheels (offline default: the tarball\'s directory)' })
           .option('pipIndexUrl', { type: 'string', describe: 'pip index (online; default https://pypi.org/simple)' })
-          .option('dotnetServer', { type: 'string', describe: '.NET package server (used only when the tarball needs .NET)' })
-          .option('dotnetKey', { type: 'string', describe: 'its public key, file or URL' })
+          .option('dotnetServer', { type: 'string', describe: '.NET package server (used only when the tarball needs .NET or --dotnetPackages is given)' })
+          .option('dotnetKey', { type: 'string', describe: 'its public key: a file (armored or binary; dearmored into a keyring for signed-by) or a URL' })
+          .option('dotnetPackages', { type: 'string', array: true, describe: 'packages to install from the .NET feed, whatever the tarball says (default dotnet-runtime-6.0 when it needs .NET)' })
           .example('$0 veos online acceptDspaceEula dspace/veos/simulator:23.1 dspace-veos-2023a.tar.gz', 'online')
           .example('$0 veos online acceptDspaceEula dspace/veos/simulator:23.1-ctun dspace-veos-2023a.tar.gz --installCtun yes', 'with the tunnel inside')
-          .example('$0 veos offline acceptDspaceEula IMAGE TARBALL ARCHIVE SECURITY DOTNET_SERVER KEY_FILE --dockerRepository R', 'offline (seed form)'),
+          .example('$0 veos offline acceptDspaceEula IMAGE TARBALL ARCHIVE SECURITY DOTNET_SERVER KEY_FILE --dockerRepository R', 'offline (seed form)')
+          .example('$0 veos --offline acceptDspaceEula IMAGE TARBALL --archiveServer A --securityServer S --dotnetServer D --dotnetKey K --wheels DIR', 'offline (flag form)'),
       (argv) =>
         runCommandBody(PROGRAM, argv.verbose, async () => {
           const flags: Parameters<typeof parseVeosArgs>[1] = { offline: argv.offline };
@@ -162,12 +188,73 @@ async function main(): Promise<void> {
             ...(argv.dockerRepository ? { dockerRepository: argv.dockerRepository } : {}),
             ...(argv.buildNetwork ? { network: argv.buildNetwork } : {}),
             ...(argv.entry ? { ctunEntry: argv.entry } : {}),
+            ...(argv.tagPrefix ? { tagPrefix: argv.tagPrefix } : {}),
+            ...(argv.dotnetPackages?.length ? { dotnetPackages: argv.dotnetPackages.map(String) } : {}),
             noCache: !argv.cache,
           });
           const plan = planVeos(options, paths);
           if (argv['print-plan']) return printJson(plan);
-          const built = await executeBuildPlan(plan, { docker: connectDocker(), logger: loggerOf(argv), paths, progress: progressOf(argv) });
+          const docker = connectDocker();
+          const built = await executeBuildPlan(plan, { docker, logger: loggerOf(argv), paths, progress: progressOf(argv), inspectNetwork: networkInspector(docker) });
           for (const b of built) process.stdout.write(`${b.tags.join(' ')} ${b.imageId}\n`);
+        }),
+    )
+    .command(
+      'bundle',
+      'write every image and the simulator tarball into one archive with a manifest of checksums, to carry to an air-gapped site',
+      (y) =>
+        y
+          .option('out', { type: 'string', demandOption: true, describe: 'the archive to write' })
+          .option('image', {
+            type: 'string',
+            array: true,
+            describe: 'images to put in (default: the four ctun images and both simulator images, those that exist)',
+          })
+          .option('file', { type: 'string', array: true, default: [] as string[], describe: 'files to carry along, e.g. dspace-veos-2023a.tar.gz' })
+          .example('$0 bundle --out ctun-23.1.0.bundle.tar --file dspace-veos-2023a.tar.gz', 'all images and the tarball')
+          .example('$0 load ctun-23.1.0.bundle.tar', 'on the air-gapped site'),
+      (argv) =>
+        runCommandBody(PROGRAM, argv.verbose, async () => {
+          const docker = connectDocker();
+          let images = (argv.image ?? []).map(String);
+          if (!images.length) {
+            const all = [
+              metadata.images.localServer,
+              metadata.images.separateServer,
+              metadata.images.localClient,
+              metadata.images.separateClient,
+              metadata.images.veos,
+              metadata.images.veosCtun,
+            ];
+            images = [];
+            for (const i of all) if (await docker.imageExists(i)) images.push(i);
+          }
+          const m = await createBundle({
+            docker,
+            archiver: dockerodeArchiver(docker.docker),
+            logger: loggerOf(argv),
+            images,
+            files: argv.file.map((f) => resolve(String(f))),
+            out: argv.out,
+          });
+          for (const x of m.members) process.stdout.write(`${x.sha256}  ${x.size}  ${x.path}\n`);
+          process.stdout.write(`${resolve(argv.out)}: ${m.images.length} images (${m.images.map((i) => i.ref).join(' ')}), ${m.files.length} files\n`);
+        }),
+    )
+    .command(
+      'load <bundle>',
+      'verify a bundle against its manifest, then load its images and unpack its files',
+      (y) =>
+        y
+          .positional('bundle', { type: 'string', demandOption: true, describe: 'the archive ctun-build bundle wrote' })
+          .option('filesOut', { type: 'string', default: '.', describe: 'where the carried files (the tarball) go' }),
+      (argv) =>
+        runCommandBody(PROGRAM, argv.verbose, async () => {
+          const docker = connectDocker();
+          await docker.ping();
+          const r = await loadBundle({ docker, archiver: dockerodeArchiver(docker.docker), logger: loggerOf(argv), file: argv.bundle, filesOut: argv.filesOut });
+          for (const i of r.manifest.images) process.stdout.write(`loaded ${i.ref} ${i.id}\n`);
+          for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
         }),
     )
     .command(
@@ -180,7 +267,7 @@ async function main(): Promise<void> {
           process.stdout.write(`${r.path} sha256=${r.sha256}\n`);
         }),
     )
-    .demandCommand(1, 'give a command: base, ctun, veos or standin')
+    .demandCommand(1, 'give a command: base, ctun, veos, bundle, load or standin')
     .strict()
     .recommendCommands()
     .version(metadata.ctunVersion)

@@ -1,0 +1,81 @@
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import * as tar from 'tar';
+import { createMemoryLogger } from '../common/index.js';
+import { createMemoryDocker } from '../docker/index.js';
+import { createBundle, loadBundle, verifyBundle, type ImageArchiver } from './airgap.js';
+
+/** An archiver whose "docker save" is a fixed byte string; load records what it got. */
+function memoryArchiver(): ImageArchiver & { loaded: Buffer[] } {
+  const loaded: Buffer[] = [];
+  return {
+    loaded,
+    async save(refs) {
+      return Readable.from([Buffer.from(`saved ${refs.join(',')}\n`.repeat(1000))]);
+    },
+    async load(archive) {
+      const chunks: Buffer[] = [];
+      for await (const c of archive) chunks.push(c as Buffer);
+      loaded.push(Buffer.concat(chunks));
+    },
+  };
+}
+
+async function setup() {
+  const dir = await mkdtemp(join(tmpdir(), 'ctun-airgap-'));
+  const tarball = join(dir, 'dspace-veos-2023a.tar.gz');
+  await writeFile(tarball, 'the simulator tarball');
+  const docker = createMemoryDocker({ images: ['a/one:1', 'a/two:1'] });
+  const archiver = memoryArchiver();
+  const out = join(dir, 'out', 'b.tar');
+  const m = await createBundle({ docker, archiver, logger: createMemoryLogger(), images: ['a/one:1', 'a/two:1'], files: [tarball], out });
+  return { dir, docker, archiver, out, m };
+}
+
+describe('air-gap bundles', () => {
+  it('holds a manifest with the checksum of every member; load verifies, loads and unpacks', async () => {
+    const { dir, docker, archiver, out, m } = await setup();
+    expect(m.members.map((x) => x.path)).toEqual(['images.tar', 'files/dspace-veos-2023a.tar.gz']);
+    expect(m.images.map((i) => i.ref)).toEqual(['a/one:1', 'a/two:1']);
+    const listed: string[] = [];
+    await tar.t({ file: out, onReadEntry: (e) => listed.push(e.path) });
+    expect(listed).toEqual(['manifest.json', 'images.tar', 'files/dspace-veos-2023a.tar.gz']);
+    const r = await loadBundle({ docker, archiver, logger: createMemoryLogger(), file: out, filesOut: join(dir, 'site') });
+    expect(archiver.loaded[0]!.toString()).toContain('saved a/one:1,a/two:1');
+    expect(await readFile(r.files[0]!, 'utf8')).toBe('the simulator tarball');
+  });
+
+  it('refuses a bundle with one flipped byte, naming the member; nothing is loaded', async () => {
+    const { dir, docker, archiver, out } = await setup();
+    const bytes = await readFile(out);
+    // flip a byte inside images.tar's data (after the manifest's 512-byte header and body)
+    const at = bytes.indexOf(Buffer.from('saved a/one:1'), 1024) + 3;
+    bytes[at] = bytes[at]! ^ 0xff;
+    await writeFile(out, bytes);
+    await expect(loadBundle({ docker, archiver, logger: createMemoryLogger(), file: out, filesOut: join(dir, 'site') })).rejects.toMatchObject({
+      code: 'BUNDLE_CORRUPT',
+      message: expect.stringMatching(/images\.tar has sha256 [0-9a-f]{16}…, the manifest says/),
+    });
+    expect(archiver.loaded).toHaveLength(0);
+  });
+
+  it('refuses a truncated bundle and a tar that is no bundle', async () => {
+    const { dir, out } = await setup();
+    const bytes = await readFile(out);
+    await writeFile(out, bytes.subarray(0, bytes.length - 4096));
+    await expect(verifyBundle(out, await mkdtemp(join(dir, 'v-')))).rejects.toMatchObject({ code: 'BUNDLE_CORRUPT' });
+    const other = join(dir, 'other.tar');
+    await tar.c({ file: other, cwd: dir }, ['dspace-veos-2023a.tar.gz']);
+    await expect(verifyBundle(other, await mkdtemp(join(dir, 'v-')))).rejects.toMatchObject({ code: 'BUNDLE_CORRUPT', message: expect.stringContaining('manifest.json is missing') });
+  });
+
+  it('names an image that does not exist before writing anything', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctun-airgap-'));
+    await expect(
+      createBundle({ docker: createMemoryDocker(), archiver: memoryArchiver(), logger: createMemoryLogger(), images: ['no/such:1'], files: [], out: join(dir, 'b.tar') }),
+    ).rejects.toMatchObject({ code: 'BUNDLE_IMAGE_MISSING' });
+  });
+});
