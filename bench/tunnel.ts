@@ -236,10 +236,12 @@ async function detectCtunSecure(dir: string, log: (l: string) => void): Promise<
     return undefined;
   }
   const out = join(dir, 'ctun-certs');
-  const made = await execa(NODE, [CTUN, 'certs', '--out', out, '--server-host', B_UNDERLAY, '--client-name', 'bench'], { reject: false, timeout: 60_000, all: true });
-  if (made.exitCode !== 0) {
-    log(`ctun certs failed, secured ctun rows skipped: ${made.all?.split('\n').slice(-3).join(' ')}`);
-    return undefined;
+  for (const step of [['init'], ['server', '--host', B_UNDERLAY], ['client', 'bench']]) {
+    const made = await execa(NODE, [CTUN, 'certs', ...step, '--out', out], { reject: false, timeout: 60_000, all: true });
+    if (made.exitCode !== 0) {
+      log(`ctun certs ${step[0]} failed, secured ctun rows skipped: ${made.all?.split('\n').slice(-3).join(' ')}`);
+      return undefined;
+    }
   }
   return {
     serverArgs: ['--tls', '--ca', join(out, 'ca.crt'), '--cert', join(out, 'server.crt'), '--key', join(out, 'server.key')],
