@@ -162,6 +162,12 @@ async function deploy(argv: Record<string, any>, plan: DeploymentPlan): Promise<
 }
 
 async function main(): Promise<void> {
+  // A closed pipe (`ctun-run … | head`) must not kill a run halfway, before its undo.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') throw e;
+    });
+  }
   await yargs(hideBin(process.argv))
     .scriptName(PROGRAM)
     .usage('$0 <command>\n\nRuns the simulator and the tunnel server in Docker (Container Tunnel Utility 23.1 deployments).')

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createMemoryLogger, metadata } from '../common/index.js';
-import { cidrOverlap, executeDeployment } from './execute.js';
+import { cidrOverlap, executeDeployment, freeSubnets } from './execute.js';
 import { createMemoryRunEngine, FakeDockerError, type MemoryRunOptions } from './memory.js';
 import { planIntegrated, planSeparated, type ContainerPlan } from './plan.js';
 import { failureInLog } from './errors.js';
@@ -117,7 +117,16 @@ describe('executeDeployment', () => {
     expect(engine.networks.size).toBe(0);
   });
 
-  it('a Docker subnet overlapping the tunnel is refused', async () => {
+  it('a subnet Docker chose over the tunnel\'s is replaced by the next free pool', async () => {
+    const engine = engineWith({ subnets: ['192.168.96.0/20'] });
+    const r = await executeDeployment(separated(), { engine, logger: createMemoryLogger() });
+    expect(r.network?.subnet).toBe('172.17.0.0/16');
+    expect(engine.calls.filter((c) => c.includes('network'))).toEqual(['create network dspace-ctun', 'remove network dspace-ctun', 'create network dspace-ctun']);
+    expect(freeSubnets(['172.17.0.0/16', '172.18.0.0/16'], '192.168.100.1/24').slice(0, 2)).toEqual(['172.19.0.0/16', '172.20.0.0/16']);
+    expect(freeSubnets([], '192.168.100.1/24')).not.toContain('192.168.96.0/20');
+  });
+
+  it('a given subnet overlapping the tunnel is refused', async () => {
     const engine = engineWith();
     await expect(executeDeployment(separated({ subnet: '192.168.96.0/20' }), { engine, logger: createMemoryLogger() })).rejects.toMatchObject({ code: 'NETWORK_SUBNET' });
     expect(engine.networks.size).toBe(0);

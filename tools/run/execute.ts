@@ -2,7 +2,7 @@ import { CtunError, ExitCode, metadata, type Logger } from '../common/index.js';
 import { LABEL_PLAN } from '../docker/index.js';
 import { parseSimulatorReady, type SimulatorReadyPorts } from '../simulator/index.js';
 import type { ContainerInfo, RunEngine } from './engine.js';
-import { explainContainerError, explainNetworkError, imageMissing, nameInUse } from './errors.js';
+import { daemonMessage, explainContainerError, explainNetworkError, imageMissing, nameInUse } from './errors.js';
 import { buildCommandFor, clientCommands, LABEL_DEPLOYMENT, type ContainerPlan, type DeploymentPlan } from './plan.js';
 import { InterruptedError, waitReady } from './wait.js';
 
@@ -83,6 +83,17 @@ export function cidrOverlap(a: string, b: string): boolean {
   return ((pa[0] & mask) >>> 0) === ((pb[0] & mask) >>> 0);
 }
 
+/**
+ * Subnets from Docker's default address pools (172.17-31.0.0/16, 192.168.0.0/16 in
+ * /20 steps) that overlap neither a taken subnet nor `avoid`, in pool order.
+ */
+export function freeSubnets(taken: string[], avoid: string): string[] {
+  const pools: string[] = [];
+  for (let b = 17; b <= 31; b++) pools.push(`172.${b}.0.0/16`);
+  for (let c = 0; c < 256; c += 16) pools.push(`192.168.${c}.0/20`);
+  return pools.filter((p) => !cidrOverlap(p, avoid) && !taken.some((t) => cidrOverlap(p, t)));
+}
+
 export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): DeploymentRun {
   const { engine, logger, signal } = options;
   const created: Array<{ kind: 'container' | 'network'; id: string; name: string }> = [];
@@ -142,14 +153,42 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
           throw explainNetworkError(e, spec);
         }
         created.push({ kind: 'network', id, name: spec.name });
-        const info = await engine.findNetwork(id);
-        network = { name: spec.name, id, ...(info?.subnet ? { subnet: info.subnet } : {}), ...(info?.gateway ? { gateway: info.gateway } : {}) };
+        let info = await engine.findNetwork(id);
         const tunnelNet = `${plan.serverAddress}/24`;
         if (info?.subnet && cidrOverlap(info.subnet, tunnelNet)) {
-          throw new CtunError('NETWORK_SUBNET', `Docker gave network ${spec.name} the subnet ${info.subnet}, which overlaps the tunnel's ${tunnelNet}`, {
-            hint: 'give it a free subnet with --subnet, e.g. --subnet 172.30.99.0/24',
-          });
+          if (spec.subnet) {
+            throw new CtunError('NETWORK_SUBNET', `the subnet ${info.subnet} of network ${spec.name} overlaps the tunnel's ${tunnelNet}`, {
+              hint: 'give another --subnet, e.g. --subnet 172.30.99.0/24',
+            });
+          }
+          // Docker's default pools include 192.168.0.0/16 in /20 steps, one of which
+          // holds the tunnel subnet: take the next free pool of the same kind instead.
+          logger.info('network subnet overlaps the tunnel; choosing another', { network: spec.name, subnet: info.subnet, tunnel: tunnelNet });
+          await engine.removeNetwork(id);
+          created.pop();
+          const taken = (await engine.listNetworks([])).map((n) => n.subnet).filter((x): x is string => !!x);
+          const candidates = freeSubnets(taken, tunnelNet);
+          let made: string | undefined;
+          for (const subnet of candidates.slice(0, 20)) {
+            checkAborted(signal, `creating network ${spec.name}`);
+            try {
+              made = await engine.createNetwork({ ...spec, subnet });
+              break;
+            } catch (e) {
+              // Taken meanwhile (another network, a host route): try the next one.
+              if (!/overlap|pool|in use/i.test(daemonMessage(e))) throw explainNetworkError(e, spec);
+            }
+          }
+          if (!made) {
+            throw new CtunError('NETWORK_SUBNET', `no free subnet for network ${spec.name} that stays clear of the tunnel's ${tunnelNet}`, {
+              hint: 'give one with --subnet, e.g. --subnet 172.30.99.0/24',
+            });
+          }
+          id = made;
+          created.push({ kind: 'network', id, name: spec.name });
+          info = await engine.findNetwork(id);
         }
+        network = { name: spec.name, id, ...(info?.subnet ? { subnet: info.subnet } : {}), ...(info?.gateway ? { gateway: info.gateway } : {}) };
         logger.info('network created', { network: spec.name, subnet: info?.subnet });
       },
     });

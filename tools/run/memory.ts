@@ -32,6 +32,8 @@ export interface MemoryRunOptions {
   script?: (spec: ContainerPlan) => ContainerScript;
   /** Fail a create or start: return the error to throw. */
   refuse?: (spec: ContainerPlan, step: 'create' | 'start') => Error | undefined;
+  /** Subnets handed out, in order, to networks created without one; then 172.30.0.0/24. */
+  subnets?: string[];
   /** Containers that exist beforehand (by name), e.g. to test "name in use". */
   existing?: Array<{ name: string; labels?: Record<string, string> }>;
 }
@@ -159,7 +161,8 @@ export function createMemoryRunEngine(options: MemoryRunOptions = {}): RunEngine
       calls.push(`create network ${spec.name}`);
       if ([...networks.values()].some((n) => n.name === spec.name)) throw new FakeDockerError(409, `network with name ${spec.name} already exists`);
       const id = nextId();
-      networks.set(id, { id, name: spec.name, labels: spec.labels, subnet: spec.subnet ?? '172.30.0.0/24', gateway: '172.30.0.1' });
+      const subnet = spec.subnet ?? options.subnets?.shift() ?? '172.30.0.0/24';
+      networks.set(id, { id, name: spec.name, labels: spec.labels, subnet, gateway: subnet.replace(/\.0\/\d+$/, '.1') });
       return id;
     },
     async removeNetwork(id) {
