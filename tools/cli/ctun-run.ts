@@ -24,7 +24,7 @@ import {
   type Transport,
 } from '../run/index.js';
 import { onceSignal, runCommandBody, usageError } from './common.js';
-import { k8sCommand } from './ctun-run-k8s.js';
+import type { CommandModule } from 'yargs';
 
 const PROGRAM = 'ctun-run';
 
@@ -161,7 +161,17 @@ async function deploy(argv: Record<string, any>, plan: DeploymentPlan): Promise<
   return ExitCode.Ok;
 }
 
+/**
+ * The k8s commands load @kubernetes/client-node, which costs seconds at start-up:
+ * load them only when `k8s` is the command; otherwise a stand-in lists it in --help.
+ */
+async function k8sCommandModule(args: string[]): Promise<CommandModule<object, any>> {
+  if (args[0] === 'k8s') return (await import('./ctun-run-k8s.js')).k8sCommand;
+  return { command: 'k8s <command>', describe: 'Kubernetes: render the manifests, deploy integrated or separated, delete', builder: (y) => y, handler: () => {} };
+}
+
 async function main(): Promise<void> {
+  const k8sCommand = await k8sCommandModule(hideBin(process.argv));
   // A closed pipe (`ctun-run … | head`) must not kill a run halfway, before its undo.
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (e: NodeJS.ErrnoException) => {

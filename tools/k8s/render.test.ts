@@ -89,12 +89,12 @@ describe('parameters', () => {
     }
     expect(JSON.stringify(manifest(r, 'simulator').objects)).not.toContain('ctun-tls');
     // TLS over UDP: the handshake runs over TCP on the same port and NodePort number.
-    expect(manifest(r, 'service').objects[0]!.spec.ports).toEqual([
+    expect((manifest(r, 'service').objects[0] as any).spec.ports).toEqual([
       { name: 'ctun-udp', protocol: 'UDP', port: 1723, targetPort: 'ctun-udp', nodePort: 31723 },
       { name: 'ctun-tls', protocol: 'TCP', port: 1723, targetPort: 'ctun-tls', nodePort: 31723 },
     ]);
     expect(() => renderManifests({ tlsSecret: 'ctun-tls' })).toThrow(/TLS over UDP needs a fixed NodePort/);
-    expect(manifest(renderManifests({ tlsSecret: 'ctun-tls', transport: 'tcp' }), 'service').objects[0]!.spec.ports).toHaveLength(1);
+    expect((manifest(renderManifests({ tlsSecret: 'ctun-tls', transport: 'tcp' }), 'service').objects[0] as any).spec.ports).toHaveLength(1);
     // Without a secret: no TLS flags, no secret volume.
     const plain = container(manifest(renderManifests(), 'integrated').objects[0]!, 'ctun');
     expect(plain.args).not.toContain('--tls');
