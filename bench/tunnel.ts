@@ -193,7 +193,7 @@ async function iperf(lab: Lab, ns: string, target: string, seconds: number, reve
     }
     const rx = j.end?.sum_received;
     if (rx !== undefined && j.error === undefined) return { mbps: rx.bits_per_second / 1e6, bytes: rx.bytes, retransmits: j.end?.sum_sent?.retransmits ?? 0 };
-    last = j.error ?? 'no result';
+    last = last ? `${last}; then: ${j.error ?? 'no result'}` : (j.error ?? 'no result');
     await sleep(1500);
   }
   void lab;
@@ -264,9 +264,12 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
   const [ia, ib] = await lab.veth(a, `${A_UNDERLAY}/24`, b, `${B_UNDERLAY}/24`);
   // The client's TAP, made once as a user would with `ctun configure`.
   await lab.exec(a, NODE, [CTUN, 'configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive'], 60_000);
-  const iperfServer = lab.spawn(b, 'iperf3', ['-s', '-p', IPERF_PORT, '--forceflush'], 'iperf3 server');
-  await iperfServer.waitFor(/Server listening/, 10_000);
-  const ctx: Context = { lab, a, b, ia, ib, pki, ctunSecure, ctunScript: bundled.script, keep: [iperfServer] };
+  const startIperfServer = async (): Promise<Proc> => {
+    const server = lab.spawn(b, 'iperf3', ['-s', '-p', IPERF_PORT, '--forceflush'], 'iperf3 server');
+    await server.waitFor(/Server listening/, 10_000);
+    return server;
+  };
+  const ctx: Context = { lab, a, b, ia, ib, pki, ctunSecure, ctunScript: bundled.script, keep: [await startIperfServer()] };
 
   const scenarios: Scenario[] = [
     direct,
@@ -287,11 +290,15 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
     const order = round % 2 === 0 ? scenarios : [...scenarios].reverse();
     for (const s of order) {
       o.log(`round ${round + 1}/${o.rounds}: ${s.name}`);
+      // A fresh iperf3 server per scenario: one left "busy" by a test that a slow
+      // tunnel cut short must not fail the next scenario.
+      for (const p of ctx.keep) await p.stop();
+      ctx.keep = [await startIperfServer()];
       results.push(await measure(ctx, s, o));
     }
     rounds.push(results);
   }
-  await iperfServer.stop();
+  for (const p of ctx.keep) await p.stop();
   return scenarios.map((s) => median(rounds.map((r) => r.find((m) => m.name === s.name)!)));
 }
 
