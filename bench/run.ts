@@ -1,7 +1,8 @@
 /**
  * `npm run bench [-- SECTION...] [--seconds N] [--rounds N] [--only REGEX]`
  *
- * Sections: `tunnel` (the default; needs root, iperf3 and openvpn). Everything the
+ * Sections: `tunnel` (needs root, iperf3 and openvpn) and `hostile` (a good client's
+ * throughput alone and under a half-open and garbage flood); both by default. Everything the
  * run creates (namespaces, veths, TAPs, processes, a temp PKI) is removed at the end,
  * on errors and on Ctrl-C. Results go to bench/results/<date>.json and tunnel.svg.
  */
@@ -11,9 +12,10 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { Lab } from './lab.js';
 import { svgChart, table, withRatios } from './report.js';
+import { hostileTable, runHostileBench } from './hostile.js';
 import { runTunnelBench } from './tunnel.js';
 
-const SECTIONS = ['tunnel'] as const;
+const SECTIONS = ['tunnel', 'hostile'] as const;
 type Section = (typeof SECTIONS)[number];
 
 interface Args {
@@ -92,6 +94,16 @@ async function main(): Promise<number> {
         writeFileSync(`${dir}tunnel.svg`, svgChart(rows, `${machine.cores} cores, kernel ${machine.kernel}, ${stamp.slice(0, 10)}; bars: ↑ client→server, ↓ server→client`));
       }
       log(`wrote ${file}${args.only === undefined ? ' and results/tunnel.svg' : ''}`);
+    }
+    if (args.sections.includes('hostile')) {
+      const started = new Date();
+      const rows = await runHostileBench(lab, { seconds: args.seconds, log });
+      process.stdout.write(`\n${hostileTable(rows)}\n\n${cpus().length} cores; iperf3 ${args.seconds} s alone, then ${args.seconds} s under attack, same run\n`);
+      const dir = fileURLToPath(new URL('./results/', import.meta.url));
+      mkdirSync(dir, { recursive: true });
+      const file = `${dir}hostile-${started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '')}.json`;
+      writeFileSync(file, JSON.stringify({ started: started.toISOString(), cores: cpus().length, seconds: args.seconds, rows }, null, 2) + '\n');
+      log(`wrote ${file}`);
     }
     return 0;
   } finally {

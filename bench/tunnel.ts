@@ -12,13 +12,13 @@ import { execa } from 'execa';
 import { bundleCtun } from './bundle.js';
 import { Lab, run, sleep, type Proc } from './lab.js';
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const NODE = `${ROOT}node_modules/.bin/node`;
+export const ROOT = fileURLToPath(new URL('../', import.meta.url));
+export const NODE = `${ROOT}node_modules/.bin/node`;
 const CTUN = `${ROOT}bin/ctun.js`;
 
-const A_UNDERLAY = '10.250.0.1';
-const B_UNDERLAY = '10.250.0.2';
-const IPERF_PORT = '5299';
+export const A_UNDERLAY = '10.250.0.1';
+export const B_UNDERLAY = '10.250.0.2';
+export const IPERF_PORT = '5299';
 
 export type Family = 'direct' | 'vxlan' | 'openvpn' | 'ctun';
 export type Cipher = 'none' | 'aes-256-gcm' | 'tls';
@@ -136,7 +136,7 @@ function openvpn(transport: 'udp' | 'tcp', cipher: 'none' | 'aes-256-gcm'): Scen
   };
 }
 
-function ctun(transport: 'udp' | 'tcp', secure: boolean): Scenario {
+export function ctun(transport: 'udp' | 'tcp', secure: boolean): Scenario {
   return {
     name: `ctun ${transport}${secure ? ' tls' : ''}`,
     family: 'ctun',
@@ -155,7 +155,7 @@ function ctun(transport: 'udp' | 'tcp', secure: boolean): Scenario {
 
 // ---------------------------------------------------------------- measuring
 
-async function waitReachable(lab: Lab, ns: string, target: string): Promise<void> {
+export async function waitReachable(lab: Lab, ns: string, target: string): Promise<void> {
   for (let i = 0; i < 30; i++) {
     const r = await execa('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '1', target], { reject: false, timeout: 5000 });
     if (r.exitCode === 0) return;
@@ -178,7 +178,7 @@ interface IperfResult {
   retransmits: number;
 }
 
-async function iperf(lab: Lab, ns: string, target: string, seconds: number, reverse: boolean): Promise<IperfResult> {
+export async function iperf(lab: Lab, ns: string, target: string, seconds: number, reverse: boolean): Promise<IperfResult> {
   const args = ['-c', target, '-p', IPERF_PORT, '-t', String(seconds), '-J', '--connect-timeout', '5000', ...(reverse ? ['-R'] : [])];
   // On a loaded machine the server may still be closing the previous test ("busy"),
   // or a control connection may time out: retry a bounded number of times.
@@ -224,7 +224,7 @@ async function makePki(dir: string): Promise<void> {
  * Finds out whether this ctun has the secured mode (`--tls` in `ctun server --help`)
  * and, if so, makes its certificates with `ctun certs`. Undefined when it has not.
  */
-async function detectCtunSecure(dir: string, log: (l: string) => void): Promise<CtunSecure | undefined> {
+export async function detectCtunSecure(dir: string, log: (l: string) => void): Promise<CtunSecure | undefined> {
   const help = await execa(NODE, [CTUN, 'server', '--help'], { reject: false, timeout: 30_000 });
   if (!/--tls\b/.test(help.stdout)) {
     log('ctun has no --tls yet: secured ctun rows skipped');

@@ -64,6 +64,11 @@ describe.skipIf(skip)('hostile input on the tunnel port', () => {
     await server.waitFor(/invalid-message .*code=TooLarge/, 5000);
     await server.waitFor(/invalid-message .*code=VersionMismatch/, 5000);
     expect(await pc.ping('192.168.100.1')).toBe(true);
+    // Garbage is dropped below JavaScript, but counted with the rest.
+    const mark = server.output.length;
+    server.kill('SIGUSR1');
+    const stats = await server.waitFor(/stats sessions=.*/, 5000, mark);
+    expect(Number(/clients\.dropsInvalid=(\d+)/.exec(stats)![1])).toBeGreaterThanOrEqual(3);
   });
 
   it('TCP: garbage and an oversized frame close only that connection, with the error code; the good client keeps working', async () => {

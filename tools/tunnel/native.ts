@@ -19,7 +19,7 @@ export interface TapAddon {
   udpConnect(fd: number, ip: number, port: number): void;
   /** sendmmsg; `frames` true prefixes each buffer with a Data header. ip 0: the connected peer. Returns how many left. */
   udpSend(fd: number, buffers: Buffer[], ip: number, port: number, frames: boolean): number;
-  UdpReader: new (fd: number, buffer: Buffer, lengths: Uint32Array, addrs: Uint32Array, slotSize: number, onDatagrams: (count: number) => void) => { stop(): void };
+  UdpReader: new (fd: number, buffer: Buffer, lengths: Uint32Array, addrs: Uint32Array, slotSize: number, onDatagrams: (count: number) => void) => { stop(): void; filtered(): number };
 }
 
 let addon: TapAddon | undefined;

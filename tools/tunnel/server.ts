@@ -394,6 +394,7 @@ export class TunnelServer {
     const clients = createStats();
     addStats(clients, this.ended);
     for (const s of this.sessions.values()) addStats(clients, s.stats);
+    clients.dropsInvalid += this.transport?.filteredDatagrams?.() ?? 0;
     return { clients, tap: { ...this.tapStats }, sessions: this.sessions.size, macs: this.sw.size, security: { ...this.security, sealDrops: { ...this.security.sealDrops } } };
   }
 

@@ -63,6 +63,8 @@ export interface ServerTransportHandlers {
 
 export interface ServerTransport {
   readonly kind: TransportKind;
+  /** Datagrams dropped as garbage below JavaScript (the native UDP path), for the statistics. */
+  filteredDatagrams?(): number;
   listen(): Promise<{ address: string; port: number }>;
   close(): Promise<void>;
 }
@@ -117,6 +119,10 @@ export class UdpServerTransport implements ServerTransport {
 
   constructor(private readonly options: ServerTransportOptions) {
     this.sealed = options.tls === undefined ? undefined : new SealedUdpServer({ ...options, tls: options.tls }, gateFor(options));
+  }
+
+  filteredDatagrams(): number {
+    return this.batched?.filtered ?? 0;
   }
 
   async listen(): Promise<{ address: string; port: number }> {

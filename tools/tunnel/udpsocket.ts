@@ -30,7 +30,7 @@ const SLOT = 65_536;
 
 export class BatchUdpSocket {
   private readonly addon: TapAddon;
-  private reader: { stop(): void } | undefined;
+  private reader: { stop(): void; filtered(): number } | undefined;
   private closed = false;
   readonly fd: number;
   readonly port: number;
@@ -87,6 +87,11 @@ export class BatchUdpSocket {
       }
       for (let i = 0; i < count; i++) handler(views[i]!, addrs[2 * i]!, addrs[2 * i + 1]!);
     });
+  }
+
+  /** Datagrams the addon dropped as garbage before they reached JavaScript. */
+  get filtered(): number {
+    return this.reader?.filtered() ?? 0;
   }
 
   /** Sends each frame as one Data datagram; returns how many left (a full socket buffer drops the rest). */

@@ -288,7 +288,7 @@ Napi::Value UdpSend(const Napi::CallbackInfo& info) {
 class UdpReader : public Napi::ObjectWrap<UdpReader> {
  public:
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "UdpReader", {InstanceMethod("stop", &UdpReader::Stop)});
+    return DefineClass(env, "UdpReader", {InstanceMethod("stop", &UdpReader::Stop), InstanceMethod("filtered", &UdpReader::Filtered)});
   }
 
   // new UdpReader(fd, buffer, lengths: Uint32Array, addrs: Uint32Array, slotSize, onDatagrams(count))
@@ -350,6 +350,12 @@ class UdpReader : public Napi::ObjectWrap<UdpReader> {
     for (int i = 0; i < r; i++) {
       // A datagram larger than a slot is truncated: not whole messages, so drop it.
       if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;
+      // Garbage never reaches JavaScript: a flood of it must cost a recvmmsg slot, not
+      // a callback, an exception and an allocation each (PROTOCOL.md, hostile input).
+      if (!Plausible(data_ + static_cast<size_t>(i) * slot_, msgs[i].msg_len)) {
+        filtered_++;
+        continue;
+      }
       if (static_cast<uint32_t>(i) != count) memmove(data_ + static_cast<size_t>(count) * slot_, data_ + static_cast<size_t>(i) * slot_, msgs[i].msg_len);
       lengths_[count] = msgs[i].msg_len;
       addrs_[2 * count] = ntohl(from[i].sin_addr.s_addr);
@@ -372,6 +378,26 @@ class UdpReader : public Napi::ObjectWrap<UdpReader> {
     return info.Env().Undefined();
   }
 
+  Napi::Value Filtered(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(filtered_));
+  }
+
+  // A sealed datagram (marker 0xC5 and room for its header and tag), or a chain of
+  // whole plain messages with known types (1..7) that ends exactly at the datagram's
+  // end. Everything else is garbage; TypeScript still checks what passes in full.
+  static bool Plausible(const uint8_t* d, uint32_t len) {
+    if (len >= 29 && d[0] == 0xC5) return true;
+    uint32_t off = 0;
+    while (off + 4 <= len) {
+      uint8_t type = d[off];
+      if (type < 1 || type > 7 || d[off + 1] != 0) return false;
+      uint32_t n = (static_cast<uint32_t>(d[off + 2]) << 8) | d[off + 3];
+      off += 4 + n;
+    }
+    return off == len && len > 0;
+  }
+
+  uint64_t filtered_ = 0;
   int fd_ = -1;
   uint8_t* data_ = nullptr;
   uint32_t* lengths_ = nullptr;
