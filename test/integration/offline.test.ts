@@ -19,7 +19,7 @@ import Dockerode from 'dockerode';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metadata, silentLogger } from '../../tools/common/index.js';
-import { executeBase, mirrorFromSources, planBaseImage, readAptSources } from '../../tools/build/index.js';
+import { executeBase, planBaseImage, readAptSources } from '../../tools/build/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { buildStandinTarball, LICENSE_READY_PATTERN, SIMULATOR_INSTALL_DIR, SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
 import {
@@ -30,6 +30,7 @@ import {
   serveStatic,
   sha256File,
   startRegistry,
+  waitHttp,
   type DotnetFeed,
   type Started,
 } from '../fixtures/offline/world.js';
@@ -67,6 +68,7 @@ let gateway: string;
 let registry: Started;
 let mirrorServer: Started;
 let feed: DotnetFeed;
+let mirrorDir: string;
 let veosDir: string; // the seed's <CTUN_INSTALL_DIR>/veos/: tarball, wheels, key
 let tarball: string;
 let wheelsDir: string;
@@ -97,6 +99,14 @@ async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
 async function removeTestContainers(): Promise<void> {
   const list = await docker.listContainers({ all: true, filters: { label: ['io.ctun.kind=container/test-offline'] } });
   await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+}
+
+/** Images a run tags under the prefixes of failing builds (none, when all goes as it should). */
+async function removeStrayImages(): Promise<void> {
+  for (const p of [`${PREFIX}-fail`, `${PREFIX}-leak`]) {
+    const list = await docker.listImages({ filters: { reference: [`${p}/*/*/*`] } });
+    for (const i of list) for (const t of i.RepoTags ?? []) await docker.getImage(t).remove().catch(() => undefined);
+  }
 }
 
 async function removeTestNetworks(): Promise<void> {
@@ -140,12 +150,14 @@ describe.skipIf(!daemon || tools.length > 0)('offline builds in a closed world (
     work = await mkdtemp(join(tmpdir(), 'ctun-offline-it-'));
     await removeTestContainers();
     await removeTestNetworks();
+    await removeStrayImages();
     const engine = connectDocker();
     if (!(await engine.imageExists(BASE))) {
       await executeBase(planBaseImage({ distro: 'debian', suite: 'bookworm' }, await readAptSources()), { docker: engine, logger: silentLogger });
     }
     // Everything that needs the way out happens now, before the world is closed.
     const mirror = await timed('prime mirror', () => primeMirror(join(CACHE, 'apt'), BASE));
+    mirrorDir = mirror;
     await timed('registry + push base', async () => {
       registry = await startRegistry(join(CACHE, 'registry'), work);
       const ref = `${registry.address}/${BASE}`;
@@ -181,6 +193,7 @@ describe.skipIf(!daemon || tools.length > 0)('offline builds in a closed world (
     await mirrorServer?.stop();
     await registry?.stop();
     await removeTestNetworks();
+    await removeStrayImages();
     if (work) await rm(work, { recursive: true, force: true });
     process.stdout.write(`offline.test timings (s): ${JSON.stringify(timings)}\n`);
   });
@@ -311,18 +324,26 @@ describe.skipIf(!daemon || tools.length > 0)('offline builds in a closed world (
   });
 
   it('a build step that reaches beyond the given sources fails: the network is closed', async () => {
-    // The host's own mirror answers the preflight (asked from the host), but the build
-    // steps on the closed network cannot reach it.
-    const host = mirrorFromSources(await readAptSources(), 'bookworm')!;
+    // The same mirror, served by a container on Docker's default bridge: outside the
+    // closed network. The preflight, asked from the host, gets its answer; the build
+    // steps on the closed network cannot reach it, and the build fails. (--no-cache:
+    // the step must really run.)
+    const outside = await dockerCli([
+      'run', '-d', ...TEST_LABELS, '-v', `${mirrorDir}:/srv:ro`, '--entrypoint', 'python3', image.veos, '-m', 'http.server', '8080', '--directory', '/srv',
+    ]);
+    expect(outside.exitCode, outside.all).toBe(0);
+    const ip = (await docker.getContainer(outside.stdout.trim()).inspect()).NetworkSettings.Networks['bridge']!.IPAddress;
+    await waitHttp(`http://${ip}:8080/debian/dists/bookworm/InRelease`, 'the mirror outside the closed network');
     const r = await timed('leak attempt', () =>
       ctunBuild([
-        'ctun', 'acceptDspaceEula', '--dockerRepository', registry.address, '--ubuntuArchiveServer', host.archive, '--ubuntuSecurityServer', host.security ?? host.archive,
-        '--distro', 'debian', '--buildNetwork', NETWORK, '--tagPrefix', `${PREFIX}-leak`, '--progress', 'plain',
+        'ctun', 'acceptDspaceEula', '--dockerRepository', registry.address,
+        '--ubuntuArchiveServer', `http://${ip}:8080/debian`, '--ubuntuSecurityServer', `http://${ip}:8080/debian-security`,
+        '--distro', 'debian', '--buildNetwork', NETWORK, '--tagPrefix', `${PREFIX}-leak`, '--no-cache', '--progress', 'plain',
       ]),
     );
-    expect(r.exitCode).toBe(7);
+    expect(r.exitCode, tail(r.all)).toBe(7);
     expect(r.stderr).toMatch(/ctun-build: error: build of ctun-it-offline-leak\/dspace\/ctun\/local-server:23\.1\.0 failed at step \d+\/\d+ `RUN apt-get update/);
-    expect(r.stderr).toMatch(/Temporary failure resolving|Could not connect|Unable to connect|Network is unreachable|Could not resolve/);
+    expect(r.stderr).toContain(`Could not connect to ${ip}:8080`);
     expect(r.stderr).toContain('E: Unable to locate package iproute2');
   });
 
