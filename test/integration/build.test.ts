@@ -6,7 +6,7 @@
  * build. PyPI is not reachable here: the wheels are made in the test from Debian's
  * packaged supervisor/toposort/setuptools plus the stand-ins in test/fixtures/build.
  */
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Dockerode from 'dockerode';
@@ -129,6 +129,11 @@ async function serveIndex(): Promise<string> {
   if (!gateway) throw new Error('the docker bridge network has no gateway address');
   const root = join(work, 'index');
   await execa('python3', [join(ROOT, 'test/fixtures/build/make_wheels.py'), 'index', wheelsDir, root]);
+  // Beside the index, a "mirror" whose release files answer but are not signed.
+  for (const [dir, suite] of [['debian', 'bookworm'], ['debian', 'bookworm-updates'], ['debian-security', 'bookworm-security']] as const) {
+    await mkdir(join(root, 'not-a-mirror', dir, 'dists', suite), { recursive: true });
+    await writeFile(join(root, 'not-a-mirror', dir, 'dists', suite, 'InRelease'), 'Origin: nobody\nSuite: ' + suite + '\n');
+  }
   indexServer = execa('python3', ['-u', '-m', 'http.server', '0', '--bind', gateway, '--directory', root], { reject: false, buffer: false });
   const port = await new Promise<number>((res, rej) => {
     const t = setTimeout(() => rej(new Error('the pip index server did not start within 10 s')), 10_000);
@@ -230,13 +235,23 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
   });
 
   it('a failing step exits non-zero, naming the step and its log tail', async () => {
-    // A mirror nobody serves: apt-get cannot find the packages and the RUN step fails.
-    const r = await ctunBuild(['ctun', 'acceptDspaceEula', '--distro', 'debian', '--ubuntuArchiveServer', 'http://127.0.0.1:9/debian', '--progress', 'plain']);
-    expect(r.exitCode).toBe(7);
+    // A "mirror" that passes the preflight (its InRelease answers) but is no apt
+    // repository: apt refuses the unsigned index and the RUN step fails.
+    const mirror = indexUrl.replace(/\/simple$/, '/not-a-mirror');
+    const r = await ctunBuild(['ctun', 'acceptDspaceEula', '--distro', 'debian', '--ubuntuArchiveServer', `${mirror}/debian`, '--ubuntuSecurityServer', `${mirror}/debian-security`, '--progress', 'plain']);
+    expect(r.exitCode, r.all.split('\n').slice(-20).join('\n')).toBe(7);
     expect(r.stderr).toMatch(/ctun-build: error: build of dspace\/ctun\/local-server:23\.1\.0 failed at step \d+\/\d+ `RUN apt-get update/);
     expect(r.stderr).toContain('returned a non-zero code: 100');
-    expect(r.stderr).toMatch(/\| E: Unable to locate package iproute2/);
+    expect(r.stderr).toMatch(/\| E: .*(is not signed|Clearsigned file isn't valid)/);
     expect(r.stderr).toContain('hint: fix the failing step');
+  });
+
+  it('a mirror that does not answer is named before anything is built', async () => {
+    const r = await ctunBuild(['ctun', 'acceptDspaceEula', '--distro', 'debian', '--ubuntuArchiveServer', 'http://127.0.0.1:9/debian', '--progress', 'plain']);
+    expect(r.exitCode).toBe(7);
+    expect(r.stderr).toContain('ctun-build: error: the apt archive source "http://127.0.0.1:9/debian" does not answer: http://127.0.0.1:9/debian/dists/bookworm/InRelease: connect ECONNREFUSED 127.0.0.1:9');
+    expect(r.stderr).toContain('ctun-build: hint: check --ubuntuArchiveServer');
+    expect(r.stdout).not.toContain('Step 1/');
   });
 
   it('builds the simulator image with pip from a local index; supervisord runs it; license error and license OK', async () => {
