@@ -108,7 +108,8 @@ export async function preflight(
     if (!net.internal) logger.warn('the build network is not internal: steps may reach beyond the given sources', { network: plan.network });
   }
   // The key before the servers: a wrong file is a mistake made here, not on the network.
-  if (plan.dotnet?.needed && !/^https?:\/\//.test(plan.dotnet.key)) {
+  // A key file given is checked even when this tarball needs no .NET.
+  if (plan.dotnet && !/^https?:\/\//.test(plan.dotnet.key)) {
     const key = await readPublicKey(plan.dotnet.key);
     const fprs = await gpgShowKeys(plan.dotnet.key);
     logger.info('.NET feed key', { file: key.path, armored: key.armored, uid: key.userIds[0] ?? '', fingerprint: fprs?.[0] ?? 'gpg not installed' });

@@ -129,5 +129,12 @@ describe('source preflight', () => {
     const p = table({});
     await expect(preflight(plan, { docker, logger: createMemoryLogger(), prober: p })).rejects.toMatchObject({ code: 'DOTNET_KEY_INVALID' });
     expect(p.asked).toEqual([]);
+    // also when the tarball needs no .NET: a key file given is a key file checked
+    const noDotnet = planVeos(
+      { eula: 'acceptDspaceEula', mode: 'offline', image: 'x:1', tarball, installCtun: false, baseImage: 'debian:12', dotnetServer: 'http://d', dotnetKey: import.meta.filename, wheels: { dir: '/w', files: WHEELS } },
+      paths,
+    );
+    expect(noDotnet.dotnet?.needed).toBe(false);
+    await expect(preflight(noDotnet, { docker, logger: createMemoryLogger(), prober: p })).rejects.toMatchObject({ code: 'DOTNET_KEY_INVALID' });
   });
 });
