@@ -165,7 +165,8 @@ async function main(): Promise<void> {
           .option('pipIndexUrl', { type: 'string', describe: 'pip index (online; default https://pypi.org/simple)' })
           .option('dotnetServer', { type: 'string', describe: '.NET package server (used only when the tarball needs .NET or --dotnetPackages is given)' })
           .option('dotnetKey', { type: 'string', describe: 'its public key: a file (armored or binary; dearmored into a keyring for signed-by) or a URL' })
-          .option('dotnetPackages', { type: 'string', array: true, describe: 'packages to install from the .NET feed, whatever the tarball says (default dotnet-runtime-6.0 when it needs .NET)' })
+          // A string, not an array option: an array would swallow the positionals after it.
+          .option('dotnetPackages', { type: 'string', describe: 'packages to install from the .NET feed, comma-separated, whatever the tarball says (default dotnet-runtime-6.0 when it needs .NET)' })
           .example('$0 veos online acceptDspaceEula dspace/veos/simulator:23.1 dspace-veos-2023a.tar.gz', 'online')
           .example('$0 veos online acceptDspaceEula dspace/veos/simulator:23.1-ctun dspace-veos-2023a.tar.gz --installCtun yes', 'with the tunnel inside')
           .example('$0 veos offline acceptDspaceEula IMAGE TARBALL ARCHIVE SECURITY DOTNET_SERVER KEY_FILE --dockerRepository R', 'offline (seed form)')
@@ -189,7 +190,7 @@ async function main(): Promise<void> {
             ...(argv.buildNetwork ? { network: argv.buildNetwork } : {}),
             ...(argv.entry ? { ctunEntry: argv.entry } : {}),
             ...(argv.tagPrefix ? { tagPrefix: argv.tagPrefix } : {}),
-            ...(argv.dotnetPackages?.length ? { dotnetPackages: argv.dotnetPackages.map(String) } : {}),
+            ...(argv.dotnetPackages ? { dotnetPackages: [argv.dotnetPackages].flat().flatMap((p) => String(p).split(',')).map((p) => p.trim()).filter(Boolean) } : {}),
             noCache: !argv.cache,
           });
           const plan = planVeos(options, paths);
