@@ -191,6 +191,9 @@ describe.skipIf(!daemon || tools.length > 0)('offline builds in a closed world (
   afterAll(async () => {
     await removeTestContainers();
     await mirrorServer?.stop();
+    // The builds pulled the base from the test registry: that tag names a registry
+    // that is gone after this file, so remove it (the image stays as debian:12).
+    if (registry) await connectDocker().docker.getImage(`${registry.address}/${BASE}`).remove().catch(() => undefined);
     await registry?.stop();
     await removeTestNetworks();
     await removeStrayImages();
