@@ -6,7 +6,7 @@
  * build. PyPI is not reachable here: the wheels are made in the test from Debian's
  * packaged supervisor/toposort/setuptools plus the stand-ins in test/fixtures/build.
  */
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Dockerode from 'dockerode';
@@ -16,6 +16,7 @@ import { metadata, silentLogger } from '../../tools/common/index.js';
 import { executeBase, planBaseImage, readAptSources } from '../../tools/build/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { buildStandinTarball, LICENSE_READY_PATTERN, SIMULATOR_INSTALL_DIR, SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
+import { makeWheels, waitForLog } from '../fixtures/build/images.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const BASE = 'debian:12';
@@ -58,18 +59,6 @@ async function ipOf(id: string): Promise<string> {
   return (await dockerCli(['inspect', '-f', '{{.NetworkSettings.IPAddress}}', id])).stdout.trim();
 }
 
-/** Polls `docker logs` until `pattern` shows up; the timeout message says what was awaited. */
-async function waitForLog(id: string, pattern: RegExp, what: string, timeoutMs = 30_000): Promise<string> {
-  const started = Date.now();
-  let logs = '';
-  while (Date.now() - started < timeoutMs) {
-    logs = (await dockerCli(['logs', id])).all ?? '';
-    if (pattern.test(logs)) return logs;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`waited ${timeoutMs} ms for ${what} (${pattern}) in the logs of ${id.slice(0, 12)}; they end:\n${logs.split('\n').slice(-15).join('\n')}`);
-}
-
 async function supervisorStatus(id: string): Promise<Record<string, string>> {
   const r = await dockerCli(['exec', id, 'supervisorctl', 'status']);
   const out: Record<string, string> = {};
@@ -96,23 +85,6 @@ async function removeTestContainers(): Promise<void> {
   await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
 }
 
-/** Wheels for the seed's Python set, made from Debian's packages and our stand-ins. */
-async function makeWheels(dir: string): Promise<void> {
-  const debs = join(work, 'debs');
-  await mkdir(debs, { recursive: true });
-  const dl = await execa('apt-get', ['download', 'supervisor', 'python3-toposort', 'python3-setuptools-whl'], { cwd: debs, reject: false, all: true });
-  if (dl.exitCode !== 0) throw new Error(`apt-get download failed (run apt-get update?):\n${dl.all}`);
-  const root = join(work, 'debroot');
-  for (const d of await readdir(debs)) await execa('dpkg-deb', ['-x', join(debs, d), root]);
-  const maker = join(ROOT, 'test/fixtures/build/make_wheels.py');
-  await execa('python3', [maker, 'repack', join(root, 'usr/lib/python3/dist-packages'), dir]);
-  for (const w of await readdir(join(root, 'usr/share/python-wheels'))) {
-    if (w.startsWith('setuptools-')) await execa('cp', [join(root, 'usr/share/python-wheels', w), dir]);
-  }
-  for (const s of ['supervisor_console', 'supervisord_dependent_startup']) {
-    await execa('python3', [maker, 'build', join(ROOT, 'test/fixtures/build/standin-wheels', s), dir]);
-  }
-}
 
 /** A PEP 503 index over the wheels, served on the docker bridge so build containers reach it. */
 async function serveIndex(): Promise<string> {
@@ -159,7 +131,7 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
     }
     tarball = (await buildStandinTarball({ outDir: join(work, 'in') })).path;
     wheelsDir = join(work, 'wheels');
-    await makeWheels(wheelsDir);
+    await makeWheels(work, wheelsDir);
     indexUrl = await serveIndex();
   });
 

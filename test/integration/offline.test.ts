@@ -22,6 +22,7 @@ import { metadata, silentLogger } from '../../tools/common/index.js';
 import { executeBase, planBaseImage, readAptSources } from '../../tools/build/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { buildStandinTarball, LICENSE_READY_PATTERN, SIMULATOR_INSTALL_DIR, SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
+import { waitForLog } from '../fixtures/build/images.js';
 import {
   TEST_LABELS,
   makeDotnetFeed,
@@ -123,17 +124,6 @@ async function runOnNetwork(args: string[]): Promise<string> {
 async function ipOn(id: string): Promise<string> {
   const info = await docker.getContainer(id).inspect();
   return info.NetworkSettings.Networks[NETWORK]!.IPAddress;
-}
-
-async function waitForLog(id: string, pattern: RegExp, what: string, timeoutMs = 30_000): Promise<string> {
-  const started = Date.now();
-  let logs = '';
-  while (Date.now() - started < timeoutMs) {
-    logs = (await dockerCli(['logs', id])).all ?? '';
-    if (pattern.test(logs)) return logs;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`waited ${timeoutMs} ms for ${what} (${pattern}) in the logs of ${id.slice(0, 12)}; they end:\n${logs.split('\n').slice(-15).join('\n')}`);
 }
 
 /** The tail of a failed command, for assertion messages. */

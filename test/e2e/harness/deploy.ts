@@ -3,7 +3,7 @@
  * library when missing, with the same tags the build tests make), the license
  * stand-in, the real ctun-run CLI, and a look for labelled leftovers.
  */
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -13,6 +13,7 @@ import { connectDocker } from '../../../tools/docker/index.js';
 import { DEFAULT_IMAGES, ensureImages } from '../../../tools/demo/images.js';
 import { LABEL_DEPLOYMENT } from '../../../tools/run/index.js';
 import { ROOT, NODE } from '../../integration/harness/netns.js';
+import { makeWheels as makeWheelsIn } from '../../fixtures/build/images.js';
 
 export { ROOT, NODE };
 export const CTUN_RUN = `${ROOT}bin/ctun-run.js`;
@@ -28,28 +29,11 @@ export async function deployUnavailable(): Promise<string | undefined> {
   return undefined;
 }
 
-/**
- * Wheels for the seed's Python set where PyPI is not reachable: Debian's packages
- * repacked plus the stand-in wheels of test/fixtures/build (as the build tests do).
- */
+/** Wheels for the seed's Python set where PyPI is not reachable (the build tests' fixture). */
 export async function makeWheels(dir: string): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'ctun-e2e-wheels-'));
   try {
-    const debs = join(work, 'debs');
-    await mkdir(debs, { recursive: true });
-    const dl = await execa('apt-get', ['download', 'supervisor', 'python3-toposort', 'python3-setuptools-whl'], { cwd: debs, reject: false, all: true });
-    if (dl.exitCode !== 0) throw new Error(`apt-get download failed (run apt-get update?):\n${dl.all}`);
-    const root = join(work, 'debroot');
-    for (const d of await readdir(debs)) await execa('dpkg-deb', ['-x', join(debs, d), root]);
-    const maker = join(ROOT, 'test/fixtures/build/make_wheels.py');
-    await mkdir(dir, { recursive: true });
-    await execa('python3', [maker, 'repack', join(root, 'usr/lib/python3/dist-packages'), dir]);
-    for (const w of await readdir(join(root, 'usr/share/python-wheels'))) {
-      if (w.startsWith('setuptools-')) await execa('cp', [join(root, 'usr/share/python-wheels', w), dir]);
-    }
-    for (const s of ['supervisor_console', 'supervisord_dependent_startup']) {
-      await execa('python3', [maker, 'build', join(ROOT, 'test/fixtures/build/standin-wheels', s), dir]);
-    }
+    await makeWheelsIn(work, dir);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
