@@ -107,6 +107,21 @@ function listenError(e: unknown, host: string, port: number, kind: TransportKind
   return new CtunError('LISTEN_FAILED', `cannot listen on ${kind} ${host}:${port}: ${(e as Error).message}`, { exitCode: ExitCode.Failure, cause: e });
 }
 
+/**
+ * Decodes one datagram and hands on its messages, all or none: a datagram that is
+ * not whole messages goes to `invalid` and nothing of it is acted on.
+ */
+function dispatchDatagram(datagram: Buffer, message: (m: Message) => void, invalid: (e: ProtocolError) => void): void {
+  let messages: Message[];
+  try {
+    messages = decodeDatagram(datagram);
+  } catch (e) {
+    if (e instanceof ProtocolError) invalid(e);
+    return;
+  }
+  for (const m of messages) message(m);
+}
+
 // ---------------------------------------------------------------- UDP server
 
 export class UdpServerTransport implements ServerTransport {
@@ -177,14 +192,8 @@ export class UdpServerTransport implements ServerTransport {
           link = created;
         }
       }
-      let messages: Message[];
-      try {
-        messages = decodeDatagram(datagram);
-      } catch (e) {
-        if (e instanceof ProtocolError) handlers.invalid(link, e);
-        return;
-      }
-      for (const m of messages) handlers.message(link, m);
+      const peer = link;
+      dispatchDatagram(datagram, (m) => handlers.message(peer, m), (e) => handlers.invalid(peer, e));
     });
     const a = socket.address();
     return { address: a.address, port: a.port };
@@ -219,14 +228,8 @@ export class UdpServerTransport implements ServerTransport {
           link = created;
         }
       }
-      let messages: Message[];
-      try {
-        messages = decodeDatagram(datagram);
-      } catch (e) {
-        if (e instanceof ProtocolError) handlers.invalid(link, e);
-        return;
-      }
-      for (const m of messages) handlers.message(link, m);
+      const peer = link;
+      dispatchDatagram(datagram, (m) => handlers.message(peer, m), (e) => handlers.invalid(peer, e));
     });
     return { address: host, port: socket.port };
   }
@@ -474,14 +477,7 @@ async function connectUdp(options: ConnectOptions): Promise<ClientLink> {
   // decides when the link is dead, so it is not an error here.
   socket.on('error', () => {});
   socket.on('message', (datagram) => {
-    let messages: Message[];
-    try {
-      messages = decodeDatagram(datagram);
-    } catch (e) {
-      if (e instanceof ProtocolError) options.handlers.invalid(e);
-      return;
-    }
-    for (const m of messages) options.handlers.message(m);
+    dispatchDatagram(datagram, options.handlers.message, options.handlers.invalid);
   });
   const sendSafe = (data: Buffer | Buffer[]): void => {
     try {
@@ -526,14 +522,7 @@ function connectUdpBatched(address: string, options: ConnectOptions): ClientLink
   }
   let open = true;
   socket.onDatagrams((datagram) => {
-    let messages: Message[];
-    try {
-      messages = decodeDatagram(datagram);
-    } catch (e) {
-      if (e instanceof ProtocolError) options.handlers.invalid(e);
-      return;
-    }
-    for (const m of messages) options.handlers.message(m);
+    dispatchDatagram(datagram, options.handlers.message, options.handlers.invalid);
   });
   return {
     transport: 'udp',
