@@ -1,7 +1,10 @@
-// The only native code of ctun: open a TAP device and move frames in batches.
-// Everything above the file descriptor (protocol, sessions, switching) is TypeScript.
+// The native code of ctun: open a TAP device and move frames and datagrams in batches
+// (this file), and seal datagrams with a kept cipher context (aead.cc). Everything
+// else (protocol, sessions, switching, key schedule) is TypeScript.
 #include <napi.h>
 #include <uv.h>
+
+#include "aead.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -422,6 +425,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("udpConnect", Napi::Function::New(env, UdpConnect));
   exports.Set("udpSend", Napi::Function::New(env, UdpSend));
   exports.Set("UdpReader", UdpReader::Init(env));
+  ctun::InitAead(env, exports);
   return exports;
 }
 

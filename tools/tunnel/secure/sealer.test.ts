@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AeadSealer, SealError, SEAL_OVERHEAD, type KeyDeriver } from './sealer.js';
 import { ReplayWindow } from './replay.js';
+import { nativeAead, nodeAead, type Cipher } from './aead.js';
 
 const derive: KeyDeriver = (direction, epoch) => Buffer.alloc(32, epoch * 2 + (direction === 'c2s' ? 1 : 0));
 const pair = (rekeyInterval?: bigint) => ({
@@ -55,6 +56,38 @@ describe('AeadSealer', () => {
     expect(server.epochs.receive).toBe(2);
     // Datagrams of an epoch two behind are too late.
     expect(reason(() => server.open(sealed[0]!))).toBe('replayed');
+  });
+});
+
+describe('AEAD contexts', () => {
+  // The addon's context and Node's crypto must be interchangeable on the wire: a
+  // peer on either opens what the other sealed, and both refuse a flipped bit.
+  for (const cipher of ['aes-256-gcm', 'chacha20-poly1305'] as Cipher[]) {
+    it(`${cipher}: the native context and Node's crypto seal the same bytes and open each other's`, () => {
+      const key = Buffer.alloc(32, 0x5a);
+      const native = nativeAead(key, cipher);
+      const node = nodeAead(key, cipher);
+      const header = Buffer.from([0xc5, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 1, 2]);
+      const parts = [Buffer.from([1, 0, 0, 1400]), Buffer.alloc(1400, 7)];
+      const sealed = native.seal(header, parts);
+      expect(sealed).toEqual(node.seal(header, parts));
+      expect(node.open(sealed)).toEqual(Buffer.concat(parts));
+      expect(native.open(node.seal(header, [Buffer.alloc(0)]))).toEqual(Buffer.alloc(0));
+      for (const at of [0, 5, 20, sealed.length - 1]) {
+        const bad = Buffer.from(sealed);
+        bad[at]! ^= 1;
+        expect(native.open(bad)).toBeUndefined();
+        expect(node.open(bad)).toBeUndefined();
+      }
+      expect(native.open(nodeAead(Buffer.alloc(32, 1), cipher).seal(header, parts))).toBeUndefined();
+    });
+  }
+
+  it('the sealer on the native context and one on Node\'s crypto talk to each other', () => {
+    const client = new AeadSealer({ keyId: 3, sends: 'c2s', derive, aead: nativeAead });
+    const server = new AeadSealer({ keyId: 3, sends: 's2c', derive, aead: nodeAead });
+    expect(server.open(client.seal(Buffer.from('up'))).toString()).toBe('up');
+    expect(client.open(server.seal(Buffer.from('down'))).toString()).toBe('down');
   });
 });
 

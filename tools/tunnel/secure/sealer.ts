@@ -13,19 +13,20 @@
  * The data path calls `seal()` and `open()` only; where the datagram is built
  * (TypeScript or the native addon) is its business.
  */
-import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
+import { defaultAead, HEADER_BYTES, TAG_BYTES, type AeadContext, type AeadFactory, type Cipher } from './aead.js';
 import { ReplayWindow } from './replay.js';
 
+export type { Cipher } from './aead.js';
+
 export const SEALED_MARKER = 0xc5;
-export const SEALED_HEADER = 13;
-export const TAG_SIZE = 16;
+export const SEALED_HEADER = HEADER_BYTES;
+export const TAG_SIZE = TAG_BYTES;
 export const SEAL_OVERHEAD = SEALED_HEADER + TAG_SIZE;
 /** Datagrams per key: a new key (epoch) after this many. */
 export const REKEY_INTERVAL = 1n << 24n;
 /** A sender stops (and the link must handshake again) long before the counter could wrap. */
 export const MAX_COUNTER = 1n << 60n;
 
-export type Cipher = 'aes-256-gcm' | 'chacha20-poly1305';
 export type Direction = 'c2s' | 's2c';
 
 /** Why a datagram was not opened; each one is a counted drop, never a crash. */
@@ -72,6 +73,8 @@ export interface SealerOptions {
   rekeyInterval?: bigint;
   /** Replay window in bits; default 2048. */
   window?: number;
+  /** The AEAD implementation; default the addon's, else Node's crypto. */
+  aead?: AeadFactory;
 }
 
 /** Reads the key id of a sealed datagram without authenticating it; undefined if it cannot be one. */
@@ -80,24 +83,19 @@ export function peekKeyId(datagram: Buffer): number | undefined {
   return datagram.readUInt32BE(1);
 }
 
-function nonceOf(counter: bigint): Buffer {
-  const n = Buffer.alloc(12);
-  n.writeBigUInt64BE(counter, 4);
-  return n;
-}
-
 export class AeadSealer implements DatagramSealer {
   readonly overhead = SEAL_OVERHEAD;
   readonly keyId: number;
   private readonly receives: Direction;
-  private readonly cipher: CipherGCMTypes | 'chacha20-poly1305';
+  private readonly cipher: Cipher;
+  private readonly aead: AeadFactory;
   private readonly interval: bigint;
   private readonly window: ReplayWindow;
   private sendCounter = 0n;
   private sendEpoch = -1;
-  private sendKey: Buffer = Buffer.alloc(0);
+  private sendKey: AeadContext | undefined;
   /** Receive keys by epoch: at most the current, the one before (reordering) and the one after. */
-  private readonly recvKeys = new Map<number, Buffer>();
+  private readonly recvKeys = new Map<number, AeadContext>();
   private recvEpoch = 0;
   readonly drops: Record<SealFailure, number> = { truncated: 0, 'not-sealed': 0, 'unknown-key': 0, 'bad-tag': 0, replayed: 0, 'too-old': 0, exhausted: 0 };
 
@@ -106,6 +104,7 @@ export class AeadSealer implements DatagramSealer {
     this.keyId = o.keyId;
     this.receives = o.sends === 'c2s' ? 's2c' : 'c2s';
     this.cipher = o.cipher ?? 'aes-256-gcm';
+    this.aead = o.aead ?? defaultAead();
     this.interval = o.rekeyInterval ?? REKEY_INTERVAL;
     this.window = new ReplayWindow(o.window ?? 2048);
   }
@@ -118,21 +117,15 @@ export class AeadSealer implements DatagramSealer {
     }
     this.sendCounter++;
     const epoch = Number(counter / this.interval);
-    if (epoch !== this.sendEpoch) {
-      this.sendKey = this.o.derive(this.o.sends, epoch);
+    if (epoch !== this.sendEpoch || this.sendKey === undefined) {
+      this.sendKey = this.aead(this.o.derive(this.o.sends, epoch), this.cipher);
       this.sendEpoch = epoch;
     }
     const header = Buffer.allocUnsafe(SEALED_HEADER);
     header[0] = SEALED_MARKER;
     header.writeUInt32BE(this.keyId, 1);
     header.writeBigUInt64BE(counter, 5);
-    const c = createCipheriv(this.cipher as 'aes-256-gcm', this.sendKey, nonceOf(counter), { authTagLength: TAG_SIZE });
-    c.setAAD(header);
-    const parts: Buffer[] = [header];
-    if (Buffer.isBuffer(plaintext)) parts.push(c.update(plaintext));
-    else for (const p of plaintext) parts.push(c.update(p));
-    parts.push(c.final(), c.getAuthTag());
-    return Buffer.concat(parts);
+    return this.sendKey.seal(header, Buffer.isBuffer(plaintext) ? [plaintext] : (plaintext as readonly Buffer[]));
   }
 
   open(datagram: Buffer): Buffer {
@@ -147,18 +140,8 @@ export class AeadSealer implements DatagramSealer {
     // Only the epochs next to the current one have keys; anything else is forged or
     // far too late, and must not make us derive keys without bound.
     if (epoch < this.recvEpoch - 1 || epoch > this.recvEpoch + 1) return this.fail('bad-tag', `datagram of key epoch ${epoch}, current ${this.recvEpoch}`);
-    const key = this.recvKey(epoch);
-    const header = datagram.subarray(0, SEALED_HEADER);
-    const tag = datagram.subarray(datagram.length - TAG_SIZE);
-    let plain: Buffer;
-    try {
-      const d = createDecipheriv(this.cipher as 'aes-256-gcm', key, nonceOf(counter), { authTagLength: TAG_SIZE });
-      d.setAAD(header);
-      d.setAuthTag(tag);
-      plain = Buffer.concat([d.update(datagram.subarray(SEALED_HEADER, datagram.length - TAG_SIZE)), d.final()]);
-    } catch {
-      return this.fail('bad-tag', 'authentication failed (tampered, or sealed under another key)');
-    }
+    const plain = this.recvKey(epoch).open(datagram);
+    if (plain === undefined) return this.fail('bad-tag', 'authentication failed (tampered, or sealed under another key)');
     this.window.mark(counter);
     if (epoch > this.recvEpoch) {
       this.recvEpoch = epoch;
@@ -172,10 +155,10 @@ export class AeadSealer implements DatagramSealer {
     return { send: Math.max(this.sendEpoch, 0), receive: this.recvEpoch };
   }
 
-  private recvKey(epoch: number): Buffer {
+  private recvKey(epoch: number): AeadContext {
     let key = this.recvKeys.get(epoch);
     if (key === undefined) {
-      key = this.o.derive(this.receives, epoch);
+      key = this.aead(this.o.derive(this.receives, epoch), this.cipher);
       this.recvKeys.set(epoch, key);
     }
     return key;

@@ -1,0 +1,80 @@
+/**
+ * The AEAD primitive under the sealer: one keyed context per key (epoch and
+ * direction) that seals `header | ciphertext | tag` and opens it again. The native
+ * context (the addon's `Aead`, OpenSSL through Node's own symbols) keeps the key
+ * schedule between datagrams; Node's createCipheriv builds a cipher per call, about
+ * 6× slower, and is the fallback when the addon is missing and the twin in tests.
+ * Nonce: 4 zero bytes and the header's 8-byte counter; the header is the associated data.
+ */
+import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { loadAddon } from '../native.js';
+
+export type Cipher = 'aes-256-gcm' | 'chacha20-poly1305';
+
+export const HEADER_BYTES = 13;
+export const TAG_BYTES = 16;
+
+export interface AeadContext {
+  /** header (13 bytes) | ciphertext of the parts | tag. */
+  seal(header: Buffer, parts: readonly Buffer[]): Buffer;
+  /** The plaintext of a sealed datagram, or undefined if it does not authenticate. */
+  open(datagram: Buffer): Buffer | undefined;
+}
+
+export type AeadFactory = (key: Buffer, cipher: Cipher) => AeadContext;
+
+function nonceOf(header: Buffer): Buffer {
+  const n = Buffer.alloc(12);
+  header.copy(n, 4, 5, 13);
+  return n;
+}
+
+/** Node's crypto: a cipher object per datagram. */
+export const nodeAead: AeadFactory = (key, cipher) => ({
+  seal(header, parts) {
+    const c = createCipheriv(cipher as 'aes-256-gcm', key, nonceOf(header), { authTagLength: TAG_BYTES });
+    c.setAAD(header);
+    const out: Buffer[] = [header];
+    for (const p of parts) out.push(c.update(p));
+    out.push(c.final(), c.getAuthTag());
+    return Buffer.concat(out);
+  },
+  open(datagram) {
+    const end = datagram.length - TAG_BYTES;
+    try {
+      const d = createDecipheriv(cipher as 'aes-256-gcm', key, nonceOf(datagram), { authTagLength: TAG_BYTES });
+      d.setAAD(datagram.subarray(0, HEADER_BYTES));
+      d.setAuthTag(datagram.subarray(end));
+      return Buffer.concat([d.update(datagram.subarray(HEADER_BYTES, end)), d.final()]);
+    } catch {
+      return undefined;
+    }
+  },
+});
+
+interface NativeAead {
+  seal(header: Buffer, parts: readonly Buffer[]): Buffer;
+  open(datagram: Buffer): Buffer | null;
+}
+
+/** The addon's context; throws if the addon is missing or predates it. */
+export const nativeAead: AeadFactory = (key, cipher) => {
+  const Aead = (loadAddon() as unknown as { Aead?: new (key: Buffer, cipher: string) => NativeAead }).Aead;
+  if (Aead === undefined) throw new Error('the addon has no Aead (rebuild it: npm ci)');
+  const ctx = new Aead(key, cipher);
+  return { seal: (header, parts) => ctx.seal(header, parts), open: (datagram) => ctx.open(datagram) ?? undefined };
+};
+
+let chosen: AeadFactory | undefined;
+
+/** The native context when the addon has it, else Node's crypto. */
+export function defaultAead(): AeadFactory {
+  if (chosen !== undefined) return chosen;
+  try {
+    nativeAead(Buffer.alloc(32), 'aes-256-gcm');
+    chosen = nativeAead;
+  } catch {
+    chosen = nodeAead;
+  }
+  return chosen;
+}
