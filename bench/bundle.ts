@@ -1,27 +1,16 @@
 /**
- * Bundles the ctun CLI into one plain JavaScript file, as the images run it, so the
- * benchmark measures the shipped shape (no TypeScript loader in the process, whose
- * compile caches would count in the peak RSS).
+ * Bundles the ctun CLI exactly as the images ship it (tools/build/bundle.ts), so the
+ * benchmark measures that shape: no TypeScript loader in the process, whose compile
+ * caches would count in the peak RSS.
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { bundleScript } from '../tools/build/bundle.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
 /** Writes `ctun.mjs` into `dir`; run it with CTUN_ADDON pointing at the built addon. */
 export async function bundleCtun(dir: string): Promise<{ script: string; addon: string }> {
-  const script = join(dir, 'ctun.mjs');
-  await build({
-    entryPoints: [join(ROOT, 'tools/cli/ctun.ts')],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node24',
-    outfile: script,
-    // Bundled CommonJS dependencies call require(); give the ES module one.
-    banner: { js: "import { createRequire as __ctunRequire } from 'node:module'; const require = __ctunRequire(import.meta.url);" },
-    logLevel: 'warning',
-  });
-  return { script, addon: join(ROOT, 'tools/tunnel/native/build/Release/ctun_tap.node') };
+  const { outFile } = await bundleScript({ entry: join(ROOT, 'tools/cli/ctun.ts'), outFile: join(dir, 'ctun.mjs') });
+  return { script: outFile, addon: join(ROOT, 'tools/tunnel/native/build/Release/ctun_tap.node') };
 }

@@ -19,7 +19,7 @@ import {
 } from '../tunnel/index.js';
 import { cliLogger, onceSignal, printError, runCommandBody, usageError } from './common.js';
 import { loadTlsMaterial, type TlsMaterial } from '../tunnel/secure/index.js';
-import { initCa, issueClient, issueServer, revoke, type IssuedFiles } from '../certs/index.js';
+import type { IssuedFiles } from '../certs/index.js';
 
 const PROGRAM = 'ctun';
 
@@ -150,6 +150,9 @@ async function runConfigure(argv: Record<string, any>, log: Logger): Promise<num
 }
 
 async function runCerts(argv: Record<string, any>): Promise<number> {
+  // Loaded here, not at the top: the X.509 library and its ASN.1 schemas are a third
+  // of the program and would sit in every tunnel end's memory otherwise.
+  const { initCa, issueClient, issueServer, revoke } = await import('../certs/index.js');
   const out: string = argv.out;
   const common = { out, days: argv.days, force: argv.force };
   const print = (lines: string[]): void => void process.stdout.write(lines.map((l) => `${l}\n`).join(''));

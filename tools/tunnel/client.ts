@@ -7,6 +7,7 @@
 import { CtunError, ExitCode, type Logger } from '../common/index.js';
 import { requireIPv4 } from './address.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
+import { TickBatch } from './batch.js';
 import type { FrameDevice } from './device.js';
 import { NetConfig } from './netconfig.js';
 import { describeError, encode, ErrorCode, MessageType, PROTOCOL_VERSION, TunnelMode, type Message, type Welcome } from './protocol.js';
@@ -47,6 +48,11 @@ export class TunnelClient {
   private readonly net: NetConfig;
   private readonly sessionId = newSessionId();
   private readonly backoff: Backoff;
+  /** Frames from the server, written to the TAP once per received batch. */
+  private readonly toTap = new TickBatch((frames) => {
+    const written = this.device?.writeFrames(frames) ?? 0;
+    this.stats.dropsQueue += frames.length - written;
+  });
   private device: FrameDevice | undefined;
   private link: ClientLink | undefined;
   private state: State = 'idle';
@@ -235,8 +241,7 @@ export class TunnelClient {
       case MessageType.Data: {
         this.stats.framesIn++;
         this.stats.bytesIn += m.frame.length;
-        const written = this.device?.writeFrames([m.frame]) ?? 0;
-        if (written === 0) this.stats.dropsQueue++;
+        this.toTap.push(m.frame);
         return;
       }
       case MessageType.Ping:

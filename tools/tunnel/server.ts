@@ -13,6 +13,7 @@ import type { FrameDevice } from './device.js';
 import { NetConfig } from './netconfig.js';
 import { encode, ErrorCode, MessageType, PROTOCOL_VERSION, TunnelMode, type Hello, type Message, type ProtocolError } from './protocol.js';
 import { Session } from './session.js';
+import { TickBatch } from './batch.js';
 import { addStats, createStats, type TunnelStats } from './stats.js';
 import { LearningSwitch, type SwitchPort } from './switch.js';
 import { TcpServerTransport, UdpServerTransport, type PeerLink, type ServerTransport, type TransportKind } from './transport.js';
@@ -166,24 +167,16 @@ export class TunnelServer {
   }
 
   private attachTap(device: FrameDevice): void {
-    let pending: Buffer[] = [];
-    let scheduled = false;
     const stats = this.tapStats;
+    const toTap = new TickBatch((batch) => {
+      const written = device.writeFrames(batch);
+      stats.framesOut += written;
+      stats.dropsQueue += batch.length - written;
+    });
     const port: SwitchPort = {
       id: `tap:${device.name}`,
       deliver: (frame) => {
-        pending.push(frame);
-        if (!scheduled) {
-          scheduled = true;
-          queueMicrotask(() => {
-            scheduled = false;
-            const batch = pending;
-            pending = [];
-            const written = device.writeFrames(batch);
-            stats.framesOut += written;
-            stats.dropsQueue += batch.length - written;
-          });
-        }
+        toTap.push(frame);
         return true;
       },
     };

@@ -6,14 +6,14 @@
 import type { SwitchPort } from './switch.js';
 import type { PeerLink } from './transport.js';
 import { createStats, type TunnelStats } from './stats.js';
+import { TickBatch } from './batch.js';
 
 export class Session implements SwitchPort {
   link: PeerLink | undefined;
   lastSeen: number;
   detachedAt: number | undefined;
   readonly stats: TunnelStats = createStats();
-  private pending: Buffer[] = [];
-  private flushScheduled = false;
+  private readonly toLink = new TickBatch((frames) => this.flush(frames));
 
   constructor(
     readonly id: string,
@@ -31,18 +31,11 @@ export class Session implements SwitchPort {
       this.stats.dropsQueue++;
       return false;
     }
-    this.pending.push(frame);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      queueMicrotask(() => this.flush());
-    }
+    this.toLink.push(frame);
     return true;
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
-    const frames = this.pending;
-    this.pending = [];
+  private flush(frames: Buffer[]): void {
     if (this.link === undefined) {
       this.stats.dropsQueue += frames.length;
       return;

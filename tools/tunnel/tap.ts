@@ -44,20 +44,13 @@ export class TapDevice implements FrameDevice {
     const buffer = Buffer.allocUnsafeSlow(this.batch * this.slotSize);
     const lengths = new Uint32Array(this.batch);
     const slot = this.slotSize;
+    // Frames are views of the read buffer, not copies: valid until the handler and the
+    // microtasks it queued have run (the next read refills the buffer); whoever keeps
+    // a frame longer copies it (TCP and sealing do, by encoding it anew).
+    const views = Array.from({ length: this.batch }, (_, i) => buffer.subarray(i * slot, (i + 1) * slot));
     this.reader = new this.addon.Reader(this.fd, buffer, lengths, slot, (count) => {
-      // Copy out (the shared buffer is reused on the next wake-up while sends may be
-      // asynchronous), into one allocation per batch rather than one per frame.
-      let total = 0;
-      for (let i = 0; i < count; i++) total += lengths[i]!;
-      const copy = Buffer.allocUnsafe(total);
       const frames: Buffer[] = new Array(count);
-      let offset = 0;
-      for (let i = 0; i < count; i++) {
-        const len = lengths[i]!;
-        buffer.copy(copy, offset, i * slot, i * slot + len);
-        frames[i] = copy.subarray(offset, offset + len);
-        offset += len;
-      }
+      for (let i = 0; i < count; i++) frames[i] = views[i]!.subarray(0, lengths[i]!);
       handler(frames);
     });
   }

@@ -290,7 +290,8 @@ class UdpPeerLink implements PeerLink {
     let sent = 0;
     for (const frame of frames) {
       if (this.socket.getSendQueueCount() >= this.maxQueue) break;
-      this.socket.send(encodeData(frame), this.port, this.address);
+      // A copy: frames are views of a reader's buffer, and dgram may send later.
+      this.socket.send(Buffer.concat(encodeData(frame)), this.port, this.address);
       sent++;
     }
     return sent;
@@ -498,7 +499,7 @@ async function connectUdp(options: ConnectOptions): Promise<ClientLink> {
       if (!open) return 0;
       for (const frame of frames) {
         if (socket.getSendQueueCount() >= maxQueue) break;
-        sendSafe(encodeData(frame));
+        sendSafe(Buffer.concat(encodeData(frame))); // a copy: dgram may send after the frame's buffer is reused
         sent++;
       }
       return sent;

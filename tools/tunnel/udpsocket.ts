@@ -63,9 +63,10 @@ export class BatchUdpSocket {
   }
 
   /**
-   * Calls `handler` for every datagram, with the sender. The datagram is the
-   * handler's to keep: each batch is copied out once into its own memory, because
-   * the receive buffer is reused at the next wake-up.
+   * Calls `handler` for every datagram, with the sender. The datagram is a view of
+   * the receive buffer, not a copy: valid until the handler and the microtasks it
+   * queued have run, since the next wake-up refills the buffer. Whoever keeps a
+   * datagram (or a frame in it) longer copies it.
    */
   onDatagrams(handler: (datagram: Buffer, ip: number, port: number) => void): void {
     this.reader?.stop();
@@ -73,19 +74,9 @@ export class BatchUdpSocket {
     const buffer = Buffer.allocUnsafeSlow(this.batch * SLOT);
     const lengths = new Uint32Array(this.batch);
     const addrs = new Uint32Array(this.batch * 2);
+    const views = Array.from({ length: this.batch }, (_, i) => buffer.subarray(i * SLOT, (i + 1) * SLOT));
     this.reader = new this.addon.UdpReader(this.fd, buffer, lengths, addrs, SLOT, (count) => {
-      let total = 0;
-      for (let i = 0; i < count; i++) total += lengths[i]!;
-      const copy = Buffer.allocUnsafe(total);
-      let offset = 0;
-      const views: Buffer[] = new Array(count);
-      for (let i = 0; i < count; i++) {
-        const len = lengths[i]!;
-        buffer.copy(copy, offset, i * SLOT, i * SLOT + len);
-        views[i] = copy.subarray(offset, offset + len);
-        offset += len;
-      }
-      for (let i = 0; i < count; i++) handler(views[i]!, addrs[2 * i]!, addrs[2 * i + 1]!);
+      for (let i = 0; i < count; i++) handler(views[i]!.subarray(0, lengths[i]!), addrs[2 * i]!, addrs[2 * i + 1]!);
     });
   }
 
