@@ -3,6 +3,11 @@
  * and while 1 000 half-open TCP connections and a flood of garbage datagrams hit the
  * server's port, measured in the same run. Target: the good client keeps ≥ 90 % of
  * its throughput. Every attacker is bounded in count and time and stops by itself.
+ *
+ * Two floods: one at a fixed rate (FLOOD_RATE a second), which measures what the
+ * garbage costs the server, and one as fast as the attacking process can send, which
+ * on a small machine mostly measures the CPU the attacker takes from everyone else
+ * (it runs on the same cores as both tunnel ends and iperf3).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,12 +19,16 @@ import { A_UNDERLAY, B_UNDERLAY, ctun, detectCtunSecure, iperf, IPERF_PORT, NODE
 const HOSTILE = `${ROOT}test/fixtures/hostile.mjs`;
 const HALF_OPEN = 1000;
 const FLOOD_DATAGRAMS = 400_000;
+const FLOOD_RATE = 50_000;
 
 export interface HostileResult {
   name: string;
   aloneMbps: number;
   underAttackMbps: number;
   ratio: number;
+  /** Under the unbounded flood (plus the half-open connections). */
+  fullFloodMbps: number;
+  fullFloodRatio: number;
   halfOpen: string;
   flood: string;
   error?: string;
@@ -42,7 +51,7 @@ export async function runHostileBench(lab: Lab, o: { seconds: number; log: (l: s
   const results: HostileResult[] = [];
   for (const s of scenarios) {
     o.log(`hostile: ${s.name}`);
-    const r: HostileResult = { name: s.name, aloneMbps: NaN, underAttackMbps: NaN, ratio: NaN, halfOpen: '-', flood: '-' };
+    const r: HostileResult = { name: s.name, aloneMbps: NaN, underAttackMbps: NaN, ratio: NaN, fullFloodMbps: NaN, fullFloodRatio: NaN, halfOpen: '-', flood: '-' };
     let ends: Record<string, Proc> = {};
     const iperfServer = lab.spawn(b, 'iperf3', ['-s', '-p', IPERF_PORT, '--forceflush'], 'iperf3 server');
     try {
@@ -52,16 +61,25 @@ export async function runHostileBench(lab: Lab, o: { seconds: number; log: (l: s
       await waitReachable(lab, a, up.target);
       r.aloneMbps = (await iperf(lab, a, up.target, o.seconds, false)).mbps;
       const holdMs = (o.seconds + 6) * 1000;
-      const attackers: Array<Promise<string>> = [];
       const tcpListener = s.transport === 'tcp' || s.cipher === 'tls';
-      if (tcpListener) attackers.push(lab.exec(a, NODE, [HOSTILE, 'half-open', B_UNDERLAY, '1723', String(HALF_OPEN), String(holdMs)], holdMs + 20_000));
-      attackers.push(lab.exec(a, NODE, [HOSTILE, 'udp-flood', B_UNDERLAY, '1723', String(FLOOD_DATAGRAMS), String(holdMs)], holdMs + 20_000));
-      await sleep(1000);
-      r.underAttackMbps = (await iperf(lab, a, up.target, o.seconds, false)).mbps;
-      const reports = (await Promise.all(attackers)).map((out) => JSON.parse(out.trim().split('\n').pop()!));
-      if (tcpListener) r.halfOpen = `${reports[0].opened} opened, ${reports[0].closedByPeer} closed by the server`;
-      r.flood = `${reports[tcpListener ? 1 : 0].sent} datagrams`;
+      const attack = async (rate: number): Promise<{ mbps: number; reports: any[] }> => {
+        const attackers: Array<Promise<string>> = [];
+        if (tcpListener) attackers.push(lab.exec(a, NODE, [HOSTILE, 'half-open', B_UNDERLAY, '1723', String(HALF_OPEN), String(holdMs)], holdMs + 20_000));
+        attackers.push(lab.exec(a, NODE, [HOSTILE, 'udp-flood', B_UNDERLAY, '1723', String(FLOOD_DATAGRAMS), String(holdMs), '', String(rate)], holdMs + 20_000));
+        await sleep(1000);
+        const mbps = (await iperf(lab, a, up.target, o.seconds, false)).mbps;
+        return { mbps, reports: (await Promise.all(attackers)).map((out) => JSON.parse(out.trim().split('\n').pop()!)) };
+      };
+      const bounded = await attack(FLOOD_RATE);
+      r.underAttackMbps = bounded.mbps;
       r.ratio = r.underAttackMbps / r.aloneMbps;
+      const flood = (reports: any[]) => reports[tcpListener ? 1 : 0] as { sent: number; seconds: number };
+      if (tcpListener) r.halfOpen = `${bounded.reports[0].opened} opened, ${bounded.reports[0].closedByPeer} closed by the server`;
+      const full = await attack(0);
+      r.fullFloodMbps = full.mbps;
+      r.fullFloodRatio = full.mbps / r.aloneMbps;
+      const rateOf = (f: { sent: number; seconds: number }): string => `${Math.round(f.sent / f.seconds / 1000)}k/s`;
+      r.flood = `${rateOf(flood(bounded.reports))} (bounded), ${rateOf(flood(full.reports))} (unbounded)`;
     } catch (e) {
       r.error = (e as Error).message.split('\n')[0];
       o.log(`  failed: ${r.error}`);
@@ -76,8 +94,9 @@ export async function runHostileBench(lab: Lab, o: { seconds: number; log: (l: s
 }
 
 export function hostileTable(rows: HostileResult[]): string {
-  const head = ['tunnel', 'alone Mbit/s', 'under attack Mbit/s', 'kept', 'half-open', 'garbage flood'];
-  const body = rows.map((r) => [r.name, r.aloneMbps.toFixed(0), r.underAttackMbps.toFixed(0), Number.isNaN(r.ratio) ? (r.error ?? '-') : `${(r.ratio * 100).toFixed(0)} %`, r.halfOpen, r.flood]);
+  const head = ['tunnel', 'alone Mbit/s', `flood ${FLOOD_RATE / 1000}k/s Mbit/s`, 'kept', 'unbounded flood Mbit/s', 'kept', 'half-open', 'garbage sent'];
+  const pct = (x: number): string => (Number.isNaN(x) ? '-' : `${(x * 100).toFixed(0)} %`);
+  const body = rows.map((r) => [r.name, r.aloneMbps.toFixed(0), r.underAttackMbps.toFixed(0), r.error ?? pct(r.ratio), r.fullFloodMbps.toFixed(0), pct(r.fullFloodRatio), r.halfOpen, r.flood]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');

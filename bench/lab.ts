@@ -78,10 +78,23 @@ export class Proc {
     }
   }
 
-  /** Peak resident set (VmHWM) in MiB. */
+  /** Peak resident set (VmHWM) in MiB: private memory plus the mapped code of the binary. */
   peakRssMiB(): number {
+    return this.statusMiB('VmHWM');
+  }
+
+  /**
+   * Private resident memory now (RssAnon) in MiB: what this process alone costs, without
+   * the pages of its executable (shared by every process of that binary). Read right
+   * after full rate.
+   */
+  privateMiB(): number {
+    return this.statusMiB('RssAnon');
+  }
+
+  private statusMiB(field: string): number {
     try {
-      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
+      const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
       return m ? Number(m[1]) / 1024 : NaN;
     } catch {
       return NaN;

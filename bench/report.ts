@@ -39,7 +39,7 @@ const pair = (r: Record<string, number>, digits: number): string => {
 };
 
 export function table(rows: Row[]): string {
-  const head = ['tunnel', 'up Mbit/s', 'down Mbit/s', '×OpenVPN', '×VXLAN', 'RTT ms', '+RTT ms', 'retr', 'CPU s/GB srv/cli', 'peak RSS MiB srv/cli'];
+  const head = ['tunnel', 'up Mbit/s', 'down Mbit/s', '×OpenVPN', '×VXLAN', 'RTT ms', '+RTT ms', 'retr', 'CPU s/GB srv/cli', 'peak RSS MiB srv/cli', 'private MiB srv/cli'];
   const body = rows.map((r) => [
     r.name,
     fmt(r.upMbps),
@@ -51,6 +51,7 @@ export function table(rows: Row[]): string {
     fmt(r.retransmits),
     pair(r.cpuSecPerGB, 2),
     pair(r.peakRssMiB, 1),
+    pair(r.privateMiB ?? {}, 1),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');

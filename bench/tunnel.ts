@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { bundleCtun } from './bundle.js';
+import { TUNNEL_NODE_FLAGS } from '../tools/build/node-flags.js';
 import { Lab, run, sleep, type Proc } from './lab.js';
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -69,6 +70,8 @@ export interface Measurement {
   /** CPU seconds per GB carried, each tunnel end, upload run. */
   cpuSecPerGB: Record<string, number>;
   peakRssMiB: Record<string, number>;
+  /** Private (anonymous) resident memory after full rate. */
+  privateMiB: Record<string, number>;
   error?: string;
 }
 
@@ -144,9 +147,9 @@ export function ctun(transport: 'udp' | 'tcp', secure: boolean): Scenario {
     cipher: secure ? 'tls' : 'none',
     async up({ lab, a, b, ctunSecure, ctunScript }) {
       const extra = (role: 'server' | 'client'): string[] => (secure ? (role === 'server' ? ctunSecure!.serverArgs : ctunSecure!.clientArgs) : []);
-      const server = lab.spawn(b, NODE, [ctunScript, 'server', '--transport', transport, ...extra('server')], `ctun server ${transport}`);
+      const server = lab.spawn(b, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'server', '--transport', transport, ...extra('server')], `ctun server ${transport}`);
       await server.waitFor(/server-listening/, 20_000);
-      const client = lab.spawn(a, NODE, [ctunScript, 'client', B_UNDERLAY, '--transport', transport, ...extra('client')], `ctun client ${transport}`);
+      const client = lab.spawn(a, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'client', B_UNDERLAY, '--transport', transport, ...extra('client')], `ctun client ${transport}`);
       await client.waitFor(/client-connected/, 20_000);
       return { target: '192.168.100.1', ends: { server, client } };
     },
@@ -303,7 +306,7 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
 }
 
 async function measure(ctx: Context, s: Scenario, o: TunnelBenchOptions): Promise<Measurement> {
-  const m: Measurement = { name: s.name, family: s.family, transport: s.transport, cipher: s.cipher, upMbps: NaN, downMbps: NaN, rttMs: NaN, retransmits: NaN, cpuSecPerGB: {}, peakRssMiB: {} };
+  const m: Measurement = { name: s.name, family: s.family, transport: s.transport, cipher: s.cipher, upMbps: NaN, downMbps: NaN, rttMs: NaN, retransmits: NaN, cpuSecPerGB: {}, peakRssMiB: {}, privateMiB: {} };
   let ends: Record<string, Proc> = {};
   try {
     const up = await s.up(ctx);
@@ -317,7 +320,10 @@ async function measure(ctx: Context, s: Scenario, o: TunnelBenchOptions): Promis
     m.retransmits = upRun.retransmits;
     const downRun = await iperf(ctx.lab, ctx.a, up.target, o.seconds, true);
     m.downMbps = downRun.mbps;
-    for (const [k, p] of Object.entries(ends)) m.peakRssMiB[k] = p.peakRssMiB();
+    for (const [k, p] of Object.entries(ends)) {
+      m.peakRssMiB[k] = p.peakRssMiB();
+      m.privateMiB[k] = p.privateMiB();
+    }
   } catch (e) {
     m.error = (e as Error).message.split('\n').slice(0, 6).join(' | ');
     o.log(`  failed: ${m.error}`);
@@ -346,6 +352,7 @@ function median(ms: Measurement[]): Measurement {
     retransmits: mid(ms, (m) => m.retransmits),
     cpuSecPerGB: keys((m) => m.cpuSecPerGB),
     peakRssMiB: keys((m) => m.peakRssMiB),
+    privateMiB: keys((m) => m.privateMiB),
     // A round that failed while another succeeded is noise; all failing is an error.
     error: ms.every((m) => m.error) ? first.error : undefined,
   };

@@ -12,6 +12,7 @@ import {
   type ResolvedServer,
 } from './apt.js';
 import type { ProjectPaths } from './paths.js';
+import { TUNNEL_NODE_FLAGS } from './node-flags.js';
 
 /**
  * A BuildPlan is data: everything a build will do, resolved from the options before
@@ -252,7 +253,7 @@ function aptContext(apt: AptPlan): { section: string; files: ContextFile[]; extr
 const CTUN_WRAPPER = `#!/bin/sh
 # ctun inside an image: the pinned Node runtime running the one bundled script; the
 # TAP addon sits beside it in native/ (and CTUN_ADDON names it).
-exec /opt/ctun/bin/node /opt/ctun/ctun.mjs "$@"
+exec /opt/ctun/bin/node ${TUNNEL_NODE_FLAGS.join(' ')} /opt/ctun/ctun.mjs "$@"
 `;
 
 function runtimeStep(paths: ProjectPaths, options: CommonBuildOptions, planHash: Record<string, string>): ImageStep {
