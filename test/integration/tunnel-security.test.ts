@@ -10,8 +10,9 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { initCa, issueClient, issueServer, revoke } from '../../tools/certs/index.js';
+import { issueClient, revoke } from '../../tools/certs/index.js';
 import { Daemon, link, netnsUnavailable, NODE, ROOT, Scope, type Netns } from './harness/netns.js';
+import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
 
 const skip = netnsUnavailable();
 const scope = new Scope();
@@ -23,24 +24,18 @@ const DAY = 86_400_000;
 
 beforeAll(async () => {
   if (skip) return;
-  pki = mkdtempSync(join(tmpdir(), 'ctun-pki-'));
-  other = mkdtempSync(join(tmpdir(), 'ctun-other-'));
-  await initCa({ out: pki });
-  await issueServer({ out: pki, names: ['10.79.0.2', 'ctun.test'] });
-  await issueClient({ out: pki, name: 'alice' });
-  await issueClient({ out: pki, name: 'bob' });
+  pki = await makePki({ serverNames: ['10.79.0.2', 'ctun.test'], clients: ['alice', 'bob'] });
   await issueClient({ out: pki, name: 'carol', notBefore: new Date(Date.now() - 10 * DAY), days: 2 });
   await revoke({ out: pki, certs: [join(pki, 'bob.crt')] });
-  await initCa({ out: other });
-  await issueClient({ out: other, name: 'mallory' });
+  other = await makePki({ clients: ['mallory'] });
 });
 afterAll(() => {
-  if (pki) rmSync(pki, { recursive: true, force: true });
-  if (other) rmSync(other, { recursive: true, force: true });
+  removePki(pki);
+  removePki(other);
 });
 
-const serverTls = (extra: string[] = []) => ['--tls', '--ca', join(pki, 'ca.crt'), '--cert', join(pki, 'server.crt'), '--key', join(pki, 'server.key'), ...extra];
-const clientTls = (name: string, dir = pki) => ['--tls', '--ca', join(pki, 'ca.crt'), '--cert', join(dir, `${name}.crt`), '--key', join(dir, `${name}.key`)];
+const serverTls = (extra: string[] = []) => serverTlsArgs(pki, extra);
+const clientTls = (name: string, dir = pki) => clientTlsArgs(pki, name, dir);
 
 async function net2(): Promise<{ pc: Netns; sim: Netns }> {
   const pc = await scope.ns('pc');

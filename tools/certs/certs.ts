@@ -46,17 +46,30 @@ function pem(der: ArrayBuffer, label: string): string {
   return x509.PemConverter.encode(der, label) + '\n';
 }
 
-function writeOnce(path: string, data: string, mode: number, force: boolean): void {
-  if (existsSync(path) && !force) {
-    throw new CtunError('CERTS_EXIST', `${path} exists already`, { hint: 'use --force to replace it, or another --out folder', exitCode: ExitCode.Usage });
+/**
+ * Writes a key and its certificate, or neither: every path is checked before the
+ * first is written, so a folder holding only ca.crt (or only alice.crt) is not left
+ * with a new key beside a certificate it does not belong to.
+ */
+function writeAll(files: Array<{ path: string; data: string; mode: number }>, force: boolean): void {
+  const existing = force ? undefined : files.find((f) => existsSync(f.path));
+  if (existing !== undefined) {
+    throw new CtunError('CERTS_EXIST', `${existing.path} exists already`, { hint: 'use --force to replace it, or another --out folder', exitCode: ExitCode.Usage });
   }
-  writeFileSync(path, data, { mode });
-  chmodSync(path, mode); // writeFileSync keeps the mode of a file it replaces
+  for (const { path, data, mode } of files) {
+    writeFileSync(path, data, { mode });
+    chmodSync(path, mode); // writeFileSync keeps the mode of a file it replaces
+  }
+}
+
+function daysOf(o: CertsOptions, defaultDays: number): number {
+  const days = o.days ?? defaultDays;
+  if (!Number.isFinite(days) || days <= 0) throw new CtunError('USAGE', `--days must be a positive number, got ${days}`, { exitCode: ExitCode.Usage });
+  return days;
 }
 
 function validity(o: CertsOptions, defaultDays: number): { notBefore: Date; notAfter: Date } {
-  const days = o.days ?? defaultDays;
-  if (!Number.isFinite(days) || days <= 0) throw new CtunError('USAGE', `--days must be a positive number, got ${days}`, { exitCode: ExitCode.Usage });
+  const days = daysOf(o, defaultDays);
   const notBefore = o.notBefore ?? new Date(Date.now() - 60_000);
   return { notBefore, notAfter: new Date(notBefore.getTime() + days * DAY) };
 }
@@ -103,8 +116,7 @@ export async function initCa(o: CertsOptions & { name?: string }): Promise<Issue
     ],
   });
   const files = { cert: join(o.out, 'ca.crt'), key: join(o.out, 'ca.key') };
-  writeOnce(files.key, await exportKey(keys.privateKey), 0o600, o.force ?? false);
-  writeOnce(files.cert, cert.toString('pem') + '\n', 0o644, o.force ?? false);
+  writeAll([{ path: files.key, data: await exportKey(keys.privateKey), mode: 0o600 }, { path: files.cert, data: cert.toString('pem') + '\n', mode: 0o644 }], o.force ?? false);
   return { ...files, serial: cert.serialNumber, subject: cert.subject, notAfter };
 }
 
@@ -130,6 +142,8 @@ async function loadCa(out: string): Promise<Ca> {
 }
 
 async function issue(o: CertsOptions, cn: string, fileBase: string, server: boolean, names: string[]): Promise<IssuedFiles> {
+  // ca.crt and ca.key are the CA's: a certificate named "ca" would replace them (with --force).
+  if (fileBase === 'ca') throw new CtunError('USAGE', '--name "ca" is the CA\'s own file name (ca.crt, ca.key)', { hint: 'choose another name', exitCode: ExitCode.Usage });
   const ca = await loadCa(o.out);
   const keys = await newKeys();
   const { notBefore, notAfter } = validity(o, 825);
@@ -155,8 +169,7 @@ async function issue(o: CertsOptions, cn: string, fileBase: string, server: bool
     extensions,
   });
   const files = { cert: join(o.out, `${fileBase}.crt`), key: join(o.out, `${fileBase}.key`) };
-  writeOnce(files.key, await exportKey(keys.privateKey), 0o600, o.force ?? false);
-  writeOnce(files.cert, cert.toString('pem') + '\n', 0o644, o.force ?? false);
+  writeAll([{ path: files.key, data: await exportKey(keys.privateKey), mode: 0o600 }, { path: files.cert, data: cert.toString('pem') + '\n', mode: 0o644 }], o.force ?? false);
   return { ...files, serial: cert.serialNumber, subject: cert.subject, notAfter, names };
 }
 
@@ -172,7 +185,12 @@ export async function issueServer(o: CertsOptions & { name?: string; names: stri
     throw new CtunError('USAGE', 'a server certificate needs the names clients dial', { hint: 'add --host NAME_OR_IP (repeatable), e.g. --host 127.0.0.1 --host ctun.example', exitCode: ExitCode.Usage });
   }
   for (const n of names) {
-    if (isIP(n) === 0 && !HOST_NAME.test(n)) throw new CtunError('USAGE', `--host "${n}" is neither an IP address nor a DNS name`, { exitCode: ExitCode.Usage });
+    if (isIP(n) !== 0) continue;
+    // A name whose last label is a number is a mistyped address (300.1.1.1, 10.0.0.256,
+    // 10.0.1), not a DNS name (no top-level domain is numeric): as a DNS name in the
+    // certificate it would match no address a client dials.
+    if (/(^|\.)[0-9]+$/.test(n)) throw new CtunError('USAGE', `--host "${n}" is not a valid IP address`, { hint: 'an IPv4 address has four numbers 0-255, e.g. 10.0.0.5', exitCode: ExitCode.Usage });
+    if (!HOST_NAME.test(n)) throw new CtunError('USAGE', `--host "${n}" is neither an IP address nor a DNS name`, { exitCode: ExitCode.Usage });
   }
   const cn = cnOf(o.name ?? 'server', '--name');
   return issue(o, cn, cn, true, names);
@@ -189,6 +207,7 @@ export async function issueClient(o: CertsOptions & { name: string }): Promise<I
  * `out`/ca.crl signed by the CA; servers started with `--crl` refuse them.
  */
 export async function revoke(o: CertsOptions & { certs?: string[]; serials?: string[] }): Promise<{ crl: string; revoked: string[] }> {
+  const days = daysOf(o, 3650);
   const ca = await loadCa(o.out);
   const listPath = join(o.out, 'revoked.txt');
   const known = existsSync(listPath) ? readFileSync(listPath, 'utf8').split('\n').map((s) => s.trim()).filter((s) => s !== '') : [];
@@ -211,7 +230,7 @@ export async function revoke(o: CertsOptions & { certs?: string[]; serials?: str
   const crl = await x509.X509CrlGenerator.create({
     issuer: ca.cert.subject,
     thisUpdate: new Date(now.getTime() - 60_000),
-    nextUpdate: new Date(now.getTime() + (o.days ?? 3650) * DAY),
+    nextUpdate: new Date(now.getTime() + days * DAY),
     entries: all.map((serialNumber) => ({ serialNumber, revocationDate: now })),
     signingAlgorithm: ALG,
     signingKey: ca.key,

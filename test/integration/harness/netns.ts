@@ -76,6 +76,12 @@ export class Netns {
     return r.exitCode === 0;
   }
 
+  /** Pings every 0.1 s until the first reply (true), or gives up after `deadlineS` seconds (false). */
+  async pingUntilReply(address: string, deadlineS = 15): Promise<boolean> {
+    const r = await this.exec('ping', ['-c', '1', '-i', '0.1', '-w', String(deadlineS), address], { reject: false, timeout: (deadlineS + 5) * 1000 });
+    return r.exitCode === 0;
+  }
+
   async ifindex(dev: string): Promise<number> {
     const [link] = JSON.parse(await this.ip('-j', 'link', 'show', 'dev', dev)) as Array<{ ifindex: number }>;
     return link!.ifindex;
