@@ -330,7 +330,15 @@ class UdpReader : public Napi::ObjectWrap<UdpReader> {
  private:
   static void OnReadable(uv_poll_t* handle, int status, int) {
     UdpReader* self = static_cast<UdpReader*>(handle->data);
-    if (status < 0) return;
+    if (status < 0) {
+      // An ICMP error is queued on the socket (port unreachable: the client's hellos
+      // while the server is away). libuv stops polling on POLLERR; without a restart
+      // the restarted server's welcome would never be read. Clear it, poll again.
+      int err = 0;
+      socklen_t len = sizeof err;
+      getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (self->poll_ != nullptr) uv_poll_start(self->poll_, UV_READABLE, OnReadable);
+    }
     self->Drain();
   }
 
