@@ -97,8 +97,8 @@ async function main(): Promise<number> {
     }
     if (args.sections.includes('hostile')) {
       const started = new Date();
-      const rows = await runHostileBench(lab, { seconds: args.seconds, log });
-      process.stdout.write(`\n${hostileTable(rows)}\n\n${cpus().length} cores; iperf3 ${args.seconds} s alone, then ${args.seconds} s under attack, same run\n`);
+      const rows = await runHostileBench(lab, { seconds: args.seconds, rounds: args.rounds, log });
+      process.stdout.write(`\n${hostileTable(rows)}\n\n${cpus().length} cores; iperf3 ${args.seconds} s alone, under the bounded and the unbounded flood, in turn; median of ${args.rounds} round(s)\n`);
       const dir = fileURLToPath(new URL('./results/', import.meta.url));
       mkdirSync(dir, { recursive: true });
       const file = `${dir}hostile-${started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '')}.json`;
