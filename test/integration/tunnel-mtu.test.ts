@@ -1,11 +1,13 @@
 /**
  * Inner TCP through the tunnel never needs fragments and never meets a black hole:
- * 50 MB cross each transport intact (sha256 of what was sent equals what arrived),
- * and neither namespace's kernel fragmented or reassembled a single outer packet.
+ * 50 MB cross each transport, plain and with --tls (sealed datagrams are 29 bytes
+ * longer), intact (sha256 of what was sent equals what arrived), and neither
+ * namespace's kernel fragmented or reassembled a single outer packet.
  */
 import { spawn } from 'node:child_process';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon, link, netnsUnavailable, NODE, Scope, type Netns } from './harness/netns.js';
+import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
 
 const skip = netnsUnavailable();
 const scope = new Scope();
@@ -58,16 +60,22 @@ async function fragCounters(ns: Netns): Promise<{ fragCreates: number; reasmReqd
 const lastJson = (out: string): Record<string, unknown> => JSON.parse(out.trim().split('\n').pop() ?? '{}');
 
 describe.skipIf(skip)('tunnel MTU', () => {
-  for (const transport of ['udp', 'tcp'] as const) {
-    it(`over ${transport}: 50 MB of inner TCP arrive intact without a single fragment`, async () => {
+  let pki = '';
+  beforeAll(async () => {
+    pki = await makePki({ serverNames: ['10.78.0.2'], clients: ['alice'] });
+  });
+  afterAll(() => removePki(pki));
+
+  for (const [transport, tls] of [['udp', false], ['tcp', false], ['udp', true], ['tcp', true]] as const) {
+    it(`over ${transport}${tls ? ' --tls' : ''}: 50 MB of inner TCP arrive intact without a single fragment`, async () => {
       const sim = await scope.ns('sim');
       const pc = await scope.ns('pc');
       // The underlay is a plain 1500-byte Ethernet, as between a PC and a container host.
       await link(pc, '10.78.0.1/24', sim, '10.78.0.2/24');
       await pc.ctun(['configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive']);
-      const server = scope.track(sim.spawnCtun(['server', '--transport', transport]));
+      const server = scope.track(sim.spawnCtun(['server', '--transport', transport, ...(tls ? serverTlsArgs(pki) : [])]));
       await server.waitFor(/server-listening/, 15_000);
-      const client = scope.track(pc.spawnCtun(['client', '10.78.0.2', '--transport', transport]));
+      const client = scope.track(pc.spawnCtun(['client', '10.78.0.2', '--transport', transport, ...(tls ? clientTlsArgs(pki, 'alice') : [])]));
       await client.waitFor(/client-connected/, 15_000);
       expect(await pc.ping('192.168.100.1')).toBe(true);
 

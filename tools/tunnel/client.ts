@@ -57,6 +57,8 @@ export class TunnelClient {
   private link: ClientLink | undefined;
   private state: State = 'idle';
   private lastHeard = 0;
+  /** lastHeard before the message being handled: when the server was last heard alive. */
+  private heardBefore = 0;
   private lostAt: number | undefined;
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -232,6 +234,7 @@ export class TunnelClient {
   }
 
   private onMessage(m: Message): void {
+    this.heardBefore = this.lastHeard;
     this.lastHeard = Date.now();
     switch (m.type) {
       case MessageType.Welcome:
@@ -300,7 +303,9 @@ export class TunnelClient {
         if (this.state === 'connected') {
           this.log.warn('session-unknown', { reason: 'server lost our session (restarted?); saying hello again' });
           this.state = 'connecting';
-          this.lostAt ??= Date.now();
+          // The outage began when the old server was last heard, not now: a client
+          // whose keepalive had not yet noticed learns it from the new server.
+          this.lostAt ??= this.heardBefore;
           this.stats.reconnects++;
         }
         this.sendHello();

@@ -19,7 +19,8 @@ export interface TapAddon {
   udpConnect(fd: number, ip: number, port: number): void;
   /** sendmmsg; `frames` true prefixes each buffer with a Data header. ip 0: the connected peer. Returns how many left. */
   udpSend(fd: number, buffers: Buffer[], ip: number, port: number, frames: boolean): number;
-  UdpReader: new (fd: number, buffer: Buffer, lengths: Uint32Array, addrs: Uint32Array, slotSize: number, onDatagrams: (count: number) => void) => { stop(): void; filtered(): number };
+  /** Datagram i of a wake-up is buffer[offsets[i], offsets[i] + lengths[i]), from addrs[2i]:addrs[2i+1]. */
+  UdpReader: new (fd: number, buffer: Buffer, lengths: Uint32Array, offsets: Uint32Array, addrs: Uint32Array, slotSize: number, onDatagrams: (count: number) => void) => { stop(): void; filtered(): number; coalesced(): number };
 }
 
 let addon: TapAddon | undefined;

@@ -171,6 +171,7 @@ export class TunnelServer {
     const toTap = new TickBatch((batch) => {
       const written = device.writeFrames(batch);
       stats.framesOut += written;
+      for (let i = 0; i < written; i++) stats.bytesOut += batch[i]!.length;
       stats.dropsQueue += batch.length - written;
     });
     const port: SwitchPort = {

@@ -1,8 +1,8 @@
 /**
  * A UDP socket for the tunnel's data path on the native addon: datagrams arrive in
- * batches (one recvmmsg and one JavaScript call per wake-up) and leave in batches
- * (one sendmmsg per batch, the 4-byte Data header added natively without copying the
- * frame). Node's dgram costs one system call and one callback per datagram, which at
+ * batches (one recvmmsg and one JavaScript call per wake-up, GRO runs split) and leave
+ * in batches (one sendmmsg per batch, runs of equal size as one GSO message, the
+ * 4-byte Data header added natively without copying the frame). Node's dgram costs one system call and one callback per datagram, which at
  * tunnel rates is most of the CPU. Wire format as PROTOCOL.md; nothing else changes.
  */
 import { isIPv4 } from 'node:net';
@@ -30,7 +30,7 @@ const SLOT = 65_536;
 
 export class BatchUdpSocket {
   private readonly addon: TapAddon;
-  private reader: { stop(): void; filtered(): number } | undefined;
+  private reader: { stop(): void; filtered(): number; coalesced(): number } | undefined;
   private closed = false;
   readonly fd: number;
   readonly port: number;
@@ -72,12 +72,19 @@ export class BatchUdpSocket {
     this.reader?.stop();
     // allocUnsafeSlow: pages the kernel never writes to never become resident.
     const buffer = Buffer.allocUnsafeSlow(this.batch * SLOT);
-    const lengths = new Uint32Array(this.batch);
-    const addrs = new Uint32Array(this.batch * 2);
-    const views = Array.from({ length: this.batch }, (_, i) => buffer.subarray(i * SLOT, (i + 1) * SLOT));
-    this.reader = new this.addon.UdpReader(this.fd, buffer, lengths, addrs, SLOT, (count) => {
-      for (let i = 0; i < count; i++) handler(views[i]!.subarray(0, lengths[i]!), addrs[2 * i]!, addrs[2 * i + 1]!);
+    // A slot may hold a GRO run of up to 64 datagrams, each listed on its own.
+    const capacity = this.batch * 64;
+    const lengths = new Uint32Array(capacity);
+    const offsets = new Uint32Array(capacity);
+    const addrs = new Uint32Array(capacity * 2);
+    this.reader = new this.addon.UdpReader(this.fd, buffer, lengths, offsets, addrs, SLOT, (count) => {
+      for (let i = 0; i < count; i++) handler(buffer.subarray(offsets[i]!, offsets[i]! + lengths[i]!), addrs[2 * i]!, addrs[2 * i + 1]!);
     });
+  }
+
+  /** Datagrams that arrived inside GRO runs (the kernel kept a sender's GSO run whole). */
+  get coalesced(): number {
+    return this.reader?.coalesced() ?? 0;
   }
 
   /** Datagrams the addon dropped as garbage before they reached JavaScript. */

@@ -13,12 +13,21 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <string>
+#include <unordered_set>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 namespace {
 
@@ -84,8 +93,13 @@ Napi::Value WriteFrames(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, written);
 }
 
+// Sockets whose kernel or route refused a GSO send (EIO: no checksum offload on the
+// way out); they send one datagram per message from then on.
+std::unordered_set<int> g_noGso;
+
 Napi::Value Close(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
+  g_noGso.erase(fd);
   close(fd);
   return info.Env().Undefined();
 }
@@ -197,6 +211,10 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
   // Best effort, as dgram's recvBufferSize: the kernel caps it at rmem_max/wmem_max.
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufBytes, sizeof bufBytes);
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufBytes, sizeof bufBytes);
+  // UDP GRO: the kernel may hand over a run of equal-sized datagrams from one sender
+  // as one buffer (the reader splits it by the segment size it reports). Best effort.
+  int one = 1;
+  setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);
   if (bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) {
     int err = errno;
     close(fd);
@@ -224,6 +242,12 @@ Napi::Value UdpConnect(const Napi::CallbackInfo& info) {
 }
 
 constexpr unsigned kMaxBatch = 256;
+// UDP GSO: a run of equal-sized datagrams to one peer leaves as ONE message with a
+// UDP_SEGMENT size; the kernel cuts it into datagrams after the UDP/IP stack (or
+// not at all, on to a receiver with GRO), so the stack is walked once per run, not
+// once per datagram. The wire is unchanged. Runs stay below 64 KiB and 64 segments.
+constexpr size_t kGsoMaxBytes = 65000;
+constexpr unsigned kGsoMaxSegments = 64;
 
 // udpSend(fd, datagrams: Buffer[], ip, port, frames: boolean) -> number sent.
 // frames=true: each buffer is an Ethernet frame and gets a Data header (type 1,
@@ -246,73 +270,107 @@ Napi::Value UdpSend(const Napi::CallbackInfo& info) {
   struct mmsghdr msgs[kMaxBatch];
   struct iovec iov[kMaxBatch][2];
   uint8_t headers[kMaxBatch][4];
+  uint32_t segments[kMaxBatch];
+  alignas(struct cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(uint16_t))];
   while (sent < n) {
     uint32_t batch = n - sent < kMaxBatch ? n - sent : kMaxBatch;
-    memset(msgs, 0, sizeof(struct mmsghdr) * batch);
+    // The datagrams of this batch, in place: iov[i] is datagram i (header + frame).
     for (uint32_t i = 0; i < batch; i++) {
       Napi::Buffer<uint8_t> b = list.Get(sent + i).As<Napi::Buffer<uint8_t>>();
-      struct msghdr& h = msgs[i].msg_hdr;
-      if (ip != 0) {
-        h.msg_name = &sa;
-        h.msg_namelen = sizeof sa;
-      }
+      size_t len = b.Length();
       if (frames) {
-        size_t len = b.Length();
         headers[i][0] = 1;
         headers[i][1] = 0;
         headers[i][2] = static_cast<uint8_t>(len >> 8);
         headers[i][3] = static_cast<uint8_t>(len);
         iov[i][0] = {headers[i], 4};
         iov[i][1] = {b.Data(), len};
-        h.msg_iovlen = 2;
       } else {
-        iov[i][0] = {b.Data(), b.Length()};
-        h.msg_iovlen = 1;
+        iov[i][0] = {b.Data(), len};
+        iov[i][1] = {nullptr, 0};
+      }
+    }
+    // Group runs of equal size into one message each; iov is contiguous, so a run
+    // is iov[first .. first+k) seen as 2k entries.
+    bool gso = g_noGso.count(fd) == 0;
+    uint32_t count = 0;
+    for (uint32_t i = 0; i < batch;) {
+      size_t size = iov[i][0].iov_len + iov[i][1].iov_len;
+      uint32_t k = 1;
+      while (gso && i + k < batch && k < kGsoMaxSegments && (k + 1) * size <= kGsoMaxBytes && iov[i + k][0].iov_len + iov[i + k][1].iov_len == size) k++;
+      struct msghdr& h = msgs[count].msg_hdr;
+      memset(&msgs[count], 0, sizeof msgs[count]);
+      if (ip != 0) {
+        h.msg_name = &sa;
+        h.msg_namelen = sizeof sa;
       }
       h.msg_iov = iov[i];
+      h.msg_iovlen = 2 * k;
+      if (k > 1) {
+        h.msg_control = control[count];
+        h.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+        struct cmsghdr* c = CMSG_FIRSTHDR(&h);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t seg = static_cast<uint16_t>(size);
+        memcpy(CMSG_DATA(c), &seg, sizeof seg);
+      }
+      segments[count++] = k;
+      i += k;
     }
     int r;
-    do { r = sendmmsg(fd, msgs, batch, MSG_DONTWAIT); } while (r < 0 && errno == EINTR);
+    do { r = sendmmsg(fd, msgs, count, MSG_DONTWAIT); } while (r < 0 && errno == EINTR);
     if (r < 0) {
+      if (gso && count < batch && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT)) {
+        g_noGso.insert(fd);  // this path cannot segment: send one datagram per message
+        continue;
+      }
       // A full buffer drops the rest, as a NIC does; ICMP-reported errors
       // (ECONNREFUSED: no server right now) are the keepalive's business.
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH || errno == EMSGSIZE) break;
       return ThrowErrno(env, errno, "sendmmsg");
     }
-    sent += static_cast<uint32_t>(r);
-    if (static_cast<uint32_t>(r) < batch) break;
+    for (int m = 0; m < r; m++) sent += segments[m];
+    if (static_cast<uint32_t>(r) < count) break;
   }
   return Napi::Number::New(env, sent);
 }
 
-// A UDP reader: like the TAP reader, but one recvmmsg fills up to `slots`
-// datagrams; lengths go to lengths[i], the sender to addrs[2i] (IPv4, host order)
-// and addrs[2i+1] (port).
+// A UDP reader: like the TAP reader, but one recvmmsg fills up to `slots` slots. A
+// slot holds one datagram, or with GRO a run of equal-sized ones (the kernel says
+// the size), which are split here. Datagram i is offsets[i], lengths[i] in the
+// buffer; its sender addrs[2i] (IPv4, host order) and addrs[2i+1] (port).
 class UdpReader : public Napi::ObjectWrap<UdpReader> {
  public:
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "UdpReader", {InstanceMethod("stop", &UdpReader::Stop), InstanceMethod("filtered", &UdpReader::Filtered)});
+    return DefineClass(env, "UdpReader", {InstanceMethod("stop", &UdpReader::Stop), InstanceMethod("filtered", &UdpReader::Filtered), InstanceMethod("coalesced", &UdpReader::Coalesced)});
   }
 
-  // new UdpReader(fd, buffer, lengths: Uint32Array, addrs: Uint32Array, slotSize, onDatagrams(count))
+  // new UdpReader(fd, buffer, lengths: Uint32Array, offsets: Uint32Array, addrs: Uint32Array, slotSize, onDatagrams(count))
   UdpReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpReader>(info) {
     Napi::Env env = info.Env();
     fd_ = info[0].As<Napi::Number>().Int32Value();
     Napi::Buffer<uint8_t> buf = info[1].As<Napi::Buffer<uint8_t>>();
     Napi::Uint32Array lengths = info[2].As<Napi::Uint32Array>();
-    Napi::Uint32Array addrs = info[3].As<Napi::Uint32Array>();
-    slot_ = info[4].As<Napi::Number>().Uint32Value();
+    Napi::Uint32Array offsets = info[3].As<Napi::Uint32Array>();
+    Napi::Uint32Array addrs = info[4].As<Napi::Uint32Array>();
+    slot_ = info[5].As<Napi::Number>().Uint32Value();
     data_ = buf.Data();
     lengths_ = lengths.Data();
+    offsets_ = offsets.Data();
     addrs_ = addrs.Data();
     slots_ = static_cast<uint32_t>(buf.Length() / slot_);
-    if (slots_ > lengths.ElementLength()) slots_ = static_cast<uint32_t>(lengths.ElementLength());
-    if (slots_ > addrs.ElementLength() / 2) slots_ = static_cast<uint32_t>(addrs.ElementLength() / 2);
     if (slots_ > kMaxBatch) slots_ = kMaxBatch;
+    capacity_ = static_cast<uint32_t>(lengths.ElementLength());
+    if (capacity_ > offsets.ElementLength()) capacity_ = static_cast<uint32_t>(offsets.ElementLength());
+    if (capacity_ > addrs.ElementLength() / 2) capacity_ = static_cast<uint32_t>(addrs.ElementLength() / 2);
+    if (slots_ > capacity_) slots_ = capacity_;
     bufRef_ = Napi::Persistent(buf.As<Napi::Object>());
     lenRef_ = Napi::Persistent(lengths.As<Napi::Object>());
+    offRef_ = Napi::Persistent(offsets.As<Napi::Object>());
     addrRef_ = Napi::Persistent(addrs.As<Napi::Object>());
-    callback_ = Napi::Persistent(info[5].As<Napi::Function>());
+    callback_ = Napi::Persistent(info[6].As<Napi::Function>());
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
     poll_ = new uv_poll_t;
@@ -346,6 +404,7 @@ class UdpReader : public Napi::ObjectWrap<UdpReader> {
     struct mmsghdr msgs[kMaxBatch];
     struct iovec iov[kMaxBatch];
     struct sockaddr_in from[kMaxBatch];
+    alignas(struct cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(int))];
     memset(msgs, 0, sizeof(struct mmsghdr) * slots_);
     for (uint32_t i = 0; i < slots_; i++) {
       iov[i] = {data_ + static_cast<size_t>(i) * slot_, slot_};
@@ -353,6 +412,8 @@ class UdpReader : public Napi::ObjectWrap<UdpReader> {
       msgs[i].msg_hdr.msg_iovlen = 1;
       msgs[i].msg_hdr.msg_name = &from[i];
       msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+      msgs[i].msg_hdr.msg_control = control[i];
+      msgs[i].msg_hdr.msg_controllen = sizeof control[i];
     }
     int r;
     do { r = recvmmsg(fd_, msgs, slots_, MSG_DONTWAIT, nullptr); } while (r < 0 && errno == EINTR);
@@ -361,17 +422,33 @@ class UdpReader : public Napi::ObjectWrap<UdpReader> {
     for (int i = 0; i < r; i++) {
       // A datagram larger than a slot is truncated: not whole messages, so drop it.
       if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;
-      // Garbage never reaches JavaScript: a flood of it must cost a recvmmsg slot, not
-      // a callback, an exception and an allocation each (PROTOCOL.md, hostile input).
-      if (!Plausible(data_ + static_cast<size_t>(i) * slot_, msgs[i].msg_len)) {
-        filtered_++;
-        continue;
+      uint32_t total = msgs[i].msg_len;
+      uint32_t segment = total;
+      for (struct cmsghdr* c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != nullptr; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+          uint16_t gso = 0;
+          memcpy(&gso, CMSG_DATA(c), sizeof gso);
+          if (gso > 0 && gso < total) {
+            segment = gso;
+            coalesced_ += (total + gso - 1) / gso;
+          }
+        }
       }
-      if (static_cast<uint32_t>(i) != count) memmove(data_ + static_cast<size_t>(count) * slot_, data_ + static_cast<size_t>(i) * slot_, msgs[i].msg_len);
-      lengths_[count] = msgs[i].msg_len;
-      addrs_[2 * count] = ntohl(from[i].sin_addr.s_addr);
-      addrs_[2 * count + 1] = ntohs(from[i].sin_port);
-      count++;
+      uint32_t base = static_cast<uint32_t>(i) * slot_;
+      for (uint32_t off = 0; off < total && count < capacity_; off += segment) {
+        uint32_t len = total - off < segment ? total - off : segment;
+        // Garbage never reaches JavaScript: a flood of it must cost a recvmmsg slot, not
+        // a callback, an exception and an allocation each (PROTOCOL.md, hostile input).
+        if (!Plausible(data_ + base + off, len)) {
+          filtered_++;
+          continue;
+        }
+        offsets_[count] = base + off;
+        lengths_[count] = len;
+        addrs_[2 * count] = ntohl(from[i].sin_addr.s_addr);
+        addrs_[2 * count + 1] = ntohs(from[i].sin_port);
+        count++;
+      }
     }
     if (count == 0) return;
     Napi::Env env = Env();
@@ -393,6 +470,11 @@ class UdpReader : public Napi::ObjectWrap<UdpReader> {
     return Napi::Number::New(info.Env(), static_cast<double>(filtered_));
   }
 
+  // Datagrams that arrived inside GRO runs (several per slot).
+  Napi::Value Coalesced(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(coalesced_));
+  }
+
   // A sealed datagram (marker 0xC5), or a chain of
   // whole plain messages with known types (1..7) that ends exactly at the datagram's
   // end. Everything else is garbage; TypeScript still checks what passes in full.
@@ -411,15 +493,19 @@ class UdpReader : public Napi::ObjectWrap<UdpReader> {
   }
 
   uint64_t filtered_ = 0;
+  uint64_t coalesced_ = 0;
   int fd_ = -1;
   uint8_t* data_ = nullptr;
   uint32_t* lengths_ = nullptr;
+  uint32_t* offsets_ = nullptr;
   uint32_t* addrs_ = nullptr;
   uint32_t slot_ = 0;
   uint32_t slots_ = 0;
+  uint32_t capacity_ = 0;
   uv_poll_t* poll_ = nullptr;
   Napi::ObjectReference bufRef_;
   Napi::ObjectReference lenRef_;
+  Napi::ObjectReference offRef_;
   Napi::ObjectReference addrRef_;
   Napi::FunctionReference callback_;
 };
