@@ -39,7 +39,7 @@ const pair = (r: Record<string, number>, digits: number): string => {
 };
 
 export function table(rows: Row[]): string {
-  const head = ['tunnel', 'up Mbit/s', 'down Mbit/s', '×OpenVPN', '×VXLAN', 'RTT ms', '+RTT ms', 'retr', 'CPU s/GB srv/cli', 'peak RSS MiB srv/cli', 'private MiB srv/cli'];
+  const head = ['tunnel', 'up Mbit/s', 'down Mbit/s', '×OpenVPN', '×VXLAN', 'RTT ms', '+RTT ms', 'RTT busy ms', 'retr', 'CPU s/GB srv/cli', 'peak RSS MiB srv/cli', 'private MiB srv/cli'];
   const body = rows.map((r) => [
     r.name,
     fmt(r.upMbps),
@@ -48,6 +48,7 @@ export function table(rows: Row[]): string {
     fmt(r.vsVxlan, 3),
     fmt(r.rttMs, 3),
     fmt(r.addedRttMs, 3),
+    fmt(r.rttBusyMs, 3),
     fmt(r.retransmits),
     pair(r.cpuSecPerGB, 2),
     pair(r.peakRssMiB, 1),

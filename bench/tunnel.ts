@@ -64,7 +64,10 @@ export interface Measurement {
   upMbps: number;
   /** Server → client, Mbit/s. */
   downMbps: number;
+  /** Mean ping RTT, pings 5 ms apart (each finds the tunnel idle). */
   rttMs: number;
+  /** Mean ping RTT back to back (ping -f: the next leaves when the last returns). */
+  rttBusyMs: number;
   /** TCP retransmissions iperf3 saw (a sign of loss inside the tunnel). */
   retransmits: number;
   /** CPU seconds per GB carried, each tunnel end, upload run. */
@@ -168,8 +171,8 @@ export async function waitReachable(lab: Lab, ns: string, target: string): Promi
   throw new Error(`${target} not reachable from ${ns} within 30 tries`);
 }
 
-async function rtt(lab: Lab, ns: string, target: string, count: number): Promise<number> {
-  const out = await lab.exec(ns, 'ping', ['-q', '-c', String(count), '-i', '0.005', '-W', '1', target], 15_000 + count * 20);
+async function rtt(lab: Lab, ns: string, target: string, count: number, backToBack = false): Promise<number> {
+  const out = await lab.exec(ns, 'ping', ['-q', '-c', String(count), ...(backToBack ? ['-f'] : ['-i', '0.005']), '-W', '1', target], 15_000 + count * 20);
   const m = /= [\d.]+\/([\d.]+)\//.exec(out);
   if (!m) throw new Error(`cannot parse ping output: ${out}`);
   return Number(m[1]);
@@ -306,13 +309,14 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
 }
 
 async function measure(ctx: Context, s: Scenario, o: TunnelBenchOptions): Promise<Measurement> {
-  const m: Measurement = { name: s.name, family: s.family, transport: s.transport, cipher: s.cipher, upMbps: NaN, downMbps: NaN, rttMs: NaN, retransmits: NaN, cpuSecPerGB: {}, peakRssMiB: {}, privateMiB: {} };
+  const m: Measurement = { name: s.name, family: s.family, transport: s.transport, cipher: s.cipher, upMbps: NaN, downMbps: NaN, rttMs: NaN, rttBusyMs: NaN, retransmits: NaN, cpuSecPerGB: {}, peakRssMiB: {}, privateMiB: {} };
   let ends: Record<string, Proc> = {};
   try {
     const up = await s.up(ctx);
     ends = up.ends;
     await waitReachable(ctx.lab, ctx.a, up.target);
     m.rttMs = await rtt(ctx.lab, ctx.a, up.target, 200);
+    m.rttBusyMs = await rtt(ctx.lab, ctx.a, up.target, 2000, true);
     const cpu0 = Object.fromEntries(Object.entries(ends).map(([k, p]) => [k, p.cpuSeconds()]));
     const upRun = await iperf(ctx.lab, ctx.a, up.target, o.seconds, false);
     for (const [k, p] of Object.entries(ends)) m.cpuSecPerGB[k] = (p.cpuSeconds() - cpu0[k]!) / (upRun.bytes / 1e9);
@@ -349,6 +353,7 @@ function median(ms: Measurement[]): Measurement {
     upMbps: mid(ms, (m) => m.upMbps),
     downMbps: mid(ms, (m) => m.downMbps),
     rttMs: mid(ms, (m) => m.rttMs),
+    rttBusyMs: mid(ms, (m) => m.rttBusyMs),
     retransmits: mid(ms, (m) => m.retransmits),
     cpuSecPerGB: keys((m) => m.cpuSecPerGB),
     peakRssMiB: keys((m) => m.peakRssMiB),
