@@ -171,7 +171,7 @@ export class UdpServerTransport implements ServerTransport {
       let n = 0;
       for (const d of datagrams) {
         if (socket.getSendQueueCount() >= maxQueue) break;
-        socket.send(d, port, address);
+        socket.send(Buffer.from(d), port, address); // a copy: sealed batches are views of a reused buffer
         n++;
       }
       return n;

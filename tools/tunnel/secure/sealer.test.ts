@@ -83,6 +83,24 @@ describe('AEAD contexts', () => {
     });
   }
 
+  it('sealFrames: a batch across a rekey, on either context, opens frame by frame as Data messages', () => {
+    for (const aead of [nativeAead, nodeAead]) {
+      const client = new AeadSealer({ keyId: 4, sends: 'c2s', derive, aead, rekeyInterval: 5n });
+      const server = new AeadSealer({ keyId: 4, sends: 's2c', derive, aead: aead === nativeAead ? nodeAead : nativeAead, rekeyInterval: 5n });
+      client.seal(Buffer.from('first')); // counter 0: the batch starts at 1 and crosses into epoch 1 at 5
+      const frames = Array.from({ length: 12 }, (_, i) => Buffer.alloc(60 + i * 100, i));
+      const sealed = client.sealFrames(frames);
+      expect(sealed.map((d) => d.length)).toEqual(frames.map((f) => f.length + 4 + SEAL_OVERHEAD));
+      expect(client.epochs.send).toBe(2);
+      sealed.forEach((d, i) => {
+        const plain = server.open(d);
+        expect(plain.subarray(0, 4)).toEqual(Buffer.from([1, 0, frames[i]!.length >> 8, frames[i]!.length & 255]));
+        expect(plain.subarray(4)).toEqual(frames[i]);
+      });
+      expect(reason(() => server.open(sealed[3]!))).toBe('replayed');
+    }
+  });
+
   it('the sealer on the native context and one on Node\'s crypto talk to each other', () => {
     const client = new AeadSealer({ keyId: 3, sends: 'c2s', derive, aead: nativeAead });
     const server = new AeadSealer({ keyId: 3, sends: 's2c', derive, aead: nodeAead });

@@ -50,6 +50,12 @@ export interface DatagramSealer {
   readonly keyId: number;
   /** Seals one plaintext datagram (one or more encoded messages). Throws SealError('exhausted'). */
   seal(plaintext: Buffer | readonly Buffer[]): Buffer;
+  /**
+   * Seals each frame as a datagram of one Data message, in one batch. The datagrams
+   * are views of a buffer the next call reuses: send them before calling again.
+   * Fewer come back than went in only when the counter is exhausted.
+   */
+  sealFrames(frames: readonly Buffer[]): Buffer[];
   /** Authenticates and decrypts; throws SealError for anything that is not a fresh datagram of this session. */
   open(datagram: Buffer): Buffer;
   /** Drops so far, by reason. */
@@ -94,6 +100,9 @@ export class AeadSealer implements DatagramSealer {
   private sendCounter = 0n;
   private sendEpoch = -1;
   private sendKey: AeadContext | undefined;
+  /** sealFrames' output, reused batch after batch (grown when a batch needs more). */
+  private scratch = Buffer.alloc(0);
+  private scratchLengths = new Uint32Array(0);
   /** Receive keys by epoch: at most the current, the one before (reordering) and the one after. */
   private readonly recvKeys = new Map<number, AeadContext>();
   private recvEpoch = 0;
@@ -109,6 +118,47 @@ export class AeadSealer implements DatagramSealer {
     this.window = new ReplayWindow(o.window ?? 2048);
   }
 
+  sealFrames(frames: readonly Buffer[]): Buffer[] {
+    let bytes = 0;
+    for (const f of frames) bytes += f.length + 4 + SEAL_OVERHEAD;
+    if (this.scratch.length < bytes) this.scratch = Buffer.allocUnsafeSlow(Math.max(bytes, 2 * this.scratch.length));
+    if (this.scratchLengths.length < frames.length) this.scratchLengths = new Uint32Array(Math.max(frames.length, 2 * this.scratchLengths.length));
+    const out: Buffer[] = [];
+    let done = 0;
+    let offset = 0;
+    while (done < frames.length) {
+      const counter = this.sendCounter;
+      if (counter >= MAX_COUNTER) {
+        this.drops.exhausted++;
+        break;
+      }
+      const key = this.sendKeyFor(counter);
+      // A batch never straddles a rekey: the rest goes under the next epoch's key.
+      const left = (BigInt(this.sendEpoch) + 1n) * this.interval - counter;
+      const take = Math.min(frames.length - done, Number(left < 1n << 30n ? left : 1n << 30n));
+      const part = done === 0 && take === frames.length ? frames : frames.slice(done, done + take);
+      const sealed = key.sealFrames(part, this.keyId, counter, this.scratch.subarray(offset), this.scratchLengths);
+      for (let i = 0; i < sealed; i++) {
+        const len = this.scratchLengths[i]!;
+        out.push(this.scratch.subarray(offset, offset + len));
+        offset += len;
+      }
+      this.sendCounter += BigInt(sealed);
+      done += sealed;
+      if (sealed < take) break; // cannot happen: the scratch was sized for the batch
+    }
+    return out;
+  }
+
+  private sendKeyFor(counter: bigint): AeadContext {
+    const epoch = Number(counter / this.interval);
+    if (epoch !== this.sendEpoch || this.sendKey === undefined) {
+      this.sendKey = this.aead(this.o.derive(this.o.sends, epoch), this.cipher);
+      this.sendEpoch = epoch;
+    }
+    return this.sendKey;
+  }
+
   seal(plaintext: Buffer | readonly Buffer[]): Buffer {
     const counter = this.sendCounter;
     if (counter >= MAX_COUNTER) {
@@ -116,16 +166,12 @@ export class AeadSealer implements DatagramSealer {
       throw new SealError('exhausted', 'datagram counter exhausted: a new handshake is needed');
     }
     this.sendCounter++;
-    const epoch = Number(counter / this.interval);
-    if (epoch !== this.sendEpoch || this.sendKey === undefined) {
-      this.sendKey = this.aead(this.o.derive(this.o.sends, epoch), this.cipher);
-      this.sendEpoch = epoch;
-    }
+    const key = this.sendKeyFor(counter);
     const header = Buffer.allocUnsafe(SEALED_HEADER);
     header[0] = SEALED_MARKER;
     header.writeUInt32BE(this.keyId, 1);
     header.writeBigUInt64BE(counter, 5);
-    return this.sendKey.seal(header, Buffer.isBuffer(plaintext) ? [plaintext] : (plaintext as readonly Buffer[]));
+    return key.seal(header, Buffer.isBuffer(plaintext) ? [plaintext] : (plaintext as readonly Buffer[]));
   }
 
   open(datagram: Buffer): Buffer {

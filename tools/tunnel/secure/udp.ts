@@ -14,7 +14,7 @@ import { lookup } from 'node:dns/promises';
 import net, { isIPv4 } from 'node:net';
 import tls from 'node:tls';
 import { CtunError, ExitCode } from '../../common/index.js';
-import { decodeDatagram, encodeData, ErrorCode, ProtocolError, StreamDecoder, describeError, MessageType, type Message } from '../protocol.js';
+import { decodeDatagram, ErrorCode, ProtocolError, StreamDecoder, describeError, MessageType, type Message } from '../protocol.js';
 import type { ClientLink, ConnectOptions, PeerLink, ServerTransportOptions } from '../transport.js';
 import { BatchUdpSocket } from '../udpsocket.js';
 import type { PendingGate } from './gate.js';
@@ -68,7 +68,8 @@ export class SealedPeerLink implements PeerLink {
   }
 
   sendFrames(frames: Buffer[]): number {
-    return sendSealed(this.sealer, frames.map((f) => encodeData(f)), (ds) => this.out(ds, this.address, this.port));
+    const sealed = this.sealer.sealFrames(frames);
+    return sealed.length === 0 ? 0 : this.out(sealed, this.address, this.port);
   }
 
   close(): void {
@@ -303,7 +304,7 @@ async function openClientUdp(host: string, port: number, onDatagram: (d: Buffer)
       for (const d of ds) {
         if (!open || s.getSendQueueCount() >= 1024) break;
         try {
-          s.send(d);
+          s.send(Buffer.from(d)); // a copy: sealed batches are views of a reused buffer, and dgram sends later
         } catch {
           break;
         }
@@ -377,7 +378,9 @@ export async function connectSealedUdp(options: ConnectOptions & { tls: TlsMater
       return open && sendSealed(sealer, [[message]], (ds) => udp.send(ds)) === 1;
     },
     sendFrames(frames) {
-      return open ? sendSealed(sealer, frames.map((f) => encodeData(f)), (ds) => udp.send(ds)) : 0;
+      if (!open) return 0;
+      const sealed = sealer.sealFrames(frames);
+      return sealed.length === 0 ? 0 : udp.send(sealed);
     },
     close() {
       if (!open) return;
