@@ -150,27 +150,30 @@ class Aead : public Napi::ObjectWrap<Aead> {
     return Napi::Number::New(env, count);
   }
 
-  // open(datagram: Buffer) -> Buffer (the plaintext), or null if it does not authenticate.
+  // open(datagram: Buffer) -> number: the plaintext's length, decrypted in place after
+  // the 13-byte header (datagram[13, 13 + n)), or -1 if it does not authenticate (the
+  // bytes are then garbage). In place: the receive path allocates nothing per datagram.
   // Header and length are the caller's to check first (it counts why a datagram failed).
   Napi::Value Open(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Buffer<uint8_t> d = info[0].As<Napi::Buffer<uint8_t>>();
-    if (d.Length() < kHeader + kTag) return env.Null();
+    if (d.Length() < kHeader + kTag) return Napi::Number::New(env, -1);
     size_t plain = d.Length() - kHeader - kTag;
-    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, plain);
+    uint8_t* body = d.Data() + kHeader;
     uint8_t nonce[12];
     NonceOf(d.Data(), nonce);
+    uint8_t tag[kTag];
+    memcpy(tag, body + plain, kTag);
     int len = 0;
     bool ok = EVP_DecryptInit_ex(dec_, nullptr, nullptr, nullptr, nonce) == 1 && EVP_DecryptUpdate(dec_, nullptr, &len, d.Data(), kHeader) == 1;
     size_t off = 0;
     if (ok && plain > 0) {
-      ok = EVP_DecryptUpdate(dec_, out.Data(), &len, d.Data() + kHeader, static_cast<int>(plain)) == 1;
+      ok = EVP_DecryptUpdate(dec_, body, &len, body, static_cast<int>(plain)) == 1;
       off = static_cast<size_t>(len);
     }
-    ok = ok && EVP_CIPHER_CTX_ctrl(dec_, EVP_CTRL_AEAD_SET_TAG, kTag, d.Data() + kHeader + plain) == 1;
-    ok = ok && EVP_DecryptFinal_ex(dec_, out.Data() + off, &len) == 1;
-    if (!ok) return env.Null();
-    return out;
+    ok = ok && EVP_CIPHER_CTX_ctrl(dec_, EVP_CTRL_AEAD_SET_TAG, kTag, tag) == 1;
+    ok = ok && EVP_DecryptFinal_ex(dec_, body + off, &len) == 1;
+    return Napi::Number::New(env, ok ? static_cast<double>(plain) : -1);
   }
 
   EVP_CIPHER_CTX* enc_ = nullptr;

@@ -23,7 +23,10 @@ export interface AeadContext {
    * datagram: the batch path of the sender.
    */
   sealFrames(frames: readonly Buffer[], keyId: number, first: bigint, out: Buffer, lengths: Uint32Array): number;
-  /** The plaintext of a sealed datagram, or undefined if it does not authenticate. */
+  /**
+   * The plaintext of a sealed datagram, or undefined if it does not authenticate. It
+   * may be decrypted in place (a view of `datagram`, whose bytes change either way).
+   */
   open(datagram: Buffer): Buffer | undefined;
 }
 
@@ -83,7 +86,8 @@ export const nodeAead: AeadFactory = (key, cipher) => ({
 interface NativeAead {
   seal(header: Buffer, parts: readonly Buffer[]): Buffer;
   sealFrames(frames: readonly Buffer[], keyId: number, counterHi: number, counterLo: number, out: Buffer, lengths: Uint32Array): number;
-  open(datagram: Buffer): Buffer | null;
+  /** Decrypts in place: the plaintext's length after the header, or -1. */
+  open(datagram: Buffer): number;
 }
 
 /** The addon's context; throws if the addon is missing or predates it. */
@@ -94,7 +98,10 @@ export const nativeAead: AeadFactory = (key, cipher) => {
   return {
     seal: (header, parts) => ctx.seal(header, parts),
     sealFrames: (frames, keyId, first, out, lengths) => ctx.sealFrames(frames, keyId, Number(first >> 32n), Number(first & 0xffffffffn), out, lengths),
-    open: (datagram) => ctx.open(datagram) ?? undefined,
+    open: (datagram) => {
+      const n = ctx.open(datagram);
+      return n < 0 ? undefined : datagram.subarray(HEADER_BYTES, HEADER_BYTES + n);
+    },
   };
 };
 
