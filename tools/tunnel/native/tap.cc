@@ -104,29 +104,19 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// A reader wakes up when the TAP is readable (uv_poll on the event loop, no thread)
-// and drains up to `slots` frames into one shared buffer before calling JavaScript
-// once with the count; lengths go to a shared Uint32Array.
-class Reader : public Napi::ObjectWrap<Reader> {
- public:
-  static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "Reader", {InstanceMethod("stop", &Reader::Stop)});
-  }
+// What both readers share: a non-blocking fd watched on the event loop (uv_poll, no
+// thread), a JavaScript callback told how many items one wake-up drained, and a
+// stop(). T supplies Drain() and Recover(): what to do when libuv reports an error
+// (it stops the poll then); true means poll again and drain.
+template <typename T>
+class PollReader : public Napi::ObjectWrap<T> {
+ protected:
+  explicit PollReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<T>(info) {}
 
-  // new Reader(fd, buffer, lengths: Uint32Array, slotSize, onFrames(count))
-  Reader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Reader>(info) {
-    Napi::Env env = info.Env();
-    fd_ = info[0].As<Napi::Number>().Int32Value();
-    Napi::Buffer<uint8_t> buf = info[1].As<Napi::Buffer<uint8_t>>();
-    Napi::Uint32Array lengths = info[2].As<Napi::Uint32Array>();
-    slot_ = info[3].As<Napi::Number>().Uint32Value();
-    data_ = buf.Data();
-    lengths_ = lengths.Data();
-    slots_ = static_cast<uint32_t>(buf.Length() / slot_);
-    if (slots_ > lengths.ElementLength()) slots_ = static_cast<uint32_t>(lengths.ElementLength());
-    bufRef_ = Napi::Persistent(buf.As<Napi::Object>());
-    lenRef_ = Napi::Persistent(lengths.As<Napi::Object>());
-    callback_ = Napi::Persistent(info[4].As<Napi::Function>());
+  // Starts watching fd; the reader stays alive while polling, even if JavaScript drops it.
+  void StartPolling(Napi::Env env, int fd, Napi::Function callback) {
+    fd_ = fd;
+    callback_ = Napi::Persistent(callback);
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
     poll_ = new uv_poll_t;
@@ -138,15 +128,71 @@ class Reader : public Napi::ObjectWrap<Reader> {
       return;
     }
     uv_poll_start(poll_, UV_READABLE, OnReadable);
-    Ref();  // stays alive while polling, even if JavaScript drops its handle
+    this->Ref();
   }
+
+  void Deliver(uint32_t count) {
+    Napi::Env env = this->Env();
+    Napi::HandleScope scope(env);
+    callback_.MakeCallback(env.Global(), {Napi::Number::New(env, count)});
+  }
+
+  void PollAgain() {
+    if (poll_ != nullptr) uv_poll_start(poll_, UV_READABLE, OnReadable);
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr) {
+      uv_poll_stop(poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+      this->Unref();
+    }
+    return info.Env().Undefined();
+  }
+
+  int fd_ = -1;
 
  private:
   static void OnReadable(uv_poll_t* handle, int status, int) {
-    Reader* self = static_cast<Reader*>(handle->data);
-    if (status < 0) return;
+    T* self = static_cast<T*>(static_cast<PollReader<T>*>(handle->data));
+    if (status < 0 && !self->Recover()) return;
     self->Drain();
   }
+
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference callback_;
+};
+
+// A reader wakes up when the TAP is readable (uv_poll on the event loop, no thread)
+// and drains up to `slots` frames into one shared buffer before calling JavaScript
+// once with the count; lengths go to a shared Uint32Array.
+class Reader : public PollReader<Reader> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Reader", {InstanceMethod("stop", &Reader::Stop)});
+  }
+
+  // new Reader(fd, buffer, lengths: Uint32Array, slotSize, onFrames(count))
+  Reader(const Napi::CallbackInfo& info) : PollReader<Reader>(info) {
+    Napi::Buffer<uint8_t> buf = info[1].As<Napi::Buffer<uint8_t>>();
+    Napi::Uint32Array lengths = info[2].As<Napi::Uint32Array>();
+    slot_ = info[3].As<Napi::Number>().Uint32Value();
+    data_ = buf.Data();
+    lengths_ = lengths.Data();
+    slots_ = static_cast<uint32_t>(buf.Length() / slot_);
+    if (slots_ > lengths.ElementLength()) slots_ = static_cast<uint32_t>(lengths.ElementLength());
+    bufRef_ = Napi::Persistent(buf.As<Napi::Object>());
+    lenRef_ = Napi::Persistent(lengths.As<Napi::Object>());
+    StartPolling(info.Env(), info[0].As<Napi::Number>().Int32Value(), info[4].As<Napi::Function>());
+  }
+
+ private:
+  friend class PollReader<Reader>;
+
+  // An error on a TAP fd (the device went away): stay stopped; JavaScript learns of it
+  // from the device's state, not from a busy loop here.
+  bool Recover() { return false; }
 
   void Drain() {
     uint32_t count = 0;
@@ -159,31 +205,15 @@ class Reader : public Napi::ObjectWrap<Reader> {
       if (r == 0) break;
       lengths_[count++] = static_cast<uint32_t>(r);
     }
-    if (count == 0) return;
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    callback_.MakeCallback(env.Global(), {Napi::Number::New(env, count)});
+    if (count > 0) Deliver(count);
   }
 
-  Napi::Value Stop(const Napi::CallbackInfo& info) {
-    if (poll_ != nullptr) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-      Unref();
-    }
-    return info.Env().Undefined();
-  }
-
-  int fd_ = -1;
   uint8_t* data_ = nullptr;
   uint32_t* lengths_ = nullptr;
   uint32_t slot_ = 0;
   uint32_t slots_ = 0;
-  uv_poll_t* poll_ = nullptr;
   Napi::ObjectReference bufRef_;
   Napi::ObjectReference lenRef_;
-  Napi::FunctionReference callback_;
 };
 
 
@@ -341,16 +371,14 @@ Napi::Value UdpSend(const Napi::CallbackInfo& info) {
 // slot holds one datagram, or with GRO a run of equal-sized ones (the kernel says
 // the size), which are split here. Datagram i is offsets[i], lengths[i] in the
 // buffer; its sender addrs[2i] (IPv4, host order) and addrs[2i+1] (port).
-class UdpReader : public Napi::ObjectWrap<UdpReader> {
+class UdpReader : public PollReader<UdpReader> {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "UdpReader", {InstanceMethod("stop", &UdpReader::Stop), InstanceMethod("filtered", &UdpReader::Filtered), InstanceMethod("coalesced", &UdpReader::Coalesced)});
   }
 
   // new UdpReader(fd, buffer, lengths: Uint32Array, offsets: Uint32Array, addrs: Uint32Array, slotSize, onDatagrams(count))
-  UdpReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpReader>(info) {
-    Napi::Env env = info.Env();
-    fd_ = info[0].As<Napi::Number>().Int32Value();
+  UdpReader(const Napi::CallbackInfo& info) : PollReader<UdpReader>(info) {
     Napi::Buffer<uint8_t> buf = info[1].As<Napi::Buffer<uint8_t>>();
     Napi::Uint32Array lengths = info[2].As<Napi::Uint32Array>();
     Napi::Uint32Array offsets = info[3].As<Napi::Uint32Array>();
@@ -370,34 +398,21 @@ class UdpReader : public Napi::ObjectWrap<UdpReader> {
     lenRef_ = Napi::Persistent(lengths.As<Napi::Object>());
     offRef_ = Napi::Persistent(offsets.As<Napi::Object>());
     addrRef_ = Napi::Persistent(addrs.As<Napi::Object>());
-    callback_ = Napi::Persistent(info[6].As<Napi::Function>());
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    poll_ = new uv_poll_t;
-    poll_->data = this;
-    if (uv_poll_init(loop, poll_, fd_) != 0) {
-      delete poll_;
-      poll_ = nullptr;
-      Napi::Error::New(env, "uv_poll_init failed").ThrowAsJavaScriptException();
-      return;
-    }
-    uv_poll_start(poll_, UV_READABLE, OnReadable);
-    Ref();
+    StartPolling(info.Env(), info[0].As<Napi::Number>().Int32Value(), info[6].As<Napi::Function>());
   }
 
  private:
-  static void OnReadable(uv_poll_t* handle, int status, int) {
-    UdpReader* self = static_cast<UdpReader*>(handle->data);
-    if (status < 0) {
-      // An ICMP error is queued on the socket (port unreachable: the client's hellos
-      // while the server is away). libuv stops polling on POLLERR; without a restart
-      // the restarted server's welcome would never be read. Clear it, poll again.
-      int err = 0;
-      socklen_t len = sizeof err;
-      getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &err, &len);
-      if (self->poll_ != nullptr) uv_poll_start(self->poll_, UV_READABLE, OnReadable);
-    }
-    self->Drain();
+  friend class PollReader<UdpReader>;
+
+  // An ICMP error is queued on the socket (port unreachable: the client's hellos
+  // while the server is away). libuv stopped polling on POLLERR; without a restart
+  // the restarted server's welcome would never be read. Clear it, poll again.
+  bool Recover() {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+    PollAgain();
+    return true;
   }
 
   void Drain() {
@@ -450,20 +465,7 @@ class UdpReader : public Napi::ObjectWrap<UdpReader> {
         count++;
       }
     }
-    if (count == 0) return;
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    callback_.MakeCallback(env.Global(), {Napi::Number::New(env, count)});
-  }
-
-  Napi::Value Stop(const Napi::CallbackInfo& info) {
-    if (poll_ != nullptr) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-      Unref();
-    }
-    return info.Env().Undefined();
+    if (count > 0) Deliver(count);
   }
 
   Napi::Value Filtered(const Napi::CallbackInfo& info) {
@@ -494,7 +496,6 @@ class UdpReader : public Napi::ObjectWrap<UdpReader> {
 
   uint64_t filtered_ = 0;
   uint64_t coalesced_ = 0;
-  int fd_ = -1;
   uint8_t* data_ = nullptr;
   uint32_t* lengths_ = nullptr;
   uint32_t* offsets_ = nullptr;
@@ -502,12 +503,10 @@ class UdpReader : public Napi::ObjectWrap<UdpReader> {
   uint32_t slot_ = 0;
   uint32_t slots_ = 0;
   uint32_t capacity_ = 0;
-  uv_poll_t* poll_ = nullptr;
   Napi::ObjectReference bufRef_;
   Napi::ObjectReference lenRef_;
   Napi::ObjectReference offRef_;
   Napi::ObjectReference addrRef_;
-  Napi::FunctionReference callback_;
 };
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
