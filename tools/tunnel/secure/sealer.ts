@@ -10,8 +10,9 @@
  * export with the epoch as context, so no key protects more than 2^24 datagrams.
  * The receiver keeps a sliding replay window over the counter.
  *
- * The data path calls `seal()` and `open()` only; where the datagram is built
- * (TypeScript or the native addon) is its business.
+ * The data path calls `sealFrames()` (a batch of frames), `seal()` (control
+ * messages) and `open()`; the AEAD itself runs in the native addon when it is there
+ * (aead.ts), else in Node's crypto.
  */
 import { defaultAead, HEADER_BYTES, TAG_BYTES, type AeadContext, type AeadFactory, type Cipher } from './aead.js';
 import { ReplayWindow } from './replay.js';
@@ -134,7 +135,8 @@ export class AeadSealer implements DatagramSealer {
       }
       const key = this.sendKeyFor(counter);
       // A batch never straddles a rekey: the rest goes under the next epoch's key.
-      const left = (BigInt(this.sendEpoch) + 1n) * this.interval - counter;
+      const epochEnd = (BigInt(this.sendEpoch) + 1n) * this.interval;
+      const left = (epochEnd < MAX_COUNTER ? epochEnd : MAX_COUNTER) - counter;
       const take = Math.min(frames.length - done, Number(left < 1n << 30n ? left : 1n << 30n));
       const part = done === 0 && take === frames.length ? frames : frames.slice(done, done + take);
       const sealed = key.sealFrames(part, this.keyId, counter, this.scratch.subarray(offset), this.scratchLengths);
