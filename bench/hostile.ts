@@ -9,12 +9,8 @@
  * on a small machine mostly measures the CPU the attacker takes from everyone else
  * (it runs on the same cores as both tunnel ends and iperf3).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { bundleCtun } from './bundle.js';
 import { Lab, sleep, type Proc } from './lab.js';
-import { A_UNDERLAY, B_UNDERLAY, ctun, detectCtunSecure, iperf, IPERF_PORT, NODE, ROOT, waitReachable, type Context, type Scenario } from './tunnel.js';
+import { B_UNDERLAY, ctun, iperf, IPERF_PORT, medianOf, NODE, openLab, ROOT, waitReachable, type Scenario } from './tunnel.js';
 
 const HOSTILE = `${ROOT}test/fixtures/hostile.mjs`;
 const HALF_OPEN = 1000;
@@ -35,19 +31,9 @@ export interface HostileResult {
   error?: string;
 }
 
-const median = (xs: number[]): number => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)]!;
-
 export async function runHostileBench(lab: Lab, o: { seconds: number; rounds: number; log: (l: string) => void }): Promise<HostileResult[]> {
-  const pki = mkdtempSync(join(tmpdir(), 'ctun-hostile-'));
-  lab.onCleanup(async () => rmSync(pki, { recursive: true, force: true }));
-  const ctunSecure = await detectCtunSecure(pki, o.log);
-  const bundled = await bundleCtun(pki);
-  process.env.CTUN_ADDON = bundled.addon;
-  const a = await lab.netns('ha');
-  const b = await lab.netns('hb');
-  const [ia, ib] = await lab.veth(a, `${A_UNDERLAY}/24`, b, `${B_UNDERLAY}/24`);
-  await lab.exec(a, NODE, [`${ROOT}bin/ctun.js`, 'configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive'], 60_000);
-  const ctx: Context = { lab, a, b, ia, ib, pki, ctunSecure, ctunScript: bundled.script, keep: [] };
+  const ctx = await openLab(lab, { roles: ['ha', 'hb'], log: o.log });
+  const { a, b, ctunSecure } = ctx;
 
   // A half-open flood needs a TCP listener: plain TCP, or UDP with --tls (handshake on TCP).
   const scenarios: Scenario[] = [ctun('udp', false), ctun('tcp', false), ...(ctunSecure ? [ctun('udp', true), ctun('tcp', true)] : [])];
@@ -85,10 +71,10 @@ export async function runHostileBench(lab: Lab, o: { seconds: number; rounds: nu
         full = await attack(0);
         runs.full.push(full.mbps);
       }
-      r.aloneMbps = median(runs.alone);
-      r.underAttackMbps = median(runs.bounded);
+      r.aloneMbps = medianOf(runs.alone);
+      r.underAttackMbps = medianOf(runs.bounded);
       r.ratio = r.underAttackMbps / r.aloneMbps;
-      r.fullFloodMbps = median(runs.full);
+      r.fullFloodMbps = medianOf(runs.full);
       r.fullFloodRatio = r.fullFloodMbps / r.aloneMbps;
       const flood = (reports: any[]) => reports[tcpListener ? 1 : 0] as { sent: number; seconds: number };
       if (tcpListener) r.halfOpen = `${bounded!.reports[0].opened} opened, ${bounded!.reports[0].closedByPeer} closed by the server`;

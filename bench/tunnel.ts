@@ -255,27 +255,42 @@ export async function detectCtunSecure(dir: string, log: (l: string) => void): P
   };
 }
 
-export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<Measurement[]> {
+/**
+ * What every bench section stands on: a temp folder (certificates, the bundle), the
+ * secured-ctun check, ctun bundled as the images ship it, two namespaces joined by a
+ * veth, and the client's TAP made once as a user would with `ctun configure`.
+ */
+export async function openLab(lab: Lab, o: { roles: [string, string]; log: (l: string) => void; openvpnKeys?: boolean }): Promise<Context> {
   const pki = mkdtempSync(join(tmpdir(), 'ctun-bench-'));
   lab.onCleanup(async () => rmSync(pki, { recursive: true, force: true }));
-  await makePki(pki);
+  if (o.openvpnKeys) await makePki(pki);
   const ctunSecure = await detectCtunSecure(pki, o.log);
   // The tunnel ends run the CLI bundled into plain JavaScript, as the images do: a
   // TypeScript loader in the process would add its caches to the peak RSS.
   const bundled = await bundleCtun(pki);
   process.env.CTUN_ADDON = bundled.addon;
-
-  const a = await lab.netns('a');
-  const b = await lab.netns('b');
+  const a = await lab.netns(o.roles[0]);
+  const b = await lab.netns(o.roles[1]);
   const [ia, ib] = await lab.veth(a, `${A_UNDERLAY}/24`, b, `${B_UNDERLAY}/24`);
-  // The client's TAP, made once as a user would with `ctun configure`.
   await lab.exec(a, NODE, [CTUN, 'configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive'], 60_000);
+  return { lab, a, b, ia, ib, pki, ctunSecure, ctunScript: bundled.script, keep: [] };
+}
+
+/** The median of the numbers that are not NaN; NaN when none is. */
+export function medianOf(xs: number[]): number {
+  const v = xs.filter((x) => !Number.isNaN(x)).sort((p, q) => p - q);
+  return v.length === 0 ? NaN : v[Math.floor(v.length / 2)]!;
+}
+
+export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<Measurement[]> {
+  const ctx = await openLab(lab, { roles: ['a', 'b'], log: o.log, openvpnKeys: true });
+  const { b, ctunSecure } = ctx;
   const startIperfServer = async (): Promise<Proc> => {
     const server = lab.spawn(b, 'iperf3', ['-s', '-p', IPERF_PORT, '--forceflush'], 'iperf3 server');
     await server.waitFor(/Server listening/, 10_000);
     return server;
   };
-  const ctx: Context = { lab, a, b, ia, ib, pki, ctunSecure, ctunScript: bundled.script, keep: [await startIperfServer()] };
+  ctx.keep.push(await startIperfServer());
 
   const scenarios: Scenario[] = [
     direct,
@@ -341,10 +356,7 @@ async function measure(ctx: Context, s: Scenario, o: TunnelBenchOptions): Promis
 
 function median(ms: Measurement[]): Measurement {
   if (ms.length === 1) return ms[0]!;
-  const mid = <T>(xs: T[], key: (x: T) => number): number => {
-    const v = xs.map(key).filter((x) => !Number.isNaN(x)).sort((p, q) => p - q);
-    return v.length === 0 ? NaN : v[Math.floor(v.length / 2)]!;
-  };
+  const mid = <T>(xs: T[], key: (x: T) => number): number => medianOf(xs.map(key));
   const first = ms[0]!;
   const keys = (f: (m: Measurement) => Record<string, number>): Record<string, number> =>
     Object.fromEntries([...new Set(ms.flatMap((m) => Object.keys(f(m))))].map((k) => [k, mid(ms, (m) => f(m)[k] ?? NaN)]));
