@@ -16,7 +16,7 @@ import { metadata, silentLogger } from '../../tools/common/index.js';
 import { executeBase, planBaseImage, readAptSources } from '../../tools/build/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { buildStandinTarball, LICENSE_READY_PATTERN, SIMULATOR_INSTALL_DIR, SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
-import { makeWheels, waitForLog } from '../fixtures/build/images.js';
+import { ctunBuild, dockerCli, makeWheels, waitForLog } from '../fixtures/build/images.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const BASE = 'debian:12';
@@ -34,19 +34,6 @@ let wheelsDir: string;
 let indexUrl: string;
 let indexServer: ResultPromise | undefined;
 
-/** Runs ctun-build as a user would; never throws, the result says how it went. */
-function ctunBuild(args: string[]) {
-  return execa(join(ROOT, 'node_modules/.bin/tsx'), [join(ROOT, 'tools/cli/ctun-build.ts'), ...args], {
-    cwd: ROOT,
-    reject: false,
-    all: true,
-    env: { NO_COLOR: '1' },
-  });
-}
-
-async function dockerCli(args: string[]) {
-  return execa('docker', args, { reject: false, all: true });
-}
 
 /** Starts a labelled test container; returns its id. */
 async function runContainer(args: string[]): Promise<string> {

@@ -22,7 +22,7 @@ import { metadata, silentLogger } from '../../tools/common/index.js';
 import { executeBase, planBaseImage, readAptSources } from '../../tools/build/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { buildStandinTarball, LICENSE_READY_PATTERN, SIMULATOR_INSTALL_DIR, SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
-import { waitForLog } from '../fixtures/build/images.js';
+import { ctunBuild, dockerCli as dockerCliFor, waitForLog } from '../fixtures/build/images.js';
 import {
   TEST_LABELS,
   makeDotnetFeed,
@@ -75,18 +75,7 @@ let tarball: string;
 let wheelsDir: string;
 const timings: Record<string, number> = {};
 
-function ctunBuild(args: string[]) {
-  return execa(join(ROOT, 'node_modules/.bin/tsx'), [join(ROOT, 'tools/cli/ctun-build.ts'), ...args], {
-    cwd: ROOT,
-    reject: false,
-    all: true,
-    env: { NO_COLOR: '1' },
-  });
-}
-
-async function dockerCli(args: string[], timeout = 60_000) {
-  return execa('docker', args, { reject: false, all: true, timeout });
-}
+const dockerCli = (args: string[], timeout = 60_000) => dockerCliFor(args, timeout);
 
 async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
   const t = Date.now();
