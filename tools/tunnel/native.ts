@@ -1,12 +1,15 @@
 /**
  * Loads the TAP addon. Looked up, in order: `$CTUN_ADDON`; `native/ctun_tap.node`
- * beside the running script (the bundled `ctun` inside the images); the node-gyp
- * output in the source tree (a checkout after `npm ci`).
+ * beside the running script (the bundled `ctun` inside the images); then, through
+ * node-gyp-build, the node-gyp output in the tree (a checkout after `npm ci`, or an
+ * install that had to compile) or the prebuilt N-API binary for this platform
+ * (`native/prebuilds/linux-x64/`, shipped by the release and the npm package).
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import nodeGypBuild from 'node-gyp-build';
 import { CtunError, ExitCode } from '../common/index.js';
 
 export interface TapAddon {
@@ -29,9 +32,20 @@ function candidates(): string[] {
   const list: string[] = [];
   if (process.env.CTUN_ADDON) list.push(process.env.CTUN_ADDON);
   if (process.argv[1]) list.push(join(dirname(process.argv[1]), 'native', 'ctun_tap.node'));
-  const here = dirname(fileURLToPath(import.meta.url));
-  list.push(join(here, 'native', 'build', 'Release', 'ctun_tap.node'));
+  const tree = join(dirname(fileURLToPath(import.meta.url)), 'native');
+  try {
+    list.push(nodeGypBuild.path(tree));
+  } catch {
+    list.push(join(tree, 'build', 'Release', 'ctun_tap.node'), join(tree, 'prebuilds', `${process.platform}-${process.arch}`));
+  }
   return list;
+}
+
+let loadedFrom: string | undefined;
+
+/** The file the addon was loaded from (undefined before loadAddon). */
+export function addonPath(): string | undefined {
+  return loadedFrom;
 }
 
 export function loadAddon(): TapAddon {
@@ -46,5 +60,6 @@ export function loadAddon(): TapAddon {
     });
   }
   addon = require(found) as TapAddon;
+  loadedFrom = found;
   return addon;
 }

@@ -1,0 +1,13 @@
+// `npm run release`: writes dist/ctun-<version>-linux-x64.tar.gz (tools/build/release.ts).
+import { resolve } from 'node:path';
+import { buildRelease } from '../tools/build/index.js';
+import { createLogger } from '../tools/common/index.js';
+import { printError } from '../tools/cli/common.js';
+
+const root = resolve(import.meta.dirname, '..');
+try {
+  const r = await buildRelease({ root, logger: createLogger({ level: 'info' }) });
+  process.stdout.write(`${r.file}\n`);
+} catch (e) {
+  process.exit(printError('release', e, process.argv.includes('--verbose')));
+}
