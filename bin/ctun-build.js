@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx, so a checkout needs no compile step.
-import { register } from 'tsx/esm/api';
-register();
-await import('../tools/cli/ctun-build.ts');
+// ctun-build: the TypeScript through tsx in a checkout, the bundle in an install (see launch.js).
+import { launch } from './launch.js';
+await launch('ctun-build');

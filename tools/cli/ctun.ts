@@ -7,6 +7,8 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ExitCode, metadata, type Logger } from '../common/index.js';
 import {
+  addonPath,
+  loadAddon,
   TunnelClient,
   TunnelServer,
   TapDevice,
@@ -184,6 +186,19 @@ async function runCerts(argv: Record<string, any>): Promise<number> {
 }
 
 export async function main(args: string[]): Promise<void> {
+  // `--version --verbose` also loads the TAP addon and names its file and the Node
+  // running it: which build a host uses (compiled, prebuilt, the image's) is one
+  // command away, and a binary that does not load says so here.
+  if (args.includes('--version') && args.includes('--verbose')) {
+    process.stdout.write(`${metadata.ctunVersion}\n`);
+    try {
+      loadAddon();
+    } catch (e) {
+      process.exit(printError(PROGRAM, e, true));
+    }
+    process.stdout.write(`addon: ${addonPath()}\nnode: ${process.version} ${process.execPath}\n`);
+    return;
+  }
   const parser = yargs(args)
     .scriptName(PROGRAM)
     .usage('$0 <command>\n\nLayer-2 tunnel to simulators in containers: a TAP on this host, Ethernet frames over UDP (or TCP) to a server beside the simulator.')

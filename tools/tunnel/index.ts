@@ -8,3 +8,4 @@ export { parseCidr } from './address.js';
 export type { TransportKind } from './transport.js';
 export type { TunnelStats } from './stats.js';
 export * as protocol from './protocol.js';
+export { addonPath, loadAddon } from './native.js';

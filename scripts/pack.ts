@@ -1,0 +1,30 @@
+// npm pack's hooks. `stage` (prepack): the three CLIs bundled into lib/ and the
+// addon prebuilt into tools/tunnel/native/prebuilds/, which package.json `files`
+// ships; `clean` (postpack): removes both, so the checkout runs from its sources again.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ADDON_DIR, BUNDLE_DIR, prebuildAddon, stageInstallTree } from '../tools/build/index.js';
+import { createLogger } from '../tools/common/index.js';
+import { printError } from '../tools/cli/common.js';
+
+const root = resolve(import.meta.dirname, '..');
+const logger = createLogger({ level: 'info' });
+const step = process.argv[2];
+try {
+  if (step === 'stage') {
+    const work = await mkdtemp(join(tmpdir(), 'ctun-pack-'));
+    try {
+      await stageInstallTree({ root, dir: root, addon: await prebuildAddon(root, work, logger), logger });
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  } else if (step === 'clean') {
+    await rm(join(root, BUNDLE_DIR), { recursive: true, force: true });
+    await rm(join(root, ADDON_DIR, 'prebuilds'), { recursive: true, force: true });
+  } else {
+    throw new Error(`give stage or clean, not ${step}`);
+  }
+} catch (e) {
+  process.exit(printError('pack', e, process.argv.includes('--verbose')));
+}
