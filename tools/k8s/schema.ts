@@ -1,63 +1,49 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import * as clientModels from '@kubernetes/client-node';
 import { CtunError } from '../common/index.js';
 import type { K8sObject } from './render.js';
+// The generated validators of kubernetes-models, one per top-level kind we may render
+// or a user may pass; static imports so the bundles carry them (no node_modules at run time).
+import { validate as validateConfigMap } from 'kubernetes-models/_schemas/IoK8sApiCoreV1ConfigMap';
+import { validate as validateDaemonSet } from 'kubernetes-models/_schemas/IoK8sApiAppsV1DaemonSet';
+import { validate as validateDeployment } from 'kubernetes-models/_schemas/IoK8sApiAppsV1Deployment';
+import { validate as validateJob } from 'kubernetes-models/_schemas/IoK8sApiBatchV1Job';
+import { validate as validateNamespace } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Namespace';
+import { validate as validateNetworkPolicy } from 'kubernetes-models/_schemas/IoK8sApiNetworkingV1NetworkPolicy';
+import { validate as validatePod } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Pod';
+import { validate as validatePodDisruptionBudget } from 'kubernetes-models/_schemas/IoK8sApiPolicyV1PodDisruptionBudget';
+import { validate as validateSecret } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Secret';
+import { validate as validateService } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Service';
+import { validate as validateServiceAccount } from 'kubernetes-models/_schemas/IoK8sApiCoreV1ServiceAccount';
+import { validate as validateStatefulSet } from 'kubernetes-models/_schemas/IoK8sApiAppsV1StatefulSet';
 
 /**
- * Validation of manifests against the Kubernetes API schema of a given minor release,
- * offline.
+ * Validation of manifests against the Kubernetes API, offline and from an install
+ * (everything it reads is bundled into ctun-run).
  *
- * The schemas come from the npm packages `cdk8s-plus-29` ... `cdk8s-plus-32`, one per
- * Kubernetes minor release, maintained by the cdk8s project and generated from that
- * release's OpenAPI document. Each ships its type model as a jsii assembly (`.jsii`):
- * every API definition (`io.k8s.api.core.v1.PodSpec`, ...) with its properties, their
- * types, whether they are required, and, in a `@schema` tag, the exact JSON field name.
- * This module turns that model into JSON Schema (strict: unknown fields are errors, as
- * `kubectl apply` reports them) and checks objects with ajv.
- *
- * What the model does not carry: enum values (e.g. a Service `type`), formats and
- * numeric ranges. Those the apiserver checks; our tests assert the ones we rely on.
+ * Two well-kept packages generated from the API's OpenAPI document do the work:
+ * - `kubernetes-models`: a compiled JSON-Schema validator per definition: types,
+ *   required fields, enum values (a Service `type`, an `imagePullPolicy`), formats.
+ * - `@kubernetes/client-node` (the official client, ctun's own for `k8s apply`): its
+ *   API model lists every field of every definition; a field it does not list is
+ *   reported as unknown, as `kubectl apply` (strict field validation) does. The
+ *   OpenAPI document allows unknown fields, so the validators above do not.
+ * A field newer than the client's API release is then refused: the release named in
+ * SCHEMA_VERSIONS is the one the manifests are proven valid for.
  */
 
-/** Minor releases with a schema package installed (dev dependencies). */
-export const SCHEMA_VERSIONS = ['1.29', '1.30', '1.31', '1.32'] as const;
+/** The Kubernetes minor release validated against (the API model of @kubernetes/client-node 1.4). */
+export const SCHEMA_VERSIONS = ['1.34'] as const;
 export type SchemaVersion = (typeof SCHEMA_VERSIONS)[number];
 
-interface JsiiTypeRef {
-  primitive?: 'string' | 'number' | 'boolean' | 'any' | 'date' | 'json';
-  fqn?: string;
-  collection?: { kind: 'array' | 'map'; elementtype: JsiiTypeRef };
-  union?: { types: JsiiTypeRef[] };
-}
-interface JsiiProperty {
-  name: string;
-  optional?: boolean;
-  type: JsiiTypeRef;
-  docs?: { custom?: { schema?: string } };
-}
-interface JsiiType {
-  kind: 'interface' | 'class' | 'enum';
-  fqn: string;
-  name: string;
-  datatype?: boolean;
-  properties?: JsiiProperty[];
-  docs?: { custom?: { schema?: string } };
-}
-interface JsiiAssembly {
-  name: string;
-  types: Record<string, JsiiType>;
-}
+/** The packages the checks come from, for messages. */
+const SOURCE = 'kubernetes-models and @kubernetes/client-node (versions: package.json)';
 
-type JsonSchema = Record<string, unknown>;
-
-/** One minor release's schema: definitions by API name, and a validator per top-level kind. */
+/** One release's validation: the definitions known, and a check of any object. */
 export interface KubernetesSchema {
   version: SchemaVersion;
-  /** The npm package and version the schema was read from. */
+  /** The packages the schema was read from. */
   source: string;
-  /** Names of the API definitions known, e.g. `io.k8s.api.core.v1.PodSpec`. */
+  /** Top-level definitions that can be validated, e.g. `io.k8s.api.apps.v1.Deployment`. */
   definitions: Set<string>;
   validate(object: unknown): SchemaIssue[];
 }
@@ -68,13 +54,28 @@ export interface SchemaIssue {
   message: string;
 }
 
-function projectRoot(): string {
-  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+interface AjvError {
+  instancePath: string;
+  keyword: string;
+  params: Record<string, unknown>;
+  message?: string;
 }
+type Validator = ((data: unknown) => boolean) & { errors?: AjvError[] | null };
 
-function packageDir(version: SchemaVersion, root: string): string {
-  return join(root, 'node_modules', `cdk8s-plus-${version.split('.')[1]}`);
-}
+const VALIDATORS: Record<string, Validator> = {
+  'io.k8s.api.apps.v1.DaemonSet': validateDaemonSet,
+  'io.k8s.api.apps.v1.Deployment': validateDeployment,
+  'io.k8s.api.apps.v1.StatefulSet': validateStatefulSet,
+  'io.k8s.api.batch.v1.Job': validateJob,
+  'io.k8s.api.core.v1.ConfigMap': validateConfigMap,
+  'io.k8s.api.core.v1.Namespace': validateNamespace,
+  'io.k8s.api.core.v1.Pod': validatePod,
+  'io.k8s.api.core.v1.Secret': validateSecret,
+  'io.k8s.api.core.v1.Service': validateService,
+  'io.k8s.api.core.v1.ServiceAccount': validateServiceAccount,
+  'io.k8s.api.networking.v1.NetworkPolicy': validateNetworkPolicy,
+  'io.k8s.api.policy.v1.PodDisruptionBudget': validatePodDisruptionBudget,
+};
 
 /** `io.k8s.api.apps.v1.Deployment` for `apps/v1` and `Deployment`; core is `v1`. */
 export function definitionName(apiVersion: string, kind: string): string {
@@ -83,151 +84,100 @@ export function definitionName(apiVersion: string, kind: string): string {
   return `io.k8s.api.${g}.${version}.${kind}`;
 }
 
-function defRef(fqn: string): string {
-  return `#/definitions/${fqn.replace(/[^A-Za-z0-9_.-]/g, '_')}`;
+/** The client's model name of a top-level kind: `V1Deployment` for apps/v1 Deployment. */
+function modelName(apiVersion: string, kind: string): string {
+  const version = apiVersion.split('/').pop()!;
+  return `${version[0]!.toUpperCase()}${version.slice(1)}${kind}`;
 }
 
-function typeSchema(t: JsiiTypeRef, asm: JsiiAssembly): JsonSchema {
-  if (t.primitive) {
-    switch (t.primitive) {
-      case 'string':
-      case 'date':
-        return { type: 'string' };
-      case 'number':
-        return { type: 'number' };
-      case 'boolean':
-        return { type: 'boolean' };
-      default:
-        return {};
-    }
+interface AttributeType {
+  baseName: string;
+  type: string;
+}
+type ModelClass = { getAttributeTypeMap(): AttributeType[] };
+const models = clientModels as unknown as Record<string, ModelClass | undefined>;
+
+/** Fields of `value` that the API model of `type` does not have, with their paths. */
+function unknownFields(value: unknown, type: string, path: string, out: SchemaIssue[]): void {
+  if (value === null || typeof value !== 'object') return;
+  const array = /^Array<(.+)>$/.exec(type);
+  if (array) {
+    if (Array.isArray(value)) value.forEach((v, i) => unknownFields(v, array[1]!, `${path}/${i}`, out));
+    return;
   }
-  if (t.collection) {
-    const items = typeSchema(t.collection.elementtype, asm);
-    return t.collection.kind === 'array' ? { type: 'array', items } : { type: 'object', additionalProperties: items };
+  const map = /^\{ \[key: string\]: (.+); \}$/.exec(type);
+  if (map) {
+    for (const [k, v] of Object.entries(value)) unknownFields(v, map[1]!, `${path}/${k}`, out);
+    return;
   }
-  if (t.union) return { anyOf: t.union.types.map((u) => typeSchema(u, asm)) };
-  if (t.fqn) {
-    const target = asm.types[t.fqn];
-    if (!target) return {};
-    // Quantity ("256Mi", 2) and IntOrString (8080, "http") are classes in the model.
-    if (target.kind === 'class') return { type: ['string', 'number'] };
-    if (target.kind === 'enum') return { type: 'string' };
-    return { $ref: defRef(t.fqn) };
+  const model = models[type];
+  // A primitive, IntOrString, or a free-form object: no field list to hold it to.
+  if (typeof model?.getAttributeTypeMap !== 'function' || Array.isArray(value)) return;
+  const fields = new Map(model.getAttributeTypeMap().map((a) => [a.baseName, a.type]));
+  for (const [k, v] of Object.entries(value)) {
+    const t = fields.get(k);
+    if (t === undefined) out.push({ path: path || '/', message: `unknown field "${k}"` });
+    else unknownFields(v, t, `${path}/${k}`, out);
   }
-  return {};
 }
 
-function structSchema(t: JsiiType, asm: JsiiAssembly): JsonSchema {
-  const properties: Record<string, JsonSchema> = {};
-  const required: string[] = [];
-  for (const p of t.properties ?? []) {
-    const json = p.docs?.custom?.schema?.split('#')[1] ?? p.name;
-    properties[json] = typeSchema(p.type, asm);
-    if (!p.optional) required.push(json);
-  }
-  return { type: 'object', properties, required, additionalProperties: false };
-}
-
-function formatIssue(e: ErrorObject): SchemaIssue {
+function formatIssue(e: AjvError): SchemaIssue {
   const path = e.instancePath || '/';
-  if (e.keyword === 'additionalProperties') {
-    return { path, message: `unknown field "${(e.params as { additionalProperty: string }).additionalProperty}"` };
+  switch (e.keyword) {
+    case 'required':
+      return { path, message: `missing required field "${String(e.params.missingProperty)}"` };
+    case 'enum':
+      return { path, message: `must be one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}` };
+    case 'type':
+      return { path, message: `must be ${String(e.params.type)}` };
+    default:
+      return { path, message: e.message ?? e.keyword };
   }
-  if (e.keyword === 'required') return { path, message: `missing required field "${(e.params as { missingProperty: string }).missingProperty}"` };
-  return { path, message: e.message ?? e.keyword };
 }
 
-const cache = new Map<string, KubernetesSchema>();
+const schema: KubernetesSchema = {
+  version: SCHEMA_VERSIONS[0],
+  source: SOURCE,
+  definitions: new Set(Object.keys(VALIDATORS)),
+  validate(object) {
+    const o = object as Partial<K8sObject> | null;
+    if (typeof o !== 'object' || o === null || typeof o.apiVersion !== 'string' || typeof o.kind !== 'string') {
+      return [{ path: '/', message: 'not a Kubernetes object (apiVersion and kind are required)' }];
+    }
+    const validator = VALIDATORS[definitionName(o.apiVersion, o.kind)];
+    const model = modelName(o.apiVersion, o.kind);
+    if (!validator || typeof models[model]?.getAttributeTypeMap !== 'function') {
+      return [{ path: '/', message: `no schema for ${o.apiVersion} ${o.kind} in Kubernetes ${SCHEMA_VERSIONS[0]}` }];
+    }
+    const issues: SchemaIssue[] = [];
+    // The OpenAPI document marks no top-level field required; an object without a name cannot be applied.
+    if (!o.metadata) issues.push({ path: '/', message: 'missing required field "metadata"' });
+    if (!validator(o)) issues.push(...(validator.errors ?? []).map(formatIssue));
+    unknownFields(o, model, '', issues);
+    return issues;
+  },
+};
 
-/** Loads one minor release's schema from its package (cached). */
-export function loadSchema(version: SchemaVersion, options: { root?: string } = {}): KubernetesSchema {
-  const root = options.root ?? projectRoot();
-  const key = `${root}:${version}`;
-  const hit = cache.get(key);
-  if (hit) return hit;
-  const dir = packageDir(version, root);
-  const file = join(dir, '.jsii');
-  if (!existsSync(file)) {
-    throw new CtunError('K8S_SCHEMA', `no Kubernetes ${version} schema: ${file} is missing`, {
-      hint: `the schemas come from the dev dependency cdk8s-plus-${version.split('.')[1]}; run npm install in the checkout`,
+/** The schema of a release (only SCHEMA_VERSIONS exist). */
+export function loadSchema(version: SchemaVersion = SCHEMA_VERSIONS[0]): KubernetesSchema {
+  if (version !== schema.version) {
+    throw new CtunError('K8S_SCHEMA', `no Kubernetes ${String(version)} schema (this ctun validates against ${SCHEMA_VERSIONS.join(', ')})`, {
+      hint: `drop the version, or use ${SCHEMA_VERSIONS[0]}`,
     });
   }
-  const asm = JSON.parse(readFileSync(file, 'utf8')) as JsiiAssembly;
-  const pkgVersion = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version;
-  const prefix = `${asm.name}.k8s.`;
-  const definitions: Record<string, JsonSchema> = {};
-  const names = new Set<string>();
-  const byName = new Map<string, JsiiType>();
-  for (const t of Object.values(asm.types)) {
-    if (!t.fqn.startsWith(prefix) || t.kind !== 'interface' || !t.datatype) continue;
-    definitions[defRef(t.fqn).slice('#/definitions/'.length)] = structSchema(t, asm);
-    const name = t.docs?.custom?.schema;
-    if (name) {
-      names.add(name);
-      // Top-level kinds are the Kube<Kind>Props structs (metadata and spec).
-      if (t.name.startsWith('Kube') && t.name.endsWith('Props')) byName.set(name, t);
-    }
-  }
-  const ajv = new Ajv({ allErrors: true, strict: false });
-  ajv.addSchema({ $id: 'k8s', definitions });
-  const validators = new Map<string, ValidateFunction>();
-  const validatorFor = (apiVersion: string, kind: string): ValidateFunction | undefined => {
-    const name = definitionName(apiVersion, kind);
-    const cached = validators.get(name);
-    if (cached) return cached;
-    const top = byName.get(name);
-    if (!top) return undefined;
-    const body = structSchema(top, asm) as { properties: Record<string, unknown>; required: string[] };
-    const schema = {
-      type: 'object',
-      properties: { apiVersion: { const: apiVersion }, kind: { const: kind }, ...rewriteRefs(body.properties) },
-      required: ['apiVersion', 'kind', 'metadata', ...body.required],
-      additionalProperties: false,
-    };
-    const v = ajv.compile(schema);
-    validators.set(name, v);
-    return v;
-  };
-  const schema: KubernetesSchema = {
-    version,
-    source: `cdk8s-plus-${version.split('.')[1]}@${pkgVersion}`,
-    definitions: names,
-    validate(object) {
-      const o = object as Partial<K8sObject> | null;
-      if (typeof o !== 'object' || o === null || typeof o.apiVersion !== 'string' || typeof o.kind !== 'string') {
-        return [{ path: '/', message: 'not a Kubernetes object (apiVersion and kind are required)' }];
-      }
-      const v = validatorFor(o.apiVersion, o.kind);
-      if (!v) return [{ path: '/', message: `no schema for ${o.apiVersion} ${o.kind} in Kubernetes ${version}` }];
-      if (v(o)) return [];
-      return (v.errors ?? []).map(formatIssue);
-    },
-  };
-  cache.set(key, schema);
   return schema;
 }
 
-/** Refs inside the top-level schema point into the shared `k8s` schema. */
-function rewriteRefs(value: unknown): any {
-  if (Array.isArray(value)) return value.map(rewriteRefs);
-  if (typeof value === 'object' && value !== null) {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = k === '$ref' && typeof v === 'string' ? `k8s${v}` : rewriteRefs(v);
-    return out;
-  }
-  return value;
-}
-
 /** Validates objects against one release; throws a CtunError listing every issue. */
-export function assertValid(objects: K8sObject[], version: SchemaVersion, what = 'manifest'): void {
-  const schema = loadSchema(version);
+export function assertValid(objects: K8sObject[], version: SchemaVersion = SCHEMA_VERSIONS[0], what = 'manifest'): void {
+  const s = loadSchema(version);
   const lines: string[] = [];
   for (const o of objects) {
-    for (const issue of schema.validate(o)) lines.push(`${o.kind}/${o.metadata?.name ?? '?'} ${issue.path}: ${issue.message}`);
+    for (const issue of s.validate(o)) lines.push(`${o.kind}/${o.metadata?.name ?? '?'} ${issue.path}: ${issue.message}`);
   }
   if (lines.length > 0) {
     throw new CtunError('K8S_INVALID', `${what} is not valid for Kubernetes ${version}: ${lines.join('; ')}`, {
-      hint: `schema from ${schema.source}`,
+      hint: `schema from ${s.source}`,
     });
   }
 }
