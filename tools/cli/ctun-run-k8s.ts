@@ -188,7 +188,7 @@ const renderCommand: CommandModule<object, Args> = {
       .option('license-server', { type: 'string', describe: 'License server for DS_CMU_SERVER (default: the placeholder <LICENSE_SERVER>)' })
       .option('namespace', { type: 'string', describe: 'Namespace written into the manifests (default: none)' })
       .option('check', { type: 'boolean', default: false, describe: 'Write nothing; exit 1 when the files in --out differ from a fresh rendering' })
-      .option('validate', { type: 'boolean', default: false, describe: `Validate against the Kubernetes schemas ${SCHEMA_VERSIONS.join(', ')} (needs the dev dependencies)` }) as Argv<Args>,
+      .option('validate', { type: 'boolean', default: false, describe: `Validate against the Kubernetes schemas ${SCHEMA_VERSIONS.join(', ')}` }) as Argv<Args>,
   handler: (argv) => runCommandBody(PROGRAM, argv.verbose, () => runRender(argv, cliLogger(argv as { verbose?: boolean }))),
 };
 
