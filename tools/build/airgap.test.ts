@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -77,5 +77,49 @@ describe('air-gap bundles', () => {
     await expect(
       createBundle({ docker: createMemoryDocker(), archiver: memoryArchiver(), logger: createMemoryLogger(), images: ['no/such:1'], files: [], out: join(dir, 'b.tar') }),
     ).rejects.toMatchObject({ code: 'BUNDLE_IMAGE_MISSING' });
+  });
+
+  describe('carrying the ctun release (--release)', () => {
+    /** A small stand-in of `npm run release`'s archive: the name and the members that make one. */
+    async function fakeRelease(dir: string, name = 'ctun-23.1.0-linux-x64', members = ['bin/ctun', 'bin/node', 'lib/ctun.mjs']): Promise<string> {
+      for (const m of members) {
+        await mkdir(join(dir, name, m, '..'), { recursive: true });
+        await writeFile(join(dir, name, m), `#${m}`);
+      }
+      const file = join(dir, `${name}.tar.gz`);
+      await tar.c({ gzip: true, file, cwd: dir }, [name]);
+      return file;
+    }
+
+    it('puts it beside the images, checksummed; load writes it out and names it', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'ctun-airgap-'));
+      const release = await fakeRelease(dir);
+      const docker = createMemoryDocker({ images: ['a/one:1'] });
+      const archiver = memoryArchiver();
+      const out = join(dir, 'b.tar');
+      const m = await createBundle({ docker, archiver, logger: createMemoryLogger(), images: ['a/one:1'], files: [], release, out });
+      expect(m.release).toBe('ctun-23.1.0-linux-x64.tar.gz');
+      expect(m.members.map((x) => x.path)).toEqual(['images.tar', 'files/ctun-23.1.0-linux-x64.tar.gz']);
+      const r = await loadBundle({ docker, archiver, logger: createMemoryLogger(), file: out, filesOut: join(dir, 'site') });
+      expect(r.release).toBe(join(dir, 'site', 'ctun-23.1.0-linux-x64.tar.gz'));
+      expect(await readFile(r.release!)).toEqual(await readFile(release));
+    });
+
+    it('refuses a file that is not a release, before writing anything', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'ctun-airgap-'));
+      const docker = createMemoryDocker({ images: [] });
+      const out = join(dir, 'b.tar');
+      const bundle = (release: string) => createBundle({ docker, archiver: memoryArchiver(), logger: createMemoryLogger(), images: [], files: [], release, out });
+      const renamed = join(dir, 'tools.tar.gz');
+      await writeFile(renamed, 'x');
+      await expect(bundle(renamed)).rejects.toMatchObject({ code: 'BUNDLE_RELEASE_INVALID', message: expect.stringMatching(/name is not ctun-<version>-linux-x64\.tar\.gz/) });
+      const hollow = await fakeRelease(dir, 'ctun-9.9.9-linux-x64', ['bin/ctun']);
+      await expect(bundle(hollow)).rejects.toMatchObject({ code: 'BUNDLE_RELEASE_INVALID', message: expect.stringMatching(/lacks ctun-9\.9\.9-linux-x64\/bin\/node, ctun-9\.9\.9-linux-x64\/lib\/ctun\.mjs/) });
+      const garbage = join(dir, 'ctun-1.0.0-linux-x64.tar.gz');
+      await writeFile(garbage, 'not gzip at all');
+      await expect(bundle(garbage)).rejects.toMatchObject({ code: 'BUNDLE_RELEASE_INVALID', message: expect.stringMatching(/not a readable \.tar\.gz/) });
+      await expect(bundle(join(dir, 'ctun-2.0.0-linux-x64.tar.gz'))).rejects.toMatchObject({ code: 'BUNDLE_FILE_MISSING' });
+      await expect(stat(out)).rejects.toThrow(/ENOENT/);
+    });
   });
 });

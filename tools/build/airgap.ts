@@ -15,7 +15,7 @@ import { readDockerStream, type DockerEngine } from '../docker/index.js';
  *
  *   manifest.json        what is inside, with the sha256 and size of every member
  *   images.tar           one `docker save` of all images (shared layers stored once)
- *   files/<name>         the tarball(s)
+ *   files/<name>         the tarball(s), and the ctun release when carried
  *
  * `load` checks every member against the manifest before the daemon sees anything,
  * so a corrupted or truncated bundle is refused as a whole.
@@ -36,6 +36,8 @@ export interface BundleManifest {
   /** The image names and the ids they had when saved. */
   images: Array<{ ref: string; id: string }>;
   files: string[];
+  /** The ctun release tarball among `files`, when carried (`--release`). */
+  release?: string;
   members: BundleMember[];
 }
 
@@ -89,7 +91,32 @@ export interface CreateBundleOptions {
   images: string[];
   /** Files to carry along (the simulator tarball). */
   files: string[];
+  /** The release tarball (`npm run release`) to carry beside the images; checked to be one. */
+  release?: string;
   out: string;
+}
+
+/**
+ * Refuses a file given as the release that is not one: its name must be the release's
+ * (ctun-<version>-linux-x64.tar.gz) and it must hold <top>/bin/ctun and the bundles.
+ */
+export async function checkReleaseTarball(file: string): Promise<void> {
+  const name = basename(file);
+  const top = /^(ctun-[0-9][^/]*-linux-x64)\.tar\.gz$/.exec(name)?.[1];
+  const notRelease = (why: string, cause?: unknown): CtunError =>
+    new CtunError('BUNDLE_RELEASE_INVALID', `${file} is not a ctun release tarball: ${why}`, {
+      hint: 'give the file `npm run release` wrote (dist/ctun-<version>-linux-x64.tar.gz)',
+      exitCode: ExitCode.Usage,
+      ...(cause === undefined ? {} : { cause }),
+    });
+  if (!top) throw notRelease('its name is not ctun-<version>-linux-x64.tar.gz');
+  const wanted = new Set([`${top}/bin/ctun`, `${top}/bin/node`, `${top}/lib/ctun.mjs`]);
+  try {
+    await tar.t({ file, strict: true, onReadEntry: (e) => void wanted.delete(e.path) });
+  } catch (e) {
+    throw notRelease(`it is not a readable .tar.gz (${(e as Error).message})`, e);
+  }
+  if (wanted.size) throw notRelease(`it lacks ${[...wanted].join(', ')}`);
 }
 
 export async function createBundle(options: CreateBundleOptions): Promise<BundleManifest> {
@@ -110,6 +137,13 @@ export async function createBundle(options: CreateBundleOptions): Promise<Bundle
       throw new CtunError('BUNDLE_FILE_MISSING', `${f} does not exist, so it cannot be bundled`, { hint: 'check the path given with --file', exitCode: ExitCode.Usage, cause: e });
     });
   }
+  if (options.release !== undefined) {
+    await stat(options.release).catch((e: unknown) => {
+      throw new CtunError('BUNDLE_FILE_MISSING', `${options.release} does not exist, so it cannot be bundled`, { hint: 'check the path given with --release (npm run release writes it into dist/)', exitCode: ExitCode.Usage, cause: e });
+    });
+    await checkReleaseTarball(options.release);
+  }
+  const files = options.release === undefined ? options.files : [...options.files, options.release];
   await mkdir(dirname(out), { recursive: true });
   const dir = await mkdtemp(join(dirname(out), '.ctun-bundle-'));
   try {
@@ -121,7 +155,7 @@ export async function createBundle(options: CreateBundleOptions): Promise<Bundle
       options.logger.info('images saved', { images: images.length, bytes: members[0]!.size });
     }
     const names: string[] = [];
-    for (const f of options.files) {
+    for (const f of files) {
       const name = basename(f);
       if (names.includes(name)) throw new CtunError('BUNDLE_FILE_DUPLICATE', `two files are named ${name}`, { exitCode: ExitCode.Usage });
       names.push(name);
@@ -136,6 +170,7 @@ export async function createBundle(options: CreateBundleOptions): Promise<Bundle
       created: new Date().toISOString(),
       images,
       files: names,
+      ...(options.release === undefined ? {} : { release: basename(options.release) }),
       members,
     };
     await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
@@ -205,7 +240,7 @@ export interface LoadBundleOptions {
   tmpDir?: string;
 }
 
-export async function loadBundle(options: LoadBundleOptions): Promise<{ manifest: BundleManifest; files: string[] }> {
+export async function loadBundle(options: LoadBundleOptions): Promise<{ manifest: BundleManifest; files: string[]; release?: string }> {
   const file = resolve(options.file);
   const dir = await mkdtemp(join(options.tmpDir ?? dirname(file), '.ctun-load-'));
   try {
@@ -229,7 +264,7 @@ export async function loadBundle(options: LoadBundleOptions): Promise<{ manifest
       await copyFile(join(dir, 'files', name), join(out, name));
       files.push(join(out, name));
     }
-    return { manifest, files };
+    return { manifest, files, ...(manifest.release === undefined ? {} : { release: join(out, manifest.release) }) };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { CtunError } from '../common/index.js';
 import { bundleScript } from './bundle.js';
 import { readPublicKey } from './keys.js';
-import type { ProjectPaths } from './paths.js';
+import { missingInputHint, type ProjectPaths } from './paths.js';
 import type { ContextFile, ImageStep } from './plan.js';
 import { renderTemplate } from './template.js';
 
@@ -35,7 +35,7 @@ export async function renderContextText(file: ContextFile, paths: ProjectPaths):
 async function placeFile(source: string, target: string, mode: number | undefined): Promise<void> {
   const s = await stat(source).catch((e: unknown) => {
     throw new CtunError('CONTEXT_FILE_MISSING', `${source} is missing`, {
-      hint: source.includes('node_modules') || source.endsWith('.node') ? 'run `npm ci` (it installs the pinned Node and builds the addon)' : 'check the path',
+      hint: source.includes('node_modules') || source.endsWith('.node') ? missingInputHint() : 'check the path',
       cause: e,
     });
   });

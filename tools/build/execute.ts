@@ -7,7 +7,7 @@ import { Listr } from 'listr2';
 import { CtunError, ExitCode, type Logger } from '../common/index.js';
 import { createContextTar, type DockerEngine } from '../docker/index.js';
 import { materializeContext } from './context.js';
-import type { ProjectPaths } from './paths.js';
+import { missingInputHint, type ProjectPaths } from './paths.js';
 import type { BuildPlan, ImageStep } from './plan.js';
 import { executeBasePlan, type BasePlan } from './base.js';
 import { listrRendererOptions, type ProgressMode } from './progress.js';
@@ -135,7 +135,7 @@ export async function preflight(
         throw new CtunError('CONTEXT_FILE_MISSING', `${step.title} needs ${path}, which is missing`, {
           hint:
             path.includes('node_modules') || path.endsWith('.node')
-              ? 'run `npm ci` in the checkout (it installs the pinned Node runtime and builds the TAP addon)'
+              ? missingInputHint()
               : 'check the path given',
           cause: e,
         });

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,4 +71,22 @@ export function projectPaths(root: string = resolve(dirname(fileURLToPath(import
     dockerfiles: join(root, 'dockerfiles'),
     templates: join(root, 'templates'),
   };
+}
+
+/**
+ * What to do when an input the images embed (the pinned Node, the addon) is missing:
+ * a checkout gets it from `npm ci`; an npm-installed ctun carries no Node runtime
+ * (users' own Node runs the tools, and it may not suit an image), so it is added
+ * beside ctun, or the release, which carries it, is used instead.
+ */
+export function missingInputHint(root: string = projectPaths().root): string {
+  if (existsSync(join(root, CLI_ENTRIES.ctun))) return 'run `npm ci` in the checkout (it installs the pinned Node runtime and builds the TAP addon)';
+  let pinned = '';
+  try {
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { devDependencies?: Record<string, string> };
+    pinned = pkg.devDependencies?.node ? `@${pkg.devDependencies.node}` : '';
+  } catch {
+    // no package.json: not an npm install; the generic advice below holds
+  }
+  return `this ctun carries no Node runtime for the images: add the pinned one beside it (npm install -g node${pinned}) or build from the release tarball, which carries it`;
 }

@@ -212,7 +212,9 @@ async function main(): Promise<void> {
             describe: 'images to put in (default: the four ctun images and both simulator images, those that exist)',
           })
           .option('file', { type: 'string', array: true, default: [] as string[], describe: 'files to carry along, e.g. dspace-veos-2023a.tar.gz' })
+          .option('release', { type: 'string', describe: 'the ctun release tarball to carry beside the images (npm run release writes dist/ctun-<version>-linux-x64.tar.gz)' })
           .example('$0 bundle --out ctun-23.1.0.bundle.tar --file dspace-veos-2023a.tar.gz', 'all images and the tarball')
+          .example('$0 bundle --out site.tar --release dist/ctun-23.1.0-linux-x64.tar.gz', 'the images and the tools, in one checksummed archive')
           .example('$0 load ctun-23.1.0.bundle.tar', 'on the air-gapped site'),
       (argv) =>
         runCommandBody(PROGRAM, argv.verbose, async () => {
@@ -236,6 +238,7 @@ async function main(): Promise<void> {
             logger: loggerOf(argv),
             images,
             files: argv.file.map((f) => resolve(String(f))),
+            ...(argv.release ? { release: resolve(argv.release) } : {}),
             out: argv.out,
           });
           for (const x of m.members) process.stdout.write(`${x.sha256}  ${x.size}  ${x.path}\n`);
@@ -256,6 +259,7 @@ async function main(): Promise<void> {
           const r = await loadBundle({ docker, archiver: dockerodeArchiver(docker.docker), logger: loggerOf(argv), file: argv.bundle, filesOut: argv.filesOut });
           for (const i of r.manifest.images) process.stdout.write(`loaded ${i.ref} ${i.id}\n`);
           for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
+          if (r.release) process.stdout.write(`the ctun release is ${r.release}: tar xzf it anywhere and put its bin/ on PATH\n`);
         }),
     )
     .command(
