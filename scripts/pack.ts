@@ -1,6 +1,8 @@
 // npm pack's hooks. `stage` (prepack): the three CLIs bundled into lib/ and the
 // addon prebuilt into tools/tunnel/native/prebuilds/, which package.json `files`
 // ships; `clean` (postpack): removes both, so the checkout runs from its sources again.
+// CTUN_PREBUILT_ADDON names an addon prebuilt already (the release's) to ship instead
+// of compiling it a second time, e.g. when a test makes both artifacts.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -15,7 +17,8 @@ try {
   if (step === 'stage') {
     const work = await mkdtemp(join(tmpdir(), 'ctun-pack-'));
     try {
-      await stageInstallTree({ root, dir: root, addon: await prebuildAddon(root, work, logger), logger });
+      const addon = process.env.CTUN_PREBUILT_ADDON || (await prebuildAddon(root, work, logger));
+      await stageInstallTree({ root, dir: root, addon, logger });
     } finally {
       await rm(work, { recursive: true, force: true });
     }

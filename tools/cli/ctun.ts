@@ -20,7 +20,7 @@ import {
   type TunnelStats,
 } from '../tunnel/index.js';
 import { cliLogger, onceSignal, printError, runCommandBody, usageError } from './common.js';
-import { loadTlsMaterial, type TlsMaterial } from '../tunnel/secure/index.js';
+import { loadTlsMaterial, nativeAeadAgrees, type TlsMaterial } from '../tunnel/secure/index.js';
 import type { IssuedFiles } from '../certs/index.js';
 
 const PROGRAM = 'ctun';
@@ -191,12 +191,14 @@ export async function main(args: string[]): Promise<void> {
   // command away, and a binary that does not load says so here.
   if (args.includes('--version') && args.includes('--verbose')) {
     process.stdout.write(`${metadata.ctunVersion}\n`);
+    let aead: boolean;
     try {
       loadAddon();
+      aead = nativeAeadAgrees();
     } catch (e) {
       process.exit(printError(PROGRAM, e, true));
     }
-    process.stdout.write(`addon: ${addonPath()}\nnode: ${process.version} ${process.execPath}\n`);
+    process.stdout.write(`addon: ${addonPath()}\nnode: ${process.version} ${process.execPath}\naead: ${aead ? 'the addon (agrees with node:crypto)' : 'node:crypto (the addon disagrees)'}\n`);
     return;
   }
   const parser = yargs(args)

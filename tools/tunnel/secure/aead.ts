@@ -118,3 +118,17 @@ export function defaultAead(): AeadFactory {
   }
   return chosen;
 }
+
+/**
+ * Whether the addon's AEAD works with the Node running it: a datagram sealed by the
+ * addon (OpenSSL through Node's own symbols, resolved only when first called) opens
+ * with node:crypto, for each cipher. `ctun --version --verbose` reports it, so a
+ * prebuilt addon is checked against the Node a host actually has.
+ */
+export function nativeAeadAgrees(): boolean {
+  const key = Buffer.alloc(32, 0x5a);
+  return (['aes-256-gcm', 'chacha20-poly1305'] as const).every((cipher) => {
+    const sealed = nativeAead(key, cipher).seal(headerOf(1, 7n), [Buffer.from('ctun')]);
+    return nodeAead(key, cipher).open(sealed)?.toString() === 'ctun';
+  });
+}

@@ -21,3 +21,4 @@ export {
   type TlsMaterial,
 } from './tls.js';
 export { SealedUdpServer, SealedPeerLink, connectSealedUdp, connectTls, refusedError, type DatagramOut } from './udp.js';
+export { nativeAeadAgrees } from './aead.js';
