@@ -1,4 +1,4 @@
-import * as clientModels from '@kubernetes/client-node';
+import * as clientModels from '@kubernetes/client-node/dist/gen/models/all.js';
 import { CtunError } from '../common/index.js';
 import type { K8sObject } from './render.js';
 // The generated validators of kubernetes-models, one per top-level kind we may render
