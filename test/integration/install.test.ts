@@ -15,14 +15,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildRelease, prebuildAddon, releaseName, PREBUILD_DIR, PREBUILD_FILE } from '../../tools/build/index.js';
-import { metadata } from '../../tools/common/index.js';
+import { buildRelease, executeBase, planBaseImage, prebuildAddon, readAptSources, releaseName, PREBUILD_DIR, PREBUILD_FILE } from '../../tools/build/index.js';
+import { metadata, silentLogger } from '../../tools/common/index.js';
+import { connectDocker } from '../../tools/docker/index.js';
 import { Daemon, link, netnsUnavailable, ROOT, Scope } from './harness/netns.js';
 
 const BASE_IMAGE = 'debian:12';
 const LABEL = 'ctun.test=install';
 const skip = netnsUnavailable() ?? (existsSync('/var/run/docker.sock') ? undefined : 'needs the Docker daemon');
 const NAME = releaseName();
+/** Images built from the release carry this prefix, so only they are removed afterwards. */
+const TAG_PREFIX = `ctun-install-${process.pid}/`;
 
 let work: string;
 let release: string; // the .tar.gz
@@ -32,6 +35,11 @@ let tgz: string; // npm pack's tarball
 beforeAll(async () => {
   if (skip) return;
   work = await mkdtemp(join(tmpdir(), 'ctun-install-'));
+  // A fresh machine has no base image: made from the host's mirror, as the build tests do.
+  const engine = connectDocker();
+  if (!(await engine.imageExists(BASE_IMAGE))) {
+    await executeBase(planBaseImage({ distro: 'debian', suite: 'bookworm' }, await readAptSources()), { docker: engine, logger: silentLogger });
+  }
   const addon = await prebuildAddon(ROOT, work);
   release = (await buildRelease({ root: ROOT, outDir: join(work, 'dist'), addon })).file;
   await mkdir(join(work, 'site'));
@@ -42,6 +50,9 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
+  if (skip) return;
+  const ours = (await execa('docker', ['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}'])).stdout.split('\n').filter((t) => t.startsWith(TAG_PREFIX));
+  if (ours.length) await execa('docker', ['rmi', ...ours], { reject: false });
   if (work) await rm(work, { recursive: true, force: true });
 });
 
@@ -82,6 +93,19 @@ describe.skipIf(skip)('the release tarball', () => {
       addon: `/opt/site/${NAME}/tools/tunnel/native/${PREBUILD_DIR}/${PREBUILD_FILE}`,
     });
   });
+
+  it('ctun-build ctun from the unpacked copy builds the images from the install itself, and their ctun runs', async () => {
+    const r = await execa(join(unpacked, 'bin', 'ctun-build'), ['ctun', 'acceptDspaceEula', '--baseImage', BASE_IMAGE, '--tagPrefix', TAG_PREFIX, '--progress', 'plain'], {
+      reject: false,
+      all: true,
+      timeout: 600_000,
+    });
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stdout).toContain(`${TAG_PREFIX}${metadata.images.localServer} sha256:`);
+    const v = await execa('docker', ['run', '--rm', '--label', LABEL, '--network', 'none', '--entrypoint', '/opt/ctun/bin/ctun', `${TAG_PREFIX}${metadata.images.localServer}`, '--version', '--verbose'], { reject: false, all: true });
+    expect(v.exitCode, v.all).toBe(0);
+    expect(v.stdout.split('\n')).toEqual([metadata.ctunVersion, 'addon: /opt/ctun/native/ctun_tap.node', `node: v${process.versions.node} /opt/ctun/bin/node`, 'aead: the addon (agrees with node:crypto)']);
+  }, 600_000);
 
   describe('a tunnel run from the unpacked copy', () => {
     const scope = new Scope();
