@@ -31,6 +31,7 @@ let work: string;
 let release: string; // the .tar.gz
 let unpacked: string; // its top folder, unpacked on this host
 let tgz: string; // npm pack's tarball
+let pinnedNode: string; // `node --version` of the Node the release carries
 
 beforeAll(async () => {
   if (skip) return;
@@ -45,6 +46,7 @@ beforeAll(async () => {
   await mkdir(join(work, 'site'));
   await execa('tar', ['xzf', release, '-C', join(work, 'site')]);
   unpacked = join(work, 'site', NAME);
+  pinnedNode = (await execa(join(unpacked, 'bin', 'node'), ['--version'])).stdout;
   const packed = await execa('npm', ['pack', '--pack-destination', work, '--silent'], { cwd: ROOT, env: { CTUN_PREBUILT_ADDON: addon } });
   tgz = join(work, packed.stdout.trim().split('\n').pop()!);
 }, 300_000);
@@ -80,7 +82,7 @@ describe.skipIf(skip)('the release tarball', () => {
     const lines = head.split('\n');
     expect(lines[0]).toBe(metadata.ctunVersion);
     expect(lines[1]).toBe(`addon: /opt/site/${NAME}/tools/tunnel/native/${PREBUILD_DIR}/${PREBUILD_FILE}`);
-    expect(lines[2]).toBe(`node: v${process.versions.node} /opt/site/${NAME}/bin/node`);
+    expect(lines[2]).toBe(`node: ${pinnedNode} /opt/site/${NAME}/bin/node`);
     expect(lines[3]).toBe('aead: the addon (agrees with node:crypto)');
     expect(lines[4]).toBe(metadata.ctunVersion);
     expect(head).toMatch(/k8s-valid/);
@@ -104,7 +106,7 @@ describe.skipIf(skip)('the release tarball', () => {
     expect(r.stdout).toContain(`${TAG_PREFIX}${metadata.images.localServer} sha256:`);
     const v = await execa('docker', ['run', '--rm', '--label', LABEL, '--network', 'none', '--entrypoint', '/opt/ctun/bin/ctun', `${TAG_PREFIX}${metadata.images.localServer}`, '--version', '--verbose'], { reject: false, all: true });
     expect(v.exitCode, v.all).toBe(0);
-    expect(v.stdout.split('\n')).toEqual([metadata.ctunVersion, 'addon: /opt/ctun/native/ctun_tap.node', `node: v${process.versions.node} /opt/ctun/bin/node`, 'aead: the addon (agrees with node:crypto)']);
+    expect(v.stdout.split('\n')).toEqual([metadata.ctunVersion, 'addon: /opt/ctun/native/ctun_tap.node', `node: ${pinnedNode} /opt/ctun/bin/node`, 'aead: the addon (agrees with node:crypto)']);
   }, 600_000);
 
   describe('a tunnel run from the unpacked copy', () => {
