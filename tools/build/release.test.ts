@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { execa } from 'execa';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BUNDLE_TARGET, CLI_ENTRIES, PREBUILD_DIR, RUNTIME_FILES, releaseName, wrapperScript, ADDON_DIR, BUNDLE_DIR } from './index.js';
@@ -52,5 +54,19 @@ describe('the bins refuse a Node older than engines, in one line', () => {
     expect(launcher.nodeTooOld('20.20.2', '>=20.19.0')).toBeUndefined();
     expect(launcher.nodeTooOld('24.1.0', '>=20.19.0')).toBeUndefined();
     expect(launcher.nodeTooOld('20.19.0', pkg.engines.node)).toBeUndefined();
+  });
+
+  it('an older Node than engines asks gets the error and the hint, exit 1, and nothing runs', async () => {
+    // The Node running this is the "old" one for a package that asks for Node 99.
+    const dir = mkdtempSync(join(tmpdir(), 'ctun-engines-'));
+    cpSync(join(ROOT, 'bin'), join(dir, 'bin'), { recursive: true });
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module', engines: { node: '>=99.0.0' } }));
+    const r = await execa(process.execPath, [join(dir, 'bin', 'ctun-build.js'), '--version'], { reject: false });
+    expect(r.exitCode).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.split('\n')).toEqual([
+      `ctun-build: error: Node ${process.versions.node} is too old: ctun needs Node 99.0.0 or newer (${process.execPath})`,
+      'ctun-build: hint: put a newer Node first on PATH, or use the release tarball, which carries its own',
+    ]);
   });
 });
