@@ -36,7 +36,8 @@ function candidates(): string[] {
   try {
     list.push(nodeGypBuild.path(tree));
   } catch {
-    list.push(join(tree, 'build', 'Release', 'ctun_tap.node'), join(tree, 'prebuilds', `${process.platform}-${process.arch}`));
+    // Neither a build nor a prebuild for this platform: named in the error as the usual place.
+    list.push(join(tree, 'build', 'Release', 'ctun_tap.node'));
   }
   return list;
 }
