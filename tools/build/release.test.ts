@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { execa } from 'execa';
 import { join, resolve } from 'node:path';
@@ -62,6 +62,7 @@ describe('the bins refuse a Node older than engines, in one line', () => {
     cpSync(join(ROOT, 'bin'), join(dir, 'bin'), { recursive: true });
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module', engines: { node: '>=99.0.0' } }));
     const r = await execa(process.execPath, [join(dir, 'bin', 'ctun-build.js'), '--version'], { reject: false });
+    rmSync(dir, { recursive: true, force: true });
     expect(r.exitCode).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr.split('\n')).toEqual([
