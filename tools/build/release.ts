@@ -50,7 +50,8 @@ export async function prebuildAddon(root: string, work: string, logger: Logger =
     await execa(
       join(root, 'node_modules', '.bin', 'prebuildify'),
       // --target: the running Node, whose headers node-gyp has; with --napi the binary serves every Node.
-      ['--napi', '--strip', '--tag-libc', '--name', 'ctun_tap', '--target', process.versions.node],
+      // --cache: its header folder inside `work`, removed with it (default: a folder left in /tmp).
+      ['--napi', '--strip', '--tag-libc', '--name', 'ctun_tap', '--target', process.versions.node, '--cache', join(work, 'prebuildify-cache')],
       // NODE_PATH: binding.gyp asks `node -p require('node-addon-api')` from the copy.
       { cwd: dir, all: true, env: { NODE_PATH: join(root, 'node_modules') } },
     );
