@@ -13,7 +13,7 @@ import { connectDocker } from '../../../tools/docker/index.js';
 import { DEFAULT_IMAGES, ensureImages } from '../../../tools/demo/images.js';
 import { LABEL_DEPLOYMENT } from '../../../tools/run/index.js';
 import { ROOT, NODE } from '../../integration/harness/netns.js';
-import { makeWheels as makeWheelsIn } from '../../fixtures/build/images.js';
+import { makeSeedWheels } from '../../../tools/build/index.js';
 
 export { ROOT, NODE };
 export const CTUN_RUN = `${ROOT}bin/ctun-run.js`;
@@ -29,16 +29,6 @@ export async function deployUnavailable(): Promise<string | undefined> {
   return undefined;
 }
 
-/** Wheels for the seed's Python set where PyPI is not reachable (the build tests' fixture). */
-export async function makeWheels(dir: string): Promise<void> {
-  const work = await mkdtemp(join(tmpdir(), 'ctun-e2e-wheels-'));
-  try {
-    await makeWheelsIn(work, dir);
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
-}
-
 /** Builds whatever image is missing (nothing when the build tests or an earlier run made them). */
 export async function prepareImages(): Promise<{ built: string[]; seconds: number }> {
   const d = connectDocker();
@@ -49,7 +39,7 @@ export async function prepareImages(): Promise<{ built: string[]; seconds: numbe
   if (missing.some((m) => m.startsWith('dspace/veos')) && !wheels) {
     tmp = await mkdtemp(join(tmpdir(), 'ctun-e2e-'));
     wheels = join(tmp, 'wheels');
-    await makeWheels(wheels);
+    await makeSeedWheels({ outDir: wheels, logger: createLogger({ level: 'warn' }) });
   }
   try {
     const r = await ensureImages({ docker: d, logger: createLogger({ level: 'warn' }), ...(wheels ? { wheels } : {}) });
