@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { CtunError, errnoCode, type Logger } from '../../common/index.js';
-import { checkWheels } from '../plan.js';
+import { checkWheels, type BuildPlan } from '../plan.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const MAKER = join(HERE, 'make_wheels.py');
@@ -24,6 +24,9 @@ export const DEBIAN_WHEEL_PACKAGES = ['supervisor', 'python3-toposort', 'python3
 
 /** The local version label of every stand-in wheel (PEP 440 `+label`: ignored by `==0.5.*`). */
 export const STANDIN_LABEL = 'ctundemo';
+
+/** On an image whose Python packages include stand-ins: which (`supervisor_console 0.5.0+ctundemo, …`). */
+export const LABEL_PYTHON_STANDINS = 'io.ctun.python.standins';
 
 /** One wheel made, as its file name says. */
 export interface WheelFile {
@@ -57,6 +60,22 @@ export function parseWheelFile(file: string): WheelFile {
 /** Says that a stand-in (not the real package) is in a list of wheel files. */
 export function isStandinWheel(file: string): boolean {
   return parseWheelFile(file).version.endsWith(`+${STANDIN_LABEL}`);
+}
+
+/**
+ * The plan with every image that installs stand-in wheels labelled
+ * {@link LABEL_PYTHON_STANDINS}, so such an image is never taken for one with the real
+ * packages. Pure: returns a new plan.
+ */
+export function labelStandinImages(plan: BuildPlan): BuildPlan {
+  if (plan.python?.source !== 'wheels') return plan;
+  const standins = plan.python.files.filter(isStandinWheel).map(parseWheelFile);
+  if (!standins.length) return plan;
+  const value = standins.map((w) => `${w.name} ${w.version}`).join(', ');
+  return {
+    ...plan,
+    images: plan.images.map((step) => (step.context.some((f) => f.path === 'wheels') ? { ...step, labels: { ...step.labels, [LABEL_PYTHON_STANDINS]: value } } : step)),
+  };
 }
 
 async function wheelsIn(dir: string): Promise<string[]> {
