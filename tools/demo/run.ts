@@ -229,7 +229,8 @@ export async function runDemo(o: DemoOptions): Promise<void> {
           onProgress: progress,
         });
         if (!r.built.length) say(`${images.veos}, ${images.veosCtun}, ${images.separateServer}`);
-        return r.built.length ? `(built ${r.built.length} image${r.built.length === 1 ? '' : 's'} in ${r.seconds.toFixed(0)} s)` : '(cached)';
+        // The task line adds the time.
+        return r.built.length ? `(built ${r.built.length} image${r.built.length === 1 ? '' : 's'})` : '(cached)';
       },
     },
     {
