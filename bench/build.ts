@@ -5,12 +5,13 @@
  *   npx tsx bench/build.ts [--skip-cold]      (or as a section of `npm run bench`)
  *
  * Needs the daemon. The debian:12 base is reused (made with `ctun-build base` logic
- * when missing); the simulator image gets its Python wheels made from Debian's
- * packages as in test/integration/build.test.ts. Target: warm rebuild of all ≤ 5 s.
+ * when missing); the simulator image gets its Python wheels from the product's maker
+ * (makeSeedWheels: Debian's packages repacked, plus local stand-ins). Target: warm
+ * rebuild of all ≤ 5 s.
  * Results: printed, and bench/results/build-<date>.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +21,7 @@ import {
   describeTarball,
   executeBase,
   executeBuildPlan,
+  makeSeedWheels,
   materializeContext,
   planBaseImage,
   planCtun,
@@ -52,20 +54,6 @@ export interface BuildBenchResult {
   targetWarmSeconds: number;
 }
 
-async function wheels(work: string): Promise<string> {
-  const debs = join(work, 'debs');
-  const root = join(work, 'root');
-  const out = join(work, 'wheels');
-  await mkdir(debs, { recursive: true });
-  await execa('apt-get', ['download', 'supervisor', 'python3-toposort', 'python3-setuptools-whl'], { cwd: debs });
-  for (const d of await readdir(debs)) await execa('dpkg-deb', ['-x', join(debs, d), root]);
-  const maker = join(ROOT, 'test/fixtures/build/make_wheels.py');
-  await execa('python3', [maker, 'repack', join(root, 'usr/lib/python3/dist-packages'), out]);
-  for (const w of await readdir(join(root, 'usr/share/python-wheels'))) await execa('cp', [join(root, 'usr/share/python-wheels', w), out]);
-  for (const s of ['supervisor_console', 'supervisord_dependent_startup']) await execa('python3', [maker, 'build', join(ROOT, 'test/fixtures/build/standin-wheels', s), out]);
-  return out;
-}
-
 async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
   const t = process.hrtime.bigint();
   const r = await f();
@@ -96,8 +84,8 @@ export async function runBuildBench(options: { cold?: boolean; log?: (s: string)
       await executeBase(planBaseImage({}, await readAptSources()), { docker, logger: silentLogger });
     }
     const tarball = await describeTarball((await buildStandinTarball({ outDir: join(work, 'in') })).path);
-    const w = await wheels(work);
-    const files = (await readdir(w)).filter((f) => f.endsWith('.whl'));
+    const w = join(work, 'wheels');
+    const { files } = await makeSeedWheels({ outDir: w, logger: silentLogger });
     const plans = (noCache: boolean): BuildPlan[] => [
       planCtun({ eula: 'acceptDspaceEula', distro: 'debian', noCache }, paths),
       planVeos({ eula: 'acceptDspaceEula', distro: 'debian', noCache, mode: 'online', image: metadata.images.veos, tarball, installCtun: false, wheels: { dir: w, files } }, paths),

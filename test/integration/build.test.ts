@@ -3,8 +3,8 @@
  * own apt mirror (kept between runs), the four ctun images, the simulator image with
  * Python packages from a local pip index, the image with the tunnel inside with
  * packages from a wheels directory, and the errors a user meets before and during a
- * build. PyPI is not reachable here: the wheels are made in the test from Debian's
- * packaged supervisor/toposort/setuptools plus the stand-ins in test/fixtures/build.
+ * build. PyPI is not reachable here: the wheels come from the product's maker
+ * (makeSeedWheels: Debian's supervisor/toposort/setuptools plus local stand-ins).
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,10 +13,10 @@ import Dockerode from 'dockerode';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metadata, silentLogger } from '../../tools/common/index.js';
-import { executeBase, planBaseImage, readAptSources } from '../../tools/build/index.js';
+import { executeBase, makeSeedWheels, planBaseImage, readAptSources, writeSimpleIndex } from '../../tools/build/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { buildStandinTarball, LICENSE_READY_PATTERN, SIMULATOR_INSTALL_DIR, SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
-import { ctunBuild, dockerCli, makeWheels, waitForLog } from '../fixtures/build/images.js';
+import { ctunBuild, dockerCli, waitForLog } from '../fixtures/build/images.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const BASE = 'debian:12';
@@ -87,7 +87,7 @@ async function serveIndex(): Promise<string> {
   const gateway = net.IPAM?.Config?.[0]?.Gateway ?? (await ipAddr());
   if (!gateway) throw new Error('the docker bridge network has no gateway address');
   const root = join(work, 'index');
-  await execa('python3', [join(ROOT, 'test/fixtures/build/make_wheels.py'), 'index', wheelsDir, root]);
+  await writeSimpleIndex(wheelsDir, root);
   // Beside the index, a "mirror" whose release files answer but are not signed.
   for (const [dir, suite] of [['debian', 'bookworm'], ['debian', 'bookworm-updates'], ['debian-security', 'bookworm-security']] as const) {
     await mkdir(join(root, 'not-a-mirror', dir, 'dists', suite), { recursive: true });
@@ -118,7 +118,7 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
     }
     tarball = (await buildStandinTarball({ outDir: join(work, 'in') })).path;
     wheelsDir = join(work, 'wheels');
-    await makeWheels(work, wheelsDir);
+    await makeSeedWheels({ outDir: wheelsDir, logger: silentLogger });
     indexUrl = await serveIndex();
   });
 

@@ -19,14 +19,13 @@ import Dockerode from 'dockerode';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metadata, silentLogger } from '../../tools/common/index.js';
-import { executeBase, planBaseImage, readAptSources } from '../../tools/build/index.js';
+import { executeBase, makeSeedWheels, planBaseImage, readAptSources } from '../../tools/build/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { buildStandinTarball, LICENSE_READY_PATTERN, SIMULATOR_INSTALL_DIR, SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
 import { ctunBuild, dockerCli as dockerCliFor, waitForLog } from '../fixtures/build/images.js';
 import {
   TEST_LABELS,
   makeDotnetFeed,
-  makeWheels,
   primeMirror,
   serveStatic,
   sha256File,
@@ -150,7 +149,7 @@ describe.skipIf(!daemon || tools.length > 0)('offline builds in a closed world (
     await mkdir(wheelsDir, { recursive: true });
     await timed('wheels, tarball, .NET feed', async () => {
       tarball = (await buildStandinTarball({ outDir: veosDir })).path;
-      for (const w of await makeWheels(work, wheelsDir)) await copyFile(join(wheelsDir, w), join(veosDir, w));
+      for (const w of (await makeSeedWheels({ outDir: wheelsDir, logger: silentLogger })).files) await copyFile(join(wheelsDir, w), join(veosDir, w));
       feed = await makeDotnetFeed(work);
       await copyFile(feed.armoredKey, join(veosDir, 'microsoft.asc'));
     });

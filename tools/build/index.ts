@@ -17,3 +17,4 @@ export * from './keys.js';
 export * from './sources.js';
 export * from './airgap.js';
 export * from './release.js';
+export * from './wheels/index.js';

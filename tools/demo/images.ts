@@ -3,27 +3,35 @@
  * base image bootstrapped from the host's apt mirror (no registry needed), the
  * stand-in simulator tarball, the simulator image, the one with the tunnel inside,
  * and the separate-mode tunnel server. Images that exist are reused (the same tags
- * the build's own tests make), so only the first run builds.
+ * the build's own tests make), so only the first run builds. The simulator image's
+ * Python packages come from PyPI when it answers, else from wheels made for this run
+ * from the host's Debian mirror (see python.ts).
  */
-import { mkdir } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { metadata, type Logger } from '../common/index.js';
+import { CtunError, ExitCode, metadata, type Logger } from '../common/index.js';
 import {
   EULA_LITERAL,
-  executeBase,
+  executeBasePlan,
   executeBuildPlan,
+  isStandinWheel,
+  labelStandinImages,
+  makeSeedWheels,
   parseVeosArgs,
   planBaseImage,
   planCtun,
   planVeos,
+  prefixed,
   projectPaths,
   readAptSources,
   resolveVeosOptions,
-  type ProgressMode,
+  type BuildPlan,
+  type MadeWheels,
 } from '../build/index.js';
 import type { DockerEngine } from '../docker/index.js';
 import { buildStandinTarball } from '../simulator/index.js';
+import { choosePythonSource, pythonSourceFrom, type PythonDecision, type PythonSource } from './python.js';
 
 export interface ImageSet {
   veos: string;
@@ -38,36 +46,79 @@ export const DEFAULT_IMAGES: ImageSet = {
   separateServer: metadata.images.separateServer,
 };
 
+/** The base image of the demo's builds (without a prefix). */
+export const DEMO_BASE_IMAGE = 'debian:12';
+
+/** Image name components: lower-case letters and digits, joined by `.`, `_`, `-`, and `/` between them. */
+const PREFIX_PATTERN = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
+
+/** A prefix Docker accepts in an image name, or a usage error saying what is wrong. */
+export function checkImagePrefix(prefix: string): void {
+  if (!PREFIX_PATTERN.test(prefix)) {
+    throw new CtunError('DEMO_BAD_IMAGE_PREFIX', `--imagePrefix "${prefix}" cannot start a Docker image name`, {
+      hint: 'use lower-case letters, digits, and . _ - between them, / between parts, e.g. --imagePrefix ctun-fresh',
+      exitCode: ExitCode.Usage,
+    });
+  }
+}
+
+/** The demo's images, each named `PREFIX/<name>` when a prefix is given. */
+export function demoImages(imagePrefix?: string): ImageSet {
+  const p = imagePrefix ? { tagPrefix: imagePrefix } : {};
+  return { veos: prefixed(DEFAULT_IMAGES.veos, p), veosCtun: prefixed(DEFAULT_IMAGES.veosCtun, p), separateServer: prefixed(DEFAULT_IMAGES.separateServer, p) };
+}
+
 export interface EnsureImagesOptions {
   docker: DockerEngine;
   logger: Logger;
-  /** Base image of the builds; default `debian:12`, bootstrapped from the host's apt mirror when missing. */
+  /** Base image of the builds; default `debian:12` (with the prefix), bootstrapped from the host's apt mirror when missing. */
   baseImage?: string;
-  /** Directory of Python wheels for the simulator image (sites without PyPI); default `$CTUN_WHEELS`, else PyPI. */
+  /**
+   * Names every image `PREFIX/<name>`, the base included: a set of its own that no
+   * other run's images can stand in for (a cold run from nothing). Default none.
+   */
+  imagePrefix?: string;
+  /** Directory of Python wheels for the simulator image; default `$CTUN_WHEELS`, else see `python`. */
   wheels?: string;
+  /** Where the Python packages come from when no wheels are given; default `$CTUN_DEMO_PYTHON`, else `auto`. */
+  python?: PythonSource;
+  /** Answers whether PyPI answers (only asked for `auto`); default a bounded HTTPS probe. */
+  probePypi?: () => Promise<boolean>;
   /** Where the stand-in tarball goes; default ~/.cache/ctun. */
   cacheDir?: string;
   /** Rebuild even when the images exist; default false. */
   rebuild?: boolean;
-  /** Progress of the builds themselves; default silent. */
-  progress?: ProgressMode;
-  images?: ImageSet;
-  /** Called with what is being done, for progress lines. */
+  /** Lines to keep: what is being done and each image built with its time. */
   onPhase?: (text: string) => void;
+  /** Lines of progress inside a build (its current step); transient, for a live view. */
+  onProgress?: (text: string) => void;
 }
 
 export interface EnsuredImages {
   images: ImageSet;
-  /** Which were built now (the rest were there). */
+  /** Which were built now (the rest were there), in order. */
   built: string[];
+  /** Where the simulator image's Python packages came from, when it was built without given wheels. */
+  python?: PythonDecision;
   seconds: number;
+}
+
+const seconds = (since: number): string => `${((Date.now() - since) / 1000).toFixed(0)} s`;
+
+/** One line for where the Python packages came from. */
+function pythonLine(d: PythonDecision, made?: MadeWheels): string {
+  if (!made) return `Python packages: from PyPI (${d.reason})`;
+  const list = (ws: MadeWheels['fromDebian']): string => ws.map((w) => `${w.name} ${w.version}`).join(', ');
+  return `Python packages: ${d.reason}, so wheels made from this host's Debian mirror (${list(made.fromDebian)}) and the demo's own stand-ins (${list(made.standins)})`;
 }
 
 /** Makes every missing image; returns which it built. */
 export async function ensureImages(o: EnsureImagesOptions): Promise<EnsuredImages> {
   const started = Date.now();
-  const images = o.images ?? DEFAULT_IMAGES;
-  const base = o.baseImage ?? 'debian:12';
+  if (o.imagePrefix !== undefined) checkImagePrefix(o.imagePrefix);
+  const images = demoImages(o.imagePrefix);
+  const tagPrefix = o.imagePrefix ? { tagPrefix: o.imagePrefix } : {};
+  const base = o.baseImage ?? prefixed(DEMO_BASE_IMAGE, tagPrefix);
   const paths = projectPaths();
   const built: string[] = [];
   const phase = (t: string): void => o.onPhase?.(t);
@@ -77,48 +128,76 @@ export async function ensureImages(o: EnsureImagesOptions): Promise<EnsuredImage
     veosCtun: await missing(images.veosCtun),
     separateServer: await missing(images.separateServer),
   };
-  if (!need.veos && !need.veosCtun && !need.separateServer) return { images, built, seconds: (Date.now() - started) / 1000 };
+  const result: EnsuredImages = { images, built, seconds: 0 };
+  if (!need.veos && !need.veosCtun && !need.separateServer) return { ...result, seconds: (Date.now() - started) / 1000 };
 
   await o.docker.ping();
   if (!(await o.docker.imageExists(base))) {
-    const [distro, version] = base.split(':') as [string, string | undefined];
-    phase(`bootstrapping the base image ${base} from this host's apt mirror`);
-    const plan = planBaseImage(
-      { distro: distro === 'ubuntu' ? 'ubuntu' : 'debian', ...(version ? { suite: version } : {}), tags: [base] },
-      await readAptSources(),
-    );
-    await executeBase(plan, { docker: o.docker, logger: o.logger, progress: o.progress ?? 'silent' });
+    const [name, version] = base.split('/').pop()!.split(':') as [string, string | undefined];
+    phase(`bootstrapping ${base} from this host's apt mirror`);
+    const t = Date.now();
+    const plan = planBaseImage({ distro: name === 'ubuntu' ? 'ubuntu' : 'debian', ...(version ? { suite: version } : {}), tags: [base] }, await readAptSources());
+    await executeBasePlan(plan, { docker: o.docker, logger: o.logger, onPhase: (p) => o.onProgress?.(`${base}: ${p}`), onOutput: (l) => o.onProgress?.(`${base}: ${l}`) });
     built.push(base);
+    phase(`built ${base} (${seconds(t)})`);
   }
-  const common = { baseImage: base };
-  const exec = { docker: o.docker, logger: o.logger, paths, progress: o.progress ?? ('silent' as const) };
+  const build = async (plan: BuildPlan): Promise<void> => {
+    const done = await executeBuildPlan(plan, { docker: o.docker, logger: o.logger, paths, progress: 'json', progressWrite: (l) => forwardProgress(l, o.onProgress) });
+    for (const b of done) {
+      if (b.upToDate) continue;
+      built.push(b.tags[0]!);
+      phase(`built ${b.tags[0]} (${b.seconds.toFixed(0)} s)`);
+    }
+  };
+  const common = { baseImage: base, ...tagPrefix };
   if (need.separateServer) {
     phase(`building ${images.separateServer}`);
-    const plan = planCtun({ eula: EULA_LITERAL, ...common }, paths, ['separate-server']);
-    await executeBuildPlan(plan, exec);
-    if (images.separateServer !== metadata.images.separateServer) await o.docker.tagImage(metadata.images.separateServer, images.separateServer);
-    built.push(images.separateServer);
+    await build(planCtun({ eula: EULA_LITERAL, ...common }, paths, ['separate-server']));
   }
   if (need.veos || need.veosCtun) {
     const cacheDir = o.cacheDir ?? join(homedir(), '.cache', 'ctun');
     await mkdir(cacheDir, { recursive: true });
-    phase('writing the stand-in simulator tarball');
     const tarball = await buildStandinTarball({ outDir: cacheDir });
-    const wheels = o.wheels ?? process.env.CTUN_WHEELS;
-    for (const [ref, installCtun] of [
-      [images.veos, false],
-      [images.veosCtun, true],
-    ] as const) {
-      if (!(installCtun ? need.veosCtun : need.veos)) continue;
-      phase(`building ${ref}`);
-      const options = await resolveVeosOptions(parseVeosArgs(['online', EULA_LITERAL, ref, tarball.path]), {
-        installCtun,
-        ...common,
-        ...(wheels ? { wheels } : {}),
-      });
-      await executeBuildPlan(planVeos(options, paths), exec);
-      built.push(ref);
+    let wheels = o.wheels ?? process.env.CTUN_WHEELS;
+    // Wheels made here live in a folder of this run only: nothing a later `ctun-build veos` reads.
+    let scratch: string | undefined;
+    try {
+      if (!wheels) {
+        const decision = await choosePythonSource(o.python ?? pythonSourceFrom(undefined), o.probePypi);
+        result.python = decision;
+        let made: MadeWheels | undefined;
+        if (decision.source === 'debian') {
+          scratch = await mkdtemp(join(tmpdir(), 'ctun-demo-wheels-'));
+          made = await makeSeedWheels({ outDir: join(scratch, 'wheels'), logger: o.logger });
+          wheels = made.dir;
+        }
+        phase(pythonLine(decision, made));
+      }
+      for (const [ref, installCtun] of [
+        [DEFAULT_IMAGES.veos, false],
+        [DEFAULT_IMAGES.veosCtun, true],
+      ] as const) {
+        const tagged = prefixed(ref, tagPrefix);
+        if (!(installCtun ? need.veosCtun : need.veos)) continue;
+        phase(`building ${tagged}`);
+        const options = await resolveVeosOptions(parseVeosArgs(['online', EULA_LITERAL, ref, tarball.path]), { installCtun, ...common, ...(wheels ? { wheels } : {}) });
+        const plan = planVeos(options, paths);
+        await build(options.wheels?.files.some(isStandinWheel) ? labelStandinImages(plan) : plan);
+      }
+    } finally {
+      if (scratch) await rm(scratch, { recursive: true, force: true });
     }
   }
-  return { images, built, seconds: (Date.now() - started) / 1000 };
+  return { ...result, seconds: (Date.now() - started) / 1000 };
+}
+
+/** JSON progress of a build → its output lines (`build X: Step 3/11 : RUN …`) for a live view. */
+function forwardProgress(line: string, onProgress: ((t: string) => void) | undefined): void {
+  if (!onProgress) return;
+  try {
+    const e = JSON.parse(line) as { task?: string; event?: string; line?: string };
+    if (e.event === 'output' && e.line) onProgress(`${e.task?.replace(/^build /, '') ?? ''}: ${e.line}`);
+  } catch {
+    // not a progress record: nothing to show
+  }
 }

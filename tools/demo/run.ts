@@ -1,7 +1,8 @@
 /**
  * `npm run demo`: the whole product on a machine with only Docker and Node.
  *
- * Builds what is missing (base image, stand-in tarball, images; cached afterwards),
+ * Builds what is missing (base image, stand-in tarball, images; cached afterwards;
+ * the Python packages from PyPI when it answers, else from the host's Debian mirror),
  * starts the license stand-in, then for each deployment (integrated, separated):
  * runs it as `ctun-run` does, connects a client from a network namespace standing for
  * the user's PC, and shows over the tunnel the port mapper opening servers on random
@@ -31,7 +32,8 @@ import {
 } from '../run/index.js';
 import { connectDocker } from '../docker/index.js';
 import { printError } from '../cli/common.js';
-import { ensureImages, DEFAULT_IMAGES } from './images.js';
+import { checkImagePrefix, demoImages, ensureImages } from './images.js';
+import { PYTHON_SOURCE_ENV, PYTHON_SOURCES, pythonSourceFrom, type PythonSource } from './python.js';
 import { startLicenseStandin, type LicenseStandin } from './license.js';
 import { Pc } from './pc.js';
 import type { SessionRequest, StepLine } from './session.js';
@@ -47,6 +49,10 @@ export interface DemoOptions {
   wheels?: string;
   /** Base image of the builds; default debian:12 (bootstrapped when missing). */
   baseImage?: string;
+  /** Names every image PREFIX/<name>, the base included: a fresh set built from nothing; default none. */
+  imagePrefix?: string;
+  /** Where the simulator image's Python packages come from without --wheels; default $CTUN_DEMO_PYTHON, else auto. */
+  python?: PythonSource;
   /** License stand-in port on the Docker host; default 22350. */
   licensePort?: number;
   /** Distinguishes the PC namespace (and its addresses) from another run's; default 0. */
@@ -60,7 +66,8 @@ export interface DemoOptions {
 
 interface DemoTask {
   title: string;
-  run(say: (line: string) => void): Promise<string | void>;
+  /** `say` prints a line for good; `progress` only shows it live on a terminal (a build's current step). */
+  run(say: (line: string) => void, progress: (line: string) => void): Promise<string | void>;
 }
 
 /** Plain lines: `▶ title`, `  · result`, `✔ title (1.2 s)`. Good for logs and tests. */
@@ -69,7 +76,10 @@ async function runPlain(tasks: DemoTask[], write: (t: string) => void): Promise<
     const started = Date.now();
     write(`▶ ${t.title}\n`);
     try {
-      const suffix = await t.run((line) => write(`  · ${line}\n`));
+      const suffix = await t.run(
+        (line) => write(`  · ${line}\n`),
+        () => undefined,
+      );
       write(`✔ ${t.title}${suffix ? ` ${suffix}` : ''} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
     } catch (e) {
       write(`✖ ${t.title}: ${(e as Error).message.split('\n')[0]}\n`);
@@ -92,10 +102,15 @@ async function runListr(tasks: DemoTask[], progress: ProgressMode, write: (t: st
           title: t.title,
           task: async (_ctx: unknown, task: { output: string; title: string }) => {
             const started = Date.now();
-            const suffix = await t.run((line) => {
-              lines.push(line);
-              task.output = line;
-            });
+            const suffix = await t.run(
+              (line) => {
+                lines.push(line);
+                task.output = line;
+              },
+              (line) => {
+                task.output = line;
+              },
+            );
             task.title = `${t.title}${suffix ? ` ${suffix}` : ''} (${((Date.now() - started) / 1000).toFixed(1)} s)`;
           },
           rendererOptions: { persistentOutput: false, outputBar: 1 },
@@ -187,7 +202,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   const logger = o.logger ?? createLogger({ level: 'warn' });
   const docker = connectDocker();
   const engine: RunEngine = connectRunEngine({ dockerode: docker.docker });
-  const images = DEFAULT_IMAGES;
+  const images = demoImages(o.imagePrefix);
   let license: LicenseStandin | undefined;
   let pc: Pc | undefined;
   // What to undo, newest last; `keep` entries stay with --keep.
@@ -200,7 +215,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   const tasks: DemoTask[] = [
     {
       title: 'images',
-      run: async (say) => {
+      run: async (say, progress) => {
         await engine.images.ping();
         const r = await ensureImages({
           docker,
@@ -208,10 +223,14 @@ export async function runDemo(o: DemoOptions): Promise<void> {
           ...(o.rebuild ? { rebuild: true } : {}),
           ...(o.wheels ? { wheels: o.wheels } : {}),
           ...(o.baseImage ? { baseImage: o.baseImage } : {}),
+          ...(o.imagePrefix ? { imagePrefix: o.imagePrefix } : {}),
+          ...(o.python ? { python: o.python } : {}),
           onPhase: say,
+          onProgress: progress,
         });
-        say(`${images.veos}, ${images.veosCtun}, ${images.separateServer}`);
-        return r.built.length ? `(built ${r.built.join(', ')} in ${r.seconds.toFixed(0)} s)` : '(cached)';
+        if (!r.built.length) say(`${images.veos}, ${images.veosCtun}, ${images.separateServer}`);
+        // The task line adds the time.
+        return r.built.length ? `(built ${r.built.length} image${r.built.length === 1 ? '' : 's'})` : '(cached)';
       },
     },
     {
@@ -371,6 +390,14 @@ async function main(): Promise<void> {
     .option('rebuild', { type: 'boolean', default: false, describe: 'rebuild the images even when they exist' })
     .option('wheels', { type: 'string', describe: 'directory of Python wheels for the simulator image, where PyPI is not reachable (default $CTUN_WHEELS)' })
     .option('baseImage', { type: 'string', describe: 'base image of the builds (default debian:12, bootstrapped from this host\'s apt mirror when missing)' })
+    .option('imagePrefix', {
+      type: 'string',
+      describe: 'name every image PREFIX/<name>, the base image included: a set of its own, built from nothing (a cold first run that no other image can shortcut; remove the images afterwards with docker rmi)',
+    })
+    .option('python', {
+      choices: PYTHON_SOURCES,
+      describe: `where the simulator image's Python packages come from when no --wheels are given: auto (PyPI when it answers within a few seconds, else wheels made from this host's Debian mirror), pypi, or debian (PyPI never contacted) (default $${PYTHON_SOURCE_ENV}, else auto)`,
+    })
     .option('licensePort', { type: 'number', describe: 'port of the license stand-in (default 22350)' })
     .option('progress', { choices: ['tty', 'plain'] as const, describe: 'progress output (default tty on a terminal, else plain)' })
     .option('verbose', { type: 'boolean', default: false, describe: 'log lines and the cause chain of errors' })
@@ -386,12 +413,16 @@ async function main(): Promise<void> {
   process.on('SIGTERM', onSignal);
   const progress = argv.progress ?? (defaultProgress(process.stdout.isTTY) === 'tty' ? 'tty' : 'plain');
   try {
+    const python = pythonSourceFrom(argv.python);
+    if (argv.imagePrefix !== undefined) checkImagePrefix(argv.imagePrefix);
     await runDemo({
       keep: argv.keep,
       ...(argv.separate ? { only: 'separated' as const } : argv.only ? { only: argv.only } : {}),
       rebuild: argv.rebuild,
       ...(argv.wheels ? { wheels: argv.wheels } : {}),
       ...(argv.baseImage ? { baseImage: argv.baseImage } : {}),
+      ...(argv.imagePrefix ? { imagePrefix: argv.imagePrefix } : {}),
+      python,
       ...(argv.licensePort ? { licensePort: argv.licensePort } : {}),
       progress,
       signal: controller.signal,

@@ -3,17 +3,13 @@
  * library when missing, with the same tags the build tests make), the license
  * stand-in, the real ctun-run CLI, and a look for labelled leftovers.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { execa } from 'execa';
 import Dockerode from 'dockerode';
 import { createLogger } from '../../../tools/common/index.js';
 import { connectDocker } from '../../../tools/docker/index.js';
-import { DEFAULT_IMAGES, ensureImages } from '../../../tools/demo/images.js';
+import { ensureImages } from '../../../tools/demo/images.js';
 import { LABEL_DEPLOYMENT } from '../../../tools/run/index.js';
 import { ROOT, NODE } from '../../integration/harness/netns.js';
-import { makeWheels as makeWheelsIn } from '../../fixtures/build/images.js';
 
 export { ROOT, NODE };
 export const CTUN_RUN = `${ROOT}bin/ctun-run.js`;
@@ -29,34 +25,14 @@ export async function deployUnavailable(): Promise<string | undefined> {
   return undefined;
 }
 
-/** Wheels for the seed's Python set where PyPI is not reachable (the build tests' fixture). */
-export async function makeWheels(dir: string): Promise<void> {
-  const work = await mkdtemp(join(tmpdir(), 'ctun-e2e-wheels-'));
-  try {
-    await makeWheelsIn(work, dir);
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
-}
-
-/** Builds whatever image is missing (nothing when the build tests or an earlier run made them). */
+/**
+ * Builds whatever image is missing (nothing when the build tests or an earlier run
+ * made them), as the demo does; the Python packages from the host's Debian mirror
+ * (PyPI is never contacted from the tests).
+ */
 export async function prepareImages(): Promise<{ built: string[]; seconds: number }> {
-  const d = connectDocker();
-  const missing = [];
-  for (const i of Object.values(DEFAULT_IMAGES)) if (!(await d.imageExists(i))) missing.push(i);
-  let wheels: string | undefined = process.env.CTUN_WHEELS;
-  let tmp: string | undefined;
-  if (missing.some((m) => m.startsWith('dspace/veos')) && !wheels) {
-    tmp = await mkdtemp(join(tmpdir(), 'ctun-e2e-'));
-    wheels = join(tmp, 'wheels');
-    await makeWheels(wheels);
-  }
-  try {
-    const r = await ensureImages({ docker: d, logger: createLogger({ level: 'warn' }), ...(wheels ? { wheels } : {}) });
-    return { built: r.built, seconds: r.seconds };
-  } finally {
-    if (tmp) await rm(tmp, { recursive: true, force: true });
-  }
+  const r = await ensureImages({ docker: connectDocker(), logger: createLogger({ level: 'warn' }), python: 'debian' });
+  return { built: r.built, seconds: r.seconds };
 }
 
 /** Labelled containers and networks of a deployment that are still there. */
