@@ -250,10 +250,17 @@ function aptContext(apt: AptPlan): { section: string; files: ContextFile[]; extr
   };
 }
 
+/**
+ * The pinned Node runtime inside every image that carries the tunnel (the ctun images
+ * and the simulator image built with --installCtun yes); ctun-run's readiness probes
+ * run it too.
+ */
+export const IMAGE_NODE_BINARY = '/opt/ctun/bin/node';
+
 const CTUN_WRAPPER = `#!/bin/sh
 # ctun inside an image: the pinned Node runtime running the one bundled script; the
 # TAP addon sits beside it in native/ (and CTUN_ADDON names it).
-exec /opt/ctun/bin/node ${TUNNEL_NODE_FLAGS.join(' ')} /opt/ctun/ctun.mjs "$@"
+exec ${IMAGE_NODE_BINARY} ${TUNNEL_NODE_FLAGS.join(' ')} /opt/ctun/ctun.mjs "$@"
 `;
 
 function runtimeStep(paths: ProjectPaths, options: CommonBuildOptions, planHash: Record<string, string>): ImageStep {
@@ -264,7 +271,7 @@ function runtimeStep(paths: ProjectPaths, options: CommonBuildOptions, planHash:
     tags: [image],
     dockerfile: { template: 'ctun-runtime.Dockerfile', values: {} },
     context: [
-      { path: 'opt/ctun/bin/node', from: { kind: 'file', path: paths.nodeBinary, mode: 0o755 } },
+      { path: IMAGE_NODE_BINARY.slice(1), from: { kind: 'file', path: paths.nodeBinary, mode: 0o755 } },
       { path: 'opt/ctun/bin/ctun', from: { kind: 'text', text: CTUN_WRAPPER, mode: 0o755 } },
       { path: 'opt/ctun/ctun.mjs', from: { kind: 'bundle', entry: options.ctunEntry ?? paths.ctunEntry } },
       { path: 'opt/ctun/native/ctun_tap.node', from: { kind: 'file', path: paths.addon, mode: 0o755 } },
