@@ -244,7 +244,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
   };
 
   steps.push({
-    title: `wait for ${[...new Set(plan.containers.flatMap((c) => c.ready.map(describeReady)))].join(' and ')}`,
+    title: `wait for ${[...new Set(plan.containers.flatMap((c) => c.ready.map((r) => describeReady(r, false))))].join(' and ')}`,
     run: async () => {
       await Promise.all(
         plan.containers.map(async (spec) => {
@@ -260,7 +260,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
             ...(signal ? { signal } : {}),
             ...(options.onLog ? { onLine: (line: string) => options.onLog!(spec.name, line) } : {}),
           });
-          logger.info('container ready', { container: spec.name, awaited: spec.ready.map(describeReady).join(', ') });
+          logger.info('container ready', { container: spec.name, awaited: spec.ready.map((r) => describeReady(r)).join(', ') });
         }),
       );
     },

@@ -26,7 +26,7 @@ describe('planIntegrated', () => {
     });
     // The simulator contract: its port mapper accepts, probed inside the container
     // (from the deployment's own network); the tunnel server's own line.
-    expect(c!.ready.map(describeReady)).toEqual(['the simulator accepting on TCP 27027', `the tunnel server (/${SERVER_READY_PATTERN.source}/ in its log)`]);
+    expect(c!.ready.map((r) => describeReady(r))).toEqual(['the simulator accepting on TCP 27027', `the tunnel server (/${SERVER_READY_PATTERN.source}/ in its log)`]);
     expect(c!.ready[0]).toMatchObject({ kind: 'port', target: { container: 'dspace-veos' }, probe: { from: 'container', container: 'dspace-veos' } });
     expect(c!.labels).toMatchObject({
       'io.ctun.managed': 'true',

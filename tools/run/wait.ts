@@ -40,9 +40,13 @@ export class InterruptedError extends CtunError {
   }
 }
 
-/** `the simulator accepting on TCP 27027` — the awaited thing, for titles and messages. */
-export function describeReady(spec: ReadySpec): string {
-  return spec.kind === 'port' ? `${spec.what} accepting on ${spec.protocol.toUpperCase()} ${spec.port}` : `${spec.what} (/${spec.pattern}/ in its log)`;
+/**
+ * `the simulator accepting on TCP 27027` — the awaited thing; a log spec with its
+ * pattern for messages, without it for step titles.
+ */
+export function describeReady(spec: ReadySpec, withPattern = true): string {
+  if (spec.kind === 'port') return `${spec.what} accepting on ${spec.protocol.toUpperCase()} ${spec.port}`;
+  return withPattern ? `${spec.what} (/${spec.pattern}/ in its log)` : spec.what;
 }
 
 /** Resolves with the log so far once every port accepted and every pattern matched a complete line. */
