@@ -118,11 +118,17 @@ describe('executeDeployment', () => {
     expect((e2 as Error).message).toMatch(/^waited 0 s for the simulator \(\/never\/ in its log\) in container dspace-veos/);
   });
 
-  it('an image without the tunnel runtime cannot host the probe, and the timeout says so', async () => {
+  it('an image without the tunnel runtime cannot host the probe: said at the first attempt, not after the timeout', async () => {
     const engine = engineWith({ execRefused: () => true });
-    const plan = planIntegrated({ image: metadata.images.veosCtun, licenseServer: 'x', startCtun: true, runId: 'r', readyTimeoutMs: 300 });
+    const plan = planIntegrated({ image: metadata.images.veosCtun, licenseServer: 'x', startCtun: true, runId: 'r', readyTimeoutMs: 60_000 });
+    const started = Date.now();
     const e = await executeDeployment(plan, { engine, logger: createMemoryLogger(), ...fast }).catch((x: unknown) => x);
-    expect((e as Error).message).toContain('last cannot run the probe (/opt/ctun/bin/node is not in that container)');
+    expect(e).toMatchObject({ code: 'PROBE_UNAVAILABLE', exitCode: 1, hint: expect.stringContaining('--installCtun yes') });
+    expect((e as Error).message).toMatch(
+      /^cannot tell whether the simulator accepting on TCP 27027: probing 172\.30\.0\.\d+:27027 from container dspace-veos: cannot run the probe \(\/opt\/ctun\/bin\/node is not in that container\)$/,
+    );
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(engine.containers.size).toBe(0);
   });
 
   it('without a tunnel the simulator is probed from the Docker host', async () => {

@@ -8,8 +8,11 @@ import { IMAGE_NODE_BINARY } from '../build/index.js';
  * the Docker host.
  */
 
-/** How one attempt went: the port accepted, or why not (`ECONNREFUSED`, `timeout`, …). */
-export type ProbeOutcome = { open: true } | { open: false; reason: string };
+/**
+ * How one attempt went: the port accepted, or why not (`ECONNREFUSED`, `timeout`, …);
+ * `unprobeable` when no attempt can ever succeed there (no runtime to probe with).
+ */
+export type ProbeOutcome = { open: true } | { open: false; reason: string; unprobeable?: boolean };
 
 /** Bound on one connect attempt; a wait makes many. */
 export const PROBE_ATTEMPT_MS = 2000;
@@ -35,7 +38,7 @@ export function probeOutcome(exitCode: number, output: string): ProbeOutcome {
   if (exitCode === 0 && word === 'open') return { open: true };
   // 126/127: the shell found no runtime to run (an image without the tunnel).
   if (exitCode === 126 || exitCode === 127 || /no such file|not found|executable file/i.test(output)) {
-    return { open: false, reason: `cannot run the probe (${IMAGE_NODE_BINARY} is not in that container)` };
+    return { open: false, reason: `cannot run the probe (${IMAGE_NODE_BINARY} is not in that container)`, unprobeable: true };
   }
   return { open: false, reason: word || `probe exited with ${exitCode}` };
 }

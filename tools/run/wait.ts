@@ -116,12 +116,22 @@ export async function waitReady(o: WaitReadyOptions): Promise<string> {
       }
       if (info.state === 'running') {
         for (const p of ports.filter((x) => !x.open)) {
-          const r = await o.probe!(p.spec).catch((e: unknown) => ({ open: false as const, reason: (e as Error).message, where: p.where }));
+          const r: Awaited<ReturnType<PortProber>> = await o.probe!(p.spec).catch((e: unknown) => ({ open: false as const, reason: (e as Error).message, where: p.where }));
           if (!polling) return;
           p.attempts++;
           p.where = r.where;
           if (r.open) p.open = true;
           else p.last = r.reason;
+          if (!r.open && r.unprobeable) {
+            // Waiting longer cannot help: say so now rather than after --timeout.
+            settle?.(
+              new CtunError('PROBE_UNAVAILABLE', `cannot tell whether ${describeReady(p.spec)}: probing ${r.where}: ${r.reason}`, {
+                hint: 'the probe runs with the tunnel\'s runtime; for the integrated deployment use an image built with ctun-build veos … --installCtun yes',
+                exitCode: ExitCode.Usage,
+              }),
+            );
+            return;
+          }
         }
         check();
       }
