@@ -15,7 +15,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, metadata } from '../../tools/common/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { EULA_LITERAL, executeBuildPlan, planCtun, projectPaths } from '../../tools/build/index.js';
@@ -93,10 +93,8 @@ describe.skipIf(skip)('a simulator image that is not the stand-in', () => {
     }
     console.log(`foreign simulator images ready in ${((Date.now() - started) / 1000).toFixed(0)} s${built.length ? ` (built ${built.join(', ')})` : ''}`);
   }, 900_000);
-  afterAll(async () => {
-    // Ours only: the plain image carries the test's label; the others its prefix.
-    await dockerCli(['image', 'rm', IMAGES.plain]);
-  });
+  // The images stay (like the other tests' images) so that a rerun builds nothing;
+  // all carry the ctun-e2e-foreign/ prefix, the plain one also the io.ctun.test label.
 
   it('separated: ctun-run separate finds it ready on 27027 (probed from the tunnel server) and the PC reaches its run-time port through the tunnel', async () => {
     const name = 'ctun-e2e-foreign-sep';
