@@ -14,7 +14,7 @@ COPY veos/ /tmp/veos/
 RUN mkdir -p /tmp/veos/unpacked \
  && tar -xzf /tmp/veos/{{tarball}} -C /tmp/veos/unpacked \
  && cd /tmp/veos/unpacked/{{topDir}} \
- && DS_ACCEPT_EULA={{acceptEula}} DS_INSTALL_PREFIX={{installDir}} sh ./{{installScript}} \
+ && DS_ACCEPT_EULA={{acceptEula}} DS_INSTALL_PREFIX={{installDir}} {{installCommand}} \
  && rm -rf /tmp/veos
 {{ctunRuntime}}
 COPY supervisor/ /etc/supervisor/

@@ -1,9 +1,10 @@
-import { readdir } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
-import { CtunError, ExitCode } from '../common/index.js';
+import { access, readdir } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { CtunError, ExitCode, isCtunError, type Logger } from '../common/index.js';
 import type { Distro } from './apt.js';
-import { checkEula, type CommonBuildOptions, type VeosOptions } from './plan.js';
-import { describeTarball } from './tarball.js';
+import { readPublicKey } from './keys.js';
+import { checkEula, offlineRefusal, offlineShortfall, OFFLINE_FORM, wheelsProblem, type CommonBuildOptions, type VeosOptions } from './plan.js';
+import { describeTarball, type TarballLayout } from './tarball.js';
 
 /**
  * The seed's `BuildVeos.py` takes positionals whose meaning depends on the first:
@@ -46,8 +47,8 @@ export function parseVeosArgs(positionals: string[], flags: VeosFlags = {}): Veo
     throw new CtunError('USAGE', `unexpected arguments: ${extra.join(' ')}`, { hint: 'see ctun-build veos --help', exitCode: ExitCode.Usage });
   }
   if (!image || !tarball) {
-    throw new CtunError('USAGE', 'veos needs the EULA literal, the image name and the tarball', {
-      hint: 'ctun-build veos online acceptDspaceEula dspace/veos/simulator:23.1 dspace-veos-2023a.tar.gz',
+    throw new CtunError('USAGE', `veos${mode === 'offline' ? ' offline' : ''} needs the EULA literal, the image name and the tarball${mode === 'offline' ? ', and the sources to install from' : ''}`, {
+      hint: mode === 'offline' ? OFFLINE_FORM : 'ctun-build veos online acceptDspaceEula dspace/veos/simulator:23.1 dspace-veos-2023a.tar.gz',
       exitCode: ExitCode.Usage,
     });
   }
@@ -82,6 +83,39 @@ export interface VeosExtra {
   tagPrefix?: string;
   /** `--dotnetPackages`: installed from the .NET feed whatever the manifest says. */
   dotnetPackages?: string[];
+  /** `--installCommand`, `--entryPoint`, `--installDir`: a tarball of another layout (see tarball.ts). */
+  layout?: TarballLayout;
+  /** Says which input was taken from ./veos/; default none. */
+  logger?: Logger;
+  /** Where relative paths start; default the current folder. */
+  cwd?: string;
+}
+
+/** The seed's folder for the tarball, microsoft.asc and the wheels: `<CTUN_INSTALL_DIR>/veos/`. */
+export const SEED_INPUT_DIR = 'veos';
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * A file the manual's lines name relative to the CTun folder: taken from the current
+ * folder, else from ./veos/ (where §1.2 and §2.2 put the tarball, key and wheels),
+ * saying so. Absent from both: the current folder's path, and `lookedIn` for messages.
+ */
+export async function findSeedInput(given: string, what: string, o: { cwd?: string; logger?: Logger } = {}): Promise<{ path: string; lookedIn: string[] }> {
+  const cwd = o.cwd ?? process.cwd();
+  const here = resolve(cwd, given);
+  if (isAbsolute(given) || (await exists(here))) return { path: here, lookedIn: [here] };
+  const seed = resolve(cwd, SEED_INPUT_DIR, given);
+  if (await exists(seed)) {
+    o.logger?.info('input-from-veos-folder', { input: what, given, taken: `./${relative(cwd, seed)}`, why: `not in the current folder ${cwd}` });
+    return { path: seed, lookedIn: [here, seed] };
+  }
+  return { path: here, lookedIn: [here, seed] };
 }
 
 /** `yes`/`no` as the seed's `--installCtun yes` takes it. */
@@ -107,13 +141,40 @@ async function listWheels(dir: string): Promise<string[]> {
 }
 
 /**
- * Reads what the plan needs from disk: validates the tarball (before anything is
- * built) and lists the wheels. The EULA is checked first of all.
+ * Reads what the plan needs from disk and checks every input before anything is
+ * built: the tarball, the key file, the wheels and (offline) that every source is
+ * given. All problems are reported in one error, so an air-gapped site pays one round
+ * trip, not one per mistake. The EULA is checked first of all.
  */
 export async function resolveVeosOptions(args: VeosArgs, extra: VeosExtra): Promise<VeosOptions> {
   // The EULA is checked before the tarball is even opened.
   checkEula(args.eula);
-  const tarball = await describeTarball(resolve(args.tarball));
+  const where = { ...(extra.cwd ? { cwd: extra.cwd } : {}), ...(extra.logger ? { logger: extra.logger } : {}) };
+  const problems: CtunError[] = [];
+  const collect = async <T>(f: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await f();
+    } catch (e) {
+      if (!isCtunError(e)) throw e;
+      problems.push(e);
+      return undefined;
+    }
+  };
+
+  const found = await findSeedInput(args.tarball, 'the simulator tarball', where);
+  const tarball = await collect(() =>
+    describeTarball(found.path, extra.layout).catch((e: unknown) => {
+      if ((e as CtunError).code === 'TARBALL_MISSING' && found.lookedIn.length > 1) {
+        throw new CtunError('TARBALL_MISSING', `simulator tarball ${args.tarball} is neither in the current folder nor in ./${SEED_INPUT_DIR}/ (looked at ${found.lookedIn.join(' and ')})`, {
+          hint: (e as CtunError).hint,
+          exitCode: ExitCode.Usage,
+          cause: e,
+        });
+      }
+      throw e;
+    }),
+  );
+
   const common: CommonBuildOptions = { eula: args.eula };
   if (extra.baseImage) common.baseImage = extra.baseImage;
   if (extra.distro) common.distro = extra.distro;
@@ -124,12 +185,57 @@ export async function resolveVeosOptions(args: VeosArgs, extra: VeosExtra): Prom
   if (extra.noCache) common.noCache = true;
   if (extra.ctunEntry) common.ctunEntry = resolve(extra.ctunEntry);
   if (extra.tagPrefix) common.tagPrefix = extra.tagPrefix;
-  const options: VeosOptions = { ...common, mode: args.mode, image: args.image, tarball, installCtun: extra.installCtun ?? false };
-  const wheelsDir = extra.wheels ?? (args.mode === 'offline' ? dirname(tarball.path) : undefined);
-  if (wheelsDir) options.wheels = { dir: resolve(wheelsDir), files: await listWheels(resolve(wheelsDir)) };
+
+  // Offline, the wheels default to the tarball's folder (the seed's ./veos/).
+  const wheelsGiven = extra.wheels ?? (args.mode === 'offline' ? dirname(found.path) : undefined);
+  let wheels: VeosOptions['wheels'];
+  if (wheelsGiven) {
+    const dir = extra.wheels ? (await findSeedInput(extra.wheels, 'the wheels folder', where)).path : resolve(wheelsGiven);
+    const files = await collect(() => listWheels(dir));
+    if (files) {
+      wheels = { dir, files };
+      const short = wheelsProblem(wheels);
+      if (short) problems.push(short);
+    }
+  }
+
+  let dotnetKey: string | undefined;
+  if (args.dotnetKey) {
+    if (/^https?:\/\//.test(args.dotnetKey)) dotnetKey = args.dotnetKey;
+    else {
+      dotnetKey = (await findSeedInput(args.dotnetKey, 'the .NET key file', where)).path;
+      const key = dotnetKey;
+      await collect(() => readPublicKey(key));
+    }
+  }
+  const missing = offlineShortfall({
+    mode: args.mode,
+    ...(args.archiveServer ? { archiveServer: args.archiveServer } : {}),
+    ...(args.securityServer ? { securityServer: args.securityServer } : {}),
+    ...(args.dotnetServer ? { dotnetServer: args.dotnetServer } : {}),
+    ...(dotnetKey ? { dotnetKey } : {}),
+    ...(extra.dotnetPackages ? { dotnetPackages: extra.dotnetPackages } : {}),
+    ...(tarball ? { tarball } : {}),
+  });
+  if (missing.length) problems.push(offlineRefusal(missing));
+
+  if (problems.length === 1) throw problems[0]!;
+  if (problems.length > 1) throw inputProblems(problems);
+
+  const options: VeosOptions = { ...common, mode: args.mode, image: args.image, tarball: tarball!, installCtun: extra.installCtun ?? false };
+  if (wheels) options.wheels = wheels;
   if (extra.pipIndexUrl) options.pipIndexUrl = extra.pipIndexUrl;
   if (args.dotnetServer) options.dotnetServer = args.dotnetServer;
   if (extra.dotnetPackages?.length) options.dotnetPackages = extra.dotnetPackages;
-  if (args.dotnetKey) options.dotnetKey = /^https?:\/\//.test(args.dotnetKey) ? args.dotnetKey : resolve(args.dotnetKey);
+  if (dotnetKey) options.dotnetKey = dotnetKey;
   return options;
+}
+
+/** Several input problems as one error: each with its code and what to do, then the exit. */
+export function inputProblems(problems: CtunError[]): CtunError {
+  const lines = problems.map((p, i) => `  ${i + 1}. [${p.code}] ${p.message}${p.hint ? `\n     → ${p.hint}` : ''}`);
+  return new CtunError('BUILD_INPUTS_INVALID', `${problems.length} problems with the build inputs, nothing was built:\n${lines.join('\n')}`, {
+    hint: 'fix them all, then run the same command again',
+    exitCode: problems.every((p) => p.exitCode === ExitCode.Usage) ? ExitCode.Usage : ExitCode.Failure,
+  });
 }

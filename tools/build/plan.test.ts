@@ -144,10 +144,10 @@ describe('veos plan', () => {
   });
 
   it('offline needs wheels, and names the missing ones with the pip download command', () => {
-    expect(() => planVeos(veos({ mode: 'offline' }), paths)).toThrowError(expect.objectContaining({ code: 'WHEELS_REQUIRED' }));
+    expect(() => planVeos(veos({ mode: 'offline', archiveServer: '10.0.0.5' }), paths)).toThrowError(expect.objectContaining({ code: 'WHEELS_REQUIRED' }));
     let err: unknown;
     try {
-      planVeos(veos({ mode: 'offline', wheels: { dir: '/srv/w', files: WHEELS.slice(0, 2) } }), paths);
+      planVeos(veos({ mode: 'offline', archiveServer: '10.0.0.5', wheels: { dir: '/srv/w', files: WHEELS.slice(0, 2) } }), paths);
     } catch (e) {
       err = e;
     }
@@ -161,7 +161,7 @@ describe('veos plan', () => {
   it('a wheel of the wrong version counts as missing, and the message says which was found', () => {
     const files = WHEELS.map((w) => w.replace('supervisor-4.2.5', 'supervisor-4.1.0'));
     expect(checkWheels(files)).toEqual([{ name: 'supervisor', version: '4.2.*', found: ['4.1.0'] }]);
-    expect(() => planVeos(veos({ mode: 'offline', wheels: { dir: '/w', files } }), paths)).toThrow('/w lacks wheels for: supervisor 4.2.* (found 4.1.0)');
+    expect(() => planVeos(veos({ mode: 'offline', archiveServer: '10.0.0.5', wheels: { dir: '/w', files } }), paths)).toThrow('/w lacks wheels for: supervisor 4.2.* (found 4.1.0)');
     expect(pipDownloadLine(checkWheels(files), '/w')).toBe("pip download --no-cache-dir --only-binary=:all: 'supervisor==4.2.*' -d /w");
     // 4.2 itself and 4.2.x fit 4.2.*; 4.20 does not
     expect(checkWheels(WHEELS.map((w) => w.replace('supervisor-4.2.5', 'supervisor-4.20.0')))).toHaveLength(1);
@@ -181,7 +181,7 @@ describe('veos plan', () => {
 
   it('--dotnetPackages forces the .NET step from the given feed; offline it needs server and key', async () => {
     const plan = planVeos(
-      veos({ mode: 'offline', wheels: { dir: '/w', files: WHEELS }, baseImage: 'debian:12', dotnetServer: 'http://10.0.0.9/dotnet/', dotnetKey: '/k.asc', dotnetPackages: ['ctun-dotnet-standin'] }),
+      veos({ mode: 'offline', archiveServer: '10.0.0.5', wheels: { dir: '/w', files: WHEELS }, baseImage: 'debian:12', dotnetServer: 'http://10.0.0.9/dotnet/', dotnetKey: '/k.asc', dotnetPackages: ['ctun-dotnet-standin'] }),
       paths,
     );
     expect(plan.dotnet).toMatchObject({ needed: true, reason: '--dotnetPackages ctun-dotnet-standin given', server: 'http://10.0.0.9/dotnet', suite: 'bookworm', packages: ['ctun-dotnet-standin'] });
@@ -189,9 +189,66 @@ describe('veos plan', () => {
     expect(df).toContain('deb [signed-by=/usr/share/keyrings/ctun-dotnet.gpg] http://10.0.0.9/dotnet bookworm main');
     expect(df).toContain('apt-get install -y --no-install-recommends ctun-dotnet-standin');
     expect(df).not.toMatch(/trusted=yes|apt-key|allow-unauthenticated/);
-    expect(() => planVeos(veos({ mode: 'offline', wheels: { dir: '/w', files: WHEELS }, dotnetPackages: ['x'] }), paths)).toThrowError(
-      expect.objectContaining({ code: 'DOTNET_SOURCE_REQUIRED' }),
+    expect(() => planVeos(veos({ mode: 'offline', archiveServer: '10.0.0.5', wheels: { dir: '/w', files: WHEELS }, dotnetPackages: ['x'] }), paths)).toThrowError(
+      expect.objectContaining({
+        code: 'OFFLINE_SOURCES_MISSING',
+        message: 'an offline build needs every source it installs from, and lacks the .NET server (MICROSOFT_DOTNET_SERVER, --dotnetServer), its public key file (MICROSOFT_PUBLIC_KEY_FILE, --dotnetKey)',
+      }),
     );
+  });
+
+  it('the .NET server may be a host, an IP or a URL, as the apt mirrors (the seed\'s <MICROSOFT_DOTNET_SERVER>)', async () => {
+    const withServer = (dotnetServer: string) =>
+      planVeos(veos({ baseImage: 'ubuntu:22.04', dotnetServer, dotnetKey: '/k.asc', dotnetPackages: ['dotnet-runtime-6.0'] }), paths);
+    expect(withServer('10.0.0.9').dotnet!.server).toBe('http://10.0.0.9/ubuntu/22.04/prod');
+    expect(withServer('dotnet-mirror.lab').dotnet!.server).toBe('http://dotnet-mirror.lab/ubuntu/22.04/prod');
+    expect(withServer('dotnet-mirror.lab:8080').dotnet!.server).toBe('http://dotnet-mirror.lab:8080/ubuntu/22.04/prod');
+    expect(withServer('[fd00::9]').dotnet!.server).toBe('http://[fd00::9]/ubuntu/22.04/prod');
+    expect(withServer('https://m.lab/ms/ubuntu/22.04/prod/').dotnet!.server).toBe('https://m.lab/ms/ubuntu/22.04/prod');
+    const df = await renderDockerfile(withServer('10.0.0.9').images[0]!, paths);
+    expect(df).toContain('deb [signed-by=/usr/share/keyrings/ctun-dotnet.gpg] http://10.0.0.9/ubuntu/22.04/prod jammy main');
+    expect(() => withServer('not a host')).toThrowError(expect.objectContaining({ code: 'BAD_MIRROR', exitCode: 1 }));
+  });
+
+  it('offline without the sources it needs refuses, naming every one missing (never the base image\'s own sources)', () => {
+    const e = (() => {
+      try {
+        planVeos(veos({ mode: 'offline', wheels: { dir: '/w', files: WHEELS }, tarball: { ...tarball, needsDotnet: true } }), paths);
+      } catch (x) {
+        return x as { code: string; message: string; hint: string; exitCode: number };
+      }
+      return undefined;
+    })();
+    expect(e).toMatchObject({ code: 'OFFLINE_SOURCES_MISSING', exitCode: 1 });
+    expect(e!.message).toBe(
+      'an offline build needs every source it installs from, and lacks the apt archive server (UBUNTU_ARCHIVE_SERVER, --archiveServer), the .NET server (MICROSOFT_DOTNET_SERVER, --dotnetServer), its public key file (MICROSOFT_PUBLIC_KEY_FILE, --dotnetKey)',
+    );
+    expect(e!.hint).toContain('ctun-build veos offline acceptDspaceEula IMAGE TARBALL ARCHIVE SECURITY DOTNET_SERVER KEY_FILE');
+    // Online, the base image's own sources are what the user asked for.
+    expect(planVeos(veos(), paths).apt.rewrite).toBe(false);
+  });
+
+  it('a tarball of another layout is installed by --installCommand (as a file, not spliced into the Dockerfile) and started by --entryPoint', async () => {
+    const custom: TarballInfo = {
+      ...tarball,
+      layout: 'custom',
+      topDir: 'acme-sim-1.0',
+      installScript: '',
+      installCommand: `mkdir -p "$DS_INSTALL_PREFIX" && cp -r . "$DS_INSTALL_PREFIX" # it's ours`,
+      simulatorArgv: ['/bin/sh', '-c', 'exec python3 /opt/acme/sim.py --port 27027'],
+    };
+    const plan = planVeos(veos({ tarball: custom }), paths);
+    const step = plan.images[0]!;
+    const df = await renderDockerfile(step, paths);
+    expect(df).toContain('cd /tmp/veos/unpacked/acme-sim-1.0');
+    expect(df).toContain('DS_ACCEPT_EULA=yes DS_INSTALL_PREFIX=/opt/dspace/veos2023a sh /tmp/veos/ctun-install-command.sh');
+    expect(df).not.toContain("it's ours");
+    const file = step.context.find((f) => f.path === 'veos/ctun-install-command.sh')!;
+    expect(file.from).toMatchObject({ kind: 'text', text: expect.stringContaining(custom.installCommand!) });
+    const conf = step.context.find((f) => f.path === 'supervisor/conf.d/veos.conf')!;
+    expect((conf.from as { values: Record<string, string> }).values.command).toBe("/bin/sh -c 'exec python3 /opt/acme/sim.py --port 27027'");
+    // dSPACE's layout keeps sh ./install.sh.
+    expect(await renderDockerfile(planVeos(veos(), paths).images[0]!, paths)).toContain('DS_INSTALL_PREFIX=/opt/dspace/veos2023a sh ./install.sh');
   });
 
   it('--tagPrefix names every image of the plan, the runtime stage too', async () => {

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { basename, posix } from 'node:path';
 import { CtunError, ExitCode, metadata } from '../common/index.js';
 import { ctunLabels, splitImageRef } from '../docker/index.js';
@@ -109,12 +110,16 @@ export interface DotnetPlan {
 /** What the executor needs to know about the simulator tarball (from inspecting it). */
 export interface TarballInfo {
   path: string;
+  /** `dspace` (also when absent): install.sh and VERSION, as the stand-in; `custom`: installed and started as --installCommand/--entryPoint say. */
+  layout?: 'dspace' | 'custom';
   product: string;
   release: string;
   version: string;
   /** Top-level directory inside the tarball ('' when files are at the top). */
   topDir: string;
   installScript: string;
+  /** Shell command run instead of `sh ./<installScript>` (--installCommand). */
+  installCommand?: string;
   installDir: string;
   /** argv that starts the simulator once installed. */
   simulatorArgv: string[];
@@ -250,10 +255,17 @@ function aptContext(apt: AptPlan): { section: string; files: ContextFile[]; extr
   };
 }
 
+/**
+ * The pinned Node runtime inside every image that carries the tunnel (the ctun images
+ * and the simulator image built with --installCtun yes); ctun-run's readiness probes
+ * run it too.
+ */
+export const IMAGE_NODE_BINARY = '/opt/ctun/bin/node';
+
 const CTUN_WRAPPER = `#!/bin/sh
 # ctun inside an image: the pinned Node runtime running the one bundled script; the
 # TAP addon sits beside it in native/ (and CTUN_ADDON names it).
-exec /opt/ctun/bin/node ${TUNNEL_NODE_FLAGS.join(' ')} /opt/ctun/ctun.mjs "$@"
+exec ${IMAGE_NODE_BINARY} ${TUNNEL_NODE_FLAGS.join(' ')} /opt/ctun/ctun.mjs "$@"
 `;
 
 function runtimeStep(paths: ProjectPaths, options: CommonBuildOptions, planHash: Record<string, string>): ImageStep {
@@ -264,7 +276,7 @@ function runtimeStep(paths: ProjectPaths, options: CommonBuildOptions, planHash:
     tags: [image],
     dockerfile: { template: 'ctun-runtime.Dockerfile', values: {} },
     context: [
-      { path: 'opt/ctun/bin/node', from: { kind: 'file', path: paths.nodeBinary, mode: 0o755 } },
+      { path: IMAGE_NODE_BINARY.slice(1), from: { kind: 'file', path: paths.nodeBinary, mode: 0o755 } },
       { path: 'opt/ctun/bin/ctun', from: { kind: 'text', text: CTUN_WRAPPER, mode: 0o755 } },
       { path: 'opt/ctun/ctun.mjs', from: { kind: 'bundle', entry: options.ctunEntry ?? paths.ctunEntry } },
       { path: 'opt/ctun/native/ctun_tap.node', from: { kind: 'file', path: paths.addon, mode: 0o755 } },
@@ -399,17 +411,22 @@ export function pipDownloadLine(short: WheelShortfall[], dir: string): string {
   return `pip download --no-cache-dir --only-binary=:all: ${reqs.join(' ')} -d ${quote(dir)}`;
 }
 
+/** The error for a wheels folder that lacks a required wheel, or undefined when it has them all. */
+export function wheelsProblem(wheels: { dir: string; files: string[] }): CtunError | undefined {
+  const short = checkWheels(wheels.files);
+  if (!short.length) return undefined;
+  const what = short.map((w) => `${w.name}${w.version === '*' ? '' : ` ${w.version}`}${w.found.length ? ` (found ${w.found.join(', ')})` : ''}`);
+  return new CtunError('WHEELS_MISSING', `${wheels.dir} lacks wheels for: ${what.join('; ')}`, {
+    hint: `on a machine with Internet access: ${pipDownloadLine(short, wheels.dir)}, then copy them here`,
+    exitCode: ExitCode.Usage,
+  });
+}
+
 export function planPython(options: VeosOptions): PythonPlan {
   const requirements = [...PYTHON_REQUIREMENTS];
   if (options.wheels) {
-    const short = checkWheels(options.wheels.files);
-    if (short.length) {
-      const what = short.map((w) => `${w.name}${w.version === '*' ? '' : ` ${w.version}`}${w.found.length ? ` (found ${w.found.join(', ')})` : ''}`);
-      throw new CtunError('WHEELS_MISSING', `${options.wheels.dir} lacks wheels for: ${what.join('; ')}`, {
-        hint: `on a machine with Internet access: ${pipDownloadLine(short, options.wheels.dir)}, then copy them here`,
-        exitCode: ExitCode.Usage,
-      });
-    }
+    const problem = wheelsProblem(options.wheels);
+    if (problem) throw problem;
     return { source: 'wheels', dir: options.wheels.dir, files: options.wheels.files.filter((f) => f.endsWith('.whl')).sort(), requirements };
   }
   if (options.mode === 'offline') {
@@ -456,9 +473,36 @@ function pythonSection(p: PythonPlan): { section: string; files: ContextFile[] }
 
 export const DEFAULT_DOTNET_KEY = 'https://packages.microsoft.com/keys/microsoft.asc';
 
+/**
+ * The .NET feed as host, IP or URL, like the apt mirrors: a URL is taken as it is; a
+ * host or an IP is a mirror of packages.microsoft.com with its paths
+ * (`http://HOST/ubuntu/22.04/prod`).
+ */
+export function resolveDotnetServer(given: string, release: Release): string {
+  const value = given.trim();
+  const path = `${release.distro}/${release.version}/prod`;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) {
+    try {
+      new URL(value);
+    } catch {
+      throw new CtunError('BAD_MIRROR', `the .NET server "${given}" is not a valid URL`, { exitCode: ExitCode.Usage });
+    }
+    return value.replace(/\/+$/, '');
+  }
+  const bare = value.replace(/^\[(.*)\]$/, '$1');
+  if (isIP(bare)) return `http://${isIP(bare) === 6 ? `[${bare}]` : bare}/${path}`;
+  if (!/^[A-Za-z0-9.-]+(:\d+)?$/.test(value)) {
+    throw new CtunError('BAD_MIRROR', `the .NET server "${given}" is neither a host name, an IP nor a URL`, {
+      hint: `give e.g. dotnet-mirror.example.org, 10.0.0.9 (both read as http://HOST/${path}) or a full URL`,
+      exitCode: ExitCode.Usage,
+    });
+  }
+  return `http://${value}/${path}`;
+}
+
 export function planDotnet(options: VeosOptions, release: Release | undefined): DotnetPlan {
   const r = release ?? resolveRelease('ubuntu');
-  const server = options.dotnetServer ?? `https://packages.microsoft.com/${r.distro}/${r.version}/prod`;
+  const server = options.dotnetServer ? resolveDotnetServer(options.dotnetServer, r) : `https://packages.microsoft.com/${r.distro}/${r.version}/prod`;
   const key = options.dotnetKey ?? DEFAULT_DOTNET_KEY;
   const forced = (options.dotnetPackages?.length ?? 0) > 0;
   const needed = forced || options.tarball.needsDotnet;
@@ -512,9 +556,41 @@ function supervisorCommand(argv: string[]): string {
   return argv.map((a) => quote(a).replace(/%/g, '%%')).join(' ');
 }
 
+/**
+ * What an offline build lacks of the sources it needs: the apt archive (the security
+ * server defaults to it), the .NET server and key when .NET is installed. Without
+ * them the base image's own sources would be used, which reach the Internet.
+ */
+export function offlineShortfall(o: Pick<VeosOptions, 'mode' | 'archiveServer' | 'securityServer' | 'dotnetServer' | 'dotnetKey' | 'dotnetPackages'> & { tarball?: Pick<TarballInfo, 'needsDotnet'> }): string[] {
+  if (o.mode !== 'offline') return [];
+  const missing: string[] = [];
+  if (!o.archiveServer && !o.securityServer) missing.push('the apt archive server (UBUNTU_ARCHIVE_SERVER, --archiveServer)');
+  if ((o.dotnetPackages?.length ?? 0) > 0 || o.tarball?.needsDotnet) {
+    if (!o.dotnetServer) missing.push('the .NET server (MICROSOFT_DOTNET_SERVER, --dotnetServer)');
+    if (!o.dotnetKey) missing.push('its public key file (MICROSOFT_PUBLIC_KEY_FILE, --dotnetKey)');
+  }
+  return missing;
+}
+
+/** The one-line form of an offline build, for hints. */
+export const OFFLINE_FORM =
+  'ctun-build veos offline acceptDspaceEula IMAGE TARBALL ARCHIVE SECURITY DOTNET_SERVER KEY_FILE [--dockerRepository R], or --offline with --archiveServer A --securityServer S --dotnetServer D --dotnetKey K';
+
+export function offlineRefusal(missing: string[]): CtunError {
+  return new CtunError('OFFLINE_SOURCES_MISSING', `an offline build needs every source it installs from, and lacks ${missing.join(', ')}`, {
+    hint: `give them: ${OFFLINE_FORM}`,
+    exitCode: ExitCode.Usage,
+  });
+}
+
+/** The file in the build context that holds --installCommand. */
+const INSTALL_COMMAND_FILE = 'ctun-install-command.sh';
+
 /** The plan of `ctun-build veos online|offline acceptDspaceEula IMAGE TARBALL`. */
 export function planVeos(options: VeosOptions, paths: ProjectPaths): BuildPlan {
   checkEula(options.eula);
+  const missing = offlineShortfall(options);
+  if (missing.length) throw offlineRefusal(missing);
   const base = resolveBase(options);
   const apt = planApt(base, options);
   const a = aptContext(apt);
@@ -524,6 +600,9 @@ export function planVeos(options: VeosOptions, paths: ProjectPaths): BuildPlan {
   const dn = dotnetSection(dotnet);
   const t = options.tarball;
   const tarballName = basename(t.path);
+  // A custom install command travels as a file, so no quoting of it reaches the Dockerfile.
+  const installFiles: ContextFile[] = t.installCommand ? [{ path: `veos/${INSTALL_COMMAND_FILE}`, from: { kind: 'text', text: `#!/bin/sh\nset -e\n${t.installCommand}\n`, mode: 0o755 } }] : [];
+  const installCommand = t.installCommand ? `sh /tmp/veos/${INSTALL_COMMAND_FILE}` : `sh ./${t.installScript}`;
   const images: ImageStep[] = [];
   let runtime: ImageStep | undefined;
   if (options.installCtun) {
@@ -563,7 +642,7 @@ export function planVeos(options: VeosOptions, paths: ProjectPaths): BuildPlan {
         topDir: t.topDir || '.',
         acceptEula: 'yes',
         installDir: t.installDir,
-        installScript: t.installScript,
+        installCommand,
         ctunRuntime: options.installCtun ? CTUN_RUNTIME_SECTION : '',
         exposed: [...t.ports, ...exposed].join(' '),
       },
@@ -573,6 +652,7 @@ export function planVeos(options: VeosOptions, paths: ProjectPaths): BuildPlan {
       ...py.files,
       ...dn.files,
       { path: `veos/${tarballName}`, from: { kind: 'file', path: t.path } },
+      ...installFiles,
       ...supervisorFiles,
     ],
     labels: ctunLabels(options.installCtun ? 'image/veos-ctun' : 'image/veos', {

@@ -123,7 +123,7 @@ describe('source preflight', () => {
   it('the executor preflight refuses a key file that is not a key before asking any server', async () => {
     const docker = createMemoryDocker({ images: ['debian:12'] });
     const plan = planVeos(
-      { eula: 'acceptDspaceEula', mode: 'offline', image: 'x:1', tarball, installCtun: false, baseImage: 'debian:12', dotnetServer: 'http://d', dotnetKey: import.meta.filename, dotnetPackages: ['p'], wheels: { dir: '/w', files: WHEELS } },
+      { eula: 'acceptDspaceEula', mode: 'offline', archiveServer: '10.0.0.5', image: 'x:1', tarball, installCtun: false, baseImage: 'debian:12', dotnetServer: 'http://d', dotnetKey: import.meta.filename, dotnetPackages: ['p'], wheels: { dir: '/w', files: WHEELS } },
       paths,
     );
     const p = table({});
@@ -131,7 +131,7 @@ describe('source preflight', () => {
     expect(p.asked).toEqual([]);
     // also when the tarball needs no .NET: a key file given is a key file checked
     const noDotnet = planVeos(
-      { eula: 'acceptDspaceEula', mode: 'offline', image: 'x:1', tarball, installCtun: false, baseImage: 'debian:12', dotnetServer: 'http://d', dotnetKey: import.meta.filename, wheels: { dir: '/w', files: WHEELS } },
+      { eula: 'acceptDspaceEula', mode: 'offline', archiveServer: '10.0.0.5', image: 'x:1', tarball, installCtun: false, baseImage: 'debian:12', dotnetServer: 'http://d', dotnetKey: import.meta.filename, wheels: { dir: '/w', files: WHEELS } },
       paths,
     );
     expect(noDotnet.dotnet?.needed).toBe(false);

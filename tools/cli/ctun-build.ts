@@ -22,12 +22,14 @@ import {
   readAptSources,
   resolveVeosOptions,
   yesNo,
+  TARBALL_CONTRACT,
+  type TarballLayout,
   type Distro,
   type NetworkInspector,
   type ProgressMode,
 } from '../build/index.js';
 import { connectDocker } from '../docker/index.js';
-import { buildStandinTarball } from '../simulator/index.js';
+import { buildStandinTarball, SIMULATOR_INSTALL_DIR } from '../simulator/index.js';
 import { runCommandBody } from './common.js';
 
 const PROGRAM = 'ctun-build';
@@ -167,6 +169,12 @@ async function main(): Promise<void> {
           .option('dotnetKey', { type: 'string', describe: 'its public key: a file (armored or binary; dearmored into a keyring for signed-by) or a URL' })
           // A string, not an array option: an array would swallow the positionals after it.
           .option('dotnetPackages', { type: 'string', describe: 'packages to install from the .NET feed, comma-separated, whatever the tarball says (default dotnet-runtime-6.0 when it needs .NET)' })
+          .option('installCommand', { type: 'string', describe: 'shell command that installs a tarball of another layout, run as root in its unpacked top folder (default: sh ./install.sh)' })
+          .option('entryPoint', { type: 'string', describe: 'command line that starts the simulator under supervisord (default: the tarball manifest\'s entry point)' })
+          .option('installDir', { type: 'string', describe: `DS_INSTALL_PREFIX and the simulator's working folder (default ${SIMULATOR_INSTALL_DIR})` })
+          .epilog(
+            `${TARBALL_CONTRACT}\n\nFiles named relative to the current folder (the tarball, KEY_FILE, --wheels) are taken from ./veos/ when the current folder lacks them, as the seed's manual keeps them in <CTUN_INSTALL_DIR>/veos/. The .NET server, like the apt servers, may be a host, an IP (read as http://HOST/<distro>/<version>/prod) or a URL. Every input problem is listed in one run.`,
+          )
           .example('$0 veos online acceptDspaceEula dspace/veos/simulator:23.1 dspace-veos-2023a.tar.gz', 'online')
           .example('$0 veos online acceptDspaceEula dspace/veos/simulator:23.1-ctun dspace-veos-2023a.tar.gz --installCtun yes', 'with the tunnel inside')
           .example('$0 veos offline acceptDspaceEula IMAGE TARBALL ARCHIVE SECURITY DOTNET_SERVER KEY_FILE --dockerRepository R', 'offline (seed form)')
@@ -180,7 +188,15 @@ async function main(): Promise<void> {
           if (argv.dotnetKey) flags.dotnetKey = argv.dotnetKey;
           const args = parseVeosArgs((argv.args ?? []).map(String), flags);
           const paths = projectPaths();
+          const layout: TarballLayout = {
+            ...(argv.installCommand ? { installCommand: argv.installCommand } : {}),
+            ...(argv.entryPoint ? { entryPoint: argv.entryPoint } : {}),
+            ...(argv.installDir ? { installDir: argv.installDir } : {}),
+          };
           const options = await resolveVeosOptions(args, {
+            // Which input came from ./veos/ goes to stderr, so --print-plan stays JSON.
+            logger: createLogger({ level: argv.verbose ? 'debug' : 'info', out: process.stderr }),
+            layout,
             installCtun: yesNo(argv.installCtun, '--installCtun'),
             ...(argv.wheels ? { wheels: argv.wheels } : {}),
             ...(argv.pipIndexUrl ? { pipIndexUrl: argv.pipIndexUrl } : {}),

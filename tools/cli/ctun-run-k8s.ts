@@ -59,6 +59,7 @@ function withParams<T>(y: Argv<T>) {
     .option('transport', { choices: ['udp', 'tcp'], describe: 'Tunnel transport (default udp; tcp with --via port-forward)' })
     .option('tls-secret', { type: 'string', describe: 'Secret with ca.crt, tls.crt, tls.key: mounted, and the server runs with --tls' })
     .option('shm-size', { type: 'string', describe: 'Size of the simulator\'s /dev/shm (default 256Mi)' })
+    .option('ready-port', { type: 'number', describe: 'TCP port whose accepting makes the simulator ready: its startup, readiness and liveness probes (default 27027, the port mapper)' })
     .option('image-pull-policy', { choices: ['IfNotPresent', 'Always', 'Never'], describe: 'imagePullPolicy of every container (default IfNotPresent)' });
 }
 
@@ -75,6 +76,7 @@ function paramsOf(argv: Args): K8sParams {
     transport: argv.transport,
     tlsSecret: argv['tls-secret'],
     shmSize: argv['shm-size'],
+    readyPort: argv['ready-port'],
     imagePullPolicy: argv['image-pull-policy'],
   };
 }

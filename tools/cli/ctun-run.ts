@@ -10,9 +10,11 @@ import { defaultProgress, listrRendererOptions, yesNo, type ProgressMode } from 
 import {
   connectClient,
   connectRunEngine,
+  DEFAULT_READY_PORTS,
   deploymentStatus,
   formatStatus,
   InterruptedError,
+  parseReadyPort,
   planIntegrated,
   planSeparated,
   removeDeployments,
@@ -59,6 +61,12 @@ function deployOptions<T>(y: Argv<T>) {
     .option('tap', { type: 'string', default: 'dstap0', describe: 'client TAP' })
     .option('tapAddress', { type: 'string', default: '192.168.100.100', describe: 'address of the client TAP' })
     .option('env', { type: 'string', array: true, describe: 'extra environment of the simulator, NAME=VALUE (repeatable)' })
+    .option('readyPort', {
+      type: 'string',
+      array: true,
+      describe: 'the simulator is ready when this TCP port accepts, probed from the deployment\'s own network (tcp:N, repeatable; default tcp:27027, the port mapper)',
+    })
+    .option('readyLog', { type: 'string', describe: 'and when a line of its log matches this regular expression (optional)' })
     .option('timeout', { type: 'number', default: 90, describe: 'seconds to wait for each container to be ready' })
     .option('print-plan', { type: 'boolean', default: false, describe: 'print the deployment plan as JSON and start nothing' });
 }
@@ -78,13 +86,15 @@ function commonOf(argv: Record<string, any>): CommonRunOptions {
     tapAddress: argv.tapAddress,
     env: (argv.env ?? []).map(String),
     readyTimeoutMs: Math.round(argv.timeout * 1000),
+    ...(argv.readyPort?.length ? { readyPorts: (argv.readyPort as unknown[]).flatMap((v) => String(v).split(',')).map((v) => parseReadyPort(v)) } : {}),
+    ...(argv.readyLog !== undefined ? { readyLog: String(argv.readyLog) } : {}),
   };
 }
 
 function describeResult(r: DeploymentResult): string {
   const p = r.plan;
   const lines = [`deployment ${p.deployment} is ready (${p.kind})`];
-  const sim = `portmapper=${r.simulatorPorts.portMapper} xcp=${r.simulatorPorts.xcp} discovery=${r.simulatorPorts.discovery}`;
+  const sim = `ready (${r.readyPorts.map((p) => `${p.protocol}:${p.port}`).join(', ')} accept${p.containers.some((c) => c.ready.some((x) => x.kind !== 'port' && x.what === 'the simulator')) ? ', log line seen' : ''})`;
   for (const c of r.containers) {
     const addr = Object.entries(c.networks).map(([n, ip]) => `${ip} on ${n}`).join(', ');
     lines.push(`  ${c.role.padEnd(11)} ${c.name}  ${addr}`);
@@ -98,6 +108,13 @@ function describeResult(r: DeploymentResult): string {
   lines.push(`  simulator: ${sim}, at ${r.target} through the tunnel`);
   lines.push('on the PC, once, as root:', `  ${r.commands!.configure}`, 'then:', `  ${r.commands!.client}`);
   return lines.join('\n') + '\n';
+}
+
+/** `port mapper 27027` for the default contract, else `ready port 8080`. */
+function readyPortName(r: DeploymentResult): string {
+  const first = r.readyPorts[0];
+  if (!first) return 'no ready port';
+  return first.port === DEFAULT_READY_PORTS[0]!.port ? `port mapper ${first.port}` : `ready port ${first.port}`;
 }
 
 async function deploy(argv: Record<string, any>, plan: DeploymentPlan): Promise<number> {
@@ -148,7 +165,7 @@ async function deploy(argv: Record<string, any>, plan: DeploymentPlan): Promise<
     if (!argv.keep) await run.undo();
     throw e;
   }
-  process.stdout.write(`connected: the simulator is at ${result.target} (port mapper ${result.simulatorPorts.portMapper}); Ctrl-C ends the client${argv.keep ? '' : ' and the deployment'}\n`);
+  process.stdout.write(`connected: the simulator is at ${result.target} (${readyPortName(result)}); Ctrl-C ends the client${argv.keep ? '' : ' and the deployment'}\n`);
   const outcome = await Promise.race([stop.then((s) => ({ signal: s, error: undefined })), client.client.done.then((e) => ({ signal: undefined, error: e }))]);
   await client.stop(outcome.signal ? `stopped by ${outcome.signal}` : 'client ended');
   if (!argv.keep) {

@@ -16,6 +16,7 @@ import {
   type Clock,
   type PodStreamOpener,
 } from './index.js';
+import { exitCodeMeaning } from './wait.js';
 
 const FIXTURES = join(import.meta.dirname, '..', '..', 'test', 'fixtures', 'k8s');
 const fx = (...names: string[]): RecordedKubeApi => RecordedKubeApi.fromFiles(...names.map((n) => join(FIXTURES, n)));
@@ -202,5 +203,13 @@ describe('port-forward listener', () => {
     const port = (taken.address() as { port: number }).port;
     await expect(startLocalForward(async () => {}, { namespace: 'n', pod: 'x', port: 1723, localPort: port, logger: createMemoryLogger() })).rejects.toThrow(/cannot listen on 127\.0\.0\.1:\d+/);
     await new Promise<void>((r) => taken.close(() => r()));
+  });
+});
+
+describe('exit codes of the simulator container', () => {
+  it('are explained as the stand-in\'s (any simulator image may run there), and not guessed for others', () => {
+    expect(exitCodeMeaning('veos', 3)).toBe('for the stand-in simulator: license server unreachable (DS_CMU_SERVER)');
+    expect(exitCodeMeaning('veos', 42)).toBeUndefined();
+    expect(exitCodeMeaning('ctun', 2)).toBe('missing privileges (NET_ADMIN, or /dev/net/tun not mounted)');
   });
 });

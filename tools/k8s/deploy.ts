@@ -3,7 +3,7 @@ import { systemClock, type Clock, type KubeApi, type PodLike } from './api.js';
 import { discoverNodePort, targetPod, type NodeAddress } from './discover.js';
 import { resolveParams, type K8sParams } from './params.js';
 import { startLocalForward, type LocalForward, type PodStreamOpener } from './portforward.js';
-import { MANAGED_SELECTOR, manifest, OBJECT_NAMES, renderManifests, SIMULATOR_CONTAINER, SIMULATOR_SELECTOR, TUNNEL_CONTAINER, type K8sObject, type ManifestKey } from './render.js';
+import { MANAGED_SELECTOR, manifest, OBJECT_NAMES, renderManifests, SIMULATOR_CONTAINER, SIMULATOR_SELECTOR, TUNNEL_CONTAINER, type K8sObject, type ManifestKey, type RenderedManifest } from './render.js';
 import { waitForPods } from './wait.js';
 
 export type DeploymentMode = 'integrated' | 'separate';
@@ -44,10 +44,22 @@ export interface Deployed {
   transport: 'udp' | 'tcp';
 }
 
-/** Which manifests a deployment applies, in the seed's order. */
-export function manifestsFor(mode: DeploymentMode, via: Via): ManifestKey[] {
-  const service: ManifestKey[] = via === 'nodeport' ? ['service'] : [];
-  return mode === 'integrated' ? [...service, 'integrated'] : [...service, 'simulator', 'separateServer'];
+/**
+ * Which manifests a deployment applies. The server manifests carry the Service with
+ * their own server's selector, so the standalone ctun-service.yaml is not needed.
+ */
+export function manifestsFor(mode: DeploymentMode): ManifestKey[] {
+  return mode === 'integrated' ? ['integrated'] : ['simulator', 'separateServer'];
+}
+
+/**
+ * The objects to apply, in the seed's order (the Service first); through a
+ * port-forward no Service at all.
+ */
+export function objectsFor(rendered: RenderedManifest[], mode: DeploymentMode, via: Via): K8sObject[] {
+  const objects = manifestsFor(mode).flatMap((k) => manifest(rendered, k).objects);
+  const services = objects.filter((o) => o.kind === 'Service');
+  return [...(via === 'nodeport' ? services : []), ...objects.filter((o) => o.kind !== 'Service')];
 }
 
 function containerImages(objects: K8sObject[]): Record<string, string> {
@@ -72,8 +84,7 @@ export async function deploy(o: DeployOptions): Promise<Deployed> {
     throw new CtunError('K8S_PARAMS', '--via port-forward carries TCP only; the tunnel runs with --transport tcp there', { hint: 'leave out --transport udp' });
   }
   const rendered = renderManifests(params);
-  const keys = manifestsFor(o.mode, via);
-  const objects = keys.map((k) => manifest(rendered, k).objects).flat();
+  const objects = objectsFor(rendered, o.mode, via);
   const applied: string[] = [];
   for (const obj of objects) {
     await o.api.apply(obj, o.namespace);

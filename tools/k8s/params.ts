@@ -1,4 +1,5 @@
 import { CtunError, ExitCode, metadata } from '../common/index.js';
+import { SIMULATOR_PORTS } from '../simulator/index.js';
 
 /** The tunnel's transport, as `ctun server --transport`. */
 export type K8sTransport = 'udp' | 'tcp';
@@ -39,6 +40,8 @@ export interface K8sParams {
   shmSize?: string;
   /** `imagePullPolicy` of every container. Default: `IfNotPresent` (works with `minikube image load`). */
   imagePullPolicy?: 'IfNotPresent' | 'Always' | 'Never';
+  /** TCP port whose accepting makes the simulator ready (startup, readiness, liveness probes). Default: 27027, the port mapper. */
+  readyPort?: number;
 }
 
 export type ResolvedK8sParams = Required<Omit<K8sParams, 'registry' | 'nodePort' | 'namespace' | 'tlsSecret'>> &
@@ -77,7 +80,9 @@ export function resolveParams(p: K8sParams = {}): ResolvedK8sParams {
     tlsSecret: p.tlsSecret,
     shmSize: p.shmSize ?? '256Mi',
     imagePullPolicy: p.imagePullPolicy ?? 'IfNotPresent',
+    readyPort: p.readyPort ?? SIMULATOR_PORTS.portMapper,
   };
+  if (!Number.isInteger(r.readyPort) || r.readyPort < 1 || r.readyPort > 65535) throw bad(`Expected the ready port to be a TCP port 1-65535, got ${r.readyPort}`);
   if (r.licenseServer.trim() === '' || /\s/.test(r.licenseServer)) {
     throw bad(`Expected the license server to be host or port@host, got "${r.licenseServer}"`, 'e.g. ctun-run k8s integrated 22350@license.example');
   }

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync, cpSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parse } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { metadata } from '../common/index.js';
 import { defaultManifestDir, defaultTemplateDir, manifest, MANIFEST_FILES, renderManifests, resolveParams, staleManifests, writeManifests, type K8sObject } from './index.js';
@@ -27,7 +27,7 @@ describe('k8s/ holds the templates rendered with defaults', () => {
 
   it('the YAML text parses to the same objects that are applied, with the header', () => {
     for (const m of renderManifests()) {
-      expect(parse(m.yaml)).toEqual(m.objects[0]);
+      expect(parseAllDocuments(m.yaml).map((d) => d.toJS())).toEqual(m.objects);
       expect(m.yaml).toMatch(/^# Rendered by `ctun-run k8s render` from templates\/k8s\//);
     }
   });
@@ -66,6 +66,16 @@ describe('parameters', () => {
     expect(server.args.slice(0, 6)).toEqual(['--listen', '0.0.0.0', '--port', '4000', '--transport', 'udp']);
     expect(server.ports).toEqual([{ name: 'ctun-udp', containerPort: 4000, protocol: 'UDP' }]);
     expect((manifest(r, 'service').objects[0] as Json).spec.ports[0]).toMatchObject({ port: 4000, nodePort: 31000, protocol: 'UDP' });
+  });
+
+  it('--ready-port moves every simulator probe to that TCP port and declares it', () => {
+    const r = renderManifests({ readyPort: 8080 });
+    for (const key of ['integrated', 'simulator'] as const) {
+      const veos = container(manifest(r, key).objects[0]!, 'veos');
+      expect([veos.startupProbe, veos.readinessProbe, veos.livenessProbe].map((p: Json) => p.tcpSocket.port)).toEqual([8080, 8080, 8080]);
+      expect(veos.ports).toContainEqual({ name: 'ready', containerPort: 8080, protocol: 'TCP' });
+    }
+    expect(() => renderManifests({ readyPort: 0 })).toThrow(/ready port to be a TCP port 1-65535/);
   });
 
   it('transport tcp: TCP Service port, server --transport tcp, probe reads /proc/net/tcp', () => {

@@ -69,8 +69,20 @@ function labels(name: string, instance: string, component: string, version: stri
   };
 }
 
-/** What the Service selects: the pod that runs a tunnel server, integrated or separate. */
-const TUNNEL_SERVER_SELECTOR = { 'app.kubernetes.io/part-of': 'ctun', 'app.kubernetes.io/component': 'tunnel-server' };
+/**
+ * What the Service selects: the tunnel server of ONE deployment. Both server pods are
+ * `tunnel-server`s; a selector matching both would split clients between two Layer-2
+ * segments when both deployments are applied. The same keys in both, so applying
+ * the other deployment's manifest (which carries the Service too) moves the Service
+ * over instead of widening it.
+ */
+export const SERVICE_SELECTORS = {
+  integrated: { 'app.kubernetes.io/component': 'tunnel-server', 'app.kubernetes.io/instance': OBJECT_NAMES.integrated },
+  separate: { 'app.kubernetes.io/component': 'tunnel-server', 'app.kubernetes.io/instance': OBJECT_NAMES.separateServer },
+} as const;
+
+/** The manifests that carry the Service with their own selector, after their Deployment. */
+const SERVICE_CARRIED_BY: Partial<Record<ManifestKey, keyof typeof SERVICE_SELECTORS>> = { integrated: 'integrated', separateServer: 'separate' };
 
 /** `/proc/net/udp` and `/proc/net/tcp` print ports as 4 upper-case hex digits. */
 function procPort(port: number): string {
@@ -146,7 +158,8 @@ export function templateValues(p: ResolvedK8sParams) {
       separateServer: labels('ctun-separate-server', OBJECT_NAMES.separateServer, 'tunnel-server', metadata.ctunVersion, { app: 'ctun-separate-server' }),
     }),
     selectors: group({
-      tunnelServer: TUNNEL_SERVER_SELECTOR,
+      // ctun-service.yaml on its own (§2.4.1 applies it first): the integrated server.
+      tunnelServer: SERVICE_SELECTORS.integrated,
       integrated: { app: 'veos-ctun', 'app.kubernetes.io/instance': OBJECT_NAMES.integrated },
       simulator: { app: 'veos', 'app.kubernetes.io/instance': OBJECT_NAMES.simulator },
       separateServer: { app: 'ctun-separate-server', 'app.kubernetes.io/instance': OBJECT_NAMES.separateServer },
@@ -161,7 +174,10 @@ export function templateValues(p: ResolvedK8sParams) {
         { name: 'portmapper', containerPort: SIMULATOR_PORTS.portMapper, protocol: 'TCP' },
         { name: 'xcp', containerPort: SIMULATOR_PORTS.xcp, protocol: 'UDP' },
         { name: 'discovery', containerPort: SIMULATOR_PORTS.discovery, protocol: 'UDP' },
+        ...(p.readyPort === SIMULATOR_PORTS.portMapper ? [] : [{ name: 'ready', containerPort: p.readyPort, protocol: 'TCP' }]),
       ],
+      // The simulator contract: ready when this TCP port accepts (any simulator has one).
+      readyPort: p.readyPort,
     }),
     resources: group({ simulator: RESOURCES.simulator, tunnel: RESOURCES.tunnel }),
     tunnel: group({
@@ -195,11 +211,22 @@ export function renderManifests(params: K8sParams = {}, options: { templateDir?:
   const allRefs = new Set(texts.flatMap((t) => [...templateRefs(t.text)]));
   const unused = leafPaths(values).filter((v) => !allRefs.has(v));
   if (unused.length > 0) throw new CtunError('TEMPLATE', `templates/k8s: values no template uses: ${unused.join(', ')}`);
+  const serviceText = texts.find((t) => t.key === 'service')!.text;
   return texts.map(({ key, file, text }) => {
     const doc = fillTemplate(text, pickValues(values, templateRefs(text)), `templates/k8s/${file}`);
     const header = ` Rendered by \`ctun-run k8s render\` from templates/k8s/${file}\n (${describeParams(p)}).\n Do not edit by hand: change the template or the parameters and render again.`;
     doc.commentBefore = doc.commentBefore ? `${doc.commentBefore}\n#\n${header}` : header;
-    return { key, file, objects: [doc.toJS() as K8sObject], yaml: doc.toString({ lineWidth: 0 }) };
+    const docs = [doc];
+    const carried = SERVICE_CARRIED_BY[key];
+    if (carried) {
+      // The Service again, selecting this deployment's server: applying this file
+      // (after ctun-service.yaml, as the seed's manual does) points it here.
+      const own = { ...values, selectors: group({ ...(values.selectors as { values: Record<string, unknown> }).values, tunnelServer: SERVICE_SELECTORS[carried] }) };
+      const svc = fillTemplate(serviceText, pickValues(own, templateRefs(serviceText)), `templates/k8s/${MANIFEST_FILES.service}`);
+      svc.commentBefore = ` ${OBJECT_NAMES.service}, selecting only this deployment's tunnel server (${Object.values(SERVICE_SELECTORS[carried]).join(', ')}).`;
+      docs.push(svc);
+    }
+    return { key, file, objects: docs.map((d) => d.toJS() as K8sObject), yaml: docs.map((d) => d.toString({ lineWidth: 0 })).join('---\n') };
   });
 }
 

@@ -134,8 +134,10 @@ describe('security and operability of every pod', () => {
             expect(cmd).toContain(params.transport === 'tcp' ? '/proc/net/tcp' : '/proc/net/udp');
             expect(c.livenessProbe.exec.command).toEqual(c.readinessProbe.exec.command);
           } else {
-            expect(c.readinessProbe.tcpSocket.port).toBe('portmapper');
-            expect(c.livenessProbe.tcpSocket.port).toBe('portmapper');
+            // The simulator contract: a TCP port that accepts (27027 by default), no log line.
+            expect(c.startupProbe.tcpSocket.port).toBe(27027);
+            expect(c.readinessProbe.tcpSocket.port).toBe(27027);
+            expect(c.livenessProbe.tcpSocket.port).toBe(27027);
             expect(c.ports).toContainEqual({ name: 'portmapper', containerPort: 27027, protocol: 'TCP' });
           }
         }
@@ -167,10 +169,23 @@ describe('security and operability of every pod', () => {
       expect(manifest(rendered, 'separateServer').yaml).toMatch(/back-off/);
     });
 
-    it(`${name}: the Service selects exactly the tunnel-server pods (integrated and separate), not the simulators`, () => {
-      const selector = (manifest(rendered, 'service').objects[0] as Json).spec.selector as Record<string, string>;
-      const matches = (labels: Record<string, string>): boolean => Object.entries(selector).every(([k, v]) => labels[k] === v);
-      expect(pods(all).filter((p) => matches(p.labels)).map((p) => p.name).sort()).toEqual(['ctun-separate-server', 'veos-ctun']);
+    it(`${name}: the Service selects one deployment's tunnel server only; the file applied last decides which`, () => {
+      const selects = (svc: Json): string[] => {
+        const selector = svc.spec.selector as Record<string, string>;
+        return pods(all)
+          .filter((p) => Object.entries(selector).every(([k, v]) => p.labels[k] === v))
+          .map((p) => p.name)
+          .sort();
+      };
+      // ctun-service.yaml alone (§2.4.1 applies it before the integrated pod).
+      expect(selects(manifest(rendered, 'service').objects[0])).toEqual(['veos-ctun']);
+      // The server manifests carry it again with their own selector (§2.4.2 applies ctun-separate-server.yaml last).
+      const carried = (key: 'integrated' | 'separateServer'): Json => manifest(rendered, key).objects.find((o) => o.kind === 'Service');
+      expect(selects(carried('integrated'))).toEqual(['veos-ctun']);
+      expect(selects(carried('separateServer'))).toEqual(['ctun-separate-server']);
+      // Same keys in both: re-applying moves the selector instead of widening it.
+      expect(Object.keys(carried('integrated').spec.selector)).toEqual(Object.keys(carried('separateServer').spec.selector));
+      expect({ ...carried('integrated'), spec: { ...carried('integrated').spec, selector: {} } }).toEqual({ ...manifest(rendered, 'service').objects[0], spec: { ...(manifest(rendered, 'service').objects[0] as Json).spec, selector: {} } });
     });
   }
 });

@@ -20,12 +20,13 @@ export function exitCodeMeaning(container: string | undefined, code: number | un
     return m[code];
   }
   if (container === SIMULATOR_CONTAINER) {
+    // Any simulator image may run here: these are the stand-in's codes, said as such.
     const m: Record<number, string> = {
       [SimulatorExitCode.LicenseUnreachable]: 'license server unreachable (DS_CMU_SERVER)',
       [SimulatorExitCode.LicenseServerUnset]: 'DS_CMU_SERVER not set or malformed',
       [SimulatorExitCode.Bind]: 'a simulator port could not be bound',
     };
-    return m[code];
+    return m[code] ? `for the stand-in simulator: ${m[code]}` : undefined;
   }
   return undefined;
 }

@@ -50,6 +50,11 @@ export interface RunEngine {
    * with each chunk until `stop()` or the container ends.
    */
   followLogs(id: string, onText: (text: string) => void): Promise<{ stop(): void; ended: Promise<void> }>;
+  /**
+   * Runs argv inside a running container (`docker exec`), stdout and stderr together;
+   * rejects when the daemon refuses (container not running) or after `timeoutMs`.
+   */
+  exec(id: string, argv: string[], timeoutMs: number): Promise<{ exitCode: number; output: string }>;
   findNetwork(name: string): Promise<NetworkInfo | undefined>;
   createNetwork(spec: NetworkPlan): Promise<string>;
   removeNetwork(id: string): Promise<void>;
@@ -179,6 +184,33 @@ class DockerodeRunEngine implements RunEngine {
       stream.on('error', () => resolve());
     });
     return { stop: () => stream.destroy(), ended };
+  }
+
+  async exec(id: string, argv: string[], timeoutMs: number): Promise<{ exitCode: number; output: string }> {
+    const exec = await this.docker.getContainer(id).exec({ Cmd: argv, AttachStdout: true, AttachStderr: true });
+    const stream = (await exec.start({ hijack: true, stdin: false })) as unknown as NodeJS.ReadableStream & { destroy(): void };
+    let output = '';
+    const out = new PassThrough();
+    out.on('data', (d: Buffer) => (output += d.toString('utf8')));
+    this.docker.modem.demuxStream(stream, out, out);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          stream.on('end', () => resolve());
+          stream.on('close', () => resolve());
+          stream.on('error', () => resolve());
+        }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`docker exec ${argv[0]} in ${id.slice(0, 12)} did not end within ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      stream.destroy();
+    }
+    const info = await exec.inspect();
+    return { exitCode: info.ExitCode ?? -1, output };
   }
 
   async findNetwork(name: string): Promise<NetworkInfo | undefined> {

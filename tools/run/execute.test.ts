@@ -5,31 +5,35 @@ import { createMemoryRunEngine, FakeDockerError, type MemoryRunOptions } from '.
 import { planIntegrated, planSeparated, type ContainerPlan } from './plan.js';
 import { failureInLog } from './errors.js';
 
-const READY = 'VEOS stand-in ready: portmapper=27027 xcp=5555 discovery=27028';
+// A simulator that prints nothing ctun knows: it is ready because its port 27027 accepts.
 const LISTENING = '2025-01-01T00:00:00.000Z INFO  server-listening transport=udp address=0.0.0.0 port=1723 mode=separate';
-const healthy = (spec: ContainerPlan) => ({
-  lines: spec.role === 'veos' ? ['veos: starting', READY, ...(spec.env.CTUN_START === 'yes' ? [LISTENING] : [])] : [LISTENING],
-});
+const healthy = (spec: ContainerPlan) =>
+  spec.role === 'veos' ? { lines: ['sim: booting', ...(spec.env.CTUN_START === 'yes' ? [LISTENING] : [])], openPorts: [27027] } : { lines: [LISTENING] };
 const allImages = [metadata.images.veos, metadata.images.veosCtun, metadata.images.separateServer];
 const engineWith = (o: MemoryRunOptions = {}) => createMemoryRunEngine({ images: allImages, script: healthy, ...o });
 const separated = (o: Partial<Parameters<typeof planSeparated>[0]> = {}) =>
   planSeparated({ image: metadata.images.veos, licenseServer: '10.0.0.9', runId: 'r1', readyTimeoutMs: 2000, ...o });
+const fast = { pollMs: 20 };
 const integrated = () => planIntegrated({ image: metadata.images.veosCtun, licenseServer: '10.0.0.9', startCtun: true, runId: 'r2', readyTimeoutMs: 2000 });
 
 describe('executeDeployment', () => {
   it('separated: network, both containers, readiness, the target found by inspecting the simulator', async () => {
     const engine = engineWith();
-    const r = await executeDeployment(separated(), { engine, logger: createMemoryLogger() });
-    expect(engine.calls).toEqual(['create network dspace-ctun', 'create dspace-veos', 'start dspace-veos', 'create dspace-ctun-server', 'start dspace-ctun-server']);
+    const r = await executeDeployment(separated(), { engine, logger: createMemoryLogger(), ...fast });
+    expect(engine.calls.filter((c) => !c.startsWith('exec'))).toEqual(['create network dspace-ctun', 'create dspace-veos', 'start dspace-veos', 'create dspace-ctun-server', 'start dspace-ctun-server']);
     expect(r.dest).toMatch(/^172\.30\.0\.\d+$/);
     expect(r.target).toBe(r.dest);
-    expect(r.simulatorPorts).toEqual({ portMapper: 27027, xcp: 5555, discovery: 27028 });
+    // Probed from the tunnel server, at the simulator's address on the private network.
+    expect(engine.calls).toContain(`exec dspace-ctun-server ${r.dest}:27027`);
+    expect(engine.calls.some((c) => c.startsWith('exec dspace-veos'))).toBe(false);
+    expect(r.readyPorts).toEqual([{ protocol: 'tcp', port: 27027 }]);
     expect(r.commands?.client).toBe(`ctun client 127.0.0.1 --dest ${r.dest}`);
   });
 
   it('integrated: the target is the tunnel address beside the simulator', async () => {
     const engine = engineWith();
-    const r = await executeDeployment(integrated(), { engine, logger: createMemoryLogger() });
+    const r = await executeDeployment(integrated(), { engine, logger: createMemoryLogger(), ...fast });
+    expect(engine.calls.some((c) => /^exec dspace-veos 172\.30\.0\.\d+:27027$/.test(c))).toBe(true);
     expect(r.target).toBe('192.168.100.1');
     expect(r.dest).toBeUndefined();
     expect(r.commands?.client).toBe('ctun client 127.0.0.1');
@@ -79,18 +83,69 @@ describe('executeDeployment', () => {
 
   it('a container that exits before it is ready fails with its exit code and log tail', async () => {
     const engine = engineWith({ script: (spec) => (spec.role === 'ctun-server' ? { lines: ['boom'], exitCode: 7 } : healthy(spec)) });
-    const e = await executeDeployment(separated(), { engine, logger: createMemoryLogger() }).catch((x: unknown) => x);
+    const e = await executeDeployment(separated(), { engine, logger: createMemoryLogger(), ...fast }).catch((x: unknown) => x);
     expect(e).toMatchObject({ code: 'CONTAINER_EXITED' });
     expect((e as Error).message).toMatch(/dspace-ctun-server exited with code 7[\s\S]*\| boom/);
     expect(engine.containers.size).toBe(0);
   });
 
-  it('a wait is bounded and says what it waited for', async () => {
+  it('a wait is bounded and says what it probed, from where, how often, and how it ended', async () => {
     const engine = engineWith({ script: () => ({ lines: ['nothing useful'] }) });
     const plan = planIntegrated({ image: metadata.images.veosCtun, licenseServer: 'x', startCtun: true, runId: 'r', readyTimeoutMs: 300 });
-    const e = await executeDeployment(plan, { engine, logger: createMemoryLogger() }).catch((x: unknown) => x);
-    expect((e as Error).message).toMatch(/^waited 0 s for the simulator .* and the tunnel server .* in container dspace-veos/);
+    const e = await executeDeployment(plan, { engine, logger: createMemoryLogger(), ...fast }).catch((x: unknown) => x);
+    expect((e as Error).message).toMatch(
+      /^waited 0 s for the simulator accepting on TCP 27027 \(172\.30\.0\.\d+:27027 from container dspace-veos: \d+ attempts, last ECONNREFUSED\) and the tunnel server \(.*\) in container dspace-veos/,
+    );
+    expect((e as { hint: string }).hint).toContain('--readyPort tcp:N');
     expect(engine.containers.size).toBe(0);
+  });
+
+  it('the simulator contract: any port it opens (--readyPort), an extra log line (--readyLog); the stand-in\'s line is not needed', async () => {
+    const engine = engineWith({
+      script: (spec) => (spec.role === 'veos' ? { lines: ['kernel: simulation started'], openPorts: [8080, 9090] } : { lines: [LISTENING] }),
+    });
+    const plan = separated({ readyPorts: [{ protocol: 'tcp', port: 8080 }, { protocol: 'tcp', port: 9090 }], readyLog: 'simulation started$' });
+    const r = await executeDeployment(plan, { engine, logger: createMemoryLogger(), ...fast });
+    expect(r.readyPorts).toEqual([{ protocol: 'tcp', port: 8080 }, { protocol: 'tcp', port: 9090 }]);
+    // The default port is not open on this one: waiting for it runs out, naming it.
+    const other = engineWith({ script: (spec) => (spec.role === 'veos' ? { lines: [], openPorts: [8080] } : { lines: [LISTENING] }) });
+    const e = await executeDeployment(separated({ readyTimeoutMs: 300 }), { engine: other, logger: createMemoryLogger(), ...fast }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'READY_TIMEOUT' });
+    expect((e as Error).message).toMatch(/the simulator accepting on TCP 27027 \(172\.30\.0\.\d+:27027 from container dspace-ctun-server/);
+    // A log line asked for and never printed is named too.
+    const quiet = engineWith({ script: (spec) => (spec.role === 'veos' ? { lines: [], openPorts: [27027] } : { lines: [LISTENING] }) });
+    const e2 = await executeDeployment(separated({ readyTimeoutMs: 300, readyLog: 'never' }), { engine: quiet, logger: createMemoryLogger(), ...fast }).catch((x: unknown) => x);
+    expect((e2 as Error).message).toMatch(/^waited 0 s for the simulator \(\/never\/ in its log\) in container dspace-veos/);
+  });
+
+  it('an image without the tunnel runtime cannot host the probe: said at the first attempt, not after the timeout', async () => {
+    const engine = engineWith({ execRefused: () => true });
+    const plan = planIntegrated({ image: metadata.images.veosCtun, licenseServer: 'x', startCtun: true, runId: 'r', readyTimeoutMs: 60_000 });
+    const started = Date.now();
+    const e = await executeDeployment(plan, { engine, logger: createMemoryLogger(), ...fast }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'PROBE_UNAVAILABLE', exitCode: 1, hint: expect.stringContaining('--installCtun yes') });
+    expect((e as Error).message).toMatch(
+      /^cannot tell whether the simulator accepting on TCP 27027: probing 172\.30\.0\.\d+:27027 from container dspace-veos: cannot run the probe \(\/opt\/ctun\/bin\/node is not in that container\)$/,
+    );
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(engine.containers.size).toBe(0);
+  });
+
+  it('without a tunnel the simulator is probed from the Docker host', async () => {
+    const engine = engineWith();
+    const asked: string[] = [];
+    const plan = planIntegrated({ image: metadata.images.veos, licenseServer: 'x', runId: 'r', readyTimeoutMs: 2000 });
+    const r = await executeDeployment(plan, {
+      engine,
+      logger: createMemoryLogger(),
+      ...fast,
+      probeFromHost: async (host, port) => {
+        asked.push(`${host}:${port}`);
+        return asked.length < 3 ? { open: false, reason: 'ECONNREFUSED' } : { open: true };
+      },
+    });
+    expect(asked).toEqual([`${r.containerAddress}:27027`, `${r.containerAddress}:27027`, `${r.containerAddress}:27027`]);
+    expect(engine.calls.some((c) => c.startsWith('exec'))).toBe(false);
   });
 
   it('a port in use on the Docker host is explained at start', async () => {
@@ -119,7 +174,7 @@ describe('executeDeployment', () => {
 
   it('a subnet Docker chose over the tunnel\'s is replaced by the next free pool', async () => {
     const engine = engineWith({ subnets: ['192.168.96.0/20'] });
-    const r = await executeDeployment(separated(), { engine, logger: createMemoryLogger() });
+    const r = await executeDeployment(separated(), { engine, logger: createMemoryLogger(), ...fast });
     expect(r.network?.subnet).toBe('172.17.0.0/16');
     expect(engine.calls.filter((c) => c.includes('network'))).toEqual(['create network dspace-ctun', 'remove network dspace-ctun', 'create network dspace-ctun']);
     expect(freeSubnets(['172.17.0.0/16', '172.18.0.0/16'], '192.168.100.1/24').slice(0, 2)).toEqual(['172.19.0.0/16', '172.20.0.0/16']);

@@ -1,10 +1,11 @@
 import { CtunError, ExitCode, metadata, type Logger } from '../common/index.js';
 import { LABEL_PLAN } from '../docker/index.js';
-import { parseSimulatorReady, type SimulatorReadyPorts } from '../simulator/index.js';
+import { SIMULATOR_PORTS, type SimulatorReadyPorts } from '../simulator/index.js';
 import type { ContainerInfo, RunEngine } from './engine.js';
 import { daemonMessage, explainContainerError, explainNetworkError, imageMissing, nameInUse } from './errors.js';
-import { buildCommandFor, clientCommands, LABEL_DEPLOYMENT, type ContainerPlan, type DeploymentPlan } from './plan.js';
-import { InterruptedError, waitReady } from './wait.js';
+import { buildCommandFor, clientCommands, LABEL_DEPLOYMENT, type ContainerPlan, type DeploymentPlan, type ReadyPort } from './plan.js';
+import { PROBE_ATTEMPT_MS, probeArgv, probeFromHost, probeOutcome, type ProbeOutcome } from './probe.js';
+import { describeReady, InterruptedError, waitReady, type PortProber } from './wait.js';
 
 /**
  * The one executor of deployment plans. It runs as a list of steps (so the CLI and
@@ -24,7 +25,12 @@ export interface DeploymentResult {
   plan: DeploymentPlan;
   containers: RunningContainer[];
   network?: { name: string; id: string; subnet?: string; gateway?: string };
-  /** Ports the simulator announced. */
+  /** The simulator's ports that accepted before it was declared ready. */
+  readyPorts: ReadyPort[];
+  /**
+   * The stand-in's well-known ports, with the port mapper taken from the first ready
+   * port: what the demo talks to. ctun-run itself knows only `readyPorts`.
+   */
   simulatorPorts: SimulatorReadyPorts;
   /**
    * Where the PC reaches the simulator once the client is connected: the server's
@@ -47,6 +53,10 @@ export interface ExecuteOptions {
   signal?: AbortSignal;
   /** Each line of the containers' logs while waiting for readiness. */
   onLog?: (container: string, line: string) => void;
+  /** One connect attempt from this host (deployments without a tunnel); default a real TCP connect. */
+  probeFromHost?: (host: string, port: number) => Promise<ProbeOutcome>;
+  /** How often readiness is polled; default 500 ms. */
+  pollMs?: number;
 }
 
 export interface Step {
@@ -98,7 +108,6 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
   const { engine, logger, signal } = options;
   const created: Array<{ kind: 'container' | 'network'; id: string; name: string }> = [];
   const running: RunningContainer[] = [];
-  const logs = new Map<string, string>();
   let network: DeploymentResult['network'];
   let result: DeploymentResult | undefined;
 
@@ -218,23 +227,40 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
     });
   }
 
+  // One attempt at a port spec, from where the plan says; the address is looked up
+  // each time, since a container has none until it runs.
+  const probe: PortProber = async (spec) => {
+    const target = await engine.findContainer(spec.target.container);
+    const address = target && (spec.target.network ? target.networks[spec.target.network] : Object.values(target.networks)[0]);
+    const from = spec.probe.from === 'host' ? 'the Docker host' : `container ${spec.probe.container}`;
+    if (!address) return { open: false, reason: `${spec.target.container} has no address${spec.target.network ? ` on ${spec.target.network}` : ''} yet`, where: `from ${from}` };
+    const where = `${address}:${spec.port} from ${from}`;
+    if (spec.probe.from === 'host') return { ...(await (options.probeFromHost ?? probeFromHost)(address, spec.port)), where };
+    const point = spec.probe.container;
+    const prober = running.find((r) => r.name === point);
+    if (!prober) return { open: false, reason: `container ${point} is not started`, where };
+    const r = await engine.exec(prober.id, probeArgv(address, spec.port), PROBE_ATTEMPT_MS + 10_000);
+    return { ...probeOutcome(r.exitCode, r.output), where };
+  };
+
   steps.push({
-    title: `wait for ${plan.containers.flatMap((c) => c.ready.map((r) => r.what)).join(' and ')}`,
+    title: `wait for ${[...new Set(plan.containers.flatMap((c) => c.ready.map((r) => describeReady(r, false))))].join(' and ')}`,
     run: async () => {
       await Promise.all(
         plan.containers.map(async (spec) => {
           const c = running.find((r) => r.name === spec.name)!;
-          const log = await waitReady({
+          await waitReady({
             engine,
             id: c.id,
             name: spec.name,
             ready: spec.ready,
             timeoutMs: plan.readyTimeoutMs,
+            probe,
+            ...(options.pollMs ? { pollMs: options.pollMs } : {}),
             ...(signal ? { signal } : {}),
             ...(options.onLog ? { onLine: (line: string) => options.onLog!(spec.name, line) } : {}),
           });
-          logs.set(spec.name, log);
-          logger.info('container ready', { container: spec.name, awaited: spec.ready.map((r) => r.what).join(', ') });
+          logger.info('container ready', { container: spec.name, awaited: spec.ready.map((r) => describeReady(r)).join(', ') });
         }),
       );
     },
@@ -252,8 +278,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
         infos.set(c.name, info);
       }
       const veos = plan.containers.find((c) => c.role === 'veos')!;
-      const ports = parseSimulatorReady(logs.get(veos.name) ?? '');
-      if (!ports) throw new CtunError('SIMULATOR_NOT_READY', `no readiness line from ${veos.name}`);
+      const readyPorts: ReadyPort[] = veos.ready.flatMap((r) => (r.kind === 'port' ? [{ protocol: r.protocol, port: r.port }] : []));
       const veosInfo = infos.get(veos.name)!;
       let dest: string | undefined;
       let containerAddress: string | undefined;
@@ -271,7 +296,8 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
         plan,
         containers: running,
         ...(network ? { network } : {}),
-        simulatorPorts: ports,
+        readyPorts,
+        simulatorPorts: { portMapper: readyPorts[0]?.port ?? SIMULATOR_PORTS.portMapper, xcp: SIMULATOR_PORTS.xcp, discovery: SIMULATOR_PORTS.discovery },
         target: dest ?? plan.serverAddress,
         ...(dest ? { dest } : {}),
         ...(containerAddress ? { containerAddress } : {}),

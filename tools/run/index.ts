@@ -7,6 +7,7 @@ export * from './plan.js';
 export * from './engine.js';
 export * from './errors.js';
 export * from './wait.js';
+export * from './probe.js';
 export * from './execute.js';
 export * from './manage.js';
 export * from './connect.js';

@@ -24,6 +24,11 @@ export interface ContainerScript {
   /** Exit with this code after the lines. */
   exitCode?: number;
   intervalMs?: number;
+  /**
+   * TCP ports that accept once every line is printed (what a readiness probe finds);
+   * default none.
+   */
+  openPorts?: number[];
 }
 
 export interface MemoryRunOptions {
@@ -34,6 +39,8 @@ export interface MemoryRunOptions {
   refuse?: (spec: ContainerPlan, step: 'create' | 'start') => Error | undefined;
   /** Subnets handed out, in order, to networks created without one; then 172.30.0.0/24. */
   subnets?: string[];
+  /** Containers in which an exec finds no probe runtime (an image without the tunnel). */
+  execRefused?: (spec: ContainerPlan) => boolean;
   /** Containers that exist beforehand (by name), e.g. to test "name in use". */
   existing?: Array<{ name: string; labels?: Record<string, string> }>;
 }
@@ -41,6 +48,8 @@ export interface MemoryRunOptions {
 interface MemContainer {
   info: ContainerInfo;
   spec?: ContainerPlan;
+  /** Ports accepting now (see ContainerScript.openPorts). */
+  open: Set<number>;
   log: string;
   listeners: Set<(t: string) => void>;
   timers: NodeJS.Timeout[];
@@ -69,6 +78,7 @@ export function createMemoryRunEngine(options: MemoryRunOptions = {}): RunEngine
     const id = nextId();
     containers.set(id, {
       info: { id, name: e.name, image: 'other', labels: e.labels ?? {}, state: 'running', exitCode: 0, networks: {}, ports: {} },
+      open: new Set(),
       log: '',
       listeners: new Set(),
       timers: [],
@@ -106,6 +116,7 @@ export function createMemoryRunEngine(options: MemoryRunOptions = {}): RunEngine
       containers.set(id, {
         info: { id, name: spec.name, image: spec.image, labels: spec.labels, state: 'created', exitCode: 0, networks: nets, ports },
         spec,
+        open: new Set(),
         log: '',
         listeners: new Set(),
         timers: [],
@@ -121,9 +132,11 @@ export function createMemoryRunEngine(options: MemoryRunOptions = {}): RunEngine
       const script = c.spec && options.script ? options.script(c.spec) : { lines: [] };
       const interval = script.intervalMs ?? 5;
       script.lines.forEach((line, i) => c.timers.push(setTimeout(() => write(c, line + '\n'), interval * (i + 1))));
+      c.timers.push(setTimeout(() => script.openPorts?.forEach((p) => c.open.add(p)), interval * (script.lines.length + 1)));
       if (script.exitCode !== undefined) {
         c.timers.push(
           setTimeout(() => {
+            c.open.clear();
             c.info.state = 'exited';
             c.info.exitCode = script.exitCode!;
           }, interval * (script.lines.length + 1)),
@@ -152,6 +165,18 @@ export function createMemoryRunEngine(options: MemoryRunOptions = {}): RunEngine
       if (c.log) onText(c.log);
       c.listeners.add(onText);
       return { stop: () => void c.listeners.delete(onText), ended: new Promise<void>(() => {}) };
+    },
+    async exec(id, argv) {
+      // Understands the readiness probe (`node -e SCRIPT HOST PORT MS`): a connect to
+      // the container with that address, answered as the real script answers.
+      const c = find(id);
+      calls.push(`exec ${c?.info.name ?? id} ${argv.slice(-3, -1).join(':')}`);
+      if (!c || c.info.state !== 'running') throw new FakeDockerError(409, `Container ${id} is not running`);
+      if (c.spec && options.execRefused?.(c.spec)) return { exitCode: 126, output: `OCI runtime exec failed: exec: "${argv[0]}": stat ${argv[0]}: no such file or directory` };
+      const [host, port] = argv.slice(-3, -1);
+      const target = [...containers.values()].find((x) => Object.values(x.info.networks).includes(host!));
+      if (target && target.info.state === 'running' && target.open.has(Number(port))) return { exitCode: 0, output: 'open\n' };
+      return { exitCode: 1, output: target ? 'ECONNREFUSED\n' : 'EHOSTUNREACH\n' };
     },
     async findNetwork(name) {
       for (const n of networks.values()) if (n.name === name || n.id === name) return structuredClone(n);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { metadata } from '../common/index.js';
-import { buildCommandFor, clientCommands, parseSize, planIntegrated, planSeparated, SERVER_READY_PATTERN } from './plan.js';
-import { SIMULATOR_READY_PATTERN } from '../simulator/index.js';
+import { buildCommandFor, clientCommands, parseReadyPort, parseSize, planIntegrated, planSeparated, SERVER_READY_PATTERN } from './plan.js';
+import { describeReady } from './wait.js';
 
 const base = { image: metadata.images.veosCtun, licenseServer: '22350@license.example', runId: 'r1' };
 
@@ -24,7 +24,10 @@ describe('planIntegrated', () => {
       shmSize: 256 * 1024 * 1024,
       ports: [{ container: 1723, protocol: 'udp', host: 1723, hostIp: '' }],
     });
-    expect(c!.ready.map((r) => r.what)).toEqual(['the simulator', 'the tunnel server']);
+    // The simulator contract: its port mapper accepts, probed inside the container
+    // (from the deployment's own network); the tunnel server's own line.
+    expect(c!.ready.map((r) => describeReady(r))).toEqual(['the simulator accepting on TCP 27027', `the tunnel server (/${SERVER_READY_PATTERN.source}/ in its log)`]);
+    expect(c!.ready[0]).toMatchObject({ kind: 'port', target: { container: 'dspace-veos' }, probe: { from: 'container', container: 'dspace-veos' } });
     expect(c!.labels).toMatchObject({
       'io.ctun.managed': 'true',
       'io.ctun.deployment': 'dspace-veos',
@@ -125,8 +128,33 @@ describe('helpers', () => {
     expect(buildCommandFor('veos', 'my/sim:1')).toBe('ctun-build veos online acceptDspaceEula my/sim:1 dspace-veos-2023a.tar.gz');
   });
 
-  it('readiness patterns match the lines the simulator and the server print', () => {
-    expect(SIMULATOR_READY_PATTERN.test('VEOS stand-in ready: portmapper=27027 xcp=5555 discovery=27028')).toBe(true);
+  it('--readyPort takes tcp:N or N; udp and junk are refused with what to do instead', () => {
+    expect(parseReadyPort('tcp:8080')).toEqual({ protocol: 'tcp', port: 8080 });
+    expect(parseReadyPort('27027')).toEqual({ protocol: 'tcp', port: 27027 });
+    expect(() => parseReadyPort('udp:5555')).toThrow(/a UDP port cannot be probed/);
+    try {
+      parseReadyPort('udp:5555');
+    } catch (e) {
+      expect(e).toMatchObject({ code: 'USAGE', exitCode: 1, hint: expect.stringContaining('--readyLog') });
+    }
+    expect(() => parseReadyPort('tcp:70000')).toThrow(/tcp:PORT \(1-65535\)/);
+    expect(() => parseReadyPort('http')).toThrow(/--readyPort takes tcp:PORT/);
+    expect(() => planSeparated({ ...base, readyLog: '(' })).toThrow(/--readyLog "\(" is not a regular expression/);
+  });
+
+  it('nothing in a plan depends on the stand-in\'s ready line', () => {
+    for (const plan of [planIntegrated({ ...base, startCtun: true }), planIntegrated(base), planSeparated(base)]) {
+      expect(JSON.stringify(plan)).not.toMatch(/stand-in|portmapper=/);
+    }
+    const sep = planSeparated({ ...base, readyPorts: [{ protocol: 'tcp', port: 4000 }], readyLog: 'up' });
+    expect(sep.containers[0]!.ready).toEqual([
+      { kind: 'port', what: 'the simulator', protocol: 'tcp', port: 4000, target: { container: 'dspace-veos', network: 'dspace-ctun' }, probe: { from: 'container', container: 'dspace-ctun-server' } },
+      { kind: 'log', what: 'the simulator', pattern: 'up' },
+    ]);
+    expect(planIntegrated(base).containers[0]!.ready[0]).toMatchObject({ probe: { from: 'host' } });
+  });
+
+  it('the tunnel server\'s readiness pattern matches its line', () => {
     expect(SERVER_READY_PATTERN.test('2025-01-01T00:00:00.000Z INFO  server-listening transport=udp address=0.0.0.0 port=1723')).toBe(true);
   });
 });

@@ -1,6 +1,6 @@
 import { CtunError, ExitCode, metadata } from '../common/index.js';
 import { ctunLabels, LABEL_PLAN } from '../docker/index.js';
-import { parseLicenseServer, SIMULATOR_ENV, SIMULATOR_READY_PATTERN, SIMULATOR_TARBALL_NAME } from '../simulator/index.js';
+import { parseLicenseServer, SIMULATOR_ENV, SIMULATOR_PORTS, SIMULATOR_TARBALL_NAME } from '../simulator/index.js';
 
 /**
  * A deployment plan is data: the network, containers, ports and environment of a
@@ -43,12 +43,79 @@ export interface PortSpec {
   hostIp: string;
 }
 
-/** What a container prints when it is ready, and what it prints when it failed. */
-export interface ReadySpec {
-  /** Said in messages: `the simulator`, `the tunnel server`. */
-  what: string;
-  /** Source of a RegExp matched against the container's log. */
-  pattern: string;
+/**
+ * Where a port is probed from. Never the machine ctun-run runs on when a tunnel
+ * serves the deployment: its routes may differ from the deployment's own network.
+ * - `container`: a connect from inside that container (an exec of the tunnel's own
+ *   Node runtime, which every image with a tunnel server carries), so it sees what
+ *   the tunnel server sees.
+ * - `host`: from the Docker host, where a deployment without a tunnel is reached.
+ */
+export type ProbePoint = { from: 'container'; container: string } | { from: 'host' };
+
+/**
+ * What makes a container ready. The simulator contract is what any simulator has:
+ * a TCP port that accepts (`port`); a log line (`log`) is an optional extra, and how
+ * the tunnel server (ours) says it listens.
+ */
+export type ReadySpec =
+  | {
+      /** Optional: a spec without a kind is a log line (as before ports were probed). */
+      kind?: 'log';
+      /** Said in messages: `the simulator`, `the tunnel server`. */
+      what: string;
+      /** Source of a RegExp matched against the container's log. */
+      pattern: string;
+    }
+  | {
+      kind: 'port';
+      what: string;
+      /** Only TCP: a connect that completes proves a listener; UDP has no such answer. */
+      protocol: 'tcp';
+      port: number;
+      /** The address probed is this container's on `network` (undefined: its first one). */
+      target: { container: string; network?: string };
+      probe: ProbePoint;
+    };
+
+/** A port the simulator must accept on to count as ready (`--readyPort tcp:N`). */
+export interface ReadyPort {
+  protocol: 'tcp';
+  port: number;
+}
+
+/**
+ * The default readiness port: the port mapper (27027), which the real VEOS CoSim port
+ * mapper and the stand-in both open once they serve.
+ */
+export const DEFAULT_READY_PORTS: readonly ReadyPort[] = [{ protocol: 'tcp', port: SIMULATOR_PORTS.portMapper }];
+
+/**
+ * `tcp:N` (or a bare `N`) as `--readyPort` takes it. `udp:N` is refused: no probe can
+ * tell an open UDP port from a silent one (only a closed one may answer, with ICMP).
+ */
+export function parseReadyPort(value: string): ReadyPort {
+  const m = /^(?:(tcp|udp):)?(\d{1,5})$/i.exec(value.trim());
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+    throw usage(`--readyPort takes tcp:PORT (1-65535), got "${value}"`, 'e.g. --readyPort tcp:27027 (the port mapper); repeat it for several ports');
+  }
+  if (m[1]?.toLowerCase() === 'udp') {
+    throw usage(
+      `--readyPort ${value}: a UDP port cannot be probed (an open one answers nothing, so it looks like a silent one)`,
+      'probe a TCP port the simulator opens with --readyPort tcp:N, or wait for a line of its log with --readyLog REGEX',
+    );
+  }
+  return { protocol: 'tcp', port: Number(m[2]) };
+}
+
+/** `--readyLog REGEX`: checked here, so a bad pattern is a usage error before anything starts. */
+function checkReadyLog(pattern: string): string {
+  try {
+    new RegExp(pattern, 'm');
+  } catch (e) {
+    throw usage(`--readyLog "${pattern}" is not a regular expression: ${(e as Error).message}`, 'give a JavaScript regular expression matched against each log line, e.g. --readyLog "simulation started"');
+  }
+  return pattern;
 }
 
 export interface ContainerPlan {
@@ -143,6 +210,10 @@ export interface CommonRunOptions {
   env?: string[];
   /** Bound on each readiness wait; default 90 000 ms. */
   readyTimeoutMs?: number;
+  /** TCP ports the simulator must accept on; default {@link DEFAULT_READY_PORTS} (27027). */
+  readyPorts?: ReadyPort[];
+  /** A RegExp one of the simulator's log lines must match too; default none. */
+  readyLog?: string;
   /** Unique id of this invocation; default random. */
   runId?: string;
 }
@@ -260,7 +331,11 @@ function common(options: CommonRunOptions, kind: DeploymentKind) {
     tapAddress: options.tapAddress ?? DEFAULTS.tapAddress,
   };
   const readyTimeoutMs = options.readyTimeoutMs ?? DEFAULTS.readyTimeoutMs;
+  const readyPorts = options.readyPorts?.length ? options.readyPorts : [...DEFAULT_READY_PORTS];
+  const readyLog = options.readyLog === undefined || options.readyLog === '' ? undefined : checkReadyLog(options.readyLog);
   return {
+    readyPorts,
+    readyLog,
     license: { value: options.licenseServer.trim(), ...license },
     veosName,
     transport,
@@ -274,8 +349,14 @@ function common(options: CommonRunOptions, kind: DeploymentKind) {
   };
 }
 
-const simulatorReady: ReadySpec = { what: 'the simulator', pattern: SIMULATOR_READY_PATTERN.source };
-const serverReady: ReadySpec = { what: 'the tunnel server', pattern: SERVER_READY_PATTERN.source };
+const serverReady: ReadySpec = { kind: 'log', what: 'the tunnel server', pattern: SERVER_READY_PATTERN.source };
+
+/** The simulator's readiness: its ports accept, probed from `probe`; and its log line, when one is asked for. */
+function simulatorReady(c: { readyPorts: ReadyPort[]; readyLog: string | undefined }, target: { container: string; network?: string }, probe: ProbePoint): ReadySpec[] {
+  const specs: ReadySpec[] = c.readyPorts.map((p) => ({ kind: 'port', what: 'the simulator', protocol: p.protocol, port: p.port, target, probe }));
+  if (c.readyLog) specs.push({ kind: 'log', what: 'the simulator', pattern: c.readyLog });
+  return specs;
+}
 
 /**
  * `ctun-run veos IMAGE LICENSE_SERVER [--startCtun yes]`: the simulator and, with
@@ -302,7 +383,12 @@ export function planIntegrated(options: IntegratedOptions): DeploymentPlan {
     sysctls: {},
     shmSize: c.shmSize,
     ports: tunnel ? [c.tunnelPort] : [],
-    ready: tunnel ? [simulatorReady, serverReady] : [simulatorReady],
+    // With a tunnel inside, the probe runs in the container itself (the tunnel's
+    // runtime is there); without one, the Docker host is where it is reached from.
+    ready: [
+      ...simulatorReady(c, { container: c.veosName }, tunnel ? { from: 'container', container: c.veosName } : { from: 'host' }),
+      ...(tunnel ? [serverReady] : []),
+    ],
   };
   const plan: DeploymentPlan = {
     kind: 'integrated',
@@ -343,7 +429,8 @@ export function planSeparated(options: SeparatedOptions): DeploymentPlan {
     shmSize: c.shmSize,
     ports: [],
     network: networkName,
-    ready: [simulatorReady],
+    // Probed from the tunnel server, over the path the tunnel's traffic takes.
+    ready: simulatorReady(c, { container: c.veosName, network: networkName }, { from: 'container', container: serverName }),
   };
   const server: ContainerPlan = {
     role: 'ctun-server',
