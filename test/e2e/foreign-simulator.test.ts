@@ -18,11 +18,11 @@ import { execa } from 'execa';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, metadata } from '../../tools/common/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
-import { EULA_LITERAL, executeBuildPlan, planCtun, projectPaths } from '../../tools/build/index.js';
+import { EULA_LITERAL, executeBuildPlan, makeSeedWheels, planCtun, projectPaths } from '../../tools/build/index.js';
 import { Pc } from '../../tools/demo/pc.js';
 import { Daemon } from '../integration/harness/netns.js';
 import { ctunBuild, dockerCli } from '../fixtures/build/images.js';
-import { CTUN, CTUN_RUN, deployUnavailable, leftovers, makeWheels, NODE, removeDeployment, ROOT } from './harness/deploy.js';
+import { CTUN, CTUN_RUN, deployUnavailable, leftovers, NODE, removeDeployment, ROOT } from './harness/deploy.js';
 
 const skip = await deployUnavailable();
 const PREFIX = 'ctun-e2e-foreign';
@@ -77,7 +77,7 @@ describe.skipIf(skip)('a simulator image that is not the stand-in', () => {
     if (!(await docker.imageExists(IMAGES.integrated))) {
       const work = await mkdtemp(join(tmpdir(), 'ctun-e2e-foreign-'));
       try {
-        await makeWheels(join(work, 'wheels'));
+        await makeSeedWheels({ outDir: join(work, 'wheels'), logger: createLogger({ level: 'warn' }) });
         const tarball = join(work, 'acme-sim-1.0.tar.gz');
         await execa('tar', ['-czf', tarball, '-C', FIXTURE, 'acme-sim-1.0']);
         const r = await ctunBuild([
