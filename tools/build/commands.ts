@@ -73,6 +73,8 @@ export interface VeosExtra {
   installCtun?: boolean;
   wheels?: string;
   pipIndexUrl?: string;
+  /** `--pipTrustedHost`: accept an http pip index. */
+  pipTrustedHost?: boolean;
   baseImage?: string;
   distro?: Distro;
   dockerRepository?: string;
@@ -128,6 +130,7 @@ export async function resolveVeosOptions(args: VeosArgs, extra: VeosExtra): Prom
   const wheelsDir = extra.wheels ?? (args.mode === 'offline' ? dirname(tarball.path) : undefined);
   if (wheelsDir) options.wheels = { dir: resolve(wheelsDir), files: await listWheels(resolve(wheelsDir)) };
   if (extra.pipIndexUrl) options.pipIndexUrl = extra.pipIndexUrl;
+  if (extra.pipTrustedHost) options.pipTrustedHost = true;
   if (args.dotnetServer) options.dotnetServer = args.dotnetServer;
   if (extra.dotnetPackages?.length) options.dotnetPackages = extra.dotnetPackages;
   if (args.dotnetKey) options.dotnetKey = /^https?:\/\//.test(args.dotnetKey) ? args.dotnetKey : resolve(args.dotnetKey);

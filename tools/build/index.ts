@@ -16,3 +16,4 @@ export * from './commands.js';
 export * from './keys.js';
 export * from './sources.js';
 export * from './airgap.js';
+export * from './inputs.js';

@@ -58,6 +58,7 @@ function withParams<T>(y: Argv<T>) {
     .option('node-port', { type: 'number', describe: 'Fixed NodePort, 30000-32767 (default: allocated by the cluster)' })
     .option('transport', { choices: ['udp', 'tcp'], describe: 'Tunnel transport (default udp; tcp with --via port-forward)' })
     .option('tls-secret', { type: 'string', describe: 'Secret with ca.crt, tls.crt, tls.key: mounted, and the server runs with --tls' })
+    .option('crl', { type: 'boolean', describe: 'The TLS secret also holds ca.crl (ctun certs revoke): mounted, and the server runs with --crl' })
     .option('shm-size', { type: 'string', describe: 'Size of the simulator\'s /dev/shm (default 256Mi)' })
     .option('image-pull-policy', { choices: ['IfNotPresent', 'Always', 'Never'], describe: 'imagePullPolicy of every container (default IfNotPresent)' });
 }
@@ -74,6 +75,7 @@ function paramsOf(argv: Args): K8sParams {
     nodePort: argv['node-port'],
     transport: argv.transport,
     tlsSecret: argv['tls-secret'],
+    crl: argv.crl,
     shmSize: argv['shm-size'],
     imagePullPolicy: argv['image-pull-policy'],
   };

@@ -46,7 +46,8 @@ export interface Deployed {
 
 /** Which manifests a deployment applies, in the seed's order. */
 export function manifestsFor(mode: DeploymentMode, via: Via): ManifestKey[] {
-  const service: ManifestKey[] = via === 'nodeport' ? ['service'] : [];
+  // The policy first: the tunnel server pod never runs without it.
+  const service: ManifestKey[] = via === 'nodeport' ? ['networkPolicy', 'service'] : ['networkPolicy'];
   return mode === 'integrated' ? [...service, 'integrated'] : [...service, 'simulator', 'separateServer'];
 }
 
