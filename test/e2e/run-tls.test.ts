@@ -4,6 +4,10 @@
  * only path to the Docker host is one veth. The printed client command (with its TLS
  * flags) reaches the simulator's run-time ports; a client without a certificate, one
  * from another CA and a revoked one (the CRL mounted from DIR) get nothing.
+ * And the restrictions the Kubernetes manifests put on their containers (drop ALL,
+ * NET_ADMIN only for the tunnel server, the runtime's default seccomp profile) are
+ * enough for those containers to do their work, checked by running the rendered
+ * arguments and probe under the same restrictions in Docker.
  */
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +20,8 @@ import { Pc } from '../../tools/demo/pc.js';
 import { startLicenseStandin, type LicenseStandin } from '../../tools/demo/license.js';
 import { DEFAULT_IMAGES } from '../../tools/demo/images.js';
 import { connectRunEngine } from '../../tools/run/index.js';
+import { manifest, renderManifests } from '../../tools/k8s/index.js';
+import { SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
 import { CTUN, CTUN_RUN, deployUnavailable, leftovers, NODE, pcSession, prepareImages, removeDeployment } from './harness/deploy.js';
 
 const skip = await deployUnavailable();
@@ -125,4 +131,49 @@ describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
     await execa(NODE, [CTUN_RUN, 'clean', '--deployment', name]);
     expect(await leftovers(name)).toEqual([]);
   }, 300_000);
+
+  it('the K8s manifests\' restrictions suffice: the separate server runs with its rendered TLS+CRL arguments under drop ALL + NET_ADMIN and default seccomp, its probe passes; the simulator runs with no capability at all', async () => {
+    const pki = await makePki({ serverNames: ['ctun.test'], clients: [] });
+    await revoke({ out: pki, serials: ['0a'] });
+    const names = ['ctun-e2e-harden-server', 'ctun-e2e-harden-veos'];
+    const rm = () => execa('docker', ['rm', '-f', ...names], { reject: false });
+    await rm();
+    cleanups.push(async () => removePki(pki), rm);
+    const rendered = renderManifests({ tlsSecret: 'ctun-tls', crl: true, transport: 'tcp' });
+    const pod = (key: 'separateServer' | 'simulator') => (manifest(rendered, key).objects[0] as any).spec.template.spec;
+    const ctun = pod('separateServer').containers.find((c: any) => c.name === 'ctun');
+    const veos = pod('simulator').containers.find((c: any) => c.name === 'veos');
+    // What the manifests ask for, as docker run flags (Docker's default seccomp profile is the runtime default).
+    const caps = (c: any) => [...c.securityContext.capabilities.drop.map((x: string) => `--cap-drop=${x}`), ...(c.securityContext.capabilities.add ?? []).map((x: string) => `--cap-add=${x}`)];
+    expect(caps(ctun)).toEqual(['--cap-drop=ALL', '--cap-add=NET_ADMIN']);
+    expect(caps(veos)).toEqual(['--cap-drop=ALL']);
+    const label = ['--label', 'io.ctun.managed=true', '--label', 'io.ctun.kind=container/test-harden', '--security-opt', 'no-new-privileges'];
+    // The Secret's files as the kubelet mounts them: read-only, owned by root, 0400/0600.
+    const secret = [['ca.crt', 'ca.crt'], ['server.crt', 'tls.crt'], ['server.key', 'tls.key'], ['ca.crl', 'ca.crl']].flatMap(([from, to]) => ['-v', `${join(pki, from!)}:/etc/ctun/tls/${to}:ro`]);
+    const server = await execa('docker', ['run', '-d', '--name', names[0]!, ...label, ...caps(ctun), '--device', '/dev/net/tun', '--sysctl', 'net.ipv4.ip_forward=1', ...secret, DEFAULT_IMAGES.separateServer, ...ctun.args], { reject: false, all: true });
+    expect(server.exitCode, server.all).toBe(0);
+    const sim = await execa('docker', ['run', '-d', '--name', names[1]!, ...label, ...caps(veos), '-e', `DS_CMU_SERVER=${license!.server}`, DEFAULT_IMAGES.veos], { reject: false, all: true });
+    expect(sim.exitCode, sim.all).toBe(0);
+    const logsOf = async (n: string) => (await execa('docker', ['logs', n], { all: true, reject: false })).all;
+    const until = async (n: string, pattern: RegExp, what: string) => {
+      const started = Date.now();
+      while (Date.now() - started < 60_000) {
+        const log = await logsOf(n);
+        if (pattern.test(log)) return log;
+        const state = (await execa('docker', ['inspect', '-f', '{{.State.Status}}', n], { reject: false })).stdout;
+        if (state === 'exited') throw new Error(`${n} exited before ${what}:\n${log}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      throw new Error(`waited 60 s for ${what} from ${n}:\n${await logsOf(n)}`);
+    };
+    const serverLog = await until(names[0]!, /server-listening/, 'server-listening');
+    expect(serverLog).toContain('revocations from /etc/ctun/tls/ca.crl');
+    // The readiness/liveness probe of the manifest, run in the container as the kubelet would.
+    const probe = await execa('docker', ['exec', names[0]!, ...ctun.readinessProbe.exec.command], { reject: false, all: true });
+    expect(probe.exitCode, probe.all).toBe(0);
+    // iptables, which separate mode drives, works with NET_ADMIN alone.
+    const nat = await execa('docker', ['exec', names[0]!, 'iptables', '-t', 'nat', '-S'], { reject: false, all: true });
+    expect(nat.exitCode, nat.all).toBe(0);
+    await until(names[1]!, SIMULATOR_READY_PATTERN, 'the simulator ready line');
+  }, 180_000);
 });
