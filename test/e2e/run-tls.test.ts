@@ -132,6 +132,36 @@ describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
     expect(await leftovers(name)).toEqual([]);
   }, 300_000);
 
+  it('integrated: ctun-run veos --tls --connect on the PC starts the server inside with the files and connects with the client certificate; Ctrl-C removes it all', async () => {
+    const name = 'ctun-e2e-veos-tls-int';
+    const port = 17265;
+    await removeDeployment(name);
+    const pc = await Pc.create({ index: 65, prefix: 'ctune2e' });
+    const pki = await makePki({ serverNames: [pc.hostAddress], clients: ['alice'] });
+    cleanups.push(async () => removePki(pki), () => pc.destroy(), () => removeDeployment(name));
+    const run = new Daemon(
+      pc.spawn(NODE, [
+        CTUN_RUN, 'veos', DEFAULT_IMAGES.veosCtun, license!.server, '--startCtun', 'yes', '--connect', '--tls', pki,
+        '--host', pc.hostAddress, '--publishAddress', pc.hostAddress, '--hostPort', String(port),
+        '--veosDockerContainer', name, '--progress', 'plain',
+      ]),
+      'ctun-run veos --tls --connect',
+    );
+    cleanups.push(() => run.stop());
+    await run.waitFor(/^connected: the simulator is at 192\.168\.100\.1/m, 90_000);
+    expect(run.output).toContain(`  ctun client ${pc.hostAddress} --port ${port} --tls --ca ${pki}/ca.crt --cert ${pki}/alice.crt --key ${pki}/alice.key\n`);
+    expect(run.output).toMatch(/client-starting .*security="mutual TLS/);
+    // The server under supervisord got the flags through CTUN_ARGS.
+    const log = (await execa('docker', ['logs', name], { all: true })).all;
+    expect(log).toMatch(/server-listening .*security="mutual TLS: TLS 1\.3 handshake on TCP/);
+    expect(log).toMatch(/client-connected .*alice/);
+    const [reach] = await pcSession((f, a, o) => pc.exec(f, a, o), { mode: 'reach', host: '192.168.100.1', port: 27027 });
+    expect(reach).toMatchObject({ step: 'reach', result: 'connected' });
+    run.kill('SIGINT');
+    expect(await run.exited).toBe(0);
+    expect(await leftovers(name)).toEqual([]);
+  }, 180_000);
+
   it('the K8s manifests\' restrictions suffice: the separate server runs with its rendered TLS+CRL arguments under drop ALL + NET_ADMIN and default seccomp, its probe passes; the simulator runs with no capability at all', async () => {
     const pki = await makePki({ serverNames: ['ctun.test'], clients: [] });
     await revoke({ out: pki, serials: ['0a'] });
