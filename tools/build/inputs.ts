@@ -153,13 +153,12 @@ export function checkRegistryPrefix(option: string, value: string, code: string,
  */
 export function checkMirror(option: string, value: string): Checked {
   // Not trimmed: a trailing newline is refused, not cut off.
-  const v = value;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v)) return checkUrl(option, v, { code: 'BAD_MIRROR', example: 'a mirror URL such as http://10.0.0.5/ubuntu' });
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return checkUrl(option, value, { code: 'BAD_MIRROR', example: 'a mirror URL such as http://10.0.0.5/ubuntu' });
   const hint = 'give a host name, an IP address or a URL, e.g. mirror.example.org, 10.0.0.5 or http://10.0.0.5/ubuntu';
-  const bad = firstBad(v, /^[A-Za-z0-9.:[\]-]$/);
+  const bad = firstBad(value, /^[A-Za-z0-9.:[\]-]$/);
   if (bad) return fail(problem('BAD_MIRROR', option, value, `contains ${bad}, which no host name or address may hold`, hint));
-  const bare = v.replace(/^\[(.*)\]$/, '$1');
-  if (isIP(bare) || /^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?$/.test(v)) return { ok: true, value: v };
+  const bare = value.replace(/^\[(.*)\]$/, '$1');
+  if (isIP(bare) || /^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?$/.test(value)) return { ok: true, value };
   return fail(problem('BAD_MIRROR', option, value, 'is neither a host name, an IP address nor a URL', hint));
 }
 
