@@ -119,6 +119,10 @@ function printAccess(d: Deployed, args: string[]): void {
 async function runDeploy(mode: DeploymentMode, argv: Args, log: Logger): Promise<number> {
   const via = argv.via as Via;
   if (argv.timeout <= 0) throw usageError(`--timeout must be a positive number of seconds, got ${argv.timeout}`);
+  // The client's certificate lives on this PC, not in the Secret: --connect has none to give.
+  if (argv.connect && argv['tls-secret']) {
+    throw usageError('--connect would start a client without a certificate, and with --tls-secret the server refuses those', 'leave out --connect and run the printed command with your client certificate (ctun certs client NAME)');
+  }
   const kc = loadKubeConfig({ context: argv.context });
   const api = new ClusterApi(kc);
   const namespace = argv.namespace ?? contextNamespace(kc);
@@ -130,7 +134,8 @@ async function runDeploy(mode: DeploymentMode, argv: Args, log: Logger): Promise
       fwd = await forwardTo(d, api.portForwardOpener(), { port: params.port ?? 1723, localPort: argv['local-port'], logger: log });
     }
     const args = clientArgs(d, fwd ? { port: fwd.localPort } : undefined);
-    printAccess(d, args);
+    // With TLS the printed command names the files a client needs (placeholders for its own).
+    printAccess(d, argv['tls-secret'] ? [...args, '--tls', '--ca', 'ca.crt', '--cert', 'CLIENT.crt', '--key', 'CLIENT.key'] : args);
     if (argv.connect) {
       const run = ctunInvocation(args);
       log.info('k8s-client-start', { command: [run.command, ...run.args].join(' ') });
