@@ -214,7 +214,7 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
   });
 
   it('builds the simulator image with pip from a local index; supervisord runs it; license error and license OK', async () => {
-    const r = await ctunBuild(['veos', 'online', 'acceptDspaceEula', metadata.images.veos, tarball, '--distro', 'debian', '--pipIndexUrl', indexUrl, '--progress', 'plain']);
+    const r = await ctunBuild(['veos', 'online', 'acceptDspaceEula', metadata.images.veos, tarball, '--distro', 'debian', '--pipIndexUrl', indexUrl, '--pipTrustedHost', '--progress', 'plain']);
     expect(r.exitCode, r.all.split('\n').slice(-30).join('\n')).toBe(0);
     expect(r.stdout).toContain(`Looking in indexes: ${indexUrl}`);
     const info = await docker.getImage(metadata.images.veos).inspect();

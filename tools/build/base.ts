@@ -7,6 +7,7 @@ import * as tar from 'tar';
 import { CtunError, ExitCode, type Logger } from '../common/index.js';
 import { ctunLabels, type DockerEngine } from '../docker/index.js';
 import { isIP } from 'node:net';
+import { checkImageRef, checkMirror, checkPackageName, throwInputProblems, type InputProblem } from './inputs.js';
 import {
   DEFAULT_SUITE,
   mirrorFromSources,
@@ -52,6 +53,29 @@ export interface BasePlan {
   keyring: string;
 }
 
+/** The user-given mirrors, tags and packages, checked (all problems at once) and normalized. */
+function checkBaseInputs(options: BaseOptions): BaseOptions {
+  const problems: InputProblem[] = [];
+  const out: BaseOptions = { ...options };
+  for (const key of ['mirror', 'securityMirror'] as const) {
+    const v = options[key];
+    if (v === undefined) continue;
+    const r = checkMirror(key === 'mirror' ? '--mirror' : '--securityMirror', v);
+    if (r.ok) out[key] = r.value;
+    else problems.push(...r.problems);
+  }
+  for (const t of options.tags ?? []) {
+    const r = checkImageRef('--tag', t);
+    if (!r.ok) problems.push(...r.problems);
+  }
+  for (const p of options.include ?? []) {
+    const r = checkPackageName('--include', p);
+    if (!r.ok) problems.push(...r.problems);
+  }
+  throwInputProblems(problems);
+  return out;
+}
+
 function mirrorUrl(given: string, distro: Distro, role: 'archive' | 'security'): string {
   const v = given.trim().replace(/\/+$/, '');
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v)) return v;
@@ -61,7 +85,8 @@ function mirrorUrl(given: string, distro: Distro, role: 'archive' | 'security'):
 }
 
 /** Pure: the base plan from options and the host's apt sources. */
-export function planBaseImage(options: BaseOptions, hostSources: AptSource[]): BasePlan {
+export function planBaseImage(given: BaseOptions, hostSources: AptSource[]): BasePlan {
+  const options = checkBaseInputs(given);
   const distro = options.distro ?? 'debian';
   const release = resolveRelease(distro, options.suite ?? DEFAULT_SUITE[distro]);
   let archive: string;

@@ -3,6 +3,7 @@ import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { CtunError, ExitCode, isCtunError, type Logger } from '../common/index.js';
 import type { Distro } from './apt.js';
 import { readPublicKey } from './keys.js';
+import { checkBuildInputs, checkTarballFields } from './inputs.js';
 import { checkEula, offlineRefusal, offlineShortfall, OFFLINE_FORM, wheelsProblem, type CommonBuildOptions, type VeosOptions } from './plan.js';
 import { describeTarball, type TarballLayout } from './tarball.js';
 
@@ -74,6 +75,8 @@ export interface VeosExtra {
   installCtun?: boolean;
   wheels?: string;
   pipIndexUrl?: string;
+  /** `--pipTrustedHost`: accept an http pip index. */
+  pipTrustedHost?: boolean;
   baseImage?: string;
   distro?: Distro;
   dockerRepository?: string;
@@ -218,6 +221,18 @@ export async function resolveVeosOptions(args: VeosArgs, extra: VeosExtra): Prom
     ...(tarball ? { tarball } : {}),
   });
   if (missing.length) problems.push(offlineRefusal(missing));
+  // Values that would reach a Dockerfile or a shell (inputs.ts), in the same report.
+  const checked = checkBuildInputs({
+    ...common,
+    image: args.image,
+    ...(extra.pipIndexUrl ? { pipIndexUrl: extra.pipIndexUrl } : {}),
+    ...(extra.pipTrustedHost ? { pipTrustedHost: true } : {}),
+    ...(args.dotnetServer ? { dotnetServer: args.dotnetServer } : {}),
+    ...(dotnetKey ? { dotnetKey } : {}),
+    ...(extra.dotnetPackages?.length ? { dotnetPackages: extra.dotnetPackages } : {}),
+  });
+  if (tarball) checked.problems.push(...checkTarballFields(tarball));
+  for (const p of checked.problems) problems.push(new CtunError(p.code, p.message, { hint: p.hint, exitCode: ExitCode.Usage }));
 
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) throw inputProblems(problems);
@@ -225,6 +240,7 @@ export async function resolveVeosOptions(args: VeosArgs, extra: VeosExtra): Prom
   const options: VeosOptions = { ...common, mode: args.mode, image: args.image, tarball: tarball!, installCtun: extra.installCtun ?? false };
   if (wheels) options.wheels = wheels;
   if (extra.pipIndexUrl) options.pipIndexUrl = extra.pipIndexUrl;
+  if (extra.pipTrustedHost) options.pipTrustedHost = true;
   if (args.dotnetServer) options.dotnetServer = args.dotnetServer;
   if (extra.dotnetPackages?.length) options.dotnetPackages = extra.dotnetPackages;
   if (dotnetKey) options.dotnetKey = dotnetKey;

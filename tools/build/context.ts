@@ -56,6 +56,9 @@ async function placeFile(source: string, target: string, mode: number | undefine
 /** Writes a step's build context into `dir` (which must be empty). */
 export async function materializeContext(step: ImageStep, paths: ProjectPaths, dir: string): Promise<void> {
   await writeFile(join(dir, 'Dockerfile'), await renderDockerfile(step, paths));
+  // The build arguments travel beside the Dockerfile too, so the context digest (and
+  // with it "up to date") changes when only they do.
+  if (step.buildArgs) await writeFile(join(dir, 'build-args.json'), JSON.stringify(step.buildArgs, Object.keys(step.buildArgs).sort(), 2) + '\n');
   for (const file of step.context) {
     const target = join(dir, file.path);
     const from = file.from;

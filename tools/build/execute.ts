@@ -172,6 +172,7 @@ export async function buildImageStep(
       extraHosts: step.extraHosts,
       noCache: step.noCache,
       ...(step.network ? { network: step.network } : {}),
+      ...(step.buildArgs ? { buildArgs: step.buildArgs } : {}),
     };
     const result = await options.docker.build(request, (e) => {
       if (e.type === 'step') onLine(`Step ${e.step.number}/${e.step.total} : ${e.step.instruction}`);

@@ -116,9 +116,12 @@ describe('veos plan', () => {
     const plan = planVeos(veos(), paths);
     expect(plan.images.map((i) => i.id)).toEqual(['veos']);
     const df = await renderDockerfile(plan.images[0]!, paths);
-    expect(df).toContain('DS_ACCEPT_EULA=yes DS_INSTALL_PREFIX=/opt/dspace/veos2023a sh ./install.sh');
-    expect(df).toContain('tar -xzf /tmp/veos/dspace-veos-2023a.tar.gz');
-    expect(df).toContain('cd /tmp/veos/unpacked/dspace-veos-2023a');
+    expect(df).toContain('DS_ACCEPT_EULA=yes DS_INSTALL_PREFIX="/opt/dspace/veos2023a" sh ./install.sh');
+    // Under a fixed name in a stage of its own: the final image copies only what it installed.
+    expect(df).toContain('tar -xzf /tmp/veos/simulator.tar.gz');
+    expect(df).toContain('cd "/tmp/veos/unpacked/dspace-veos-2023a"');
+    expect(df).toContain('COPY --from=install /opt/dspace/veos2023a/ /opt/dspace/veos2023a/');
+    expect(plan.images[0]!.context).toContainEqual({ path: 'veos/simulator.tar.gz', from: { kind: 'file', path: tarball.path } });
     expect(df).toContain('EXPOSE 27027/tcp 5555/udp 27028/udp');
     expect(df).not.toContain('/opt/ctun');
     expect(df).not.toContain('{{');
@@ -127,17 +130,17 @@ describe('veos plan', () => {
     expect(plan.images[0]!.context.some((c) => c.path === 'supervisor/conf.d/ctun.conf')).toBe(false);
   });
 
-  it('holds PyPI by default, an http index as trusted, or a wheels directory', async () => {
+  it('holds PyPI by default, an http index only with --pipTrustedHost, or a wheels directory', async () => {
     expect(planVeos(veos(), paths).python).toEqual({
       source: 'index',
       indexUrl: 'https://pypi.org/simple',
       requirements: ['setuptools', 'supervisor==4.2.*', 'supervisor-console==0.5.*', 'supervisord-dependent-startup==1.4.*'],
     });
-    const local = planVeos(veos({ pipIndexUrl: 'http://172.17.0.1:8765/simple/' }), paths);
+    expect(() => planVeos(veos({ pipIndexUrl: 'http://172.17.0.1:8765/simple/' }), paths)).toThrowError(expect.objectContaining({ code: 'PIP_INDEX_INSECURE' }));
+    const local = planVeos(veos({ pipIndexUrl: 'http://172.17.0.1:8765/simple/', pipTrustedHost: true }), paths);
     expect(local.python).toMatchObject({ indexUrl: 'http://172.17.0.1:8765/simple', trustedHost: '172.17.0.1' });
-    expect(await renderDockerfile(local.images[0]!, paths)).toContain(
-      "--index-url http://172.17.0.1:8765/simple --trusted-host 172.17.0.1 setuptools 'supervisor==4.2.*'",
-    );
+    expect(await renderDockerfile(local.images[0]!, paths)).toContain(`--index-url "$PIP_INDEX_URL" --trusted-host "$PIP_TRUSTED_HOST" setuptools 'supervisor==4.2.*'`);
+    expect(local.images[0]!.buildArgs).toEqual({ PIP_INDEX_URL: 'http://172.17.0.1:8765/simple', PIP_TRUSTED_HOST: '172.17.0.1' });
     const wheels = planVeos(veos({ wheels: { dir: '/srv/wheels', files: WHEELS } }), paths);
     expect(wheels.python).toMatchObject({ source: 'wheels', dir: '/srv/wheels' });
     expect(await renderDockerfile(wheels.images[0]!, paths)).toContain('--no-index --find-links /tmp/wheels');
@@ -175,7 +178,8 @@ describe('veos plan', () => {
     const withDotnet = planVeos(veos({ tarball: { ...tarball, needsDotnet: true }, dotnetKey: '/srv/microsoft.asc', baseImage: 'ubuntu:22.04' }), paths);
     const df = await renderDockerfile(withDotnet.images[0]!, paths);
     expect(df).toContain('COPY dotnet/keyring.gpg /usr/share/keyrings/ctun-dotnet.gpg');
-    expect(df).toContain('deb [signed-by=/usr/share/keyrings/ctun-dotnet.gpg] https://packages.microsoft.com/ubuntu/22.04/prod jammy main');
+    expect(df).toContain('deb [signed-by=/usr/share/keyrings/ctun-dotnet.gpg] $DOTNET_SERVER jammy main');
+    expect(withDotnet.images[0]!.buildArgs).toMatchObject({ DOTNET_SERVER: 'https://packages.microsoft.com/ubuntu/22.04/prod', DOTNET_PACKAGES: 'dotnet-runtime-6.0' });
     expect(withDotnet.images[0]!.context).toContainEqual({ path: 'dotnet/keyring.gpg', from: { kind: 'keyring', path: '/srv/microsoft.asc' } });
   });
 
@@ -186,8 +190,9 @@ describe('veos plan', () => {
     );
     expect(plan.dotnet).toMatchObject({ needed: true, reason: '--dotnetPackages ctun-dotnet-standin given', server: 'http://10.0.0.9/dotnet', suite: 'bookworm', packages: ['ctun-dotnet-standin'] });
     const df = await renderDockerfile(plan.images[0]!, paths);
-    expect(df).toContain('deb [signed-by=/usr/share/keyrings/ctun-dotnet.gpg] http://10.0.0.9/dotnet bookworm main');
-    expect(df).toContain('apt-get install -y --no-install-recommends ctun-dotnet-standin');
+    expect(df).toContain('deb [signed-by=/usr/share/keyrings/ctun-dotnet.gpg] $DOTNET_SERVER bookworm main');
+    expect(df).toContain('apt-get install -y --no-install-recommends $DOTNET_PACKAGES');
+    expect(plan.images[0]!.buildArgs).toEqual({ DOTNET_SERVER: 'http://10.0.0.9/dotnet', DOTNET_PACKAGES: 'ctun-dotnet-standin' });
     expect(df).not.toMatch(/trusted=yes|apt-key|allow-unauthenticated/);
     expect(() => planVeos(veos({ mode: 'offline', archiveServer: '10.0.0.5', wheels: { dir: '/w', files: WHEELS }, dotnetPackages: ['x'] }), paths)).toThrowError(
       expect.objectContaining({
@@ -205,9 +210,11 @@ describe('veos plan', () => {
     expect(withServer('dotnet-mirror.lab:8080').dotnet!.server).toBe('http://dotnet-mirror.lab:8080/ubuntu/22.04/prod');
     expect(withServer('[fd00::9]').dotnet!.server).toBe('http://[fd00::9]/ubuntu/22.04/prod');
     expect(withServer('https://m.lab/ms/ubuntu/22.04/prod/').dotnet!.server).toBe('https://m.lab/ms/ubuntu/22.04/prod');
-    const df = await renderDockerfile(withServer('10.0.0.9').images[0]!, paths);
-    expect(df).toContain('deb [signed-by=/usr/share/keyrings/ctun-dotnet.gpg] http://10.0.0.9/ubuntu/22.04/prod jammy main');
-    expect(() => withServer('not a host')).toThrowError(expect.objectContaining({ code: 'BAD_MIRROR', exitCode: 1 }));
+    // The server reaches its apt line as a build argument, not spliced into the Dockerfile.
+    const step = withServer('10.0.0.9').images[0]!;
+    expect(step.buildArgs?.DOTNET_SERVER).toBe('http://10.0.0.9/ubuntu/22.04/prod');
+    expect(await renderDockerfile(step, paths)).toContain('deb [signed-by=/usr/share/keyrings/ctun-dotnet.gpg] $DOTNET_SERVER jammy main');
+    expect(() => withServer('not a host')).toThrowError(expect.objectContaining({ code: 'BAD_DOTNET_SERVER', exitCode: 1 }));
   });
 
   it('offline without the sources it needs refuses, naming every one missing (never the base image\'s own sources)', () => {
@@ -240,15 +247,15 @@ describe('veos plan', () => {
     const plan = planVeos(veos({ tarball: custom }), paths);
     const step = plan.images[0]!;
     const df = await renderDockerfile(step, paths);
-    expect(df).toContain('cd /tmp/veos/unpacked/acme-sim-1.0');
-    expect(df).toContain('DS_ACCEPT_EULA=yes DS_INSTALL_PREFIX=/opt/dspace/veos2023a sh /tmp/veos/ctun-install-command.sh');
+    expect(df).toContain('cd "/tmp/veos/unpacked/acme-sim-1.0"');
+    expect(df).toContain('DS_ACCEPT_EULA=yes DS_INSTALL_PREFIX="/opt/dspace/veos2023a" sh /tmp/veos/ctun-install-command.sh');
     expect(df).not.toContain("it's ours");
     const file = step.context.find((f) => f.path === 'veos/ctun-install-command.sh')!;
     expect(file.from).toMatchObject({ kind: 'text', text: expect.stringContaining(custom.installCommand!) });
     const conf = step.context.find((f) => f.path === 'supervisor/conf.d/veos.conf')!;
     expect((conf.from as { values: Record<string, string> }).values.command).toBe("/bin/sh -c 'exec python3 /opt/acme/sim.py --port 27027'");
     // dSPACE's layout keeps sh ./install.sh.
-    expect(await renderDockerfile(planVeos(veos(), paths).images[0]!, paths)).toContain('DS_INSTALL_PREFIX=/opt/dspace/veos2023a sh ./install.sh');
+    expect(await renderDockerfile(planVeos(veos(), paths).images[0]!, paths)).toContain('DS_INSTALL_PREFIX="/opt/dspace/veos2023a" sh ./install.sh');
   });
 
   it('--tagPrefix names every image of the plan, the runtime stage too', async () => {
@@ -350,10 +357,11 @@ describe('executor with the in-memory Docker twin', () => {
     const sent = docker.builds[0]!;
     expect([...sent.files.keys()].sort()).toEqual([
       'Dockerfile',
+      'build-args.json',
       'supervisor/conf.d/veos.conf',
       'supervisor/entrypoint.sh',
       'supervisor/supervisord.conf',
-      'veos/metadata.json',
+      'veos/simulator.tar.gz',
     ]);
     expect(sent.dockerfile).toContain('FROM debian:12');
   });

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { basename, posix } from 'node:path';
+import { posix } from 'node:path';
 import { CtunError, ExitCode, metadata } from '../common/index.js';
 import { ctunLabels, splitImageRef } from '../docker/index.js';
 import {
@@ -14,6 +14,7 @@ import {
 } from './apt.js';
 import type { ProjectPaths } from './paths.js';
 import { TUNNEL_NODE_FLAGS } from './node-flags.js';
+import { normalizeBuildOptions } from './inputs.js';
 
 /**
  * A BuildPlan is data: everything a build will do, resolved from the options before
@@ -52,6 +53,11 @@ export interface ImageStep {
   context: ContextFile[];
   labels: Record<string, string>;
   extraHosts: string[];
+  /**
+   * Build arguments (`ARG` in the Dockerfile): user-given values that RUN lines use
+   * reach them as variables, never as Dockerfile text.
+   */
+  buildArgs?: Record<string, string>;
   /** Network of the RUN steps; default the daemon's. */
   network?: string;
   noCache: boolean;
@@ -298,8 +304,9 @@ export type CtunImageId = keyof typeof ROLES;
 export const CTUN_IMAGE_IDS = Object.keys(ROLES) as CtunImageId[];
 
 /** The plan of `ctun-build ctun acceptDspaceEula`: the runtime, then the four ctun images. */
-export function planCtun(options: CommonBuildOptions, paths: ProjectPaths, only: CtunImageId[] = CTUN_IMAGE_IDS): BuildPlan {
-  checkEula(options.eula);
+export function planCtun(given: CommonBuildOptions, paths: ProjectPaths, only: CtunImageId[] = CTUN_IMAGE_IDS): BuildPlan {
+  checkEula(given.eula);
+  const options = normalizeBuildOptions(given);
   const base = resolveBase(options);
   const apt = planApt(base, options);
   const a = aptContext(apt);
@@ -354,6 +361,8 @@ export interface VeosOptions extends CommonBuildOptions {
   installCtun: boolean;
   /** Online: pip index; default PyPI. */
   pipIndexUrl?: string;
+  /** `--pipTrustedHost`: accept an http pip index (pip's `--trusted-host`); default false: http is refused. */
+  pipTrustedHost?: boolean;
   /** A directory of wheels (offline: required, default the tarball's directory). */
   wheels?: { dir: string; files: string[] };
   /** .NET package server and its key (URL or file). */
@@ -447,7 +456,7 @@ export function planPython(options: VeosOptions): PythonPlan {
   return plan;
 }
 
-function pythonSection(p: PythonPlan): { section: string; files: ContextFile[] } {
+function pythonSection(p: PythonPlan): { section: string; files: ContextFile[]; buildArgs: Record<string, string> } {
   const reqs = p.requirements.map(quote).join(' ');
   const venv = 'python3 -m venv /opt/supervisor';
   if (p.source === 'wheels') {
@@ -455,19 +464,23 @@ function pythonSection(p: PythonPlan): { section: string; files: ContextFile[] }
       section: [
         'COPY wheels/ /tmp/wheels/',
         `RUN ${venv} \\`,
-        ` && /opt/supervisor/bin/pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /tmp/wheels ${reqs} \\`,
-        ' && rm -rf /tmp/wheels',
+        ` && /opt/supervisor/bin/pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /tmp/wheels ${reqs}`,
       ].join('\n'),
       files: [{ path: 'wheels', from: { kind: 'dir', path: p.dir, files: p.files } }],
+      buildArgs: {},
     };
   }
-  const trusted = p.trustedHost ? ` --trusted-host ${p.trustedHost}` : '';
+  // The index (and its host) are build arguments: the RUN line names variables only.
+  const trusted = p.trustedHost ? ' --trusted-host "$PIP_TRUSTED_HOST"' : '';
   return {
     section: [
+      'ARG PIP_INDEX_URL',
+      ...(p.trustedHost ? ['ARG PIP_TRUSTED_HOST'] : []),
       `RUN ${venv} \\`,
-      ` && /opt/supervisor/bin/pip install --no-cache-dir --disable-pip-version-check --index-url ${p.indexUrl}${trusted} ${reqs}`,
+      ` && /opt/supervisor/bin/pip install --no-cache-dir --disable-pip-version-check --index-url "$PIP_INDEX_URL"${trusted} ${reqs}`,
     ].join('\n'),
     files: [],
+    buildArgs: { PIP_INDEX_URL: p.indexUrl, ...(p.trustedHost ? { PIP_TRUSTED_HOST: p.trustedHost } : {}) },
   };
 }
 
@@ -528,20 +541,24 @@ export function planDotnet(options: VeosOptions, release: Release | undefined): 
   };
 }
 
-function dotnetSection(d: DotnetPlan): { section: string; files: ContextFile[] } {
-  if (!d.needed) return { section: '', files: [] };
+function dotnetSection(d: DotnetPlan): { section: string; files: ContextFile[]; buildArgs: Record<string, string> } {
+  if (!d.needed) return { section: '', files: [], buildArgs: {} };
   const isUrl = /^https?:\/\//.test(d.key);
   const files: ContextFile[] = isUrl ? [] : [{ path: 'dotnet/keyring.gpg', from: { kind: 'keyring', path: d.key } }];
-  // signed-by: this key vouches for this source only, never for apt as a whole.
+  // signed-by: this key vouches for this source only, never for apt as a whole. The
+  // server, the key URL and the packages are build arguments, not Dockerfile text.
   return {
     section: [
-      isUrl ? `ADD ${d.key} ${d.keyring}` : `COPY dotnet/keyring.gpg ${d.keyring}`,
+      'ARG DOTNET_SERVER',
+      'ARG DOTNET_PACKAGES',
+      ...(isUrl ? ['ARG DOTNET_KEY_URL', `ADD \${DOTNET_KEY_URL} ${d.keyring}`] : [`COPY dotnet/keyring.gpg ${d.keyring}`]),
       `RUN chmod 0644 ${d.keyring} \\`,
-      ` && echo "deb [signed-by=${d.keyring}] ${d.server} ${d.suite} main" > /etc/apt/sources.list.d/microsoft-dotnet.list \\`,
-      ` && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${d.packages.join(' ')} \\`,
+      ` && echo "deb [signed-by=${d.keyring}] $DOTNET_SERVER ${d.suite} main" > /etc/apt/sources.list.d/microsoft-dotnet.list \\`,
+      ' && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $DOTNET_PACKAGES \\',
       ' && rm -rf /var/lib/apt/lists/*',
     ].join('\n'),
     files,
+    buildArgs: { DOTNET_SERVER: d.server, DOTNET_PACKAGES: d.packages.join(' '), ...(isUrl ? { DOTNET_KEY_URL: d.key } : {}) },
   };
 }
 
@@ -587,10 +604,11 @@ export function offlineRefusal(missing: string[]): CtunError {
 const INSTALL_COMMAND_FILE = 'ctun-install-command.sh';
 
 /** The plan of `ctun-build veos online|offline acceptDspaceEula IMAGE TARBALL`. */
-export function planVeos(options: VeosOptions, paths: ProjectPaths): BuildPlan {
-  checkEula(options.eula);
-  const missing = offlineShortfall(options);
+export function planVeos(given: VeosOptions, paths: ProjectPaths): BuildPlan {
+  checkEula(given.eula);
+  const missing = offlineShortfall(given);
   if (missing.length) throw offlineRefusal(missing);
+  const options = normalizeBuildOptions(given, given.tarball);
   const base = resolveBase(options);
   const apt = planApt(base, options);
   const a = aptContext(apt);
@@ -599,7 +617,6 @@ export function planVeos(options: VeosOptions, paths: ProjectPaths): BuildPlan {
   const dotnet = planDotnet(options, base.release);
   const dn = dotnetSection(dotnet);
   const t = options.tarball;
-  const tarballName = basename(t.path);
   // A custom install command travels as a file, so no quoting of it reaches the Dockerfile.
   const installFiles: ContextFile[] = t.installCommand ? [{ path: `veos/${INSTALL_COMMAND_FILE}`, from: { kind: 'text', text: `#!/bin/sh\nset -e\n${t.installCommand}\n`, mode: 0o755 } }] : [];
   const installCommand = t.installCommand ? `sh /tmp/veos/${INSTALL_COMMAND_FILE}` : `sh ./${t.installScript}`;
@@ -633,7 +650,6 @@ export function planVeos(options: VeosOptions, paths: ProjectPaths): BuildPlan {
       template: 'veos.Dockerfile',
       values: {
         image: prefixed(options.image, options),
-        tarball: tarballName,
         runtimeStage: runtime ? `FROM ${runtime.tags[0]} AS runtime\n` : '',
         baseImage: base.image,
         aptSources: a.section,
@@ -651,7 +667,8 @@ export function planVeos(options: VeosOptions, paths: ProjectPaths): BuildPlan {
       ...a.files,
       ...py.files,
       ...dn.files,
-      { path: `veos/${tarballName}`, from: { kind: 'file', path: t.path } },
+      // A fixed name: the file's own name never reaches a RUN line.
+      { path: 'veos/simulator.tar.gz', from: { kind: 'file', path: t.path } },
       ...installFiles,
       ...supervisorFiles,
     ],
@@ -664,6 +681,8 @@ export function planVeos(options: VeosOptions, paths: ProjectPaths): BuildPlan {
     extraHosts: a.extraHosts,
     noCache: options.noCache ?? false,
   };
+  const buildArgs = { ...py.buildArgs, ...dn.buildArgs };
+  if (Object.keys(buildArgs).length) step.buildArgs = buildArgs;
   if (options.network) step.network = options.network;
   images.push(step);
   const plan: BuildPlan = {

@@ -165,6 +165,7 @@ async function main(): Promise<void> {
           .option('installCtun', { type: 'string', default: 'no', describe: 'yes: the tunnel server inside, started when the container gets CTUN_START=yes' })
           .option('wheels', { type: 'string', describe: 'directory of Python wheels (offline default: the tarball\'s directory)' })
           .option('pipIndexUrl', { type: 'string', describe: 'pip index (online; default https://pypi.org/simple)' })
+          .option('pipTrustedHost', { type: 'boolean', default: false, describe: 'accept an http pip index (pip --trusted-host): its packages arrive unauthenticated' })
           .option('dotnetServer', { type: 'string', describe: '.NET package server (used only when the tarball needs .NET or --dotnetPackages is given)' })
           .option('dotnetKey', { type: 'string', describe: 'its public key: a file (armored or binary; dearmored into a keyring for signed-by) or a URL' })
           // A string, not an array option: an array would swallow the positionals after it.
@@ -200,6 +201,7 @@ async function main(): Promise<void> {
             installCtun: yesNo(argv.installCtun, '--installCtun'),
             ...(argv.wheels ? { wheels: argv.wheels } : {}),
             ...(argv.pipIndexUrl ? { pipIndexUrl: argv.pipIndexUrl } : {}),
+            ...(argv.pipTrustedHost ? { pipTrustedHost: true } : {}),
             ...(argv.baseImage ? { baseImage: argv.baseImage } : {}),
             ...(argv.distro ? { distro: argv.distro } : {}),
             ...(argv.dockerRepository ? { dockerRepository: argv.dockerRepository } : {}),

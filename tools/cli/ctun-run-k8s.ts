@@ -58,6 +58,7 @@ function withParams<T>(y: Argv<T>) {
     .option('node-port', { type: 'number', describe: 'Fixed NodePort, 30000-32767 (default: allocated by the cluster)' })
     .option('transport', { choices: ['udp', 'tcp'], describe: 'Tunnel transport (default udp; tcp with --via port-forward)' })
     .option('tls-secret', { type: 'string', describe: 'Secret with ca.crt, tls.crt, tls.key: mounted, and the server runs with --tls' })
+    .option('crl', { type: 'boolean', describe: 'The TLS secret also holds ca.crl (ctun certs revoke): mounted, and the server runs with --crl' })
     .option('shm-size', { type: 'string', describe: 'Size of the simulator\'s /dev/shm (default 256Mi)' })
     .option('ready-port', { type: 'number', describe: 'TCP port whose accepting makes the simulator ready: its startup, readiness and liveness probes (default 27027, the port mapper)' })
     .option('image-pull-policy', { choices: ['IfNotPresent', 'Always', 'Never'], describe: 'imagePullPolicy of every container (default IfNotPresent)' });
@@ -75,6 +76,7 @@ function paramsOf(argv: Args): K8sParams {
     nodePort: argv['node-port'],
     transport: argv.transport,
     tlsSecret: argv['tls-secret'],
+    crl: argv.crl,
     shmSize: argv['shm-size'],
     readyPort: argv['ready-port'],
     imagePullPolicy: argv['image-pull-policy'],
@@ -119,6 +121,10 @@ function printAccess(d: Deployed, args: string[]): void {
 async function runDeploy(mode: DeploymentMode, argv: Args, log: Logger): Promise<number> {
   const via = argv.via as Via;
   if (argv.timeout <= 0) throw usageError(`--timeout must be a positive number of seconds, got ${argv.timeout}`);
+  // The client's certificate lives on this PC, not in the Secret: --connect has none to give.
+  if (argv.connect && argv['tls-secret']) {
+    throw usageError('--connect would start a client without a certificate, and with --tls-secret the server refuses those', 'leave out --connect and run the printed command with your client certificate (ctun certs client NAME)');
+  }
   const kc = loadKubeConfig({ context: argv.context });
   const api = new ClusterApi(kc);
   const namespace = argv.namespace ?? contextNamespace(kc);
@@ -130,7 +136,8 @@ async function runDeploy(mode: DeploymentMode, argv: Args, log: Logger): Promise
       fwd = await forwardTo(d, api.portForwardOpener(), { port: params.port ?? 1723, localPort: argv['local-port'], logger: log });
     }
     const args = clientArgs(d, fwd ? { port: fwd.localPort } : undefined);
-    printAccess(d, args);
+    // With TLS the printed command names the files a client needs (placeholders for its own).
+    printAccess(d, argv['tls-secret'] ? [...args, '--tls', '--ca', 'ca.crt', '--cert', 'CLIENT.crt', '--key', 'CLIENT.key'] : args);
     if (argv.connect) {
       const run = ctunInvocation(args);
       log.info('k8s-client-start', { command: [run.command, ...run.args].join(' ') });

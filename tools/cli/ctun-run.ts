@@ -18,7 +18,9 @@ import {
   planIntegrated,
   planSeparated,
   removeDeployments,
+  resolveRunTls,
   startDeployment,
+  withTls,
   stopDeployments,
   type CommonRunOptions,
   type DeploymentPlan,
@@ -68,6 +70,8 @@ function deployOptions<T>(y: Argv<T>) {
     })
     .option('readyLog', { type: 'string', describe: 'and when a line of its log matches this regular expression (optional)' })
     .option('timeout', { type: 'number', default: 90, describe: 'seconds to wait for each container to be ready' })
+    .option('tls', { type: 'string', describe: 'mutual TLS with the certificates in this folder (ctun certs: ca.crt, server.crt/key, a client certificate, ca.crl if any); the server certificate must name --host' })
+    .option('tlsClient', { type: 'string', describe: 'with --tls: the client certificate (NAME.crt, NAME.key) for the printed command and --connect (default: the only one in the folder)' })
     .option('print-plan', { type: 'boolean', default: false, describe: 'print the deployment plan as JSON and start nothing' });
 }
 
@@ -103,8 +107,9 @@ function describeResult(r: DeploymentResult): string {
     lines.push(`  simulator: ${sim}; no tunnel server (start one with --startCtun yes on an image built with --installCtun yes)`);
     return lines.join('\n') + '\n';
   }
-  const port = p.containers.flatMap((c) => c.ports)[0]!;
-  lines.push(`  tunnel:    ${port.hostIp || '0.0.0.0'}:${port.host}/${port.protocol} on the Docker host`);
+  const [port, ...more] = p.containers.flatMap((c) => c.ports);
+  const handshake = more.some((q) => q.protocol === 'tcp' && q.host === port!.host) ? ' (and tcp for the TLS handshake)' : '';
+  lines.push(`  tunnel:    ${port!.hostIp || '0.0.0.0'}:${port!.host}/${port!.protocol} on the Docker host${handshake}${p.client.tls ? ', mutual TLS' : ''}`);
   lines.push(`  simulator: ${sim}, at ${r.target} through the tunnel`);
   lines.push('on the PC, once, as root:', `  ${r.commands!.configure}`, 'then:', `  ${r.commands!.client}`);
   return lines.join('\n') + '\n';
@@ -117,7 +122,17 @@ function readyPortName(r: DeploymentResult): string {
   return first.port === DEFAULT_READY_PORTS[0]!.port ? `port mapper ${first.port}` : `ready port ${first.port}`;
 }
 
-async function deploy(argv: Record<string, any>, plan: DeploymentPlan): Promise<number> {
+/** `--tls DIR`: the plan with the certificates mounted and the TLS flags on both ends. */
+function tlsOf(argv: Record<string, any>, plan: DeploymentPlan): DeploymentPlan {
+  if (argv.tls === undefined) {
+    if (argv.tlsClient !== undefined) throw usageError('--tlsClient given without --tls', 'add --tls DIR');
+    return plan;
+  }
+  return withTls(plan, resolveRunTls(String(argv.tls), { ...(argv.tlsClient ? { client: String(argv.tlsClient) } : {}), clientHost: String(argv.host) }));
+}
+
+async function deploy(argv: Record<string, any>, planGiven: DeploymentPlan): Promise<number> {
+  const plan = tlsOf(argv, planGiven);
   if (argv['print-plan']) {
     process.stdout.write(JSON.stringify(plan, null, 2) + '\n');
     return ExitCode.Ok;

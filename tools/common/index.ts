@@ -1,3 +1,4 @@
 export * from './errors.js';
 export * from './logger.js';
 export * from './metadata.js';
+export * from './container.js';

@@ -35,7 +35,8 @@ describe('the demo images', () => {
     expect(phases).toEqual(['Python packages: from PyPI (PyPI answers)', 'building t/dspace/veos/simulator:23.1', expect.stringMatching(/^built t\/dspace\/veos\/simulator:23\.1 \(\d+ s\)$/)]);
     expect(docker.builds[0]!.tags).toEqual(['t/dspace/veos/simulator:23.1']);
     expect(docker.builds[0]!.dockerfile).toContain('FROM t/debian:12');
-    expect(docker.builds[0]!.dockerfile).toContain('--index-url https://pypi.org/simple');
+    expect(docker.builds[0]!.dockerfile).toContain('--index-url "$PIP_INDEX_URL"');
+    expect(docker.builds[0]!.request.buildArgs?.PIP_INDEX_URL).toBe('https://pypi.org/simple');
     expect(docker.builds[0]!.dockerfile).not.toContain(LABEL_PYTHON_STANDINS);
   });
 

@@ -12,7 +12,7 @@ export interface KubeApi {
   readService(namespace: string, name: string): Promise<ServiceLike>;
   listPods(namespace: string, labelSelector: string): Promise<PodLike[]>;
   listNodes(): Promise<NodeLike[]>;
-  /** Deletes the Deployments and Services matching the selector; returns `Kind/name` of each. */
+  /** Deletes the Deployments, Services and NetworkPolicies matching the selector; returns `Kind/name` of each. */
   deleteMatching(namespace: string, labelSelector: string): Promise<string[]>;
   /** Host name or address of the API server (minikube's node address is the same). */
   serverHost(): string;

@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { AppsV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, PortForward } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, NetworkingV1Api, PatchStrategy, PortForward } from '@kubernetes/client-node';
 import { CtunError, ExitCode } from '../common/index.js';
 import type { KubeApi, NodeLike, PodLike, ServiceLike } from './api.js';
 import type { PodStreamOpener } from './portforward.js';
@@ -96,11 +96,13 @@ export class ClusterApi implements KubeApi {
   private readonly objects: KubernetesObjectApi;
   private readonly core: CoreV1Api;
   private readonly apps: AppsV1Api;
+  private readonly networking: NetworkingV1Api;
 
   constructor(readonly kc: KubeConfig) {
     this.objects = KubernetesObjectApi.makeApiClient(kc);
     this.core = kc.makeApiClient(CoreV1Api);
     this.apps = kc.makeApiClient(AppsV1Api);
+    this.networking = kc.makeApiClient(NetworkingV1Api);
   }
 
   async apply(object: K8sObject, namespace: string): Promise<void> {
@@ -150,6 +152,12 @@ export class ClusterApi implements KubeApi {
         if (!name) continue;
         await this.core.deleteNamespacedService({ name, namespace });
         deleted.push(`Service/${name}`);
+      }
+      for (const p of (await this.networking.listNamespacedNetworkPolicy({ namespace, labelSelector })).items) {
+        const name = p.metadata?.name;
+        if (!name) continue;
+        await this.networking.deleteNamespacedNetworkPolicy({ name, namespace });
+        deleted.push(`NetworkPolicy/${name}`);
       }
     } catch (e) {
       throw apiError(`delete ${labelSelector} in ${namespace}`, e);

@@ -101,12 +101,12 @@ describe('discovery', () => {
 });
 
 describe('deploy against recorded API responses', () => {
-  it('integrated: applies service then pod (server-side), waits, discovers node and NodePort, prints the exact client command', async () => {
+  it('integrated: applies the NetworkPolicy, the service, then the pod (server-side), waits, discovers node and NodePort, prints the exact client command', async () => {
     const api = fx('cluster-minikube.json', 'pods-integrated-startup.json');
     const d = await deploy({ mode: 'integrated', params: { licenseServer: '22350@lic.example' }, namespace: 'default', api, logger: createMemoryLogger(), clock: fakeClock() });
-    expect(api.applied.map((a) => `${a.object.kind}/${a.object.metadata.name}`)).toEqual(['Service/ctun-service', 'Deployment/veos-ctun']);
+    expect(api.applied.map((a) => `${a.object.kind}/${a.object.metadata.name}`)).toEqual(['NetworkPolicy/ctun-tunnel-port-only', 'Service/ctun-service', 'Deployment/veos-ctun']);
     expect(api.applied.every((a) => a.namespace === 'default')).toBe(true);
-    expect(JSON.stringify(api.applied[1]!.object)).toContain('22350@lic.example');
+    expect(JSON.stringify(api.applied[2]!.object)).toContain('22350@lic.example');
     expect(d).toMatchObject({ serverPod: 'veos-ctun-7d9c5b6f4-x2kqp', nodePort: 31723, node: { address: '192.168.49.2' } });
     expect(clientCommand(d)).toBe('ctun client 192.168.49.2 --port 31723');
   });
@@ -114,7 +114,7 @@ describe('deploy against recorded API responses', () => {
   it('separated: waits for 5 simulators and the server, routes to the first ready simulator by name', async () => {
     const api = fx('cluster-minikube.json', 'pods-separated.json');
     const d = await deploy({ mode: 'separate', params: { licenseServer: 'lic' }, namespace: 'default', api, logger: createMemoryLogger(), clock: fakeClock() });
-    expect(api.applied.map((a) => a.object.metadata.name)).toEqual(['ctun-service', 'veos', 'ctun-separate-server']);
+    expect(api.applied.map((a) => a.object.metadata.name)).toEqual(['ctun-tunnel-port-only', 'ctun-service', 'veos', 'ctun-separate-server']);
     expect(d.target).toEqual({ name: 'veos-6f8d9c7b5-4hzkq', ip: '10.244.0.12' });
     expect(clientCommand(d)).toBe('ctun client 192.168.49.2 --port 31723 --dest 10.244.0.12');
   });
@@ -130,11 +130,11 @@ describe('deploy against recorded API responses', () => {
     await expect(deploy({ mode: 'integrated', params: { licenseServer: 'lic' }, namespace: 'default', api, logger: createMemoryLogger(), clock: fakeClock() })).rejects.toThrow(/container ctun .* last exit code 2/);
   });
 
-  it('via port-forward: TCP server, no Service, client to 127.0.0.1 with --transport tcp', async () => {
+  it('via port-forward: TCP server, the NetworkPolicy but no Service, client to 127.0.0.1 with --transport tcp', async () => {
     const api = fx('pods-integrated-startup.json');
     const d = await deploy({ mode: 'integrated', via: 'port-forward', params: { licenseServer: 'lic' }, namespace: 'default', api, logger: createMemoryLogger(), clock: fakeClock() });
-    expect(api.applied.map((a) => a.object.kind)).toEqual(['Deployment']);
-    const ctun = (api.applied[0]!.object as any).spec.template.spec.containers.find((c: any) => c.name === 'ctun');
+    expect(api.applied.map((a) => a.object.kind)).toEqual(['NetworkPolicy', 'Deployment']);
+    const ctun = (api.applied[1]!.object as any).spec.template.spec.containers.find((c: any) => c.name === 'ctun');
     expect(ctun.args).toEqual(expect.arrayContaining(['--transport', 'tcp']));
     expect(ctun.ports).toEqual([{ name: 'ctun-tcp', containerPort: 1723, protocol: 'TCP' }]);
     expect(api.calls).not.toContain('readService ctun-service');
@@ -145,7 +145,7 @@ describe('deploy against recorded API responses', () => {
   it('delete removes what carries the managed-by label, found by label', async () => {
     const api = fx('cluster-minikube.json', 'pods-separated.json');
     await deploy({ mode: 'separate', params: { licenseServer: 'lic' }, namespace: 'default', api, logger: createMemoryLogger(), clock: fakeClock() });
-    expect(await deleteDeployment(api, 'default', createMemoryLogger())).toEqual(['Service/ctun-service', 'Deployment/veos', 'Deployment/ctun-separate-server']);
+    expect(await deleteDeployment(api, 'default', createMemoryLogger())).toEqual(['NetworkPolicy/ctun-tunnel-port-only', 'Service/ctun-service', 'Deployment/veos', 'Deployment/ctun-separate-server']);
     expect(api.deleted).toEqual([{ namespace: 'default', selector: 'app.kubernetes.io/managed-by=ctun' }]);
   });
 });

@@ -46,20 +46,22 @@ export interface Deployed {
 
 /**
  * Which manifests a deployment applies. The server manifests carry the Service with
- * their own server's selector, so the standalone ctun-service.yaml is not needed.
+ * their own server's selector, so the standalone ctun-service.yaml is not needed; the
+ * NetworkPolicy comes first, so the tunnel server pod never runs without it.
  */
 export function manifestsFor(mode: DeploymentMode): ManifestKey[] {
-  return mode === 'integrated' ? ['integrated'] : ['simulator', 'separateServer'];
+  return mode === 'integrated' ? ['networkPolicy', 'integrated'] : ['networkPolicy', 'simulator', 'separateServer'];
 }
 
 /**
- * The objects to apply, in the seed's order (the Service first); through a
+ * The objects to apply, in the seed's order (the policy, then the Service); through a
  * port-forward no Service at all.
  */
 export function objectsFor(rendered: RenderedManifest[], mode: DeploymentMode, via: Via): K8sObject[] {
   const objects = manifestsFor(mode).flatMap((k) => manifest(rendered, k).objects);
+  const policies = objects.filter((o) => o.kind === 'NetworkPolicy');
   const services = objects.filter((o) => o.kind === 'Service');
-  return [...(via === 'nodeport' ? services : []), ...objects.filter((o) => o.kind !== 'Service')];
+  return [...policies, ...(via === 'nodeport' ? services : []), ...objects.filter((o) => o.kind !== 'Service' && o.kind !== 'NetworkPolicy')];
 }
 
 function containerImages(objects: K8sObject[]): Record<string, string> {

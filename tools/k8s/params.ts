@@ -36,6 +36,12 @@ export interface K8sParams {
    * (plain tunnel, which the server says in its start-up line).
    */
   tlsSecret?: string;
+  /**
+   * The TLS secret also holds `ca.crl` (`ctun certs revoke`): it is mounted beside the
+   * certificates and the server gets `--crl`, so revoked clients are refused. Needs
+   * {@link tlsSecret}. Default: false.
+   */
+  crl?: boolean;
   /** Size of the simulator's /dev/shm (memory-backed emptyDir). Default: `256Mi`, as the seed's `--shm-size 256m`. */
   shmSize?: string;
   /** `imagePullPolicy` of every container. Default: `IfNotPresent` (works with `minikube image load`). */
@@ -47,8 +53,8 @@ export interface K8sParams {
 export type ResolvedK8sParams = Required<Omit<K8sParams, 'registry' | 'nodePort' | 'namespace' | 'tlsSecret'>> &
   Pick<K8sParams, 'registry' | 'nodePort' | 'namespace' | 'tlsSecret'>;
 
-/** Where a TLS secret is mounted in the tunnel server containers. */
-export const TLS_MOUNT_PATH = '/etc/ctun/tls';
+/** Where a TLS secret is mounted in the tunnel server containers (one home: tools/common). */
+export { TLS_MOUNT_PATH } from '../common/index.js';
 
 /** Placeholder license server of the checked-in manifests (the seed's `nano` step). */
 export const LICENSE_SERVER_PLACEHOLDER = '<LICENSE_SERVER>';
@@ -78,6 +84,7 @@ export function resolveParams(p: K8sParams = {}): ResolvedK8sParams {
     transport: p.transport ?? 'udp',
     namespace: p.namespace,
     tlsSecret: p.tlsSecret,
+    crl: p.crl ?? false,
     shmSize: p.shmSize ?? '256Mi',
     imagePullPolicy: p.imagePullPolicy ?? 'IfNotPresent',
     readyPort: p.readyPort ?? SIMULATOR_PORTS.portMapper,
@@ -98,6 +105,7 @@ export function resolveParams(p: K8sParams = {}): ResolvedK8sParams {
   if (r.tlsSecret !== undefined && (!DNS_SUBDOMAIN.test(r.tlsSecret) || r.tlsSecret.length > 253)) {
     throw bad(`Expected the TLS secret to be a Secret name, got "${r.tlsSecret}"`);
   }
+  if (r.crl && r.tlsSecret === undefined) throw bad('Expected a TLS secret with --crl: the CRL is read from the secret that holds the certificates', 'add --tls-secret NAME (a Secret with ca.crt, tls.crt, tls.key and ca.crl)');
   if (!QUANTITY.test(r.shmSize)) throw bad(`Expected the shm size to be a quantity such as 256Mi, got "${r.shmSize}"`);
   if (!['IfNotPresent', 'Always', 'Never'].includes(r.imagePullPolicy)) throw bad(`Expected imagePullPolicy IfNotPresent, Always or Never, got "${r.imagePullPolicy}"`);
   for (const [what, image] of [['veos image', r.veosImage], ['local server image', r.localServerImage], ['separate server image', r.separateServerImage]] as const) {

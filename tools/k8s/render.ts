@@ -21,6 +21,8 @@ export const MANIFEST_FILES = {
   integrated: 'veos.23.1.ctun.yaml',
   simulator: 'veos.23.1.yaml',
   separateServer: 'ctun-separate-server.yaml',
+  /** Ours, not the seed's: only the tunnel port reaches the tunnel server pod. */
+  networkPolicy: 'ctun-network-policy.yaml',
 } as const;
 export type ManifestKey = keyof typeof MANIFEST_FILES;
 
@@ -30,6 +32,7 @@ export const OBJECT_NAMES = {
   integrated: 'veos-ctun',
   simulator: 'veos',
   separateServer: 'ctun-separate-server',
+  networkPolicy: 'ctun-tunnel-port-only',
 } as const;
 
 /** Label every object carries; `ctun-run k8s delete` finds what to remove by it, never by name. */
@@ -105,6 +108,7 @@ export function serverArgs(p: ResolvedK8sParams): string[] {
   const args = ['--listen', '0.0.0.0', '--port', String(p.port), '--transport', p.transport, '--tap', SERVER_TAP.name, '--address', SERVER_TAP.address, '--log-format', 'json'];
   if (p.tlsSecret) {
     args.push('--tls', '--ca', `${TLS_MOUNT_PATH}/ca.crt`, '--cert', `${TLS_MOUNT_PATH}/tls.crt`, '--key', `${TLS_MOUNT_PATH}/tls.key`);
+    if (p.crl) args.push('--crl', `${TLS_MOUNT_PATH}/ca.crl`);
   }
   return args;
 }
@@ -123,7 +127,7 @@ export function templateValues(p: ResolvedK8sParams) {
   const protocol = p.transport === 'udp' ? 'UDP' : 'TCP';
   const portName = `ctun-${p.transport}`;
   const tlsVolumes = p.tlsSecret
-    ? [{ name: 'ctun-tls', secret: { secretName: p.tlsSecret, defaultMode: 0o400, items: ['ca.crt', 'tls.crt', 'tls.key'].map((k) => ({ key: k, path: k })) } }]
+    ? [{ name: 'ctun-tls', secret: { secretName: p.tlsSecret, defaultMode: 0o400, items: ['ca.crt', 'tls.crt', 'tls.key', ...(p.crl ? ['ca.crl'] : [])].map((k) => ({ key: k, path: k })) } }]
     : [];
   const tlsMounts = p.tlsSecret ? [{ name: 'ctun-tls', mountPath: TLS_MOUNT_PATH, readOnly: true }] : [];
   // With --tls on UDP the handshake and control channel run over TCP on the same port
@@ -138,6 +142,7 @@ export function templateValues(p: ResolvedK8sParams) {
   }
   const containerPorts = [{ name: portName, containerPort: p.port, protocol }];
   if (controlPort) containerPorts.push({ name: 'ctun-tls', containerPort: p.port, protocol: 'TCP' });
+  const policyPorts = containerPorts.map((c) => ({ protocol: c.protocol, port: p.port }));
   const servicePorts = containerPorts.map((c) => ({ name: c.name, protocol: c.protocol, port: p.port, targetPort: c.name, ...(p.nodePort === undefined ? {} : { nodePort: p.nodePort }) }));
   return {
     namespace: p.namespace,
@@ -156,10 +161,13 @@ export function templateValues(p: ResolvedK8sParams) {
       integrated: labels('veos-ctun', OBJECT_NAMES.integrated, 'tunnel-server', metadata.veosVersion, { app: 'veos-ctun' }),
       simulator: labels('veos', OBJECT_NAMES.simulator, 'simulator', metadata.veosVersion, { app: 'veos' }),
       separateServer: labels('ctun-separate-server', OBJECT_NAMES.separateServer, 'tunnel-server', metadata.ctunVersion, { app: 'ctun-separate-server' }),
+      networkPolicy: labels('ctun', OBJECT_NAMES.networkPolicy, 'tunnel-network-policy', metadata.ctunVersion),
     }),
     selectors: group({
       // ctun-service.yaml on its own (§2.4.1 applies it first): the integrated server.
       tunnelServer: SERVICE_SELECTORS.integrated,
+      // The NetworkPolicy guards every tunnel server pod, whichever deployment made it.
+      anyTunnelServer: { 'app.kubernetes.io/component': 'tunnel-server' },
       integrated: { app: 'veos-ctun', 'app.kubernetes.io/instance': OBJECT_NAMES.integrated },
       simulator: { app: 'veos', 'app.kubernetes.io/instance': OBJECT_NAMES.simulator },
       separateServer: { app: 'ctun-separate-server', 'app.kubernetes.io/instance': OBJECT_NAMES.separateServer },
@@ -184,6 +192,7 @@ export function templateValues(p: ResolvedK8sParams) {
       args: serverArgs(p),
       containerPorts,
       servicePorts,
+      policyPorts,
       probeCommand: tunnelProbeCommand(SERVER_TAP.name, p.port, p.transport),
     }),
     tls: group({ volumes: tlsVolumes, volumeMounts: tlsMounts }),
@@ -194,14 +203,14 @@ function describeParams(p: ResolvedK8sParams): string {
   const parts = [`license server ${p.licenseServer}`, `port ${p.port}/${p.transport}`];
   if (p.registry) parts.push(`registry ${p.registry}`);
   if (p.namespace) parts.push(`namespace ${p.namespace}`);
-  if (p.tlsSecret) parts.push(`TLS secret ${p.tlsSecret}`);
+  if (p.tlsSecret) parts.push(`TLS secret ${p.tlsSecret}${p.crl ? ' with its CRL' : ''}`);
   return parts.join(', ');
 }
 
 /**
- * Renders the four manifests (pure but for reading the templates). Each file uses a
- * part of the values; together they must use every one, so no parameter is silently
- * ignored.
+ * Renders the manifests, the seed's four and the NetworkPolicy (pure but for reading
+ * the templates). Each file uses a part of the values; together they must use every
+ * one, so no parameter is silently ignored.
  */
 export function renderManifests(params: K8sParams = {}, options: { templateDir?: string } = {}): RenderedManifest[] {
   const p = resolveParams(params);

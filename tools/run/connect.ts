@@ -1,5 +1,6 @@
 import type { Logger } from '../common/index.js';
 import { configure, defaultTapUser, hasNetAdmin, TapDevice, TunnelClient } from '../tunnel/index.js';
+import { loadTlsMaterial } from '../tunnel/secure/index.js';
 import type { ClientPlan } from './plan.js';
 
 /**
@@ -41,6 +42,7 @@ export async function connectClient(o: ConnectOptions): Promise<ConnectedClient>
     transport: o.client.transport,
     tap: o.client.tap,
     ...(o.dest ? { dest: o.dest } : {}),
+    ...(o.client.tls ? { tls: loadTlsMaterial(o.client.tls) } : {}),
     logger: o.logger,
     openDevice: (name) => new TapDevice(name),
   });

@@ -127,6 +127,7 @@ class DockerodeRunEngine implements RunEngine {
         Devices: s.devices.map((d) => ({ PathOnHost: d, PathInContainer: d, CgroupPermissions: 'rwm' })),
         Sysctls: s.sysctls,
         PortBindings: bindings,
+        ...(s.mounts?.length ? { Mounts: s.mounts.map((m) => ({ Type: 'bind' as const, Source: m.source, Target: m.target, ReadOnly: true })) } : {}),
         ...(s.shmSize ? { ShmSize: s.shmSize } : {}),
         ...(s.network ? { NetworkMode: s.network } : {}),
       },

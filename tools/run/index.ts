@@ -12,3 +12,4 @@ export * from './execute.js';
 export * from './manage.js';
 export * from './connect.js';
 export * from './memory.js';
+export * from './tls.js';

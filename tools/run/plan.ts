@@ -132,6 +132,8 @@ export interface ContainerPlan {
   capAdd: string[];
   /** Host devices passed in, same path inside. */
   devices: string[];
+  /** Host files bind-mounted read-only (the TLS files of `--tls`); none when absent. */
+  mounts?: BindMount[];
   sysctls: Record<string, string>;
   /** /dev/shm size in bytes (0: Docker's default). */
   shmSize: number;
@@ -139,6 +141,12 @@ export interface ContainerPlan {
   /** Network to attach to; undefined: Docker's default bridge. */
   network?: string;
   ready: ReadySpec[];
+}
+
+/** A host file mounted read-only into a container. */
+export interface BindMount {
+  source: string;
+  target: string;
 }
 
 export interface NetworkPlan {
@@ -163,6 +171,8 @@ export interface ClientPlan {
    * `--dest`. Integrated: none (the client is on the simulator's own segment).
    */
   destFrom?: { container: string; network: string };
+  /** `--tls`: the client's certificate files on the PC (the CA's, its own, its key). */
+  tls?: { ca: string; cert: string; key: string };
 }
 
 export interface DeploymentPlan {
@@ -471,6 +481,7 @@ export function clientCommands(client: ClientPlan, dest?: string): { configure: 
   if (client.transport !== 'udp') args.push('--transport', client.transport);
   if (client.tap !== DEFAULTS.tap) args.push('--tap', client.tap);
   if (dest) args.push('--dest', dest);
+  if (client.tls) args.push('--tls', '--ca', client.tls.ca, '--cert', client.tls.cert, '--key', client.tls.key);
   return {
     configure: `sudo ctun configure --tap ${client.tap} ${client.tapAddress} --non-interactive`,
     client: args.join(' '),
