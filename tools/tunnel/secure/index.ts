@@ -7,6 +7,7 @@ export {
   clientTlsOptions,
   describeProtection,
   peerIdentity,
+  peerFingerprint,
   peerOf,
   tlsKeyDeriver,
   tlsFailure,

@@ -136,6 +136,11 @@ export function peerIdentity(socket: tls.TLSSocket): string {
   return Array.isArray(cn) ? cn.join(',') : (cn ?? 'unknown');
 }
 
+/** The SHA-256 fingerprint of the peer's certificate: what a session is bound to (a CN may repeat). */
+export function peerFingerprint(socket: tls.TLSSocket): string {
+  return socket.getPeerCertificate()?.fingerprint256 ?? 'none';
+}
+
 /** Exporter labels (RFC 8446 §7.5), one per direction of the sealed UDP data. */
 export const EXPORTER_LABEL: Record<Direction, string> = { c2s: 'EXPORTER-ctun-udp-c2s', s2c: 'EXPORTER-ctun-udp-s2c' };
 

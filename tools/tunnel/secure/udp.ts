@@ -25,6 +25,7 @@ import {
   decodeKeyRecord,
   encodeKeyRecord,
   KEY_RECORD_SIZE,
+  peerFingerprint,
   peerIdentity,
   peerOf,
   randomKeyId,
@@ -42,6 +43,7 @@ interface KeyedPeer {
   sealer: DatagramSealer;
   controlKey: string;
   identity: string;
+  identityKey: string;
   link: SealedPeerLink | undefined;
 }
 
@@ -56,7 +58,12 @@ export class SealedPeerLink implements PeerLink {
     private readonly out: DatagramOut,
     private readonly forget: () => void,
     readonly identity: string,
+    readonly identityKey: string,
   ) {}
+
+  get source(): string {
+    return this.address;
+  }
 
   follow(address: string, port: number): void {
     this.address = address;
@@ -124,6 +131,7 @@ export class SealedUdpServer {
         sealer: new AeadSealer({ keyId, sends: 's2c', derive: tlsKeyDeriver(socket) }),
         controlKey: peerOf(socket),
         identity: peerIdentity(socket),
+        identityKey: peerFingerprint(socket),
         link: undefined,
       };
       this.keyed.set(keyId, peer);
@@ -169,7 +177,7 @@ export class SealedUdpServer {
     if (link === undefined) {
       const created: SealedPeerLink = new SealedPeerLink(`${address}:${port}`, address, port, peer.sealer, out, () => {
         if (peer.link === created) peer.link = undefined;
-      }, peer.identity);
+      }, peer.identity, peer.identityKey);
       peer.link = link = created;
     } else {
       // Authenticated: follow the client when its address changes (NAT rebinding).
