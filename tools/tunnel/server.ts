@@ -32,7 +32,7 @@ import { TickBatch } from './batch.js';
 import { addStats, createStats, type TunnelStats } from './stats.js';
 import { LearningSwitch, type SwitchPort } from './switch.js';
 import { TcpServerTransport, UdpServerTransport, type PeerLink, type ReplyBudget, type ServerTransport, type TransportKind } from './transport.js';
-import { describeProtection, type SealFailure, type TlsMaterial } from './secure/index.js';
+import { describeProtection, loadTlsMaterial, revokedSerials, type SealFailure, type TlsMaterial } from './secure/index.js';
 
 export type ServerMode = 'local' | 'separate';
 
@@ -644,6 +644,32 @@ export class TunnelServer {
     this.sw.removePort(session);
     addStats(this.ended, session.stats);
     this.logLimited('info', 'session-ended', { session: session.id.slice(0, 8), reason, clients: this.sessions.size });
+  }
+
+  /**
+   * Reloads the TLS files (SIGHUP): a new CRL applies to new connections at once, and
+   * live sessions of certificates it revokes are cut (they reconnect and are refused).
+   * A file that no longer loads keeps the old material and says why.
+   */
+  async reloadTls(): Promise<{ revoked: number; cut: number } | undefined> {
+    const current = this.o.tls;
+    if (current === undefined || this.transport?.reloadTls === undefined) {
+      this.log.warn('reload-skipped', { reason: 'no --tls: nothing to reload' });
+      return undefined;
+    }
+    let material: TlsMaterial;
+    let revoked: Set<string>;
+    try {
+      material = loadTlsMaterial(current.files);
+      revoked = material.crl === undefined ? new Set() : await revokedSerials(material.crl);
+    } catch (e) {
+      this.log.error('reload-failed', { reason: (e as Error).message, kept: 'the previous certificates and CRL' });
+      return undefined;
+    }
+    this.o.tls = material;
+    const cut = this.transport.reloadTls(material, revoked);
+    this.log.info('tls-reloaded', { crl: current.files.crl ?? 'none', revoked: revoked.size, sessionsCut: cut });
+    return { revoked: revoked.size, cut };
   }
 
   /** Sessions alive (attached or in grace), for tests and status. */

@@ -19,6 +19,7 @@ import {
   peerFingerprint,
   peerIdentity,
   peerOf,
+  peerRevoked,
   PendingGate,
   reportTlsError,
   SealedUdpServer,
@@ -83,6 +84,8 @@ export interface ServerTransportHandlers {
 
 export interface ServerTransport {
   readonly kind: TransportKind;
+  /** With --tls: new material for new connections; cuts live peers whose certificate is in `revoked`; returns how many. */
+  reloadTls?(material: TlsMaterial, revoked: Set<string>): number;
   /** Datagrams dropped as garbage below JavaScript (the native UDP path), for the statistics. */
   filteredDatagrams?(): number;
   listen(): Promise<{ address: string; port: number }>;
@@ -164,6 +167,10 @@ export class UdpServerTransport implements ServerTransport {
 
   filteredDatagrams(): number {
     return this.batched?.filtered ?? 0;
+  }
+
+  reloadTls(material: TlsMaterial, revoked: Set<string>): number {
+    return this.sealed?.reload(material, revoked) ?? 0;
   }
 
   async listen(): Promise<{ address: string; port: number }> {
@@ -349,6 +356,20 @@ export class TcpServerTransport implements ServerTransport {
 
   constructor(private readonly options: ServerTransportOptions) {
     this.gate = gateFor(options);
+  }
+
+  reloadTls(material: TlsMaterial, revoked: Set<string>): number {
+    const server = this.server;
+    if (!(server instanceof tls.Server)) return 0;
+    server.setSecureContext(serverTlsOptions(material, this.gate.timeoutMs));
+    let cut = 0;
+    for (const s of this.sockets) {
+      if (s instanceof tls.TLSSocket && peerRevoked(s, revoked)) {
+        s.destroy();
+        cut++;
+      }
+    }
+    return cut;
   }
 
   async listen(): Promise<{ address: string; port: number }> {

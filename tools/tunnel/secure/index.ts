@@ -8,6 +8,8 @@ export {
   describeProtection,
   peerIdentity,
   peerFingerprint,
+  revokedSerials,
+  peerRevoked,
   peerOf,
   tlsKeyDeriver,
   tlsFailure,

@@ -28,6 +28,7 @@ import {
   peerFingerprint,
   peerIdentity,
   peerOf,
+  peerRevoked,
   randomKeyId,
   reportTlsError,
   serverTlsOptions,
@@ -100,6 +101,8 @@ function sendSealed(sealer: DatagramSealer, plaintexts: Buffer[][], out: (ds: Bu
 export class SealedUdpServer {
   private server: tls.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
+  /** Verified control connections, for a CRL reload to cut the revoked ones. */
+  private readonly secured = new Set<tls.TLSSocket>();
   private readonly keyed = new Map<number, KeyedPeer>();
 
   constructor(
@@ -135,9 +138,11 @@ export class SealedUdpServer {
         link: undefined,
       };
       this.keyed.set(keyId, peer);
+      this.secured.add(socket);
       // Nothing but the key record flows on this connection; what the client sends is ignored.
       socket.on('data', () => {});
       socket.on('close', () => {
+        this.secured.delete(socket);
         this.keyed.delete(keyId);
         const link = peer.link;
         peer.link = undefined;
@@ -184,6 +189,23 @@ export class SealedUdpServer {
       link.follow(address, port);
     }
     return { link, plain };
+  }
+
+  /**
+   * New TLS material (a reloaded CRL) for new connections; live sessions whose
+   * certificate is in `revoked` lose their keys (their control connection closes).
+   * Returns how many were cut.
+   */
+  reload(material: TlsMaterial, revoked: Set<string>): number {
+    this.server?.setSecureContext(serverTlsOptions(material, this.gate.timeoutMs));
+    let cut = 0;
+    for (const s of this.secured) {
+      if (peerRevoked(s, revoked)) {
+        s.destroy();
+        cut++;
+      }
+    }
+    return cut;
   }
 
   /** Key ids in use (sessions with a live TLS control connection). */
