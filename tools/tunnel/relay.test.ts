@@ -6,16 +6,19 @@
  * to their creator, separate mode forwards a session only toward its destination.
  */
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { initCa, issueClient, issueServer, revoke } from '../certs/index.js';
 import { createMemoryLogger } from '../common/index.js';
 import { TunnelClient } from './client.js';
 import { createMemoryDevicePair, type MemoryDevice } from './device.js';
 import { NetConfig, type CommandRunner } from './netconfig.js';
 import { decodeDatagram, echoOfSession, encode, ErrorCode, HEADER_SIZE, MessageType, TunnelMode, type ErrorMessage, type Message } from './protocol.js';
+import { loadTlsMaterial } from './secure/index.js';
 import { stableMac, TunnelServer, type ServerOptions } from './server.js';
+import { connectClientLink } from './transport.js';
 
 interface Recorder {
   net: NetConfig;
@@ -312,5 +315,62 @@ describe('start-up line of a plain server', () => {
     );
     const local = await startServer();
     expect(local.log.lines.some((l) => l.event === 'plain-mode-exposed')).toBe(false);
+  });
+});
+
+describe('with --tls: resume bound to the certificate, CRL reloaded', () => {
+  let pki = '';
+  const material = (name: string) => loadTlsMaterial({ ca: join(pki, 'ca.crt'), cert: join(pki, `${name}.crt`), key: join(pki, `${name}.key`), crl: name === 'server' ? join(pki, 'ca.crl') : undefined });
+
+  beforeAll(async () => {
+    pki = mkdtempSync(join(tmpdir(), 'ctun-relay-pki-'));
+    await initCa({ out: pki });
+    await issueServer({ out: pki, names: ['127.0.0.1'] });
+    for (const name of ['alice', 'bob']) await issueClient({ out: pki, name });
+    await revoke({ out: pki }); // an empty CRL to start with
+  });
+  afterAll(() => rmSync(pki, { recursive: true, force: true }));
+
+  function tlsClient(port: number, name: string, transport: 'udp' | 'tcp') {
+    const log = createMemoryLogger();
+    const client = new TunnelClient({ host: '127.0.0.1', port, transport, tls: material(name), logger: log, openDevice: () => createMemoryDevicePair()[0], checkTap: false, net: recordingNet().net, keepaliveMs: 200, deadAfterMs: 1000, backoff: { initialMs: 50, maxMs: 200 } });
+    stops.push(() => client.stop());
+    return { client, log };
+  }
+
+  for (const transport of ['tcp', 'udp'] as const) {
+    it(`${transport}: a hello with another client's session id from another certificate is refused; the owner stays`, async () => {
+      const s = await startServer({ transport, tls: material('server') });
+      const alice = tlsClient(s.port, 'alice', transport);
+      await alice.client.start();
+      await alice.client.waitConnected(5000);
+      const sid = (alice.client as unknown as { sessionId: Buffer }).sessionId;
+      const token = (alice.client as unknown as { resumeToken: Buffer }).resumeToken;
+      const heard: Message[] = [];
+      const bob = await connectClientLink({ host: '127.0.0.1', port: s.port, transport, tls: material('bob'), handlers: { message: (m) => heard.push(m), invalid: () => {}, closed: () => {} } });
+      stops.push(() => bob.close());
+      bob.send(hello({ sessionId: sid, token }));
+      await until(() => heard.length > 0);
+      expect(heard[0]).toMatchObject({ type: MessageType.Error, code: ErrorCode.ResumeRefused, reason: 'session belongs to another certificate' });
+      expect(s.server.stats().security.resumeRefused).toBe(1);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(alice.client.connected).toBe(true);
+      expect(s.log.lines.some((l) => l.event === 'client-resumed')).toBe(false);
+    });
+  }
+
+  it('SIGHUP\'s reload: a client revoked meanwhile is cut and refused, without a restart; the others stay', async () => {
+    const s = await startServer({ transport: 'udp', tls: material('server') });
+    const alice = tlsClient(s.port, 'alice', 'udp');
+    const bob = tlsClient(s.port, 'bob', 'udp');
+    await alice.client.start();
+    await bob.client.start();
+    await alice.client.waitConnected(5000);
+    await bob.client.waitConnected(5000);
+    await revoke({ out: pki, certs: [join(pki, 'bob.crt')] });
+    expect(await s.server.reloadTls()).toEqual({ revoked: 1, cut: 1 });
+    expect(await bob.client.done).toMatchObject({ exitCode: 5, message: expect.stringContaining('revoked') });
+    expect(s.server.stats().security.refused).toBeGreaterThanOrEqual(1);
+    expect(alice.client.connected).toBe(true);
   });
 });
