@@ -605,6 +605,8 @@ export class TunnelServer {
     const session = this.byLink.get(link);
     this.byLink.delete(link);
     if (session === undefined || session.link !== link) return;
+    // A session that never confirmed its hello has nobody to keep a grace period for.
+    if (!session.confirmed) return this.endSession(session, 'link closed before the hello was confirmed');
     session.detach(this.o.now());
     this.log.info('client-detached', { peer: link.id, session: session.id.slice(0, 8), graceMs: this.o.graceMs });
   }
