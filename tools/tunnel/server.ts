@@ -475,6 +475,8 @@ export class TunnelServer {
         if (this.stopped) return this.releaseDestination(hello.destination);
       }
       session = new Session(id, link, hello.destination, now, { source: link.source, identityKey: link.identityKey, version: hello.version });
+      // Only a plain UDP hello can come from a spoofed address; TCP's handshake and TLS prove theirs.
+      session.confirmed = budget === undefined;
       this.sessions.set(id, session);
       this.perSource.set(link.source, (this.perSource.get(link.source) ?? 0) + 1);
       this.sw.addPort(session);
