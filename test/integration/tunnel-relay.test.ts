@@ -73,7 +73,7 @@ async function separateLab(serverArgs: string[] = []) {
 describe.skipIf(skip)('no open relay, no reflector (separate mode, plain UDP)', () => {
   it('a client reaches its --dest and nothing else, even a host another client was admitted for', async () => {
     const { pc, evil, gw, tgt, other, server } = await separateLab(['--allow-dest', '172.31.0.0/16']);
-    expect(server.output).toMatch(/WARN  plain-mode-exposed .*anyone who reaches UDP port 1723 can, without credentials, reach, through this server's NAT, any host in 172\.31\.0\.0\/16/);
+    await server.waitFor(/WARN  plain-mode-exposed .*anyone who reaches UDP port 1723 can, without credentials, reach, through this server's NAT, any host in 172\.31\.0\.0\/16/, 5000);
     const client = scope.track(pc.spawnCtun(['client', '10.77.0.2', '--dest', '172.31.9.2']));
     await client.waitFor(/route-added dest=172\.31\.9\.2/, 15_000);
     const tgtPort = await serve(tgt, 'tcp-server');
@@ -100,7 +100,8 @@ describe.skipIf(skip)('no open relay, no reflector (separate mode, plain UDP)', 
     await server.waitFor(/frame-dropped .*reason="?172\.31\.8\.2 is not this session's destination 172\.31\.9\.2/, 5000);
 
     // Outside --allow-dest: refused before anything is looked up.
-    const refused = await evil.ctun(['client', '10.77.1.2', '--tap', 'dstap0', '--dest', '10.77.0.1'], { reject: false, timeout: 20_000 });
+    await evil.ctun(['configure', '--tap', 'dstap1', '192.168.100.201', '--non-interactive']);
+    const refused = await evil.ctun(['client', '10.77.1.2', '--tap', 'dstap1', '--dest', '10.77.0.1'], { reject: false, timeout: 20_000 });
     expect(refused.exitCode).toBe(5);
     expect(refused.stderr).toContain('destination 10.77.0.1 is not admitted by this server (--allow-dest 172.31.0.0/16)');
 
@@ -165,6 +166,14 @@ async function localLab(serverArgs: string[] = []) {
   return { sim, pc1, pc2, evil, server };
 }
 
+/** Gives the TAP in `ns` another host's MAC and address (what an impostor does). */
+async function readdress(ns: Netns, mac: string, cidr: string): Promise<void> {
+  await ns.ip('link', 'set', 'dev', 'dstap0', 'address', mac);
+  await ns.ip('addr', 'flush', 'dev', 'dstap0');
+  await ns.ip('addr', 'add', cidr, 'dev', 'dstap0');
+  expect(await ns.ip('-br', 'addr', 'show', 'dev', 'dstap0')).toContain(cidr);
+}
+
 async function macOf(ns: Netns): Promise<string> {
   return (JSON.parse(await ns.ip('-j', 'link', 'show', 'dev', 'dstap0')) as Array<{ address: string }>)[0]!.address;
 }
@@ -178,9 +187,7 @@ describe.skipIf(skip)('L2 isolation (local mode)', () => {
     expect(await pc2.pingUntilReply('192.168.100.1')).toBe(true);
 
     // evil takes the server's MAC and address, then speaks (ARP, ping) to claim it.
-    await evil.ip('link', 'set', 'dev', 'dstap0', 'address', '02:c7:c0:a8:64:01');
-    await evil.ip('addr', 'replace', '192.168.100.1/24', 'dev', 'dstap0');
-    await evil.ip('addr', 'del', '192.168.100.103/24', 'dev', 'dstap0');
+    await readdress(evil, '02:c7:c0:a8:64:01', '192.168.100.1/24');
     const thief = scope.track(evil.spawnCtun(['client', '10.76.2.2']));
     await thief.waitFor(/client-connected/, 15_000);
     await evil.ping('192.168.100.101', 2);
@@ -193,9 +200,7 @@ describe.skipIf(skip)('L2 isolation (local mode)', () => {
     await thief.stop();
 
     // Now evil takes pc2's MAC and address; pc2 is connected and was heard recently.
-    await evil.ip('link', 'set', 'dev', 'dstap0', 'address', pc2Mac);
-    await evil.ip('addr', 'replace', '192.168.100.102/24', 'dev', 'dstap0');
-    await evil.ip('addr', 'del', '192.168.100.1/24', 'dev', 'dstap0');
+    await readdress(evil, pc2Mac, '192.168.100.102/24');
     const thief2 = scope.track(evil.spawnCtun(['client', '10.76.2.2']));
     await thief2.waitFor(/client-connected/, 15_000);
     await evil.probe('udp-broadcast', '192.168.100.255', '9', 'claim', '3');
