@@ -139,12 +139,14 @@ describe.skipIf(skip)('no open relay, no reflector (separate mode, plain UDP)', 
     const s = await statsOf(server);
     console.log(
       `spoof flood: ${flood.sent} datagrams (${flood.sentBytes} B) from ${flood.sockets} source ports in ${flood.seconds} s -> ${flood.replies} replies (${flood.replyBytes} B, ratio ${(flood.replyBytes / flood.sentBytes).toFixed(4)}); ` +
-        `server RSS ${rss0.toFixed(1)} -> ${rss1.toFixed(1)} MiB; sessions ${s.sessions}; suppressed replies ${s['security.repliesSuppressed']}, refused hellos ${s['security.hellosRefused']}`,
+        `server RSS ${rss0.toFixed(1)} -> ${rss1.toFixed(1)} MiB; sessions ${s.sessions}, peers kept ${s.peers}; suppressed replies ${s['security.repliesSuppressed']}, refused hellos ${s['security.hellosRefused']}`,
     );
     expect(flood.replyBytes / flood.sentBytes).toBeLessThanOrEqual(1);
     expect(rss1 - rss0).toBeLessThan(40);
     // The good client plus at most the per-source cap of the attacker's address.
     expect(s.sessions).toBeLessThanOrEqual(1 + 16);
+    // Only admitted peers are kept: the 256 source ports left nothing behind.
+    expect(s.peers!).toBeLessThanOrEqual(s.sessions!);
     expect(client.output).not.toMatch(/link-lost|reconnect/);
     expect(await pc.ping('172.31.9.2')).toBe(true);
   });

@@ -89,6 +89,7 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
     const { sealDrops, ...security } = s.security;
     log.info(event, {
       sessions: s.sessions,
+      peers: s.peers,
       macs: s.macs,
       ...statsFields('clients.', s.clients),
       ...statsFields('tap.', s.tap),

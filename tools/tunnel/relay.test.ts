@@ -167,6 +167,20 @@ describe('no reflection, no amplification (plain UDP)', () => {
     expect(evil.got.length).toBeLessThanOrEqual(11);
     expect(server.stats().security.repliesSuppressed + server.stats().security.hellosRefused).toBeGreaterThanOrEqual(89);
   });
+
+  it('keeps nothing for a stranger: 600 pings, data and garbage from 30 ports leave no peer and no session', async () => {
+    const { port, server } = await startServer();
+    const strangers = await Promise.all(Array.from({ length: 30 }, () => stranger()));
+    for (let i = 0; i < 600; i++) {
+      const d = [encode({ type: MessageType.Ping, nonce: BigInt(i) }), encode({ type: MessageType.Data, frame: Buffer.alloc(60, i) }), Buffer.alloc(33, i)][i % 3]!;
+      await strangers[i % 30]!.ask(d, port, 0);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(server.stats()).toMatchObject({ peers: 0, sessions: 0 });
+    const good = await startClient(port);
+    expect(good.client.connected).toBe(true);
+    expect(server.stats()).toMatchObject({ peers: 1, sessions: 1 });
+  });
 });
 
 describe('state before authentication', () => {

@@ -682,7 +682,7 @@ export class TunnelServer {
   }
 
   /** Statistics of every session so far plus the TAP, for SIGUSR1 and exit. */
-  stats(): { clients: TunnelStats; tap: TunnelStats; sessions: number; macs: number; security: SecurityStats; switch: { spoofed: number; isolated: number } } {
+  stats(): { clients: TunnelStats; tap: TunnelStats; sessions: number; peers: number; macs: number; security: SecurityStats; switch: { spoofed: number; isolated: number } } {
     const clients = createStats();
     addStats(clients, this.ended);
     for (const s of this.sessions.values()) addStats(clients, s.stats);
@@ -691,6 +691,7 @@ export class TunnelServer {
       clients,
       tap: { ...this.tapStats },
       sessions: this.sessions.size,
+      peers: this.transport?.keptPeers?.() ?? this.byLink.size,
       macs: this.sw.size,
       security: { ...this.security, sealDrops: { ...this.security.sealDrops } },
       switch: { spoofed: this.sw.counters.spoofed, isolated: this.sw.counters.isolated },

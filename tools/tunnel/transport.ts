@@ -88,6 +88,8 @@ export interface ServerTransport {
   reloadTls?(material: TlsMaterial, revoked: Set<string>): number;
   /** Datagrams dropped as garbage below JavaScript (the native UDP path), for the statistics. */
   filteredDatagrams?(): number;
+  /** Plain UDP: peers the transport keeps (only those a valid hello admitted). */
+  keptPeers?(): number;
   listen(): Promise<{ address: string; port: number }>;
   close(): Promise<void>;
 }
@@ -158,6 +160,8 @@ export class UdpServerTransport implements ServerTransport {
   private socket: dgram.Socket | undefined;
   private batched: BatchUdpSocket | undefined;
   private readonly links = new Map<string, UdpPeerLink>();
+  /** The batch socket's peers, keyed by ip * 65536 + port: no string per datagram. */
+  private readonly batchedLinks = new Map<number, BatchUdpPeerLink>();
   /** With --tls: the TLS control listener on the same TCP port, and the sessions' keys. */
   private readonly sealed: SealedUdpServer | undefined;
 
@@ -167,6 +171,10 @@ export class UdpServerTransport implements ServerTransport {
 
   filteredDatagrams(): number {
     return this.batched?.filtered ?? 0;
+  }
+
+  keptPeers(): number {
+    return this.links.size + this.batchedLinks.size;
   }
 
   reloadTls(material: TlsMaterial, revoked: Set<string>): number {
@@ -243,8 +251,7 @@ export class UdpServerTransport implements ServerTransport {
       throw listenError(e, host, port, 'udp');
     }
     this.batched = socket;
-    // Keyed by ip * 65536 + port: no string per datagram.
-    const links = new Map<number, BatchUdpPeerLink>();
+    const links = this.batchedLinks;
     const out: DatagramOut = (datagrams, address, peerPort) => socket.sendDatagrams(datagrams, ipToInt(address), peerPort);
     socket.onDatagrams((received, ip, peerPort) => {
       let datagram = received;
