@@ -139,6 +139,8 @@ describe('no reflection, no amplification (plain UDP)', () => {
       'v2 hello with --dest, unpadded': { send: hello({ dest: '10.1.2.3', padded: false, sessionId: Buffer.alloc(16, 2) }), code: ErrorCode.ModeMismatch },
       'three pings from a stranger in one datagram': { send: pings, code: ErrorCode.NoSession },
       'data from a stranger': { send: encode({ type: MessageType.Data, frame: Buffer.alloc(14, 0xff) }), code: ErrorCode.NoSession },
+      // Room for three whole answers, still one reply.
+      'three frames from a stranger in one datagram': { send: Buffer.concat([1, 2, 3].map((i) => encode({ type: MessageType.Data, frame: Buffer.alloc(100, i) }))), code: ErrorCode.NoSession },
       'valid v1 hello': { send: hello({ version: 1, sessionId: Buffer.alloc(16, 3) }), type: MessageType.Welcome },
       'valid v2 hello, unpadded': { send: hello({ padded: false, sessionId: Buffer.alloc(16, 4) }), type: MessageType.Welcome },
     };

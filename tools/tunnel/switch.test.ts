@@ -67,12 +67,14 @@ describe('learning switch', () => {
   });
 
   it('never moves a pinned MAC (the server TAP\'s): a frame claiming it is dropped and counted', () => {
-    const sw = new LearningSwitch();
+    let now = 0;
+    const sw = new LearningSwitch({ now: () => now });
     const tap = { ...port('tap'), uplink: true };
     const [a, b] = [port('a'), port('b')];
     [tap, a, b].forEach((p) => sw.addPort(p));
     const SERVER = '02:c7:c0:a8:64:01';
     sw.pin(SERVER, tap);
+    now = 3_600_000; // long past the ageing time: a pinned entry does not age
     // b claims the server's MAC as its source...
     expect(sw.forward(ethernet(BROADCAST, SERVER), b)).toBe(false);
     expect(sw.counters.spoofed).toBe(1);
