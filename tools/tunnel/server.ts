@@ -336,19 +336,30 @@ export class TunnelServer {
   }
 
   /**
-   * Sends a reply. On plain UDP (`budget` set) at most one reply per datagram and never
-   * more bytes than it had; replies to strangers are rate-limited per source and
-   * overall, replies to a session (pongs) per session.
+   * Sends a reply. On plain UDP (`budget` set) replies to strangers are rate-limited
+   * per source and overall, replies to a session (pongs) per session; then sendWithin.
    */
-  private reply(link: PeerLink, message: Message | Buffer, budget: ReplyBudget | undefined, now: number): boolean {
-    if (budget === undefined) return link.send(Buffer.isBuffer(message) ? message : encode(message));
-    let bytes: Buffer | undefined;
-    if (Buffer.isBuffer(message)) bytes = message;
-    else if (message.type === MessageType.Error) bytes = encodeErrorWithin(message, budget.bytes);
-    else bytes = encode(message);
-    const session = this.byLink.get(link);
-    const allowed = session === undefined ? this.strangers.allow(link.source, now) : this.sessionBucket(session, now).take(now);
-    if (bytes === undefined || budget.replies < 1 || bytes.length > budget.bytes || !allowed) {
+  private reply(link: PeerLink, message: Message, budget: ReplyBudget | undefined, now: number): boolean {
+    if (budget !== undefined) {
+      const session = this.byLink.get(link);
+      const allowed = session === undefined ? this.strangers.allow(link.source, now) : this.sessionBucket(session, now).take(now);
+      if (!allowed) {
+        this.security.repliesSuppressed++;
+        return false;
+      }
+    }
+    return this.sendWithin(link, message, budget);
+  }
+
+  /**
+   * Sends within a datagram's budget (plain UDP): at most one reply per datagram and
+   * never more bytes than it had (an Error's reason is cut to fit). Unbounded on TCP
+   * and for sealed datagrams (authenticated peers).
+   */
+  private sendWithin(link: PeerLink, message: Message, budget: ReplyBudget | undefined): boolean {
+    if (budget === undefined) return link.send(encode(message));
+    const bytes = message.type === MessageType.Error ? encodeErrorWithin(message, budget.bytes) : encode(message);
+    if (bytes === undefined || budget.replies < 1 || bytes.length > budget.bytes) {
       this.security.repliesSuppressed++;
       return false;
     }
@@ -425,16 +436,8 @@ export class TunnelServer {
       if (code === ErrorCode.ResumeRefused) this.security.resumeRefused++;
       else this.security.hellosRefused++;
       this.logLimited('warn', 'client-rejected', { peer: link.id, code: ErrorCode[code], reason });
-      // Budget already spent by the rate check above: the stranger's allowance covers this one reply.
-      const error: ErrorMessage = { type: MessageType.Error, code, reason, echo };
-      if (budget === undefined) link.send(encode(error));
-      else {
-        const bytes = encodeErrorWithin(error, budget.bytes);
-        if (bytes !== undefined && budget.replies > 0) {
-          budget.replies--;
-          link.send(bytes);
-        } else this.security.repliesSuppressed++;
-      }
+      // The rate check at the top already counted this hello: its one reply needs no second token.
+      this.sendWithin(link, { type: MessageType.Error, code, reason, echo } satisfies ErrorMessage, budget);
       if (link.transport === 'tcp') link.close();
     };
     const id = hello.sessionId.toString('hex');
@@ -495,14 +498,7 @@ export class TunnelServer {
       flags: hello.flags & FEATURES_NONE,
       resumeToken: session.resumeToken,
     };
-    if (budget === undefined) link.send(encode(welcome));
-    else {
-      const bytes = encode(welcome);
-      if (budget.replies > 0 && bytes.length <= budget.bytes) {
-        budget.replies--;
-        link.send(bytes);
-      } else this.security.repliesSuppressed++;
-    }
+    this.sendWithin(link, welcome, budget);
     this.logLimited('info', resumed ? 'client-resumed' : 'client-connected', {
       peer: link.id,
       ...(link.identity === undefined ? {} : { identity: link.identity }),
