@@ -189,7 +189,9 @@ export class TunnelClient {
           },
           invalid: (e) => {
             this.stats.dropsInvalid++;
-            this.log.warn('invalid-message', { reason: e.message });
+            // Anyone can send us garbage on plain UDP: a flood of it is a few lines and a count.
+            const pass = this.logLimit.pass('invalid-message', Date.now());
+            if (pass !== undefined) this.log.warn('invalid-message', { reason: e.message, ...pass });
           },
           closed: (reason, refusal) => {
             if (refusal !== undefined) return this.refused(refusal);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initCa, issueClient, issueServer, revoke } from '../certs/index.js';
 import { createMemoryLogger } from '../common/index.js';
-import { TunnelClient } from './client.js';
+import { TunnelClient, versionHint } from './client.js';
 import { createMemoryDevicePair, type MemoryDevice } from './device.js';
 import { NetConfig, type CommandRunner } from './netconfig.js';
 import { decodeDatagram, echoOfSession, encode, ErrorCode, HEADER_SIZE, MessageType, TunnelMode, type ErrorMessage, type Message } from './protocol.js';
@@ -388,5 +388,29 @@ describe('with --tls: resume bound to the certificate, CRL reloaded', () => {
     expect(await bob.client.done).toMatchObject({ exitCode: 5, message: expect.stringContaining('revoked') });
     expect(s.server.stats().security.refused).toBeGreaterThanOrEqual(1);
     expect(alice.client.connected).toBe(true);
+  });
+});
+
+describe('version mismatch', () => {
+  it('tells which side to upgrade, from what a v1 or a v2 server says', () => {
+    expect(versionHint('protocol version 2 is not supported; this server speaks version 1')).toBe('upgrade the server: it speaks protocol version 1 at most, this client 2');
+    expect(versionHint('v3 unsupported, server speaks v3-4: upgrade the client')).toBe('upgrade the client: the server speaks protocol version 3-4, this client 2');
+  });
+
+  it('a plain UDP client facing a v1 server (un-echoed VersionMismatch) says so and keeps trying, never stops for good', async () => {
+    const v1 = dgram.createSocket('udp4');
+    await new Promise<void>((r) => v1.bind(0, '127.0.0.1', r));
+    stops.push(() => new Promise<void>((r) => v1.close(() => r())));
+    v1.on('message', (_d, from) => v1.send(encode({ type: MessageType.Error, code: ErrorCode.VersionMismatch, reason: 'protocol version 2 is not supported; this server speaks version 1' }), from.port, from.address));
+    const log = createMemoryLogger();
+    const client = new TunnelClient({ host: '127.0.0.1', port: v1.address().port, logger: log, openDevice: () => createMemoryDevicePair()[0], checkTap: false, net: recordingNet().net, backoff: { initialMs: 20, maxMs: 50 } });
+    await client.start();
+    stops.push(() => client.stop());
+    await until(() => log.lines.filter((l) => l.event === 'version-mismatch').length >= 2);
+    expect(log.lines.find((l) => l.event === 'version-mismatch')?.fields.hint).toBe('upgrade the server: it speaks protocol version 1 at most, this client 2');
+    let stopped = false;
+    void client.done.then(() => (stopped = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(stopped).toBe(false);
   });
 });
