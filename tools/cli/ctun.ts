@@ -46,7 +46,7 @@ function withTls<T>(y: Argv<T>, role: 'server' | 'client') {
     .option('ca', { type: 'string', describe: 'With --tls: CA certificate (PEM) the peer\'s certificate must come from' })
     .option('cert', { type: 'string', describe: `With --tls: this ${role}'s certificate (PEM)` })
     .option('key', { type: 'string', describe: `With --tls: this ${role}'s private key (PEM, keep it 0600)` })
-    .option('crl', { type: 'string', describe: 'With --tls: CRL of the CA (ctun certs revoke); revoked certificates are refused' });
+    .option('crl', { type: 'string', describe: 'With --tls: CRL of the CA (ctun certs revoke); revoked certificates are refused (a server reloads it on SIGHUP)' });
 }
 
 function tlsOf(argv: Record<string, any>): TlsMaterial | undefined {
