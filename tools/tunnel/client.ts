@@ -305,6 +305,9 @@ export class TunnelClient {
     this.lastHeard = Date.now();
     clearInterval(this.keepaliveTimer);
     this.keepaliveTimer = setInterval(() => this.keepalive(), this.keepaliveMs);
+    // A first ping at once confirms the session: a plain-UDP server full of spoofed,
+    // never-confirmed hellos makes room by dropping those, and ours is then not one.
+    this.link?.send(encode({ type: MessageType.Ping, nonce: ++this.nonce }));
     this.welcomed?.resolve(w);
   }
 
