@@ -48,7 +48,7 @@ function withTls<T>(y: Argv<T>, role: 'server' | 'client') {
     .option('ca', { type: 'string', describe: 'With --tls: CA certificate (PEM) the peer\'s certificate must come from' })
     .option('cert', { type: 'string', describe: `With --tls: this ${role}'s certificate (PEM)` })
     .option('key', { type: 'string', describe: `With --tls: this ${role}'s private key (PEM, keep it 0600)` })
-    .option('crl', { type: 'string', describe: 'With --tls: CRL of the CA (ctun certs revoke); revoked certificates are refused' });
+    .option('crl', { type: 'string', describe: 'With --tls: CRL of the CA (ctun certs revoke); revoked certificates are refused (a server reloads it on SIGHUP)' });
 }
 
 function tlsOf(argv: Record<string, any>): TlsMaterial | undefined {
@@ -79,6 +79,9 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
     mtu: argv.mtu,
     graceMs: argv['grace-ms'],
     helloTimeoutMs: argv['hello-timeout-ms'],
+    allowDest: (argv['allow-dest'] as string[]).flatMap((c) => c.split(',')).filter((c) => c !== ''),
+    isolateClients: argv['isolate-clients'],
+    maxSessionsPerSource: argv['max-sessions-per-source'],
     tls: tlsOf(argv),
     logger: log,
     openDevice: (name) => new TapDevice(name, { role: 'create' }),
@@ -86,9 +89,20 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
   const printStats = (event: string): void => {
     const s = server.stats();
     const { sealDrops, ...security } = s.security;
-    log.info(event, { sessions: s.sessions, macs: s.macs, ...statsFields('clients.', s.clients), ...statsFields('tap.', s.tap), ...statsFields('security.', security), ...statsFields('sealDrops.', sealDrops) });
+    log.info(event, {
+      sessions: s.sessions,
+      peers: s.peers,
+      macs: s.macs,
+      ...statsFields('clients.', s.clients),
+      ...statsFields('tap.', s.tap),
+      ...statsFields('security.', security),
+      ...statsFields('sealDrops.', sealDrops),
+      ...statsFields('switch.', s.switch),
+    });
   };
   process.on('SIGUSR1', () => printStats('stats'));
+  // SIGHUP reloads the TLS files: a new CRL refuses revoked clients without a restart.
+  process.on('SIGHUP', () => void server.reloadTls());
   const stop = onceSignal(['SIGTERM', 'SIGINT']);
   await server.start();
   const signal = await stop;
@@ -178,7 +192,7 @@ async function runCerts(argv: Record<string, any>): Promise<number> {
     case 'revoke': {
       if (argv.cert.length === 0 && argv.serial.length === 0) throw usageError('ctun certs revoke needs --cert FILE or --serial HEX');
       const r = await revoke({ ...common, certs: argv.cert, serials: argv.serial });
-      print([`ctun certs: ${r.revoked.length} revoked serial(s) in ${r.crl}`, `  start the server with --crl ${r.crl} (restart it to load a new CRL)`]);
+      print([`ctun certs: ${r.revoked.length} revoked serial(s) in ${r.crl}`, `  start the server with --crl ${r.crl} (a running server loads a new CRL on SIGHUP)`]);
       break;
     }
   }
@@ -236,8 +250,12 @@ export async function main(args: string[]): Promise<void> {
           .option('mtu', { type: 'number', default: 1400, describe: 'MTU of the TAP' })
           .option('grace-ms', { type: 'number', default: 30_000, describe: 'How long a disconnected client\'s session is kept for a resume' })
           .option('hello-timeout-ms', { type: 'number', default: 5000, describe: 'A TCP connection that has not said hello (or finished TLS) by then is closed' })
-          .group(['tls', 'ca', 'cert', 'key', 'crl'], 'Security:')
-          .example('$0 server --tls --ca ca.crt --cert server.crt --key server.key', 'mutual TLS; clients need a certificate from ca.crt'),
+          .option('allow-dest', { type: 'array', string: true, default: [] as string[], describe: 'Separate mode: a CIDR clients may name with --dest (repeatable); default: any host the server routes to' })
+          .option('isolate-clients', { type: 'boolean', default: false, describe: 'Clients reach the server side but not each other' })
+          .option('max-sessions-per-source', { type: 'number', default: 16, describe: 'Most sessions created from one IP address' })
+          .group(['tls', 'ca', 'cert', 'key', 'crl', 'allow-dest', 'isolate-clients', 'max-sessions-per-source'], 'Security:')
+          .example('$0 server --tls --ca ca.crt --cert server.crt --key server.key', 'mutual TLS; clients need a certificate from ca.crt')
+          .example('$0 server --mode separate --allow-dest 172.17.0.0/16', 'clients may reach only hosts in 172.17.0.0/16, each only the one it names'),
       (argv) => runCommandBody(PROGRAM, argv.verbose, () => runServer(argv, cliLogger(argv))),
     )
     .command(

@@ -10,7 +10,8 @@ import { Backoff, type BackoffOptions } from './backoff.js';
 import { TickBatch } from './batch.js';
 import type { FrameDevice } from './device.js';
 import { NetConfig } from './netconfig.js';
-import { describeError, encode, ErrorCode, MessageType, PROTOCOL_VERSION, TunnelMode, type Message, type Welcome } from './protocol.js';
+import { LogLimiter } from './limits.js';
+import { describeError, echoOfSession, encode, ErrorCode, FEATURES_NONE, MessageType, PROTOCOL_VERSION, TunnelMode, type ErrorMessage, type Message, type Welcome } from './protocol.js';
 import { newSessionId } from './server.js';
 import { createStats, type TunnelStats } from './stats.js';
 import { connectClientLink, type ClientLink, type TransportKind } from './transport.js';
@@ -46,7 +47,12 @@ type State = 'idle' | 'connecting' | 'connected' | 'stopped';
 
 export class TunnelClient {
   private readonly net: NetConfig;
-  private readonly sessionId = newSessionId();
+  private sessionId = newSessionId();
+  /** From the v2 welcome that created our session; presented on every resume. */
+  private resumeToken: Buffer | undefined;
+  private readonly logLimit = new LogLimiter(5, 5000);
+  /** Errors ignored because they did not echo our session (spoofed, or a v1 server's). */
+  unverifiedErrors = 0;
   private readonly backoff: Backoff;
   /** Frames from the server, written to the TAP once per received batch. */
   private readonly toTap = new TickBatch((frames) => {
@@ -183,7 +189,9 @@ export class TunnelClient {
           },
           invalid: (e) => {
             this.stats.dropsInvalid++;
-            this.log.warn('invalid-message', { reason: e.message });
+            // Anyone can send us garbage on plain UDP: a flood of it is a few lines and a count.
+            const pass = this.logLimit.pass('invalid-message', Date.now());
+            if (pass !== undefined) this.log.warn('invalid-message', { reason: e.message, ...pass });
           },
           closed: (reason, refusal) => {
             if (refusal !== undefined) return this.refused(refusal);
@@ -225,10 +233,11 @@ export class TunnelClient {
         type: MessageType.Hello,
         version: PROTOCOL_VERSION,
         mode: this.o.dest === undefined ? TunnelMode.Local : TunnelMode.Separate,
-        flags: 0,
+        flags: FEATURES_NONE,
         mtu: 1400,
         sessionId: this.sessionId,
         destination: this.o.dest,
+        resumeToken: this.resumeToken,
       }),
     );
   }
@@ -238,7 +247,10 @@ export class TunnelClient {
     this.lastHeard = Date.now();
     switch (m.type) {
       case MessageType.Welcome:
+        // A welcome for another session is not ours (a spoofer's, or a stale one).
+        if (!m.sessionId.equals(this.sessionId)) return;
         if (this.link?.identity !== undefined) this.serverIdentity = this.link.identity;
+        if (m.resumeToken !== undefined) this.resumeToken = m.resumeToken;
         void this.onWelcome(m);
         return;
       case MessageType.Data: {
@@ -256,7 +268,7 @@ export class TunnelClient {
         this.linkLost(`server said bye: ${m.reason}`);
         return;
       case MessageType.Error:
-        this.onServerError(m.code, m.reason);
+        this.onServerError(m);
         return;
       default:
         return;
@@ -293,11 +305,49 @@ export class TunnelClient {
     this.lastHeard = Date.now();
     clearInterval(this.keepaliveTimer);
     this.keepaliveTimer = setInterval(() => this.keepalive(), this.keepaliveMs);
+    // A first ping at once confirms the session: a plain-UDP server full of spoofed,
+    // never-confirmed hellos makes room by dropping those, and ours is then not one.
+    this.link?.send(encode({ type: MessageType.Ping, nonce: ++this.nonce }));
     this.welcomed?.resolve(w);
   }
 
-  private onServerError(code: ErrorCode, reason: string): void {
+  /**
+   * Plain UDP has no authentication: anyone can send us an Error from the server's
+   * address. A v2 server echoes our session id in every error that answers a hello, so
+   * only those may stop or send back this client; others are counted and, for a
+   * version mismatch (a v1 server cannot echo), retried with back-off, never fatal.
+   */
+  private unverified(m: ErrorMessage): boolean {
+    if (this.link?.transport !== 'udp' || this.o.tls !== undefined || m.code === ErrorCode.NoSession) return false;
+    return m.echo === undefined || !m.echo.equals(echoOfSession(this.sessionId));
+  }
+
+  private onServerError(m: ErrorMessage): void {
+    const { code, reason } = m;
+    if (this.unverified(m)) {
+      this.unverifiedErrors++;
+      const pass = this.logLimit.pass('error-unverified', Date.now());
+      if (code === ErrorCode.VersionMismatch && this.state === 'connecting') {
+        if (pass !== undefined) this.log.error('version-mismatch', { reason, hint: versionHint(reason), ...pass });
+        this.linkLost(`version mismatch: ${reason}`);
+        return;
+      }
+      if (pass !== undefined) this.log.warn('error-ignored', { code: describeError(code), reason, why: 'it does not echo this session (spoofed, or not an answer to our hello)', ...pass });
+      return;
+    }
     switch (code) {
+      case ErrorCode.ResumeRefused:
+        // Our session id is taken by another peer, or we moved: start a new session.
+        this.log.warn('resume-refused', { reason, action: 'starting a new session' });
+        this.sessionId = newSessionId();
+        this.resumeToken = undefined;
+        if (this.state === 'connected') {
+          this.state = 'connecting';
+          this.lostAt ??= this.heardBefore;
+          this.stats.reconnects++;
+        }
+        this.sendHello();
+        return;
       case ErrorCode.NoSession:
         // The server does not know us (it restarted): say hello again at once.
         if (this.state === 'connected') {
@@ -316,7 +366,7 @@ export class TunnelClient {
         return;
       default: {
         const err = new CtunError('REJECTED', `the server rejected this client (${describeError(code)}): ${reason}`, {
-          hint: code === ErrorCode.VersionMismatch ? 'use the same ctun version on both ends' : code === ErrorCode.ModeMismatch ? 'drop --dest for a local-mode server' : undefined,
+          hint: code === ErrorCode.VersionMismatch ? versionHint(reason) : code === ErrorCode.ModeMismatch ? 'drop --dest for a local-mode server' : undefined,
           exitCode: ExitCode.Rejected,
         });
         this.log.error('client-rejected', { code: describeError(code), reason });
@@ -397,4 +447,17 @@ export class TunnelClient {
     this.device?.close();
     this.resolveDone();
   }
+}
+
+/**
+ * Which side to upgrade, from a VersionMismatch reason: v2 servers say "server speaks
+ * vMIN-MAX", v1 servers "this server speaks version 1".
+ */
+export function versionHint(reason: string): string {
+  const m = /speaks (?:protocol )?(?:version |v)(\d+)(?:-(\d+))?/.exec(reason);
+  if (m === null) return `use ctun versions that share a protocol version (this client speaks ${PROTOCOL_VERSION})`;
+  const max = Number(m[2] ?? m[1]);
+  return max < PROTOCOL_VERSION
+    ? `upgrade the server: it speaks protocol version ${max} at most, this client ${PROTOCOL_VERSION}`
+    : `upgrade the client: the server speaks protocol version ${m[1]}${m[2] === undefined ? '' : `-${m[2]}`}, this client ${PROTOCOL_VERSION}`;
 }

@@ -152,10 +152,10 @@ export class NetConfig {
    * Turns IPv4 forwarding on. In a container /proc/sys is read-only: there it must
    * already have been set as a namespaced sysctl when the container was created.
    */
-  async enableForwarding(): Promise<void> {
+  async enableForwarding(): Promise<boolean> {
     const path = this.forwardingFile;
     const current = (await readFile(path, 'utf8').catch(() => '0')).trim();
-    if (current === '1') return;
+    if (current === '1') return false;
     try {
       await writeFile(path, '1\n');
     } catch (e) {
@@ -165,6 +165,12 @@ export class NetConfig {
         cause: e,
       });
     }
+    return true;
+  }
+
+  /** Turns IPv4 forwarding back off (what enableForwarding changed, undone at exit). */
+  async disableForwarding(): Promise<void> {
+    await writeFile(this.forwardingFile, '0\n').catch(() => {});
   }
 
   /** Adds an iptables rule unless an identical one exists; returns whether it added it. */
@@ -175,7 +181,41 @@ export class NetConfig {
     return true;
   }
 
+  /** Inserts a rule at the top of the chain unless an identical one exists; returns whether it added it. */
+  async insertRule(table: string, chain: string, rule: string[]): Promise<boolean> {
+    const check = await this.run('iptables', ['-w', '-t', table, '-C', chain, ...rule]);
+    if (check.exitCode === 0) return false;
+    await this.must('iptables', ['-w', '-t', table, '-I', chain, '1', ...rule], `adding the ${table}/${chain} rule ${rule.join(' ')}`);
+    return true;
+  }
+
   async deleteRule(table: string, chain: string, rule: string[]): Promise<void> {
     await this.run('iptables', ['-w', '-t', table, '-D', chain, ...rule]);
   }
+
+  /**
+   * Rules of `table` carrying the comment `tag` (what a crashed server left behind), as
+   * chain and arguments ready for deleteRule. None when iptables is missing.
+   */
+  async taggedRules(table: string, tag: string): Promise<Array<{ chain: string; rule: string[] }>> {
+    const r = await this.run('iptables', ['-w', '-t', table, '-S']);
+    if (r.exitCode !== 0) return [];
+    const found: Array<{ chain: string; rule: string[] }> = [];
+    for (const line of r.stdout.split('\n')) {
+      const words = shellWords(line);
+      if (words[0] !== '-A' || words.length < 2) continue;
+      const at = words.indexOf('--comment');
+      if (at < 0 || words[at + 1] !== tag) continue;
+      found.push({ chain: words[1]!, rule: words.slice(2) });
+    }
+    return found;
+  }
+}
+
+/** Splits an `iptables -S` line into words; double quotes group (iptables quotes comments with spaces). */
+export function shellWords(line: string): string[] {
+  const words: string[] = [];
+  const re = /"((?:[^"\\]|\\.)*)"|(\S+)/g;
+  for (let m = re.exec(line); m !== null; m = re.exec(line)) words.push(m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]!);
+  return words;
 }

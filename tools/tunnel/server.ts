@@ -6,18 +6,33 @@
  * - separate mode: the TAP is this host's leg on the tunnel subnet; the kernel
  *   forwards and masquerades toward the target a client names with `--dest`.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { CtunError, ExitCode, type Logger } from '../common/index.js';
 import { parseCidr, inSubnet, type Cidr } from './address.js';
+import { separateModeDrop } from './admission.js';
 import type { FrameDevice } from './device.js';
+import { LogLimiter, SourceLimiter, TokenBucket, TtlCache } from './limits.js';
 import { NetConfig } from './netconfig.js';
-import { encode, ErrorCode, MessageType, PROTOCOL_VERSION, TunnelMode, type Hello, type Message, type ProtocolError } from './protocol.js';
+import {
+  echoOfSession,
+  encode,
+  encodeErrorWithin,
+  ErrorCode,
+  FEATURES_NONE,
+  MessageType,
+  PROTOCOL_VERSION,
+  TunnelMode,
+  type ErrorMessage,
+  type Hello,
+  type Message,
+  type ProtocolError,
+} from './protocol.js';
 import { Session } from './session.js';
 import { TickBatch } from './batch.js';
 import { addStats, createStats, type TunnelStats } from './stats.js';
 import { LearningSwitch, type SwitchPort } from './switch.js';
-import { TcpServerTransport, UdpServerTransport, type PeerLink, type ServerTransport, type TransportKind } from './transport.js';
-import { describeProtection, type SealFailure, type TlsMaterial } from './secure/index.js';
+import { TcpServerTransport, UdpServerTransport, type PeerLink, type ReplyBudget, type ServerTransport, type TransportKind } from './transport.js';
+import { describeProtection, loadTlsMaterial, revokedSerials, type SealFailure, type TlsMaterial } from './secure/index.js';
 
 export type ServerMode = 'local' | 'separate';
 
@@ -55,6 +70,15 @@ export interface ServerOptions {
   helloTimeoutMs?: number;
   /** Most TCP connections waiting for their hello at once; default 128. */
   maxPending?: number;
+  /**
+   * Separate mode: destinations a client may name with --dest (CIDRs, `--allow-dest`);
+   * default: any the server has a route to.
+   */
+  allowDest?: string[];
+  /** Clients reach the server's TAP but not each other (`--isolate-clients`); default false. */
+  isolateClients?: boolean;
+  /** Most sessions created from one IP address; default 16. */
+  maxSessionsPerSource?: number;
 }
 
 /** What the security layer refused or dropped, for statistics. */
@@ -67,6 +91,20 @@ export interface SecurityStats {
   pendingDropped: number;
   /** Sealed datagrams dropped unopened, by reason. */
   sealDrops: Record<SealFailure, number>;
+  /** Replies not sent: over the per-source rate, or larger than the datagram that asked (plain UDP). */
+  repliesSuppressed: number;
+  /** Hellos refused: per-source session cap, destination not admitted, too many route lookups at once. */
+  hellosRefused: number;
+  /** Resumes refused: another certificate, another address, or no matching resume token. */
+  resumeRefused: number;
+  /** Sessions that never confirmed their hello, dropped to make room (spoofed hellos). */
+  unconfirmedEvicted: number;
+}
+
+/** A destination admitted in separate mode: its kernel rule, and how many sessions use it. */
+interface AdmittedDest {
+  rule: Rule;
+  users: number;
 }
 
 type Rule = { table: string; chain: string; rule: string[] };
@@ -78,19 +116,33 @@ export class TunnelServer {
     handshakeFailed: 0,
     pendingDropped: 0,
     sealDrops: { truncated: 0, 'not-sealed': 0, 'unknown-key': 0, 'bad-tag': 0, replayed: 0, 'too-old': 0, exhausted: 0 },
+    repliesSuppressed: 0,
+    hellosRefused: 0,
+    resumeRefused: 0,
+    unconfirmedEvicted: 0,
   };
-  private securityLogged = 0;
   private readonly cidr: Cidr;
-  private readonly sw = new LearningSwitch();
+  private readonly allowed: Cidr[];
+  private readonly sw: LearningSwitch;
   private readonly sessions = new Map<string, Session>();
   private readonly byLink = new Map<PeerLink, Session>();
-  private readonly noSessionNotified = new Map<string, number>();
+  /** Sessions per creator address, for the per-source cap. */
+  private readonly perSource = new Map<string, number>();
+  /** Hellos and replies from peers without a session: per source and overall. */
+  private readonly strangers = new SourceLimiter();
+  /** Replies to each session (pongs): a spoofer of a client's address reflects at most this. */
+  private readonly sessionReplies = new WeakMap<Session, TokenBucket>();
+  private readonly logLimit = new LogLimiter();
+  /** `ip route get` answers (a problem text, or '' for fine), so hellos do not spawn processes. */
+  private readonly routeCache = new TtlCache<string>(10_000, 1024);
+  private readonly lookups = new Map<string, Promise<string>>();
+  private readonly admitted = new Map<string, AdmittedDest>();
+  private forwardingChanged = false;
   private device: FrameDevice | undefined;
   private tapPort: SwitchPort | undefined;
   private transport: ServerTransport | undefined;
   private timer: NodeJS.Timeout | undefined;
   private rules: Rule[] = [];
-  private invalidLogged = 0;
   /** Totals of sessions that have ended, so statistics at exit cover everyone. */
   private readonly ended: TunnelStats = createStats();
   readonly tapStats: TunnelStats = createStats();
@@ -116,8 +168,16 @@ export class TunnelServer {
       tls: options.tls,
       helloTimeoutMs: options.helloTimeoutMs,
       maxPending: options.maxPending,
+      allowDest: options.allowDest ?? [],
+      isolateClients: options.isolateClients ?? false,
+      maxSessionsPerSource: options.maxSessionsPerSource ?? 16,
     };
     this.cidr = parseCidr(this.o.address, 24, '--address');
+    this.allowed = this.o.allowDest.map((c) => parseCidr(c, 32, '--allow-dest'));
+    if (this.allowed.length > 0 && this.o.mode !== 'separate') {
+      throw new CtunError('BAD_OPTION', '--allow-dest applies to --mode separate only', { hint: 'drop --allow-dest, or run with --mode separate', exitCode: ExitCode.Usage });
+    }
+    this.sw = new LearningSwitch({ isolateClients: this.o.isolateClients, now: this.o.now });
   }
 
   get log(): Logger {
@@ -132,8 +192,8 @@ export class TunnelServer {
       if (this.o.mode === 'separate') await this.setUpForwarding();
       this.attachTap(this.device);
       const handlers = {
-        message: (link: PeerLink, m: Message) => this.onMessage(link, m),
-        invalid: (link: PeerLink, e: ProtocolError) => this.onInvalid(link, e),
+        message: (link: PeerLink, m: Message, budget?: ReplyBudget) => this.onMessage(link, m, budget),
+        invalid: (link: PeerLink, e: ProtocolError, budget?: ReplyBudget) => this.onInvalid(link, e, budget),
         closed: (link: PeerLink) => this.onLinkClosed(link),
         refused: (peer: string, reason: string, refusal: boolean) => this.onRefused(peer, reason, refusal),
         dropped: (reason: SealFailure) => {
@@ -158,12 +218,25 @@ export class TunnelServer {
         tunnel: this.cidr.text,
         security: describeProtection(this.o.tls, this.o.transport),
       });
+      const exposure = this.exposure(bound.address, bound.port);
+      if (exposure !== undefined) this.log.warn('plain-mode-exposed', { reason: exposure });
       for (const w of this.o.tls?.warnings ?? []) this.log.warn('tls-warning', { reason: w });
       return bound;
     } catch (e) {
       await this.stop('start failed');
       throw e;
     }
+  }
+
+  /** One line saying what anyone who reaches a plain server can do, or undefined (TLS, or loopback only). */
+  private exposure(address: string, port: number): string | undefined {
+    if (this.o.tls !== undefined || /^127\.|^::1$|^localhost$/.test(address)) return undefined;
+    const subnet = `${this.cidr.network}/${this.cidr.prefix}`;
+    const what =
+      this.o.mode === 'local'
+        ? `join the Ethernet segment of ${this.o.tap} (${subnet}) and reach every host and port on it`
+        : `reach, through this server's NAT, ${this.allowed.length > 0 ? `any host in ${this.allowed.map((c) => c.text).join(', ')}` : 'any host this server has a route to'} (one --dest per session)`;
+    return `plain mode on ${address}:${port}: anyone who reaches ${this.o.transport.toUpperCase()} port ${port} can, without credentials, ${what}; use --tls outside a trusted lab network`;
   }
 
   private attachTap(device: FrameDevice): void {
@@ -176,6 +249,7 @@ export class TunnelServer {
     });
     const port: SwitchPort = {
       id: `tap:${device.name}`,
+      uplink: true,
       deliver: (frame) => {
         toTap.push(frame);
         return true;
@@ -183,6 +257,8 @@ export class TunnelServer {
     };
     this.tapPort = port;
     this.sw.addPort(port);
+    // The server's MAC is the server's: no client can claim it and take its traffic.
+    this.sw.pin(stableMac(this.cidr.address), port);
     device.onFrames((frames) => {
       stats.framesIn += frames.length;
       for (const f of frames) {
@@ -192,41 +268,150 @@ export class TunnelServer {
     });
   }
 
+  private get ruleTag(): string[] {
+    return ['-m', 'comment', '--comment', `ctun:${this.o.tap}`];
+  }
+
+  /**
+   * Separate mode: NAT for the tunnel subnet, but the kernel forwards from the TAP only
+   * to destinations a session was admitted for (admitDestination adds each); the rest
+   * is dropped. Rules a crashed server left for this TAP are removed first.
+   */
   private async setUpForwarding(): Promise<void> {
     const tap = this.o.tap;
     const subnet = `${this.cidr.network}/${this.cidr.prefix}`;
-    await this.o.net.enableForwarding();
-    const tag = ['-m', 'comment', '--comment', `ctun:${tap}`];
+    await this.adoptLeftoverRules();
+    this.forwardingChanged = await this.o.net.enableForwarding();
+    const tag = this.ruleTag;
     const wanted: Rule[] = [
       { table: 'nat', chain: 'POSTROUTING', rule: ['-s', subnet, '!', '-o', tap, '-j', 'MASQUERADE', ...tag] },
-      { table: 'filter', chain: 'FORWARD', rule: ['-i', tap, '-j', 'ACCEPT', ...tag] },
       { table: 'filter', chain: 'FORWARD', rule: ['-o', tap, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT', ...tag] },
+      // After the per-destination ACCEPTs (inserted at the top): nothing else leaves the TAP.
+      { table: 'filter', chain: 'FORWARD', rule: ['-i', tap, '-j', 'DROP', ...tag] },
       // Inner TCP must never need fragments: clamp the MSS to the path MTU.
       { table: 'mangle', chain: 'FORWARD', rule: ['-p', 'tcp', '--tcp-flags', 'SYN,RST', 'SYN', '-j', 'TCPMSS', '--clamp-mss-to-pmtu', ...tag] },
     ];
     for (const r of wanted) {
       if (await this.o.net.ensureRule(r.table, r.chain, r.rule)) this.rules.push(r);
     }
-    this.log.info('forwarding-enabled', { subnet, nat: 'MASQUERADE', tap });
+    this.log.info('forwarding-enabled', { subnet, nat: 'MASQUERADE', tap, forward: this.allowed.length > 0 ? `admitted --dest within ${this.allowed.map((c) => c.text).join(',')}` : 'admitted --dest only' });
   }
 
-  private onMessage(link: PeerLink, m: Message): void {
+  /** Removes iptables rules tagged for this TAP that no running server owns (a crash left them). */
+  private async adoptLeftoverRules(): Promise<void> {
+    const tag = `ctun:${this.o.tap}`;
+    let removed = 0;
+    for (const table of ['filter', 'nat', 'mangle']) {
+      for (const r of await this.o.net.taggedRules(table, tag)) {
+        await this.o.net.deleteRule(table, r.chain, r.rule);
+        removed++;
+      }
+    }
+    if (removed > 0) this.log.warn('leftover-rules-removed', { tap: this.o.tap, rules: removed, reason: 'a previous server for this TAP did not clean up (crash?)' });
+  }
+
+  /** Lets the kernel forward from the TAP to `dest` while a session uses it. */
+  private async admitDestination(dest: string): Promise<void> {
+    const known = this.admitted.get(dest);
+    if (known !== undefined) {
+      known.users++;
+      return;
+    }
+    const rule: Rule = { table: 'filter', chain: 'FORWARD', rule: ['-i', this.o.tap, '-d', `${dest}/32`, '-j', 'ACCEPT', ...this.ruleTag] };
+    const entry: AdmittedDest = { rule, users: 1 };
+    this.admitted.set(dest, entry);
+    try {
+      await this.o.net.insertRule(rule.table, rule.chain, rule.rule);
+    } catch (e) {
+      this.admitted.delete(dest);
+      throw e;
+    }
+  }
+
+  private releaseDestination(dest: string): void {
+    const entry = this.admitted.get(dest);
+    if (entry === undefined || --entry.users > 0) return;
+    this.admitted.delete(dest);
+    void this.o.net.deleteRule(entry.rule.table, entry.rule.chain, entry.rule.rule).catch(() => {});
+  }
+
+  /**
+   * Sends a reply. On plain UDP (`budget` set) replies to strangers are rate-limited
+   * per source and overall, replies to a session (pongs) per session; then sendWithin.
+   */
+  private reply(link: PeerLink, message: Message, budget: ReplyBudget | undefined, now: number): boolean {
+    if (budget !== undefined) {
+      const session = this.byLink.get(link);
+      const allowed = session === undefined ? this.strangers.allow(link.source, now) : this.sessionBucket(session, now).take(now);
+      if (!allowed) {
+        this.security.repliesSuppressed++;
+        return false;
+      }
+    }
+    return this.sendWithin(link, message, budget);
+  }
+
+  /**
+   * Sends within a datagram's budget (plain UDP): at most one reply per datagram and
+   * never more bytes than it had (an Error's reason is cut to fit). Unbounded on TCP
+   * and for sealed datagrams (authenticated peers).
+   */
+  private sendWithin(link: PeerLink, message: Message, budget: ReplyBudget | undefined): boolean {
+    if (budget === undefined) return link.send(encode(message));
+    const bytes = message.type === MessageType.Error ? encodeErrorWithin(message, budget.bytes) : encode(message);
+    if (bytes === undefined || budget.replies < 1 || bytes.length > budget.bytes) {
+      this.security.repliesSuppressed++;
+      return false;
+    }
+    budget.replies--;
+    budget.bytes -= bytes.length;
+    return link.send(bytes);
+  }
+
+  private sessionBucket(session: Session, now: number): TokenBucket {
+    let b = this.sessionReplies.get(session);
+    if (b === undefined) {
+      b = new TokenBucket(20, 20, now);
+      this.sessionReplies.set(session, b);
+    }
+    return b;
+  }
+
+  /** A log line that a flood cannot multiply: a burst, then one a second, with the count held back. */
+  private logLimited(level: 'info' | 'warn', event: string, fields: Record<string, unknown>): void {
+    const pass = this.logLimit.pass(event, this.o.now());
+    if (pass === undefined) return;
+    this.log[level](event, { ...fields, ...pass });
+  }
+
+  private onMessage(link: PeerLink, m: Message, budget?: ReplyBudget): void {
     const now = this.o.now();
     const session = this.byLink.get(link);
-    if (session !== undefined) session.lastSeen = now;
+    if (session !== undefined) {
+      session.lastSeen = now;
+      if (m.type !== MessageType.Hello) session.confirmed = true;
+    }
     switch (m.type) {
       case MessageType.Hello:
-        void this.onHello(link, m, now);
+        void this.onHello(link, m, now, budget);
         return;
       case MessageType.Data:
-        if (session === undefined) return this.notifyNoSession(link, now);
+        if (session === undefined) return this.notifyNoSession(link, now, budget);
         session.stats.framesIn++;
         session.stats.bytesIn += m.frame.length;
-        this.sw.forward(m.frame, session);
+        if (this.o.mode === 'separate') {
+          const drop = separateModeDrop(m.frame, { destination: session.destination, server: this.cidr.address });
+          if (drop !== undefined) {
+            session.stats.dropsPolicy++;
+            this.logLimited('info', 'frame-dropped', { session: session.id.slice(0, 8), reason: drop });
+            return;
+          }
+        }
+        if (!this.sw.forward(m.frame, session)) session.stats.dropsPolicy++;
         return;
       case MessageType.Ping:
-        if (session === undefined) return this.notifyNoSession(link, now);
-        link.send(encode({ type: MessageType.Pong, nonce: m.nonce }));
+        if (session === undefined) return this.notifyNoSession(link, now, budget);
+        this.reply(link, { type: MessageType.Pong, nonce: m.nonce }, budget, now);
         return;
       case MessageType.Bye:
         if (session !== undefined) this.endSession(session, `client said bye: ${m.reason}`);
@@ -238,10 +423,21 @@ export class TunnelServer {
     }
   }
 
-  private async onHello(link: PeerLink, hello: Hello, now: number): Promise<void> {
+  private async onHello(link: PeerLink, hello: Hello, now: number, budget: ReplyBudget | undefined): Promise<void> {
+    const known = this.byLink.get(link);
+    // A stranger's hellos are rate-limited before any work (route lookups, state).
+    if (budget !== undefined && !(known === undefined ? this.strangers.allow(link.source, now) : this.sessionBucket(known, now).take(now))) {
+      this.security.hellosRefused++;
+      return;
+    }
+    // v2 hellos get errors that echo their session id: a plain client trusts only those.
+    const echo = hello.version >= 2 ? echoOfSession(hello.sessionId) : undefined;
     const reject = (code: ErrorCode, reason: string): void => {
-      this.log.warn('client-rejected', { peer: link.id, code: ErrorCode[code], reason });
-      link.send(encode({ type: MessageType.Error, code, reason }));
+      if (code === ErrorCode.ResumeRefused) this.security.resumeRefused++;
+      else this.security.hellosRefused++;
+      this.logLimited('warn', 'client-rejected', { peer: link.id, code: ErrorCode[code], reason });
+      // The rate check at the top already counted this hello: its one reply needs no second token.
+      this.sendWithin(link, { type: MessageType.Error, code, reason, echo } satisfies ErrorMessage, budget);
       if (link.transport === 'tcp') link.close();
     };
     const id = hello.sessionId.toString('hex');
@@ -249,80 +445,146 @@ export class TunnelServer {
       if (this.o.mode !== 'separate') {
         return reject(ErrorCode.ModeMismatch, `this server runs in local mode and routes no --dest; connect without --dest, or run the server with --mode separate`);
       }
-      const problem = await this.checkDestination(hello.destination);
+      const problem = await this.checkDestination(hello.destination, now);
+      if (problem === 'busy') {
+        this.security.hellosRefused++;
+        return; // too many lookups at once: the client says hello again in 500 ms
+      }
       if (problem !== undefined) return reject(ErrorCode.DestinationRejected, problem);
     }
+    if (this.stopped) return;
     let session = this.sessions.get(id);
     const resumed = session !== undefined;
-    if (session === undefined) {
-      if (this.sessions.size >= this.o.maxSessions) return reject(ErrorCode.ServerFull, `server has its maximum of ${this.o.maxSessions} clients`);
-      session = new Session(id, link, hello.destination, now);
-      this.sessions.set(id, session);
-      this.sw.addPort(session);
-    } else {
+    if (session !== undefined) {
+      const refusal = this.resumeRefusal(session, link, hello);
+      if (refusal !== undefined) return reject(ErrorCode.ResumeRefused, refusal);
       const old = session.link;
       if (old !== undefined && old !== link) {
         this.byLink.delete(old);
         if (old.transport === 'tcp') old.close();
       }
       session.attach(link, now);
+    } else {
+      if ((this.perSource.get(link.source) ?? 0) >= this.o.maxSessionsPerSource) {
+        return reject(ErrorCode.ServerFull, `${link.source} has its maximum of ${this.o.maxSessionsPerSource} sessions`);
+      }
+      if (this.sessions.size >= this.o.maxSessions && !this.evictUnconfirmed()) return reject(ErrorCode.ServerFull, `server has its maximum of ${this.o.maxSessions} clients`);
+      if (hello.destination !== undefined) {
+        try {
+          await this.admitDestination(hello.destination);
+        } catch (e) {
+          return reject(ErrorCode.DestinationRejected, `the server could not admit ${hello.destination}: ${(e as Error).message}`);
+        }
+        if (this.stopped) return this.releaseDestination(hello.destination);
+      }
+      session = new Session(id, link, hello.destination, now, { source: link.source, identityKey: link.identityKey, version: hello.version });
+      // Only a plain UDP hello can come from a spoofed address; TCP's handshake and TLS prove theirs.
+      session.confirmed = budget === undefined;
+      this.sessions.set(id, session);
+      this.perSource.set(link.source, (this.perSource.get(link.source) ?? 0) + 1);
+      this.sw.addPort(session);
     }
+    link.retain?.();
     this.byLink.set(link, session);
-    this.noSessionNotified.delete(link.id);
-    link.send(
-      encode({
-        type: MessageType.Welcome,
-        version: PROTOCOL_VERSION,
-        resumed,
-        mtu: this.o.mtu,
-        sessionId: hello.sessionId,
-        serverAddress: this.cidr.address,
-        prefix: this.cidr.prefix,
-        keepaliveMs: this.o.keepaliveMs,
-      }),
-    );
-    this.log.info(resumed ? 'client-resumed' : 'client-connected', {
+    const welcome: Message = {
+      type: MessageType.Welcome,
+      version: Math.min(hello.version, PROTOCOL_VERSION),
+      resumed,
+      mtu: this.o.mtu,
+      sessionId: hello.sessionId,
+      serverAddress: this.cidr.address,
+      prefix: this.cidr.prefix,
+      keepaliveMs: this.o.keepaliveMs,
+      flags: hello.flags & FEATURES_NONE,
+      resumeToken: session.resumeToken,
+    };
+    this.sendWithin(link, welcome, budget);
+    this.logLimited('info', resumed ? 'client-resumed' : 'client-connected', {
       peer: link.id,
       ...(link.identity === undefined ? {} : { identity: link.identity }),
       session: id.slice(0, 8),
       transport: link.transport,
+      version: hello.version,
       mode: hello.mode === TunnelMode.Separate ? 'separate' : 'local',
       dest: hello.destination,
       clients: this.sessions.size,
     });
   }
 
-  /** In separate mode a destination must be reachable, and not through the tunnel itself. */
-  private async checkDestination(dest: string): Promise<string | undefined> {
-    if (inSubnet(dest, this.cidr)) return `destination ${dest} is inside the tunnel subnet ${this.cidr.network}/${this.cidr.prefix}; give the target's own address`;
-    const route = await this.o.net.routeTo(dest);
-    if (route === undefined) return `the server has no route to destination ${dest}`;
-    if (route.dev === this.o.tap) return `destination ${dest} routes back into the tunnel`;
+  /**
+   * Why `link` may not resume `session`, or undefined: with --tls the certificate must
+   * be the creator's; in plain mode the address must be, and a v2 session's resume must
+   * present the token of its welcome (a v1 session has none: the address alone).
+   */
+  private resumeRefusal(session: Session, link: PeerLink, hello: Hello): string | undefined {
+    const owner = session.owner;
+    if (owner.identityKey !== undefined || link.identityKey !== undefined) {
+      return owner.identityKey === link.identityKey ? undefined : 'session belongs to another certificate';
+    }
+    if (owner.source !== link.source) return 'session belongs to another address; start a new one';
+    if (owner.version >= 2) {
+      const token = hello.resumeToken;
+      if (hello.version < 2 || token === undefined || token.length !== session.resumeToken.length || !timingSafeEqual(token, session.resumeToken)) {
+        return 'resume without the session\'s token; start a new one';
+      }
+    }
     return undefined;
   }
 
-  /** Tells an unknown UDP peer (typically: this server restarted) to say hello again, at most once a second. */
-  private notifyNoSession(link: PeerLink, now: number): void {
-    const last = this.noSessionNotified.get(link.id) ?? 0;
-    if (now - last < 1000) return;
-    if (this.noSessionNotified.size > 4096) this.noSessionNotified.clear();
-    this.noSessionNotified.set(link.id, now);
-    link.send(encode({ type: MessageType.Error, code: ErrorCode.NoSession, reason: 'no session for this peer; send hello' }));
+  /** Makes room by ending the oldest session that never confirmed its hello (a spoofed one). */
+  private evictUnconfirmed(): boolean {
+    for (const s of this.sessions.values()) {
+      if (!s.confirmed) {
+        this.security.unconfirmedEvicted++;
+        this.endSession(s, 'evicted: never confirmed its hello, and the server is full');
+        return true;
+      }
+    }
+    return false;
   }
 
-  private onInvalid(link: PeerLink, e: ProtocolError): void {
+  /**
+   * In separate mode a destination must be admitted by --allow-dest, reachable, and not
+   * through the tunnel itself. Lookups are cached and at most 8 run at once ('busy').
+   */
+  private async checkDestination(dest: string, now: number): Promise<string | undefined> {
+    if (inSubnet(dest, this.cidr)) return `destination ${dest} is inside the tunnel subnet ${this.cidr.network}/${this.cidr.prefix}; give the target's own address`;
+    if (this.allowed.length > 0 && !this.allowed.some((c) => inSubnet(dest, c))) {
+      return `destination ${dest} is not admitted by this server (--allow-dest ${this.allowed.map((c) => c.text).join(', ')})`;
+    }
+    const cached = this.routeCache.get(dest, now);
+    if (cached !== undefined) return cached === '' ? undefined : cached;
+    let pending = this.lookups.get(dest);
+    if (pending === undefined) {
+      if (this.lookups.size >= 8) return 'busy';
+      pending = this.lookUpRoute(dest).finally(() => this.lookups.delete(dest));
+      this.lookups.set(dest, pending);
+    }
+    const problem = await pending;
+    return problem === '' ? undefined : problem;
+  }
+
+  private async lookUpRoute(dest: string): Promise<string> {
+    const route = await this.o.net.routeTo(dest);
+    const problem = route === undefined ? `the server has no route to destination ${dest}` : route.dev === this.o.tap ? `destination ${dest} routes back into the tunnel` : '';
+    this.routeCache.set(dest, problem, this.o.now());
+    return problem;
+  }
+
+  /** Tells an unknown peer (typically: this server restarted) to say hello again, within the reply limits. */
+  private notifyNoSession(link: PeerLink, now: number, budget: ReplyBudget | undefined): void {
+    this.reply(link, { type: MessageType.Error, code: ErrorCode.NoSession, reason: 'no session for this peer; send hello' }, budget, now);
+  }
+
+  private onInvalid(link: PeerLink, e: ProtocolError, budget?: ReplyBudget): void {
     this.ended.dropsInvalid++;
-    // Rate-limit: a flood of garbage must not become a flood of log lines.
-    if (this.invalidLogged < 20) {
-      this.invalidLogged++;
-      this.log.warn('invalid-message', { peer: link.id, code: ErrorCode[e.code], reason: e.message });
-    }
+    // Rate-limited: a flood of garbage must not become a flood of log lines.
+    this.logLimited('warn', 'invalid-message', { peer: link.id, code: ErrorCode[e.code], reason: e.message });
     // Only a peer that speaks our protocol (a hello with our magic) gets an answer
-    // on UDP; answering arbitrary datagrams would make us a reflector.
+    // on UDP, within the datagram's budget; answering arbitrary datagrams would make us a reflector.
     if (link.transport === 'tcp' || e.code === ErrorCode.VersionMismatch) {
-      link.send(encode({ type: MessageType.Error, code: e.code, reason: e.message }));
+      this.reply(link, { type: MessageType.Error, code: e.code, reason: e.message, echo: e.echo }, budget, this.o.now());
     }
-    if (link.transport === 'udp' && !this.byLink.has(link)) link.close();
   }
 
   /** A refused TLS peer: always counted, logged with its reason (rate-limited against floods). */
@@ -334,17 +596,15 @@ export class TunnelServer {
 
   private logSecurity(level: 'warn' | 'debug', event: string, fields: Record<string, string>): void {
     if (level === 'debug') return this.log.debug(event, fields);
-    if (this.securityLogged < 50) {
-      this.securityLogged++;
-      this.log.warn(event, fields);
-      if (this.securityLogged === 50) this.log.warn('log-limit', { reason: 'further refusals are only counted (SIGUSR1 prints the counts)' });
-    }
+    this.logLimited('warn', event, fields);
   }
 
   private onLinkClosed(link: PeerLink): void {
     const session = this.byLink.get(link);
     this.byLink.delete(link);
     if (session === undefined || session.link !== link) return;
+    // A session that never confirmed its hello has nobody to keep a grace period for.
+    if (!session.confirmed) return this.endSession(session, 'link closed before the hello was confirmed');
     session.detach(this.o.now());
     this.log.info('client-detached', { peer: link.id, session: session.id.slice(0, 8), graceMs: this.o.graceMs });
   }
@@ -352,7 +612,10 @@ export class TunnelServer {
   private sweep(): void {
     const now = this.o.now();
     for (const session of this.sessions.values()) {
-      if (session.link !== undefined && now - session.lastSeen > this.o.deadAfterMs) {
+      if (!session.confirmed && now - session.lastSeen > this.o.deadAfterMs) {
+        // Never said anything after its hello: nobody to keep a grace period for.
+        this.endSession(session, 'hello never confirmed');
+      } else if (session.link !== undefined && now - session.lastSeen > this.o.deadAfterMs) {
         const link = session.link;
         this.log.warn('client-silent', { peer: link.id, session: session.id.slice(0, 8), silentMs: now - session.lastSeen });
         this.byLink.delete(link);
@@ -366,7 +629,12 @@ export class TunnelServer {
   }
 
   private endSession(session: Session, reason: string): void {
+    if (this.sessions.get(session.id) !== session) return;
     this.sessions.delete(session.id);
+    const n = (this.perSource.get(session.owner.source) ?? 1) - 1;
+    if (n > 0) this.perSource.set(session.owner.source, n);
+    else this.perSource.delete(session.owner.source);
+    if (session.destination !== undefined && this.o.mode === 'separate') this.releaseDestination(session.destination);
     if (session.link !== undefined) {
       this.byLink.delete(session.link);
       if (session.link.transport === 'tcp') session.link.close();
@@ -375,7 +643,33 @@ export class TunnelServer {
     session.detach(this.o.now());
     this.sw.removePort(session);
     addStats(this.ended, session.stats);
-    this.log.info('session-ended', { session: session.id.slice(0, 8), reason, clients: this.sessions.size });
+    this.logLimited('info', 'session-ended', { session: session.id.slice(0, 8), reason, clients: this.sessions.size });
+  }
+
+  /**
+   * Reloads the TLS files (SIGHUP): a new CRL applies to new connections at once, and
+   * live sessions of certificates it revokes are cut (they reconnect and are refused).
+   * A file that no longer loads keeps the old material and says why.
+   */
+  async reloadTls(): Promise<{ revoked: number; cut: number } | undefined> {
+    const current = this.o.tls;
+    if (current === undefined || this.transport?.reloadTls === undefined) {
+      this.log.warn('reload-skipped', { reason: 'no --tls: nothing to reload' });
+      return undefined;
+    }
+    let material: TlsMaterial;
+    let revoked: Set<string>;
+    try {
+      material = loadTlsMaterial(current.files);
+      revoked = material.crl === undefined ? new Set() : await revokedSerials(material.crl);
+    } catch (e) {
+      this.log.error('reload-failed', { reason: (e as Error).message, kept: 'the previous certificates and CRL' });
+      return undefined;
+    }
+    this.o.tls = material;
+    const cut = this.transport.reloadTls(material, revoked);
+    this.log.info('tls-reloaded', { crl: current.files.crl ?? 'none', revoked: revoked.size, sessionsCut: cut });
+    return { revoked: revoked.size, cut };
   }
 
   /** Sessions alive (attached or in grace), for tests and status. */
@@ -384,12 +678,20 @@ export class TunnelServer {
   }
 
   /** Statistics of every session so far plus the TAP, for SIGUSR1 and exit. */
-  stats(): { clients: TunnelStats; tap: TunnelStats; sessions: number; macs: number; security: SecurityStats } {
+  stats(): { clients: TunnelStats; tap: TunnelStats; sessions: number; peers: number; macs: number; security: SecurityStats; switch: { spoofed: number; isolated: number } } {
     const clients = createStats();
     addStats(clients, this.ended);
     for (const s of this.sessions.values()) addStats(clients, s.stats);
     clients.dropsInvalid += this.transport?.filteredDatagrams?.() ?? 0;
-    return { clients, tap: { ...this.tapStats }, sessions: this.sessions.size, macs: this.sw.size, security: { ...this.security, sealDrops: { ...this.security.sealDrops } } };
+    return {
+      clients,
+      tap: { ...this.tapStats },
+      sessions: this.sessions.size,
+      peers: this.transport?.keptPeers?.() ?? this.byLink.size,
+      macs: this.sw.size,
+      security: { ...this.security, sealDrops: { ...this.security.sealDrops } },
+      switch: { spoofed: this.sw.counters.spoofed, isolated: this.sw.counters.isolated },
+    };
   }
 
   /** Stops everything it started: sessions get a bye, NAT rules go, the TAP closes. Idempotent. */
@@ -403,8 +705,13 @@ export class TunnelServer {
     // Let the byes leave before the socket closes, so clients reconnect at once.
     if (this.sessions.size > 0) await new Promise((r) => setTimeout(r, 20));
     await this.transport?.close().catch(() => {});
+    for (const d of this.admitted.values()) await this.o.net.deleteRule(d.rule.table, d.rule.chain, d.rule.rule).catch(() => {});
+    this.admitted.clear();
     for (const r of this.rules.reverse()) await this.o.net.deleteRule(r.table, r.chain, r.rule).catch(() => {});
     this.rules = [];
+    // Forwarding goes back off if this server turned it on.
+    if (this.forwardingChanged) await this.o.net.disableForwarding();
+    this.forwardingChanged = false;
     this.device?.close();
   }
 }

@@ -3,15 +3,30 @@
  * session stays (its switch port and learned MACs too) for a grace period, so a
  * client that reconnects with the same session id resumes where it was.
  */
+import { randomBytes } from 'node:crypto';
 import type { SwitchPort } from './switch.js';
 import type { PeerLink } from './transport.js';
 import { createStats, type TunnelStats } from './stats.js';
 import { TickBatch } from './batch.js';
 
+/** Who made a session: a resume must come from the same (PROTOCOL.md, "Resume"). */
+export interface SessionOwner {
+  /** The creator's IP address (plain mode binds a resume to it). */
+  source: string;
+  /** With --tls: the creator's certificate fingerprint (a resume must present the same certificate). */
+  identityKey: string | undefined;
+  /** The protocol version of the creating hello. */
+  version: number;
+}
+
 export class Session implements SwitchPort {
   link: PeerLink | undefined;
   lastSeen: number;
   detachedAt: number | undefined;
+  /** Set once the client sent anything after its hello: a spoofed hello never gets here. */
+  confirmed = false;
+  /** Given in the v2 welcome; a plain-mode resume must present it. */
+  readonly resumeToken = randomBytes(16);
   readonly stats: TunnelStats = createStats();
   private readonly toLink = new TickBatch((frames) => this.flush(frames));
 
@@ -20,9 +35,14 @@ export class Session implements SwitchPort {
     link: PeerLink,
     readonly destination: string | undefined,
     now: number,
+    readonly owner: SessionOwner,
   ) {
     this.link = link;
     this.lastSeen = now;
+  }
+
+  get attached(): boolean {
+    return this.link !== undefined;
   }
 
   /** Queues a frame toward the client; sent as one batch at the end of this tick. */

@@ -8,11 +8,13 @@ export interface TunnelStats {
   dropsQueue: number;
   /** Messages dropped because they were malformed, oversized or from an unknown peer. */
   dropsInvalid: number;
+  /** Frames dropped by policy: separate mode's destination, spoofed MACs, isolated clients. */
+  dropsPolicy: number;
   reconnects: number;
 }
 
 export function createStats(): TunnelStats {
-  return { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, dropsQueue: 0, dropsInvalid: 0, reconnects: 0 };
+  return { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, dropsQueue: 0, dropsInvalid: 0, dropsPolicy: 0, reconnects: 0 };
 }
 
 export function addStats(into: TunnelStats, from: TunnelStats): void {

@@ -65,4 +65,62 @@ describe('learning switch', () => {
     expect(sw.size).toBe(8);
     expect(sw.counters.tableFull).toBe(92);
   });
+
+  it('never moves a pinned MAC (the server TAP\'s): a frame claiming it is dropped and counted', () => {
+    let now = 0;
+    const sw = new LearningSwitch({ now: () => now });
+    const tap = { ...port('tap'), uplink: true };
+    const [a, b] = [port('a'), port('b')];
+    [tap, a, b].forEach((p) => sw.addPort(p));
+    const SERVER = '02:c7:c0:a8:64:01';
+    sw.pin(SERVER, tap);
+    now = 3_600_000; // long past the ageing time: a pinned entry does not age
+    // b claims the server's MAC as its source...
+    expect(sw.forward(ethernet(BROADCAST, SERVER), b)).toBe(false);
+    expect(sw.counters.spoofed).toBe(1);
+    expect(tap.got.length + a.got.length).toBe(0);
+    // ...and a's frames to the server still reach the TAP only.
+    sw.forward(ethernet(SERVER, A), a);
+    expect(tap.got).toHaveLength(1);
+    expect(b.got).toHaveLength(0);
+  });
+
+  it('keeps a MAC behind a connected port; it moves only once that port is gone or disconnected and quiet', () => {
+    let now = 0;
+    const sw = new LearningSwitch({ now: () => now, moveHoldMs: 1000 });
+    const a = { ...port('a'), attached: true };
+    const [b, c] = [port('b'), port('c')];
+    [a, b, c].forEach((p) => sw.addPort(p));
+    sw.forward(ethernet(BROADCAST, A), a);
+    now = 60_000; // long after, but a is still connected and its entry has not aged out
+    expect(sw.forward(ethernet(BROADCAST, A), b)).toBe(false);
+    sw.forward(ethernet(A, B), c);
+    expect(a.got).toHaveLength(1); // traffic for A still goes to a
+    expect(b.got.filter((f) => f.subarray(0, 6).toString('hex') === '02000000000a')).toHaveLength(0);
+    // a sends once more, then disconnects: within the hold time A stays with a, after it b
+    // may take it (a client that restarted after a crash comes back on a new session).
+    sw.forward(ethernet(BROADCAST, A), a);
+    a.attached = false;
+    now = 60_500;
+    expect(sw.forward(ethernet(BROADCAST, A), b)).toBe(false);
+    now = 61_500;
+    expect(sw.forward(ethernet(BROADCAST, A), b)).toBe(true);
+    expect(sw.macsOf(b)).toEqual(['02000000000a']);
+  });
+
+  it('isolates client ports from each other, not from the uplink', () => {
+    const sw = new LearningSwitch({ isolateClients: true });
+    const tap = { ...port('tap'), uplink: true };
+    const [a, b] = [port('a'), port('b')];
+    [tap, a, b].forEach((p) => sw.addPort(p));
+    sw.forward(ethernet(BROADCAST, A), a);
+    expect([tap.got.length, b.got.length]).toEqual([1, 0]); // a's broadcast reaches the TAP only
+    sw.forward(ethernet(BROADCAST, B), b);
+    expect(sw.forward(ethernet(A, B), b)).toBe(false); // unicast b -> a dropped
+    expect(sw.counters.isolated).toBe(1);
+    expect(a.got).toHaveLength(0);
+    sw.forward(ethernet(BROADCAST, '02:c7:c0:a8:64:01'), tap); // the TAP's broadcast reaches both
+    sw.forward(ethernet(A, '02:c7:c0:a8:64:01'), tap);
+    expect([a.got.length, b.got.length]).toEqual([2, 1]);
+  });
 });

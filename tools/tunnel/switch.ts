@@ -3,12 +3,21 @@
  * unicast to that port, and floods broadcast, multicast and unknown destinations to
  * every port but the one the frame came from. Entries expire so a host that moved
  * (a client that reconnected elsewhere) is found again.
+ *
+ * It is also the tunnel's L2 isolation: a pinned MAC (the server TAP's) never moves,
+ * a MAC learned behind a live port cannot be claimed from another port while it is
+ * fresh (the frame claiming it is dropped and counted), and with `isolateClients`
+ * client ports reach only the uplink (the TAP), never each other.
  */
 export interface SwitchPort {
   /** Stable identity for logs. */
   readonly id: string;
   /** Delivers a frame out of this port; returns false if it was dropped. */
   deliver(frame: Buffer): boolean;
+  /** The server's own TAP: clients isolated from each other still reach it. */
+  readonly uplink?: boolean;
+  /** Whether the port's peer is connected now; a port that does not say counts as connected. */
+  readonly attached?: boolean;
 }
 
 export interface LearningSwitchOptions {
@@ -18,11 +27,20 @@ export interface LearningSwitchOptions {
   maxEntries?: number;
   /** Clock, for tests. */
   now?: () => number;
+  /** Client ports reach only uplink ports, not each other; default false. */
+  isolateClients?: boolean;
+  /**
+   * A MAC behind a connected port stays there; behind a disconnected one it may move
+   * once it has not been seen for this long (a client that restarted after a
+   * crash); default 5000 ms.
+   */
+  moveHoldMs?: number;
 }
 
 interface Entry {
   port: SwitchPort;
   seen: number;
+  pinned: boolean;
 }
 
 export interface SwitchCounters {
@@ -30,6 +48,10 @@ export interface SwitchCounters {
   flooded: number;
   filtered: number;
   tableFull: number;
+  /** Frames dropped because their source MAC belongs to another port (pinned, or fresh elsewhere). */
+  spoofed: number;
+  /** Frames between client ports dropped by isolateClients. */
+  isolated: number;
 }
 
 function macKey(frame: Buffer, offset: number): string {
@@ -42,12 +64,21 @@ export class LearningSwitch {
   private readonly ageingMs: number;
   private readonly maxEntries: number;
   private readonly now: () => number;
-  readonly counters: SwitchCounters = { forwarded: 0, flooded: 0, filtered: 0, tableFull: 0 };
+  private readonly isolateClients: boolean;
+  private readonly moveHoldMs: number;
+  readonly counters: SwitchCounters = { forwarded: 0, flooded: 0, filtered: 0, tableFull: 0, spoofed: 0, isolated: 0 };
 
   constructor(options: LearningSwitchOptions = {}) {
     this.ageingMs = options.ageingMs ?? 300_000;
     this.maxEntries = options.maxEntries ?? 4096;
     this.now = options.now ?? Date.now;
+    this.isolateClients = options.isolateClients ?? false;
+    this.moveHoldMs = options.moveHoldMs ?? 5000;
+  }
+
+  /** Binds `mac` (aa:bb:.. or hex) to `port` for good: it never ages and never moves. */
+  pin(mac: string, port: SwitchPort): void {
+    this.table.set(mac.replace(/:/g, '').toLowerCase(), { port, seen: this.now(), pinned: true });
   }
 
   addPort(port: SwitchPort): void {
@@ -63,56 +94,73 @@ export class LearningSwitch {
   /** MACs currently learned behind `port`. */
   macsOf(port: SwitchPort): string[] {
     const now = this.now();
-    return [...this.table].filter(([, e]) => e.port === port && now - e.seen <= this.ageingMs).map(([mac]) => mac);
+    return [...this.table].filter(([, e]) => e.port === port && (e.pinned || now - e.seen <= this.ageingMs)).map(([mac]) => mac);
   }
 
   get size(): number {
     return this.table.size;
   }
 
-  /** Switches one frame that arrived on `ingress`. */
-  forward(frame: Buffer, ingress: SwitchPort): void {
+  /** Switches one frame that arrived on `ingress`; false when it was dropped as a spoof or by isolation. */
+  forward(frame: Buffer, ingress: SwitchPort): boolean {
     const now = this.now();
     const dst = macKey(frame, 0);
     const src = macKey(frame, 6);
     // A multicast source address is invalid on Ethernet; never learn it.
-    if ((frame[6]! & 1) === 0) this.learn(src, ingress, now);
+    if ((frame[6]! & 1) === 0 && !this.learn(src, ingress, now)) {
+      this.counters.spoofed++;
+      return false;
+    }
+    const clientOnly = this.isolateClients && ingress.uplink !== true;
 
     if ((frame[0]! & 1) === 0) {
       const entry = this.table.get(dst);
-      if (entry !== undefined && now - entry.seen <= this.ageingMs && this.ports.has(entry.port)) {
+      if (entry !== undefined && (entry.pinned || now - entry.seen <= this.ageingMs) && this.ports.has(entry.port)) {
         if (entry.port === ingress) {
           this.counters.filtered++;
-          return;
+          return true;
+        }
+        if (clientOnly && entry.port.uplink !== true) {
+          this.counters.isolated++;
+          return false;
         }
         this.counters.forwarded++;
         entry.port.deliver(frame);
-        return;
+        return true;
       }
     }
     this.counters.flooded++;
-    for (const port of this.ports) if (port !== ingress) port.deliver(frame);
+    for (const port of this.ports) if (port !== ingress && (!clientOnly || port.uplink === true)) port.deliver(frame);
+    return true;
   }
 
-  private learn(mac: string, port: SwitchPort, now: number): void {
+  /** Learns `mac` behind `port`; false when the MAC belongs elsewhere and must not move. */
+  private learn(mac: string, port: SwitchPort, now: number): boolean {
     const entry = this.table.get(mac);
     if (entry !== undefined) {
+      if (entry.port !== port && this.ports.has(entry.port)) {
+        if (entry.pinned) return false;
+        const fresh = now - entry.seen <= this.ageingMs && (entry.port.attached !== false || now - entry.seen <= this.moveHoldMs);
+        if (fresh) return false;
+      }
+      if (entry.pinned) return true;
       entry.port = port;
       entry.seen = now;
-      return;
+      return true;
     }
     if (this.table.size >= this.maxEntries) {
       this.expire(now);
       if (this.table.size >= this.maxEntries) {
         this.counters.tableFull++;
-        return;
+        return true;
       }
     }
-    this.table.set(mac, { port, seen: now });
+    this.table.set(mac, { port, seen: now, pinned: false });
+    return true;
   }
 
-  /** Drops entries older than the ageing time. */
+  /** Drops entries older than the ageing time (pinned ones stay). */
   expire(now = this.now()): void {
-    for (const [mac, entry] of this.table) if (now - entry.seen > this.ageingMs) this.table.delete(mac);
+    for (const [mac, entry] of this.table) if (!entry.pinned && now - entry.seen > this.ageingMs) this.table.delete(mac);
   }
 }

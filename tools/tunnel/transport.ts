@@ -16,8 +16,10 @@ import {
   admitClient,
   connectSealedUdp,
   connectTls,
+  peerFingerprint,
   peerIdentity,
   peerOf,
+  peerRevoked,
   PendingGate,
   reportTlsError,
   SealedUdpServer,
@@ -35,8 +37,17 @@ export type TransportKind = 'udp' | 'tcp';
 export interface PeerLink {
   readonly id: string;
   readonly transport: TransportKind;
+  /** The peer's IP address (no port): what per-source limits count by. */
+  readonly source: string;
   /** With --tls: the CN of the peer's verified certificate. */
   readonly identity?: string;
+  /** With --tls: the SHA-256 fingerprint of the peer's certificate, what a resume is bound to. */
+  readonly identityKey?: string;
+  /**
+   * Plain UDP: links are made per datagram and forgotten, so a stranger leaves no
+   * state; the server retains the link of a peer it admitted (a valid hello).
+   */
+  retain?(): void;
   /** Sends one encoded control message; false if it was dropped. */
   send(message: Buffer): boolean;
   /** Sends data frames; returns how many were queued (the rest are drops). */
@@ -45,10 +56,20 @@ export interface PeerLink {
   close(): void;
 }
 
+/**
+ * What a plain UDP datagram may cause to be sent back: at most one reply, of at most
+ * as many bytes as the datagram had (no reflection, no amplification).
+ */
+export interface ReplyBudget {
+  bytes: number;
+  replies: number;
+}
+
 export interface ServerTransportHandlers {
-  message(link: PeerLink, message: Message): void;
+  /** `budget` is set for plain UDP: the reply allowance of the datagram the message came in. */
+  message(link: PeerLink, message: Message, budget?: ReplyBudget): void;
   /** A peer sent something that is not protocol; the link may be closed (TCP). */
-  invalid(link: PeerLink, error: ProtocolError): void;
+  invalid(link: PeerLink, error: ProtocolError, budget?: ReplyBudget): void;
   closed(link: PeerLink): void;
   /**
    * With --tls: a peer was refused (its certificate is not from the CA, expired or
@@ -63,8 +84,12 @@ export interface ServerTransportHandlers {
 
 export interface ServerTransport {
   readonly kind: TransportKind;
+  /** With --tls: new material for new connections; cuts live peers whose certificate is in `revoked`; returns how many. */
+  reloadTls?(material: TlsMaterial, revoked: Set<string>): number;
   /** Datagrams dropped as garbage below JavaScript (the native UDP path), for the statistics. */
   filteredDatagrams?(): number;
+  /** Plain UDP: peers the transport keeps (only those a valid hello admitted). */
+  keptPeers?(): number;
   listen(): Promise<{ address: string; port: number }>;
   close(): Promise<void>;
 }
@@ -122,6 +147,12 @@ function dispatchDatagram(datagram: Buffer, message: (m: Message) => void, inval
   for (const m of messages) message(m);
 }
 
+/** The server side of dispatchDatagram: plain datagrams carry a reply budget, sealed ones (authenticated) none. */
+function dispatchToServer(handlers: ServerTransportHandlers, link: PeerLink, datagram: Buffer, sealed: boolean): void {
+  const budget: ReplyBudget | undefined = sealed ? undefined : { bytes: datagram.length, replies: 1 };
+  dispatchDatagram(datagram, (m) => handlers.message(link, m, budget), (e) => handlers.invalid(link, e, budget));
+}
+
 // ---------------------------------------------------------------- UDP server
 
 export class UdpServerTransport implements ServerTransport {
@@ -129,6 +160,8 @@ export class UdpServerTransport implements ServerTransport {
   private socket: dgram.Socket | undefined;
   private batched: BatchUdpSocket | undefined;
   private readonly links = new Map<string, UdpPeerLink>();
+  /** The batch socket's peers, keyed by ip * 65536 + port: no string per datagram. */
+  private readonly batchedLinks = new Map<number, BatchUdpPeerLink>();
   /** With --tls: the TLS control listener on the same TCP port, and the sessions' keys. */
   private readonly sealed: SealedUdpServer | undefined;
 
@@ -138,6 +171,14 @@ export class UdpServerTransport implements ServerTransport {
 
   filteredDatagrams(): number {
     return this.batched?.filtered ?? 0;
+  }
+
+  keptPeers(): number {
+    return this.links.size + this.batchedLinks.size;
+  }
+
+  reloadTls(material: TlsMaterial, revoked: Set<string>): number {
+    return this.sealed?.reload(material, revoked) ?? 0;
   }
 
   async listen(): Promise<{ address: string; port: number }> {
@@ -187,13 +228,14 @@ export class UdpServerTransport implements ServerTransport {
         const id = `${rinfo.address}:${rinfo.port}`;
         link = this.links.get(id);
         if (link === undefined) {
-          const created = new UdpPeerLink(id, socket, rinfo.address, rinfo.port, maxQueue, () => this.links.delete(id));
-          this.links.set(id, created);
+          // Not stored until the server retains it: a stranger leaves nothing behind.
+          const created: UdpPeerLink = new UdpPeerLink(id, socket, rinfo.address, rinfo.port, maxQueue, () => {
+            if (this.links.get(id) === created) this.links.delete(id);
+          }, () => this.links.set(id, created));
           link = created;
         }
       }
-      const peer = link;
-      dispatchDatagram(datagram, (m) => handlers.message(peer, m), (e) => handlers.invalid(peer, e));
+      dispatchToServer(handlers, link, datagram, this.sealed !== undefined);
     });
     const a = socket.address();
     return { address: a.address, port: a.port };
@@ -209,8 +251,7 @@ export class UdpServerTransport implements ServerTransport {
       throw listenError(e, host, port, 'udp');
     }
     this.batched = socket;
-    // Keyed by ip * 65536 + port: no string per datagram.
-    const links = new Map<number, BatchUdpPeerLink>();
+    const links = this.batchedLinks;
     const out: DatagramOut = (datagrams, address, peerPort) => socket.sendDatagrams(datagrams, ipToInt(address), peerPort);
     socket.onDatagrams((received, ip, peerPort) => {
       let datagram = received;
@@ -223,13 +264,14 @@ export class UdpServerTransport implements ServerTransport {
         const key = ip * 65536 + peerPort;
         link = links.get(key);
         if (link === undefined) {
-          const created = new BatchUdpPeerLink(`${intToIp(ip)}:${peerPort}`, socket, ip, peerPort, () => links.delete(key));
-          links.set(key, created);
+          // Not stored until the server retains it: a stranger leaves nothing behind.
+          const created: BatchUdpPeerLink = new BatchUdpPeerLink(intToIp(ip), socket, ip, peerPort, () => {
+            if (links.get(key) === created) links.delete(key);
+          }, () => links.set(key, created));
           link = created;
         }
       }
-      const peer = link;
-      dispatchDatagram(datagram, (m) => handlers.message(peer, m), (e) => handlers.invalid(peer, e));
+      dispatchToServer(handlers, link, datagram, this.sealed !== undefined);
     });
     return { address: host, port: socket.port };
   }
@@ -248,13 +290,17 @@ export class UdpServerTransport implements ServerTransport {
 /** A UDP peer on the batch socket: frames leave in one sendmmsg; a full socket buffer drops the rest. */
 class BatchUdpPeerLink implements PeerLink {
   readonly transport = 'udp' as const;
+  readonly id: string;
   constructor(
-    readonly id: string,
+    readonly source: string,
     private readonly socket: BatchUdpSocket,
     private readonly ip: number,
     private readonly port: number,
     private readonly forget: () => void,
-  ) {}
+    readonly retain: () => void,
+  ) {
+    this.id = `${source}:${port}`;
+  }
 
   send(message: Buffer): boolean {
     return this.socket.sendDatagrams([message], this.ip, this.port) === 1;
@@ -278,7 +324,12 @@ class UdpPeerLink implements PeerLink {
     private readonly port: number,
     private readonly maxQueue: number,
     private readonly forget: () => void,
+    readonly retain: () => void,
   ) {}
+
+  get source(): string {
+    return this.address;
+  }
 
   send(message: Buffer): boolean {
     if (this.socket.getSendQueueCount() >= this.maxQueue) return false;
@@ -314,6 +365,20 @@ export class TcpServerTransport implements ServerTransport {
     this.gate = gateFor(options);
   }
 
+  reloadTls(material: TlsMaterial, revoked: Set<string>): number {
+    const server = this.server;
+    if (!(server instanceof tls.Server)) return 0;
+    server.setSecureContext(serverTlsOptions(material, this.gate.timeoutMs));
+    let cut = 0;
+    for (const s of this.sockets) {
+      if (s instanceof tls.TLSSocket && peerRevoked(s, revoked)) {
+        s.destroy();
+        cut++;
+      }
+    }
+    return cut;
+  }
+
   async listen(): Promise<{ address: string; port: number }> {
     const { host, port, handlers } = this.options;
     const material = this.options.tls;
@@ -336,7 +401,8 @@ export class TcpServerTransport implements ServerTransport {
       if (socket instanceof tls.TLSSocket && !admitClient(handlers, socket)) return;
       const id = peerOf(socket);
       this.sockets.add(socket);
-      const link = new TcpPeerLink(id, socket, this.options.maxQueueBytes ?? 1 << 20, socket instanceof tls.TLSSocket ? peerIdentity(socket) : undefined);
+      const secure = socket instanceof tls.TLSSocket ? socket : undefined;
+      const link = new TcpPeerLink(id, socket, this.options.maxQueueBytes ?? 1 << 20, secure && peerIdentity(secure), secure && peerFingerprint(secure));
       const decoder = new StreamDecoder(MAX_FRAME);
       let dead = false;
       socket.on('data', (chunk: Buffer) => {
@@ -387,12 +453,16 @@ class TcpPeerLink implements PeerLink {
     private readonly socket: net.Socket,
     private readonly maxQueueBytes: number,
     readonly identity?: string,
+    readonly identityKey?: string,
   ) {}
 
+  get source(): string {
+    return this.socket.remoteAddress ?? 'unknown';
+  }
+
+  /** Control messages respect the queue bound too: a peer that does not read gets no more. */
   send(message: Buffer): boolean {
-    if (this.socket.destroyed) return false;
-    this.socket.write(message);
-    return true;
+    return writeControlBounded(this.socket, message, this.maxQueueBytes);
   }
 
   sendFrames(frames: Buffer[]): number {
@@ -403,6 +473,12 @@ class TcpPeerLink implements PeerLink {
     this.socket.end();
     this.socket.destroySoon();
   }
+}
+
+function writeControlBounded(socket: net.Socket, message: Buffer, maxQueueBytes: number): boolean {
+  if (socket.destroyed || !socket.writable || socket.writableLength + message.length > maxQueueBytes) return false;
+  socket.write(message);
+  return true;
 }
 
 /** One write per batch; frames beyond the queue bound are dropped, not buffered. */
@@ -589,9 +665,7 @@ async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
     transport: 'tcp',
     identity: secure === undefined ? undefined : peerIdentity(secure),
     send(message) {
-      if (socket.destroyed) return false;
-      socket.write(message);
-      return true;
+      return writeControlBounded(socket, message, maxQueueBytes);
     },
     sendFrames(frames) {
       return writeFramesBounded(socket, frames, maxQueueBytes);

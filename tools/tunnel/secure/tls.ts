@@ -136,6 +136,32 @@ export function peerIdentity(socket: tls.TLSSocket): string {
   return Array.isArray(cn) ? cn.join(',') : (cn ?? 'unknown');
 }
 
+/**
+ * Serial numbers (lowercase hex, no leading zeros) listed in a PEM CRL. Loaded lazily:
+ * only a server reloading its CRL (SIGHUP) needs the X.509 library.
+ */
+export async function revokedSerials(crl: Buffer): Promise<Set<string>> {
+  await import('reflect-metadata');
+  const x509 = await import('@peculiar/x509');
+  const parsed = new x509.X509Crl(crl.toString('utf8'));
+  return new Set(parsed.entries.map((e) => normalSerial(e.serialNumber)));
+}
+
+export function normalSerial(hex: string): string {
+  return hex.toLowerCase().replace(/^0+(?=.)/, '');
+}
+
+/** Whether a live TLS peer's certificate is in `revoked`. */
+export function peerRevoked(socket: tls.TLSSocket, revoked: Set<string>): boolean {
+  const serial = socket.getPeerCertificate()?.serialNumber;
+  return serial !== undefined && revoked.has(normalSerial(serial));
+}
+
+/** The SHA-256 fingerprint of the peer's certificate: what a session is bound to (a CN may repeat). */
+export function peerFingerprint(socket: tls.TLSSocket): string {
+  return socket.getPeerCertificate()?.fingerprint256 ?? 'none';
+}
+
 /** Exporter labels (RFC 8446 §7.5), one per direction of the sealed UDP data. */
 export const EXPORTER_LABEL: Record<Direction, string> = { c2s: 'EXPORTER-ctun-udp-c2s', s2c: 'EXPORTER-ctun-udp-s2c' };
 

@@ -25,8 +25,10 @@ import {
   decodeKeyRecord,
   encodeKeyRecord,
   KEY_RECORD_SIZE,
+  peerFingerprint,
   peerIdentity,
   peerOf,
+  peerRevoked,
   randomKeyId,
   reportTlsError,
   serverTlsOptions,
@@ -42,6 +44,7 @@ interface KeyedPeer {
   sealer: DatagramSealer;
   controlKey: string;
   identity: string;
+  identityKey: string;
   link: SealedPeerLink | undefined;
 }
 
@@ -56,7 +59,12 @@ export class SealedPeerLink implements PeerLink {
     private readonly out: DatagramOut,
     private readonly forget: () => void,
     readonly identity: string,
+    readonly identityKey: string,
   ) {}
+
+  get source(): string {
+    return this.address;
+  }
 
   follow(address: string, port: number): void {
     this.address = address;
@@ -93,6 +101,8 @@ function sendSealed(sealer: DatagramSealer, plaintexts: Buffer[][], out: (ds: Bu
 export class SealedUdpServer {
   private server: tls.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
+  /** Verified control connections, for a CRL reload to cut the revoked ones. */
+  private readonly secured = new Set<tls.TLSSocket>();
   private readonly keyed = new Map<number, KeyedPeer>();
 
   constructor(
@@ -124,12 +134,15 @@ export class SealedUdpServer {
         sealer: new AeadSealer({ keyId, sends: 's2c', derive: tlsKeyDeriver(socket) }),
         controlKey: peerOf(socket),
         identity: peerIdentity(socket),
+        identityKey: peerFingerprint(socket),
         link: undefined,
       };
       this.keyed.set(keyId, peer);
+      this.secured.add(socket);
       // Nothing but the key record flows on this connection; what the client sends is ignored.
       socket.on('data', () => {});
       socket.on('close', () => {
+        this.secured.delete(socket);
         this.keyed.delete(keyId);
         const link = peer.link;
         peer.link = undefined;
@@ -169,13 +182,30 @@ export class SealedUdpServer {
     if (link === undefined) {
       const created: SealedPeerLink = new SealedPeerLink(`${address}:${port}`, address, port, peer.sealer, out, () => {
         if (peer.link === created) peer.link = undefined;
-      }, peer.identity);
+      }, peer.identity, peer.identityKey);
       peer.link = link = created;
     } else {
       // Authenticated: follow the client when its address changes (NAT rebinding).
       link.follow(address, port);
     }
     return { link, plain };
+  }
+
+  /**
+   * New TLS material (a reloaded CRL) for new connections; live sessions whose
+   * certificate is in `revoked` lose their keys (their control connection closes).
+   * Returns how many were cut.
+   */
+  reload(material: TlsMaterial, revoked: Set<string>): number {
+    this.server?.setSecureContext(serverTlsOptions(material, this.gate.timeoutMs));
+    let cut = 0;
+    for (const s of this.secured) {
+      if (peerRevoked(s, revoked)) {
+        s.destroy();
+        cut++;
+      }
+    }
+    return cut;
   }
 
   /** Key ids in use (sessions with a live TLS control connection). */
