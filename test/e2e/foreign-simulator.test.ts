@@ -64,7 +64,9 @@ describe.skipIf(skip)('a simulator image that is not the stand-in', () => {
     if (!(await docker.imageExists('debian:12'))) throw new Error('needs the base image debian:12: ctun-build base --distro debian --suite bookworm');
     const plain = await dockerCli(['build', '-q', '--label', 'io.ctun.test=foreign-simulator', '-t', IMAGES.plain, FIXTURE], 300_000);
     if (plain.exitCode !== 0) throw new Error(`docker build of ${IMAGES.plain} failed:\n${plain.all}`);
-    if (!(await docker.imageExists(IMAGES.separateServer))) {
+    // Built every run: a tag left by an earlier run may hold an older tunnel (the build
+    // caches make a rebuild of unchanged code quick).
+    {
       const paths = projectPaths();
       await executeBuildPlan(planCtun({ eula: EULA_LITERAL, baseImage: 'debian:12', tagPrefix: PREFIX }, paths, ['separate-server']), {
         docker,
@@ -74,7 +76,7 @@ describe.skipIf(skip)('a simulator image that is not the stand-in', () => {
       });
       built.push(IMAGES.separateServer);
     }
-    if (!(await docker.imageExists(IMAGES.integrated))) {
+    {
       const work = await mkdtemp(join(tmpdir(), 'ctun-e2e-foreign-'));
       try {
         await makeSeedWheels({ outDir: join(work, 'wheels'), logger: createLogger({ level: 'warn' }) });
@@ -93,7 +95,7 @@ describe.skipIf(skip)('a simulator image that is not the stand-in', () => {
     }
     console.log(`foreign simulator images ready in ${((Date.now() - started) / 1000).toFixed(0)} s${built.length ? ` (built ${built.join(', ')})` : ''}`);
   }, 900_000);
-  // The images stay (like the other tests' images) so that a rerun builds nothing;
+  // The images stay (like the other tests' images) so that a rerun reuses their layers;
   // all carry the ctun-e2e-foreign/ prefix, the plain one also the io.ctun.test label.
 
   it('separated: ctun-run separate finds it ready on 27027 (probed from the tunnel server) and the PC reaches its run-time port through the tunnel', async () => {

@@ -105,7 +105,10 @@ describe('hostile build inputs never reach a daemon', () => {
   it('several bad values in one run are all reported at once', async () => {
     const r = await ctunBuild(veos(['--baseImage', 'Debian 12', '--tagPrefix', '$(id)', '--pipIndexUrl', 'http://x.lab/simple']), `unix://${recorder!.socket}`);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/^ctun-build: error: 3 build inputs are refused:\n {2}- --baseImage "Debian 12" contains a space.*\n {2}- --tagPrefix "\$\(id\)" contains `\$`.*\n {2}- --pipIndexUrl "http:\/\/x\.lab\/simple" is plain http/m);
+    // One report with every problem, each with its code and what to do (tools/build/commands.ts inputProblems).
+    expect(r.stderr).toMatch(
+      /^ctun-build: error: 3 problems with the build inputs, nothing was built:\n {2}1\. \[BAD_BASE_IMAGE\] --baseImage "Debian 12" contains a space.*\n.*→.*\n {2}2\. \[BAD_TAG_PREFIX\] --tagPrefix "\$\(id\)" contains `\$`.*\n.*→.*\n {2}3\. \[PIP_INDEX_INSECURE\] --pipIndexUrl "http:\/\/x\.lab\/simple" is plain http/m,
+    );
   });
 
   it('control: a valid run does reach the socket (so the empty record above means something)', async () => {

@@ -184,7 +184,7 @@ describe.skipIf(skip)('the npm package', () => {
     const r = await run('ctun-run', ['k8s', 'render', '--validate', '--out', out]);
     expect(r.exitCode, r.all).toBe(0);
     expect(r.all).toMatch(/k8s-valid/);
-    expect((await readdir(out)).sort()).toEqual(['ctun-separate-server.yaml', 'ctun-service.yaml', 'veos.23.1.ctun.yaml', 'veos.23.1.yaml']);
+    expect((await readdir(out)).sort()).toEqual(['ctun-network-policy.yaml', 'ctun-separate-server.yaml', 'ctun-service.yaml', 'veos.23.1.ctun.yaml', 'veos.23.1.yaml']);
     const plan = await run('ctun-build', ['ctun', 'acceptDspaceEula', '--print-plan']);
     expect(plan.exitCode, plan.all).toBe(0);
     expect(JSON.parse(plan.stdout).runtime.entry).toBe(join(installed(), 'lib', 'ctun.mjs'));

@@ -190,7 +190,7 @@ function deployCommand(mode: DeploymentMode, describe: string): CommandModule<ob
 
 const renderCommand: CommandModule<object, Args> = {
   command: 'render',
-  describe: 'Write the manifests (ctun-service.yaml, veos.23.1.ctun.yaml, veos.23.1.yaml, ctun-separate-server.yaml) from templates/k8s',
+  describe: 'Write the manifests (ctun-service.yaml, veos.23.1.ctun.yaml, veos.23.1.yaml, ctun-separate-server.yaml, ctun-network-policy.yaml) from templates/k8s',
   builder: (y) =>
     withParams(withCommon(y))
       .option('out', { type: 'string', default: 'k8s', describe: 'Folder to write to' })
