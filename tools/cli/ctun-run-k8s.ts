@@ -40,12 +40,6 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 type Args = Record<string, any>;
 
-function withCommon<T>(y: Argv<T>) {
-  return y
-    .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'One event per line, as text or JSON' })
-    .option('verbose', { type: 'boolean', default: false, describe: 'Debug lines, and the cause chain of errors' });
-}
-
 /** The manifest parameters as options (defaults are the seed's, see tools/k8s/params.ts). */
 function withParams<T>(y: Argv<T>) {
   return y
@@ -177,7 +171,7 @@ function deployCommand(mode: DeploymentMode, describe: string): CommandModule<ob
     command: `${mode} <licenseServer>`,
     describe,
     builder: (y) =>
-      withParams(withCluster(withCommon(y)))
+      withParams(withCluster(y))
         .positional('licenseServer', { type: 'string', demandOption: true, describe: 'License server for DS_CMU_SERVER: host or port@host' })
         .option('via', { choices: ['nodeport', 'port-forward'], default: 'nodeport', describe: 'nodeport: the client reaches NODE_IP:NODEPORT; port-forward: TCP through the Kubernetes API, no reachable node needed' })
         .option('connect', { type: 'boolean', default: false, describe: 'Start the ctun client of this checkout once the deployment is ready' })
@@ -192,7 +186,7 @@ const renderCommand: CommandModule<object, Args> = {
   command: 'render',
   describe: 'Write the manifests (ctun-service.yaml, veos.23.1.ctun.yaml, veos.23.1.yaml, ctun-separate-server.yaml, ctun-network-policy.yaml) from templates/k8s',
   builder: (y) =>
-    withParams(withCommon(y))
+    withParams(y)
       .option('out', { type: 'string', default: 'k8s', describe: 'Folder to write to' })
       .option('license-server', { type: 'string', describe: 'License server for DS_CMU_SERVER (default: the placeholder <LICENSE_SERVER>)' })
       .option('namespace', { type: 'string', describe: 'Namespace written into the manifests (default: none)' })
@@ -204,7 +198,7 @@ const renderCommand: CommandModule<object, Args> = {
 const deleteCommand: CommandModule<object, Args> = {
   command: 'delete',
   describe: 'Delete the Deployments and Services ctun applied (found by the app.kubernetes.io/managed-by=ctun label)',
-  builder: (y) => withCluster(withCommon(y)) as Argv<Args>,
+  builder: (y) => withCluster(y) as Argv<Args>,
   handler: (argv) => runCommandBody(PROGRAM, argv.verbose, () => runDelete(argv, cliLogger(argv as { verbose?: boolean }))),
 };
 
