@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RECONNECT_BACKOFF_CAP_MS, UDP_HELLO_REPEAT_MS } from '../../tools/tunnel/client.js';
 import { Daemon, link, netnsUnavailable, NODE, ROOT, Scope, type Netns } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
 
@@ -22,6 +23,15 @@ beforeAll(async () => {
 afterAll(() => removePki(pki));
 
 const HOSTILE = `${ROOT}test/fixtures/hostile.mjs`;
+
+/**
+ * The README's promise for a server that returns: the client is back by itself. Away
+ * for seconds, it has long noticed the loss and waits at most its back-off cap before
+ * the next try (UDP says its hello again every UDP_HELLO_REPEAT_MS meanwhile), so it is
+ * back within that after the server listens; the 3 s on top are for a loaded machine
+ * and a TLS handshake, not a speed figure (those are printed, and go to the benchmark).
+ */
+const BACK_WITHIN_MS = RECONNECT_BACKOFF_CAP_MS + UDP_HELLO_REPEAT_MS + 3000;
 
 async function setup(): Promise<{ pc: Netns; evil: Netns; sim: Netns }> {
   const pc = await scope.ns('pc');
@@ -131,11 +141,12 @@ describe.skipIf(skip)('faults and floods', () => {
           // With --tls the new session is mutual TLS again: the server names the client from its certificate.
           if (tls) await server.waitFor(/client-connected .*identity=alice/, 5000);
         }
-        // How fast is a figure, not a pass/fail line (a loaded CI machine stretches it):
-        // printed here. Measured: 0.1-1.1 s on every transport. (Plain UDP took 2-3 s
+        // How fast is a figure (a loaded CI machine stretches it): printed here; the
+        // pass/fail line is the functional bound, BACK_WITHIN_MS. Measured: 0.1-1.1 s on every transport. (Plain UDP took 2-3 s
         // until the addon's UDP reader resumed polling after the ICMP error that the
         // client's hellos raise while the server is away.)
         console.log(`${mode}: client back ${backTimes.join(' ms, ')} ms, traffic back ${trafficTimes.join(' ms, ')} ms after the server's start line`);
+        for (const back of backTimes) expect(back, `client back by itself within ${BACK_WITHIN_MS} ms of the server's return`).toBeLessThan(BACK_WITHIN_MS);
         expect(await pc.ifindex('dstap0')).toBe(tapIndex);
         expect(await pc.ping('192.168.100.1')).toBe(true);
       });

@@ -17,6 +17,16 @@ import { createStats, type TunnelStats } from './stats.js';
 import { connectClientLink, type ClientLink, type TransportKind } from './transport.js';
 import { describeProtection, type TlsMaterial } from './secure/index.js';
 
+/**
+ * Cap of the reconnect back-off (not the Backoff default of 5 s): however long the
+ * server was away, a client waits at most this before its next try, so it is back
+ * within about this long of its server's return.
+ */
+export const RECONNECT_BACKOFF_CAP_MS = 1600;
+
+/** Plain UDP may lose a hello: the client says it again this often until the welcome. */
+export const UDP_HELLO_REPEAT_MS = 500;
+
 export interface ClientOptions {
   host: string;
   /** Default 1723. */
@@ -83,9 +93,7 @@ export class TunnelClient {
 
   constructor(private readonly o: ClientOptions) {
     this.net = o.net ?? new NetConfig();
-    // Capped at 1.6 s (not the Backoff default of 5 s): a client must be back within
-    // 2 s of its server's return, however long the server was away.
-    this.backoff = new Backoff({ maxMs: 1600, ...o.backoff });
+    this.backoff = new Backoff({ maxMs: RECONNECT_BACKOFF_CAP_MS, ...o.backoff });
     this.keepaliveMs = o.keepaliveMs ?? 1000;
     if (o.dest !== undefined) requireIPv4(o.dest, '--dest');
     this.firstWelcome = new Promise<Welcome>((resolve, reject) => {
@@ -219,7 +227,7 @@ export class TunnelClient {
       const again = setInterval(() => {
         if (this.link === link && this.state === 'connecting') this.sendHello();
         else clearInterval(again);
-      }, 500);
+      }, UDP_HELLO_REPEAT_MS);
       again.unref();
     }
     this.helloTimer = setTimeout(() => {

@@ -40,11 +40,11 @@ afterEach(async () => {
 
 let nextPort = 21000 + (process.pid % 2000) * 4;
 
-async function startServer(transport: 'udp' | 'tcp', extra: { mode?: 'local' | 'separate'; port?: number; graceMs?: number; routes?: Record<string, string> } = {}) {
+async function startServer(transport: 'udp' | 'tcp', extra: { mode?: 'local' | 'separate'; port?: number; graceMs?: number; keepaliveMs?: number; routes?: Record<string, string> } = {}) {
   const [simTap, simKernel] = createMemoryDevicePair(['ctun0', 'kernel']);
   const { net, calls, forwarding } = recordingNet(extra.routes);
   const log = createMemoryLogger();
-  const server = new TunnelServer({ listen: '127.0.0.1', port: extra.port ?? nextPort++, transport, mode: extra.mode, graceMs: extra.graceMs, deadAfterMs: 1500, logger: log, openDevice: () => simTap, net });
+  const server = new TunnelServer({ listen: '127.0.0.1', port: extra.port ?? nextPort++, transport, mode: extra.mode, graceMs: extra.graceMs, keepaliveMs: extra.keepaliveMs, deadAfterMs: 1500, logger: log, openDevice: () => simTap, net });
   const bound = await server.start();
   stops.push(() => server.stop());
   return { server, port: bound.port, kernel: simKernel, log, calls, forwarding };
@@ -97,7 +97,7 @@ describe.each(['udp', 'tcp'] as const)('tunnel session over %s (in-memory TAPs)'
     expect(atSim).toHaveLength(1);
   });
 
-  it('resumes the same session after the server comes back on the same port', async () => {
+  it('is back by itself with a new session after its server restarts on the same port', async () => {
     const first = await startServer(transport, { graceMs: 10_000 });
     const c = await startClient(transport, first.port);
     await c.client.waitConnected(3000);
@@ -106,6 +106,8 @@ describe.each(['udp', 'tcp'] as const)('tunnel session over %s (in-memory TAPs)'
     await until(() => c.log.lines.some((l) => l.event === 'client-reconnected'), 8000);
     const line = c.log.lines.find((l) => l.event === 'client-reconnected')!;
     expect(line.fields.outageMs).toBeGreaterThanOrEqual(0);
+    // A restarted server has lost every session: this is a new one, not a resume.
+    expect(line.fields.resumed).toBe(false);
     const atSim = sink(second.kernel);
     c.kernel.writeFrames([ethernet('ffffffffffff', '02000000000a')]);
     await until(() => atSim.length === 1);
@@ -135,17 +137,54 @@ describe('separate mode in memory', () => {
   });
 });
 
+/** Cuts the client's link under it, as a dropped connection or a NAT rebinding does. */
+function cutLink(client: TunnelClient): void {
+  (client as unknown as { link: { close(): void } }).link.close();
+}
+
+describe.each(['udp', 'tcp'] as const)('session resume over %s', (transport) => {
+  it('a client whose link drops comes back to the same server within the grace period and resumes its session', async () => {
+    const s = await startServer(transport, { graceMs: 10_000 });
+    const c = await startClient(transport, s.port);
+    await c.client.waitConnected(3000);
+    const atSim = sink(s.kernel);
+    // The server learns the client's MAC on its switch port; a resumed session keeps it.
+    c.kernel.writeFrames([ethernet('ffffffffffff', '02000000000a', 'before')]);
+    await until(() => atSim.length === 1);
+    // The client's socket goes (a new UDP port after it reconnects, as a NAT rebinding gives; a new TCP connection).
+    cutLink(c.client);
+    await until(() => c.log.lines.some((l) => l.event === 'client-reconnected'), 5000);
+    expect(c.log.lines.find((l) => l.event === 'client-reconnected')!.fields.resumed).toBe(true);
+    expect(s.log.lines.filter((l) => l.event === 'client-resumed')).toHaveLength(1);
+    expect(s.log.lines.filter((l) => l.event === 'client-connected')).toHaveLength(1);
+    expect(s.server.sessionCount).toBe(1);
+    // Traffic flows again both ways through the resumed session.
+    const atPc = sink(c.kernel);
+    s.kernel.writeFrames([ethernet('02000000000a', '02c7c0a86401', 'after')]);
+    await until(() => atPc.length === 1);
+    expect(atPc[0]!.toString()).toContain('after');
+  });
+});
+
 describe('session grace period', () => {
   it('keeps a dropped session for the grace period, then frees it', async () => {
-    const s = await startServer('tcp', { graceMs: 300 });
+    const graceMs = 1500;
+    const s = await startServer('tcp', { graceMs, keepaliveMs: 100 });
     const c = await startClient('tcp', s.port);
     await c.client.waitConnected(3000);
     expect(s.server.sessionCount).toBe(1);
-    // A client that vanishes without a bye (kill -9): only the link closes.
-    (c.client as unknown as { link: { close(): void } }).link.close();
+    // A client that vanishes without a bye (kill -9): its link closes and it never comes back.
+    (c.client as unknown as { connect(): Promise<void> }).connect = async () => {};
+    cutLink(c.client);
     await until(() => s.log.lines.some((l) => l.event === 'client-detached'));
-    await c.client.stop();
-    await until(() => s.server.sessionCount === 0, 3000);
-    expect(s.log.lines.some((l) => l.event === 'session-ended')).toBe(true);
+    const detachedAt = Date.now();
+    // Well inside the grace period (the server sweeps every 100 ms): the session is kept.
+    await new Promise((r) => setTimeout(r, graceMs / 2));
+    expect(s.server.sessionCount).toBe(1);
+    expect(s.log.lines.some((l) => l.event === 'session-ended')).toBe(false);
+    // After it: freed, for the reason of the grace period, and not before it was over.
+    await until(() => s.server.sessionCount === 0, graceMs + 3000);
+    expect(Date.now() - detachedAt).toBeGreaterThanOrEqual(graceMs - 50);
+    expect(s.log.lines.find((l) => l.event === 'session-ended')?.fields.reason).toBe('grace period over');
   });
 });
