@@ -1,6 +1,7 @@
 /**
  * `ctun configure` against the real kernel: a persistent TAP owned by a user, so the
- * client runs without root; idempotence; removal; the seed's promiscuous helpers.
+ * client runs without root; idempotence; removal; the seed's promiscuous helpers
+ * (--promisc with --blackhole or --drop-ip).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { CTUN, link, netnsUnavailable, NODE, Scope } from './harness/netns.js';
@@ -60,5 +61,23 @@ describe.skipIf(skip)('ctun configure', () => {
     const both = await pc.ctun(['configure', '--promisc', dev, '--drop-ip', dev, '--blackhole', '10.81.1.99', '--non-interactive'], { reject: false });
     expect(both.exitCode).toBe(1);
     expect(both.stderr).toContain('--drop-ip and --blackhole exclude each other');
+  });
+
+  it('sets an interface promiscuous and removes its IP addresses (--drop-ip), leaving other interfaces alone', async () => {
+    const pc = await scope.ns('pc');
+    const other = await scope.ns('oth');
+    await link(pc, '10.81.2.1/24', other, '10.81.2.2/24');
+    await pc.ip('addr', 'add', '127.0.0.2/8', 'dev', 'lo'); // another interface's address, which must stay
+    const dev = JSON.parse(await pc.ip('-j', 'addr', 'show', 'to', '10.81.2.1/24'))[0].ifname as string;
+    expect(await other.ping('10.81.2.1', 1)).toBe(true);
+    const r = await pc.ctun(['configure', '--promisc', dev, '--drop-ip', dev, '--non-interactive']);
+    expect(r.stdout).toContain(`${dev} is promiscuous`);
+    expect(r.stdout).toContain(`removed the IP addresses of ${dev}`);
+    const [after] = JSON.parse(await pc.ip('-d', '-j', 'addr', 'show', 'dev', dev)) as Array<{ promiscuity: number; addr_info: Array<{ family: string; local: string }> }>;
+    expect(after!.promiscuity).toBeGreaterThan(0);
+    expect(after!.addr_info.filter((a) => a.family === 'inet')).toEqual([]);
+    expect(await pc.ip('-4', 'addr', 'show', 'dev', 'lo')).toContain('127.0.0.2/8');
+    // The peer sees it too: the address no longer answers.
+    expect(await other.ping('10.81.2.1', 1)).toBe(false);
   });
 });

@@ -18,7 +18,7 @@ export interface TapAddon {
   close(fd: number): void;
   Reader: new (fd: number, buffer: Buffer, lengths: Uint32Array, slotSize: number, onFrames: (count: number) => void) => { stop(): void };
   /** Binds a non-blocking UDP socket (IPv4); `port` is the bound one. */
-  udpOpen(host: string, port: number, bufferBytes: number): { fd: number; port: number };
+  udpOpen(host: string, port: number, bufferBytes: number, offload?: boolean): { fd: number; port: number };
   udpConnect(fd: number, ip: number, port: number): void;
   /** sendmmsg; `frames` true prefixes each buffer with a Data header. ip 0: the connected peer. Returns how many left. */
   udpSend(fd: number, buffers: Buffer[], ip: number, port: number, frames: boolean): number;

@@ -23,6 +23,12 @@ export interface BatchUdpOptions {
   bufferBytes?: number;
   /** Datagrams per wake-up; default 64. */
   batch?: number;
+  /**
+   * UDP GSO on send and GRO on receive where the kernel offers them; default true.
+   * false takes the path of a kernel without them (one datagram per message both
+   * ways): the wire is the same either way, and tests force it to prove that.
+   */
+  offload?: boolean;
 }
 
 /** Largest datagram accepted: a u16 message length plus its header. Bigger ones are truncated and dropped. */
@@ -45,7 +51,7 @@ export class BatchUdpSocket {
   static bind(host: string, port: number, options: BatchUdpOptions = {}): BatchUdpSocket {
     const addon = loadAddon();
     if (!isIPv4(host)) throw Object.assign(new Error(`bind ${host}: not an IPv4 address`), { code: 'EINVAL' });
-    return new BatchUdpSocket(addon, addon.udpOpen(host, port, options.bufferBytes ?? 4 << 20), options.batch ?? 64);
+    return new BatchUdpSocket(addon, addon.udpOpen(host, port, options.bufferBytes ?? 4 << 20, options.offload ?? true), options.batch ?? 64);
   }
 
   /** Whether the addon in use has the batch UDP socket (an older build has not). */

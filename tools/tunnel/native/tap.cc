@@ -225,12 +225,15 @@ class Reader : public PollReader<Reader> {
 // datagram is whole messages; sendFrames prefixes each frame with its 4-byte Data
 // header. Control messages use the same socket through send().
 
-// udpOpen(host: string, port: number, bufferBytes: number) -> fd
+// udpOpen(host: string, port: number, bufferBytes: number, offload = true) -> fd
+// offload false: no UDP GRO on receive and no GSO on send, one datagram per message
+// both ways (the path a kernel without them takes; tests force it to prove it works).
 Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string host = info[0].As<Napi::String>();
   uint32_t port = info[1].As<Napi::Number>().Uint32Value();
   int bufBytes = info[2].As<Napi::Number>().Int32Value();
+  bool offload = info.Length() < 4 || !info[3].IsBoolean() || info[3].As<Napi::Boolean>().Value();
   struct sockaddr_in sa;
   memset(&sa, 0, sizeof sa);
   sa.sin_family = AF_INET;
@@ -244,12 +247,14 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
   // UDP GRO: the kernel may hand over a run of equal-sized datagrams from one sender
   // as one buffer (the reader splits it by the segment size it reports). Best effort.
   int one = 1;
-  setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);
+  if (offload) setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);
   if (bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) {
     int err = errno;
     close(fd);
     return ThrowErrno(env, err, "bind");
   }
+  if (offload) g_noGso.erase(fd);  // a reused fd number starts with GSO allowed
+  else g_noGso.insert(fd);
   socklen_t len = sizeof sa;
   getsockname(fd, reinterpret_cast<struct sockaddr*>(&sa), &len);
   Napi::Object result = Napi::Object::New(env);
