@@ -4,17 +4,35 @@
  * discovery, server-side apply, pods list by label selector, service read, nodes
  * list, list+delete by label. The client library is pointed at it by a kubeconfig
  * file of this test's own, so the adapter's real requests are checked (paths, patch
- * content type, field manager, force, label selectors) and deploy's wait/discover
- * logic runs over real HTTP responses.
+ * content type, field manager, force, label selectors, the port-forward upgrade) and
+ * deploy's wait/discover logic and the local forward run over real HTTP responses.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryLogger, CtunError } from '../common/index.js';
-import { ClusterApi, clientCommand, deleteDeployment, deploy, FIELD_MANAGER, loadKubeConfig, type Clock } from './index.js';
+import { ClusterApi, clientCommand, deleteDeployment, deploy, FIELD_MANAGER, loadKubeConfig, startLocalForward, type Clock } from './index.js';
+
+/** The little of `ws` used here: the WebSocket library @kubernetes/client-node speaks port-forward with (it ships no types). */
+interface WsSocket {
+  protocol: string;
+  send(data: Buffer): void;
+  on(event: 'message', listener: (data: Buffer) => void): void;
+  terminate(): void;
+}
+interface WsServer {
+  clients: Set<WsSocket>;
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, done: (ws: WsSocket) => void): void;
+  close(): void;
+}
+const { WebSocketServer } = createRequire(import.meta.url)('ws') as {
+  WebSocketServer: new (o: { noServer: true; handleProtocols: (protocols: Set<string>) => string | false }) => WsServer;
+};
 
 interface Seen {
   method: string;
@@ -54,7 +72,10 @@ class FakeApiServer {
   readonly seen: Seen[] = [];
   readonly objects = new Map<string, Obj>();
   private readonly lists = new Map<string, number>();
+  /** Port-forward upgrades seen: path with query, and the subprotocol agreed. */
+  readonly forwards: Array<{ url: string; protocol: string }> = [];
   private server?: Server;
+  private wss?: WsServer;
   url = '';
 
   async start(): Promise<void> {
@@ -68,11 +89,29 @@ class FakeApiServer {
         res.end(JSON.stringify(answer));
       });
     });
+    // Port-forward, as the API server speaks it: a WebSocket of the channel protocol;
+    // each binary frame starts with its channel (0 data, 1 error), and the first frame
+    // of each channel carries the port (2 bytes, little-endian). The "pod" echoes.
+    this.wss = new WebSocketServer({ noServer: true, handleProtocols: (ps) => (ps.has('v4.channel.k8s.io') ? 'v4.channel.k8s.io' : false) });
+    this.server.on('upgrade', (req, socket, head) => {
+      this.wss!.handleUpgrade(req, socket, head, (ws) => {
+        this.forwards.push({ url: req.url ?? '', protocol: ws.protocol });
+        const port = Number(new URL(req.url ?? '/', 'http://127.0.0.1').searchParams.get('ports'));
+        const portBytes = [port & 0xff, port >> 8];
+        ws.send(Buffer.from([0, ...portBytes]));
+        ws.send(Buffer.from([1, ...portBytes]));
+        ws.on('message', (data: Buffer) => {
+          if (data[0] === 0 && data.length > 1) ws.send(Buffer.concat([Buffer.from([0]), Buffer.from(data.subarray(1).toString().toUpperCase())]));
+        });
+      });
+    });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
   close(): Promise<void> {
+    for (const c of this.wss?.clients ?? []) c.terminate();
+    this.wss?.close();
     return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 
@@ -238,5 +277,22 @@ describe('ClusterApi (the real adapter) against a local API server', () => {
 
   it('serverHost is the kubeconfig server host', () => {
     expect(api.serverHost()).toBe('127.0.0.1');
+  });
+
+  it("port-forward: a local TCP connection is carried over the API server's WebSocket to the pod's port, both ways", async () => {
+    await using forward = await startLocalForward(api.portForwardOpener(), { namespace: 'ctun-adapter', pod: 'ctun-server-pod-0', port: 1723, logger: createMemoryLogger() });
+    const socket = connect(forward.localPort, '127.0.0.1');
+    const answer = await new Promise<string>((resolve, reject) => {
+      let got = '';
+      socket.on('error', reject);
+      socket.on('data', (d: Buffer) => {
+        got += d.toString();
+        if (got.length >= 'hello pod'.length) resolve(got);
+      });
+      socket.write('hello pod');
+    });
+    socket.destroy();
+    expect(answer).toBe('HELLO POD');
+    expect(server.forwards).toEqual([{ url: '/api/v1/namespaces/ctun-adapter/pods/ctun-server-pod-0/portforward?ports=1723', protocol: 'v4.channel.k8s.io' }]);
   });
 });
