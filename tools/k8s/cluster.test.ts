@@ -3,9 +3,10 @@
  * HTTP server on loopback that speaks the API's shape for the calls ctun makes:
  * discovery, server-side apply, pods list by label selector, service read, nodes
  * list, list+delete by label, the port-forward WebSocket. The client library is
- * pointed at it by a kubeconfig file of this test's own, so the adapter's real requests are checked (paths, patch
- * content type, field manager, force, label selectors, the port-forward upgrade) and
- * deploy's wait/discover logic and the local forward run over real HTTP responses.
+ * pointed at it by a kubeconfig file of this test's own, so the adapter's real
+ * requests are checked (paths, patch content type, field manager, force, label
+ * selectors, the port-forward upgrade) and deploy's wait/discover logic and the
+ * local forward run over real HTTP responses.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
