@@ -286,6 +286,7 @@ describe('ClusterApi (the real adapter) against a local API server', () => {
     const answer = await new Promise<string>((resolve, reject) => {
       let got = '';
       socket.on('error', reject);
+      setTimeout(() => reject(new Error(`no answer through the port-forward within 5 s (got "${got}")`)), 5_000).unref();
       socket.on('data', (d: Buffer) => {
         got += d.toString();
         if (got.length >= 'hello pod'.length) resolve(got);
