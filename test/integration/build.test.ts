@@ -21,6 +21,10 @@ import { ctunBuild, dockerCli, waitForLog } from '../fixtures/build/images.js';
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const BASE = 'debian:12';
 const TEST_LABEL = 'io.ctun.kind=container/test-build';
+// The simulator images are built under tags of this run: under the usual tags the
+// context digest of a warm host would find them up to date and build nothing.
+const VEOS_TAG = `ctun-test/veos-it:${process.pid}`;
+const VEOS_CTUN_TAG = `ctun-test/veos-ctun-it:${process.pid}`;
 const docker = new Dockerode();
 
 const daemon = await docker.ping().then(
@@ -124,19 +128,35 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
 
   afterAll(async () => {
     await removeTestContainers();
+    for (const tag of [VEOS_TAG, VEOS_CTUN_TAG]) await docker.getImage(tag).remove().catch(() => undefined);
     indexServer?.kill('SIGTERM');
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  it('the base image came from the host mirror, labelled, with deb822 sources', async () => {
-    const info = await docker.getImage(BASE).inspect();
-    expect(info.Config.Labels).toMatchObject({ 'io.ctun.managed': 'true', 'io.ctun.kind': 'image/base', 'io.ctun.base.suite': 'bookworm' });
-    const r = await dockerCli(['run', '--rm', BASE, 'sh', '-c', 'cat /etc/os-release /etc/apt/sources.list.d/debian.sources; ls /etc/apt/sources.list 2>&1; ls -l /usr/bin/su']);
-    expect(r.stdout).toContain('VERSION_CODENAME=bookworm');
-    expect(r.stdout).toContain('Suites: bookworm-security');
-    expect(r.stdout).toContain('No such file'); // only the deb822 file
-    expect(r.stdout).toMatch(/^-rwsr-xr-x .* \/usr\/bin\/su$/m); // set-uid bits survived the import
-  });
+  it('`ctun-build base` bootstraps a NEW image from the host mirror, labelled, with deb822 sources', async () => {
+    // A tag of this run only: the bootstrap must really run (debian:12, kept for the
+    // other cases, proves nothing about a build), and exactly this image is removed after.
+    const tag = `ctun-test/base-it:${process.pid}`;
+    const before = new Set((await docker.listImages({ all: true })).map((i) => i.Id));
+    try {
+      const r = await ctunBuild(['base', '--distro', 'debian', '--suite', 'bookworm', '--tag', tag, '--progress', 'plain']);
+      expect(r.exitCode, r.all.split('\n').slice(-20).join('\n')).toBe(0);
+      // Its last word: the tags and the image id.
+      const imageId = new RegExp(`^${tag.replace(/[.:/]/g, '\\$&')} (sha256:[0-9a-f]{64})$`, 'm').exec(r.stdout)?.[1];
+      expect(imageId, r.stdout).toBeDefined();
+      expect(before.has(imageId!)).toBe(false); // built now, not found
+      const info = await docker.getImage(tag).inspect();
+      expect(info.Id).toBe(imageId);
+      expect(info.Config.Labels).toMatchObject({ 'io.ctun.managed': 'true', 'io.ctun.kind': 'image/base', 'io.ctun.base.suite': 'bookworm' });
+      const c = await dockerCli(['run', '--rm', tag, 'sh', '-c', 'cat /etc/os-release /etc/apt/sources.list.d/debian.sources; ls /etc/apt/sources.list 2>&1; ls -l /usr/bin/su']);
+      expect(c.stdout).toContain('VERSION_CODENAME=bookworm');
+      expect(c.stdout).toContain('Suites: bookworm-security');
+      expect(c.stdout).toContain('No such file'); // only the deb822 file
+      expect(c.stdout).toMatch(/^-rwsr-xr-x .* \/usr\/bin\/su$/m); // set-uid bits survived the import
+    } finally {
+      await docker.getImage(tag).remove().catch(() => undefined); // the tag; the image goes with it, being only ours
+    }
+  }, 400_000);
 
   it('errors before building: no EULA, missing or wrong tarball, missing base image', async () => {
     const noEula = await ctunBuild(['ctun', '--distro', 'debian']);
@@ -162,8 +182,15 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
   });
 
   it('builds the four ctun images; `ctun --version` runs inside', async () => {
-    const r = await ctunBuild(['ctun', 'acceptDspaceEula', '--distro', 'debian', '--progress', 'json']);
+    // --no-cache: on a warm host the context digest would find every image up to date
+    // and build nothing; this case must build, so every image gets a new id.
+    const ctunImages = Object.entries(metadata.images).filter(([key]) => !key.startsWith('veos')).map(([, image]) => image);
+    const idOf = async (image: string) => (await docker.getImage(image).inspect().catch(() => undefined))?.Id;
+    const before = await Promise.all(ctunImages.map(idOf));
+    const r = await ctunBuild(['ctun', 'acceptDspaceEula', '--distro', 'debian', '--no-cache', '--progress', 'json']);
     expect(r.exitCode, r.all).toBe(0);
+    const after = await Promise.all(ctunImages.map(idOf));
+    after.forEach((id, i) => expect(id, `${ctunImages[i]} was not rebuilt`).not.toBe(before[i]));
     const events = r.stdout
       .split('\n')
       .filter((l) => l.startsWith('{'))
@@ -191,7 +218,7 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
     // No npm and no compiler in the image: only the runtime, the bundle and the addon.
     const files = await dockerCli(['run', '--rm', '--entrypoint', 'sh', metadata.images.separateServer, '-c', 'ls /opt/ctun /opt/ctun/native; command -v npm gcc || true']);
     expect(files.stdout.split('\n').filter(Boolean)).toEqual(['/opt/ctun:', 'bin', 'ctun.mjs', 'native', '', '/opt/ctun/native:', 'ctun_tap.node'].filter(Boolean));
-  });
+  }, 600_000);
 
   it('a failing step exits non-zero, naming the step and its log tail', async () => {
     // A "mirror" that passes the preflight (its InRelease answers) but is no apt
@@ -214,21 +241,22 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
   });
 
   it('builds the simulator image with pip from a local index; supervisord runs it; license error and license OK', async () => {
-    const r = await ctunBuild(['veos', 'online', 'acceptDspaceEula', metadata.images.veos, tarball, '--distro', 'debian', '--pipIndexUrl', indexUrl, '--pipTrustedHost', '--progress', 'plain']);
+    const r = await ctunBuild(['veos', 'online', 'acceptDspaceEula', VEOS_TAG, tarball, '--distro', 'debian', '--pipIndexUrl', indexUrl, '--pipTrustedHost', '--progress', 'plain']);
     expect(r.exitCode, r.all.split('\n').slice(-30).join('\n')).toBe(0);
     expect(r.stdout).toContain(`Looking in indexes: ${indexUrl}`);
-    const info = await docker.getImage(metadata.images.veos).inspect();
+    expect(r.stdout).toContain('Step 1/'); // a build ran: an up-to-date image prints no steps
+    const info = await docker.getImage(VEOS_TAG).inspect();
     expect(info.Config.Labels).toMatchObject({ 'io.ctun.kind': 'image/veos', 'io.ctun.veos.release': metadata.veosRelease });
 
     // Unreachable license server: the simulator says so, supervisord keeps retrying it.
-    const bad = await runContainer(['-e', 'DS_CMU_SERVER=127.0.0.1', '-e', 'VEOS_STANDIN_LICENSE_ATTEMPTS=2', '-e', 'VEOS_STANDIN_LICENSE_RETRY_DELAY_MS=100', metadata.images.veos]);
+    const bad = await runContainer(['-e', 'DS_CMU_SERVER=127.0.0.1', '-e', 'VEOS_STANDIN_LICENSE_ATTEMPTS=2', '-e', 'VEOS_STANDIN_LICENSE_RETRY_DELAY_MS=100', VEOS_TAG]);
     await waitForLog(bad, /license server 127\.0\.0\.1:22350 .*unreachable/, 'the license error');
     await waitForLog(bad, /exited: veos \(exit status 3; not expected\)/, 'supervisord reporting the exit');
 
     // The license stand-in in another container: the simulator gets ready.
-    const lic = await runContainer(['--entrypoint', 'python3', metadata.images.veos, '-u', `${SIMULATOR_INSTALL_DIR}/bin/license_standin.py`]);
+    const lic = await runContainer(['--entrypoint', 'python3', VEOS_TAG, '-u', `${SIMULATOR_INSTALL_DIR}/bin/license_standin.py`]);
     await waitForLog(lic, LICENSE_READY_PATTERN, 'the license stand-in ready line');
-    const good = await runContainer(['-e', `DS_CMU_SERVER=${await ipOf(lic)}`, metadata.images.veos]);
+    const good = await runContainer(['-e', `DS_CMU_SERVER=${await ipOf(lic)}`, VEOS_TAG]);
     const logs = await waitForLog(good, SIMULATOR_READY_PATTERN, 'the simulator ready line');
     expect(logs).toContain('license ok');
     const status = await waitForState(good, 'veos', 'RUNNING');
@@ -237,26 +265,27 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
 
   it('builds the image with the tunnel inside (wheels dir); CTUN_START=yes runs the server under supervision', async () => {
     const r = await ctunBuild([
-      'veos', 'online', 'acceptDspaceEula', metadata.images.veosCtun, tarball, '--installCtun', 'yes', '--distro', 'debian', '--wheels', wheelsDir, '--progress', 'plain',
+      'veos', 'online', 'acceptDspaceEula', VEOS_CTUN_TAG, tarball, '--installCtun', 'yes', '--distro', 'debian', '--wheels', wheelsDir, '--progress', 'plain',
     ]);
     expect(r.exitCode, r.all.split('\n').slice(-30).join('\n')).toBe(0);
-    const v = await dockerCli(['run', '--rm', '--entrypoint', 'ctun', metadata.images.veosCtun, '--version']);
+    expect(r.stdout).toContain('Step 1/'); // a build ran: an up-to-date image prints no steps
+    const v = await dockerCli(['run', '--rm', '--entrypoint', 'ctun', VEOS_CTUN_TAG, '--version']);
     expect(v.stdout.trim()).toBe(metadata.ctunVersion);
 
-    const lic = await runContainer(['--entrypoint', 'python3', metadata.images.veos, '-u', `${SIMULATOR_INSTALL_DIR}/bin/license_standin.py`]);
+    const lic = await runContainer(['--entrypoint', 'python3', VEOS_CTUN_TAG, '-u', `${SIMULATOR_INSTALL_DIR}/bin/license_standin.py`]);
     await waitForLog(lic, LICENSE_READY_PATTERN, 'the license stand-in ready line');
     const licIp = await ipOf(lic);
     const caps = ['--cap-add', 'NET_ADMIN', '--device', '/dev/net/tun'];
 
     // Without CTUN_START the tunnel server is installed but not started.
-    const off = await runContainer([...caps, '-e', `DS_CMU_SERVER=${licIp}`, metadata.images.veosCtun]);
+    const off = await runContainer([...caps, '-e', `DS_CMU_SERVER=${licIp}`, VEOS_CTUN_TAG]);
     await waitForLog(off, SIMULATOR_READY_PATTERN, 'the simulator ready line');
     await waitForState(off, 'veos', 'RUNNING');
     await new Promise((res) => setTimeout(res, 1500));
     expect((await supervisorStatus(off))['ctun']).toBe('STOPPED');
 
     // With CTUN_START=yes (what `ctun-run veos --startCtun yes` sets) it runs, supervised.
-    const on = await runContainer([...caps, '-e', 'CTUN_START=yes', '-e', `DS_CMU_SERVER=${licIp}`, metadata.images.veosCtun]);
+    const on = await runContainer([...caps, '-e', 'CTUN_START=yes', '-e', `DS_CMU_SERVER=${licIp}`, VEOS_CTUN_TAG]);
     await waitForLog(on, SIMULATOR_READY_PATTERN, 'the simulator ready line');
     const status = await waitForState(on, 'ctun', 'RUNNING');
     expect(status).toMatchObject({ veos: 'RUNNING', ctun: 'RUNNING' });

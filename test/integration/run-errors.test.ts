@@ -5,9 +5,7 @@
 import dgram from 'node:dgram';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { createMemoryLogger } from '../../tools/common/index.js';
 import { DEFAULT_IMAGES } from '../../tools/demo/images.js';
-import { connectRunEngine, executeDeployment, planSeparated } from '../../tools/run/index.js';
 import { CTUN_RUN, deployUnavailable, docker, leftovers, NODE, prepareImages, removeDeployment } from '../e2e/harness/deploy.js';
 
 const skip = await deployUnavailable();
@@ -84,21 +82,37 @@ describe.skipIf(skip)('ctun-run errors', () => {
     }
   });
 
-  // The plan is data: the same plan without the capability or the device shows what
-  // a daemon policy that drops them would do, and how ctun-run says so.
-  for (const [what, change, code] of [
-    ['NET_ADMIN', { capAdd: [] as string[] }, 'NO_NET_ADMIN'],
-    ['/dev/net/tun', { devices: [] as string[] }, 'NO_TUN_DEVICE'],
+  // What a user meets through the real CLI. ctun-run always adds NET_ADMIN and passes
+  // /dev/net/tun, and the host's tun module is shared with every other test, so the two
+  // conditions are made inside the tunnel server's image (--ctunDockerImage): run as a
+  // user other than root, the server holds no capability whatever the container is
+  // given (what rootless Docker or a policy that drops it does); with the device node
+  // gone, it finds no /dev/net/tun (what a host without the tun module gives).
+  for (const [what, dockerfile, code, exitCode] of [
+    ['NET_ADMIN', 'USER nobody', 'lacks the NET_ADMIN capability', 2],
+    ['/dev/net/tun', 'ENTRYPOINT ["sh", "-c", "rm -f /dev/net/tun && exec ctun server --mode separate \\"$@\\"", "ctun-server"]', 'cannot open /dev/net/tun', 6],
   ] as const) {
-    it(`a tunnel server without ${what} fails with ${code}, and everything is removed`, async () => {
-      const name = `ctun-err-${code.toLowerCase().replace(/_/g, '-')}`;
+    it(`ctun-run separate: a tunnel server without ${what} is named, exits ${exitCode}, and everything is removed`, async () => {
+      const name = `ctun-err-cli${exitCode}`;
       names.push(name);
-      const plan = planSeparated({ image: DEFAULT_IMAGES.veos, licenseServer: '22350@127.0.0.1', veosDockerContainer: name, ctunDockerContainer: `${name}-ctun`, dockerNetwork: `${name}-net`, hostPort: 17283, readyTimeoutMs: 30_000, env: ['VEOS_STANDIN_LICENSE_ATTEMPTS=100'] });
-      Object.assign(plan.containers[1]!, change);
-      const e = await executeDeployment(plan, { engine: connectRunEngine(), logger: createMemoryLogger() }).catch((x: unknown) => x);
-      expect(e).toMatchObject({ code });
-      expect((e as Error).message).toContain(`the tunnel server in ${name}-ctun`);
-      expect(await leftovers(name)).toEqual([]);
+      const image = `ctun-test/ctun-err-${exitCode}:${process.pid}`;
+      const b = await execa('docker', ['build', '-q', '-t', image, '--label', 'io.ctun.managed=true', '-'], {
+        input: `FROM ${DEFAULT_IMAGES.separateServer}\n${dockerfile}\n`,
+        reject: false,
+      });
+      expect(b.exitCode, b.stderr).toBe(0);
+      try {
+        const r = await ctunRun([
+          'separate', DEFAULT_IMAGES.veos, '22350@127.0.0.1', '--ctunDockerImage', image, '--hostPort', String(17283 + exitCode),
+          '--veosDockerContainer', name, '--ctunDockerContainer', `${name}-ctun`, '--dockerNetwork', `${name}-net`, '--env', 'VEOS_STANDIN_LICENSE_ATTEMPTS=100',
+        ]);
+        expect(r.stderr).toMatch(new RegExp(`^ctun-run: error: the tunnel server in ${name}-ctun ${code}: `, 'm'));
+        expect(r.stderr).toMatch(/^ctun-run: hint: the container needs /m);
+        expect(r.exitCode, r.stderr).toBe(exitCode);
+        expect(await leftovers(name)).toEqual([]);
+      } finally {
+        await docker.getImage(image).remove().catch(() => undefined);
+      }
     });
   }
 });
