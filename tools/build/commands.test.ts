@@ -11,14 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryLogger, metadata } from '../common/index.js';
 import { buildStandinTarball } from '../simulator/index.js';
 import { findSeedInput, parseVeosArgs, resolveVeosOptions } from './commands.js';
+import { SEED_WHEEL_FILES } from './testing.js';
 
-const WHEELS = [
-  'setuptools-66.1.1-py3-none-any.whl',
-  'supervisor-4.2.5-py3-none-any.whl',
-  'supervisor_console-0.5.0-py3-none-any.whl',
-  'supervisord_dependent_startup-1.4.0-py3-none-any.whl',
-  'toposort-1.9-py3-none-any.whl',
-];
+const WHEELS = SEED_WHEEL_FILES;
 const KEY = (await readFile(join(import.meta.dirname, 'keys.test.ts'), 'utf8')).match(/-----BEGIN PGP PUBLIC KEY BLOCK-----[\s\S]*?-----END PGP PUBLIC KEY BLOCK-----/)![0];
 
 let root: string;

@@ -9,6 +9,7 @@ import { projectPaths } from './paths.js';
 import { checkWheels, missingWheels, pipDownloadLine, planCtun, planVeos, runtimeImageName, type TarballInfo, type VeosOptions } from './plan.js';
 import { planBaseImage } from './base.js';
 import { parseDeb822 } from './apt.js';
+import { SEED_WHEEL_FILES } from './testing.js';
 
 const paths = projectPaths();
 const tarball: TarballInfo = {
@@ -23,13 +24,7 @@ const tarball: TarballInfo = {
   needsDotnet: false,
   ports: ['27027/tcp', '5555/udp', '27028/udp'],
 };
-const WHEELS = [
-  'setuptools-66.1.1-py3-none-any.whl',
-  'supervisor-4.2.5-py3-none-any.whl',
-  'supervisor_console-0.5.0-py3-none-any.whl',
-  'supervisord_dependent_startup-1.4.0-py3-none-any.whl',
-  'toposort-1.9-py3-none-any.whl',
-];
+const WHEELS = SEED_WHEEL_FILES;
 const veos = (over: Partial<VeosOptions> = {}): VeosOptions => ({
   eula: 'acceptDspaceEula',
   mode: 'online',

@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildStandinTarball } from '../simulator/index.js';
+import { SEED_WHEEL_FILES } from '../build/testing.js';
 
 // Each test starts the real CLIs (tsx compiling them first): seconds each on a loaded
 // 2-core machine, more than the unit project's 10 s default.
@@ -18,13 +19,7 @@ const ROOT = resolve(import.meta.dirname, '..', '..');
 const TSX = join(ROOT, 'node_modules/.bin/tsx');
 const cli = (name: string, args: string[], cwd: string) =>
   execa(TSX, [join(ROOT, 'tools/cli', `${name}.ts`), ...args], { cwd, reject: false, env: { NO_COLOR: '1' }, timeout: 60_000 });
-const WHEELS = [
-  'setuptools-66.1.1-py3-none-any.whl',
-  'supervisor-4.2.5-py3-none-any.whl',
-  'supervisor_console-0.5.0-py3-none-any.whl',
-  'supervisord_dependent_startup-1.4.0-py3-none-any.whl',
-  'toposort-1.9-py3-none-any.whl',
-];
+const WHEELS = SEED_WHEEL_FILES;
 const KEY = (await readFile(join(ROOT, 'tools/build/keys.test.ts'), 'utf8')).match(/-----BEGIN PGP PUBLIC KEY BLOCK-----[\s\S]*?-----END PGP PUBLIC KEY BLOCK-----/)![0];
 
 let ctunDir: string;
