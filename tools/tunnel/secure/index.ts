@@ -23,5 +23,5 @@ export {
   type TlsFiles,
   type TlsMaterial,
 } from './tls.js';
-export { SealedUdpServer, SealedPeerLink, connectSealedUdp, connectTls, refusedError, type DatagramOut } from './udp.js';
+export { connectTls, refusedError } from './tls-connect.js';
 export { nativeAeadAgrees } from './aead.js';

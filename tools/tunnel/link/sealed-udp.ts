@@ -13,29 +13,34 @@ import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import net, { isIPv4 } from 'node:net';
 import tls from 'node:tls';
-import { CtunError, ExitCode } from '../../common/index.js';
+import type { CtunError } from '../../common/index.js';
 import { decodeDatagram, ErrorCode, ProtocolError, StreamDecoder, describeError, MessageType, type Message } from '../protocol.js';
-import type { ClientLink, ConnectOptions, PeerLink, ServerTransportOptions } from '../transport.js';
-import { BatchUdpSocket } from '../udpsocket.js';
-import type { PendingGate } from './gate.js';
-import { AeadSealer, peekKeyId, SEALED_MARKER, SealError, type DatagramSealer } from './sealer.js';
 import {
+  AeadSealer,
   admitClient,
-  clientTlsOptions,
+  connectTls,
   decodeKeyRecord,
   encodeKeyRecord,
   KEY_RECORD_SIZE,
+  peekKeyId,
   peerFingerprint,
   peerIdentity,
   peerOf,
   peerRevoked,
   randomKeyId,
+  refusedError,
   reportTlsError,
+  SEALED_MARKER,
+  SealError,
   serverTlsOptions,
   tlsFailure,
   tlsKeyDeriver,
+  type DatagramSealer,
+  type PendingGate,
   type TlsMaterial,
-} from './tls.js';
+} from '../secure/index.js';
+import { BatchUdpSocket } from '../udpsocket.js';
+import type { ClientLink, ConnectOptions, PeerLink, ServerTransportOptions } from './types.js';
 
 /** Sends whole datagrams to one address; returns how many left (the rest are drops). */
 export type DatagramOut = (datagrams: Buffer[], address: string, port: number) => number;
@@ -220,37 +225,6 @@ export class SealedUdpServer {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
-}
-
-/** A refusal during the TLS handshake or just after it: the client stops with exit code 5. */
-export function refusedError(host: string, port: number, reason: string): CtunError {
-  return new CtunError('TLS_REFUSED', `TLS with ${host}:${port} refused: ${reason}`, {
-    hint: 'both ends need certificates from the same CA (ctun certs), valid, not revoked, and the server certificate must list the host dialled (--host of ctun certs server)',
-    exitCode: ExitCode.Rejected,
-  });
-}
-
-/** Opens the client's TLS connection; resolves once this end has verified the server. */
-export async function connectTls(material: TlsMaterial, host: string, port: number, timeoutMs: number): Promise<tls.TLSSocket> {
-  const socket = tls.connect({ ...clientTlsOptions(material, host, port), noDelay: true } as tls.ConnectionOptions);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`TLS handshake with ${host}:${port} timed out after ${timeoutMs} ms`)), timeoutMs);
-      socket.once('error', (e) => {
-        clearTimeout(timer);
-        const f = tlsFailure(e);
-        reject(f.refusal ? refusedError(host, port, f.reason) : e);
-      });
-      socket.once('secureConnect', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-  } catch (e) {
-    socket.destroy();
-    throw e;
-  }
-  return socket;
 }
 
 /**

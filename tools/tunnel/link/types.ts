@@ -1,0 +1,118 @@
+/**
+ * What a transport is to the rest of the tunnel: a server transport hands the
+ * server one `PeerLink` per peer, a client holds one `ClientLink`. Sessions and the
+ * switch see only these, never which transport (UDP, TCP, sealed UDP) is in use.
+ */
+import type { CtunError } from '../../common/index.js';
+import type { Message, ProtocolError } from '../protocol.js';
+import type { SealFailure, TlsMaterial } from '../secure/index.js';
+
+export type TransportKind = 'udp' | 'tcp';
+
+/** One peer as the server sees it. */
+export interface PeerLink {
+  readonly id: string;
+  readonly transport: TransportKind;
+  /** The peer's IP address (no port): what per-source limits count by. */
+  readonly source: string;
+  /** With --tls: the CN of the peer's verified certificate. */
+  readonly identity?: string;
+  /** With --tls: the SHA-256 fingerprint of the peer's certificate, what a resume is bound to. */
+  readonly identityKey?: string;
+  /**
+   * Plain UDP: links are made per datagram and forgotten, so a stranger leaves no
+   * state; the server retains the link of a peer it admitted (a valid hello).
+   */
+  retain?(): void;
+  /** Sends one encoded control message; false if it was dropped. */
+  send(message: Buffer): boolean;
+  /** Sends data frames; returns how many were queued (the rest are drops). */
+  sendFrames(frames: Buffer[]): number;
+  /** Closes the link (TCP: the connection; UDP: forgets the peer). */
+  close(): void;
+}
+
+/**
+ * What a plain UDP datagram may cause to be sent back: at most one reply, of at most
+ * as many bytes as the datagram had (no reflection, no amplification).
+ */
+export interface ReplyBudget {
+  bytes: number;
+  replies: number;
+}
+
+export interface ServerTransportHandlers {
+  /** `budget` is set for plain UDP: the reply allowance of the datagram the message came in. */
+  message(link: PeerLink, message: Message, budget?: ReplyBudget): void;
+  /** A peer sent something that is not protocol; the link may be closed (TCP). */
+  invalid(link: PeerLink, error: ProtocolError, budget?: ReplyBudget): void;
+  closed(link: PeerLink): void;
+  /**
+   * With --tls: a peer was refused (its certificate is not from the CA, expired or
+   * revoked, or it refused ours: `refusal` true), or its handshake failed otherwise.
+   */
+  refused?(peer: string, reason: string, refusal: boolean): void;
+  /** With --tls: a datagram was dropped unopened (tampered, replayed, truncated, unknown or wrong key). */
+  dropped?(reason: SealFailure): void;
+  /** A TCP connection that never said hello was closed (timeout, or too many waiting). */
+  pendingDropped?(peer: string, reason: 'timeout' | 'evicted'): void;
+}
+
+export interface ServerTransport {
+  readonly kind: TransportKind;
+  /** With --tls: new material for new connections; cuts live peers whose certificate is in `revoked`; returns how many. */
+  reloadTls?(material: TlsMaterial, revoked: Set<string>): number;
+  /** Datagrams dropped as garbage below JavaScript (the native UDP path), for the statistics. */
+  filteredDatagrams?(): number;
+  /** Plain UDP: peers the transport keeps (only those a valid hello admitted). */
+  keptPeers?(): number;
+  listen(): Promise<{ address: string; port: number }>;
+  close(): Promise<void>;
+}
+
+export interface ServerTransportOptions {
+  host: string;
+  port: number;
+  handlers: ServerTransportHandlers;
+  /** Bytes queued toward one TCP peer before frames are dropped; default 1 MiB. */
+  maxQueueBytes?: number;
+  /** Datagrams queued on the UDP socket before frames are dropped; default 1024. */
+  maxQueueDatagrams?: number;
+  /** Mutual TLS: TCP carries the frames inside TLS; UDP handshakes on TCP and seals every datagram. */
+  tls?: TlsMaterial;
+  /** A TCP connection must say hello (UDP with --tls: send a sealed datagram) within this; default 5000 ms. */
+  helloTimeoutMs?: number;
+  /** Most TCP connections waiting for that at once; beyond, the oldest is closed. Default 128. */
+  maxPending?: number;
+}
+
+export interface ClientLinkHandlers {
+  message(message: Message): void;
+  invalid(error: ProtocolError): void;
+  /** `refusal` is set when TLS refused this client (exit code 5, no retry). */
+  closed(reason: string, refusal?: CtunError): void;
+  /** With --tls: a datagram was dropped unopened (tampered, replayed, wrong key). */
+  dropped?(reason: SealFailure): void;
+}
+
+export interface ClientLink {
+  readonly transport: TransportKind;
+  /** With --tls: the CN of the server's verified certificate. */
+  readonly identity?: string;
+  send(message: Buffer): boolean;
+  sendFrames(frames: Buffer[]): number;
+  close(): void;
+}
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  transport: TransportKind;
+  handlers: ClientLinkHandlers;
+  /** TCP connect timeout; default 5000 ms. */
+  connectTimeoutMs?: number;
+  maxQueueBytes?: number;
+  maxQueueDatagrams?: number;
+  /** Mutual TLS; the server's certificate must name `host`. */
+  tls?: TlsMaterial;
+}
