@@ -6,15 +6,13 @@
  * control channel: when it closes, the keys are gone and the link is lost.
  *
  * The data path is not touched: a link seals what it sends and hands whole datagrams
- * to whatever socket the transport uses (`DatagramOut`); the transport hands every
- * received datagram to `receive()` first.
+ * to the transport's datagram socket; the transport hands every received datagram to
+ * `receive()` first.
  */
-import dgram from 'node:dgram';
-import { lookup } from 'node:dns/promises';
-import net, { isIPv4 } from 'node:net';
+import type net from 'node:net';
 import tls from 'node:tls';
 import type { CtunError } from '../../common/index.js';
-import { decodeDatagram, ErrorCode, ProtocolError, StreamDecoder, describeError, MessageType, type Message } from '../protocol.js';
+import { ErrorCode, StreamDecoder, describeError, MessageType } from '../protocol.js';
 import {
   AeadSealer,
   admitClient,
@@ -39,11 +37,9 @@ import {
   type PendingGate,
   type TlsMaterial,
 } from '../secure/index.js';
-import { BatchUdpSocket } from '../udpsocket.js';
+import type { DatagramSocket, PeerKey } from './datagram-socket.js';
+import { dispatchDatagram, openClientSocket } from './datagrams.js';
 import type { ClientLink, ConnectOptions, PeerLink, ServerTransportOptions } from './types.js';
-
-/** Sends whole datagrams to one address; returns how many left (the rest are drops). */
-export type DatagramOut = (datagrams: Buffer[], address: string, port: number) => number;
 
 interface KeyedPeer {
   sealer: DatagramSealer;
@@ -56,33 +52,40 @@ interface KeyedPeer {
 /** A client as the server sees it: found by key id, following its latest authenticated address. */
 export class SealedPeerLink implements PeerLink {
   readonly transport = 'udp' as const;
+  readonly id: string;
+  private address: string;
+
   constructor(
-    readonly id: string,
-    private address: string,
-    private port: number,
+    private readonly socket: DatagramSocket,
+    private peer: PeerKey,
     private readonly sealer: DatagramSealer,
-    private readonly out: DatagramOut,
     private readonly forget: () => void,
     readonly identity: string,
     readonly identityKey: string,
-  ) {}
+  ) {
+    const { address, port } = socket.peerAddress(peer);
+    this.address = address;
+    this.id = `${address}:${port}`;
+  }
 
   get source(): string {
     return this.address;
   }
 
-  follow(address: string, port: number): void {
-    this.address = address;
-    this.port = port;
+  /** Authenticated from `peer`: the replies go there from now on (NAT rebinding). */
+  follow(peer: PeerKey): void {
+    if (peer === this.peer) return;
+    this.peer = peer;
+    this.address = this.socket.peerAddress(peer).address;
   }
 
   send(message: Buffer): boolean {
-    return sendSealed(this.sealer, [[message]], (ds) => this.out(ds, this.address, this.port)) === 1;
+    return sendSealed(this.sealer, message, (ds) => this.socket.sendDatagrams(ds, this.peer));
   }
 
   sendFrames(frames: Buffer[]): number {
     const sealed = this.sealer.sealFrames(frames);
-    return sealed.length === 0 ? 0 : this.out(sealed, this.address, this.port);
+    return sealed.length === 0 ? 0 : this.socket.sendDatagrams(sealed, this.peer);
   }
 
   close(): void {
@@ -90,16 +93,15 @@ export class SealedPeerLink implements PeerLink {
   }
 }
 
-function sendSealed(sealer: DatagramSealer, plaintexts: Buffer[][], out: (ds: Buffer[]) => number): number {
-  const sealed: Buffer[] = [];
-  for (const p of plaintexts) {
-    try {
-      sealed.push(sealer.seal(p));
-    } catch {
-      break; // counter exhausted: the session must handshake again
-    }
+/** Seals and sends one control message; false if it was dropped. */
+function sendSealed(sealer: DatagramSealer, message: Buffer, send: (datagrams: Buffer[]) => number): boolean {
+  let sealed: Buffer;
+  try {
+    sealed = sealer.seal([message]);
+  } catch {
+    return false; // counter exhausted: the session must handshake again
   }
-  return sealed.length === 0 ? 0 : out(sealed);
+  return send([sealed]) === 1;
 }
 
 /** The server side: the TLS control listener and the key ids of the sessions it keyed. */
@@ -166,7 +168,7 @@ export class SealedUdpServer {
    * it was dropped (and counted): not sealed, unknown key id, tampered, replayed.
    * Nothing is ever answered to a datagram that does not authenticate.
    */
-  receive(datagram: Buffer, address: string, port: number, out: DatagramOut): { link: SealedPeerLink; plain: Buffer } | undefined {
+  receive(datagram: Buffer, from: PeerKey, socket: DatagramSocket): { link: SealedPeerLink; plain: Buffer } | undefined {
     const handlers = this.options.handlers;
     const keyId = peekKeyId(datagram);
     const peer = keyId === undefined ? undefined : this.keyed.get(keyId);
@@ -185,13 +187,12 @@ export class SealedUdpServer {
     this.gate.done(peer.controlKey);
     let link = peer.link;
     if (link === undefined) {
-      const created: SealedPeerLink = new SealedPeerLink(`${address}:${port}`, address, port, peer.sealer, out, () => {
+      const created: SealedPeerLink = new SealedPeerLink(socket, from, peer.sealer, () => {
         if (peer.link === created) peer.link = undefined;
       }, peer.identity, peer.identityKey);
       peer.link = link = created;
     } else {
-      // Authenticated: follow the client when its address changes (NAT rebinding).
-      link.follow(address, port);
+      link.follow(from);
     }
     return { link, plain };
   }
@@ -277,53 +278,6 @@ function readKeyRecord(socket: tls.TLSSocket, host: string, port: number, timeou
   });
 }
 
-/** A connected UDP socket for the client, on the batch socket when the addon has it. */
-async function openClientUdp(host: string, port: number, onDatagram: (d: Buffer) => void): Promise<{ send(ds: Buffer[]): number; close(): void }> {
-  const address = isIPv4(host) ? host : (await lookup(host, { family: 4 })).address;
-  if (BatchUdpSocket.available()) {
-    const s = BatchUdpSocket.bind('0.0.0.0', 0);
-    try {
-      s.connect(address, port);
-    } catch (e) {
-      s.close();
-      throw e;
-    }
-    s.onDatagrams((d) => onDatagram(d));
-    return { send: (ds) => s.sendDatagrams(ds), close: () => s.close() };
-  }
-  const s = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
-  await new Promise<void>((resolve, reject) => {
-    s.once('error', reject);
-    s.connect(port, address, () => {
-      s.off('error', reject);
-      resolve();
-    });
-  });
-  s.on('error', () => {});
-  s.on('message', (d) => onDatagram(d));
-  let open = true;
-  return {
-    send(ds) {
-      let n = 0;
-      for (const d of ds) {
-        if (!open || s.getSendQueueCount() >= 1024) break;
-        try {
-          s.send(Buffer.from(d)); // a copy: sealed batches are views of a reused buffer, and dgram sends later
-        } catch {
-          break;
-        }
-        n++;
-      }
-      return n;
-    },
-    close() {
-      if (!open) return;
-      open = false;
-      s.close();
-    },
-  };
-}
-
 /** The client side of a sealed UDP session. */
 export async function connectSealedUdp(options: ConnectOptions & { tls: TlsMaterial }): Promise<ClientLink> {
   const timeoutMs = options.connectTimeoutMs ?? 5000;
@@ -338,29 +292,23 @@ export async function connectSealedUdp(options: ConnectOptions & { tls: TlsMater
   const sealer = new AeadSealer({ keyId, sends: 'c2s', derive: tlsKeyDeriver(control) });
   const { handlers } = options;
   let open = true;
-  let udp: { send(ds: Buffer[]): number; close(): void };
+  let udp: DatagramSocket;
   try {
-    udp = await openClientUdp(options.host, options.port, (datagram) => {
-      let plain: Buffer;
-      try {
-        plain = sealer.open(datagram);
-      } catch (e) {
-        if (e instanceof SealError) handlers.dropped?.(e.reason);
-        return;
-      }
-      let messages: Message[];
-      try {
-        messages = decodeDatagram(plain);
-      } catch (e) {
-        if (e instanceof ProtocolError) handlers.invalid(e);
-        return;
-      }
-      for (const m of messages) handlers.message(m);
-    });
+    udp = await openClientSocket(options);
   } catch (e) {
     control.destroy();
     throw e;
   }
+  udp.onDatagram((datagram) => {
+    let plain: Buffer;
+    try {
+      plain = sealer.open(datagram);
+    } catch (e) {
+      if (e instanceof SealError) handlers.dropped?.(e.reason);
+      return;
+    }
+    dispatchDatagram(plain, handlers.message, handlers.invalid);
+  });
   let closedReason = 'the server closed the TLS control connection';
   let refusal: CtunError | undefined;
   control.on('data', () => {});
@@ -372,24 +320,24 @@ export async function connectSealedUdp(options: ConnectOptions & { tls: TlsMater
   control.on('close', () => {
     const wasOpen = open;
     open = false;
-    udp.close();
+    void udp.close();
     if (wasOpen) handlers.closed(closedReason, refusal);
   });
   return {
     transport: 'udp',
     identity: peerIdentity(control),
     send(message) {
-      return open && sendSealed(sealer, [[message]], (ds) => udp.send(ds)) === 1;
+      return open && sendSealed(sealer, message, (ds) => udp.sendDatagrams(ds));
     },
     sendFrames(frames) {
       if (!open) return 0;
       const sealed = sealer.sealFrames(frames);
-      return sealed.length === 0 ? 0 : udp.send(sealed);
+      return sealed.length === 0 ? 0 : udp.sendDatagrams(sealed);
     },
     close() {
       if (!open) return;
       open = false;
-      udp.close();
+      void udp.close();
       control.destroy();
     },
   };

@@ -6,6 +6,7 @@
 import type { CtunError } from '../../common/index.js';
 import type { Message, ProtocolError } from '../protocol.js';
 import type { SealFailure, TlsMaterial } from '../secure/index.js';
+import type { DatagramSocketFactory } from './datagram-socket.js';
 
 export type TransportKind = 'udp' | 'tcp';
 
@@ -84,6 +85,8 @@ export interface ServerTransportOptions {
   helloTimeoutMs?: number;
   /** Most TCP connections waiting for that at once; beyond, the oldest is closed. Default 128. */
   maxPending?: number;
+  /** UDP: where the datagram socket comes from; default the addon's batch socket, else node:dgram (unit tests: an in-memory network). */
+  datagrams?: DatagramSocketFactory;
 }
 
 export interface ClientLinkHandlers {
@@ -115,4 +118,6 @@ export interface ConnectOptions {
   maxQueueDatagrams?: number;
   /** Mutual TLS; the server's certificate must name `host`. */
   tls?: TlsMaterial;
+  /** UDP: where the datagram socket comes from; default the addon's batch socket, else node:dgram (unit tests: an in-memory network). */
+  datagrams?: DatagramSocketFactory;
 }
