@@ -5,7 +5,7 @@
  * out whole, in order, and garbage inside a run must be dropped one datagram at a time.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { BatchUdpSocket } from '../../tools/tunnel/udpsocket.js';
+import { BatchUdpSocket } from '../../tools/tunnel/link/batch-udp.js';
 
 const sockets: BatchUdpSocket[] = [];
 afterEach(() => {

@@ -12,9 +12,9 @@ import type { FrameDevice } from './device.js';
 import { NetConfig } from './netconfig.js';
 import { LogLimiter } from './limits.js';
 import { describeError, echoOfSession, encode, ErrorCode, FEATURES_NONE, MessageType, PROTOCOL_VERSION, TunnelMode, type ErrorMessage, type Message, type Welcome } from './protocol.js';
-import { newSessionId } from './server.js';
+import { newSessionId } from './session.js';
 import { createStats, type TunnelStats } from './stats.js';
-import { connectClientLink, type ClientLink, type TransportKind } from './transport.js';
+import { connectClientLink, type ClientLink, type TransportKind } from './link/index.js';
 import { describeProtection, type TlsMaterial } from './secure/index.js';
 
 /**

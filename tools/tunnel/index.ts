@@ -5,7 +5,7 @@ export { TapDevice } from './tap.js';
 export { createMemoryDevicePair, MemoryDevice, type FrameDevice } from './device.js';
 export { NetConfig, runCommand, type CommandRunner } from './netconfig.js';
 export { parseCidr } from './address.js';
-export type { TransportKind } from './transport.js';
+export type { TransportKind } from './link/index.js';
 export type { TunnelStats } from './stats.js';
 export * as protocol from './protocol.js';
 export { addonPath, loadAddon } from './native.js';

@@ -18,7 +18,7 @@ import { NetConfig, type CommandRunner } from './netconfig.js';
 import { decodeDatagram, echoOfSession, encode, ErrorCode, HEADER_SIZE, MessageType, TunnelMode, type ErrorMessage, type Message } from './protocol.js';
 import { loadTlsMaterial } from './secure/index.js';
 import { stableMac, TunnelServer, type ServerOptions } from './server.js';
-import { connectClientLink } from './transport.js';
+import { connectClientLink } from './link/index.js';
 
 interface Recorder {
   net: NetConfig;

@@ -6,7 +6,7 @@
  * - separate mode: the TAP is this host's leg on the tunnel subnet; the kernel
  *   forwards and masquerades toward the target a client names with `--dest`.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { CtunError, ExitCode, type Logger } from '../common/index.js';
 import { parseCidr, inSubnet, type Cidr } from './address.js';
 import { separateModeDrop } from './admission.js';
@@ -31,7 +31,7 @@ import { Session } from './session.js';
 import { TickBatch } from './batch.js';
 import { addStats, createStats, type TunnelStats } from './stats.js';
 import { LearningSwitch, type SwitchPort } from './switch.js';
-import { TcpServerTransport, UdpServerTransport, type PeerLink, type ReplyBudget, type ServerTransport, type TransportKind } from './transport.js';
+import { TcpServerTransport, UdpServerTransport, type PeerLink, type ReplyBudget, type ServerTransport, type TransportKind } from './link/index.js';
 import { describeProtection, loadTlsMaterial, revokedSerials, type SealFailure, type TlsMaterial } from './secure/index.js';
 
 export type ServerMode = 'local' | 'separate';
@@ -723,10 +723,6 @@ export class TunnelServer {
  */
 export function stableMac(address: string): string {
   return ['02', 'c7', ...address.split('.').map((b) => Number(b).toString(16).padStart(2, '0'))].join(':');
-}
-
-export function newSessionId(): Buffer {
-  return randomBytes(16);
 }
 
 export function assertServerMode(mode: string): ServerMode {

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { SwitchPort } from './switch.js';
-import type { PeerLink } from './transport.js';
+import type { PeerLink } from './link/index.js';
 import { createStats, type TunnelStats } from './stats.js';
 import { TickBatch } from './batch.js';
 
@@ -17,6 +17,11 @@ export interface SessionOwner {
   identityKey: string | undefined;
   /** The protocol version of the creating hello. */
   version: number;
+}
+
+/** A new session id: 16 random bytes, chosen by the client, kept across its reconnects. */
+export function newSessionId(): Buffer {
+  return randomBytes(16);
 }
 
 export class Session implements SwitchPort {

@@ -2,7 +2,7 @@
  * The addon's batch UDP socket as a DatagramSocket: recvmmsg/sendmmsg (with GSO/GRO
  * where the kernel has them), one JavaScript call per batch. IPv4 only.
  */
-import { BatchUdpSocket, intToIp } from '../udpsocket.js';
+import { BatchUdpSocket, intToIp } from './batch-udp.js';
 import type { DatagramSocket, OpenDatagramOptions, PeerKey } from './datagram-socket.js';
 
 /** ip * 65536 + port: exact in a double (48 bits), no string per datagram. */

@@ -1,6 +1,6 @@
 /** The one place that chooses between the two real datagram sockets. */
 import { isIPv4 } from 'node:net';
-import { BatchUdpSocket } from '../udpsocket.js';
+import { BatchUdpSocket } from './batch-udp.js';
 import { AddonDatagramSocket } from './addon-socket.js';
 import { anyAddress, type DatagramSocketFactory } from './datagram-socket.js';
 import { NodeDatagramSocket } from './dgram-socket.js';

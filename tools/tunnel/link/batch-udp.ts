@@ -6,7 +6,7 @@
  * tunnel rates is most of the CPU. Wire format as PROTOCOL.md; nothing else changes.
  */
 import { isIPv4 } from 'node:net';
-import { loadAddon, type TapAddon } from './native.js';
+import { loadAddon, type TapAddon } from '../native.js';
 
 /** An IPv4 address as a host-order integer, the form the addon takes. */
 export function ipToInt(address: string): number {

@@ -1,14 +1,13 @@
 /**
- * Transports carry encoded protocol messages between a client and the server. UDP
- * is the default (no TCP-over-TCP meltdown); TCP is for networks that pass only TCP.
- * Both present the same two small interfaces, so sessions and the switch never see
- * which one is in use. Send queues are bounded: beyond the bound, frames are dropped
- * and counted, as a NIC does, and never retransmitted by us.
+ * TCP, for networks that pass only TCP (port-forward, proxies): messages are
+ * length-prefixed on one connection, inside TLS 1.3 with --tls. Writes are bounded:
+ * a peer that does not read loses frames (never retransmitted by us: no TCP over
+ * TCP), and garbage on the stream closes that connection only.
  */
 import net from 'node:net';
-import type { CtunError } from '../common/index.js';
-import { encodeData, HEADER_SIZE, MAX_FRAME, MessageType, ProtocolError, StreamDecoder, type Message } from './protocol.js';
 import tls from 'node:tls';
+import type { CtunError } from '../../common/index.js';
+import { encodeData, HEADER_SIZE, MAX_FRAME, MessageType, ProtocolError, StreamDecoder, type Message } from '../protocol.js';
 import {
   admitClient,
   connectTls,
@@ -16,24 +15,15 @@ import {
   peerIdentity,
   peerOf,
   peerRevoked,
-  PendingGate,
+  refusedError,
   reportTlsError,
   serverTlsOptions,
   tlsFailure,
-  refusedError,
-  type SealFailure,
+  type PendingGate,
   type TlsMaterial,
-} from './secure/index.js';
-import { gateFor, listenError } from './link/listen.js';
-import { connectUdp } from './link/udp.js';
-
-export { UdpServerTransport } from './link/udp.js';
-
-import type { ClientLink, ConnectOptions, PeerLink, ReplyBudget, ServerTransport, ServerTransportHandlers, ServerTransportOptions, TransportKind } from './link/types.js';
-
-export type { ClientLink, ClientLinkHandlers, ConnectOptions, PeerLink, ReplyBudget, ServerTransport, ServerTransportHandlers, ServerTransportOptions, TransportKind } from './link/types.js';
-
-// ---------------------------------------------------------------- TCP server
+} from '../secure/index.js';
+import { gateFor, listenError } from './listen.js';
+import type { ClientLink, ConnectOptions, PeerLink, ServerTransport, ServerTransportOptions } from './types.js';
 
 export class TcpServerTransport implements ServerTransport {
   readonly kind = 'tcp' as const;
@@ -177,13 +167,8 @@ function writeFramesBounded(socket: net.Socket, frames: Buffer[], maxQueueBytes:
   return accepted;
 }
 
-// ---------------------------------------------------------------- client side
-
-export async function connectClientLink(options: ConnectOptions): Promise<ClientLink> {
-  return options.transport === 'udp' ? connectUdp(options) : connectTcp(options);
-}
-
-async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
+/** The client's TCP link: length-prefixed messages on one connection, inside TLS with --tls. */
+export async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
   const secure = options.tls === undefined ? undefined : await connectTls(options.tls, options.host, options.port, options.connectTimeoutMs ?? 5000);
   const socket = secure ?? net.connect({ host: options.host, port: options.port, noDelay: true });
   if (secure === undefined) await new Promise<void>((resolve, reject) => {
