@@ -1,0 +1,68 @@
+/** For the transports' unit tests: handlers that record what a transport reports, and a bounded wait. */
+import type { ProtocolError, Message } from '../protocol.js';
+import type { SealFailure } from '../secure/index.js';
+import type { ClientLinkHandlers, PeerLink, ReplyBudget, ServerTransportHandlers } from './types.js';
+
+export interface ServerRecord {
+  handlers: ServerTransportHandlers;
+  messages: Array<{ link: PeerLink; message: Message; budget: ReplyBudget | undefined }>;
+  invalid: Array<{ link: PeerLink; error: ProtocolError }>;
+  closed: PeerLink[];
+  dropped: SealFailure[];
+  pendingDropped: Array<{ peer: string; reason: string }>;
+  refused: Array<{ peer: string; reason: string }>;
+}
+
+export function recordServer(): ServerRecord {
+  const r: Omit<ServerRecord, 'handlers'> = { messages: [], invalid: [], closed: [], dropped: [], pendingDropped: [], refused: [] };
+  const handlers: ServerTransportHandlers = {
+    message: (link, message, budget) => r.messages.push({ link, message, budget }),
+    invalid: (link, error) => r.invalid.push({ link, error }),
+    closed: (link) => r.closed.push(link),
+    dropped: (reason) => r.dropped.push(reason),
+    pendingDropped: (peer, reason) => r.pendingDropped.push({ peer, reason }),
+    refused: (peer, reason) => r.refused.push({ peer, reason }),
+  };
+  return { ...r, handlers };
+}
+
+export interface ClientRecord {
+  handlers: ClientLinkHandlers;
+  messages: Message[];
+  invalid: ProtocolError[];
+  closed: string[];
+  dropped: SealFailure[];
+}
+
+export function recordClient(): ClientRecord {
+  const r: Omit<ClientRecord, 'handlers'> = { messages: [], invalid: [], closed: [], dropped: [] };
+  const handlers: ClientLinkHandlers = {
+    message: (m) => r.messages.push(m),
+    invalid: (e) => r.invalid.push(e),
+    closed: (reason) => r.closed.push(reason),
+    dropped: (reason) => r.dropped.push(reason),
+  };
+  return { ...r, handlers };
+}
+
+/** Polls `done` every 5 ms; fails after `timeoutMs` saying what it waited for. */
+export async function waitUntil(what: string, done: () => boolean, timeoutMs = 3000): Promise<void> {
+  const start = Date.now();
+  while (!done()) {
+    if (Date.now() - start > timeoutMs) throw new Error(`waited ${timeoutMs} ms for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** A minimal Ethernet frame (broadcast, EtherType IPv4) whose payload names `n`, to check order. */
+export function numberedFrame(n: number): Buffer {
+  const frame = Buffer.alloc(60);
+  frame.fill(0xff, 0, 6);
+  frame.writeUInt16BE(0x0800, 12);
+  frame.writeUInt32BE(n, 14);
+  return frame;
+}
+
+export function frameNumber(frame: Buffer): number {
+  return frame.readUInt32BE(14);
+}
