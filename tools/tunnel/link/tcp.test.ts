@@ -77,16 +77,16 @@ describe('TCP transport (loopback)', () => {
   });
 
   it('closes a connection that sends garbage, tells the handler once, and keeps serving the others', async () => {
-    const { server, port } = await listen();
+    const { server, port } = await listen({ helloTimeoutMs: 60_000 }); // the close must come from the garbage, not the hello gate
     const { link } = await connect(port);
     link.send(hello);
     await waitUntil('the good hello', () => server.messages.length === 1);
     const raw = await rawConnection(port);
-    const closed = new Promise<void>((resolve) => raw.on('close', () => resolve()));
+    const closed = new Promise<boolean>((resolve) => raw.on('close', () => resolve(true)));
     raw.on('error', () => {});
     raw.on('data', () => {});
     raw.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-    await closed;
+    expect(await Promise.race([closed, new Promise((resolve) => setTimeout(() => resolve(false), 3000))])).toBe(true);
     await waitUntil('the invalid report and the close', () => server.invalid.length === 1 && server.closed.length === 1);
     expect(ErrorCode[server.invalid[0]!.error.code]).toBe('TooLarge'); // 'GET ' read as a header claims a message far over the bound
     expect(server.closed[0]).toBe(server.invalid[0]!.link);
