@@ -46,7 +46,7 @@ export class MemoryDatagramNetwork {
     return this.bound.size;
   }
 
-  /** @internal Queues one datagram from `from` toward `to`; true once in flight. */
+  /** @internal Puts one datagram in flight from `sender` toward `to` (address:port). */
   post(sender: MemoryDatagramSocket, datagram: Buffer, to: string): void {
     const from = sender.source;
     const copy = Buffer.from(datagram); // the sender may reuse its buffer at once
@@ -81,6 +81,8 @@ export class MemoryDatagramSocket implements DatagramSocket {
   private readonly connected: string | undefined;
   private readonly maxInFlight: number;
   private open = true;
+  /** address:port as receivers see it. */
+  readonly source: string;
 
   constructor(
     private readonly network: MemoryDatagramNetwork,
@@ -94,9 +96,6 @@ export class MemoryDatagramSocket implements DatagramSocket {
     this.maxInFlight = options.maxQueueDatagrams ?? DEFAULT_MAX_IN_FLIGHT;
     this.source = `${sourceAddress}:${port}`;
   }
-
-  /** address:port as receivers see it. */
-  readonly source: string;
 
   get bindKey(): string {
     return `${this.address}:${this.port}`;

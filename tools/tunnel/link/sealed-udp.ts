@@ -2,7 +2,7 @@
  * UDP with --tls (PROTOCOL.md, "Secured transport"): the TLS 1.3 handshake runs on a
  * TCP connection to the same port number; the server then sends the session's key id
  * on it, and both ends export one AEAD key per direction from that TLS session. Every
- * datagram is sealed (sealer.ts). The TCP connection stays open as the session's
+ * datagram is sealed (secure/sealer.ts). The TCP connection stays open as the session's
  * control channel: when it closes, the keys are gone and the link is lost.
  *
  * The data path is not touched: a link seals what it sends and hands whole datagrams
