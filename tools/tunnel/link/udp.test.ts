@@ -6,6 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CtunError, ExitCode } from '../../common/index.js';
 import { encode, ErrorCode, MessageType, type Data } from '../protocol.js';
 import { connectClientLink } from './connect.js';
+import { anyAddress, type DatagramSocketFactory } from './datagram-socket.js';
+import { NodeDatagramSocket } from './dgram-socket.js';
 import { MemoryDatagramNetwork } from './memory-socket.js';
 import { frameNumber, numberedFrame, recordClient, recordServer, waitUntil } from './testing.js';
 import type { ClientLink } from './types.js';
@@ -106,5 +108,22 @@ describe('UDP transport (in-memory datagrams)', () => {
     expect(error).toBeInstanceOf(CtunError);
     expect(error).toMatchObject({ code: 'ADDRESS_IN_USE', exitCode: ExitCode.AddressInUse, message: `UDP port 1723 on ${SERVER} is already in use` });
     expect((error as CtunError).hint).toMatch(/--port/);
+  });
+
+  it('runs the same over node:dgram on loopback (the path without the addon)', async () => {
+    const server = recordServer();
+    const viaDgram: DatagramSocketFactory = (o) => NodeDatagramSocket.open({ ...o, host: o.host ?? anyAddress(o.family) });
+    const transport = new UdpServerTransport({ host: '127.0.0.1', port: 0, handlers: server.handlers, datagrams: viaDgram });
+    const { port } = await transport.listen();
+    stops.push(() => transport.close());
+    const client = recordClient();
+    const link = await connectClientLink({ host: '127.0.0.1', port, transport: 'udp', handlers: client.handlers, datagrams: viaDgram });
+    stops.push(() => link.close());
+    link.send(ping(1n));
+    await waitUntil('the ping', () => server.messages.length === 1);
+    const frames = Array.from({ length: 50 }, (_, i) => numberedFrame(i));
+    expect(server.messages[0]!.link.sendFrames(frames)).toBe(50);
+    await waitUntil('50 frames', () => client.messages.length === 50);
+    expect(client.messages.map((m) => frameNumber((m as Data).frame))).toEqual(frames.map((_, i) => i));
   });
 });
