@@ -10,7 +10,7 @@ import { createLogger, ExitCode, metadata, type Logger } from '../common/index.j
 import {
   createBundle,
   defaultProgress,
-  dockerodeArchiver,
+  dockerArchiver,
   executeBase,
   loadBundle,
   executeBuildPlan,
@@ -28,7 +28,7 @@ import {
   type NetworkInspector,
   type ProgressMode,
 } from '../build/index.js';
-import { connectDocker } from '../docker/index.js';
+import { connectDocker, type DockerEngine } from '../docker/index.js';
 import { buildStandinTarball, SIMULATOR_INSTALL_DIR } from '../simulator/index.js';
 import { runCommandBody } from './common.js';
 
@@ -56,15 +56,10 @@ function printJson(value: unknown): void {
 }
 
 /** `--buildNetwork` looked up on the daemon, for the preflight. */
-function networkInspector(docker: ReturnType<typeof connectDocker>): NetworkInspector {
+function networkInspector(docker: DockerEngine): NetworkInspector {
   return async (name) => {
-    try {
-      const n = (await docker.docker.getNetwork(name).inspect()) as { Internal?: boolean };
-      return { internal: n.Internal === true };
-    } catch (e) {
-      if ((e as { statusCode?: number }).statusCode === 404) return undefined;
-      throw e;
-    }
+    const n = await docker.findNetwork(name);
+    return n && { internal: n.internal };
   };
 }
 
@@ -252,7 +247,7 @@ async function main(): Promise<void> {
           }
           const m = await createBundle({
             docker,
-            archiver: dockerodeArchiver(docker.docker),
+            archiver: dockerArchiver(docker),
             logger: loggerOf(argv),
             images,
             files: argv.file.map((f) => resolve(String(f))),
@@ -274,7 +269,7 @@ async function main(): Promise<void> {
         runCommandBody(PROGRAM, argv.verbose, async () => {
           const docker = connectDocker();
           await docker.ping();
-          const r = await loadBundle({ docker, archiver: dockerodeArchiver(docker.docker), logger: loggerOf(argv), file: argv.bundle, filesOut: argv.filesOut });
+          const r = await loadBundle({ docker, archiver: dockerArchiver(docker), logger: loggerOf(argv), file: argv.bundle, filesOut: argv.filesOut });
           for (const i of r.manifest.images) process.stdout.write(`loaded ${i.ref} ${i.id}\n`);
           for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
           if (r.release) process.stdout.write(`the ctun release is ${r.release}: tar xzf it anywhere and put its bin/ on PATH\n`);

@@ -9,7 +9,6 @@ import { createLogger, ExitCode, metadata, type Logger } from '../common/index.j
 import { defaultProgress, listrRendererOptions, yesNo, type ProgressMode } from '../build/index.js';
 import {
   connectClient,
-  connectRunEngine,
   DEFAULT_READY_PORTS,
   deploymentStatus,
   formatStatus,
@@ -27,6 +26,7 @@ import {
   type DeploymentResult,
   type Transport,
 } from '../run/index.js';
+import { connectDocker } from '../docker/index.js';
 import { onceSignal, runCommandBody, usageError } from './common.js';
 import type { CommandModule } from 'yargs';
 
@@ -147,7 +147,7 @@ async function deploy(argv: Record<string, any>, planGiven: DeploymentPlan): Pro
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const engine = connectRunEngine();
+  const engine = connectDocker();
   const logger = loggerOf(argv);
   const run = startDeployment(plan, { engine, logger, signal: controller.signal });
   const progress = progressOf(argv);
@@ -261,8 +261,8 @@ async function main(): Promise<void> {
           .option('deployment', { type: 'string', describe: 'only this one (its simulator container name)' }),
       (argv) =>
         runCommandBody(PROGRAM, argv.verbose, async () => {
-          const engine = connectRunEngine();
-          await engine.images.ping();
+          const engine = connectDocker();
+          await engine.ping();
           const list = await deploymentStatus(engine, argv.deployment);
           process.stdout.write(argv.json ? JSON.stringify(list, null, 2) + '\n' : formatStatus(list));
         }),
@@ -273,8 +273,8 @@ async function main(): Promise<void> {
       (y) => y.option('deployment', { type: 'string', describe: 'only this one (its simulator container name)' }),
       (argv) =>
         runCommandBody(PROGRAM, argv.verbose, async () => {
-          const engine = connectRunEngine();
-          await engine.images.ping();
+          const engine = connectDocker();
+          await engine.ping();
           const stopped = await stopDeployments(engine, loggerOf(argv, false), argv.deployment ? { deployment: argv.deployment } : {});
           process.stdout.write(stopped.length ? `stopped ${stopped.join(', ')}\n` : 'nothing running\n');
         }),
@@ -285,8 +285,8 @@ async function main(): Promise<void> {
       (y) => y.option('deployment', { type: 'string', describe: 'only this one (its simulator container name)' }),
       (argv) =>
         runCommandBody(PROGRAM, argv.verbose, async () => {
-          const engine = connectRunEngine();
-          await engine.images.ping();
+          const engine = connectDocker();
+          await engine.ping();
           const r = await removeDeployments(engine, loggerOf(argv, false), argv.deployment ? { deployment: argv.deployment } : {});
           const what = [...r.containers.map((c) => `container ${c}`), ...r.networks.map((n) => `network ${n}`)];
           process.stdout.write(what.length ? `removed ${what.join(', ')}\n` : 'nothing to remove\n');

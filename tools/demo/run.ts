@@ -20,7 +20,6 @@ import { CtunError, ExitCode, createLogger, metadata, type Logger } from '../com
 import { defaultProgress, listrRendererOptions, projectPaths, type ProgressMode } from '../build/index.js';
 import {
   clientCommands,
-  connectRunEngine,
   InterruptedError,
   planIntegrated,
   planSeparated,
@@ -28,7 +27,6 @@ import {
   startDeployment,
   type DeploymentPlan,
   type DeploymentResult,
-  type RunEngine,
 } from '../run/index.js';
 import { connectDocker } from '../docker/index.js';
 import { printError } from '../cli/common.js';
@@ -200,8 +198,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   }
   const write = o.write ?? ((t: string) => void process.stdout.write(t));
   const logger = o.logger ?? createLogger({ level: 'warn' });
-  const docker = connectDocker();
-  const engine: RunEngine = connectRunEngine({ dockerode: docker.docker });
+  const engine = connectDocker();
   const images = demoImages(o.imagePrefix);
   let license: LicenseStandin | undefined;
   let pc: Pc | undefined;
@@ -216,9 +213,9 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     {
       title: 'images',
       run: async (say, progress) => {
-        await engine.images.ping();
+        await engine.ping();
         const r = await ensureImages({
-          docker,
+          docker: engine,
           logger,
           ...(o.rebuild ? { rebuild: true } : {}),
           ...(o.wheels ? { wheels: o.wheels } : {}),

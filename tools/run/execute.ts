@@ -1,8 +1,7 @@
 import { CtunError, ExitCode, metadata, type Logger } from '../common/index.js';
-import { LABEL_PLAN } from '../docker/index.js';
+import { daemonMessage, LABEL_PLAN, type ContainerInfo, type DockerEngine } from '../docker/index.js';
 import { SIMULATOR_PORTS, type SimulatorReadyPorts } from '../simulator/index.js';
-import type { ContainerInfo, RunEngine } from './engine.js';
-import { daemonMessage, explainContainerError, explainNetworkError, imageMissing, nameInUse } from './errors.js';
+import { explainContainerError, explainNetworkError, imageMissing, nameInUse } from './errors.js';
 import { buildCommandFor, clientCommands, LABEL_DEPLOYMENT, type ContainerPlan, type DeploymentPlan, type ReadyPort } from './plan.js';
 import { PROBE_ATTEMPT_MS, probeArgv, probeFromHost, probeOutcome, type ProbeOutcome } from './probe.js';
 import { describeReady, InterruptedError, waitReady, type PortProber } from './wait.js';
@@ -47,7 +46,7 @@ export interface DeploymentResult {
 }
 
 export interface ExecuteOptions {
-  engine: RunEngine;
+  engine: DockerEngine;
   logger: Logger;
   /** Aborting it (Ctrl-C) stops at the next step and undoes everything. */
   signal?: AbortSignal;
@@ -116,7 +115,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
     run: async () => {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        engine.images.ping(),
+        engine.ping(),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
             () => reject(new CtunError('DOCKER_UNAVAILABLE', 'the Docker daemon did not answer within 15 s', { hint: 'check `docker info` and the daemon log' })),
@@ -125,7 +124,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
         }),
       ]).finally(() => clearTimeout(timer));
       for (const c of plan.containers) {
-        const image = await engine.images.inspectImage(c.image);
+        const image = await engine.inspectImage(c.image);
         if (!image) throw imageMissing(c);
         if (c.imageRole === 'veos-ctun' && image.labels['io.ctun.install-ctun'] === 'false') {
           throw new CtunError('IMAGE_HAS_NO_TUNNEL', `image ${c.image} was built without the tunnel server, so --startCtun yes cannot start one`, {

@@ -1,5 +1,5 @@
 import { CtunError, ExitCode } from '../common/index.js';
-import type { RunEngine } from './engine.js';
+import type { DockerEngine } from '../docker/index.js';
 import { failureInLog, logTail } from './errors.js';
 import type { ReadySpec } from './plan.js';
 import type { ProbeOutcome } from './probe.js';
@@ -18,7 +18,7 @@ type LogReady = Exclude<ReadySpec, PortReady>;
 export type PortProber = (spec: PortReady) => Promise<ProbeOutcome & { where: string }>;
 
 export interface WaitReadyOptions {
-  engine: RunEngine;
+  engine: DockerEngine;
   /** Container id. */
   id: string;
   /** Container name, for messages. */
