@@ -6,10 +6,9 @@
 import { resolve } from 'node:path';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { createLogger, ExitCode, metadata, type Logger } from '../common/index.js';
+import { abortOnSignals, createLogger, ExitCode, metadata, type Logger } from '../common/index.js';
 import {
   createBundle,
-  defaultProgress,
   dockerArchiver,
   executeBase,
   loadBundle,
@@ -25,10 +24,12 @@ import {
   TARBALL_CONTRACT,
   type TarballLayout,
   type Distro,
+  type BuildPlan,
+  type ProjectPaths,
   type NetworkInspector,
-  type ProgressMode,
 } from '../build/index.js';
 import { connectDocker, type DockerEngine } from '../docker/index.js';
+import { defaultProgress, type ProgressMode } from '../steps/index.js';
 import { buildStandinTarball, SIMULATOR_INSTALL_DIR } from '../simulator/index.js';
 import { runCommandBody } from './common.js';
 
@@ -61,6 +62,15 @@ function networkInspector(docker: DockerEngine): NetworkInspector {
     const n = await docker.findNetwork(name);
     return n && { internal: n.internal };
   };
+}
+
+/** Builds a plan's images (Ctrl-C stops the build in progress) and prints each with its id. */
+async function buildAndPrint(plan: BuildPlan, paths: ProjectPaths, argv: Global): Promise<void> {
+  const docker = connectDocker();
+  const built = await abortOnSignals(PROGRAM, (signal) =>
+    executeBuildPlan(plan, { docker, logger: loggerOf(argv), paths, progress: progressOf(argv), inspectNetwork: networkInspector(docker), signal }),
+  );
+  for (const b of built) process.stdout.write(`${b.tags.join(' ')} ${b.imageId}\n`);
 }
 
 function buildOptions<T>(y: Argv<T>) {
@@ -141,9 +151,7 @@ async function main(): Promise<void> {
             paths,
           );
           if (argv['print-plan']) return printJson(plan);
-          const docker = connectDocker();
-          const built = await executeBuildPlan(plan, { docker, logger: loggerOf(argv), paths, progress: progressOf(argv), inspectNetwork: networkInspector(docker) });
-          for (const b of built) process.stdout.write(`${b.tags.join(' ')} ${b.imageId}\n`);
+          await buildAndPrint(plan, paths, argv);
         }),
     )
     .command(
@@ -208,9 +216,7 @@ async function main(): Promise<void> {
           });
           const plan = planVeos(options, paths);
           if (argv['print-plan']) return printJson(plan);
-          const docker = connectDocker();
-          const built = await executeBuildPlan(plan, { docker, logger: loggerOf(argv), paths, progress: progressOf(argv), inspectNetwork: networkInspector(docker) });
-          for (const b of built) process.stdout.write(`${b.tags.join(' ')} ${b.imageId}\n`);
+          await buildAndPrint(plan, paths, argv);
         }),
     )
     .command(

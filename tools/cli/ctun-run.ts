@@ -2,23 +2,22 @@
  * ctun-run: the Docker deployments of the seed (RunVeos.py, RunCtunAndVeosSeparately.py)
  * plus status, stop and clean. Thin: parse, plan (tools/run), carry out, print.
  */
-import { Listr } from 'listr2';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { createLogger, ExitCode, metadata, type Logger } from '../common/index.js';
-import { defaultProgress, listrRendererOptions, yesNo, type ProgressMode } from '../build/index.js';
+import { abortOnSignals, createLogger, ExitCode, metadata, type Logger } from '../common/index.js';
+import { yesNo } from '../build/index.js';
+import { defaultProgress, runSteps, type ProgressMode } from '../steps/index.js';
 import {
   connectClient,
   DEFAULT_READY_PORTS,
   deploymentStatus,
   formatStatus,
-  InterruptedError,
   parseReadyPort,
   planIntegrated,
   planSeparated,
   removeDeployments,
   resolveRunTls,
-  startDeployment,
+  deploymentSteps,
   withTls,
   stopDeployments,
   type CommonRunOptions,
@@ -138,35 +137,12 @@ async function deploy(argv: Record<string, any>, planGiven: DeploymentPlan): Pro
     return ExitCode.Ok;
   }
   if (argv.connect && !plan.client) throw usageError('--connect needs a tunnel server, and none is started', 'add --startCtun yes');
-  const controller = new AbortController();
-  let interrupted = 0;
-  const onSignal = (s: NodeJS.Signals): void => {
-    interrupted++;
-    if (interrupted === 1) process.stderr.write(`${PROGRAM}: ${s}: undoing what was started …\n`);
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const engine = connectDocker();
   const logger = loggerOf(argv);
-  const run = startDeployment(plan, { engine, logger, signal: controller.signal });
-  const progress = progressOf(argv);
-  try {
-    const list = new Listr(
-      run.steps.map((s) => ({ title: s.title, task: () => s.run() })),
-      // listr2's own SIGINT handler exits at once; ours undoes first.
-      { exitOnError: true, concurrent: false, registerSignalListeners: false, ...listrRendererOptions(progress) } as never,
-    );
-    await list.run();
-    if (controller.signal.aborted) throw new InterruptedError('finishing the deployment');
-  } catch (e) {
-    await run.undo();
-    throw controller.signal.aborted && !(e instanceof InterruptedError) ? new InterruptedError('starting the deployment') : e;
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
-  const result = run.result();
+  const deployment = deploymentSteps(plan, { engine: connectDocker(), logger });
+  const run = await abortOnSignals(PROGRAM, (signal) =>
+    runSteps(deployment.steps, { progress: progressOf(argv), logger, signal, interruptedWhile: 'starting the deployment' }),
+  );
+  const result = deployment.result();
   process.stdout.write(describeResult(result));
   if (!argv.connect || !plan.client) return ExitCode.Ok;
 

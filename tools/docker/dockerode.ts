@@ -98,6 +98,7 @@ class DockerodeEngine implements DockerEngine {
     if (request.labels) options.labels = request.labels;
     if (request.extraHosts?.length) options.extrahosts = request.extraHosts.join(',');
     if (request.network) options.networkmode = request.network;
+    if (request.signal) options.abortSignal = request.signal;
     let stream: NodeJS.ReadableStream;
     try {
       stream = await this.docker.buildImage(request.context, options);

@@ -17,6 +17,8 @@ export interface BuildRequest {
   network?: string;
   /** Ignore the layer cache; default false. */
   noCache?: boolean;
+  /** Aborting it closes the build's connection, and the daemon stops the build. */
+  signal?: AbortSignal;
 }
 
 export interface ImportRequest {

@@ -148,7 +148,7 @@ export function createMemoryDocker<S extends ContainerSpec = ContainerSpec>(opti
       const dockerfileName = request.dockerfile ?? 'Dockerfile';
       const dockerfile = files.get(dockerfileName)?.toString('utf8');
       if (dockerfile === undefined) throw new CtunError('BUILD_REJECTED', `no ${dockerfileName} in the build context`);
-      const { context: _context, ...rest } = request;
+      const { context: _context, signal: _signal, ...rest } = request;
       const build: MemoryBuild = { tags: request.tags, dockerfile, files, request: rest };
       builds.push(build);
       const stream = new PassThrough();

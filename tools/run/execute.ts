@@ -4,12 +4,13 @@ import { SIMULATOR_PORTS, type SimulatorReadyPorts } from '../simulator/index.js
 import { explainContainerError, explainNetworkError, imageMissing, nameInUse } from './errors.js';
 import { buildCommandFor, clientCommands, LABEL_DEPLOYMENT, type ContainerPlan, type DeploymentPlan, type ReadyPort } from './plan.js';
 import { PROBE_ATTEMPT_MS, probeArgv, probeFromHost, probeOutcome, type ProbeOutcome } from './probe.js';
-import { describeReady, InterruptedError, waitReady, type PortProber } from './wait.js';
+import { describeReady, waitReady, type PortProber } from './wait.js';
+import { runSteps, type Step } from '../steps/index.js';
 
 /**
- * The one executor of deployment plans. It runs as a list of steps (so the CLI and
- * the demo can show them with listr2); whatever fails or is interrupted, everything
- * this run created is removed again before the error goes up.
+ * The one executor of deployment plans: a list of steps for the step runner (so the
+ * CLI and the demo show them in their progress mode); whatever fails or is
+ * interrupted, everything this run created is removed again before the error goes up.
  */
 
 export interface RunningContainer {
@@ -48,8 +49,6 @@ export interface DeploymentResult {
 export interface ExecuteOptions {
   engine: DockerEngine;
   logger: Logger;
-  /** Aborting it (Ctrl-C) stops at the next step and undoes everything. */
-  signal?: AbortSignal;
   /** Each line of the containers' logs while waiting for readiness. */
   onLog?: (container: string, line: string) => void;
   /** One connect attempt from this host (deployments without a tunnel); default a real TCP connect. */
@@ -58,21 +57,14 @@ export interface ExecuteOptions {
   pollMs?: number;
 }
 
-export interface Step {
-  title: string;
-  run(): Promise<void>;
-}
-
-/** A deployment in progress: its steps, its undo, and (after the last step) its result. */
-export interface DeploymentRun {
+/**
+ * A deployment as steps for the step runner, and (after the last step) its result.
+ * The first step registers the undo: it removes everything created so far, and
+ * anything labelled with this run's id.
+ */
+export interface DeploymentSteps {
   steps: Step[];
-  /** Removes everything created so far (and anything labelled with this run's id). */
-  undo(): Promise<void>;
   result(): DeploymentResult;
-}
-
-function checkAborted(signal: AbortSignal | undefined, what: string): void {
-  if (signal?.aborted) throw new InterruptedError(what);
 }
 
 /** Whether two IPv4 CIDRs overlap. */
@@ -103,8 +95,8 @@ export function freeSubnets(taken: string[], avoid: string): string[] {
   return pools.filter((p) => !cidrOverlap(p, avoid) && !taken.some((t) => cidrOverlap(p, t)));
 }
 
-export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): DeploymentRun {
-  const { engine, logger, signal } = options;
+export function deploymentSteps(plan: DeploymentPlan, options: ExecuteOptions): DeploymentSteps {
+  const { engine, logger } = options;
   const created: Array<{ kind: 'container' | 'network'; id: string; name: string }> = [];
   const running: RunningContainer[] = [];
   let network: DeploymentResult['network'];
@@ -112,7 +104,8 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
 
   const preflight: Step = {
     title: 'check the Docker daemon, the images and the names',
-    run: async () => {
+    run: async (ctx) => {
+      ctx.onUndo(undo);
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         engine.ping(),
@@ -152,8 +145,8 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
     const spec = plan.network;
     steps.push({
       title: `create network ${spec.name}`,
-      run: async () => {
-        checkAborted(signal, `creating network ${spec.name}`);
+      run: async (ctx) => {
+        ctx.checkAborted(`creating network ${spec.name}`);
         let id: string;
         try {
           id = await engine.createNetwork(spec);
@@ -178,7 +171,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
           const candidates = freeSubnets(taken, tunnelNet);
           let made: string | undefined;
           for (const subnet of candidates.slice(0, 20)) {
-            checkAborted(signal, `creating network ${spec.name}`);
+            ctx.checkAborted(`creating network ${spec.name}`);
             try {
               made = await engine.createNetwork({ ...spec, subnet });
               break;
@@ -205,8 +198,8 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
   for (const spec of plan.containers) {
     steps.push({
       title: `start container ${spec.name} (${spec.image})`,
-      run: async () => {
-        checkAborted(signal, `creating container ${spec.name}`);
+      run: async (ctx) => {
+        ctx.checkAborted(`creating container ${spec.name}`);
         let id: string;
         try {
           id = await engine.createContainer(spec);
@@ -214,7 +207,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
           throw explainContainerError(e, spec, 'create');
         }
         created.push({ kind: 'container', id, name: spec.name });
-        checkAborted(signal, `starting container ${spec.name}`);
+        ctx.checkAborted(`starting container ${spec.name}`);
         try {
           await engine.startContainer(id);
         } catch (e) {
@@ -244,7 +237,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
 
   steps.push({
     title: `wait for ${[...new Set(plan.containers.flatMap((c) => c.ready.map((r) => describeReady(r, false))))].join(' and ')}`,
-    run: async () => {
+    run: async (ctx) => {
       await Promise.all(
         plan.containers.map(async (spec) => {
           const c = running.find((r) => r.name === spec.name)!;
@@ -256,7 +249,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
             timeoutMs: plan.readyTimeoutMs,
             probe,
             ...(options.pollMs ? { pollMs: options.pollMs } : {}),
-            ...(signal ? { signal } : {}),
+            signal: ctx.signal,
             ...(options.onLog ? { onLine: (line: string) => options.onLog!(spec.name, line) } : {}),
           });
           logger.info('container ready', { container: spec.name, awaited: spec.ready.map((r) => describeReady(r)).join(', ') });
@@ -267,8 +260,8 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
 
   steps.push({
     title: 'find the target address',
-    run: async () => {
-      checkAborted(signal, 'finding the target address');
+    run: async (ctx) => {
+      ctx.checkAborted('finding the target address');
       const infos = new Map<string, ContainerInfo>();
       for (const c of running) {
         const info = await engine.findContainer(c.id);
@@ -306,7 +299,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
     },
   });
 
-  const undo = async (): Promise<void> => {
+  async function undo(): Promise<void> {
     const errors: unknown[] = [];
     for (const r of created.splice(0).reverse()) {
       try {
@@ -325,11 +318,10 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
       await engine.removeNetwork(n.id).catch((e: unknown) => errors.push(e));
     }
     if (errors.length) logger.warn('cleanup incomplete', { errors: errors.length, first: (errors[0] as Error)?.message, hint: 'ctun-run clean' });
-  };
+  }
 
   return {
     steps,
-    undo,
     result: () => {
       if (!result) throw new Error('the deployment has not finished its steps');
       return result;
@@ -338,20 +330,11 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
 }
 
 /**
- * Runs a plan's steps in order; on failure or interruption undoes everything and
- * rethrows. The containers stay running on success.
+ * Runs a plan's steps in order, without progress output; on failure or interruption
+ * undoes everything and rethrows. The containers stay running on success.
  */
-export async function executeDeployment(plan: DeploymentPlan, options: ExecuteOptions): Promise<DeploymentResult> {
-  const run = startDeployment(plan, options);
-  try {
-    for (const step of run.steps) {
-      checkAborted(options.signal, step.title);
-      options.logger.debug('step', { step: step.title });
-      await step.run();
-    }
-    return run.result();
-  } catch (e) {
-    await run.undo();
-    throw e;
-  }
+export async function executeDeployment(plan: DeploymentPlan, options: ExecuteOptions & { signal?: AbortSignal }): Promise<DeploymentResult> {
+  const deployment = deploymentSteps(plan, options);
+  await runSteps(deployment.steps, { progress: 'silent', logger: options.logger, ...(options.signal ? { signal: options.signal } : {}) });
+  return deployment.result();
 }
