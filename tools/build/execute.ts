@@ -13,9 +13,6 @@ import { runSteps, type ProgressMode, type Step } from '../steps/index.js';
 import { gpgShowKeys, readPublicKey } from './keys.js';
 import { checkSources, httpProber, registryProbe, sourceProbes, type Prober } from './sources.js';
 
-/** What preflight needs to know of Docker networks (`--buildNetwork`). */
-export type NetworkInspector = (name: string) => Promise<{ internal: boolean } | undefined>;
-
 export interface ExecuteOptions {
   docker: DockerEngine;
   logger: Logger;
@@ -30,8 +27,6 @@ export interface ExecuteOptions {
   tmpDir?: string;
   /** How sources are asked in preflight; default HTTP with a 5 s bound. */
   prober?: Prober;
-  /** Looks up `--buildNetwork`; without it the network is not checked before the build. */
-  inspectNetwork?: NetworkInspector;
 }
 
 export interface BuiltImage {
@@ -93,13 +88,13 @@ export async function contextDigest(dir: string, docker: DockerEngine): Promise<
  */
 export async function preflight(
   plan: BuildPlan,
-  options: Pick<ExecuteOptions, 'docker' | 'logger' | 'prober' | 'inspectNetwork'>,
+  options: Pick<ExecuteOptions, 'docker' | 'logger' | 'prober'>,
 ): Promise<void> {
   const { docker, logger } = options;
   const prober = options.prober ?? httpProber();
   await docker.ping();
-  if (plan.network && options.inspectNetwork) {
-    const net = await options.inspectNetwork(plan.network);
+  if (plan.network) {
+    const net = await docker.findNetwork(plan.network);
     if (!net) {
       throw new CtunError('BUILD_NETWORK_MISSING', `the build network ${plan.network} does not exist`, {
         hint: `create it, e.g. docker network create --internal ${plan.network}, with the mirrors attached to it`,

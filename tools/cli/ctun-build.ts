@@ -26,9 +26,8 @@ import {
   type Distro,
   type BuildPlan,
   type ProjectPaths,
-  type NetworkInspector,
 } from '../build/index.js';
-import { connectDocker, type DockerEngine } from '../docker/index.js';
+import { connectDocker } from '../docker/index.js';
 import { defaultProgress, type ProgressMode } from '../steps/index.js';
 import { buildStandinTarball, SIMULATOR_INSTALL_DIR } from '../simulator/index.js';
 import { runCommandBody } from './common.js';
@@ -56,19 +55,11 @@ function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
 
-/** `--buildNetwork` looked up on the daemon, for the preflight. */
-function networkInspector(docker: DockerEngine): NetworkInspector {
-  return async (name) => {
-    const n = await docker.findNetwork(name);
-    return n && { internal: n.internal };
-  };
-}
-
 /** Builds a plan's images (Ctrl-C stops the build in progress) and prints each with its id. */
 async function buildAndPrint(plan: BuildPlan, paths: ProjectPaths, argv: Global): Promise<void> {
   const docker = connectDocker();
   const built = await abortOnSignals(PROGRAM, (signal) =>
-    executeBuildPlan(plan, { docker, logger: loggerOf(argv), paths, progress: progressOf(argv), inspectNetwork: networkInspector(docker), signal }),
+    executeBuildPlan(plan, { docker, logger: loggerOf(argv), paths, progress: progressOf(argv), signal }),
   );
   for (const b of built) process.stdout.write(`${b.tags.join(' ')} ${b.imageId}\n`);
 }

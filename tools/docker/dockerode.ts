@@ -48,6 +48,20 @@ function networkInfo(n: Dockerode.NetworkInspectInfo): NetworkInfo {
   return info;
 }
 
+/**
+ * The daemon's answer, or `fallback` when it answers one of `statuses` (404: no such
+ * thing; for stop and remove also 304 already stopped, 409 removal in progress).
+ */
+async function unless<T, F>(statuses: number[], fallback: F, call: Promise<T>): Promise<T | F> {
+  try {
+    return await call;
+  } catch (e) {
+    const s = dockerStatus(e);
+    if (s !== undefined && statuses.includes(s)) return fallback;
+    throw e;
+  }
+}
+
 class DockerodeEngine implements DockerEngine {
   constructor(private readonly docker: Dockerode) {}
 
@@ -156,11 +170,7 @@ class DockerodeEngine implements DockerEngine {
   }
 
   async removeImage(ref: string, options: { force?: boolean } = {}): Promise<void> {
-    try {
-      await this.docker.getImage(ref).remove({ force: options.force ?? false });
-    } catch (e) {
-      if (dockerStatus(e) !== 404) throw e;
-    }
+    await unless([404], undefined, this.docker.getImage(ref).remove({ force: options.force ?? false }));
   }
 
   async listImages(labels: Record<string, string> = {}): Promise<ImageInfo[]> {
@@ -186,12 +196,8 @@ class DockerodeEngine implements DockerEngine {
   }
 
   async findContainer(nameOrId: string): Promise<ContainerInfo | undefined> {
-    try {
-      return toInfo(await this.docker.getContainer(nameOrId).inspect());
-    } catch (e) {
-      if (dockerStatus(e) === 404) return undefined;
-      throw e;
-    }
+    const i = await unless([404], undefined, this.docker.getContainer(nameOrId).inspect());
+    return i && toInfo(i);
   }
 
   async createContainer(s: ContainerSpec): Promise<string> {
@@ -229,21 +235,11 @@ class DockerodeEngine implements DockerEngine {
   }
 
   async stopContainer(id: string, timeoutSeconds = 5): Promise<void> {
-    try {
-      await this.docker.getContainer(id).stop({ t: timeoutSeconds });
-    } catch (e) {
-      // 304: already stopped; 404: gone.
-      if (dockerStatus(e) !== 304 && dockerStatus(e) !== 404) throw e;
-    }
+    await unless([304, 404], undefined, this.docker.getContainer(id).stop({ t: timeoutSeconds }));
   }
 
   async removeContainer(id: string): Promise<void> {
-    try {
-      await this.docker.getContainer(id).remove({ force: true, v: true });
-    } catch (e) {
-      // 404: gone; 409: removal already in progress.
-      if (dockerStatus(e) !== 404 && dockerStatus(e) !== 409) throw e;
-    }
+    await unless([404, 409], undefined, this.docker.getContainer(id).remove({ force: true, v: true }));
   }
 
   async listContainers(labels: LabelQuery): Promise<ContainerInfo[]> {
@@ -301,12 +297,8 @@ class DockerodeEngine implements DockerEngine {
   }
 
   async findNetwork(name: string): Promise<NetworkInfo | undefined> {
-    try {
-      return networkInfo(await this.docker.getNetwork(name).inspect());
-    } catch (e) {
-      if (dockerStatus(e) === 404) return undefined;
-      throw e;
-    }
+    const n = await unless([404], undefined, this.docker.getNetwork(name).inspect());
+    return n && networkInfo(n);
   }
 
   async createNetwork(s: NetworkSpec): Promise<string> {
@@ -321,11 +313,7 @@ class DockerodeEngine implements DockerEngine {
   }
 
   async removeNetwork(id: string): Promise<void> {
-    try {
-      await this.docker.getNetwork(id).remove();
-    } catch (e) {
-      if (dockerStatus(e) !== 404) throw e;
-    }
+    await unless([404], undefined, this.docker.getNetwork(id).remove());
   }
 
   async listNetworks(labels: LabelQuery): Promise<NetworkInfo[]> {

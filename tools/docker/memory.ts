@@ -32,6 +32,8 @@ export interface MemoryDockerOptions<S extends ContainerSpec = ContainerSpec> {
   execRefused?: (spec: S) => boolean;
   /** Containers that exist beforehand (by name), e.g. to test "name in use". */
   existing?: Array<{ name: string; labels?: Record<string, string> }>;
+  /** Networks that exist beforehand (by name), e.g. an internal build network. */
+  existingNetworks?: Array<{ name: string; internal?: boolean }>;
 }
 
 export interface ContainerScript {
@@ -123,6 +125,10 @@ export function createMemoryDocker<S extends ContainerSpec = ContainerSpec>(opti
       listeners: new Set(),
       timers: [],
     });
+  }
+  for (const n of options.existingNetworks ?? []) {
+    const id = nextId();
+    networks.set(id, { id, name: n.name, labels: {}, internal: n.internal ?? false });
   }
   const find = (nameOrId: string): MemContainer<S> | undefined => {
     for (const c of containers.values()) if (c.info.id === nameOrId || c.info.name === nameOrId) return c;
