@@ -2,7 +2,7 @@ import { CtunError, ExitCode, metadata, type Logger } from '../common/index.js';
 import { daemonMessage, LABEL_PLAN, type ContainerInfo, type DockerEngine } from '../docker/index.js';
 import { SIMULATOR_PORTS, type SimulatorReadyPorts } from '../simulator/index.js';
 import { explainContainerError, explainNetworkError, imageMissing, nameInUse } from './errors.js';
-import { buildCommandFor, clientCommands, LABEL_DEPLOYMENT, type ContainerPlan, type DeploymentPlan, type ReadyPort } from './plan.js';
+import { buildCommandFor, clientCommands, LABEL_DEPLOYMENT, type ContainerPlan, type DeploymentPlan, type NetworkPlan, type ReadyPort } from './plan.js';
 import { PROBE_ATTEMPT_MS, probeArgv, probeFromHost, probeOutcome, type ProbeOutcome } from './probe.js';
 import { describeReady, waitReady, type PortProber } from './wait.js';
 import { runSteps, type Step } from '../steps/index.js';
@@ -96,16 +96,39 @@ export function freeSubnets(taken: string[], avoid: string): string[] {
 }
 
 export function deploymentSteps(plan: DeploymentPlan, options: ExecuteOptions): DeploymentSteps {
-  const { engine, logger } = options;
-  const created: Array<{ kind: 'container' | 'network'; id: string; name: string }> = [];
-  const running: RunningContainer[] = [];
-  let network: DeploymentResult['network'];
-  let result: DeploymentResult | undefined;
+  const d: Deployment = { ...options, plan, created: [], running: [] };
+  return {
+    steps: [
+      preflightStep(d),
+      ...(plan.network ? [networkStep(d, plan.network)] : []),
+      ...plan.containers.map((spec) => containerStep(d, spec)),
+      readyStep(d),
+      targetStep(d),
+    ],
+    result: () => {
+      if (!d.result) throw new Error('the deployment has not finished its steps');
+      return d.result;
+    },
+  };
+}
 
-  const preflight: Step = {
+/** What a deployment's steps share while they run. */
+interface Deployment extends ExecuteOptions {
+  plan: DeploymentPlan;
+  /** Made so far, oldest first: what the undo removes. */
+  created: Array<{ kind: 'container' | 'network'; id: string; name: string }>;
+  running: RunningContainer[];
+  network?: DeploymentResult['network'];
+  result?: DeploymentResult;
+}
+
+/** Daemon, images and names, before anything is made; registers the deployment's undo. */
+function preflightStep(d: Deployment): Step {
+  const { plan, engine } = d;
+  return {
     title: 'check the Docker daemon, the images and the names',
     run: async (ctx) => {
-      ctx.onUndo(undo);
+      ctx.onUndo(() => undoDeployment(d));
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         engine.ping(),
@@ -138,104 +161,113 @@ export function deploymentSteps(plan: DeploymentPlan, options: ExecuteOptions): 
       }
     },
   };
+}
 
-  const steps: Step[] = [preflight];
-
-  if (plan.network) {
-    const spec = plan.network;
-    steps.push({
-      title: `create network ${spec.name}`,
-      run: async (ctx) => {
-        ctx.checkAborted(`creating network ${spec.name}`);
-        let id: string;
-        try {
-          id = await engine.createNetwork(spec);
-        } catch (e) {
-          throw explainNetworkError(e, spec);
+/** The private network; a subnet Docker picks over the tunnel's is replaced by a free one. */
+function networkStep(d: Deployment, spec: NetworkPlan): Step {
+  const { plan, engine, logger, created } = d;
+  return {
+    title: `create network ${spec.name}`,
+    run: async (ctx) => {
+      ctx.checkAborted(`creating network ${spec.name}`);
+      let id: string;
+      try {
+        id = await engine.createNetwork(spec);
+      } catch (e) {
+        throw explainNetworkError(e, spec);
+      }
+      created.push({ kind: 'network', id, name: spec.name });
+      let info = await engine.findNetwork(id);
+      const tunnelNet = `${plan.serverAddress}/24`;
+      if (info?.subnet && cidrOverlap(info.subnet, tunnelNet)) {
+        if (spec.subnet) {
+          throw new CtunError('NETWORK_SUBNET', `the subnet ${info.subnet} of network ${spec.name} overlaps the tunnel's ${tunnelNet}`, {
+            hint: 'give another --subnet, e.g. --subnet 172.30.99.0/24',
+          });
         }
+        // Docker's default pools include 192.168.0.0/16 in /20 steps, one of which
+        // holds the tunnel subnet: take the next free pool of the same kind instead.
+        logger.info('network subnet overlaps the tunnel; choosing another', { network: spec.name, subnet: info.subnet, tunnel: tunnelNet });
+        await engine.removeNetwork(id);
+        created.pop();
+        const taken = (await engine.listNetworks([])).map((n) => n.subnet).filter((x): x is string => !!x);
+        const candidates = freeSubnets(taken, tunnelNet);
+        let made: string | undefined;
+        for (const subnet of candidates.slice(0, 20)) {
+          ctx.checkAborted(`creating network ${spec.name}`);
+          try {
+            made = await engine.createNetwork({ ...spec, subnet });
+            break;
+          } catch (e) {
+            // Taken meanwhile (another network, a host route): try the next one.
+            if (!/overlap|pool|in use/i.test(daemonMessage(e))) throw explainNetworkError(e, spec);
+          }
+        }
+        if (!made) {
+          throw new CtunError('NETWORK_SUBNET', `no free subnet for network ${spec.name} that stays clear of the tunnel's ${tunnelNet}`, {
+            hint: 'give one with --subnet, e.g. --subnet 172.30.99.0/24',
+          });
+        }
+        id = made;
         created.push({ kind: 'network', id, name: spec.name });
-        let info = await engine.findNetwork(id);
-        const tunnelNet = `${plan.serverAddress}/24`;
-        if (info?.subnet && cidrOverlap(info.subnet, tunnelNet)) {
-          if (spec.subnet) {
-            throw new CtunError('NETWORK_SUBNET', `the subnet ${info.subnet} of network ${spec.name} overlaps the tunnel's ${tunnelNet}`, {
-              hint: 'give another --subnet, e.g. --subnet 172.30.99.0/24',
-            });
-          }
-          // Docker's default pools include 192.168.0.0/16 in /20 steps, one of which
-          // holds the tunnel subnet: take the next free pool of the same kind instead.
-          logger.info('network subnet overlaps the tunnel; choosing another', { network: spec.name, subnet: info.subnet, tunnel: tunnelNet });
-          await engine.removeNetwork(id);
-          created.pop();
-          const taken = (await engine.listNetworks([])).map((n) => n.subnet).filter((x): x is string => !!x);
-          const candidates = freeSubnets(taken, tunnelNet);
-          let made: string | undefined;
-          for (const subnet of candidates.slice(0, 20)) {
-            ctx.checkAborted(`creating network ${spec.name}`);
-            try {
-              made = await engine.createNetwork({ ...spec, subnet });
-              break;
-            } catch (e) {
-              // Taken meanwhile (another network, a host route): try the next one.
-              if (!/overlap|pool|in use/i.test(daemonMessage(e))) throw explainNetworkError(e, spec);
-            }
-          }
-          if (!made) {
-            throw new CtunError('NETWORK_SUBNET', `no free subnet for network ${spec.name} that stays clear of the tunnel's ${tunnelNet}`, {
-              hint: 'give one with --subnet, e.g. --subnet 172.30.99.0/24',
-            });
-          }
-          id = made;
-          created.push({ kind: 'network', id, name: spec.name });
-          info = await engine.findNetwork(id);
-        }
-        network = { name: spec.name, id, ...(info?.subnet ? { subnet: info.subnet } : {}), ...(info?.gateway ? { gateway: info.gateway } : {}) };
-        logger.info('network created', { network: spec.name, subnet: info?.subnet });
-      },
-    });
-  }
+        info = await engine.findNetwork(id);
+      }
+      d.network = { name: spec.name, id, ...(info?.subnet ? { subnet: info.subnet } : {}), ...(info?.gateway ? { gateway: info.gateway } : {}) };
+      logger.info('network created', { network: spec.name, subnet: info?.subnet });
+    },
+  };
+}
 
-  for (const spec of plan.containers) {
-    steps.push({
-      title: `start container ${spec.name} (${spec.image})`,
-      run: async (ctx) => {
-        ctx.checkAborted(`creating container ${spec.name}`);
-        let id: string;
-        try {
-          id = await engine.createContainer(spec);
-        } catch (e) {
-          throw explainContainerError(e, spec, 'create');
-        }
-        created.push({ kind: 'container', id, name: spec.name });
-        ctx.checkAborted(`starting container ${spec.name}`);
-        try {
-          await engine.startContainer(id);
-        } catch (e) {
-          throw explainContainerError(e, spec, 'start');
-        }
-        running.push({ role: spec.role, name: spec.name, id, networks: {} });
-        logger.info('container started', { container: spec.name, image: spec.image, id: id.slice(0, 12) });
-      },
-    });
-  }
+/** Creates and starts one container; the daemon's refusals become CtunErrors with a hint. */
+function containerStep(d: Deployment, spec: ContainerPlan): Step {
+  const { engine, logger, created, running } = d;
+  return {
+    title: `start container ${spec.name} (${spec.image})`,
+    run: async (ctx) => {
+      ctx.checkAborted(`creating container ${spec.name}`);
+      let id: string;
+      try {
+        id = await engine.createContainer(spec);
+      } catch (e) {
+        throw explainContainerError(e, spec, 'create');
+      }
+      created.push({ kind: 'container', id, name: spec.name });
+      ctx.checkAborted(`starting container ${spec.name}`);
+      try {
+        await engine.startContainer(id);
+      } catch (e) {
+        throw explainContainerError(e, spec, 'start');
+      }
+      running.push({ role: spec.role, name: spec.name, id, networks: {} });
+      logger.info('container started', { container: spec.name, image: spec.image, id: id.slice(0, 12) });
+    },
+  };
+}
 
-  // One attempt at a port spec, from where the plan says; the address is looked up
-  // each time, since a container has none until it runs.
-  const probe: PortProber = async (spec) => {
+// One attempt at a port spec, from where the plan says; the address is looked up
+// each time, since a container has none until it runs.
+function portProber(d: Deployment): PortProber {
+  const { engine, running } = d;
+  return async (spec) => {
     const target = await engine.findContainer(spec.target.container);
     const address = target && (spec.target.network ? target.networks[spec.target.network] : Object.values(target.networks)[0]);
     const from = spec.probe.from === 'host' ? 'the Docker host' : `container ${spec.probe.container}`;
     if (!address) return { open: false, reason: `${spec.target.container} has no address${spec.target.network ? ` on ${spec.target.network}` : ''} yet`, where: `from ${from}` };
     const where = `${address}:${spec.port} from ${from}`;
-    if (spec.probe.from === 'host') return { ...(await (options.probeFromHost ?? probeFromHost)(address, spec.port)), where };
+    if (spec.probe.from === 'host') return { ...(await (d.probeFromHost ?? probeFromHost)(address, spec.port)), where };
     const point = spec.probe.container;
     const prober = running.find((r) => r.name === point);
     if (!prober) return { open: false, reason: `container ${point} is not started`, where };
     const r = await engine.exec(prober.id, probeArgv(address, spec.port), PROBE_ATTEMPT_MS + 10_000);
     return { ...probeOutcome(r.exitCode, r.output), where };
   };
+}
 
-  steps.push({
+/** Waits (bounded) until every container is ready as its plan says; a failure or exit ends it early. */
+function readyStep(d: Deployment): Step {
+  const { plan, engine, logger, running } = d;
+  const probe = portProber(d);
+  return {
     title: `wait for ${[...new Set(plan.containers.flatMap((c) => c.ready.map((r) => describeReady(r, false))))].join(' and ')}`,
     run: async (ctx) => {
       await Promise.all(
@@ -248,17 +280,21 @@ export function deploymentSteps(plan: DeploymentPlan, options: ExecuteOptions): 
             ready: spec.ready,
             timeoutMs: plan.readyTimeoutMs,
             probe,
-            ...(options.pollMs ? { pollMs: options.pollMs } : {}),
+            ...(d.pollMs ? { pollMs: d.pollMs } : {}),
             signal: ctx.signal,
-            ...(options.onLog ? { onLine: (line: string) => options.onLog!(spec.name, line) } : {}),
+            ...(d.onLog ? { onLine: (line: string) => d.onLog!(spec.name, line) } : {}),
           });
           logger.info('container ready', { container: spec.name, awaited: spec.ready.map((r) => describeReady(r)).join(', ') });
         }),
       );
     },
-  });
+  };
+}
 
-  steps.push({
+/** The addresses the containers got, and from them the target the PC reaches and its commands. */
+function targetStep(d: Deployment): Step {
+  const { plan, engine, logger, running } = d;
+  return {
     title: 'find the target address',
     run: async (ctx) => {
       ctx.checkAborted('finding the target address');
@@ -284,10 +320,10 @@ export function deploymentSteps(plan: DeploymentPlan, options: ExecuteOptions): 
       } else {
         containerAddress = Object.values(veosInfo.networks)[0];
       }
-      result = {
+      const result: DeploymentResult = {
         plan,
         containers: running,
-        ...(network ? { network } : {}),
+        ...(d.network ? { network: d.network } : {}),
         readyPorts,
         simulatorPorts: { portMapper: readyPorts[0]?.port ?? SIMULATOR_PORTS.portMapper, xcp: SIMULATOR_PORTS.xcp, discovery: SIMULATOR_PORTS.discovery },
         target: dest ?? plan.serverAddress,
@@ -295,38 +331,33 @@ export function deploymentSteps(plan: DeploymentPlan, options: ExecuteOptions): 
         ...(containerAddress ? { containerAddress } : {}),
         ...(plan.client ? { commands: clientCommands(plan.client, dest) } : {}),
       };
+      d.result = result;
       logger.info('deployment ready', { deployment: plan.deployment, kind: plan.kind, target: result.target });
     },
-  });
-
-  async function undo(): Promise<void> {
-    const errors: unknown[] = [];
-    for (const r of created.splice(0).reverse()) {
-      try {
-        if (r.kind === 'container') await engine.removeContainer(r.id);
-        else await engine.removeNetwork(r.id);
-        logger.info('removed', { [r.kind]: r.name });
-      } catch (e) {
-        errors.push(e);
-      }
-    }
-    // A create whose answer never came back still carries this run's label.
-    for (const c of await engine.listContainers([`${LABEL_PLAN}=${plan.runId}`]).catch(() => [])) {
-      await engine.removeContainer(c.id).catch((e: unknown) => errors.push(e));
-    }
-    for (const n of await engine.listNetworks([`${LABEL_PLAN}=${plan.runId}`]).catch(() => [])) {
-      await engine.removeNetwork(n.id).catch((e: unknown) => errors.push(e));
-    }
-    if (errors.length) logger.warn('cleanup incomplete', { errors: errors.length, first: (errors[0] as Error)?.message, hint: 'ctun-run clean' });
-  }
-
-  return {
-    steps,
-    result: () => {
-      if (!result) throw new Error('the deployment has not finished its steps');
-      return result;
-    },
   };
+}
+
+/** Removes everything created so far, and anything labelled with this run's id. */
+async function undoDeployment(d: Deployment): Promise<void> {
+  const { plan, engine, logger, created } = d;
+  const errors: unknown[] = [];
+  for (const r of created.splice(0).reverse()) {
+    try {
+      if (r.kind === 'container') await engine.removeContainer(r.id);
+      else await engine.removeNetwork(r.id);
+      logger.info('removed', { [r.kind]: r.name });
+    } catch (e) {
+      errors.push(e);
+    }
+  }
+  // A create whose answer never came back still carries this run's label.
+  for (const c of await engine.listContainers([`${LABEL_PLAN}=${plan.runId}`]).catch(() => [])) {
+    await engine.removeContainer(c.id).catch((e: unknown) => errors.push(e));
+  }
+  for (const n of await engine.listNetworks([`${LABEL_PLAN}=${plan.runId}`]).catch(() => [])) {
+    await engine.removeNetwork(n.id).catch((e: unknown) => errors.push(e));
+  }
+  if (errors.length) logger.warn('cleanup incomplete', { errors: errors.length, first: (errors[0] as Error)?.message, hint: 'ctun-run clean' });
 }
 
 /**
