@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ADDON_DIR, BUNDLE_DIR, prebuildAddon, stageInstallTree } from '../tools/build/index.js';
 import { createLogger } from '../tools/common/index.js';
-import { printError } from '../tools/cli/common.js';
+import { printError } from '../tools/common/index.js';
 
 const root = resolve(import.meta.dirname, '..');
 const logger = createLogger({ level: 'info' });

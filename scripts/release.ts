@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { buildRelease } from '../tools/build/index.js';
 import { createLogger } from '../tools/common/index.js';
-import { printError } from '../tools/cli/common.js';
+import { printError } from '../tools/common/index.js';
 
 const root = resolve(import.meta.dirname, '..');
 try {

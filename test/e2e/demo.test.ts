@@ -22,15 +22,15 @@ const TSX = `${ROOT}node_modules/.bin/tsx`;
 /** Every tag under this run's prefix that the daemon holds. */
 async function prefixedTags(): Promise<string[]> {
   const all = await docker.listImages();
-  return all.flatMap((i) => i.RepoTags ?? []).filter((t) => t.startsWith(`${PREFIX}/`)).sort();
+  return all.flatMap((i) => i.tags).filter((t) => t.startsWith(`${PREFIX}/`)).sort();
 }
 
 /** Removes this run's images, newest first (children before the base they were built on). */
 async function removeOwnImages(): Promise<void> {
   const all = await docker.listImages();
-  const own = all.filter((i) => (i.RepoTags ?? []).some((t) => t.startsWith(`${PREFIX}/`))).sort((a, b) => b.Created - a.Created);
+  const own = all.filter((i) => i.tags.some((t) => t.startsWith(`${PREFIX}/`))).sort((a, b) => Date.parse(b.created) - Date.parse(a.created));
   for (const image of own) {
-    for (const tag of (image.RepoTags ?? []).filter((t) => t.startsWith(`${PREFIX}/`))) await docker.getImage(tag).remove().catch(() => undefined);
+    for (const tag of image.tags.filter((t) => t.startsWith(`${PREFIX}/`))) await docker.removeImage(tag).catch(() => undefined);
   }
 }
 
@@ -89,7 +89,7 @@ describe.skipIf(skip)('npm run demo', () => {
       `${PREFIX}/dspace/veos/simulator:23.1-ctun`,
     ]);
     for (const tag of ['dspace/veos/simulator:23.1', 'dspace/veos/simulator:23.1-ctun']) {
-      const labels = (await docker.getImage(`${PREFIX}/${tag}`).inspect()).Config.Labels;
+      const labels = (await docker.inspectImage(`${PREFIX}/${tag}`))!.labels;
       expect(labels[LABEL_PYTHON_STANDINS], tag).toMatch(/^supervisor_console 0\.5\.\d+\+ctundemo, supervisord_dependent_startup 1\.4\.\d+\+ctundemo$/);
     }
     // The wheels were made for this run only: nothing is left where a later build could find them.

@@ -11,8 +11,7 @@ import { Daemon } from '../integration/harness/netns.js';
 import { Pc } from '../../tools/demo/pc.js';
 import { startLicenseStandin, type LicenseStandin } from '../../tools/demo/license.js';
 import { DEFAULT_IMAGES } from '../../tools/demo/images.js';
-import { connectRunEngine } from '../../tools/run/index.js';
-import { CTUN, CTUN_RUN, deployUnavailable, leftovers, NODE, pcSession, prepareImages, removeDeployment } from './harness/deploy.js';
+import { CTUN, CTUN_RUN, deployUnavailable, docker, leftovers, NODE, pcSession, prepareImages, removeDeployment } from './harness/deploy.js';
 
 const skip = await deployUnavailable();
 let license: LicenseStandin | undefined;
@@ -25,7 +24,7 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
   beforeAll(async () => {
     const images = await prepareImages();
     if (images.built.length) console.log(`built ${images.built.join(', ')} in ${images.seconds.toFixed(0)} s`);
-    license = await startLicenseStandin(connectRunEngine(), { image: DEFAULT_IMAGES.veos, port: 22361, name: 'ctun-e2e-license' });
+    license = await startLicenseStandin(docker, { image: DEFAULT_IMAGES.veos, port: 22361, name: 'ctun-e2e-license' });
   });
   afterAll(async () => {
     await license?.remove();

@@ -12,20 +12,17 @@
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import Dockerode from 'dockerode';
 import { revoke } from '../../tools/certs/index.js';
 import { Daemon } from '../integration/harness/netns.js';
 import { makePki, removePki } from '../integration/harness/pki.js';
 import { Pc } from '../../tools/demo/pc.js';
 import { startLicenseStandin, type LicenseStandin } from '../../tools/demo/license.js';
 import { DEFAULT_IMAGES } from '../../tools/demo/images.js';
-import { connectRunEngine } from '../../tools/run/index.js';
 import { manifest, renderManifests } from '../../tools/k8s/index.js';
 import { SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
-import { CTUN, CTUN_RUN, deployUnavailable, leftovers, NODE, pcSession, prepareImages, removeDeployment } from './harness/deploy.js';
+import { CTUN, CTUN_RUN, deployUnavailable, docker, leftovers, NODE, pcSession, prepareImages, removeDeployment } from './harness/deploy.js';
 
 const skip = await deployUnavailable();
-const docker = new Dockerode();
 let license: LicenseStandin | undefined;
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -36,7 +33,7 @@ describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
   beforeAll(async () => {
     const images = await prepareImages();
     if (images.built.length) console.log(`built ${images.built.join(', ')} in ${images.seconds.toFixed(0)} s`);
-    license = await startLicenseStandin(connectRunEngine(), { image: DEFAULT_IMAGES.veos, port: 22364, name: 'ctun-e2e-tls-license' });
+    license = await startLicenseStandin(docker, { image: DEFAULT_IMAGES.veos, port: 22364, name: 'ctun-e2e-tls-license' });
   }, 1_200_000);
   afterAll(async () => {
     await license?.remove();
@@ -74,8 +71,8 @@ describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
     expect(r.stdout).toContain(`  tunnel:    ${pc.hostAddress}:${port}/udp on the Docker host (and tcp for the TLS handshake), mutual TLS\n`);
 
     // What the server container got: four files, each read-only, no CA key; both protocols published.
-    const info = await docker.getContainer(`${name}-ctun`).inspect();
-    expect(info.Mounts.map((m) => [m.Type, m.Source, m.Destination, m.RW]).sort()).toEqual(
+    const info = (await docker.findContainer(`${name}-ctun`))!;
+    expect(info.mounts.map((m) => [m.type, m.source, m.target, !m.readOnly]).sort()).toEqual(
       [
         ['bind', join(pki, 'ca.crl'), '/etc/ctun/tls/ca.crl', false],
         ['bind', join(pki, 'ca.crt'), '/etc/ctun/tls/ca.crt', false],
@@ -83,7 +80,8 @@ describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
         ['bind', join(pki, 'server.key'), '/etc/ctun/tls/server.key', false],
       ],
     );
-    expect(Object.keys(info.HostConfig.PortBindings ?? {}).sort()).toEqual(['1723/tcp', '1723/udp']);
+    const bindings = (await execa('docker', ['inspect', '-f', '{{json .HostConfig.PortBindings}}', `${name}-ctun`])).stdout;
+    expect(Object.keys(JSON.parse(bindings) as object).sort()).toEqual(['1723/tcp', '1723/udp']);
     const serverLog = async () => (await execa('docker', ['logs', `${name}-ctun`], { all: true })).all;
     expect(await serverLog()).toMatch(/server-listening .*security="mutual TLS: TLS 1\.3 handshake on TCP, datagrams sealed with AES-256-GCM.*revocations from \/etc\/ctun\/tls\/ca\.crl/);
 

@@ -13,7 +13,6 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import Dockerode from 'dockerode';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metadata, silentLogger } from '../../tools/common/index.js';
@@ -25,8 +24,7 @@ import { dockerCli } from '../fixtures/build/images.js';
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const BASE = 'debian:12';
 const PREFIX = 'ctun-it-harden';
-const docker = new Dockerode();
-const daemon = await docker.ping().then(
+const daemon = await connectDocker().ping().then(
   () => true,
   () => false,
 );

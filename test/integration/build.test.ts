@@ -9,7 +9,6 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import Dockerode from 'dockerode';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metadata, silentLogger } from '../../tools/common/index.js';
@@ -25,7 +24,7 @@ const TEST_LABEL = 'io.ctun.kind=container/test-build';
 // context digest of a warm host would find them up to date and build nothing.
 const VEOS_TAG = `ctun-test/veos-it:${process.pid}`;
 const VEOS_CTUN_TAG = `ctun-test/veos-ctun-it:${process.pid}`;
-const docker = new Dockerode();
+const docker = connectDocker();
 
 const daemon = await docker.ping().then(
   () => true,
@@ -72,23 +71,23 @@ async function waitForState(id: string, program: string, state: string, timeoutM
 }
 
 async function removeTestContainers(): Promise<void> {
-  const list = await docker.listContainers({ all: true, filters: { label: [TEST_LABEL] } });
-  await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  const list = await docker.listContainers([TEST_LABEL]);
+  await Promise.all(list.map((c) => docker.removeContainer(c.id).catch(() => undefined)));
 }
 
 
 /** A PEP 503 index over the wheels, served on the docker bridge so build containers reach it. */
 async function serveIndex(): Promise<string> {
-  const net = await docker.getNetwork('bridge').inspect();
+  const net = await docker.findNetwork('bridge');
   // The default bridge often lists no gateway; then it is the bridge device's address.
-  const bridgeName = net.Options?.['com.docker.network.bridge.name'] ?? 'docker0';
+  const bridgeName = net?.bridge ?? 'docker0';
   // (read with ip: Node lists no address of a bridge that is down for want of containers)
   const ipAddr = async (): Promise<string | undefined> => {
     const r = await execa('ip', ['-j', '-4', 'addr', 'show', 'dev', bridgeName], { reject: false });
     const parsed = JSON.parse(r.stdout || '[]') as Array<{ addr_info?: Array<{ local?: string }> }>;
     return parsed[0]?.addr_info?.[0]?.local;
   };
-  const gateway = net.IPAM?.Config?.[0]?.Gateway ?? (await ipAddr());
+  const gateway = net?.gateway ?? (await ipAddr());
   if (!gateway) throw new Error('the docker bridge network has no gateway address');
   const root = join(work, 'index');
   await writeSimpleIndex(wheelsDir, root);
@@ -128,7 +127,7 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
 
   afterAll(async () => {
     await removeTestContainers();
-    for (const tag of [VEOS_TAG, VEOS_CTUN_TAG]) await docker.getImage(tag).remove().catch(() => undefined);
+    for (const tag of [VEOS_TAG, VEOS_CTUN_TAG]) await docker.removeImage(tag).catch(() => undefined);
     indexServer?.kill('SIGTERM');
     if (work) await rm(work, { recursive: true, force: true });
   });
@@ -137,7 +136,7 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
     // A tag of this run only: the bootstrap must really run (debian:12, kept for the
     // other cases, proves nothing about a build), and exactly this image is removed after.
     const tag = `ctun-test/base-it:${process.pid}`;
-    const before = new Set((await docker.listImages({ all: true })).map((i) => i.Id));
+    const before = new Set((await docker.listImages()).map((i) => i.id));
     try {
       const r = await ctunBuild(['base', '--distro', 'debian', '--suite', 'bookworm', '--tag', tag, '--progress', 'plain']);
       expect(r.exitCode, r.all.split('\n').slice(-20).join('\n')).toBe(0);
@@ -145,16 +144,16 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
       const imageId = new RegExp(`^${tag.replace(/[.:/]/g, '\\$&')} (sha256:[0-9a-f]{64})$`, 'm').exec(r.stdout)?.[1];
       expect(imageId, r.stdout).toBeDefined();
       expect(before.has(imageId!)).toBe(false); // built now, not found
-      const info = await docker.getImage(tag).inspect();
-      expect(info.Id).toBe(imageId);
-      expect(info.Config.Labels).toMatchObject({ 'io.ctun.managed': 'true', 'io.ctun.kind': 'image/base', 'io.ctun.base.suite': 'bookworm' });
+      const info = await docker.inspectImage(tag);
+      expect(info?.id).toBe(imageId);
+      expect(info?.labels).toMatchObject({ 'io.ctun.managed': 'true', 'io.ctun.kind': 'image/base', 'io.ctun.base.suite': 'bookworm' });
       const c = await dockerCli(['run', '--rm', tag, 'sh', '-c', 'cat /etc/os-release /etc/apt/sources.list.d/debian.sources; ls /etc/apt/sources.list 2>&1; ls -l /usr/bin/su']);
       expect(c.stdout).toContain('VERSION_CODENAME=bookworm');
       expect(c.stdout).toContain('Suites: bookworm-security');
       expect(c.stdout).toContain('No such file'); // only the deb822 file
       expect(c.stdout).toMatch(/^-rwsr-xr-x .* \/usr\/bin\/su$/m); // set-uid bits survived the import
     } finally {
-      await docker.getImage(tag).remove().catch(() => undefined); // the tag; the image goes with it, being only ours
+      await docker.removeImage(tag).catch(() => undefined); // the tag; the image goes with it, being only ours
     }
   }, 400_000);
 
@@ -185,7 +184,7 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
     // --no-cache: on a warm host the context digest would find every image up to date
     // and build nothing; this case must build, so every image gets a new id.
     const ctunImages = Object.entries(metadata.images).filter(([key]) => !key.startsWith('veos')).map(([, image]) => image);
-    const idOf = async (image: string) => (await docker.getImage(image).inspect().catch(() => undefined))?.Id;
+    const idOf = async (image: string) => (await docker.inspectImage(image))?.id;
     const before = await Promise.all(ctunImages.map(idOf));
     const r = await ctunBuild(['ctun', 'acceptDspaceEula', '--distro', 'debian', '--no-cache', '--progress', 'json']);
     expect(r.exitCode, r.all).toBe(0);
@@ -202,10 +201,10 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
     const entrypoints: Record<string, string[]> = {};
     for (const [key, image] of Object.entries(metadata.images)) {
       if (key.startsWith('veos')) continue;
-      const info = await docker.getImage(image).inspect();
-      expect(info.Config.Labels['io.ctun.managed']).toBe('true');
-      expect(info.Config.Labels['io.ctun.kind']).toMatch(/^image\/(local|separate)-(server|client)$/);
-      entrypoints[key] = info.Config.Entrypoint as string[];
+      const info = await docker.inspectImage(image);
+      expect(info?.labels['io.ctun.managed']).toBe('true');
+      expect(info?.labels['io.ctun.kind']).toMatch(/^image\/(local|separate)-(server|client)$/);
+      entrypoints[key] = JSON.parse((await dockerCli(['image', 'inspect', '-f', '{{json .Config.Entrypoint}}', image])).stdout) as string[];
     }
     expect(entrypoints).toEqual({
       localServer: ['ctun', 'server', '--mode', 'local'],
@@ -245,8 +244,8 @@ describe.skipIf(!daemon)('image builds (real daemon)', () => {
     expect(r.exitCode, r.all.split('\n').slice(-30).join('\n')).toBe(0);
     expect(r.stdout).toContain(`Looking in indexes: ${indexUrl}`);
     expect(r.stdout).toContain('Step 1/'); // a build ran: an up-to-date image prints no steps
-    const info = await docker.getImage(VEOS_TAG).inspect();
-    expect(info.Config.Labels).toMatchObject({ 'io.ctun.kind': 'image/veos', 'io.ctun.veos.release': metadata.veosRelease });
+    const info = await docker.inspectImage(VEOS_TAG);
+    expect(info?.labels).toMatchObject({ 'io.ctun.kind': 'image/veos', 'io.ctun.veos.release': metadata.veosRelease });
 
     // Unreachable license server: the simulator says so, supervisord keeps retrying it.
     const bad = await runContainer(['-e', 'DS_CMU_SERVER=127.0.0.1', '-e', 'VEOS_STANDIN_LICENSE_ATTEMPTS=2', '-e', 'VEOS_STANDIN_LICENSE_RETRY_DELAY_MS=100', VEOS_TAG]);

@@ -15,7 +15,6 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promi
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import Dockerode from 'dockerode';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metadata, silentLogger } from '../../tools/common/index.js';
@@ -43,7 +42,7 @@ const NETWORK = `ctun-it-offline-${process.pid}`;
 // run to run; when it is taken, Docker picks one.
 const SUBNET = '172.29.213.0/24';
 const CACHE = '/var/tmp/ctun-it-offline';
-const docker = new Dockerode();
+const docker = connectDocker();
 
 const daemon = await docker.ping().then(
   () => true,
@@ -86,21 +85,25 @@ async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
 }
 
 async function removeTestContainers(): Promise<void> {
-  const list = await docker.listContainers({ all: true, filters: { label: ['io.ctun.kind=container/test-offline'] } });
-  await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  const list = await docker.listContainers(['io.ctun.kind=container/test-offline']);
+  await Promise.all(list.map((c) => docker.removeContainer(c.id).catch(() => undefined)));
+}
+
+/** Tags under a prefix of this file's (`PREFIX/dspace/ctun/...`). */
+async function tagsUnder(prefix: string): Promise<string[]> {
+  return (await docker.listImages()).flatMap((i) => i.tags).filter((t) => t.startsWith(`${prefix}/`));
 }
 
 /** Images a run tags under the prefixes of failing builds (none, when all goes as it should). */
 async function removeStrayImages(): Promise<void> {
   for (const p of [`${PREFIX}-fail`, `${PREFIX}-leak`]) {
-    const list = await docker.listImages({ filters: { reference: [`${p}/*/*/*`] } });
-    for (const i of list) for (const t of i.RepoTags ?? []) await docker.getImage(t).remove().catch(() => undefined);
+    for (const t of await tagsUnder(p)) await docker.removeImage(t).catch(() => undefined);
   }
 }
 
 async function removeTestNetworks(): Promise<void> {
-  const list = await docker.listNetworks({ filters: { label: ['io.ctun.kind=network/test-offline'] } });
-  for (const n of list) await docker.getNetwork(n.Id).remove().catch(() => undefined);
+  const list = await docker.listNetworks(['io.ctun.kind=network/test-offline']);
+  for (const n of list) await docker.removeNetwork(n.id).catch(() => undefined);
 }
 
 async function runOnNetwork(args: string[]): Promise<string> {
@@ -110,8 +113,7 @@ async function runOnNetwork(args: string[]): Promise<string> {
 }
 
 async function ipOn(id: string): Promise<string> {
-  const info = await docker.getContainer(id).inspect();
-  return info.NetworkSettings.Networks[NETWORK]!.IPAddress;
+  return (await docker.findContainer(id))!.networks[NETWORK]!;
 }
 
 /** The tail of a failed command, for assertion messages. */
@@ -157,7 +159,7 @@ describe.skipIf(!daemon || tools.length > 0)('offline builds in a closed world (
     let net = await dockerCli(['network', 'create', '--internal', '--subnet', SUBNET, '--gateway', SUBNET.replace(/0\/24$/, '1'), ...TEST_LABELS.map((l) => l.replace('container/', 'network/')), NETWORK]);
     if (net.exitCode !== 0) net = await dockerCli(['network', 'create', '--internal', ...TEST_LABELS.map((l) => l.replace('container/', 'network/')), NETWORK]);
     expect(net.exitCode, net.all).toBe(0);
-    gateway = ((await docker.getNetwork(NETWORK).inspect()) as { IPAM: { Config: Array<{ Gateway: string }> } }).IPAM.Config[0]!.Gateway;
+    gateway = (await docker.findNetwork(NETWORK))!.gateway!;
     const served = join(work, 'served');
     await mkdir(served);
     for (const d of ['debian', 'debian-security']) await execa('ln', ['-s', join(mirror, d), join(served, d)]);
@@ -171,7 +173,7 @@ describe.skipIf(!daemon || tools.length > 0)('offline builds in a closed world (
     await mirrorServer?.stop();
     // The builds pulled the base from the test registry: that tag names a registry
     // that is gone after this file, so remove it (the image stays as debian:12).
-    if (registry) await connectDocker().docker.getImage(`${registry.address}/${BASE}`).remove().catch(() => undefined);
+    if (registry) await docker.removeImage(`${registry.address}/${BASE}`).catch(() => undefined);
     await registry?.stop();
     await removeTestNetworks();
     await removeStrayImages();
@@ -225,7 +227,7 @@ describe.skipIf(!daemon || tools.length > 0)('offline builds in a closed world (
     expect(noNet.stderr).toContain('the build network ctun-it-no-such-network does not exist');
 
     // Nothing was built by any of them.
-    const built = await docker.listImages({ filters: { reference: [`${PREFIX}-fail/*/*/*`] } });
+    const built = await tagsUnder(`${PREFIX}-fail`);
     expect(built).toEqual([]);
   });
 
@@ -239,8 +241,8 @@ describe.skipIf(!daemon || tools.length > 0)('offline builds in a closed world (
     expect(r.exitCode, tail(r.all)).toBe(0);
     const v = await dockerCli(['run', '--rm', '--network', 'none', '--entrypoint', 'ctun', image.localServer, '--version']);
     expect(v.stdout.trim()).toBe(metadata.ctunVersion);
-    const info = await docker.getImage(image.separateServer).inspect();
-    expect(info.Config.Labels['io.ctun.base']).toBe(`${registry.address}/${BASE}`);
+    const info = await docker.inspectImage(image.separateServer);
+    expect(info?.labels['io.ctun.base']).toBe(`${registry.address}/${BASE}`);
     const sources = await aptSourcesOf(image.localClient);
     expect(sources).toContain('ls: cannot access \'sources.list\''); // only the deb822 file
     expect(sources).toContain(`URIs: http://${gateway}/debian\n`);
@@ -313,7 +315,7 @@ describe.skipIf(!daemon || tools.length > 0)('offline builds in a closed world (
       'run', '-d', ...TEST_LABELS, '-v', `${mirrorDir}:/srv:ro`, '--entrypoint', 'python3', image.veos, '-m', 'http.server', '8080', '--directory', '/srv',
     ]);
     expect(outside.exitCode, outside.all).toBe(0);
-    const ip = (await docker.getContainer(outside.stdout.trim()).inspect()).NetworkSettings.Networks['bridge']!.IPAddress;
+    const ip = (await docker.findContainer(outside.stdout.trim()))!.networks['bridge']!;
     await waitHttp(`http://${ip}:8080/debian/dists/bookworm/InRelease`, 'the mirror outside the closed network');
     const r = await timed('leak attempt', () =>
       ctunBuild([
@@ -335,7 +337,7 @@ describe.skipIf(!daemon || tools.length > 0)('offline builds in a closed world (
     expect(b.exitCode, tail(b.all)).toBe(0);
     expect(b.stdout).toMatch(/^[0-9a-f]{64} {2}\d+ {2}images\.tar$/m);
     expect(b.stdout).toMatch(new RegExp(`^[0-9a-f]{64}  \\d+  files/dspace-veos-2023a\\.tar\\.gz$`, 'm'));
-    const ids = Object.fromEntries(await Promise.all(images.map(async (i) => [i, (await docker.getImage(i).inspect()).Id] as const)));
+    const ids = Object.fromEntries(await Promise.all(images.map(async (i) => [i, (await docker.inspectImage(i))!.id] as const)));
 
     // The air-gapped daemon: none of the images there.
     await removeTestContainers();
@@ -351,13 +353,13 @@ describe.skipIf(!daemon || tools.length > 0)('offline builds in a closed world (
     expect(bad.exitCode).toBe(7);
     expect(bad.stderr).toMatch(/ctun-build: error: the bundle .*damaged\.bundle\.tar is damaged: images\.tar has sha256 [0-9a-f]{16}…, the manifest says [0-9a-f]{16}…/);
     expect(bad.stderr).toContain('hint: copy it again');
-    for (const i of images) expect(await docker.getImage(i).inspect().then(() => true, () => false)).toBe(false);
+    for (const i of images) expect(await docker.imageExists(i)).toBe(false);
 
     const good = await timed('load', () => ctunBuild(['load', bundle, '--filesOut', join(work, 'unpacked')]));
     expect(good.exitCode, tail(good.all)).toBe(0);
     for (const i of images) {
       expect(good.stdout).toContain(`loaded ${i} ${ids[i]}`);
-      expect((await docker.getImage(i).inspect()).Id).toBe(ids[i]);
+      expect((await docker.inspectImage(i))?.id).toBe(ids[i]);
     }
     expect(await sha256File(join(work, 'unpacked', 'dspace-veos-2023a.tar.gz'))).toBe(await sha256File(tarball));
     const v = await dockerCli(['run', '--rm', '--network', 'none', '--entrypoint', 'ctun', image.separateServer, '--version']);

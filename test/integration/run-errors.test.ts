@@ -36,11 +36,11 @@ describe.skipIf(skip)('ctun-run errors', () => {
   describe('a name already in use', () => {
     const foreign = 'ctun-err-foreign';
     beforeAll(async () => {
-      await docker.getContainer(foreign).remove({ force: true }).catch(() => undefined);
-      await docker.createContainer({ name: foreign, Image: DEFAULT_IMAGES.veos, Entrypoint: ['true'] });
+      await docker.removeContainer(foreign);
+      await docker.createContainer({ name: foreign, image: DEFAULT_IMAGES.veos, entrypoint: ['true'], env: {}, labels: {}, capAdd: [], devices: [], sysctls: {}, shmSize: 0, ports: [] });
     });
     afterAll(async () => {
-      await docker.getContainer(foreign).remove({ force: true }).catch(() => undefined);
+      await docker.removeContainer(foreign);
     });
 
     it('is refused before anything starts, and a container that is not ours is left alone', async () => {
@@ -49,7 +49,7 @@ describe.skipIf(skip)('ctun-run errors', () => {
       expect(r.stderr).toContain(`ctun-run: error: a container named ${foreign} already exists\n`);
       expect(r.stderr).toContain(`ctun-run: hint: it is not ctun's: choose another name with --ctunDockerContainer, or remove it yourself (docker rm ${foreign})`);
       expect(await leftovers('ctun-err-name')).toEqual([]);
-      expect((await docker.getContainer(foreign).inspect()).Name).toBe(`/${foreign}`);
+      expect((await docker.findContainer(foreign))?.name).toBe(foreign);
     });
   });
 
@@ -111,7 +111,7 @@ describe.skipIf(skip)('ctun-run errors', () => {
         expect(r.exitCode, r.stderr).toBe(exitCode);
         expect(await leftovers(name)).toEqual([]);
       } finally {
-        await docker.getImage(image).remove().catch(() => undefined);
+        await docker.removeImage(image).catch(() => undefined);
       }
     });
   }

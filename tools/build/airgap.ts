@@ -4,10 +4,9 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFil
 import { basename, dirname, join, resolve } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type Dockerode from 'dockerode';
 import * as tar from 'tar';
 import { CtunError, ExitCode, metadata, type Logger } from '../common/index.js';
-import { readDockerStream, type DockerEngine } from '../docker/index.js';
+import type { DockerEngine } from '../docker/index.js';
 
 /**
  * `ctun-build bundle` / `ctun-build load`: every image and the simulator tarball in one
@@ -48,18 +47,9 @@ export interface ImageArchiver {
   load(archive: Readable): Promise<void>;
 }
 
-export function dockerodeArchiver(docker: Dockerode): ImageArchiver {
-  return {
-    async save(refs) {
-      // GET /images/get?names=…: one archive for all, each shared layer once (not in the typings).
-      const d = docker as unknown as { getImages(opts: { names: string[] }): Promise<Readable> };
-      return d.getImages({ names: refs });
-    },
-    async load(archive) {
-      const stream = (await docker.loadImage(archive as never)) as unknown as NodeJS.ReadableStream;
-      await readDockerStream(stream, { operation: 'import', subject: 'the bundle images' });
-    },
-  };
+/** The archiver on the Docker wrapper (`docker save` / `docker load`). */
+export function dockerArchiver(docker: Pick<DockerEngine, 'saveImages' | 'loadImages'>): ImageArchiver {
+  return { save: (refs) => docker.saveImages(refs), load: (archive) => docker.loadImages(archive) };
 }
 
 function hashing(): { transform: Transform; digest: () => { sha256: string; size: number } } {

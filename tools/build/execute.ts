@@ -3,19 +3,15 @@ import { createReadStream } from 'node:fs';
 import { appendFile, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Listr } from 'listr2';
 import { CtunError, ExitCode, type Logger } from '../common/index.js';
 import { createContextTar, type DockerEngine } from '../docker/index.js';
 import { materializeContext } from './context.js';
 import { missingInputHint, type ProjectPaths } from './paths.js';
 import type { BuildPlan, ImageStep } from './plan.js';
 import { executeBasePlan, type BasePlan } from './base.js';
-import { listrRendererOptions, type ProgressMode } from './progress.js';
+import { runSteps, type ProgressMode, type Step } from '../steps/index.js';
 import { gpgShowKeys, readPublicKey } from './keys.js';
 import { checkSources, httpProber, registryProbe, sourceProbes, type Prober } from './sources.js';
-
-/** What preflight needs to know of Docker networks (`--buildNetwork`). */
-export type NetworkInspector = (name: string) => Promise<{ internal: boolean } | undefined>;
 
 export interface ExecuteOptions {
   docker: DockerEngine;
@@ -23,14 +19,14 @@ export interface ExecuteOptions {
   paths: ProjectPaths;
   /** Default `silent`: library callers get log lines, the CLI picks a renderer. */
   progress?: ProgressMode;
-  /** For `json` progress: where lines go (default stdout). */
+  /** Where progress lines go, without their newline (default stdout). */
   progressWrite?: (line: string) => void;
+  /** Aborting it (Ctrl-C) stops the build in progress and the ones after it. */
+  signal?: AbortSignal;
   /** Where build contexts are assembled; default the OS temp dir. */
   tmpDir?: string;
   /** How sources are asked in preflight; default HTTP with a 5 s bound. */
   prober?: Prober;
-  /** Looks up `--buildNetwork`; without it the network is not checked before the build. */
-  inspectNetwork?: NetworkInspector;
 }
 
 export interface BuiltImage {
@@ -92,13 +88,13 @@ export async function contextDigest(dir: string, docker: DockerEngine): Promise<
  */
 export async function preflight(
   plan: BuildPlan,
-  options: Pick<ExecuteOptions, 'docker' | 'logger' | 'prober' | 'inspectNetwork'>,
+  options: Pick<ExecuteOptions, 'docker' | 'logger' | 'prober'>,
 ): Promise<void> {
   const { docker, logger } = options;
   const prober = options.prober ?? httpProber();
   await docker.ping();
-  if (plan.network && options.inspectNetwork) {
-    const net = await options.inspectNetwork(plan.network);
+  if (plan.network) {
+    const net = await docker.findNetwork(plan.network);
     if (!net) {
       throw new CtunError('BUILD_NETWORK_MISSING', `the build network ${plan.network} does not exist`, {
         hint: `create it, e.g. docker network create --internal ${plan.network}, with the mirrors attached to it`,
@@ -173,6 +169,7 @@ export async function buildImageStep(
       noCache: step.noCache,
       ...(step.network ? { network: step.network } : {}),
       ...(step.buildArgs ? { buildArgs: step.buildArgs } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
     };
     const result = await options.docker.build(request, (e) => {
       if (e.type === 'step') onLine(`Step ${e.step.number}/${e.step.total} : ${e.step.instruction}`);
@@ -191,82 +188,55 @@ async function allTagged(docker: DockerEngine, tags: string[], id: string): Prom
   return true;
 }
 
+/** The step runner's options for a build's progress mode, output and signal. */
+function stepOptions(options: Pick<ExecuteOptions, 'logger' | 'progress' | 'progressWrite' | 'signal'>) {
+  return {
+    progress: options.progress ?? 'silent',
+    logger: options.logger,
+    ...(options.progressWrite ? { writeLine: options.progressWrite } : {}),
+    ...(options.signal ? { signal: options.signal, interruptedWhile: 'building' } : {}),
+  };
+}
+
 /** Carries out a BuildPlan: preflight, then each image in order. */
 export async function executeBuildPlan(plan: BuildPlan, options: ExecuteOptions): Promise<BuiltImage[]> {
   const built: BuiltImage[] = [];
-  // listr2 shows a failure's first line; the caller gets the whole error (log tail).
-  let failure: unknown;
-  const firstLine = (e: unknown): Error => {
-    failure = e;
-    return new Error(String((e as Error)?.message ?? e).split('\n')[0]);
-  };
-  const list = new Listr(
-    [
-      {
-        title: `check ${plan.base.image}, the daemon and the build inputs`,
-        task: async () => preflight(plan, options).catch((e: unknown) => Promise.reject(firstLine(e))),
-      },
-      ...plan.images.map((step) => ({
+  const steps: Step[] = [
+    { title: `check ${plan.base.image}, the daemon and the build inputs`, run: () => preflight(plan, options) },
+    ...plan.images.map(
+      (step): Step => ({
         title: `build ${step.title}`,
-        task: async (_ctx: unknown, task: { output: string; title: string }) => {
-          const b = await buildImageStep(step, options, (line) => {
-            task.output = line;
-          }).catch((e: unknown) => Promise.reject(firstLine(e)));
-          task.title = `build ${step.title} (${b.upToDate ? 'up to date' : `${b.seconds.toFixed(1)} s`})`;
+        run: async (ctx) => {
+          const b = await buildImageStep(step, options, ctx.progress);
           built.push(b);
+          return b.upToDate ? '(up to date)' : undefined;
         },
-        rendererOptions: { bottomBar: 6 },
-      })),
-    ],
-    { exitOnError: true, concurrent: false, ...listrRendererOptions(options.progress ?? 'silent', options.progressWrite) } as never,
-  );
-  try {
-    await list.run();
-  } catch (e) {
-    throw failure ?? e;
-  }
+      }),
+    ),
+  ];
+  await runSteps(steps, stepOptions(options));
   return built;
 }
 
 /** Carries out a base plan with progress output. */
 export async function executeBase(
   plan: BasePlan,
-  options: Pick<ExecuteOptions, 'docker' | 'logger' | 'progress' | 'progressWrite' | 'tmpDir'>,
+  options: Pick<ExecuteOptions, 'docker' | 'logger' | 'progress' | 'progressWrite' | 'tmpDir' | 'signal'>,
 ): Promise<{ imageId: string; tags: string[] }> {
   let result: { imageId: string; tags: string[] } | undefined;
-  let failure: unknown;
   const title = `bootstrap ${plan.tags[0]} (${plan.release.suite}, ${plan.variant}) from ${plan.mirror.archive}`;
-  const list = new Listr(
-    [
-      {
-        title,
-        task: async (_ctx: unknown, task: { output: string; title: string }) => {
-          const started = Date.now();
-          result = await executeBasePlan(plan, {
-            docker: options.docker,
-            logger: options.logger,
-            ...(options.tmpDir ? { tmpDir: options.tmpDir } : {}),
-            onPhase: (phase) => {
-              task.title = `${title}: ${phase}`;
-            },
-            onOutput: (line) => {
-              task.output = line;
-            },
-          }).catch((e: unknown) => {
-            failure = e;
-            return Promise.reject(new Error(String((e as Error)?.message ?? e).split('\n')[0]));
-          });
-          task.title = `${title} (${((Date.now() - started) / 1000).toFixed(0)} s)`;
-        },
-        rendererOptions: { bottomBar: 6 },
-      },
-    ],
-    { exitOnError: true, ...listrRendererOptions(options.progress ?? 'silent', options.progressWrite) } as never,
-  );
-  try {
-    await list.run();
-  } catch (e) {
-    throw failure ?? e;
-  }
+  const step: Step = {
+    title,
+    run: async (ctx) => {
+      result = await executeBasePlan(plan, {
+        docker: options.docker,
+        logger: options.logger,
+        ...(options.tmpDir ? { tmpDir: options.tmpDir } : {}),
+        onPhase: (phase) => ctx.progress(phase),
+        onOutput: (line) => ctx.progress(line),
+      });
+    },
+  };
+  await runSteps([step], stepOptions(options));
   return result!;
 }

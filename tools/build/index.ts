@@ -10,7 +10,6 @@ export * from './bundle.js';
 export * from './context.js';
 export * from './base.js';
 export * from './execute.js';
-export * from './progress.js';
 export * from './tarball.js';
 export * from './commands.js';
 export * from './keys.js';

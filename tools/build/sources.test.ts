@@ -110,11 +110,12 @@ describe('source preflight', () => {
   });
 
   it('the executor preflight stops on a missing build network and an unreachable mirror, before any build', async () => {
-    const docker = createMemoryDocker({ images: ['debian:12'] });
     const plan = planCtun({ eula: 'acceptDspaceEula', baseImage: 'debian:12', archiveServer: 'http://m/debian', network: 'ctun-closed' }, paths);
     const logger = createMemoryLogger();
-    await expect(preflight(plan, { docker, logger, prober: table({}), inspectNetwork: async () => undefined })).rejects.toMatchObject({ code: 'BUILD_NETWORK_MISSING' });
-    await expect(preflight(plan, { docker, logger, prober: table({}), inspectNetwork: async () => ({ internal: true }) })).rejects.toMatchObject({
+    const noNetwork = createMemoryDocker({ images: ['debian:12'] });
+    await expect(preflight(plan, { docker: noNetwork, logger, prober: table({}) })).rejects.toMatchObject({ code: 'BUILD_NETWORK_MISSING' });
+    const docker = createMemoryDocker({ images: ['debian:12'], existingNetworks: [{ name: 'ctun-closed', internal: true }] });
+    await expect(preflight(plan, { docker, logger, prober: table({}) })).rejects.toMatchObject({
       code: 'APT_ARCHIVE_UNREACHABLE',
     });
     expect(docker.builds).toHaveLength(0);

@@ -2,20 +2,10 @@
  * What every bin shares: printing a CtunError as a one-line cause and a hint (the
  * cause chain with --verbose), and exiting with the error's code.
  */
-import { causeChain, CtunError, ExitCode, isCtunError, createLogger, type LogFormat, type Logger } from '../common/index.js';
+import { CtunError, ExitCode, createLogger, printError, type LogFormat, type Logger } from '../common/index.js';
 
-export function printError(program: string, e: unknown, verbose: boolean, write: (s: string) => void = (s) => process.stderr.write(s)): number {
-  if (isCtunError(e)) {
-    write(`${program}: error: ${e.message}\n`);
-    if (e.hint) write(`${program}: hint: ${e.hint}\n`);
-    if (verbose) for (const line of causeChain(e.cause)) write(`  caused by ${line}\n`);
-    return e.exitCode;
-  }
-  write(`${program}: internal error: ${(e as Error)?.message ?? String(e)}\n`);
-  if (verbose && e instanceof Error && e.stack) write(e.stack + '\n');
-  else write(`${program}: hint: run again with --verbose for details, and report it\n`);
-  return ExitCode.Failure;
-}
+// printError's home is tools/common (the demo uses it too); kept importable from here.
+export { printError };
 
 /** Runs a command body; any error becomes its message, hint and exit code. */
 export async function runCommandBody(program: string, verbose: boolean, body: () => Promise<number | void>): Promise<never> {

@@ -6,11 +6,10 @@
 import { resolve } from 'node:path';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { createLogger, ExitCode, metadata, type Logger } from '../common/index.js';
+import { abortOnSignals, createLogger, ExitCode, metadata, type Logger } from '../common/index.js';
 import {
   createBundle,
-  defaultProgress,
-  dockerodeArchiver,
+  dockerArchiver,
   executeBase,
   loadBundle,
   executeBuildPlan,
@@ -25,10 +24,11 @@ import {
   TARBALL_CONTRACT,
   type TarballLayout,
   type Distro,
-  type NetworkInspector,
-  type ProgressMode,
+  type BuildPlan,
+  type ProjectPaths,
 } from '../build/index.js';
 import { connectDocker } from '../docker/index.js';
+import { defaultProgress, type ProgressMode } from '../steps/index.js';
 import { buildStandinTarball, SIMULATOR_INSTALL_DIR } from '../simulator/index.js';
 import { runCommandBody } from './common.js';
 
@@ -55,17 +55,13 @@ function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
 
-/** `--buildNetwork` looked up on the daemon, for the preflight. */
-function networkInspector(docker: ReturnType<typeof connectDocker>): NetworkInspector {
-  return async (name) => {
-    try {
-      const n = (await docker.docker.getNetwork(name).inspect()) as { Internal?: boolean };
-      return { internal: n.Internal === true };
-    } catch (e) {
-      if ((e as { statusCode?: number }).statusCode === 404) return undefined;
-      throw e;
-    }
-  };
+/** Builds a plan's images (Ctrl-C stops the build in progress) and prints each with its id. */
+async function buildAndPrint(plan: BuildPlan, paths: ProjectPaths, argv: Global): Promise<void> {
+  const docker = connectDocker();
+  const built = await abortOnSignals(PROGRAM, (signal) =>
+    executeBuildPlan(plan, { docker, logger: loggerOf(argv), paths, progress: progressOf(argv), signal }),
+  );
+  for (const b of built) process.stdout.write(`${b.tags.join(' ')} ${b.imageId}\n`);
 }
 
 function buildOptions<T>(y: Argv<T>) {
@@ -146,9 +142,7 @@ async function main(): Promise<void> {
             paths,
           );
           if (argv['print-plan']) return printJson(plan);
-          const docker = connectDocker();
-          const built = await executeBuildPlan(plan, { docker, logger: loggerOf(argv), paths, progress: progressOf(argv), inspectNetwork: networkInspector(docker) });
-          for (const b of built) process.stdout.write(`${b.tags.join(' ')} ${b.imageId}\n`);
+          await buildAndPrint(plan, paths, argv);
         }),
     )
     .command(
@@ -213,9 +207,7 @@ async function main(): Promise<void> {
           });
           const plan = planVeos(options, paths);
           if (argv['print-plan']) return printJson(plan);
-          const docker = connectDocker();
-          const built = await executeBuildPlan(plan, { docker, logger: loggerOf(argv), paths, progress: progressOf(argv), inspectNetwork: networkInspector(docker) });
-          for (const b of built) process.stdout.write(`${b.tags.join(' ')} ${b.imageId}\n`);
+          await buildAndPrint(plan, paths, argv);
         }),
     )
     .command(
@@ -252,7 +244,7 @@ async function main(): Promise<void> {
           }
           const m = await createBundle({
             docker,
-            archiver: dockerodeArchiver(docker.docker),
+            archiver: dockerArchiver(docker),
             logger: loggerOf(argv),
             images,
             files: argv.file.map((f) => resolve(String(f))),
@@ -274,7 +266,7 @@ async function main(): Promise<void> {
         runCommandBody(PROGRAM, argv.verbose, async () => {
           const docker = connectDocker();
           await docker.ping();
-          const r = await loadBundle({ docker, archiver: dockerodeArchiver(docker.docker), logger: loggerOf(argv), file: argv.bundle, filesOut: argv.filesOut });
+          const r = await loadBundle({ docker, archiver: dockerArchiver(docker), logger: loggerOf(argv), file: argv.bundle, filesOut: argv.filesOut });
           for (const i of r.manifest.images) process.stdout.write(`loaded ${i.ref} ${i.id}\n`);
           for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
           if (r.release) process.stdout.write(`the ctun release is ${r.release}: tar xzf it anywhere and put its bin/ on PATH\n`);

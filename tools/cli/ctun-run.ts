@@ -2,24 +2,22 @@
  * ctun-run: the Docker deployments of the seed (RunVeos.py, RunCtunAndVeosSeparately.py)
  * plus status, stop and clean. Thin: parse, plan (tools/run), carry out, print.
  */
-import { Listr } from 'listr2';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { createLogger, ExitCode, metadata, type Logger } from '../common/index.js';
-import { defaultProgress, listrRendererOptions, yesNo, type ProgressMode } from '../build/index.js';
+import { abortOnSignals, createLogger, ExitCode, metadata, type Logger } from '../common/index.js';
+import { yesNo } from '../build/index.js';
+import { defaultProgress, runSteps, type ProgressMode } from '../steps/index.js';
 import {
   connectClient,
-  connectRunEngine,
   DEFAULT_READY_PORTS,
   deploymentStatus,
   formatStatus,
-  InterruptedError,
   parseReadyPort,
   planIntegrated,
   planSeparated,
   removeDeployments,
   resolveRunTls,
-  startDeployment,
+  deploymentSteps,
   withTls,
   stopDeployments,
   type CommonRunOptions,
@@ -27,6 +25,7 @@ import {
   type DeploymentResult,
   type Transport,
 } from '../run/index.js';
+import { connectDocker } from '../docker/index.js';
 import { onceSignal, runCommandBody, usageError } from './common.js';
 import type { CommandModule } from 'yargs';
 
@@ -138,35 +137,12 @@ async function deploy(argv: Record<string, any>, planGiven: DeploymentPlan): Pro
     return ExitCode.Ok;
   }
   if (argv.connect && !plan.client) throw usageError('--connect needs a tunnel server, and none is started', 'add --startCtun yes');
-  const controller = new AbortController();
-  let interrupted = 0;
-  const onSignal = (s: NodeJS.Signals): void => {
-    interrupted++;
-    if (interrupted === 1) process.stderr.write(`${PROGRAM}: ${s}: undoing what was started …\n`);
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const engine = connectRunEngine();
   const logger = loggerOf(argv);
-  const run = startDeployment(plan, { engine, logger, signal: controller.signal });
-  const progress = progressOf(argv);
-  try {
-    const list = new Listr(
-      run.steps.map((s) => ({ title: s.title, task: () => s.run() })),
-      // listr2's own SIGINT handler exits at once; ours undoes first.
-      { exitOnError: true, concurrent: false, registerSignalListeners: false, ...listrRendererOptions(progress) } as never,
-    );
-    await list.run();
-    if (controller.signal.aborted) throw new InterruptedError('finishing the deployment');
-  } catch (e) {
-    await run.undo();
-    throw controller.signal.aborted && !(e instanceof InterruptedError) ? new InterruptedError('starting the deployment') : e;
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
-  const result = run.result();
+  const deployment = deploymentSteps(plan, { engine: connectDocker(), logger });
+  const run = await abortOnSignals(PROGRAM, (signal) =>
+    runSteps(deployment.steps, { progress: progressOf(argv), logger, signal, interruptedWhile: 'starting the deployment' }),
+  );
+  const result = deployment.result();
   process.stdout.write(describeResult(result));
   if (!argv.connect || !plan.client) return ExitCode.Ok;
 
@@ -261,8 +237,8 @@ async function main(): Promise<void> {
           .option('deployment', { type: 'string', describe: 'only this one (its simulator container name)' }),
       (argv) =>
         runCommandBody(PROGRAM, argv.verbose, async () => {
-          const engine = connectRunEngine();
-          await engine.images.ping();
+          const engine = connectDocker();
+          await engine.ping();
           const list = await deploymentStatus(engine, argv.deployment);
           process.stdout.write(argv.json ? JSON.stringify(list, null, 2) + '\n' : formatStatus(list));
         }),
@@ -273,8 +249,8 @@ async function main(): Promise<void> {
       (y) => y.option('deployment', { type: 'string', describe: 'only this one (its simulator container name)' }),
       (argv) =>
         runCommandBody(PROGRAM, argv.verbose, async () => {
-          const engine = connectRunEngine();
-          await engine.images.ping();
+          const engine = connectDocker();
+          await engine.ping();
           const stopped = await stopDeployments(engine, loggerOf(argv, false), argv.deployment ? { deployment: argv.deployment } : {});
           process.stdout.write(stopped.length ? `stopped ${stopped.join(', ')}\n` : 'nothing running\n');
         }),
@@ -285,8 +261,8 @@ async function main(): Promise<void> {
       (y) => y.option('deployment', { type: 'string', describe: 'only this one (its simulator container name)' }),
       (argv) =>
         runCommandBody(PROGRAM, argv.verbose, async () => {
-          const engine = connectRunEngine();
-          await engine.images.ping();
+          const engine = connectDocker();
+          await engine.ping();
           const r = await removeDeployments(engine, loggerOf(argv, false), argv.deployment ? { deployment: argv.deployment } : {});
           const what = [...r.containers.map((c) => `container ${c}`), ...r.networks.map((n) => `network ${n}`)];
           process.stdout.write(what.length ? `removed ${what.join(', ')}\n` : 'nothing to remove\n');

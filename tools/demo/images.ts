@@ -92,6 +92,8 @@ export interface EnsureImagesOptions {
   onPhase?: (text: string) => void;
   /** Lines of progress inside a build (its current step); transient, for a live view. */
   onProgress?: (text: string) => void;
+  /** Aborting it (Ctrl-C) stops the image build in progress and the ones after it. */
+  signal?: AbortSignal;
 }
 
 export interface EnsuredImages {
@@ -142,7 +144,7 @@ export async function ensureImages(o: EnsureImagesOptions): Promise<EnsuredImage
     phase(`built ${base} (${seconds(t)})`);
   }
   const build = async (plan: BuildPlan): Promise<void> => {
-    const done = await executeBuildPlan(plan, { docker: o.docker, logger: o.logger, paths, progress: 'json', progressWrite: (l) => forwardProgress(l, o.onProgress) });
+    const done = await executeBuildPlan(plan, { docker: o.docker, logger: o.logger, paths, progress: 'json', progressWrite: (l) => forwardProgress(l, o.onProgress), ...(o.signal ? { signal: o.signal } : {}) });
     for (const b of done) {
       if (b.upToDate) continue;
       built.push(b.tags[0]!);

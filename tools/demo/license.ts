@@ -5,8 +5,8 @@
  * bridge network it is on, and nothing outside the host does.
  */
 import { CtunError } from '../common/index.js';
-import { ctunLabels, LABEL_PLAN } from '../docker/index.js';
-import { LABEL_DEPLOYMENT, LABEL_DEPLOYMENT_KIND, LABEL_ROLE, waitReady, type ContainerPlan, type RunEngine } from '../run/index.js';
+import { ctunLabels, LABEL_PLAN, type DockerEngine } from '../docker/index.js';
+import { LABEL_DEPLOYMENT, LABEL_DEPLOYMENT_KIND, LABEL_ROLE, waitReady, type ContainerPlan } from '../run/index.js';
 import { LICENSE_READY_PATTERN, licenseStandinCommand, SIMULATOR_PORTS } from '../simulator/index.js';
 
 export const LICENSE_CONTAINER = 'ctun-demo-license';
@@ -28,7 +28,7 @@ function firstAddress(cidr: string): string | undefined {
 }
 
 export async function startLicenseStandin(
-  engine: RunEngine,
+  engine: DockerEngine,
   options: { image: string; port?: number; name?: string; timeoutMs?: number; signal?: AbortSignal },
 ): Promise<LicenseStandin> {
   const bridge = await engine.findNetwork('bridge');

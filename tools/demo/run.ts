@@ -13,26 +13,22 @@
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Listr } from 'listr2';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { CtunError, ExitCode, createLogger, metadata, type Logger } from '../common/index.js';
-import { defaultProgress, listrRendererOptions, projectPaths, type ProgressMode } from '../build/index.js';
+import { abortOnSignals, CtunError, ExitCode, createLogger, metadata, printError, type Logger } from '../common/index.js';
+import { projectPaths } from '../build/index.js';
+import { defaultProgress, runSteps, type ProgressMode, type Step } from '../steps/index.js';
 import {
   clientCommands,
-  connectRunEngine,
-  InterruptedError,
   planIntegrated,
   planSeparated,
   removeDeployments,
-  startDeployment,
+  deploymentSteps,
   type DeploymentPlan,
   type DeploymentResult,
-  type RunEngine,
 } from '../run/index.js';
-import { connectDocker } from '../docker/index.js';
-import { printError } from '../cli/common.js';
-import { checkImagePrefix, demoImages, ensureImages } from './images.js';
+import { connectDocker, type DockerEngine } from '../docker/index.js';
+import { checkImagePrefix, demoImages, ensureImages, type ImageSet } from './images.js';
 import { PYTHON_SOURCE_ENV, PYTHON_SOURCES, pythonSourceFrom, type PythonSource } from './python.js';
 import { startLicenseStandin, type LicenseStandin } from './license.js';
 import { Pc } from './pc.js';
@@ -57,73 +53,12 @@ export interface DemoOptions {
   licensePort?: number;
   /** Distinguishes the PC namespace (and its addresses) from another run's; default 0. */
   pcIndex?: number;
+  /** `tty` or `plain` (the step runner's modes). */
   progress: ProgressMode;
   /** Where plain lines go; default stdout. */
   write?: (text: string) => void;
   signal?: AbortSignal;
   logger?: Logger;
-}
-
-interface DemoTask {
-  title: string;
-  /** `say` prints a line for good; `progress` only shows it live on a terminal (a build's current step). */
-  run(say: (line: string) => void, progress: (line: string) => void): Promise<string | void>;
-}
-
-/** Plain lines: `▶ title`, `  · result`, `✔ title (1.2 s)`. Good for logs and tests. */
-async function runPlain(tasks: DemoTask[], write: (t: string) => void): Promise<void> {
-  for (const t of tasks) {
-    const started = Date.now();
-    write(`▶ ${t.title}\n`);
-    try {
-      const suffix = await t.run(
-        (line) => write(`  · ${line}\n`),
-        () => undefined,
-      );
-      write(`✔ ${t.title}${suffix ? ` ${suffix}` : ''} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
-    } catch (e) {
-      write(`✖ ${t.title}: ${(e as Error).message.split('\n')[0]}\n`);
-      throw e;
-    }
-  }
-}
-
-/**
- * On a terminal: one short listr2 run per step (spinner, the step's latest line while
- * it runs), then its results printed for good below it. Keeping each live region small
- * keeps the renderer from redrawing more than the screen holds.
- */
-async function runListr(tasks: DemoTask[], progress: ProgressMode, write: (t: string) => void): Promise<void> {
-  for (const t of tasks) {
-    const lines: string[] = [];
-    const list = new Listr(
-      [
-        {
-          title: t.title,
-          task: async (_ctx: unknown, task: { output: string; title: string }) => {
-            const started = Date.now();
-            const suffix = await t.run(
-              (line) => {
-                lines.push(line);
-                task.output = line;
-              },
-              (line) => {
-                task.output = line;
-              },
-            );
-            task.title = `${t.title}${suffix ? ` ${suffix}` : ''} (${((Date.now() - started) / 1000).toFixed(1)} s)`;
-          },
-          rendererOptions: { persistentOutput: false, outputBar: 1 },
-        },
-      ],
-      { exitOnError: true, registerSignalListeners: false, ...listrRendererOptions(progress) } as never,
-    );
-    try {
-      await list.run();
-    } finally {
-      for (const l of lines) write(`    ${l}\n`);
-    }
-  }
 }
 
 const ROOT = projectPaths().root;
@@ -191,6 +126,165 @@ function waitForOutput(child: import('node:child_process').ChildProcess, pattern
   });
 }
 
+/** The first steps: images, the license stand-in, the PC; what they make is shared by the deployments. */
+interface DemoWorld {
+  engine: DockerEngine;
+  logger: Logger;
+  images: ImageSet;
+  license?: LicenseStandin;
+  pc?: Pc;
+}
+
+function setupSteps(o: DemoOptions, w: DemoWorld): Step[] {
+  return [
+    {
+      title: 'images',
+      run: async ({ say, progress, signal }) => {
+        await w.engine.ping();
+        const r = await ensureImages({
+          docker: w.engine,
+          logger: w.logger,
+          ...(o.rebuild ? { rebuild: true } : {}),
+          ...(o.wheels ? { wheels: o.wheels } : {}),
+          ...(o.baseImage ? { baseImage: o.baseImage } : {}),
+          ...(o.imagePrefix ? { imagePrefix: o.imagePrefix } : {}),
+          ...(o.python ? { python: o.python } : {}),
+          onPhase: say,
+          onProgress: progress,
+          signal,
+        });
+        if (!r.built.length) say(`${w.images.veos}, ${w.images.veosCtun}, ${w.images.separateServer}`);
+        // The step line adds the time.
+        return r.built.length ? `(built ${r.built.length} image${r.built.length === 1 ? '' : 's'})` : '(cached)';
+      },
+    },
+    {
+      title: 'license stand-in',
+      run: async ({ say, signal, checkAborted, onUndo }) => {
+        checkAborted('starting the license stand-in');
+        const license = await startLicenseStandin(w.engine, { image: w.images.veos, ...(o.licensePort ? { port: o.licensePort } : {}), signal });
+        w.license = license;
+        onUndo(() => license.remove(), { keep: true });
+        say(`license server ${license.server} (a container in the host's network namespace, bound to the Docker bridge address)`);
+      },
+    },
+    {
+      title: 'a network namespace standing for the PC',
+      run: async ({ say, onUndo }) => {
+        const pc = await Pc.create({ index: o.pcIndex ?? 0, prefix: 'ctundemo' });
+        w.pc = pc;
+        onUndo(() => pc.destroy());
+        say(`PC ${pc.address}, its only link: a veth to the Docker host at ${pc.hostAddress}`);
+      },
+    },
+  ];
+}
+
+/** One deployment: run it as ctun-run does, show the PC cannot reach it, connect, talk, remove. */
+function deploymentDemoSteps(o: DemoOptions, w: DemoWorld, kind: 'integrated' | 'separated', alongside: boolean): Step[] {
+  let plan: DeploymentPlan | undefined;
+  let result: DeploymentResult | undefined;
+  let client: import('node:child_process').ChildProcess | undefined;
+  const pc = (): Pc => w.pc!;
+  return [
+    {
+      title: `${kind}: ctun-run ${kind === 'integrated' ? 'veos' : 'separate'}`,
+      run: async ({ say, signal, checkAborted, onUndo }) => {
+        checkAborted(`starting the ${kind} deployment`);
+        const common = { licenseServer: w.license!.server, clientHost: pc().hostAddress, readyTimeoutMs: 90_000 };
+        const p =
+          kind === 'integrated'
+            ? planIntegrated({ ...common, image: w.images.veosCtun, startCtun: true })
+            : planSeparated({
+                ...common,
+                image: w.images.veos,
+                ctunDockerImage: w.images.separateServer,
+                // With --keep both stay up: the second one needs its own names and port.
+                ...(alongside ? { veosDockerContainer: 'dspace-veos-separated', ctunDockerContainer: 'dspace-ctun-server-separated', dockerNetwork: 'dspace-ctun-separated', hostPort: metadata.defaultPort + 1 } : {}),
+              });
+        plan = p;
+        say(`$ ${cliLine(p, pc())}`);
+        onUndo(() => removeDeployments(w.engine, w.logger, { deployment: p.deployment }).then(() => undefined), { keep: true });
+        const deployment = deploymentSteps(p, { engine: w.engine, logger: w.logger });
+        await runSteps(deployment.steps, { progress: 'silent', logger: w.logger, signal, interruptedWhile: `starting the ${kind} deployment` });
+        const r = deployment.result();
+        result = r;
+        for (const c of r.containers) say(`${c.role} ${c.name}: ${Object.entries(c.networks).map(([n, ip]) => `${ip} on ${n}`).join(', ')}`);
+        say(`simulator ready: portmapper=${r.simulatorPorts.portMapper} xcp=${r.simulatorPorts.xcp} discovery=${r.simulatorPorts.discovery}`);
+        say(`client command: ${r.commands!.client}`);
+      },
+    },
+    {
+      title: `${kind}: without the tunnel the PC cannot reach the simulator`,
+      run: async ({ say }) => {
+        const veos = result!.containers.find((c) => c.role === 'veos')!;
+        const ip = Object.values(veos.networks)[0]!;
+        const routed = await pc().routeTo(ip);
+        const r = await pc().exec(process.execPath, ['--import', TSX, SESSION, JSON.stringify({ mode: 'reach', host: ip, port: result!.simulatorPorts.portMapper })]);
+        const line = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { result?: string };
+        if (routed || line.result === 'connected') throw new CtunError('DEMO_NOT_ISOLATED', `the PC reaches ${ip} directly, so it does not stand for a remote PC`);
+        say(`container address ${ip}:${result!.simulatorPorts.portMapper} from the PC: ${line.result} (no route)`);
+      },
+    },
+    {
+      title: `${kind}: connect the client on the PC`,
+      run: async ({ say, checkAborted, onUndo }) => {
+        checkAborted('connecting the client');
+        const cmds = clientCommands(plan!.client!, result!.dest);
+        const conf = await pc().exec(process.execPath, [CTUN, 'configure', '--tap', plan!.client!.tap, plan!.client!.tapAddress, '--non-interactive']);
+        if (conf.exitCode !== 0) throw new CtunError('DEMO_CONFIGURE', `ctun configure in the PC failed: ${conf.all}`);
+        say(`$ ${cmds.configure.replace(/^sudo /, '')}`);
+        say(`$ ${cmds.client}`);
+        const c = pc().spawn(process.execPath, [CTUN, ...cmds.client.split(' ').slice(1)]);
+        client = c;
+        onUndo(async () => {
+          if (c.exitCode === null && c.signalCode === null) {
+            c.kill('SIGTERM');
+            await new Promise((r) => c.once('exit', r));
+          }
+        });
+        const connected = await waitForOutput(c, /client-connected/, 20_000, 'ctun client');
+        say(connected.replace(/^\S+\s+INFO\s+/, ''));
+      },
+    },
+    {
+      title: `${kind}: through the tunnel`,
+      run: async ({ say, checkAborted }) => {
+        checkAborted('talking through the tunnel');
+        const target = result!.target;
+        const request: SessionRequest = {
+          mode: 'session',
+          target,
+          portMapper: result!.simulatorPorts.portMapper,
+          xcp: result!.simulatorPorts.xcp,
+          dockerHost: pc().hostAddress,
+          names: { tcp: `${kind}-tcp`, udp: `${kind}-udp` },
+          ...(kind === 'integrated' ? { discovery: { port: result!.simulatorPorts.discovery, broadcast: plan!.client!.tapAddress.replace(/\.\d+$/, '.255') } } : {}),
+        };
+        const r = await pc().exec(process.execPath, ['--import', TSX, SESSION, JSON.stringify(request)], { timeout: 60_000 });
+        const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as StepLine);
+        if (lines.length === 0) throw new CtunError('DEMO_SESSION', `the PC session printed nothing: ${r.all}`);
+        for (const l of lines) say(describeStep(l, target));
+      },
+    },
+    {
+      // The PC has one TAP: the next deployment's client needs it, so this client stops either way.
+      title: o.keep ? `${kind}: stop the client (the deployment keeps running)` : `${kind}: remove`,
+      run: async ({ say }) => {
+        if (client && client.exitCode === null) {
+          const c = client;
+          c.kill('SIGINT');
+          await new Promise((r) => c.once('exit', r));
+          say('client stopped');
+        }
+        if (o.keep) return;
+        const r = await removeDeployments(w.engine, w.logger, { deployment: plan!.deployment });
+        say(`removed ${[...r.containers, ...r.networks].join(', ')}`);
+      },
+    },
+  ];
+}
+
 export async function runDemo(o: DemoOptions): Promise<void> {
   if (process.getuid?.() !== 0) {
     throw new CtunError('DEMO_NEEDS_ROOT', 'the demo makes a network namespace for the PC and a TAP device in it, which needs root', {
@@ -200,179 +294,22 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   }
   const write = o.write ?? ((t: string) => void process.stdout.write(t));
   const logger = o.logger ?? createLogger({ level: 'warn' });
-  const docker = connectDocker();
-  const engine: RunEngine = connectRunEngine({ dockerode: docker.docker });
-  const images = demoImages(o.imagePrefix);
-  let license: LicenseStandin | undefined;
-  let pc: Pc | undefined;
-  // What to undo, newest last; `keep` entries stay with --keep.
-  const undo: Array<{ keep: boolean; fn: () => Promise<void> }> = [];
+  const world: DemoWorld = { engine: connectDocker(), logger, images: demoImages(o.imagePrefix) };
   const kinds = o.only ? [o.only] : (['integrated', 'separated'] as const);
-  const check = (what: string): void => {
-    if (o.signal?.aborted) throw new InterruptedError(what);
-  };
-
-  const tasks: DemoTask[] = [
-    {
-      title: 'images',
-      run: async (say, progress) => {
-        await engine.images.ping();
-        const r = await ensureImages({
-          docker,
-          logger,
-          ...(o.rebuild ? { rebuild: true } : {}),
-          ...(o.wheels ? { wheels: o.wheels } : {}),
-          ...(o.baseImage ? { baseImage: o.baseImage } : {}),
-          ...(o.imagePrefix ? { imagePrefix: o.imagePrefix } : {}),
-          ...(o.python ? { python: o.python } : {}),
-          onPhase: say,
-          onProgress: progress,
-        });
-        if (!r.built.length) say(`${images.veos}, ${images.veosCtun}, ${images.separateServer}`);
-        // The task line adds the time.
-        return r.built.length ? `(built ${r.built.length} image${r.built.length === 1 ? '' : 's'})` : '(cached)';
-      },
-    },
-    {
-      title: 'license stand-in',
-      run: async (say) => {
-        check('starting the license stand-in');
-        license = await startLicenseStandin(engine, { image: images.veos, ...(o.licensePort ? { port: o.licensePort } : {}), ...(o.signal ? { signal: o.signal } : {}) });
-        undo.push({ keep: true, fn: () => license!.remove() });
-        say(`license server ${license.server} (a container in the host's network namespace, bound to the Docker bridge address)`);
-      },
-    },
-    {
-      title: 'a network namespace standing for the PC',
-      run: async (say) => {
-        pc = await Pc.create({ index: o.pcIndex ?? 0, prefix: 'ctundemo' });
-        undo.push({ keep: false, fn: () => pc!.destroy() });
-        say(`PC ${pc.address}, its only link: a veth to the Docker host at ${pc.hostAddress}`);
-      },
-    },
-  ];
-
-  for (const kind of kinds) {
-    let plan: DeploymentPlan | undefined;
-    let result: DeploymentResult | undefined;
-    let client: import('node:child_process').ChildProcess | undefined;
-    const separateAlongside = kind === 'separated' && o.keep && kinds.length === 2;
-    tasks.push(
-      {
-        title: `${kind}: ctun-run ${kind === 'integrated' ? 'veos' : 'separate'}`,
-        run: async (say) => {
-          check(`starting the ${kind} deployment`);
-          const common = { licenseServer: license!.server, clientHost: pc!.hostAddress, readyTimeoutMs: 90_000 };
-          plan =
-            kind === 'integrated'
-              ? planIntegrated({ ...common, image: images.veosCtun, startCtun: true })
-              : planSeparated({
-                  ...common,
-                  image: images.veos,
-                  ctunDockerImage: images.separateServer,
-                  // With --keep both stay up: the second one needs its own names and port.
-                  ...(separateAlongside ? { veosDockerContainer: 'dspace-veos-separated', ctunDockerContainer: 'dspace-ctun-server-separated', dockerNetwork: 'dspace-ctun-separated', hostPort: metadata.defaultPort + 1 } : {}),
-                });
-          say(`$ ${cliLine(plan, pc!)}`);
-          const run = startDeployment(plan, { engine, logger, ...(o.signal ? { signal: o.signal } : {}) });
-          const p = plan;
-          undo.push({ keep: true, fn: () => removeDeployments(engine, logger, { deployment: p.deployment }).then(() => undefined) });
-          for (const step of run.steps) {
-            check(step.title);
-            await step.run();
-          }
-          result = run.result();
-          for (const c of result.containers) say(`${c.role} ${c.name}: ${Object.entries(c.networks).map(([n, ip]) => `${ip} on ${n}`).join(', ')}`);
-          say(`simulator ready: portmapper=${result.simulatorPorts.portMapper} xcp=${result.simulatorPorts.xcp} discovery=${result.simulatorPorts.discovery}`);
-          say(`client command: ${result.commands!.client}`);
-        },
-      },
-      {
-        title: `${kind}: without the tunnel the PC cannot reach the simulator`,
-        run: async (say) => {
-          const veos = result!.containers.find((c) => c.role === 'veos')!;
-          const ip = Object.values(veos.networks)[0]!;
-          const routed = await pc!.routeTo(ip);
-          const r = await pc!.exec(process.execPath, ['--import', TSX, SESSION, JSON.stringify({ mode: 'reach', host: ip, port: result!.simulatorPorts.portMapper })]);
-          const line = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { result?: string };
-          if (routed || line.result === 'connected') throw new CtunError('DEMO_NOT_ISOLATED', `the PC reaches ${ip} directly, so it does not stand for a remote PC`);
-          say(`container address ${ip}:${result!.simulatorPorts.portMapper} from the PC: ${line.result} (no route)`);
-        },
-      },
-      {
-        title: `${kind}: connect the client on the PC`,
-        run: async (say) => {
-          check('connecting the client');
-          const cmds = clientCommands(plan!.client!, result!.dest);
-          const conf = await pc!.exec(process.execPath, [CTUN, 'configure', '--tap', plan!.client!.tap, plan!.client!.tapAddress, '--non-interactive']);
-          if (conf.exitCode !== 0) throw new CtunError('DEMO_CONFIGURE', `ctun configure in the PC failed: ${conf.all}`);
-          say(`$ ${cmds.configure.replace(/^sudo /, '')}`);
-          say(`$ ${cmds.client}`);
-          const args = cmds.client.split(' ').slice(1);
-          client = pc!.spawn(process.execPath, [CTUN, ...args]);
-          const c = client;
-          undo.push({
-            keep: false,
-            fn: async () => {
-              if (c.exitCode === null && c.signalCode === null) {
-                c.kill('SIGTERM');
-                await new Promise((r) => c.once('exit', r));
-              }
-            },
-          });
-          const connected = await waitForOutput(client, /client-connected/, 20_000, 'ctun client');
-          say(connected.replace(/^\S+\s+INFO\s+/, ''));
-        },
-      },
-      {
-        title: `${kind}: through the tunnel`,
-        run: async (say) => {
-          check('talking through the tunnel');
-          const target = result!.target;
-          const request: SessionRequest = {
-            mode: 'session',
-            target,
-            portMapper: result!.simulatorPorts.portMapper,
-            xcp: result!.simulatorPorts.xcp,
-            dockerHost: pc!.hostAddress,
-            names: { tcp: `${kind}-tcp`, udp: `${kind}-udp` },
-            ...(kind === 'integrated' ? { discovery: { port: result!.simulatorPorts.discovery, broadcast: plan!.client!.tapAddress.replace(/\.\d+$/, '.255') } } : {}),
-          };
-          const r = await pc!.exec(process.execPath, ['--import', TSX, SESSION, JSON.stringify(request)], { timeout: 60_000 });
-          const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as StepLine);
-          if (lines.length === 0) throw new CtunError('DEMO_SESSION', `the PC session printed nothing: ${r.all}`);
-          for (const l of lines) say(describeStep(l, target));
-        },
-      },
-    );
-    tasks.push({
-      // The PC has one TAP: the next deployment's client needs it, so this client stops either way.
-      title: o.keep ? `${kind}: stop the client (the deployment keeps running)` : `${kind}: remove`,
-      run: async (say) => {
-        if (client && client.exitCode === null) {
-          client.kill('SIGINT');
-          await new Promise((r) => client!.once('exit', r));
-          say('client stopped');
-        }
-        if (o.keep) return;
-        const r = await removeDeployments(engine, logger, { deployment: plan!.deployment });
-        say(`removed ${[...r.containers, ...r.networks].join(', ')}`);
-      },
-    });
-  }
-
-  try {
-    if (o.progress === 'tty') await runListr(tasks, o.progress, write);
-    else await runPlain(tasks, write);
-  } catch (e) {
-    throw o.signal?.aborted && !(e instanceof InterruptedError) ? new InterruptedError('running the demo') : e;
-  } finally {
-    // Undo in reverse; with --keep only the PC and the clients go.
-    for (const u of undo.reverse()) {
-      if (o.keep && u.keep && !o.signal?.aborted) continue;
-      await u.fn().catch((e: unknown) => logger.warn('cleanup failed', { error: (e as Error).message }));
-    }
-  }
+  const steps = [...setupSteps(o, world), ...kinds.flatMap((kind) => deploymentDemoSteps(o, world, kind, kind === 'separated' && o.keep === true && kinds.length === 2))];
+  const run = await runSteps(steps, {
+    progress: o.progress,
+    logger,
+    writeLine: (l) => write(l + '\n'),
+    ...(o.signal ? { signal: o.signal } : {}),
+    interruptedWhile: 'running the demo',
+    // A build's every line would bury the demo's own: those show live on a terminal only.
+    plainProgress: false,
+    // With --keep the deployments and the license stand-in stay, even after a failure.
+    keepOnFailure: o.keep === true,
+  });
+  // The PC and the clients go in any case; with --keep the rest stays.
+  await run.undo({ keep: o.keep === true });
   if (o.keep) {
     write('the deployments keep running: `ctun-run status` shows them, `ctun-run clean` removes them\n');
   } else {
@@ -404,30 +341,25 @@ async function main(): Promise<void> {
     .strict()
     .help()
     .parseAsync();
-  const controller = new AbortController();
-  const onSignal = (s: NodeJS.Signals): void => {
-    process.stderr.write(`demo: ${s}: undoing what was started …\n`);
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
   const progress = argv.progress ?? (defaultProgress(process.stdout.isTTY) === 'tty' ? 'tty' : 'plain');
   try {
     const python = pythonSourceFrom(argv.python);
     if (argv.imagePrefix !== undefined) checkImagePrefix(argv.imagePrefix);
-    await runDemo({
-      keep: argv.keep,
-      ...(argv.separate ? { only: 'separated' as const } : argv.only ? { only: argv.only } : {}),
-      rebuild: argv.rebuild,
-      ...(argv.wheels ? { wheels: argv.wheels } : {}),
-      ...(argv.baseImage ? { baseImage: argv.baseImage } : {}),
-      ...(argv.imagePrefix ? { imagePrefix: argv.imagePrefix } : {}),
-      python,
-      ...(argv.licensePort ? { licensePort: argv.licensePort } : {}),
-      progress,
-      signal: controller.signal,
-      logger: createLogger({ level: argv.verbose ? 'debug' : 'warn' }),
-    });
+    await abortOnSignals('demo', (signal) =>
+      runDemo({
+        keep: argv.keep,
+        ...(argv.separate ? { only: 'separated' as const } : argv.only ? { only: argv.only } : {}),
+        rebuild: argv.rebuild,
+        ...(argv.wheels ? { wheels: argv.wheels } : {}),
+        ...(argv.baseImage ? { baseImage: argv.baseImage } : {}),
+        ...(argv.imagePrefix ? { imagePrefix: argv.imagePrefix } : {}),
+        python,
+        ...(argv.licensePort ? { licensePort: argv.licensePort } : {}),
+        progress,
+        signal,
+        logger: createLogger({ level: argv.verbose ? 'debug' : 'warn' }),
+      }),
+    );
     process.exitCode = 0;
   } catch (e) {
     process.exitCode = printError('demo', e, argv.verbose);

@@ -1,6 +1,5 @@
-import Dockerode from 'dockerode';
-import { CtunError, ExitCode } from '../common/index.js';
-import { readDockerStream, type DockerStreamEvent, type DockerStreamResult } from './stream.js';
+import type { Readable } from 'node:stream';
+import type { DockerStreamEvent, DockerStreamResult } from './stream.js';
 
 /** What a build needs: a tar context and the options the Engine API takes. */
 export interface BuildRequest {
@@ -18,6 +17,8 @@ export interface BuildRequest {
   network?: string;
   /** Ignore the layer cache; default false. */
   noCache?: boolean;
+  /** Aborting it closes the build's connection, and the daemon stops the build. */
+  signal?: AbortSignal;
 }
 
 export interface ImportRequest {
@@ -37,13 +38,97 @@ export interface ImageInfo {
   size: number;
 }
 
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  /** `created`, `running`, `exited`, ... */
+  state: string;
+  exitCode: number;
+  /** Address per network name. */
+  networks: Record<string, string>;
+  /** `1723/udp` → `0.0.0.0:1723`. */
+  ports: Record<string, string[]>;
+  /** Bind mounts, as `docker inspect` lists them. */
+  mounts: Array<{ type: string; source: string; target: string; readOnly: boolean }>;
+}
+
+export interface NetworkInfo {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  subnet?: string;
+  gateway?: string;
+  /** `--internal`: no route out of the network. */
+  internal: boolean;
+  /** The Linux bridge in the host namespace, when the daemon names one. */
+  bridge?: string;
+}
+
+/** A label filter: `key=value` entries, or a bare key for "has this label". */
+export type LabelQuery = string[];
+
+export type PortProtocol = 'udp' | 'tcp';
+
+/** A container port published on the Docker host. */
+export interface PortSpec {
+  /** Port inside the container. */
+  container: number;
+  protocol: PortProtocol;
+  /** Port on the Docker host. */
+  host: number;
+  /** Address on the Docker host it is published on; '' for all. */
+  hostIp: string;
+}
+
+/** A host file mounted read-only into a container. */
+export interface BindMount {
+  source: string;
+  target: string;
+}
+
+/** What creating a container takes (run/plan.ts's ContainerPlan is one). */
+export interface ContainerSpec {
+  name: string;
+  image: string;
+  /** Overrides the image's entrypoint (argv) when set. */
+  entrypoint?: string[];
+  /** Arguments after the entrypoint; undefined keeps the image's CMD. */
+  cmd?: string[];
+  env: Record<string, string>;
+  labels: Record<string, string>;
+  capAdd: string[];
+  /** Host devices passed in, same path inside. */
+  devices: string[];
+  /** Host files bind-mounted read-only (the TLS files of `--tls`); none when absent. */
+  mounts?: BindMount[];
+  sysctls: Record<string, string>;
+  /** /dev/shm size in bytes (0: Docker's default). */
+  shmSize: number;
+  ports: PortSpec[];
+  /** Network to attach to; undefined: Docker's default bridge. */
+  network?: string;
+}
+
+export interface NetworkSpec {
+  name: string;
+  driver: 'bridge';
+  labels: Record<string, string>;
+  /** Subnet in CIDR; undefined lets Docker choose. */
+  subnet?: string;
+}
+
 /**
- * The one interface in front of the Docker daemon. {@link connectDocker} is the real
- * one (dockerode); `createMemoryDocker` is its in-memory twin for unit tests.
+ * The one interface in front of the Docker daemon: images, containers, networks,
+ * logs, exec. {@link connectDocker} is the real one (dockerode); `createMemoryDocker`
+ * is its in-memory twin for unit tests. A refusal by the daemon is thrown as is
+ * (`dockerStatus`, `daemonMessage` read it); absent things answer `undefined`.
  */
 export interface DockerEngine {
   /** Throws a CtunError with a hint when the daemon cannot be reached. */
   ping(): Promise<void>;
+
   inspectImage(ref: string): Promise<ImageInfo | undefined>;
   imageExists(ref: string): Promise<boolean>;
   /** Builds and waits for the whole stream; a failed step throws `DockerStreamError`. */
@@ -52,9 +137,40 @@ export interface DockerEngine {
   /** Pulls from a registry; a failure inside the stream throws `DockerStreamError`. */
   pullImage(ref: string, onEvent?: (e: DockerStreamEvent) => void): Promise<void>;
   tagImage(source: string, target: string): Promise<void>;
+  /** Removes a tag (the image with its last one); absent is fine. */
   removeImage(ref: string, options?: { force?: boolean }): Promise<void>;
-  /** Images carrying all of `labels`. */
-  listImages(labels: Record<string, string>): Promise<ImageInfo[]>;
+  /** Images carrying all of `labels` (every image when none are given). */
+  listImages(labels?: Record<string, string>): Promise<ImageInfo[]>;
+  /** One `docker save` archive of all `refs` (shared layers once). */
+  saveImages(refs: string[]): Promise<Readable>;
+  /** Loads a `docker save` archive; an error inside the answer stream throws. */
+  loadImages(archive: Readable): Promise<void>;
+
+  findContainer(nameOrId: string): Promise<ContainerInfo | undefined>;
+  /** Creates a container; the daemon's refusal is thrown as is (see run's explainDockerError). */
+  createContainer(spec: ContainerSpec): Promise<string>;
+  startContainer(id: string): Promise<void>;
+  /** Stops it (default 5 s before SIGKILL); already stopped or absent is fine. */
+  stopContainer(id: string, timeoutSeconds?: number): Promise<void>;
+  /** Removes it (force: also when running); absent is fine. */
+  removeContainer(id: string): Promise<void>;
+  listContainers(labels: LabelQuery): Promise<ContainerInfo[]>;
+  /**
+   * Follows a container's log (stdout and stderr, from its start) and calls `onText`
+   * with each chunk until `stop()` or the container ends.
+   */
+  followLogs(id: string, onText: (text: string) => void): Promise<{ stop(): void; ended: Promise<void> }>;
+  /**
+   * Runs argv inside a running container (`docker exec`), stdout and stderr together;
+   * rejects when the daemon refuses (container not running) or after `timeoutMs`.
+   */
+  exec(id: string, argv: string[], timeoutMs: number): Promise<{ exitCode: number; output: string }>;
+
+  findNetwork(nameOrId: string): Promise<NetworkInfo | undefined>;
+  createNetwork(spec: NetworkSpec): Promise<string>;
+  /** Absent is fine. */
+  removeNetwork(id: string): Promise<void>;
+  listNetworks(labels: LabelQuery): Promise<NetworkInfo[]>;
 }
 
 /** Splits `repo[:tag]` (a registry host with a port is not a tag). */
@@ -65,145 +181,3 @@ export function splitImageRef(ref: string): { repo: string; tag: string } {
   return { repo: ref, tag: 'latest' };
 }
 
-function statusCode(e: unknown): number | undefined {
-  const s = (e as { statusCode?: unknown })?.statusCode;
-  return typeof s === 'number' ? s : undefined;
-}
-
-export interface ConnectOptions {
-  /** Passed to dockerode; default: DOCKER_HOST or the local socket. */
-  dockerode?: Dockerode;
-}
-
-class DockerodeEngine implements DockerEngine {
-  constructor(readonly docker: Dockerode) {}
-
-  async ping(): Promise<void> {
-    try {
-      await this.docker.ping();
-    } catch (e) {
-      throw new CtunError('DOCKER_UNAVAILABLE', `cannot reach the Docker daemon: ${(e as Error).message}`, {
-        hint: 'start it (`dockerd &` or `systemctl start docker`) and check `docker info`; DOCKER_HOST selects another daemon',
-        exitCode: ExitCode.Failure,
-        cause: e,
-      });
-    }
-  }
-
-  async inspectImage(ref: string): Promise<ImageInfo | undefined> {
-    try {
-      const i = await this.docker.getImage(ref).inspect();
-      return {
-        id: i.Id,
-        tags: i.RepoTags ?? [],
-        labels: i.Config?.Labels ?? {},
-        created: i.Created,
-        size: i.Size,
-      };
-    } catch (e) {
-      if (statusCode(e) === 404) return undefined;
-      throw new CtunError('DOCKER_API', `inspecting image ${ref} failed: ${(e as Error).message}`, { cause: e });
-    }
-  }
-
-  async imageExists(ref: string): Promise<boolean> {
-    return (await this.inspectImage(ref)) !== undefined;
-  }
-
-  async build(request: BuildRequest, onEvent?: (e: DockerStreamEvent) => void): Promise<DockerStreamResult & { imageId: string }> {
-    const subject = request.tags[0] ?? 'image';
-    const options: Dockerode.ImageBuildOptions = {
-      // Several `t` query parameters tag the result with every name at once.
-      t: request.tags as unknown as string,
-      dockerfile: request.dockerfile ?? 'Dockerfile',
-      rm: true,
-      forcerm: true,
-      nocache: request.noCache ?? false,
-      version: '1',
-    };
-    if (request.buildArgs) options.buildargs = request.buildArgs;
-    if (request.labels) options.labels = request.labels;
-    if (request.extraHosts?.length) options.extrahosts = request.extraHosts.join(',');
-    if (request.network) options.networkmode = request.network;
-    let stream: NodeJS.ReadableStream;
-    try {
-      stream = await this.docker.buildImage(request.context, options);
-    } catch (e) {
-      throw new CtunError('BUILD_REJECTED', `the Docker daemon refused to build ${subject}: ${(e as Error).message}`, {
-        hint: 'check the build context and options (run with --print-plan to see them)',
-        cause: e,
-      });
-    }
-    const result = await readDockerStream(stream, { operation: 'build', subject, ...(onEvent ? { onEvent } : {}) });
-    // The classic builder names the image as a short id; resolve the full one.
-    const info = await this.inspectImage(subject);
-    if (!info) {
-      throw new CtunError('BUILD_NO_IMAGE', `the build of ${subject} ended without an image`, {
-        hint: 'see the build output; the daemon may have been interrupted',
-      });
-    }
-    return { ...result, imageId: info.id };
-  }
-
-  async importImage(request: ImportRequest, onEvent?: (e: DockerStreamEvent) => void): Promise<{ imageId: string }> {
-    const subject = `${request.repo}:${request.tag}`;
-    let stream: NodeJS.ReadableStream;
-    try {
-      stream = await this.docker.importImage(request.rootfs, {
-        repo: request.repo,
-        tag: request.tag,
-        ...(request.changes?.length ? { changes: request.changes } : {}),
-      });
-    } catch (e) {
-      throw new CtunError('IMPORT_REJECTED', `the Docker daemon refused to import ${subject}: ${(e as Error).message}`, { cause: e });
-    }
-    const result = await readDockerStream(stream, { operation: 'import', subject, ...(onEvent ? { onEvent } : {}) });
-    const info = await this.inspectImage(subject);
-    if (!info) throw new CtunError('IMPORT_NO_IMAGE', `the import of ${subject} ended without an image`);
-    return { imageId: result.imageId ?? info.id };
-  }
-
-  async pullImage(ref: string, onEvent?: (e: DockerStreamEvent) => void): Promise<void> {
-    let stream: NodeJS.ReadableStream;
-    try {
-      stream = await this.docker.pull(ref);
-    } catch (e) {
-      throw new CtunError('PULL_FAILED', `pulling ${ref} failed: ${(e as Error).message}`, {
-        hint: 'check the registry name (--dockerRepository) and that the daemon can reach it',
-        cause: e,
-      });
-    }
-    await readDockerStream(stream, { operation: 'pull', subject: ref, ...(onEvent ? { onEvent } : {}) });
-  }
-
-  async tagImage(source: string, target: string): Promise<void> {
-    const { repo, tag } = splitImageRef(target);
-    await this.docker.getImage(source).tag({ repo, tag });
-  }
-
-  async removeImage(ref: string, options: { force?: boolean } = {}): Promise<void> {
-    try {
-      await this.docker.getImage(ref).remove({ force: options.force ?? false });
-    } catch (e) {
-      if (statusCode(e) !== 404) throw e;
-    }
-  }
-
-  async listImages(labels: Record<string, string>): Promise<ImageInfo[]> {
-    const list = await this.docker.listImages({
-      filters: JSON.stringify({ label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) }),
-    } as Dockerode.ListImagesOptions);
-    return list.map((i) => ({
-      id: i.Id,
-      tags: i.RepoTags ?? [],
-      labels: i.Labels ?? {},
-      created: new Date(i.Created * 1000).toISOString(),
-      size: i.Size,
-    }));
-  }
-}
-
-/** The real engine, on dockerode. */
-export function connectDocker(options: ConnectOptions = {}): DockerEngine & { docker: Dockerode } {
-  return new DockerodeEngine(options.dockerode ?? new Dockerode());
-}

@@ -1,4 +1,5 @@
 import { CtunError, ExitCode } from '../common/index.js';
+import { daemonMessage, dockerStatus } from '../docker/index.js';
 import { buildCommandFor, type ContainerPlan, type NetworkPlan } from './plan.js';
 
 /**
@@ -6,18 +7,6 @@ import { buildCommandFor, type ContainerPlan, type NetworkPlan } from './plan.js
  * causes with a hint: a name in use, a port taken, no /dev/net/tun, no NET_ADMIN,
  * an unreachable license server, a missing image.
  */
-
-/** The daemon's own message (dockerode puts the HTTP body's `message` in `json`). */
-export function daemonMessage(e: unknown): string {
-  const json = (e as { json?: { message?: unknown } } | undefined)?.json;
-  if (json && typeof json.message === 'string') return json.message.trim();
-  return String((e as Error)?.message ?? e).replace(/^\(HTTP code \d+\)\s*(unexpected|server error|conflict)?\s*-\s*/i, '').trim();
-}
-
-function statusOf(e: unknown): number | undefined {
-  const s = (e as { statusCode?: unknown })?.statusCode;
-  return typeof s === 'number' ? s : undefined;
-}
 
 export function imageMissing(spec: Pick<ContainerPlan, 'image' | 'imageRole' | 'name'>): CtunError {
   return new CtunError('IMAGE_MISSING', `image ${spec.image} (for container ${spec.name}) does not exist on this Docker host`, {
@@ -41,7 +30,7 @@ export function nameInUse(kind: 'container' | 'network', name: string, ours: str
 /** Explains an error of creating or starting a container. */
 export function explainContainerError(e: unknown, spec: ContainerPlan, step: 'create' | 'start'): CtunError {
   const msg = daemonMessage(e);
-  const code = statusOf(e);
+  const code = dockerStatus(e);
   if (code === 409 && /already in use/i.test(msg)) return nameInUse('container', spec.name, undefined, spec.role === 'veos' ? '--veosDockerContainer' : '--ctunDockerContainer');
   if (code === 404 && /no such image/i.test(msg)) return imageMissing(spec);
   const port = spec.ports[0];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createMemoryLogger, metadata } from '../common/index.js';
 import { cidrOverlap, executeDeployment, freeSubnets } from './execute.js';
-import { createMemoryRunEngine, FakeDockerError, type MemoryRunOptions } from './memory.js';
+import { createMemoryDocker, DockerRefusal, type MemoryDockerOptions } from '../docker/index.js';
 import { planIntegrated, planSeparated, type ContainerPlan } from './plan.js';
 import { failureInLog } from './errors.js';
 
@@ -10,7 +10,7 @@ const LISTENING = '2025-01-01T00:00:00.000Z INFO  server-listening transport=udp
 const healthy = (spec: ContainerPlan) =>
   spec.role === 'veos' ? { lines: ['sim: booting', ...(spec.env.CTUN_START === 'yes' ? [LISTENING] : [])], openPorts: [27027] } : { lines: [LISTENING] };
 const allImages = [metadata.images.veos, metadata.images.veosCtun, metadata.images.separateServer];
-const engineWith = (o: MemoryRunOptions = {}) => createMemoryRunEngine({ images: allImages, script: healthy, ...o });
+const engineWith = (o: MemoryDockerOptions<ContainerPlan> = {}) => createMemoryDocker<ContainerPlan>({ images: allImages, script: healthy, ...o });
 const separated = (o: Partial<Parameters<typeof planSeparated>[0]> = {}) =>
   planSeparated({ image: metadata.images.veos, licenseServer: '10.0.0.9', runId: 'r1', readyTimeoutMs: 2000, ...o });
 const fast = { pollMs: 20 };
@@ -40,7 +40,7 @@ describe('executeDeployment', () => {
   });
 
   it('a missing image names the ctun-build command, before anything is created', async () => {
-    const engine = createMemoryRunEngine({ images: [metadata.images.veos], script: healthy });
+    const engine = createMemoryDocker<ContainerPlan>({ images: [metadata.images.veos], script: healthy });
     await expect(executeDeployment(separated(), { engine, logger: createMemoryLogger() })).rejects.toMatchObject({
       code: 'IMAGE_MISSING',
       hint: 'build it: ctun-build ctun acceptDspaceEula',
@@ -49,7 +49,7 @@ describe('executeDeployment', () => {
   });
 
   it('an integrated image built without the tunnel is refused for --startCtun yes', async () => {
-    const engine = createMemoryRunEngine({ images: [{ ref: metadata.images.veosCtun, labels: { 'io.ctun.install-ctun': 'false' } }] });
+    const engine = createMemoryDocker<ContainerPlan>({ images: [{ ref: metadata.images.veosCtun, labels: { 'io.ctun.install-ctun': 'false' } }] });
     await expect(executeDeployment(integrated(), { engine, logger: createMemoryLogger() })).rejects.toMatchObject({ code: 'IMAGE_HAS_NO_TUNNEL' });
   });
 
@@ -152,7 +152,7 @@ describe('executeDeployment', () => {
     const engine = engineWith({
       refuse: (spec, step) =>
         spec.role === 'ctun-server' && step === 'start'
-          ? new FakeDockerError(500, 'driver failed programming external connectivity on endpoint dspace-ctun-server: Bind for 0.0.0.0:1723 failed: port is already allocated')
+          ? new DockerRefusal(500, 'driver failed programming external connectivity on endpoint dspace-ctun-server: Bind for 0.0.0.0:1723 failed: port is already allocated')
           : undefined,
     });
     await expect(executeDeployment(separated(), { engine, logger: createMemoryLogger() })).rejects.toMatchObject({ code: 'PORT_IN_USE', exitCode: 3 });

@@ -1,16 +1,16 @@
 import { CtunError, ExitCode, metadata, type Logger } from '../common/index.js';
-import { LABEL_PLAN } from '../docker/index.js';
+import { daemonMessage, LABEL_PLAN, type ContainerInfo, type DockerEngine } from '../docker/index.js';
 import { SIMULATOR_PORTS, type SimulatorReadyPorts } from '../simulator/index.js';
-import type { ContainerInfo, RunEngine } from './engine.js';
-import { daemonMessage, explainContainerError, explainNetworkError, imageMissing, nameInUse } from './errors.js';
-import { buildCommandFor, clientCommands, LABEL_DEPLOYMENT, type ContainerPlan, type DeploymentPlan, type ReadyPort } from './plan.js';
+import { explainContainerError, explainNetworkError, imageMissing, nameInUse } from './errors.js';
+import { buildCommandFor, clientCommands, LABEL_DEPLOYMENT, type ContainerPlan, type DeploymentPlan, type NetworkPlan, type ReadyPort } from './plan.js';
 import { PROBE_ATTEMPT_MS, probeArgv, probeFromHost, probeOutcome, type ProbeOutcome } from './probe.js';
-import { describeReady, InterruptedError, waitReady, type PortProber } from './wait.js';
+import { describeReady, waitReady, type PortProber } from './wait.js';
+import { runSteps, type Step } from '../steps/index.js';
 
 /**
- * The one executor of deployment plans. It runs as a list of steps (so the CLI and
- * the demo can show them with listr2); whatever fails or is interrupted, everything
- * this run created is removed again before the error goes up.
+ * The one executor of deployment plans: a list of steps for the step runner (so the
+ * CLI and the demo show them in their progress mode); whatever fails or is
+ * interrupted, everything this run created is removed again before the error goes up.
  */
 
 export interface RunningContainer {
@@ -47,10 +47,8 @@ export interface DeploymentResult {
 }
 
 export interface ExecuteOptions {
-  engine: RunEngine;
+  engine: DockerEngine;
   logger: Logger;
-  /** Aborting it (Ctrl-C) stops at the next step and undoes everything. */
-  signal?: AbortSignal;
   /** Each line of the containers' logs while waiting for readiness. */
   onLog?: (container: string, line: string) => void;
   /** One connect attempt from this host (deployments without a tunnel); default a real TCP connect. */
@@ -59,21 +57,14 @@ export interface ExecuteOptions {
   pollMs?: number;
 }
 
-export interface Step {
-  title: string;
-  run(): Promise<void>;
-}
-
-/** A deployment in progress: its steps, its undo, and (after the last step) its result. */
-export interface DeploymentRun {
+/**
+ * A deployment as steps for the step runner, and (after the last step) its result.
+ * The first step registers the undo: it removes everything created so far, and
+ * anything labelled with this run's id.
+ */
+export interface DeploymentSteps {
   steps: Step[];
-  /** Removes everything created so far (and anything labelled with this run's id). */
-  undo(): Promise<void>;
   result(): DeploymentResult;
-}
-
-function checkAborted(signal: AbortSignal | undefined, what: string): void {
-  if (signal?.aborted) throw new InterruptedError(what);
 }
 
 /** Whether two IPv4 CIDRs overlap. */
@@ -104,19 +95,43 @@ export function freeSubnets(taken: string[], avoid: string): string[] {
   return pools.filter((p) => !cidrOverlap(p, avoid) && !taken.some((t) => cidrOverlap(p, t)));
 }
 
-export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): DeploymentRun {
-  const { engine, logger, signal } = options;
-  const created: Array<{ kind: 'container' | 'network'; id: string; name: string }> = [];
-  const running: RunningContainer[] = [];
-  let network: DeploymentResult['network'];
-  let result: DeploymentResult | undefined;
+export function deploymentSteps(plan: DeploymentPlan, options: ExecuteOptions): DeploymentSteps {
+  const d: Deployment = { ...options, plan, created: [], running: [] };
+  return {
+    steps: [
+      preflightStep(d),
+      ...(plan.network ? [networkStep(d, plan.network)] : []),
+      ...plan.containers.map((spec) => containerStep(d, spec)),
+      readyStep(d),
+      targetStep(d),
+    ],
+    result: () => {
+      if (!d.result) throw new Error('the deployment has not finished its steps');
+      return d.result;
+    },
+  };
+}
 
-  const preflight: Step = {
+/** What a deployment's steps share while they run. */
+interface Deployment extends ExecuteOptions {
+  plan: DeploymentPlan;
+  /** Made so far, oldest first: what the undo removes. */
+  created: Array<{ kind: 'container' | 'network'; id: string; name: string }>;
+  running: RunningContainer[];
+  network?: DeploymentResult['network'];
+  result?: DeploymentResult;
+}
+
+/** Daemon, images and names, before anything is made; registers the deployment's undo. */
+function preflightStep(d: Deployment): Step {
+  const { plan, engine } = d;
+  return {
     title: 'check the Docker daemon, the images and the names',
-    run: async () => {
+    run: async (ctx) => {
+      ctx.onUndo(() => undoDeployment(d));
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        engine.images.ping(),
+        engine.ping(),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
             () => reject(new CtunError('DOCKER_UNAVAILABLE', 'the Docker daemon did not answer within 15 s', { hint: 'check `docker info` and the daemon log' })),
@@ -125,7 +140,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
         }),
       ]).finally(() => clearTimeout(timer));
       for (const c of plan.containers) {
-        const image = await engine.images.inspectImage(c.image);
+        const image = await engine.inspectImage(c.image);
         if (!image) throw imageMissing(c);
         if (c.imageRole === 'veos-ctun' && image.labels['io.ctun.install-ctun'] === 'false') {
           throw new CtunError('IMAGE_HAS_NO_TUNNEL', `image ${c.image} was built without the tunnel server, so --startCtun yes cannot start one`, {
@@ -146,106 +161,115 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
       }
     },
   };
+}
 
-  const steps: Step[] = [preflight];
-
-  if (plan.network) {
-    const spec = plan.network;
-    steps.push({
-      title: `create network ${spec.name}`,
-      run: async () => {
-        checkAborted(signal, `creating network ${spec.name}`);
-        let id: string;
-        try {
-          id = await engine.createNetwork(spec);
-        } catch (e) {
-          throw explainNetworkError(e, spec);
+/** The private network; a subnet Docker picks over the tunnel's is replaced by a free one. */
+function networkStep(d: Deployment, spec: NetworkPlan): Step {
+  const { plan, engine, logger, created } = d;
+  return {
+    title: `create network ${spec.name}`,
+    run: async (ctx) => {
+      ctx.checkAborted(`creating network ${spec.name}`);
+      let id: string;
+      try {
+        id = await engine.createNetwork(spec);
+      } catch (e) {
+        throw explainNetworkError(e, spec);
+      }
+      created.push({ kind: 'network', id, name: spec.name });
+      let info = await engine.findNetwork(id);
+      const tunnelNet = `${plan.serverAddress}/24`;
+      if (info?.subnet && cidrOverlap(info.subnet, tunnelNet)) {
+        if (spec.subnet) {
+          throw new CtunError('NETWORK_SUBNET', `the subnet ${info.subnet} of network ${spec.name} overlaps the tunnel's ${tunnelNet}`, {
+            hint: 'give another --subnet, e.g. --subnet 172.30.99.0/24',
+          });
         }
+        // Docker's default pools include 192.168.0.0/16 in /20 steps, one of which
+        // holds the tunnel subnet: take the next free pool of the same kind instead.
+        logger.info('network subnet overlaps the tunnel; choosing another', { network: spec.name, subnet: info.subnet, tunnel: tunnelNet });
+        await engine.removeNetwork(id);
+        created.pop();
+        const taken = (await engine.listNetworks([])).map((n) => n.subnet).filter((x): x is string => !!x);
+        const candidates = freeSubnets(taken, tunnelNet);
+        let made: string | undefined;
+        for (const subnet of candidates.slice(0, 20)) {
+          ctx.checkAborted(`creating network ${spec.name}`);
+          try {
+            made = await engine.createNetwork({ ...spec, subnet });
+            break;
+          } catch (e) {
+            // Taken meanwhile (another network, a host route): try the next one.
+            if (!/overlap|pool|in use/i.test(daemonMessage(e))) throw explainNetworkError(e, spec);
+          }
+        }
+        if (!made) {
+          throw new CtunError('NETWORK_SUBNET', `no free subnet for network ${spec.name} that stays clear of the tunnel's ${tunnelNet}`, {
+            hint: 'give one with --subnet, e.g. --subnet 172.30.99.0/24',
+          });
+        }
+        id = made;
         created.push({ kind: 'network', id, name: spec.name });
-        let info = await engine.findNetwork(id);
-        const tunnelNet = `${plan.serverAddress}/24`;
-        if (info?.subnet && cidrOverlap(info.subnet, tunnelNet)) {
-          if (spec.subnet) {
-            throw new CtunError('NETWORK_SUBNET', `the subnet ${info.subnet} of network ${spec.name} overlaps the tunnel's ${tunnelNet}`, {
-              hint: 'give another --subnet, e.g. --subnet 172.30.99.0/24',
-            });
-          }
-          // Docker's default pools include 192.168.0.0/16 in /20 steps, one of which
-          // holds the tunnel subnet: take the next free pool of the same kind instead.
-          logger.info('network subnet overlaps the tunnel; choosing another', { network: spec.name, subnet: info.subnet, tunnel: tunnelNet });
-          await engine.removeNetwork(id);
-          created.pop();
-          const taken = (await engine.listNetworks([])).map((n) => n.subnet).filter((x): x is string => !!x);
-          const candidates = freeSubnets(taken, tunnelNet);
-          let made: string | undefined;
-          for (const subnet of candidates.slice(0, 20)) {
-            checkAborted(signal, `creating network ${spec.name}`);
-            try {
-              made = await engine.createNetwork({ ...spec, subnet });
-              break;
-            } catch (e) {
-              // Taken meanwhile (another network, a host route): try the next one.
-              if (!/overlap|pool|in use/i.test(daemonMessage(e))) throw explainNetworkError(e, spec);
-            }
-          }
-          if (!made) {
-            throw new CtunError('NETWORK_SUBNET', `no free subnet for network ${spec.name} that stays clear of the tunnel's ${tunnelNet}`, {
-              hint: 'give one with --subnet, e.g. --subnet 172.30.99.0/24',
-            });
-          }
-          id = made;
-          created.push({ kind: 'network', id, name: spec.name });
-          info = await engine.findNetwork(id);
-        }
-        network = { name: spec.name, id, ...(info?.subnet ? { subnet: info.subnet } : {}), ...(info?.gateway ? { gateway: info.gateway } : {}) };
-        logger.info('network created', { network: spec.name, subnet: info?.subnet });
-      },
-    });
-  }
+        info = await engine.findNetwork(id);
+      }
+      d.network = { name: spec.name, id, ...(info?.subnet ? { subnet: info.subnet } : {}), ...(info?.gateway ? { gateway: info.gateway } : {}) };
+      logger.info('network created', { network: spec.name, subnet: info?.subnet });
+    },
+  };
+}
 
-  for (const spec of plan.containers) {
-    steps.push({
-      title: `start container ${spec.name} (${spec.image})`,
-      run: async () => {
-        checkAborted(signal, `creating container ${spec.name}`);
-        let id: string;
-        try {
-          id = await engine.createContainer(spec);
-        } catch (e) {
-          throw explainContainerError(e, spec, 'create');
-        }
-        created.push({ kind: 'container', id, name: spec.name });
-        checkAborted(signal, `starting container ${spec.name}`);
-        try {
-          await engine.startContainer(id);
-        } catch (e) {
-          throw explainContainerError(e, spec, 'start');
-        }
-        running.push({ role: spec.role, name: spec.name, id, networks: {} });
-        logger.info('container started', { container: spec.name, image: spec.image, id: id.slice(0, 12) });
-      },
-    });
-  }
+/** Creates and starts one container; the daemon's refusals become CtunErrors with a hint. */
+function containerStep(d: Deployment, spec: ContainerPlan): Step {
+  const { engine, logger, created, running } = d;
+  return {
+    title: `start container ${spec.name} (${spec.image})`,
+    run: async (ctx) => {
+      ctx.checkAborted(`creating container ${spec.name}`);
+      let id: string;
+      try {
+        id = await engine.createContainer(spec);
+      } catch (e) {
+        throw explainContainerError(e, spec, 'create');
+      }
+      created.push({ kind: 'container', id, name: spec.name });
+      ctx.checkAborted(`starting container ${spec.name}`);
+      try {
+        await engine.startContainer(id);
+      } catch (e) {
+        throw explainContainerError(e, spec, 'start');
+      }
+      running.push({ role: spec.role, name: spec.name, id, networks: {} });
+      logger.info('container started', { container: spec.name, image: spec.image, id: id.slice(0, 12) });
+    },
+  };
+}
 
-  // One attempt at a port spec, from where the plan says; the address is looked up
-  // each time, since a container has none until it runs.
-  const probe: PortProber = async (spec) => {
+// One attempt at a port spec, from where the plan says; the address is looked up
+// each time, since a container has none until it runs.
+function portProber(d: Deployment): PortProber {
+  const { engine, running } = d;
+  return async (spec) => {
     const target = await engine.findContainer(spec.target.container);
     const address = target && (spec.target.network ? target.networks[spec.target.network] : Object.values(target.networks)[0]);
     const from = spec.probe.from === 'host' ? 'the Docker host' : `container ${spec.probe.container}`;
     if (!address) return { open: false, reason: `${spec.target.container} has no address${spec.target.network ? ` on ${spec.target.network}` : ''} yet`, where: `from ${from}` };
     const where = `${address}:${spec.port} from ${from}`;
-    if (spec.probe.from === 'host') return { ...(await (options.probeFromHost ?? probeFromHost)(address, spec.port)), where };
+    if (spec.probe.from === 'host') return { ...(await (d.probeFromHost ?? probeFromHost)(address, spec.port)), where };
     const point = spec.probe.container;
     const prober = running.find((r) => r.name === point);
     if (!prober) return { open: false, reason: `container ${point} is not started`, where };
     const r = await engine.exec(prober.id, probeArgv(address, spec.port), PROBE_ATTEMPT_MS + 10_000);
     return { ...probeOutcome(r.exitCode, r.output), where };
   };
+}
 
-  steps.push({
+/** Waits (bounded) until every container is ready as its plan says; a failure or exit ends it early. */
+function readyStep(d: Deployment): Step {
+  const { plan, engine, logger, running } = d;
+  const probe = portProber(d);
+  return {
     title: `wait for ${[...new Set(plan.containers.flatMap((c) => c.ready.map((r) => describeReady(r, false))))].join(' and ')}`,
-    run: async () => {
+    run: async (ctx) => {
       await Promise.all(
         plan.containers.map(async (spec) => {
           const c = running.find((r) => r.name === spec.name)!;
@@ -256,20 +280,24 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
             ready: spec.ready,
             timeoutMs: plan.readyTimeoutMs,
             probe,
-            ...(options.pollMs ? { pollMs: options.pollMs } : {}),
-            ...(signal ? { signal } : {}),
-            ...(options.onLog ? { onLine: (line: string) => options.onLog!(spec.name, line) } : {}),
+            ...(d.pollMs ? { pollMs: d.pollMs } : {}),
+            signal: ctx.signal,
+            ...(d.onLog ? { onLine: (line: string) => d.onLog!(spec.name, line) } : {}),
           });
           logger.info('container ready', { container: spec.name, awaited: spec.ready.map((r) => describeReady(r)).join(', ') });
         }),
       );
     },
-  });
+  };
+}
 
-  steps.push({
+/** The addresses the containers got, and from them the target the PC reaches and its commands. */
+function targetStep(d: Deployment): Step {
+  const { plan, engine, logger, running } = d;
+  return {
     title: 'find the target address',
-    run: async () => {
-      checkAborted(signal, 'finding the target address');
+    run: async (ctx) => {
+      ctx.checkAborted('finding the target address');
       const infos = new Map<string, ContainerInfo>();
       for (const c of running) {
         const info = await engine.findContainer(c.id);
@@ -292,10 +320,10 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
       } else {
         containerAddress = Object.values(veosInfo.networks)[0];
       }
-      result = {
+      const result: DeploymentResult = {
         plan,
         containers: running,
-        ...(network ? { network } : {}),
+        ...(d.network ? { network: d.network } : {}),
         readyPorts,
         simulatorPorts: { portMapper: readyPorts[0]?.port ?? SIMULATOR_PORTS.portMapper, xcp: SIMULATOR_PORTS.xcp, discovery: SIMULATOR_PORTS.discovery },
         target: dest ?? plan.serverAddress,
@@ -303,56 +331,41 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
         ...(containerAddress ? { containerAddress } : {}),
         ...(plan.client ? { commands: clientCommands(plan.client, dest) } : {}),
       };
+      d.result = result;
       logger.info('deployment ready', { deployment: plan.deployment, kind: plan.kind, target: result.target });
-    },
-  });
-
-  const undo = async (): Promise<void> => {
-    const errors: unknown[] = [];
-    for (const r of created.splice(0).reverse()) {
-      try {
-        if (r.kind === 'container') await engine.removeContainer(r.id);
-        else await engine.removeNetwork(r.id);
-        logger.info('removed', { [r.kind]: r.name });
-      } catch (e) {
-        errors.push(e);
-      }
-    }
-    // A create whose answer never came back still carries this run's label.
-    for (const c of await engine.listContainers([`${LABEL_PLAN}=${plan.runId}`]).catch(() => [])) {
-      await engine.removeContainer(c.id).catch((e: unknown) => errors.push(e));
-    }
-    for (const n of await engine.listNetworks([`${LABEL_PLAN}=${plan.runId}`]).catch(() => [])) {
-      await engine.removeNetwork(n.id).catch((e: unknown) => errors.push(e));
-    }
-    if (errors.length) logger.warn('cleanup incomplete', { errors: errors.length, first: (errors[0] as Error)?.message, hint: 'ctun-run clean' });
-  };
-
-  return {
-    steps,
-    undo,
-    result: () => {
-      if (!result) throw new Error('the deployment has not finished its steps');
-      return result;
     },
   };
 }
 
-/**
- * Runs a plan's steps in order; on failure or interruption undoes everything and
- * rethrows. The containers stay running on success.
- */
-export async function executeDeployment(plan: DeploymentPlan, options: ExecuteOptions): Promise<DeploymentResult> {
-  const run = startDeployment(plan, options);
-  try {
-    for (const step of run.steps) {
-      checkAborted(options.signal, step.title);
-      options.logger.debug('step', { step: step.title });
-      await step.run();
+/** Removes everything created so far, and anything labelled with this run's id. */
+async function undoDeployment(d: Deployment): Promise<void> {
+  const { plan, engine, logger, created } = d;
+  const errors: unknown[] = [];
+  for (const r of created.splice(0).reverse()) {
+    try {
+      if (r.kind === 'container') await engine.removeContainer(r.id);
+      else await engine.removeNetwork(r.id);
+      logger.info('removed', { [r.kind]: r.name });
+    } catch (e) {
+      errors.push(e);
     }
-    return run.result();
-  } catch (e) {
-    await run.undo();
-    throw e;
   }
+  // A create whose answer never came back still carries this run's label.
+  for (const c of await engine.listContainers([`${LABEL_PLAN}=${plan.runId}`]).catch(() => [])) {
+    await engine.removeContainer(c.id).catch((e: unknown) => errors.push(e));
+  }
+  for (const n of await engine.listNetworks([`${LABEL_PLAN}=${plan.runId}`]).catch(() => [])) {
+    await engine.removeNetwork(n.id).catch((e: unknown) => errors.push(e));
+  }
+  if (errors.length) logger.warn('cleanup incomplete', { errors: errors.length, first: (errors[0] as Error)?.message, hint: 'ctun-run clean' });
+}
+
+/**
+ * Runs a plan's steps in order, without progress output; on failure or interruption
+ * undoes everything and rethrows. The containers stay running on success.
+ */
+export async function executeDeployment(plan: DeploymentPlan, options: ExecuteOptions & { signal?: AbortSignal }): Promise<DeploymentResult> {
+  const deployment = deploymentSteps(plan, options);
+  await runSteps(deployment.steps, { progress: 'silent', logger: options.logger, ...(options.signal ? { signal: options.signal } : {}) });
+  return deployment.result();
 }

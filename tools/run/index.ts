@@ -4,12 +4,10 @@
  * client started on this host with --connect.
  */
 export * from './plan.js';
-export * from './engine.js';
 export * from './errors.js';
 export * from './wait.js';
 export * from './probe.js';
 export * from './execute.js';
 export * from './manage.js';
 export * from './connect.js';
-export * from './memory.js';
 export * from './tls.js';

@@ -1,6 +1,5 @@
 import type { Logger } from '../common/index.js';
-import { LABEL_MANAGED } from '../docker/index.js';
-import type { ContainerInfo, NetworkInfo, RunEngine } from './engine.js';
+import { LABEL_MANAGED, type ContainerInfo, type DockerEngine, type NetworkInfo } from '../docker/index.js';
 import { LABEL_DEPLOYMENT, LABEL_DEPLOYMENT_KIND, LABEL_ROLE } from './plan.js';
 
 /**
@@ -40,7 +39,7 @@ function group(containers: ContainerInfo[], networks: NetworkInfo[]): Deployment
 }
 
 /** The labelled deployments, grouped, optionally only one. */
-export async function deploymentStatus(engine: RunEngine, deployment?: string): Promise<DeploymentStatus[]> {
+export async function deploymentStatus(engine: DockerEngine, deployment?: string): Promise<DeploymentStatus[]> {
   const filter = deployment ? [...OURS, `${LABEL_DEPLOYMENT}=${deployment}`] : OURS;
   return group(await engine.listContainers(filter), await engine.listNetworks(filter));
 }
@@ -71,7 +70,7 @@ export interface RemoveResult {
  * differ in scope: stop removes one deployment (or all running ones), clean every
  * labelled leftover, running or not.
  */
-export async function removeDeployments(engine: RunEngine, logger: Logger, options: { deployment?: string } = {}): Promise<RemoveResult> {
+export async function removeDeployments(engine: DockerEngine, logger: Logger, options: { deployment?: string } = {}): Promise<RemoveResult> {
   const filter = options.deployment ? [...OURS, `${LABEL_DEPLOYMENT}=${options.deployment}`] : OURS;
   const out: RemoveResult = { containers: [], networks: [] };
   const containers = await engine.listContainers(filter);
@@ -95,7 +94,7 @@ export async function removeDeployments(engine: RunEngine, logger: Logger, optio
  * Stops labelled containers (one deployment or all) without removing them, so their
  * logs stay readable (`docker logs`); `clean` removes them.
  */
-export async function stopDeployments(engine: RunEngine, logger: Logger, options: { deployment?: string } = {}): Promise<string[]> {
+export async function stopDeployments(engine: DockerEngine, logger: Logger, options: { deployment?: string } = {}): Promise<string[]> {
   const filter = options.deployment ? [...OURS, `${LABEL_DEPLOYMENT}=${options.deployment}`] : OURS;
   const running = (await engine.listContainers(filter)).filter((c) => c.state === 'running');
   await Promise.all(

@@ -1,5 +1,5 @@
 import { CtunError, ExitCode, metadata } from '../common/index.js';
-import { ctunLabels, LABEL_PLAN } from '../docker/index.js';
+import { ctunLabels, LABEL_PLAN, type ContainerSpec, type NetworkSpec, type PortSpec } from '../docker/index.js';
 import { parseLicenseServer, SIMULATOR_ENV, SIMULATOR_PORTS, SIMULATOR_TARBALL_NAME } from '../simulator/index.js';
 
 /**
@@ -33,15 +33,8 @@ export type ImageRole = 'veos' | 'veos-ctun' | 'separate-server';
 export type DeploymentKind = 'integrated' | 'separated';
 export type Transport = 'udp' | 'tcp';
 
-export interface PortSpec {
-  /** Port inside the container. */
-  container: number;
-  protocol: Transport;
-  /** Port on the Docker host. */
-  host: number;
-  /** Address on the Docker host it is published on; '' for all. */
-  hostIp: string;
-}
+/** Ports, mounts, containers and networks as the Docker wrapper takes them. */
+export type { BindMount, PortSpec } from '../docker/index.js';
 
 /**
  * Where a port is probed from. Never the machine ctun-run runs on when a tunnel
@@ -118,44 +111,14 @@ function checkReadyLog(pattern: string): string {
   return pattern;
 }
 
-export interface ContainerPlan {
+/** A container of a deployment: what Docker creates, and what it is for. */
+export interface ContainerPlan extends ContainerSpec {
   role: 'veos' | 'ctun-server' | 'license';
-  name: string;
-  image: string;
   imageRole: ImageRole;
-  /** Overrides the image's entrypoint (argv) when set. */
-  entrypoint?: string[];
-  /** Arguments after the entrypoint; undefined keeps the image's CMD. */
-  cmd?: string[];
-  env: Record<string, string>;
-  labels: Record<string, string>;
-  capAdd: string[];
-  /** Host devices passed in, same path inside. */
-  devices: string[];
-  /** Host files bind-mounted read-only (the TLS files of `--tls`); none when absent. */
-  mounts?: BindMount[];
-  sysctls: Record<string, string>;
-  /** /dev/shm size in bytes (0: Docker's default). */
-  shmSize: number;
-  ports: PortSpec[];
-  /** Network to attach to; undefined: Docker's default bridge. */
-  network?: string;
   ready: ReadySpec[];
 }
 
-/** A host file mounted read-only into a container. */
-export interface BindMount {
-  source: string;
-  target: string;
-}
-
-export interface NetworkPlan {
-  name: string;
-  driver: 'bridge';
-  labels: Record<string, string>;
-  /** Subnet in CIDR; undefined lets Docker choose. */
-  subnet?: string;
-}
+export type NetworkPlan = NetworkSpec;
 
 /** How the client on the user's PC connects; the target address is found at run time. */
 export interface ClientPlan {

@@ -1,5 +1,6 @@
 import { CtunError, ExitCode } from '../common/index.js';
-import type { RunEngine } from './engine.js';
+import type { DockerEngine } from '../docker/index.js';
+import { InterruptedError } from '../steps/index.js';
 import { failureInLog, logTail } from './errors.js';
 import type { ReadySpec } from './plan.js';
 import type { ProbeOutcome } from './probe.js';
@@ -18,7 +19,7 @@ type LogReady = Exclude<ReadySpec, PortReady>;
 export type PortProber = (spec: PortReady) => Promise<ProbeOutcome & { where: string }>;
 
 export interface WaitReadyOptions {
-  engine: RunEngine;
+  engine: DockerEngine;
   /** Container id. */
   id: string;
   /** Container name, for messages. */
@@ -32,12 +33,6 @@ export interface WaitReadyOptions {
   pollMs?: number;
   /** Each complete line of the log as it comes. */
   onLine?: (line: string) => void;
-}
-
-export class InterruptedError extends CtunError {
-  constructor(what: string) {
-    super('INTERRUPTED', `interrupted while ${what}; everything started was removed`, { exitCode: ExitCode.Interrupted });
-  }
 }
 
 /**

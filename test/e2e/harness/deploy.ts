@@ -4,7 +4,6 @@
  * stand-in, the real ctun-run CLI, and a look for labelled leftovers.
  */
 import { execa } from 'execa';
-import Dockerode from 'dockerode';
 import { createLogger } from '../../../tools/common/index.js';
 import { connectDocker } from '../../../tools/docker/index.js';
 import { ensureImages } from '../../../tools/demo/images.js';
@@ -15,7 +14,7 @@ export { ROOT, NODE };
 export const CTUN_RUN = `${ROOT}bin/ctun-run.js`;
 export const CTUN = `${ROOT}bin/ctun.js`;
 export const SESSION = `${ROOT}tools/demo/session.ts`;
-export const docker = new Dockerode();
+export const docker = connectDocker();
 
 /** Why these tests cannot run here, or undefined. */
 export async function deployUnavailable(): Promise<string | undefined> {
@@ -31,16 +30,16 @@ export async function deployUnavailable(): Promise<string | undefined> {
  * (PyPI is never contacted from the tests).
  */
 export async function prepareImages(): Promise<{ built: string[]; seconds: number }> {
-  const r = await ensureImages({ docker: connectDocker(), logger: createLogger({ level: 'warn' }), python: 'debian' });
+  const r = await ensureImages({ docker, logger: createLogger({ level: 'warn' }), python: 'debian' });
   return { built: r.built, seconds: r.seconds };
 }
 
 /** Labelled containers and networks of a deployment that are still there. */
 export async function leftovers(deployment: string): Promise<string[]> {
-  const filters = { label: [`${LABEL_DEPLOYMENT}=${deployment}`] };
-  const cs = await docker.listContainers({ all: true, filters });
-  const ns = await docker.listNetworks({ filters });
-  return [...cs.map((c) => `container ${c.Names[0]}`), ...ns.map((n) => `network ${n.Name}`)];
+  const labels = [`${LABEL_DEPLOYMENT}=${deployment}`];
+  const cs = await docker.listContainers(labels);
+  const ns = await docker.listNetworks(labels);
+  return [...cs.map((c) => `container /${c.name}`), ...ns.map((n) => `network ${n.name}`)];
 }
 
 /** Removes a deployment's labelled resources (test cleanup). */
