@@ -13,6 +13,8 @@ import { executeBasePlan, type BasePlan } from './base.js';
 import { listrRendererOptions, type ProgressMode } from './progress.js';
 import { gpgShowKeys, readPublicKey } from './keys.js';
 import { checkSources, httpProber, registryProbe, sourceProbes, type Prober } from './sources.js';
+import { sbomStep } from './supply/index.js';
+import type { ImageFileReader } from '../docker/index.js';
 
 /** What preflight needs to know of Docker networks (`--buildNetwork`). */
 export type NetworkInspector = (name: string) => Promise<{ internal: boolean } | undefined>;
@@ -31,6 +33,11 @@ export interface ExecuteOptions {
   prober?: Prober;
   /** Looks up `--buildNetwork`; without it the network is not checked before the build. */
   inspectNetwork?: NetworkInspector;
+  /**
+   * Reads the built images' files for their SBOMs (added to each image after its
+   * build); default the real engine's reader, none for the in-memory twin; `false`: no SBOMs.
+   */
+  imageFiles?: ImageFileReader | false;
 }
 
 export interface BuiltImage {
@@ -212,8 +219,9 @@ export async function executeBuildPlan(plan: BuildPlan, options: ExecuteOptions)
           const b = await buildImageStep(step, options, (line) => {
             task.output = line;
           }).catch((e: unknown) => Promise.reject(firstLine(e)));
+          const s = await sbomStep(plan, step, b, options).catch((e: unknown) => Promise.reject(firstLine(e)));
           task.title = `build ${step.title} (${b.upToDate ? 'up to date' : `${b.seconds.toFixed(1)} s`})`;
-          built.push(b);
+          built.push({ ...b, imageId: s.imageId });
         },
         rendererOptions: { bottomBar: 6 },
       })),

@@ -4,3 +4,4 @@ export * from './stream.js';
 export * from './engine.js';
 export * from './context.js';
 export * from './memory.js';
+export * from './files.js';
