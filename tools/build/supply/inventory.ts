@@ -137,16 +137,20 @@ export function aptSourceUris(files: Map<string, Buffer>): string[] {
 /** Where the tunnel runtime sits in the images that carry it (plan.ts writes it there). */
 export const IMAGE_CTUN_SCRIPT = '/opt/ctun/ctun.mjs';
 
-/** Folders where Python distributions live in Debian images and in the simulator's venv. */
-const PYTHON_ROOTS = ['/usr/lib/python3', '/usr/local/lib', '/opt'];
+/**
+ * Folders where Python distributions live: Debian's, pip's, and the simulator image's
+ * venv (/opt/supervisor). Not all of /opt: in the images with the tunnel it holds the
+ * 100+ MiB Node binary, whose copy out of the image would take seconds.
+ */
+const PYTHON_ROOTS = ['/usr/lib/python3', '/usr/local/lib', '/opt/supervisor/lib'];
 
 /** Reads an image's inventory through `files` (no container is started). */
 export async function readImageInventory(files: ImageFileReader, image: string): Promise<ImageInventory> {
   const got = await files.read(
     image,
-    ['/var/lib/dpkg/status', '/etc/os-release', '/usr/lib/os-release', '/etc/apt', ...PYTHON_ROOTS],
+    ['/var/lib/dpkg/status', '/etc/os-release', '/usr/lib/os-release', '/etc/apt', IMAGE_CTUN_SCRIPT, ...PYTHON_ROOTS],
     (p) => DIST_INFO.test(p) || p === '/var/lib/dpkg/status' || p.endsWith('os-release') || /^\/etc\/apt\/sources\.list(\.d\/[^/]+\.(list|sources))?$/.test(p) || p === IMAGE_CTUN_SCRIPT,
-    // The bundled script is a few MiB; the Node binary beside it (100+ MiB) is skipped.
+    // The bundled script is a few MiB.
     32 * 1024 * 1024,
   );
   const text = (p: string) => got.get(p)?.toString('utf8');
