@@ -306,7 +306,8 @@ async function main(): Promise<void> {
           await docker.ping();
           const s = await readImageSbom(docker, dockerodeImageFiles(docker.docker), argv.image);
           if (s.origin === 'made-now') process.stderr.write(`${PROGRAM}: ${argv.image} carries no SBOM label (not built by ctun-build): made from its files now\n`);
-          process.stdout.write(argv.summary ? `${argv.image} sha256:${s.sha256} ${formatSummary(s.summary)}\n` : s.json);
+          // Awaited: the command exits right after, and a pipe takes 64 KiB at a time.
+          await new Promise<void>((done) => process.stdout.write(argv.summary ? `${argv.image} sha256:${s.sha256} ${formatSummary(s.summary)}\n` : s.json, () => done()));
         }),
     )
     .command(
