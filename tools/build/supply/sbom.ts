@@ -1,5 +1,10 @@
 import { createHash } from 'node:crypto';
-import { Enums, Models, Serialize, Spec } from '@cyclonedx/cyclonedx-library';
+// The library's entry points, not its index: the index also loads the validators
+// (ajv and its formats, one of which loads Node's deprecated punycode at start).
+import * as Enums from '@cyclonedx/cyclonedx-library/Enums';
+import * as Models from '@cyclonedx/cyclonedx-library/Models';
+import * as Serialize from '@cyclonedx/cyclonedx-library/Serialize';
+import * as Spec from '@cyclonedx/cyclonedx-library/Spec';
 import { PackageURL } from 'packageurl-js';
 import { metadata } from '../../common/index.js';
 import type { ImageInventory } from './inventory.js';
