@@ -11,6 +11,9 @@ import { createMemoryDocker, memoryImageFiles } from '../../docker/index.js';
 import { createBundle, loadBundle, type ImageArchiver } from '../airgap.js';
 import { parseBundledPackages, parseDistInfo, parseDpkgStatus, readImageInventory } from './inventory.js';
 import { makeSbom, summarizeSbom } from './sbom.js';
+import { imageSbomPath, LABEL_SBOM, LABEL_SBOM_SHA256, sbomStep } from './stamp.js';
+import type { BuildPlan, ImageStep } from '../plan.js';
+import type { ProjectPaths } from '../paths.js';
 import { signManifest, verifyManifest } from './sign.js';
 
 const STATUS = `Package: libc6
@@ -147,5 +150,50 @@ describe('signed bundles with SBOMs (in memory)', () => {
     await writeFile(out, bytes);
     await expect(loadBundle({ docker, archiver, logger: createMemoryLogger(), file: out, verify: join(dir, 'ca', 'ca.crt') })).rejects.toMatchObject({ code: 'BUNDLE_SIGNATURE_INVALID' });
     expect(loaded).toEqual(['images']);
+  });
+});
+
+describe('the SBOM step of a build (in memory)', () => {
+  it('adds the SBOM to the built image with its tarball digest and wheels, once; the tunnel runtime gets none', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctun-sbom-step-'));
+    const tarball = join(dir, 'dspace-veos-2023a.tar.gz');
+    await writeFile(tarball, 'the simulator tarball');
+    const docker = createMemoryDocker({ images: ['a/sim:1', 'a/runtime:1'] });
+    const image: Record<string, string> = { ...IMAGE };
+    const files = memoryImageFiles({ 'a/sim:1': image });
+    const step = { id: 'veos', tags: ['a/sim:1'], context: [{ path: 'veos/simulator.tar.gz', from: { kind: 'file', path: tarball } }] } as unknown as ImageStep;
+    const runtime = { id: 'ctun-runtime', tags: ['a/runtime:1'], context: [] } as unknown as ImageStep;
+    const plan = {
+      command: 'veos',
+      tarball: { path: tarball },
+      python: { source: 'wheels', dir: '/w', files: ['supervisor-4.2.5-py2.py3-none-any.whl'], requirements: [] },
+      runtime: { image: 'a/runtime:1' },
+      images: [runtime, step],
+    } as unknown as BuildPlan;
+    const paths = { root: dir, nodeBinary: join(dir, 'no-node') } as unknown as ProjectPaths;
+    const options = { docker, logger: createMemoryLogger(), paths, imageFiles: files };
+
+    expect(await sbomStep(plan, runtime, { imageId: 'sha256:r' }, options)).toEqual({ imageId: 'sha256:r' });
+    expect(docker.builds).toHaveLength(0);
+
+    const first = await sbomStep(plan, step, { imageId: 'sha256:old' }, options);
+    expect(docker.builds).toHaveLength(1);
+    const build = docker.builds[0]!;
+    expect(build.tags).toEqual(['a/sim:1']);
+    expect(build.dockerfile).toMatch(new RegExp(`^FROM \\S+\nCOPY sbom.json ${imageSbomPath('veos')}\nLABEL ${LABEL_SBOM}=`));
+    const json = build.files.get('sbom.json')!.toString();
+    const labels = (await docker.inspectImage('a/sim:1'))!.labels;
+    expect(labels[LABEL_SBOM]).toBe('/usr/share/ctun/sbom/veos.cdx.json');
+    expect(labels[LABEL_SBOM_SHA256]).toBe(first.sbom!.sha256);
+    const doc = JSON.parse(json) as { components: Array<{ name: string; hashes?: unknown; externalReferences?: Array<{ url: string }> }> };
+    const { createHash } = await import('node:crypto');
+    expect(doc.components.find((c) => c.name === 'dspace-veos-2023a.tar.gz')!.hashes).toEqual([{ alg: 'SHA-256', content: createHash('sha256').update('the simulator tarball').digest('hex') }]);
+    expect(doc.components.find((c) => c.name === 'supervisor')!.externalReferences![0]!.url).toBe('file:///w/supervisor-4.2.5-py2.py3-none-any.whl');
+
+    // A warm rebuild: the image carries its SBOM already, nothing is built.
+    image[imageSbomPath('veos')] = json;
+    const again = await sbomStep(plan, step, { imageId: first.imageId }, options);
+    expect(docker.builds).toHaveLength(1);
+    expect(again.sbom!.sha256).toBe(first.sbom!.sha256);
   });
 });
