@@ -151,6 +151,8 @@ export async function createBundle(options: CreateBundleOptions): Promise<Bundle
     });
     await checkReleaseTarball(options.release);
   }
+  // The signing key is checked before the images are saved (minutes for large ones).
+  if (options.sign) await signManifest(Buffer.from('check'), options.sign.key, options.sign.cert);
   const files = options.release === undefined ? options.files : [...options.files, options.release];
   await mkdir(dirname(out), { recursive: true });
   const dir = await mkdtemp(join(dirname(out), '.ctun-bundle-'));
