@@ -72,7 +72,9 @@ describe.skipIf(!daemon)('SBOMs and signed bundles (real daemon)', () => {
       logger: silentLogger,
       image: SIM_TAG,
       tags: [SIM_TAG],
-      stepId: 'veos',
+      // A step id of its own: a simulator image built since SBOMs exist carries the
+      // build's own (`veos`), which would be found in place and kept.
+      stepId: 'veos-supply-test',
       inputs: { tarball: { name: 'dspace-veos-2023a.tar.gz', sha256: standin.sha256 } },
     });
     expect(stamped.stamped).toBe(true);
