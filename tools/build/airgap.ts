@@ -6,7 +6,8 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar';
 import { CtunError, ExitCode, metadata, type Logger } from '../common/index.js';
-import type { DockerEngine } from '../docker/index.js';
+import { readDockerStream, type DockerEngine, type ImageFileReader } from '../docker/index.js';
+import { readImageSbom, signManifest, SIGNATURE_MEMBER, SIGNER_MEMBER, verifyManifest, SBOM_EXTENSION, type SbomSummary, type SignerInfo } from './supply/index.js';
 
 /**
  * `ctun-build bundle` / `ctun-build load`: every image and the simulator tarball in one
@@ -15,6 +16,9 @@ import type { DockerEngine } from '../docker/index.js';
  *   manifest.json        what is inside, with the sha256 and size of every member
  *   images.tar           one `docker save` of all images (shared layers stored once)
  *   files/<name>         the tarball(s), and the ctun release when carried
+ *   sbom/<n>-<image>.cdx.json   each image's bill of materials (CycloneDX), when made
+ *   manifest.json.sig    with --sign: a detached signature over manifest.json
+ *   signer.crt           with --sign: the signer's certificate (PEM)
  *
  * `load` checks every member against the manifest before the daemon sees anything,
  * so a corrupted or truncated bundle is refused as a whole.
@@ -32,8 +36,8 @@ export interface BundleManifest {
   kind: 'ctun-bundle';
   ctunVersion: string;
   created: string;
-  /** The image names and the ids they had when saved. */
-  images: Array<{ ref: string; id: string }>;
+  /** The image names and the ids they had when saved; `sbom` is the member holding its SBOM. */
+  images: Array<{ ref: string; id: string; sbom?: { path: string; summary: SbomSummary } }>;
   files: string[];
   /** The ctun release tarball among `files`, when carried (`--release`). */
   release?: string;
@@ -84,6 +88,10 @@ export interface CreateBundleOptions {
   /** The release tarball (`npm run release`) to carry beside the images; checked to be one. */
   release?: string;
   out: string;
+  /** Reads the images' SBOMs (the file each one's label names, else made from its files); none: no SBOMs. */
+  imageFiles?: ImageFileReader;
+  /** Signs the manifest with this private key and its certificate (default: the key's name with .crt). */
+  sign?: { key: string; cert?: string };
 }
 
 /**
@@ -133,6 +141,8 @@ export async function createBundle(options: CreateBundleOptions): Promise<Bundle
     });
     await checkReleaseTarball(options.release);
   }
+  // The signing key is checked before the images are saved (minutes for large ones).
+  if (options.sign) await signManifest(Buffer.from('check'), options.sign.key, options.sign.cert);
   const files = options.release === undefined ? options.files : [...options.files, options.release];
   await mkdir(dirname(out), { recursive: true });
   const dir = await mkdtemp(join(dirname(out), '.ctun-bundle-'));
@@ -143,6 +153,17 @@ export async function createBundle(options: CreateBundleOptions): Promise<Bundle
       await pipeline(await options.archiver.save(images.map((i) => i.ref)), h.transform, createWriteStream(join(dir, 'images.tar')));
       members.push({ path: 'images.tar', ...h.digest() });
       options.logger.info('images saved', { images: images.length, bytes: members[0]!.size });
+    }
+    if (options.imageFiles) {
+      await mkdir(join(dir, 'sbom'), { recursive: true });
+      for (const [n, image] of images.entries()) {
+        const sbom = await readImageSbom(options.docker, options.imageFiles, image.ref);
+        const path = `sbom/${n + 1}-${image.ref.replace(/[^A-Za-z0-9._-]+/g, '_')}${SBOM_EXTENSION}`;
+        await writeFile(join(dir, path), sbom.json);
+        members.push({ path, sha256: sbom.sha256, size: Buffer.byteLength(sbom.json) });
+        image.sbom = { path, summary: sbom.summary };
+        options.logger.info('sbom', { image: image.ref, origin: sbom.origin, ...sbom.summary });
+      }
     }
     const names: string[] = [];
     for (const f of files) {
@@ -163,10 +184,18 @@ export async function createBundle(options: CreateBundleOptions): Promise<Bundle
       ...(options.release === undefined ? {} : { release: basename(options.release) }),
       members,
     };
-    await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+    const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+    await writeFile(join(dir, 'manifest.json'), manifestBytes);
+    const signature: string[] = [];
+    if (options.sign) {
+      const signed = await signManifest(manifestBytes, options.sign.key, options.sign.cert);
+      await writeFile(join(dir, SIGNATURE_MEMBER), signed.signature);
+      await writeFile(join(dir, SIGNER_MEMBER), signed.certificate);
+      signature.push(SIGNATURE_MEMBER, SIGNER_MEMBER);
+    }
     const partial = `${out}.partial`;
     await pipeline(
-      tar.create({ cwd: dir, portable: true, follow: false }, ['manifest.json', ...members.map((m) => m.path)]) as unknown as Readable,
+      tar.create({ cwd: dir, portable: true, follow: false }, ['manifest.json', ...signature, ...members.map((m) => m.path)]) as unknown as Readable,
       createWriteStream(partial),
     );
     await rm(out, { force: true });
@@ -184,8 +213,12 @@ function corrupt(file: string, why: string): CtunError {
   });
 }
 
-/** Unpacks and verifies a bundle into `dir`; returns its manifest. Nothing is loaded. */
-export async function verifyBundle(file: string, dir: string): Promise<BundleManifest> {
+/**
+ * Unpacks and verifies a bundle into `dir`; returns its manifest. Nothing is loaded.
+ * With `trust` (a CA certificate or a public key), the manifest's signature is checked
+ * first, before any member is looked at; `signer` is then who signed it.
+ */
+export async function verifyBundle(file: string, dir: string, trust?: string): Promise<BundleManifest & { signer?: SignerInfo; signed?: boolean }> {
   await stat(file).catch((e: unknown) => {
     throw new CtunError('BUNDLE_MISSING', `the bundle ${file} does not exist`, { hint: 'give the file ctun-build bundle wrote', exitCode: ExitCode.Usage, cause: e });
   });
@@ -195,8 +228,17 @@ export async function verifyBundle(file: string, dir: string): Promise<BundleMan
     throw corrupt(file, `it is not a readable tar archive (${(e as Error).message})`);
   }
   let manifest: BundleManifest;
+  let manifestBytes: Buffer;
   try {
-    manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as BundleManifest;
+    manifestBytes = await readFile(join(dir, 'manifest.json'));
+  } catch {
+    throw corrupt(file, 'manifest.json is missing or unreadable');
+  }
+  const signature = await readFile(join(dir, SIGNATURE_MEMBER)).catch(() => undefined);
+  const certificate = await readFile(join(dir, SIGNER_MEMBER), 'utf8').catch(() => undefined);
+  const signer = trust === undefined ? undefined : await verifyManifest(file, manifestBytes, { ...(signature ? { signature } : {}), ...(certificate ? { certificate } : {}) }, trust);
+  try {
+    manifest = JSON.parse(manifestBytes.toString('utf8')) as BundleManifest;
   } catch {
     throw corrupt(file, 'manifest.json is missing or unreadable');
   }
@@ -211,12 +253,14 @@ export async function verifyBundle(file: string, dir: string): Promise<BundleMan
     if (got.size !== m.size) throw corrupt(file, `${m.path} has ${got.size} bytes, the manifest says ${m.size}`);
     if (got.sha256 !== m.sha256) throw corrupt(file, `${m.path} has sha256 ${got.sha256.slice(0, 16)}…, the manifest says ${m.sha256.slice(0, 16)}…`);
   }
+  const known = new Set(['manifest.json', 'files', 'sbom', SIGNATURE_MEMBER, SIGNER_MEMBER]);
   const extra = [
-    ...(await readdir(dir)).filter((n) => n !== 'manifest.json' && n !== 'files' && !listed.has(n)),
+    ...(await readdir(dir)).filter((n) => !known.has(n) && !listed.has(n)),
     ...(await readdir(join(dir, 'files')).catch(() => [] as string[])).map((n) => `files/${n}`).filter((n) => !listed.has(n)),
+    ...(await readdir(join(dir, 'sbom')).catch(() => [] as string[])).map((n) => `sbom/${n}`).filter((n) => !listed.has(n)),
   ];
   if (extra.length) throw corrupt(file, `it holds members the manifest does not list: ${extra.join(', ')}`);
-  return manifest;
+  return { ...manifest, signed: signature !== undefined, ...(signer ? { signer } : {}) };
 }
 
 export interface LoadBundleOptions {
@@ -228,14 +272,26 @@ export interface LoadBundleOptions {
   filesOut?: string;
   /** Where the bundle is unpacked for checking; default beside the bundle. */
   tmpDir?: string;
+  /** A CA certificate or public key (PEM): the bundle must be signed by a key it certifies, else nothing is loaded. */
+  verify?: string;
 }
 
-export async function loadBundle(options: LoadBundleOptions): Promise<{ manifest: BundleManifest; files: string[]; release?: string }> {
+export interface LoadedBundle {
+  manifest: BundleManifest;
+  files: string[];
+  release?: string;
+  /** Who signed it, when checked with `verify`. */
+  signer?: SignerInfo;
+  /** Whether it carries a signature (checked or not). */
+  signed: boolean;
+}
+
+export async function loadBundle(options: LoadBundleOptions): Promise<LoadedBundle> {
   const file = resolve(options.file);
   const dir = await mkdtemp(join(options.tmpDir ?? dirname(file), '.ctun-load-'));
   try {
-    const manifest = await verifyBundle(file, dir);
-    options.logger.info('bundle verified', { members: manifest.members.length, images: manifest.images.length });
+    const { signer, signed, ...manifest } = await verifyBundle(file, dir, options.verify);
+    options.logger.info('bundle verified', { members: manifest.members.length, images: manifest.images.length, signed: signed === true, signer: signer?.subject ?? (signer ? 'the public key given' : 'not checked') });
     if (manifest.images.length) {
       await options.archiver.load(createReadStream(join(dir, 'images.tar')));
       for (const i of manifest.images) {
@@ -254,7 +310,7 @@ export async function loadBundle(options: LoadBundleOptions): Promise<{ manifest
       await copyFile(join(dir, 'files', name), join(out, name));
       files.push(join(out, name));
     }
-    return { manifest, files, ...(manifest.release === undefined ? {} : { release: join(out, manifest.release) }) };
+    return { manifest, files, signed: signed === true, ...(signer ? { signer } : {}), ...(manifest.release === undefined ? {} : { release: join(out, manifest.release) }) };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -1,5 +1,6 @@
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, stat } from 'node:fs/promises';
-import { dirname, extname, posix, relative, sep } from 'node:path';
+import { dirname, extname, posix, relative, resolve as resolvePath, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Plugin } from 'esbuild';
 import { CtunError } from '../common/index.js';
@@ -59,10 +60,27 @@ const SELF = fileURLToPath(import.meta.url);
 
 /**
  * Left out of the bundles: optional native parts of dependencies (ssh2's crypto and
- * cpu-features, loaded in a try and replaced by JavaScript when absent) and esbuild,
- * which only a checkout uses (an install's entries are bundles already).
+ * cpu-features, loaded in a try and replaced by JavaScript when absent), esbuild,
+ * which only a checkout uses (an install's entries are bundles already), and the XML
+ * back ends the CycloneDX library loads in a try when asked for XML (ctun writes JSON).
  */
-const EXTERNAL = ['*.node', 'cpu-features', 'esbuild'];
+const EXTERNAL = ['cpu-features', 'esbuild', 'xmlbuilder2', 'libxmljs2'];
+
+/**
+ * Native addons (`*.node` binaries) stay outside the bundle; a module whose name only
+ * ends in `.node` (the CycloneDX library's `./contrib/index.node` is index.node.js) is
+ * JavaScript and is bundled.
+ */
+const nativeAddonsExternal: Plugin = {
+  name: 'ctun-native-addons-external',
+  setup(b) {
+    b.onResolve({ filter: /\.node$/ }, (args) => {
+      const local = args.path.startsWith('.') || args.path.startsWith('/');
+      if (local && existsSync(resolvePath(args.resolveDir, `${args.path}.js`))) return undefined;
+      return { path: args.path, external: true };
+    });
+  },
+};
 
 /** True for an entry that is a finished bundle rather than a source to bundle. */
 export function isPrebuiltBundle(entry: string): boolean {
@@ -105,7 +123,7 @@ export async function bundleScript(options: BundleOptions): Promise<{ outFile: s
       external: EXTERNAL,
       // Only free uses are replaced: an ES module declaring its own __dirname keeps it.
       define: { __filename: '__ctunBundleFile', __dirname: '__ctunBundleDir' },
-      plugins: options.layout ? [mirrorModuleUrls(options.layout.root, options.layout.at)] : [],
+      plugins: [nativeAddonsExternal, ...(options.layout ? [mirrorModuleUrls(options.layout.root, options.layout.at)] : [])],
       banner: {
         // CommonJS dependencies bundled into ESM still ask for require, __filename and __dirname.
         js: [

@@ -12,6 +12,8 @@ import { executeBasePlan, type BasePlan } from './base.js';
 import { runSteps, type ProgressMode, type Step } from '../steps/index.js';
 import { gpgShowKeys, readPublicKey } from './keys.js';
 import { checkSources, httpProber, registryProbe, sourceProbes, type Prober } from './sources.js';
+import { sbomStep } from './supply/index.js';
+import type { ImageFileReader } from '../docker/index.js';
 
 export interface ExecuteOptions {
   docker: DockerEngine;
@@ -27,6 +29,11 @@ export interface ExecuteOptions {
   tmpDir?: string;
   /** How sources are asked in preflight; default HTTP with a 5 s bound. */
   prober?: Prober;
+  /**
+   * Reads the built images' files for their SBOMs (added to each image after its
+   * build); default the real engine's reader, none for the in-memory twin; `false`: no SBOMs.
+   */
+  imageFiles?: ImageFileReader | false;
 }
 
 export interface BuiltImage {
@@ -208,7 +215,8 @@ export async function executeBuildPlan(plan: BuildPlan, options: ExecuteOptions)
         title: `build ${step.title}`,
         run: async (ctx) => {
           const b = await buildImageStep(step, options, ctx.progress);
-          built.push(b);
+          const s = await sbomStep(plan, step, b, options);
+          built.push({ ...b, imageId: s.imageId });
           return b.upToDate ? '(up to date)' : undefined;
         },
       }),

@@ -18,3 +18,4 @@ export * from './airgap.js';
 export * from './release.js';
 export * from './wheels/index.js';
 export * from './inputs.js';
+export * from './supply/index.js';

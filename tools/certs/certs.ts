@@ -141,7 +141,15 @@ async function loadCa(out: string): Promise<Ca> {
   }
 }
 
-async function issue(o: CertsOptions, cn: string, fileBase: string, server: boolean, names: string[]): Promise<IssuedFiles> {
+/** What a certificate is for: its extended key usage. */
+type Usage = 'server' | 'client' | 'signer';
+const EKU: Record<Usage, string> = {
+  server: x509.ExtendedKeyUsage.serverAuth,
+  client: x509.ExtendedKeyUsage.clientAuth,
+  signer: x509.ExtendedKeyUsage.codeSigning,
+};
+
+async function issue(o: CertsOptions, cn: string, fileBase: string, usage: Usage, names: string[]): Promise<IssuedFiles> {
   // ca.crt and ca.key are the CA's: a certificate named "ca" would replace them (with --force).
   if (fileBase === 'ca') throw new CtunError('USAGE', '--name "ca" is the CA\'s own file name (ca.crt, ca.key)', { hint: 'choose another name', exitCode: ExitCode.Usage });
   const ca = await loadCa(o.out);
@@ -150,7 +158,7 @@ async function issue(o: CertsOptions, cn: string, fileBase: string, server: bool
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-    new x509.ExtendedKeyUsageExtension([server ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth], false),
+    new x509.ExtendedKeyUsageExtension([EKU[usage]], false),
     await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     await x509.AuthorityKeyIdentifierExtension.create(ca.cert),
   ];
@@ -193,13 +201,23 @@ export async function issueServer(o: CertsOptions & { name?: string; names: stri
     if (!HOST_NAME.test(n)) throw new CtunError('USAGE', `--host "${n}" is neither an IP address nor a DNS name`, { exitCode: ExitCode.Usage });
   }
   const cn = cnOf(o.name ?? 'server', '--name');
-  return issue(o, cn, cn, true, names);
+  return issue(o, cn, cn, 'server', names);
 }
 
 /** A client certificate whose CN names the client (the server logs it). */
 export async function issueClient(o: CertsOptions & { name: string }): Promise<IssuedFiles> {
   const cn = cnOf(o.name, '--name');
-  return issue(o, cn, cn, false, []);
+  return issue(o, cn, cn, 'client', []);
+}
+
+/**
+ * A signing certificate (extended key usage codeSigning, CN naming the signer): its key
+ * signs air-gap bundles (`ctun-build bundle --sign`), and a site that trusts this CA
+ * for the tunnel verifies the bundles with it too (`ctun-build load --verify ca.crt`).
+ */
+export async function issueSigner(o: CertsOptions & { name: string }): Promise<IssuedFiles> {
+  const cn = cnOf(o.name, '--name');
+  return issue(o, cn, cn, 'signer', []);
 }
 
 /**

@@ -1,1 +1,1 @@
-export { initCa, issueServer, issueClient, revoke, type CertsOptions, type IssuedFiles } from './certs.js';
+export { initCa, issueServer, issueClient, issueSigner, revoke, type CertsOptions, type IssuedFiles } from './certs.js';

@@ -11,7 +11,9 @@ import {
   createBundle,
   dockerArchiver,
   executeBase,
+  formatSummary,
   loadBundle,
+  readImageSbom,
   executeBuildPlan,
   parseVeosArgs,
   planBaseImage,
@@ -223,6 +225,8 @@ async function main(): Promise<void> {
           })
           .option('file', { type: 'string', array: true, default: [] as string[], describe: 'files to carry along, e.g. dspace-veos-2023a.tar.gz' })
           .option('release', { type: 'string', describe: 'the ctun release tarball to carry beside the images (npm run release writes dist/ctun-<version>-linux-x64.tar.gz)' })
+          .option('sign', { type: 'string', describe: 'sign the manifest with this private key (a codeSigning certificate of ctun certs signer; its .crt beside it goes into the bundle)' })
+          .option('signerCert', { type: 'string', describe: 'the signing key\'s certificate (default: the key\'s file name with .crt)' })
           .example('$0 bundle --out ctun-23.1.0.bundle.tar --file dspace-veos-2023a.tar.gz', 'all images and the tarball')
           .example('$0 bundle --out site.tar --release dist/ctun-23.1.0-linux-x64.tar.gz', 'the images and the tools, in one checksummed archive')
           .example('$0 load ctun-23.1.0.bundle.tar', 'on the air-gapped site'),
@@ -249,10 +253,12 @@ async function main(): Promise<void> {
             images,
             files: argv.file.map((f) => resolve(String(f))),
             ...(argv.release ? { release: resolve(argv.release) } : {}),
+            ...(argv.sign ? { sign: { key: resolve(argv.sign), ...(argv.signerCert ? { cert: resolve(argv.signerCert) } : {}) } } : {}),
+            imageFiles: docker.imageFiles!,
             out: argv.out,
           });
           for (const x of m.members) process.stdout.write(`${x.sha256}  ${x.size}  ${x.path}\n`);
-          process.stdout.write(`${resolve(argv.out)}: ${m.images.length} images (${m.images.map((i) => i.ref).join(' ')}), ${m.files.length} files\n`);
+          process.stdout.write(`${resolve(argv.out)}: ${m.images.length} images (${m.images.map((i) => i.ref).join(' ')}), ${m.files.length} files${argv.sign ? `, signed with ${argv.sign}` : ''}\n`);
         }),
     )
     .command(
@@ -261,15 +267,39 @@ async function main(): Promise<void> {
       (y) =>
         y
           .positional('bundle', { type: 'string', demandOption: true, describe: 'the archive ctun-build bundle wrote' })
-          .option('filesOut', { type: 'string', default: '.', describe: 'where the carried files (the tarball) go' }),
+          .option('filesOut', { type: 'string', default: '.', describe: 'where the carried files (the tarball) go' })
+          .option('verify', { type: 'string', describe: 'a CA certificate (ctun certs init: ca.crt) or public key: load only a bundle signed by a key it certifies, else nothing' }),
       (argv) =>
         runCommandBody(PROGRAM, argv.verbose, async () => {
           const docker = connectDocker();
           await docker.ping();
-          const r = await loadBundle({ docker, archiver: dockerArchiver(docker), logger: loggerOf(argv), file: argv.bundle, filesOut: argv.filesOut });
-          for (const i of r.manifest.images) process.stdout.write(`loaded ${i.ref} ${i.id}\n`);
+          const r = await loadBundle({ docker, archiver: dockerArchiver(docker), logger: loggerOf(argv), file: argv.bundle, filesOut: argv.filesOut, ...(argv.verify ? { verify: argv.verify } : {}) });
+          const s = r.signer;
+          process.stdout.write(
+            s ? `signed by ${s.subject ?? `the key ${argv.verify}`}${s.issuer ? ` (certified by ${s.issuer}, serial ${s.serial}, valid until ${s.notAfter})` : ''}: verified with ${argv.verify}\n`
+              : r.signed ? 'signed, not verified (give --verify CA_CERT to check who signed it)\n' : 'not signed\n',
+          );
+          for (const i of r.manifest.images) process.stdout.write(`loaded ${i.ref} ${i.id}${i.sbom ? `  sbom: ${formatSummary(i.sbom.summary)}` : ''}\n`);
           for (const f of r.files) process.stdout.write(`wrote ${f}\n`);
           if (r.release) process.stdout.write(`the ctun release is ${r.release}: tar xzf it anywhere and put its bin/ on PATH\n`);
+        }),
+    )
+    .command(
+      'sbom <image>',
+      'print the bill of materials of an image (CycloneDX JSON): the file its label names, else one made from its files',
+      (y) =>
+        y
+          .positional('image', { type: 'string', demandOption: true, describe: 'the image' })
+          .option('format', { choices: ['cyclonedx'] as const, default: 'cyclonedx' as const, describe: 'the SBOM format (CycloneDX 1.6 JSON)' })
+          .option('summary', { type: 'boolean', default: false, describe: 'print the package counts instead of the document' }),
+      (argv) =>
+        runCommandBody(PROGRAM, argv.verbose, async () => {
+          const docker = connectDocker();
+          await docker.ping();
+          const s = await readImageSbom(docker, docker.imageFiles!, argv.image);
+          if (s.origin === 'made-now') process.stderr.write(`${PROGRAM}: ${argv.image} carries no SBOM label (not built by ctun-build): made from its files now\n`);
+          // Awaited: the command exits right after, and a pipe takes 64 KiB at a time.
+          await new Promise<void>((done) => process.stdout.write(argv.summary ? `${argv.image} sha256:${s.sha256} ${formatSummary(s.summary)}\n` : s.json, () => done()));
         }),
     )
     .command(
@@ -282,7 +312,7 @@ async function main(): Promise<void> {
           process.stdout.write(`${r.path} sha256=${r.sha256}\n`);
         }),
     )
-    .demandCommand(1, 'give a command: base, ctun, veos, bundle, load or standin')
+    .demandCommand(1, 'give a command: base, ctun, veos, bundle, load, sbom or standin')
     .strict()
     .recommendCommands()
     .version(metadata.ctunVersion)

@@ -168,7 +168,7 @@ async function runConfigure(argv: Record<string, any>, log: Logger): Promise<num
 async function runCerts(argv: Record<string, any>): Promise<number> {
   // Loaded here, not at the top: the X.509 library and its ASN.1 schemas are a third
   // of the program and would sit in every tunnel end's memory otherwise.
-  const { initCa, issueClient, issueServer, revoke } = await import('../certs/index.js');
+  const { initCa, issueClient, issueServer, issueSigner, revoke } = await import('../certs/index.js');
   const out: string = argv.out;
   const common = { out, days: argv.days, force: argv.force };
   const print = (lines: string[]): void => void process.stdout.write(lines.map((l) => `${l}\n`).join(''));
@@ -178,7 +178,7 @@ async function runCerts(argv: Record<string, any>): Promise<number> {
     `  certificate: ${f.cert}`,
     `  private key: ${f.key} (0600)`,
   ];
-  switch (argv.action as 'init' | 'server' | 'client' | 'revoke') {
+  switch (argv.action as 'init' | 'server' | 'client' | 'signer' | 'revoke') {
     case 'init':
       print([...describe('CA', await initCa({ ...common, name: argv.name })), `next: ctun certs server --out ${out} --host ADDRESS, ctun certs client NAME --out ${out}`]);
       break;
@@ -188,6 +188,10 @@ async function runCerts(argv: Record<string, any>): Promise<number> {
     case 'client':
       if (argv.name === undefined) throw usageError('ctun certs client needs the client name (its CN)', 'ctun certs client alice --out ' + out);
       print(describe('client certificate', await issueClient({ ...common, name: argv.name })));
+      break;
+    case 'signer':
+      if (argv.name === undefined) throw usageError('ctun certs signer needs the signer name (its CN)', 'ctun certs signer release-team --out ' + out);
+      print([...describe('signing certificate (codeSigning)', await issueSigner({ ...common, name: argv.name })), `  sign bundles with: ctun-build bundle --sign ${out}/${argv.name}.key …; verify with: ctun-build load --verify ${out}/ca.crt …`]);
       break;
     case 'revoke': {
       if (argv.cert.length === 0 && argv.serial.length === 0) throw usageError('ctun certs revoke needs --cert FILE or --serial HEX');
@@ -276,11 +280,11 @@ export async function main(args: string[]): Promise<void> {
     )
     .command(
       'certs <action> [name]',
-      'Create a private CA and the certificates for --tls (init, server, client, revoke)',
+      'Create a private CA and the certificates for --tls and signed bundles (init, server, client, signer, revoke)',
       (y) =>
         y
-          .positional('action', { choices: ['init', 'server', 'client', 'revoke'] as const, demandOption: true, describe: 'init: the CA; server|client: a certificate signed by it; revoke: add to the CRL' })
-          .positional('name', { type: 'string', describe: 'server: file and CN (default server); client: the client identity (CN), required' })
+          .positional('action', { choices: ['init', 'server', 'client', 'signer', 'revoke'] as const, demandOption: true, describe: 'init: the CA; server|client: a certificate signed by it; signer: a code-signing certificate for ctun-build bundle --sign; revoke: add to the CRL' })
+          .positional('name', { type: 'string', describe: 'server: file and CN (default server); client, signer: the identity (CN), required' })
           .option('out', { type: 'string', default: 'ctun-certs', describe: 'Folder of the CA and the certificates (keys are written 0600)' })
           .option('host', { type: 'array', string: true, default: [] as string[], describe: 'server: a DNS name or IP address clients dial (repeatable, or comma-separated)' })
           .option('days', { type: 'number', describe: 'Validity in days (CA 3650, certificates 825; revoke: CRL validity)' })
@@ -291,6 +295,7 @@ export async function main(args: string[]): Promise<void> {
           .example('$0 certs init --out pki', 'the CA: pki/ca.crt, pki/ca.key')
           .example('$0 certs server --out pki --host 127.0.0.1 --host ctun.example', 'pki/server.crt for those names')
           .example('$0 certs client alice --out pki', 'pki/alice.crt, CN=alice')
+          .example('$0 certs signer release-team --out pki', 'pki/release-team.crt (codeSigning): ctun-build bundle --sign pki/release-team.key')
           .example('$0 certs revoke --out pki --cert pki/alice.crt', 'pki/ca.crl; start the server with --crl pki/ca.crl'),
       (argv) => runCommandBody(PROGRAM, argv.verbose, () => runCerts(argv)),
     )

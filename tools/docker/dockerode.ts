@@ -15,6 +15,7 @@ import type {
 } from './engine.js';
 import { splitImageRef } from './engine.js';
 import { dockerStatus } from './errors.js';
+import { dockerodeImageFiles, type ImageFileReader } from './files.js';
 import { labelFilter } from './labels.js';
 import { readDockerStream, type DockerStreamEvent, type DockerStreamResult } from './stream.js';
 
@@ -63,7 +64,11 @@ async function unless<T, F>(statuses: number[], fallback: F, call: Promise<T>): 
 }
 
 class DockerodeEngine implements DockerEngine {
-  constructor(private readonly docker: Dockerode) {}
+  readonly imageFiles: ImageFileReader;
+
+  constructor(private readonly docker: Dockerode) {
+    this.imageFiles = dockerodeImageFiles(docker);
+  }
 
   async ping(): Promise<void> {
     try {

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { DockerStreamEvent, DockerStreamResult } from './stream.js';
+import type { ImageFileReader } from './files.js';
 
 /** What a build needs: a tar context and the options the Engine API takes. */
 export interface BuildRequest {
@@ -171,6 +172,12 @@ export interface DockerEngine {
   /** Absent is fine. */
   removeNetwork(id: string): Promise<void>;
   listNetworks(labels: LabelQuery): Promise<NetworkInfo[]>;
+
+  /**
+   * Reads files out of an image without running it (the SBOM's inventory); the real
+   * engine has one, the in-memory twin only when a test gives it `memoryImageFiles`.
+   */
+  imageFiles?: ImageFileReader;
 }
 
 /** Splits `repo[:tag]` (a registry host with a port is not a tag). */

@@ -9,3 +9,4 @@ export * from './errors.js';
 export * from './dockerode.js';
 export * from './context.js';
 export * from './memory.js';
+export * from './files.js';

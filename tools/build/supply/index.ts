@@ -1,0 +1,8 @@
+/**
+ * The supply chain of the images: a bill of materials (CycloneDX) for every image,
+ * made at build time from the image's own files, and signed bundles verified on load.
+ */
+export * from './inventory.js';
+export * from './sbom.js';
+export * from './sign.js';
+export * from './stamp.js';
