@@ -156,7 +156,7 @@ export async function executeBasePlan(plan: BasePlan, options: BaseExecuteOption
   }
   const which = await execa('debootstrap', ['--version'], { reject: false });
   if (which.exitCode !== 0 && which.failed) {
-    throw new CtunError('DEBOOTSTRAP_MISSING', 'debootstrap is not installed', { hint: 'apt-get install debootstrap', exitCode: ExitCode.Failure });
+    throw new CtunError('TOOL_MISSING', 'debootstrap is not installed', { hint: 'apt-get install debootstrap', exitCode: ExitCode.Failure });
   }
   await docker.ping();
   const dir = await mkdtemp(join(options.tmpDir ?? tmpdir(), 'ctun-base-'));

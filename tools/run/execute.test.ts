@@ -155,7 +155,7 @@ describe('executeDeployment', () => {
           ? new FakeDockerError(500, 'driver failed programming external connectivity on endpoint dspace-ctun-server: Bind for 0.0.0.0:1723 failed: port is already allocated')
           : undefined,
     });
-    await expect(executeDeployment(separated(), { engine, logger: createMemoryLogger() })).rejects.toMatchObject({ code: 'PORT_IN_USE', exitCode: 3 });
+    await expect(executeDeployment(separated(), { engine, logger: createMemoryLogger() })).rejects.toMatchObject({ code: 'ADDRESS_IN_USE', exitCode: 3 });
     expect(engine.containers.size).toBe(0);
     expect(engine.networks.size).toBe(0);
   });

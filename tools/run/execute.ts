@@ -273,7 +273,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
       const infos = new Map<string, ContainerInfo>();
       for (const c of running) {
         const info = await engine.findContainer(c.id);
-        if (!info) throw new CtunError('CONTAINER_GONE', `container ${c.name} disappeared`, { hint: `see docker events; start again` });
+        if (!info) throw new CtunError('CONTAINER_EXITED', `container ${c.name} disappeared`, { hint: `see docker events; start again` });
         c.networks = info.networks;
         infos.set(c.name, info);
       }

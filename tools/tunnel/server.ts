@@ -175,7 +175,7 @@ export class TunnelServer {
     this.cidr = parseCidr(this.o.address, 24, '--address');
     this.allowed = this.o.allowDest.map((c) => parseCidr(c, 32, '--allow-dest'));
     if (this.allowed.length > 0 && this.o.mode !== 'separate') {
-      throw new CtunError('BAD_OPTION', '--allow-dest applies to --mode separate only', { hint: 'drop --allow-dest, or run with --mode separate', exitCode: ExitCode.Usage });
+      throw new CtunError('USAGE', '--allow-dest applies to --mode separate only', { hint: 'drop --allow-dest, or run with --mode separate', exitCode: ExitCode.Usage });
     }
     this.sw = new LearningSwitch({ isolateClients: this.o.isolateClients, now: this.o.now });
   }
@@ -731,7 +731,7 @@ export function newSessionId(): Buffer {
 
 export function assertServerMode(mode: string): ServerMode {
   if (mode !== 'local' && mode !== 'separate') {
-    throw new CtunError('BAD_MODE', `--mode must be local or separate, got "${mode}"`, { exitCode: ExitCode.Usage });
+    throw new CtunError('USAGE', `--mode must be local or separate, got "${mode}"`, { exitCode: ExitCode.Usage });
   }
   return mode;
 }
