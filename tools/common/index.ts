@@ -2,3 +2,4 @@ export * from './errors.js';
 export * from './logger.js';
 export * from './metadata.js';
 export * from './container.js';
+export * from './tunnel-defaults.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createMemoryLogger, metadata } from '../common/index.js';
+import { createMemoryLogger, metadata, TUNNEL_DEFAULTS } from '../common/index.js';
 import { cidrOverlap, executeDeployment, freeSubnets } from './execute.js';
 import { createMemoryRunEngine, FakeDockerError, type MemoryRunOptions } from './memory.js';
 import { planIntegrated, planSeparated, type ContainerPlan } from './plan.js';
@@ -34,7 +34,7 @@ describe('executeDeployment', () => {
     const engine = engineWith();
     const r = await executeDeployment(integrated(), { engine, logger: createMemoryLogger(), ...fast });
     expect(engine.calls.some((c) => /^exec dspace-veos 172\.30\.0\.\d+:27027$/.test(c))).toBe(true);
-    expect(r.target).toBe('192.168.100.1');
+    expect(r.target).toBe(TUNNEL_DEFAULTS.serverAddress);
     expect(r.dest).toBeUndefined();
     expect(r.commands?.client).toBe('ctun client 127.0.0.1');
   });

@@ -1,4 +1,4 @@
-import { CtunError, ExitCode, metadata, type Logger } from '../common/index.js';
+import { CtunError, ExitCode, metadata, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
 import { LABEL_PLAN } from '../docker/index.js';
 import { SIMULATOR_PORTS, type SimulatorReadyPorts } from '../simulator/index.js';
 import type { ContainerInfo, RunEngine } from './engine.js';
@@ -163,7 +163,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
         }
         created.push({ kind: 'network', id, name: spec.name });
         let info = await engine.findNetwork(id);
-        const tunnelNet = `${plan.serverAddress}/24`;
+        const tunnelNet = `${plan.serverAddress}/${TUNNEL_DEFAULTS.prefix}`;
         if (info?.subnet && cidrOverlap(info.subnet, tunnelNet)) {
           if (spec.subnet) {
             throw new CtunError('NETWORK_SUBNET', `the subnet ${info.subnet} of network ${spec.name} overlaps the tunnel's ${tunnelNet}`, {

@@ -7,7 +7,7 @@
  *   forwards and masquerades toward the target a client names with `--dest`.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { CtunError, ExitCode, type Logger } from '../common/index.js';
+import { CtunError, ExitCode, SERVER_CIDR, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
 import { parseCidr, inSubnet, type Cidr } from './address.js';
 import { separateModeDrop } from './admission.js';
 import type { FrameDevice } from './device.js';
@@ -151,12 +151,12 @@ export class TunnelServer {
   constructor(options: ServerOptions) {
     this.o = {
       listen: options.listen ?? '0.0.0.0',
-      port: options.port ?? 1723,
-      transport: options.transport ?? 'udp',
+      port: options.port ?? TUNNEL_DEFAULTS.port,
+      transport: options.transport ?? TUNNEL_DEFAULTS.transport,
       mode: options.mode ?? 'local',
-      tap: options.tap ?? 'ctun0',
-      address: options.address ?? '192.168.100.1/24',
-      mtu: options.mtu ?? 1400,
+      tap: options.tap ?? TUNNEL_DEFAULTS.serverTap,
+      address: options.address ?? SERVER_CIDR,
+      mtu: options.mtu ?? TUNNEL_DEFAULTS.mtu,
       keepaliveMs: options.keepaliveMs ?? 1000,
       deadAfterMs: options.deadAfterMs ?? 10_000,
       graceMs: options.graceMs ?? 30_000,
