@@ -152,7 +152,7 @@ export async function createBundle(options: CreateBundleOptions): Promise<Bundle
       const h = hashing();
       await pipeline(await options.archiver.save(images.map((i) => i.ref)), h.transform, createWriteStream(join(dir, 'images.tar')));
       members.push({ path: 'images.tar', ...h.digest() });
-      options.logger.info('images saved', { images: images.length, bytes: members[0]!.size });
+      options.logger.info('images-saved', { images: images.length, bytes: members[0]!.size });
     }
     const names: string[] = [];
     for (const f of files) {
@@ -245,7 +245,7 @@ export async function loadBundle(options: LoadBundleOptions): Promise<{ manifest
   const dir = await mkdtemp(join(options.tmpDir ?? dirname(file), '.ctun-load-'));
   try {
     const manifest = await verifyBundle(file, dir);
-    options.logger.info('bundle verified', { members: manifest.members.length, images: manifest.images.length });
+    options.logger.info('bundle-verified', { members: manifest.members.length, images: manifest.images.length });
     if (manifest.images.length) {
       await options.archiver.load(createReadStream(join(dir, 'images.tar')));
       for (const i of manifest.images) {

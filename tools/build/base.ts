@@ -226,7 +226,7 @@ export async function executeBasePlan(plan: BasePlan, options: BaseExecuteOption
     );
     options.onPhase?.('tag');
     for (const t of rest) await docker.tagImage(first!, t);
-    logger.info('base image ready', { image: first, tags: plan.tags.join(','), id: imageId });
+    logger.info('base-image-ready', { image: first, tags: plan.tags.join(','), id: imageId });
     return { imageId, tags: plan.tags };
   } finally {
     await unmountBelow(dir);

@@ -370,7 +370,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     // Undo in reverse; with --keep only the PC and the clients go.
     for (const u of undo.reverse()) {
       if (o.keep && u.keep && !o.signal?.aborted) continue;
-      await u.fn().catch((e: unknown) => logger.warn('cleanup failed', { error: (e as Error).message }));
+      await u.fn().catch((e: unknown) => logger.warn('cleanup-failed', { error: (e as Error).message }));
     }
   }
   if (o.keep) {

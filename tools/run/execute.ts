@@ -172,7 +172,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
           }
           // Docker's default pools include 192.168.0.0/16 in /20 steps, one of which
           // holds the tunnel subnet: take the next free pool of the same kind instead.
-          logger.info('network subnet overlaps the tunnel; choosing another', { network: spec.name, subnet: info.subnet, tunnel: tunnelNet });
+          logger.info('network-subnet-overlaps-tunnel', { network: spec.name, subnet: info.subnet, tunnel: tunnelNet, action: 'choosing another subnet' });
           await engine.removeNetwork(id);
           created.pop();
           const taken = (await engine.listNetworks([])).map((n) => n.subnet).filter((x): x is string => !!x);
@@ -198,7 +198,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
           info = await engine.findNetwork(id);
         }
         network = { name: spec.name, id, ...(info?.subnet ? { subnet: info.subnet } : {}), ...(info?.gateway ? { gateway: info.gateway } : {}) };
-        logger.info('network created', { network: spec.name, subnet: info?.subnet });
+        logger.info('network-created', { network: spec.name, subnet: info?.subnet });
       },
     });
   }
@@ -222,7 +222,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
           throw explainContainerError(e, spec, 'start');
         }
         running.push({ role: spec.role, name: spec.name, id, networks: {} });
-        logger.info('container started', { container: spec.name, image: spec.image, id: id.slice(0, 12) });
+        logger.info('container-started', { container: spec.name, image: spec.image, id: id.slice(0, 12) });
       },
     });
   }
@@ -260,7 +260,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
             ...(signal ? { signal } : {}),
             ...(options.onLog ? { onLine: (line: string) => options.onLog!(spec.name, line) } : {}),
           });
-          logger.info('container ready', { container: spec.name, awaited: spec.ready.map((r) => describeReady(r)).join(', ') });
+          logger.info('container-ready', { container: spec.name, awaited: spec.ready.map((r) => describeReady(r)).join(', ') });
         }),
       );
     },
@@ -303,7 +303,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
         ...(containerAddress ? { containerAddress } : {}),
         ...(plan.client ? { commands: clientCommands(plan.client, dest) } : {}),
       };
-      logger.info('deployment ready', { deployment: plan.deployment, kind: plan.kind, target: result.target });
+      logger.info('deployment-ready', { deployment: plan.deployment, kind: plan.kind, target: result.target });
     },
   });
 
@@ -325,7 +325,7 @@ export function startDeployment(plan: DeploymentPlan, options: ExecuteOptions): 
     for (const n of await engine.listNetworks([`${LABEL_PLAN}=${plan.runId}`]).catch(() => [])) {
       await engine.removeNetwork(n.id).catch((e: unknown) => errors.push(e));
     }
-    if (errors.length) logger.warn('cleanup incomplete', { errors: errors.length, first: (errors[0] as Error)?.message, hint: 'ctun-run clean' });
+    if (errors.length) logger.warn('cleanup-incomplete', { errors: errors.length, first: (errors[0] as Error)?.message, hint: 'ctun-run clean' });
   };
 
   return {
