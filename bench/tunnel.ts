@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { bundleCtun } from './bundle.js';
+import { TUNNEL_DEFAULTS } from '../tools/common/index.js';
 import { TUNNEL_NODE_FLAGS } from '../tools/build/node-flags.js';
 import { Lab, run, sleep, type Proc } from './lab.js';
 
@@ -120,7 +121,7 @@ function openvpn(transport: 'udp' | 'tcp', cipher: 'none' | 'aes-256-gcm'): Scen
     transport,
     cipher,
     async up({ lab, a, b, pki }) {
-      const common = ['--dev', 'cbovpn0', '--dev-type', 'tap', '--tun-mtu', '1400', '--port', '1194', '--verb', '3', '--ping', '1', '--ping-exit', '30'];
+      const common = ['--dev', 'cbovpn0', '--dev-type', 'tap', '--tun-mtu', String(TUNNEL_DEFAULTS.mtu), '--port', '1194', '--verb', '3', '--ping', '1', '--ping-exit', '30'];
       const crypto = (role: 'server' | 'client'): string[] =>
         cipher === 'none'
           ? ['--cipher', 'none', '--auth', 'none']
@@ -154,7 +155,7 @@ export function ctun(transport: 'udp' | 'tcp', secure: boolean): Scenario {
       await server.waitFor(/server-listening/, 20_000);
       const client = lab.spawn(a, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'client', B_UNDERLAY, '--transport', transport, ...extra('client')], `ctun client ${transport}`);
       await client.waitFor(/client-connected/, 20_000);
-      return { target: '192.168.100.1', ends: { server, client } };
+      return { target: TUNNEL_DEFAULTS.serverAddress, ends: { server, client } };
     },
   };
 }
@@ -272,7 +273,7 @@ export async function openLab(lab: Lab, o: { roles: [string, string]; log: (l: s
   const a = await lab.netns(o.roles[0]);
   const b = await lab.netns(o.roles[1]);
   const [ia, ib] = await lab.veth(a, `${A_UNDERLAY}/24`, b, `${B_UNDERLAY}/24`);
-  await lab.exec(a, NODE, [CTUN, 'configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive'], 60_000);
+  await lab.exec(a, NODE, [CTUN, 'configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive'], 60_000);
   return { lab, a, b, ia, ib, pki, ctunSecure, ctunScript: bundled.script, keep: [] };
 }
 

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, metadata } from '../../tools/common/index.js';
+import { createLogger, metadata, TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { EULA_LITERAL, executeBuildPlan, makeSeedWheels, planCtun, projectPaths } from '../../tools/build/index.js';
 import { Pc } from '../../tools/demo/pc.js';
@@ -123,7 +123,7 @@ describe.skipIf(skip)('a simulator image that is not the stand-in', () => {
     const dest = /--dest (\S+)$/.exec(command)![1]!;
     expect(await pc.routeTo(dest)).toBe(false);
 
-    expect((await pc.exec(NODE, [CTUN, 'configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive'])).exitCode).toBe(0);
+    expect((await pc.exec(NODE, [CTUN, 'configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive'])).exitCode).toBe(0);
     const client = new Daemon(pc.spawn(NODE, [CTUN, ...command.split(' ').slice(1)]), command);
     cleanups.push(() => client.stop());
     await client.waitFor(/client-connected/, 20_000);
@@ -159,7 +159,7 @@ describe.skipIf(skip)('a simulator image that is not the stand-in', () => {
     // supervisord and the tunnel server log; the simulator itself says nothing ctun knows.
     expect((await dockerCli(['logs', name])).all).not.toMatch(/stand-in|portmapper=/);
 
-    const s = await session(pc, '192.168.100.1');
+    const s = await session(pc, TUNNEL_DEFAULTS.serverAddress);
     expect(s.error).toBeUndefined();
     expect(s.echo).toBe('ping over the tunnel');
 

@@ -5,6 +5,7 @@
  * end of it. So container addresses are unreachable from the PC, and everything the
  * test reaches, it reaches through the tunnel.
  */
+import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { Daemon } from '../integration/harness/netns.js';
@@ -59,7 +60,7 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
 
     const steps = await pcSession((f, a, o) => pc.exec(f, a, o), {
       mode: 'session',
-      target: '192.168.100.1',
+      target: TUNNEL_DEFAULTS.serverAddress,
       portMapper: 27027,
       xcp: 5555,
       discovery: { port: 27028, broadcast: '192.168.100.255' },
@@ -74,7 +75,7 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
     expect(by.udp).toMatchObject({ answer: 'e2e-udp: datagram over the tunnel' });
     expect(by.xcp.connect).toBe('ff0400ffb8050101');
     expect(by.xcp.daq.map((d: { seq: number }) => d.seq)).toEqual([0, 1, 2, 3, 4]);
-    expect(by.discovery).toMatchObject({ from: '192.168.100.1', answer: { product: 'VEOS stand-in', version: '23.1', portmapper: 27027 } });
+    expect(by.discovery).toMatchObject({ from: TUNNEL_DEFAULTS.serverAddress, answer: { product: 'VEOS stand-in', version: '23.1', portmapper: 27027 } });
     // The same dynamic port at the published host address: nothing there. The host
     // answers with a reset (ECONNREFUSED), as in the demo; a timeout or any other
     // error would mean something else is wrong on the path.
@@ -111,7 +112,7 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
     // Before the tunnel: the PC has no route to the simulator at all.
     expect(await pc.routeTo(dest)).toBe(false);
 
-    expect((await pc.exec(NODE, [CTUN, 'configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive'])).exitCode).toBe(0);
+    expect((await pc.exec(NODE, [CTUN, 'configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive'])).exitCode).toBe(0);
     const client = new Daemon(pc.spawn(NODE, [CTUN, ...command.split(' ').slice(1)]), command);
     cleanups.push(() => client.stop());
     await client.waitFor(new RegExp(`route-added dest=${dest.replace(/\./g, '\\.')} via=192\\.168\\.100\\.1`), 20_000);

@@ -9,6 +9,7 @@
  * enough for those containers to do their work, checked by running the rendered
  * arguments and probe under the same restrictions in Docker.
  */
+import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
@@ -86,7 +87,7 @@ describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
     expect(await serverLog()).toMatch(/server-listening .*security="mutual TLS: TLS 1\.3 handshake on TCP, datagrams sealed with AES-256-GCM.*revocations from \/etc\/ctun\/tls\/ca\.crl/);
 
     // The printed command, run on the PC as printed.
-    expect((await pc.exec(NODE, [CTUN, 'configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive'])).exitCode).toBe(0);
+    expect((await pc.exec(NODE, [CTUN, 'configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive'])).exitCode).toBe(0);
     const client = new Daemon(pc.spawn(NODE, [CTUN, ...command.split(' ').slice(1)]), command);
     cleanups.push(() => client.stop());
     await client.waitFor(/client-connected/, 30_000);
@@ -153,7 +154,7 @@ describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
     const log = (await execa('docker', ['logs', name], { all: true })).all;
     expect(log).toMatch(/server-listening .*security="mutual TLS: TLS 1\.3 handshake on TCP/);
     expect(log).toMatch(/client-connected .*alice/);
-    const [reach] = await pcSession((f, a, o) => pc.exec(f, a, o), { mode: 'reach', host: '192.168.100.1', port: 27027 });
+    const [reach] = await pcSession((f, a, o) => pc.exec(f, a, o), { mode: 'reach', host: TUNNEL_DEFAULTS.serverAddress, port: 27027 });
     expect(reach).toMatchObject({ step: 'reach', result: 'connected' });
     run.kill('SIGINT');
     expect(await run.exited).toBe(0);

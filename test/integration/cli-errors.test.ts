@@ -3,6 +3,7 @@
  * and exits with its own code (1 usage, 2 privileges, 3 address in use, 4 aborted,
  * 5 rejected, 6 device). Each case runs the real CLI in a fresh namespace.
  */
+import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CTUN, link, netnsUnavailable, NODE, Scope } from './harness/netns.js';
@@ -28,10 +29,10 @@ describe.skipIf(skip)('ctun CLI errors', () => {
 
   it('configure without NET_ADMIN changes nothing (exit 2)', async () => {
     const pc = await scope.ns('pc');
-    const r = await pc.exec('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', NODE, CTUN, 'configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive'], { reject: false });
+    const r = await pc.exec('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', NODE, CTUN, 'configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive'], { reject: false });
     expect(r.exitCode).toBe(2);
     expectOneLineCause(r.stderr, 'ctun configure changes network interfaces and needs the NET_ADMIN capability', 'run it with sudo');
-    expect(await pc.ip('-j', 'link', 'show')).not.toContain('dstap0');
+    expect(await pc.ip('-j', 'link', 'show')).not.toContain(TUNNEL_DEFAULTS.clientTap);
   });
 
   it('server without NET_ADMIN cannot create its TAP (exit 2)', async () => {
@@ -43,16 +44,16 @@ describe.skipIf(skip)('ctun CLI errors', () => {
 
   it('configure answered "no" is aborted and changes nothing (exit 4)', async () => {
     const pc = await scope.ns('pc');
-    const r = await execa('ip', ['netns', 'exec', pc.name, NODE, CTUN, 'configure', '--tap', 'dstap0', '192.168.100.100'], { input: 'n\n', reject: false });
+    const r = await execa('ip', ['netns', 'exec', pc.name, NODE, CTUN, 'configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress], { input: 'n\n', reject: false });
     expect(r.exitCode).toBe(4);
     expect(r.stderr).toContain('create TAP dstap0');
     expect(r.stderr).toContain('ctun: error: aborted: nothing was changed');
-    expect(await pc.ip('-j', 'link', 'show')).not.toContain('dstap0');
+    expect(await pc.ip('-j', 'link', 'show')).not.toContain(TUNNEL_DEFAULTS.clientTap);
   });
 
   it('server on a port in use says so and leaves no TAP behind (exit 3)', async () => {
     const sim = await scope.ns('sim');
-    const squatter = await sim.startProbe('udp-listen', '1723', '20000');
+    const squatter = await sim.startProbe('udp-listen', String(TUNNEL_DEFAULTS.port), '20000');
     scope.track(squatter.daemon);
     const r = await sim.ctun(['server'], { reject: false });
     expect(r.exitCode).toBe(3);
@@ -74,7 +75,7 @@ describe.skipIf(skip)('ctun CLI errors', () => {
     const unknownFlag = await sim.ctun(['server', '--bogus'], { reject: false });
     expect(unknownFlag.exitCode).toBe(1);
     expect(unknownFlag.stderr).toContain('Unknown argument: bogus');
-    const noTapAddress = await sim.ctun(['configure', '--tap', 'dstap0'], { reject: false });
+    const noTapAddress = await sim.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap], { reject: false });
     expect(noTapAddress.exitCode).toBe(1);
     expectOneLineCause(noTapAddress.stderr, '--tap NAME needs an ADDRESS', 'ctun configure --tap dstap0 192.168.100.100');
   });
@@ -83,7 +84,7 @@ describe.skipIf(skip)('ctun CLI errors', () => {
     const pc = await scope.ns('pc');
     const sim = await scope.ns('sim');
     await link(pc, '10.80.0.1/24', sim, '10.80.0.2/24');
-    await pc.ctun(['configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive']);
+    await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
     const server = scope.track(sim.spawnCtun(['server']));
     await server.waitFor(/server-listening/, 15_000);
     const r = await pc.ctun(['client', '10.80.0.2', '--dest', '10.80.0.2'], { reject: false, timeout: 20_000 });

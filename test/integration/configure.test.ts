@@ -3,6 +3,7 @@
  * client runs without root; idempotence; removal; the seed's promiscuous helpers
  * (--promisc with --blackhole or --drop-ip).
  */
+import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CTUN, link, netnsUnavailable, NODE, Scope } from './harness/netns.js';
 
@@ -15,12 +16,12 @@ describe.skipIf(skip)('ctun configure', () => {
     const pc = await scope.ns('pc');
     const sim = await scope.ns('sim');
     await link(pc, '10.81.0.1/24', sim, '10.81.0.2/24');
-    const first = await pc.ctun(['configure', '--tap', 'dstap0', '192.168.100.100', '--user', 'nobody', '--non-interactive']);
+    const first = await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--user', 'nobody', '--non-interactive']);
     expect(first.stdout).toContain('created TAP dstap0 owned by nobody');
-    const again = await pc.ctun(['configure', '--tap', 'dstap0', '192.168.100.100', '--user', 'nobody', '--non-interactive']);
+    const again = await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--user', 'nobody', '--non-interactive']);
     expect(again.stdout).toContain('TAP dstap0 already exists');
     expect(again.stdout).toContain('dstap0 already has 192.168.100.100/24, MTU 1400, up');
-    const ifindex = await pc.ifindex('dstap0');
+    const ifindex = await pc.ifindex(TUNNEL_DEFAULTS.clientTap);
 
     const server = scope.track(sim.spawnCtun(['server']));
     await server.waitFor(/server-listening/, 15_000);
@@ -29,8 +30,8 @@ describe.skipIf(skip)('ctun configure', () => {
     // As user nobody (uid 65534), without any capability.
     const client = scope.track(new Daemon(spawn('ip', ['netns', 'exec', pc.name, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', NODE, CTUN, 'client', '10.81.0.2'], { stdio: ['ignore', 'pipe', 'pipe'] }), 'client as nobody'));
     await client.waitFor(/client-connected/, 15_000);
-    expect(await pc.ping('192.168.100.1')).toBe(true);
-    expect(await pc.ifindex('dstap0')).toBe(ifindex);
+    expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
+    expect(await pc.ifindex(TUNNEL_DEFAULTS.clientTap)).toBe(ifindex);
 
     // Another user's client cannot take the TAP.
     const other = await pc.exec('setpriv', ['--reuid=1234', '--regid=1234', '--clear-groups', NODE, CTUN, 'client', '10.81.0.2'], { reject: false });
@@ -40,10 +41,10 @@ describe.skipIf(skip)('ctun configure', () => {
 
   it('removes a TAP, and says so when it is already gone', async () => {
     const pc = await scope.ns('pc');
-    await pc.ctun(['configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive']);
-    expect((await pc.ctun(['configure', '--remove', 'dstap0', '--non-interactive'])).stdout).toContain('removed TAP dstap0');
-    expect(await pc.ip('-j', 'link', 'show')).not.toContain('dstap0');
-    expect((await pc.ctun(['configure', '--remove', 'dstap0', '--non-interactive'])).stdout).toContain('TAP dstap0 was already absent');
+    await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
+    expect((await pc.ctun(['configure', '--remove', TUNNEL_DEFAULTS.clientTap, '--non-interactive'])).stdout).toContain('removed TAP dstap0');
+    expect(await pc.ip('-j', 'link', 'show')).not.toContain(TUNNEL_DEFAULTS.clientTap);
+    expect((await pc.ctun(['configure', '--remove', TUNNEL_DEFAULTS.clientTap, '--non-interactive'])).stdout).toContain('TAP dstap0 was already absent');
     const notTap = await pc.ctun(['configure', '--remove', 'lo', '--non-interactive'], { reject: false });
     expect(notTap.exitCode).toBe(1);
     expect(notTap.stderr).toContain('lo is not a TAP device; refusing to remove it');

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildRelease, executeBase, planBaseImage, prebuildAddon, readAptSources, releaseName, PREBUILD_DIR, PREBUILD_FILE } from '../../tools/build/index.js';
-import { metadata, silentLogger } from '../../tools/common/index.js';
+import { metadata, silentLogger, TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { Daemon, link, netnsUnavailable, ROOT, Scope } from './harness/netns.js';
 
@@ -118,16 +118,16 @@ describe.skipIf(skip)('the release tarball', () => {
       const sim = await scope.ns('rsim');
       const pc = await scope.ns('rpc');
       await link(pc, '10.78.0.1/24', sim, '10.78.0.2/24');
-      const configured = await pc.exec(join(unpacked, 'bin', 'ctun'), ['configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive']);
+      const configured = await pc.exec(join(unpacked, 'bin', 'ctun'), ['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
       expect(configured.stdout).toContain('dstap0 has 192.168.100.100/24');
       const server = scope.track(ctun(sim, ['server']));
       await server.waitFor(/server-listening/, 15_000);
       const client = scope.track(ctun(pc, ['client', '10.78.0.2']));
       await client.waitFor(/client-connected/, 15_000);
-      expect(await pc.ping('192.168.100.1')).toBe(true);
+      expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
       const tcp = await sim.startProbe('tcp-server');
       scope.track(tcp.daemon);
-      expect(await pc.probe('tcp-send', '192.168.100.1', String(tcp.first.port), 'from-the-release')).toMatchObject({ ok: true, reply: 'tcp-echo:from-the-release' });
+      expect(await pc.probe('tcp-send', TUNNEL_DEFAULTS.serverAddress, String(tcp.first.port), 'from-the-release')).toMatchObject({ ok: true, reply: 'tcp-echo:from-the-release' });
     });
   });
 });

@@ -5,6 +5,7 @@
  * after the grace period, no leak over 100 cycles), and a peer that never reads
  * (memory stays bounded, drops counted). Every load is bounded in count and time.
  */
+import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RECONNECT_BACKOFF_CAP_MS, UDP_HELLO_REPEAT_MS } from '../../tools/tunnel/client.js';
@@ -39,7 +40,7 @@ async function setup(): Promise<{ pc: Netns; evil: Netns; sim: Netns }> {
   const sim = await scope.ns('sim');
   await link(pc, '10.79.0.1/24', sim, '10.79.0.2/24');
   await link(evil, '10.79.1.1/24', sim, '10.79.1.2/24');
-  await pc.ctun(['configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive']);
+  await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
   return { pc, evil, sim };
 }
 
@@ -72,12 +73,12 @@ describe.skipIf(skip)('faults and floods', () => {
     await server.waitFor(/server-listening/, 15_000);
     const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', 'tcp']));
     await client.waitFor(/client-connected/, 15_000);
-    const flood = hostile(evil, 'half-open', '10.79.1.2', '1723', '1000', '4000');
+    const flood = hostile(evil, 'half-open', '10.79.1.2', String(TUNNEL_DEFAULTS.port), '1000', '4000');
     await new Promise((r) => setTimeout(r, 500));
     // A new client gets in during the flood, and the old one still works.
-    const late = await pc.probe('raw-tcp', '10.79.0.2', '1723', helloHex(), '1500');
+    const late = await pc.probe('raw-tcp', '10.79.0.2', String(TUNNEL_DEFAULTS.port), helloHex(), '1500');
     expect(Buffer.from(late.reply as string, 'hex')[0]).toBe(3); // Welcome
-    expect(await pc.ping('192.168.100.1')).toBe(true);
+    expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
     const r = await flood;
     expect(r.opened).toBe(1000);
     // Beyond 128 waiting the oldest go at once; the rest at the 2 s hello timeout.
@@ -85,7 +86,7 @@ describe.skipIf(skip)('faults and floods', () => {
     const s = await statsOf(server);
     expect(s['security.pendingDropped']).toBeGreaterThanOrEqual(1000);
     expect(s.sessions).toBeLessThanOrEqual(2);
-    expect(await pc.ping('192.168.100.1')).toBe(true);
+    expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
   });
 
   it('UDP: a flood of garbage datagrams is dropped while a good client keeps working', async () => {
@@ -94,15 +95,15 @@ describe.skipIf(skip)('faults and floods', () => {
     await server.waitFor(/server-listening/, 15_000);
     const client = scope.track(pc.spawnCtun(['client', '10.79.0.2']));
     await client.waitFor(/client-connected/, 15_000);
-    const flood = hostile(evil, 'udp-flood', '10.79.1.2', '1723', '200000', '5000');
+    const flood = hostile(evil, 'udp-flood', '10.79.1.2', String(TUNNEL_DEFAULTS.port), '200000', '5000');
     await new Promise((r) => setTimeout(r, 300));
-    expect(await pc.ping('192.168.100.1', 5)).toBe(true);
+    expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress, 5)).toBe(true);
     const r = await flood;
     expect(r.sent as number).toBeGreaterThan(1000);
     const s = await statsOf(server);
     expect(s['clients.dropsInvalid']).toBeGreaterThan(0);
     expect(s.sessions).toBe(1);
-    expect(await pc.ping('192.168.100.1')).toBe(true);
+    expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
     expect(client.output).not.toMatch(/link-lost/);
   });
 
@@ -116,8 +117,8 @@ describe.skipIf(skip)('faults and floods', () => {
         await server.waitFor(/server-listening/, 15_000);
         const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', transport, ...(tls ? clientTlsArgs(pki, 'alice') : [])]));
         await client.waitFor(/client-connected/, 15_000);
-        const tapIndex = await pc.ifindex('dstap0');
-        expect(await pc.ping('192.168.100.1')).toBe(true);
+        const tapIndex = await pc.ifindex(TUNNEL_DEFAULTS.clientTap);
+        expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
         const backTimes: number[] = [];
         const trafficTimes: number[] = [];
         for (let round = 0; round < 2; round++) {
@@ -125,7 +126,7 @@ describe.skipIf(skip)('faults and floods', () => {
           await server.exited;
           // Away long enough for the client to notice and back off to its cap.
           await new Promise((r) => setTimeout(r, 5000));
-          expect(await pc.ifindex('dstap0')).toBe(tapIndex);
+          expect(await pc.ifindex(TUNNEL_DEFAULTS.clientTap)).toBe(tapIndex);
           const from = client.output.length;
           server = scope.track(sim.spawnCtun(serverArgs));
           await server.waitFor(/server-listening/, 15_000);
@@ -133,7 +134,7 @@ describe.skipIf(skip)('faults and floods', () => {
           // The client's own word that it is back, and the first ping answered through the tunnel.
           const [back, traffic] = await Promise.all([
             client.waitFor(/client-reconnected|session-unknown.*\n.*client-reconnected/, 10_000, from).then(() => Date.now() - listening),
-            pc.pingUntilReply('192.168.100.1', 15).then((ok) => (ok ? Date.now() - listening : Number.NaN)),
+            pc.pingUntilReply(TUNNEL_DEFAULTS.serverAddress, 15).then((ok) => (ok ? Date.now() - listening : Number.NaN)),
           ]);
           expect(traffic, 'a ping through the tunnel answered within 15 s of the server\'s return').not.toBeNaN();
           backTimes.push(back);
@@ -147,8 +148,8 @@ describe.skipIf(skip)('faults and floods', () => {
         // client's hellos raise while the server is away.)
         console.log(`${mode}: client back ${backTimes.join(' ms, ')} ms, traffic back ${trafficTimes.join(' ms, ')} ms after the server's start line`);
         for (const back of backTimes) expect(back, `client back by itself within ${BACK_WITHIN_MS} ms of the server's return`).toBeLessThan(BACK_WITHIN_MS);
-        expect(await pc.ifindex('dstap0')).toBe(tapIndex);
-        expect(await pc.ping('192.168.100.1')).toBe(true);
+        expect(await pc.ifindex(TUNNEL_DEFAULTS.clientTap)).toBe(tapIndex);
+        expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
       });
     }
   }
@@ -170,7 +171,7 @@ describe.skipIf(skip)('faults and floods', () => {
     const rss0 = rssMiB(server);
     // 100 more that vanish without a bye, as a killed client does; 40 ms apart, so
     // the sessions in their grace period stay below the server's 64.
-    const cycles = await hostile(evil, 'hello-cycles', '10.79.1.2', '1723', '100', '40');
+    const cycles = await hostile(evil, 'hello-cycles', '10.79.1.2', String(TUNNEL_DEFAULTS.port), '100', '40');
     expect(cycles).toMatchObject({ ok: true, welcomed: 100 });
     await new Promise((r) => setTimeout(r, 2500));
     const s = await statsOf(server);
@@ -190,7 +191,7 @@ describe.skipIf(skip)('faults and floods', () => {
     const { evil, sim } = await setup();
     const server = scope.track(sim.spawnCtun(['server', '--transport', 'tcp']));
     await server.waitFor(/server-listening/, 15_000);
-    const reader = hostile(evil, 'slow-reader', '10.79.1.2', '1723', '9000');
+    const reader = hostile(evil, 'slow-reader', '10.79.1.2', String(TUNNEL_DEFAULTS.port), '9000');
     await server.waitFor(/client-connected/, 5000);
     const rss0 = rssMiB(server);
     // Broadcasts on the server's tunnel subnet are flooded to every session: ~70 MB toward the reader.

@@ -3,6 +3,7 @@
  * an oversized frame. Each is answered with the documented error or dropped, and a
  * good client in the same run keeps working.
  */
+import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encode, ERROR_ECHO_FLAG, ErrorCode, HEADER_SIZE, MAGIC, MessageType } from '../../tools/tunnel/protocol.js';
 import { link, netnsUnavailable, Scope } from './harness/netns.js';
@@ -39,7 +40,7 @@ async function setup(transport: 'udp' | 'tcp') {
   const sim = await scope.ns('sim');
   await link(pc, '10.79.0.1/24', sim, '10.79.0.2/24');
   await link(evil, '10.79.1.1/24', sim, '10.79.1.2/24');
-  await pc.ctun(['configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive']);
+  await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
   const server = scope.track(sim.spawnCtun(['server', '--transport', transport]));
   await server.waitFor(/server-listening/, 15_000);
   const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', transport]));
@@ -50,23 +51,23 @@ async function setup(transport: 'udp' | 'tcp') {
 describe.skipIf(skip)('hostile input on the tunnel port', () => {
   it('UDP: garbage and oversized frames are dropped, another version is told why, the good client keeps working', async () => {
     const { pc, evil, server } = await setup('udp');
-    const garbage = await evil.probe('raw-udp', '10.79.1.2', '1723', 'deadbeefcafe0001', '800');
+    const garbage = await evil.probe('raw-udp', '10.79.1.2', String(TUNNEL_DEFAULTS.port), 'deadbeefcafe0001', '800');
     expect(garbage.replies).toEqual([]);
-    const oversized = await evil.probe('raw-udp', '10.79.1.2', '1723', oversizedData(9300).toString('hex'), '800');
+    const oversized = await evil.probe('raw-udp', '10.79.1.2', String(TUNNEL_DEFAULTS.port), oversizedData(9300).toString('hex'), '800');
     expect(oversized.replies).toEqual([]);
-    const wrongVersion = await evil.probe('raw-udp', '10.79.1.2', '1723', helloOfVersion(9).toString('hex'), '800');
+    const wrongVersion = await evil.probe('raw-udp', '10.79.1.2', String(TUNNEL_DEFAULTS.port), helloOfVersion(9).toString('hex'), '800');
     expect((wrongVersion.replies as string[]).map(errorCodeOf)).toEqual([ErrorCode.VersionMismatch]);
     // Told why in no more bytes than it sent (no amplification): the reason is cut to fit.
     const reply = Buffer.from((wrongVersion.replies as string[])[0]!, 'hex');
     expect(reply.length).toBeLessThanOrEqual(helloOfVersion(9).length);
     expect(reply.toString('utf8')).toContain('v9 unsupported');
     // Data from a peer without a session: told to say hello, nothing forwarded.
-    const noSession = await evil.probe('raw-udp', '10.79.1.2', '1723', encode({ type: MessageType.Data, frame: Buffer.alloc(60, 0xff) }).toString('hex'), '800');
+    const noSession = await evil.probe('raw-udp', '10.79.1.2', String(TUNNEL_DEFAULTS.port), encode({ type: MessageType.Data, frame: Buffer.alloc(60, 0xff) }).toString('hex'), '800');
     expect((noSession.replies as string[]).map(errorCodeOf)).toEqual([ErrorCode.NoSession]);
 
     await server.waitFor(/invalid-message .*code=TooLarge/, 5000);
     await server.waitFor(/invalid-message .*code=VersionMismatch/, 5000);
-    expect(await pc.ping('192.168.100.1')).toBe(true);
+    expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
     // Garbage is dropped below JavaScript, but counted with the rest.
     const mark = server.output.length;
     server.kill('SIGUSR1');
@@ -76,18 +77,18 @@ describe.skipIf(skip)('hostile input on the tunnel port', () => {
 
   it('TCP: garbage and an oversized frame close only that connection, with the error code; the good client keeps working', async () => {
     const { pc, evil, server } = await setup('tcp');
-    const garbage = await evil.probe('raw-tcp', '10.79.1.2', '1723', 'ffffffffffffffff', '1500');
+    const garbage = await evil.probe('raw-tcp', '10.79.1.2', String(TUNNEL_DEFAULTS.port), 'ffffffffffffffff', '1500');
     expect(garbage).toMatchObject({ closed: true });
     expect(errorCodeOf(garbage.reply as string)).toBe(ErrorCode.TooLarge);
-    const unknownType = await evil.probe('raw-tcp', '10.79.1.2', '1723', '63000001aa', '1500');
+    const unknownType = await evil.probe('raw-tcp', '10.79.1.2', String(TUNNEL_DEFAULTS.port), '63000001aa', '1500');
     expect(errorCodeOf(unknownType.reply as string)).toBe(ErrorCode.Malformed);
-    const oversized = await evil.probe('raw-tcp', '10.79.1.2', '1723', oversizedData(20_000).toString('hex'), '1500');
+    const oversized = await evil.probe('raw-tcp', '10.79.1.2', String(TUNNEL_DEFAULTS.port), oversizedData(20_000).toString('hex'), '1500');
     expect(oversized).toMatchObject({ closed: true });
     expect(errorCodeOf(oversized.reply as string)).toBe(ErrorCode.TooLarge);
-    const wrongVersion = await evil.probe('raw-tcp', '10.79.1.2', '1723', helloOfVersion(9).toString('hex'), '1500');
+    const wrongVersion = await evil.probe('raw-tcp', '10.79.1.2', String(TUNNEL_DEFAULTS.port), helloOfVersion(9).toString('hex'), '1500');
     expect(errorCodeOf(wrongVersion.reply as string)).toBe(ErrorCode.VersionMismatch);
 
     await server.waitFor(/invalid-message .*code=TooLarge/, 5000);
-    expect(await pc.ping('192.168.100.1')).toBe(true);
+    expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
   });
 });

@@ -2,6 +2,7 @@
  * The tunnel against the real kernel: namespaces stand for the user's PC and the
  * simulator's host, joined only by a veth; the real `ctun` CLI runs in each.
  */
+import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { link, netnsUnavailable, Scope, type Netns } from './harness/netns.js';
 
@@ -16,7 +17,7 @@ async function localTunnel(transport: 'udp' | 'tcp', clients = 1) {
   for (let i = 0; i < clients; i++) {
     const pc = await scope.ns(`pc${i}`);
     await link(pc, `10.77.${i}.1/24`, sim, `10.77.${i}.2/24`);
-    const configured = await pc.ctun(['configure', '--tap', 'dstap0', `192.168.100.${100 + i}`, '--non-interactive']);
+    const configured = await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, `192.168.100.${100 + i}`, '--non-interactive']);
     expect(configured.stdout).toContain(`dstap0 has 192.168.100.${100 + i}/24`);
     pcs.push(pc);
   }
@@ -39,9 +40,9 @@ describe.skipIf(skip)('local mode (integrated deployment)', () => {
       scope.track(tcp.daemon);
       scope.track(udp.daemon);
 
-      expect(await pc.ping('192.168.100.1')).toBe(true);
-      expect(await pc.probe('tcp-send', '192.168.100.1', String(tcp.first.port), 'hello')).toMatchObject({ ok: true, reply: 'tcp-echo:hello' });
-      expect(await pc.probe('udp-send', '192.168.100.1', String(udp.first.port), 'hi')).toMatchObject({ ok: true, reply: 'udp-echo:hi' });
+      expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
+      expect(await pc.probe('tcp-send', TUNNEL_DEFAULTS.serverAddress, String(tcp.first.port), 'hello')).toMatchObject({ ok: true, reply: 'tcp-echo:hello' });
+      expect(await pc.probe('udp-send', TUNNEL_DEFAULTS.serverAddress, String(udp.first.port), 'hi')).toMatchObject({ ok: true, reply: 'udp-echo:hi' });
 
       const listener = await sim.startProbe('udp-listen', '47808', '10000');
       scope.track(listener.daemon);
@@ -55,14 +56,14 @@ describe.skipIf(skip)('local mode (integrated deployment)', () => {
     const { sim, pcs, server, clients } = await localTunnel('udp', 2);
     const [pc0, pc1] = pcs as [Netns, Netns];
     expect(await pc0.ping('192.168.100.101')).toBe(true);
-    expect(await pc1.ping('192.168.100.100')).toBe(true);
-    expect(await pc1.ping('192.168.100.1')).toBe(true);
+    expect(await pc1.ping(TUNNEL_DEFAULTS.clientAddress)).toBe(true);
+    expect(await pc1.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
     const onPc1 = await pc1.startProbe('tcp-server');
     scope.track(onPc1.daemon);
     expect(await pc0.probe('tcp-send', '192.168.100.101', String(onPc1.first.port), 'peer')).toMatchObject({ ok: true, reply: 'tcp-echo:peer' });
     const onSim = await sim.startProbe('udp-server');
     scope.track(onSim.daemon);
-    expect(await pc1.probe('udp-send', '192.168.100.1', String(onSim.first.port), 'x')).toMatchObject({ ok: true, reply: 'udp-echo:x' });
+    expect(await pc1.probe('udp-send', TUNNEL_DEFAULTS.serverAddress, String(onSim.first.port), 'x')).toMatchObject({ ok: true, reply: 'udp-echo:x' });
 
     // Statistics on request (SIGUSR1) and at exit, in JSON when asked.
     server.kill('SIGUSR1');
@@ -81,23 +82,23 @@ describe.skipIf(skip)('local mode (integrated deployment)', () => {
       const { sim, pcs, server, clients } = await localTunnel(transport);
       const pc = pcs[0]!;
       const client = clients[0]!;
-      const ifindexBefore = await pc.ifindex('dstap0');
-      expect(await pc.ping('192.168.100.1')).toBe(true);
+      const ifindexBefore = await pc.ifindex(TUNNEL_DEFAULTS.clientTap);
+      expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
 
       server.kill('SIGKILL');
       await server.exited;
-      expect(await pc.ping('192.168.100.1', 1)).toBe(false);
+      expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress, 1)).toBe(false);
       const mark = client.output.length;
       const restarted = scope.track(sim.spawnCtun(['server', '--transport', transport]));
       await restarted.waitFor(/server-listening/, 15_000);
 
       const line = await client.waitFor(/client-reconnected .*outageMs=\d+/, 20_000, mark);
       expect(Number(/outageMs=(\d+)/.exec(line)![1])).toBeGreaterThan(0);
-      expect(await pc.ifindex('dstap0')).toBe(ifindexBefore);
-      expect(await pc.ping('192.168.100.1')).toBe(true);
+      expect(await pc.ifindex(TUNNEL_DEFAULTS.clientTap)).toBe(ifindexBefore);
+      expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
       const tcp = await sim.startProbe('tcp-server');
       scope.track(tcp.daemon);
-      expect(await pc.probe('tcp-send', '192.168.100.1', String(tcp.first.port), 'again')).toMatchObject({ ok: true, reply: 'tcp-echo:again' });
+      expect(await pc.probe('tcp-send', TUNNEL_DEFAULTS.serverAddress, String(tcp.first.port), 'again')).toMatchObject({ ok: true, reply: 'tcp-echo:again' });
     });
   }
 });

@@ -4,6 +4,7 @@
  * longer), intact (sha256 of what was sent equals what arrived), and neither
  * namespace's kernel fragmented or reassembled a single outer packet.
  */
+import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { spawn } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Daemon, link, netnsUnavailable, NODE, Scope, type Netns } from './harness/netns.js';
@@ -72,17 +73,17 @@ describe.skipIf(skip)('tunnel MTU', () => {
       const pc = await scope.ns('pc');
       // The underlay is a plain 1500-byte Ethernet, as between a PC and a container host.
       await link(pc, '10.78.0.1/24', sim, '10.78.0.2/24');
-      await pc.ctun(['configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive']);
+      await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
       const server = scope.track(sim.spawnCtun(['server', '--transport', transport, ...(tls ? serverTlsArgs(pki) : [])]));
       await server.waitFor(/server-listening/, 15_000);
       const client = scope.track(pc.spawnCtun(['client', '10.78.0.2', '--transport', transport, ...(tls ? clientTlsArgs(pki, 'alice') : [])]));
       await client.waitFor(/client-connected/, 15_000);
-      expect(await pc.ping('192.168.100.1')).toBe(true);
+      expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
 
       const before = [await fragCounters(pc), await fragCounters(sim)];
       const receiver = scope.track(new Daemon(spawn('ip', ['netns', 'exec', sim.name, NODE, '-e', RECEIVER], { stdio: ['ignore', 'pipe', 'pipe'] }), 'receiver'));
       const port = JSON.parse(await receiver.waitFor(/\{"port":\d+\}/, 10_000)).port as number;
-      const sent = lastJson((await pc.exec(NODE, ['-e', SENDER, '192.168.100.1', String(port), String(BYTES)], { timeout: 100_000 })).stdout);
+      const sent = lastJson((await pc.exec(NODE, ['-e', SENDER, TUNNEL_DEFAULTS.serverAddress, String(port), String(BYTES)], { timeout: 100_000 })).stdout);
       await receiver.waitFor(/"sha256"/, 20_000);
       const received = lastJson(receiver.output);
 

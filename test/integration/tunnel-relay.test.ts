@@ -8,6 +8,7 @@
  * --isolate-clients keeps clients apart; a client revoked meanwhile is refused after
  * SIGHUP, without a restart.
  */
+import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -63,8 +64,8 @@ async function separateLab(serverArgs: string[] = []) {
   await link(evil, '10.77.1.1/24', gw, '10.77.1.2/24');
   await link(gw, '172.31.9.1/24', tgt, '172.31.9.2/24');
   await link(gw, '172.31.8.1/24', other, '172.31.8.2/24');
-  await pc.ctun(['configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive']);
-  await evil.ctun(['configure', '--tap', 'dstap0', '192.168.100.200', '--non-interactive']);
+  await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
+  await evil.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, '192.168.100.200', '--non-interactive']);
   const server = scope.track(gw.spawnCtun(['server', '--mode', 'separate', ...serverArgs]));
   await server.waitFor(/server-listening/, 15_000);
   return { pc, evil, gw, tgt, other, server };
@@ -92,7 +93,7 @@ describe.skipIf(skip)('no open relay, no reflector (separate mode, plain UDP)', 
     expect(await evil.probe('tcp-send', '172.31.8.2', otherPort, 'theirs')).toMatchObject({ ok: true, reply: 'tcp-echo:theirs' });
     // pc routes `other` through its tunnel by hand: its session's frames toward it are
     // dropped by the server (data path), though the kernel rule for `other` exists.
-    await pc.ip('route', 'add', '172.31.8.2/32', 'via', '192.168.100.1', 'dev', 'dstap0');
+    await pc.ip('route', 'add', '172.31.8.2/32', 'via', TUNNEL_DEFAULTS.serverAddress, 'dev', TUNNEL_DEFAULTS.clientTap);
     expect(await pc.probe('tcp-send', '172.31.8.2', otherPort, 'not-mine', '3000')).toMatchObject({ ok: false });
     expect(await pc.ping('172.31.8.2', 2)).toBe(false);
     const s = await statsOf(server);
@@ -117,7 +118,7 @@ describe.skipIf(skip)('no open relay, no reflector (separate mode, plain UDP)', 
     const client = scope.track(pc.spawnCtun(['client', '10.77.0.2', '--dest', '172.31.9.2']));
     await client.waitFor(/route-added/, 15_000);
 
-    const reflect = await hostile(evil, 'reflect', '10.77.1.2', '1723', '5', '30', '172.31.7.9');
+    const reflect = await hostile(evil, 'reflect', '10.77.1.2', String(TUNNEL_DEFAULTS.port), '5', '30', '172.31.7.9');
     expect(reflect.ok).toBe(true);
     const lines: string[] = [];
     for (const [kind, r] of Object.entries(reflect.kinds as Record<string, { sent: number; sentBytes: number; replies: number; replyBytes: number; largestReply: number }>)) {
@@ -133,7 +134,7 @@ describe.skipIf(skip)('no open relay, no reflector (separate mode, plain UDP)', 
 
     await new Promise((r) => setTimeout(r, 1000));
     const rss0 = rssMiB(server);
-    const flood = await hostile(evil, 'spoof-flood', '10.77.1.2', '1723', '100000', '60000', '256', '172.31.7.9');
+    const flood = await hostile(evil, 'spoof-flood', '10.77.1.2', String(TUNNEL_DEFAULTS.port), '100000', '60000', '256', '172.31.7.9');
     expect(flood).toMatchObject({ ok: true, sent: 100_000 });
     const rss1 = rssMiB(server);
     const s = await statsOf(server);
@@ -159,7 +160,7 @@ async function localLab(serverArgs: string[] = []) {
   for (const [i, role] of ['pc1', 'pc2', 'evil'].entries()) {
     const ns = await scope.ns(role);
     await link(ns, `10.76.${i}.1/24`, sim, `10.76.${i}.2/24`);
-    await ns.ctun(['configure', '--tap', 'dstap0', `192.168.100.${101 + i}`, '--non-interactive']);
+    await ns.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, `192.168.100.${101 + i}`, '--non-interactive']);
     hosts.push(ns);
   }
   const server = scope.track(sim.spawnCtun(['server', ...serverArgs]));
@@ -170,14 +171,14 @@ async function localLab(serverArgs: string[] = []) {
 
 /** Gives the TAP in `ns` another host's MAC and address (what an impostor does). */
 async function readdress(ns: Netns, mac: string, cidr: string): Promise<void> {
-  await ns.ip('link', 'set', 'dev', 'dstap0', 'address', mac);
-  await ns.ip('addr', 'flush', 'dev', 'dstap0');
-  await ns.ip('addr', 'add', cidr, 'dev', 'dstap0');
-  expect(await ns.ip('-br', 'addr', 'show', 'dev', 'dstap0')).toContain(cidr);
+  await ns.ip('link', 'set', 'dev', TUNNEL_DEFAULTS.clientTap, 'address', mac);
+  await ns.ip('addr', 'flush', 'dev', TUNNEL_DEFAULTS.clientTap);
+  await ns.ip('addr', 'add', cidr, 'dev', TUNNEL_DEFAULTS.clientTap);
+  expect(await ns.ip('-br', 'addr', 'show', 'dev', TUNNEL_DEFAULTS.clientTap)).toContain(cidr);
 }
 
 async function macOf(ns: Netns): Promise<string> {
-  return (JSON.parse(await ns.ip('-j', 'link', 'show', 'dev', 'dstap0')) as Array<{ address: string }>)[0]!.address;
+  return (JSON.parse(await ns.ip('-j', 'link', 'show', 'dev', TUNNEL_DEFAULTS.clientTap)) as Array<{ address: string }>)[0]!.address;
 }
 
 describe.skipIf(skip)('L2 isolation (local mode)', () => {
@@ -185,8 +186,8 @@ describe.skipIf(skip)('L2 isolation (local mode)', () => {
     const { sim, pc1, pc2, evil, server } = await localLab();
     const pc2Mac = await macOf(pc2);
     for (const [ns, i] of [[pc1, 0], [pc2, 1]] as const) scope.track(ns.spawnCtun(['client', `10.76.${i}.2`]));
-    expect(await pc1.pingUntilReply('192.168.100.1')).toBe(true);
-    expect(await pc2.pingUntilReply('192.168.100.1')).toBe(true);
+    expect(await pc1.pingUntilReply(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
+    expect(await pc2.pingUntilReply(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
 
     // evil takes the server's MAC and address, then speaks (ARP, ping) to claim it.
     await readdress(evil, '02:c7:c0:a8:64:01', '192.168.100.1/24');
@@ -196,7 +197,7 @@ describe.skipIf(skip)('L2 isolation (local mode)', () => {
     const port = await serve(sim, 'udp-server');
     const stolen = evil.probe('udp-listen', port, '4000');
     await new Promise((r) => setTimeout(r, 300));
-    expect(await pc1.probe('udp-send', '192.168.100.1', port, 'for-the-server')).toMatchObject({ ok: true, reply: 'udp-echo:for-the-server' });
+    expect(await pc1.probe('udp-send', TUNNEL_DEFAULTS.serverAddress, port, 'for-the-server')).toMatchObject({ ok: true, reply: 'udp-echo:for-the-server' });
     expect(await stolen).toMatchObject({ ok: false });
     expect((await statsOf(server))['switch.spoofed']).toBeGreaterThan(0);
     await thief.stop();
@@ -217,8 +218,8 @@ describe.skipIf(skip)('L2 isolation (local mode)', () => {
   it('--isolate-clients: clients reach the server side but not each other', async () => {
     const { pc1, pc2 } = await localLab(['--isolate-clients']);
     for (const [ns, i] of [[pc1, 0], [pc2, 1]] as const) scope.track(ns.spawnCtun(['client', `10.76.${i}.2`]));
-    expect(await pc1.pingUntilReply('192.168.100.1')).toBe(true);
-    expect(await pc2.pingUntilReply('192.168.100.1')).toBe(true);
+    expect(await pc1.pingUntilReply(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
+    expect(await pc2.pingUntilReply(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
     expect(await pc1.ping('192.168.100.102', 2)).toBe(false);
     expect(await pc2.ping('192.168.100.101', 2)).toBe(false);
   });
@@ -239,8 +240,8 @@ describe.skipIf(skip)('revocation without a restart', () => {
     const pc2 = await scope.ns('pc2');
     await link(pc1, '10.76.0.1/24', sim, '10.76.0.2/24');
     await link(pc2, '10.76.1.1/24', sim, '10.76.1.2/24');
-    await pc1.ctun(['configure', '--tap', 'dstap0', '192.168.100.101', '--non-interactive']);
-    await pc2.ctun(['configure', '--tap', 'dstap0', '192.168.100.102', '--non-interactive']);
+    await pc1.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, '192.168.100.101', '--non-interactive']);
+    await pc2.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, '192.168.100.102', '--non-interactive']);
     const server = scope.track(sim.spawnCtun(['server', ...serverTlsArgs(pki, ['--crl', join(pki, 'ca.crl')])]));
     await server.waitFor(/server-listening/, 15_000);
     const alice = scope.track(pc1.spawnCtun(['client', '10.76.0.2', ...clientTlsArgs(pki, 'alice')]));
@@ -254,7 +255,7 @@ describe.skipIf(skip)('revocation without a restart', () => {
     expect(await bob.exited).toBe(5);
     expect(bob.output).toMatch(/revoked/);
     await server.waitFor(/client-refused .*revoked/, 5000);
-    expect(await pc1.ping('192.168.100.1')).toBe(true);
+    expect(await pc1.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
     expect(alice.output).not.toMatch(/client-rejected/);
   });
 });

@@ -5,6 +5,7 @@
  * tampered, replayed, truncated and wrong-key datagrams are dropped and counted while
  * the session goes on.
  */
+import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,7 +42,7 @@ async function net2(): Promise<{ pc: Netns; sim: Netns }> {
   const pc = await scope.ns('pc');
   const sim = await scope.ns('sim');
   await link(pc, '10.79.0.1/24', sim, '10.79.0.2/24');
-  await pc.ctun(['configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive']);
+  await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
   return { pc, sim };
 }
 
@@ -87,7 +88,7 @@ describe.skipIf(skip)('mutual TLS', () => {
       await client.waitFor(/client-connected .*identity=server/, 15_000);
       expect(client.output).toContain('security="mutual TLS');
       await server.waitFor(/client-connected .*identity=alice/, 5000);
-      expect(await pc.ping('192.168.100.1')).toBe(true);
+      expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
       const s = await statsOf(server);
       expect(s['clients.framesIn']).toBeGreaterThan(0);
     });
@@ -118,19 +119,19 @@ describe.skipIf(skip)('mutual TLS', () => {
     // The refusals cost nothing: a good client still gets in.
     const good = scope.track(pc.spawnCtun(['client', '10.79.0.2', ...clientTls('alice')]));
     await good.waitFor(/client-connected/, 15_000);
-    expect(await pc.ping('192.168.100.1')).toBe(true);
+    expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
   });
 
   it('UDP: tampered, replayed, truncated and wrong-key datagrams are dropped and counted; the session goes on', async () => {
     const { pc, sim } = await net2();
-    const server = scope.track(sim.spawnCtun(['server', ...serverTls(['--port', '1723'])]));
+    const server = scope.track(sim.spawnCtun(['server', ...serverTls(['--port', String(TUNNEL_DEFAULTS.port)])]));
     await server.waitFor(/server-listening/, 15_000);
     // A hostile middle on 10.79.0.2:1724 that relays to the server and injects copies.
-    const relay = scope.track(new Daemon(spawn('ip', ['netns', 'exec', sim.name, NODE, `${ROOT}test/fixtures/udprelay.mjs`, '1724', '1723', '200'], { stdio: ['ignore', 'pipe', 'pipe'] }), 'udprelay'));
+    const relay = scope.track(new Daemon(spawn('ip', ['netns', 'exec', sim.name, NODE, `${ROOT}test/fixtures/udprelay.mjs`, '1724', String(TUNNEL_DEFAULTS.port), '200'], { stdio: ['ignore', 'pipe', 'pipe'] }), 'udprelay'));
     await relay.waitFor(/listening/, 10_000);
     const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--port', '1724', ...clientTls('alice')]));
     await client.waitFor(/client-connected/, 15_000);
-    expect(await pc.ping('192.168.100.1', 10)).toBe(true);
+    expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress, 10)).toBe(true);
     const from = relay.output.length;
     relay.kill('SIGUSR2');
     const report = JSON.parse(await relay.waitFor(/\{"injected".*\}/, 5000, from)) as { injected: Record<string, number>; injectedToClient: Record<string, number> };
@@ -150,7 +151,7 @@ describe.skipIf(skip)('mutual TLS', () => {
     expect(s['sealDrops.truncated']).toBeGreaterThanOrEqual(injected.truncated!);
     console.log(`sealed datagrams injected ${JSON.stringify(injected)}, dropped by the server ${JSON.stringify(Object.fromEntries(Object.entries(s).filter(([k]) => k.startsWith('sealDrops.'))))}`);
     expect(s.sessions).toBe(1);
-    expect(await pc.ping('192.168.100.1')).toBe(true);
+    expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
     expect(client.output).not.toMatch(/link-lost/);
     // The server→client direction: the client dropped every tampered datagram too.
     const cs = await statsOf(client);

@@ -3,6 +3,7 @@
  * not beside it. pc ── gw ── target: pc has no route to target until the client
  * names it with --dest; the server's kernel forwards and masquerades.
  */
+import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { link, netnsUnavailable, Scope } from './harness/netns.js';
 
@@ -20,7 +21,7 @@ describe.skipIf(skip)('separate mode (separated deployment)', () => {
       await link(gw, '172.31.9.1/24', target, '172.31.9.2/24');
       const targetIp = '172.31.9.2';
 
-      await pc.ctun(['configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive']);
+      await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
       // Before the tunnel: no route from pc to the target at all.
       const before = await pc.exec('ip', ['route', 'get', targetIp], { reject: false });
       expect(before.exitCode).not.toBe(0);
@@ -54,7 +55,7 @@ describe.skipIf(skip)('separate mode (separated deployment)', () => {
     const pc = await scope.ns('pc');
     const gw = await scope.ns('gw');
     await link(pc, '10.78.1.1/24', gw, '10.78.1.2/24');
-    await pc.ctun(['configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive']);
+    await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
     const server = scope.track(gw.spawnCtun(['server', '--mode', 'separate']));
     await server.waitFor(/server-listening/, 15_000);
     const r = await pc.ctun(['client', '10.78.1.2', '--dest', '172.31.99.9'], { reject: false, timeout: 20_000 });

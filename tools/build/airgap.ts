@@ -152,7 +152,7 @@ export async function createBundle(options: CreateBundleOptions): Promise<Bundle
       const h = hashing();
       await pipeline(await options.archiver.save(images.map((i) => i.ref)), h.transform, createWriteStream(join(dir, 'images.tar')));
       members.push({ path: 'images.tar', ...h.digest() });
-      options.logger.info('images saved', { images: images.length, bytes: members[0]!.size });
+      options.logger.info('images-saved', { images: images.length, bytes: members[0]!.size });
     }
     if (options.imageFiles) {
       await mkdir(join(dir, 'sbom'), { recursive: true });
@@ -291,7 +291,7 @@ export async function loadBundle(options: LoadBundleOptions): Promise<LoadedBund
   const dir = await mkdtemp(join(options.tmpDir ?? dirname(file), '.ctun-load-'));
   try {
     const { signer, signed, ...manifest } = await verifyBundle(file, dir, options.verify);
-    options.logger.info('bundle verified', { members: manifest.members.length, images: manifest.images.length, signed: signed === true, signer: signer?.subject ?? (signer ? 'the public key given' : 'not checked') });
+    options.logger.info('bundle-verified', { members: manifest.members.length, images: manifest.images.length, signed: signed === true, signer: signer?.subject ?? (signer ? 'the public key given' : 'not checked') });
     if (manifest.images.length) {
       await options.archiver.load(createReadStream(join(dir, 'images.tar')));
       for (const i of manifest.images) {

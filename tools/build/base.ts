@@ -156,7 +156,7 @@ export async function executeBasePlan(plan: BasePlan, options: BaseExecuteOption
   }
   const which = await execa('debootstrap', ['--version'], { reject: false });
   if (which.exitCode !== 0 && which.failed) {
-    throw new CtunError('DEBOOTSTRAP_MISSING', 'debootstrap is not installed', { hint: 'apt-get install debootstrap', exitCode: ExitCode.Failure });
+    throw new CtunError('TOOL_MISSING', 'debootstrap is not installed', { hint: 'apt-get install debootstrap', exitCode: ExitCode.Failure });
   }
   await docker.ping();
   const dir = await mkdtemp(join(options.tmpDir ?? tmpdir(), 'ctun-base-'));
@@ -226,7 +226,7 @@ export async function executeBasePlan(plan: BasePlan, options: BaseExecuteOption
     );
     options.onPhase?.('tag');
     for (const t of rest) await docker.tagImage(first!, t);
-    logger.info('base image ready', { image: first, tags: plan.tags.join(','), id: imageId });
+    logger.info('base-image-ready', { image: first, tags: plan.tags.join(','), id: imageId });
     return { imageId, tags: plan.tags };
   } finally {
     await unmountBelow(dir);

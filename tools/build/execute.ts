@@ -108,20 +108,20 @@ export async function preflight(
         exitCode: ExitCode.Usage,
       });
     }
-    if (!net.internal) logger.warn('the build network is not internal: steps may reach beyond the given sources', { network: plan.network });
+    if (!net.internal) logger.warn('build-network-not-internal', { network: plan.network, reason: 'steps may reach beyond the given sources' });
   }
   // The key before the servers: a wrong file is a mistake made here, not on the network.
   // A key file given is checked even when this tarball needs no .NET.
   if (plan.dotnet && !/^https?:\/\//.test(plan.dotnet.key)) {
     const key = await readPublicKey(plan.dotnet.key);
     const fprs = await gpgShowKeys(plan.dotnet.key);
-    logger.info('.NET feed key', { file: key.path, armored: key.armored, uid: key.userIds[0] ?? '', fingerprint: fprs?.[0] ?? 'gpg not installed' });
+    logger.info('dotnet-feed-key', { file: key.path, armored: key.armored, uid: key.userIds[0] ?? '', fingerprint: fprs?.[0] ?? 'gpg not installed' });
   }
   await checkSources(sourceProbes(plan), prober);
   if (!(await docker.imageExists(plan.base.image))) {
     if (plan.base.registry) {
       await checkSources([registryProbe(plan.base.registry)], prober);
-      logger.info('pulling base image', { image: plan.base.image });
+      logger.info('base-image-pulling', { image: plan.base.image });
       await docker.pullImage(plan.base.image);
     } else {
       throw new CtunError('BASE_IMAGE_MISSING', `the base image ${plan.base.image} does not exist locally and no --dockerRepository was given to pull it from`, {
@@ -163,7 +163,7 @@ export async function buildImageStep(
       if (existing && existing.labels[LABEL_CONTEXT_DIGEST] === digest && (await allTagged(options.docker, step.tags, existing.id))) {
         const seconds = (Date.now() - started) / 1000;
         onLine(`up to date (${LABEL_CONTEXT_DIGEST}=${digest})`);
-        options.logger.info('image up to date', { image: step.tags[0], id: existing.id.slice(0, 19), seconds });
+        options.logger.info('image-up-to-date', { image: step.tags[0], id: existing.id.slice(0, 19), seconds });
         return { id: step.id, tags: step.tags, imageId: existing.id, seconds, upToDate: true };
       }
       await appendFile(join(dir, 'Dockerfile'), `LABEL ${LABEL_CONTEXT_DIGEST}="${digest}"\n`);
@@ -183,7 +183,7 @@ export async function buildImageStep(
       else if (e.type === 'log') onLine(e.line);
     });
     const seconds = (Date.now() - started) / 1000;
-    options.logger.info('image built', { image: step.tags[0], id: result.imageId.slice(0, 19), seconds });
+    options.logger.info('image-built', { image: step.tags[0], id: result.imageId.slice(0, 19), seconds });
     return { id: step.id, tags: step.tags, imageId: result.imageId, seconds, upToDate: false };
   } finally {
     await rm(dir, { recursive: true, force: true });

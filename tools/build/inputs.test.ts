@@ -43,7 +43,7 @@ describe('build inputs: what each value may contain', () => {
   });
 
   it('names the offending character: a newline, `$`, a space', () => {
-    expect(checkUrl('--pipIndexUrl', 'https://pypi.lab/simple\n', { code: 'X', example: 'an index' })).toMatchObject({ ok: false, problems: [{ message: expect.stringContaining('contains a newline') }] });
+    expect(checkUrl('--pipIndexUrl', 'https://pypi.lab/simple\n', { code: 'BAD_PIP_INDEX', example: 'an index' })).toMatchObject({ ok: false, problems: [{ message: expect.stringContaining('contains a newline') }] });
     expect(checkImageRef('--baseImage', '$(touch /tmp/pwned)')).toMatchObject({ ok: false, problems: [{ code: 'BAD_IMAGE_NAME', message: '--baseImage "$(touch /tmp/pwned)" contains `$`, which no image name may hold' }] });
     expect(checkMirror('--ubuntuArchiveServer', 'mirror.lab extra')).toMatchObject({ ok: false, problems: [{ message: expect.stringContaining('contains a space') }] });
   });
@@ -99,7 +99,7 @@ describe('build inputs: what each value may contain', () => {
     const { problems } = checkBuildInputs({ baseImage: 'a b', tagPrefix: '$(x)', pipIndexUrl: 'http://x/simple', dotnetPackages: ['ok-pkg', 'rm -rf'] });
     expect(problems.map((p) => p.code)).toEqual(['BAD_BASE_IMAGE', 'BAD_TAG_PREFIX', 'PIP_INDEX_INSECURE', 'BAD_PACKAGE_NAME']);
     expect(() => planVeos(veos({ baseImage: 'a b', tagPrefix: '$(x)' }), paths)).toThrowError(
-      expect.objectContaining({ code: 'BAD_BUILD_INPUTS', exitCode: 1, message: expect.stringMatching(/^2 build inputs are refused:\n {2}- --baseImage "a b" contains a space.*\n {2}- --tagPrefix "\$\(x\)" contains `\$`/) }),
+      expect.objectContaining({ code: 'BUILD_INPUTS_INVALID', exitCode: 1, message: expect.stringMatching(/^2 build inputs are refused:\n {2}- --baseImage "a b" contains a space.*\n {2}- --tagPrefix "\$\(x\)" contains `\$`/) }),
     );
   });
 

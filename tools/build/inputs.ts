@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { CtunError, ExitCode } from '../common/index.js';
+import { CtunError, ExitCode, type ErrorCode } from '../common/index.js';
 
 /**
  * What each build input may contain, checked before a value reaches a Dockerfile, a
@@ -15,7 +15,7 @@ import { CtunError, ExitCode } from '../common/index.js';
 
 export interface InputProblem {
   /** `BAD_BASE_IMAGE`, `BAD_PIP_INDEX`, ...: one per kind of input. */
-  code: string;
+  code: ErrorCode;
   /** The option that carried the value, as the user typed it (`--baseImage`). */
   option: string;
   /** The value as given. */
@@ -54,7 +54,7 @@ export function showValue(value: string): string {
   return escaped;
 }
 
-function problem(code: string, option: string, value: string, what: string, hint: string): InputProblem {
+function problem(code: ErrorCode, option: string, value: string, what: string, hint: string): InputProblem {
   return { code, option, value, message: `${option} ${showValue(value)} ${what}`, hint };
 }
 
@@ -74,7 +74,7 @@ const URL_CHAR = /^[A-Za-z0-9._~:/?#=&%+,@[\]-]$/;
 const URL_HINT_CHARS = 'letters, digits and . _ ~ : / ? = & % + , @ - [ ]';
 
 export interface UrlRule {
-  code: string;
+  code: ErrorCode;
   /** Schemes accepted; default http and https. */
   schemes?: string[];
   /** What the URL is, for the hint: "a pip index such as https://pypi.org/simple". */
@@ -126,7 +126,7 @@ const IMAGE_CHAR = /^[A-Za-z0-9._:/@[\]-]$/;
 const IMAGE_HINT = 'an image reference [registry[:port]/]name[:tag][@sha256:...] with a lower-case name (letters, digits, . _ - / : @)';
 
 /** An image reference (`debian:12`, `10.0.0.5:5000/ubuntu:22.04`, `dspace/veos/simulator:23.1`). */
-export function checkImageRef(option: string, value: string, code = 'BAD_IMAGE_NAME'): Checked {
+export function checkImageRef(option: string, value: string, code: ErrorCode = 'BAD_IMAGE_NAME'): Checked {
   const bad = firstBad(value, IMAGE_CHAR);
   if (bad) return fail(problem(code, option, value, `contains ${bad}, which no image name may hold`, `give ${IMAGE_HINT}`));
   if (value.length > 255 || !IMAGE_REF.test(value)) return fail(problem(code, option, value, 'is not an image reference', `give ${IMAGE_HINT}`));
@@ -134,7 +134,7 @@ export function checkImageRef(option: string, value: string, code = 'BAD_IMAGE_N
 }
 
 /** A registry, or a registry with a path, put before image names (`--tagPrefix`, `--dockerRepository`). */
-export function checkRegistryPrefix(option: string, value: string, code: string, o: { scheme?: boolean } = {}): Checked {
+export function checkRegistryPrefix(option: string, value: string, code: ErrorCode, o: { scheme?: boolean } = {}): Checked {
   // A registry may be written as a URL (http://10.0.0.5:5000): image names hold no scheme.
   const trimmed = (o.scheme ? value.replace(/^https?:\/\//i, '') : value).replace(/\/+$/, '');
   const hint = 'give a registry host[:port] and optionally a lower-case path, e.g. 10.0.0.5:5000 or registry.lab/ctun';
@@ -151,7 +151,7 @@ export function checkRegistryPrefix(option: string, value: string, code: string,
  * is normalized here (apt.ts resolves the other two); a newline in any of them would
  * add a line to the image's sources.
  */
-export function checkMirror(option: string, value: string, code = 'BAD_MIRROR', exampleUrl = 'http://10.0.0.5/ubuntu'): Checked {
+export function checkMirror(option: string, value: string, code: ErrorCode = 'BAD_MIRROR', exampleUrl = 'http://10.0.0.5/ubuntu'): Checked {
   // Not trimmed: a trailing newline is refused, not cut off.
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return checkUrl(option, value, { code, example: `a URL such as ${exampleUrl}` });
   const hint = `give a host name, an IP address or a URL, e.g. mirror.example.org, 10.0.0.5 or ${exampleUrl}`;
@@ -273,7 +273,7 @@ export function throwInputProblems(problems: InputProblem[]): void {
   if (problems.length === 1) {
     throw new CtunError(first.code, first.message, { hint: first.hint, exitCode: ExitCode.Usage });
   }
-  throw new CtunError('BAD_BUILD_INPUTS', `${problems.length} build inputs are refused:\n${problems.map((p) => `  - ${p.message} (${p.hint})`).join('\n')}`, {
+  throw new CtunError('BUILD_INPUTS_INVALID', `${problems.length} build inputs are refused:\n${problems.map((p) => `  - ${p.message} (${p.hint})`).join('\n')}`, {
     hint: 'fix each value listed; nothing was built',
     exitCode: ExitCode.Usage,
   });

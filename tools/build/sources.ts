@@ -1,6 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { CtunError, ExitCode } from '../common/index.js';
+import { CtunError, ExitCode, type ErrorCode } from '../common/index.js';
 import { securitySuite } from './apt.js';
 import type { BuildPlan } from './plan.js';
 
@@ -23,7 +23,7 @@ export interface SourceProbe {
   anyStatus: boolean;
 }
 
-const CODES: Record<SourceRole, string> = {
+const CODES: Record<SourceRole, ErrorCode> = {
   'apt archive': 'APT_ARCHIVE_UNREACHABLE',
   'apt security': 'APT_SECURITY_UNREACHABLE',
   '.NET feed': 'DOTNET_SERVER_UNREACHABLE',

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
-import { ExitCode, type Logger } from '../common/index.js';
+import { ExitCode, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
 import {
   assertValid,
   clientArgs,
@@ -48,7 +48,7 @@ function withParams<T>(y: Argv<T>) {
     .option('local-server-image', { type: 'string', describe: 'Tunnel server image of the integrated pod (default from metadata.json)' })
     .option('separate-server-image', { type: 'string', describe: 'Tunnel server image of the separated deployment (default from metadata.json)' })
     .option('replicas', { type: 'number', describe: 'Simulator pods of the separated deployment (default 5)' })
-    .option('port', { type: 'number', describe: 'Tunnel port in the pods and on the Service (default 1723)' })
+    .option('port', { type: 'number', describe: `Tunnel port in the pods and on the Service (default ${TUNNEL_DEFAULTS.port})` })
     .option('node-port', { type: 'number', describe: 'Fixed NodePort, 30000-32767 (default: allocated by the cluster)' })
     .option('transport', { choices: ['udp', 'tcp'], describe: 'Tunnel transport (default udp; tcp with --via port-forward)' })
     .option('tls-secret', { type: 'string', describe: 'Secret with ca.crt, tls.crt, tls.key: mounted, and the server runs with --tls' })
@@ -127,7 +127,7 @@ async function runDeploy(mode: DeploymentMode, argv: Args, log: Logger): Promise
   let fwd: LocalForward | undefined;
   try {
     if (via === 'port-forward') {
-      fwd = await forwardTo(d, api.portForwardOpener(), { port: params.port ?? 1723, localPort: argv['local-port'], logger: log });
+      fwd = await forwardTo(d, api.portForwardOpener(), { port: params.port ?? TUNNEL_DEFAULTS.port, localPort: argv['local-port'], logger: log });
     }
     const args = clientArgs(d, fwd ? { port: fwd.localPort } : undefined);
     // With TLS the printed command names the files a client needs (placeholders for its own).

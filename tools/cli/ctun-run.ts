@@ -4,7 +4,7 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { abortOnSignals, createLogger, ExitCode, metadata, type Logger } from '../common/index.js';
+import { abortOnSignals, createLogger, ExitCode, metadata, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
 import { yesNo } from '../build/index.js';
 import { defaultProgress, runSteps, type ProgressMode } from '../steps/index.js';
 import {
@@ -55,12 +55,12 @@ function deployOptions<T>(y: Argv<T>) {
     .option('shmSize', { type: 'string', default: '256m', describe: '/dev/shm of the simulator container' })
     .option('connect', { type: 'boolean', default: false, describe: 'then run the client on this host (makes the TAP first when root); Ctrl-C ends both' })
     .option('keep', { type: 'boolean', default: false, describe: 'with --connect: leave the deployment running when the client stops' })
-    .option('transport', { choices: ['udp', 'tcp'] as const, default: 'udp' as const, describe: 'tunnel transport' })
-    .option('hostPort', { type: 'number', default: metadata.defaultPort, describe: 'port of the tunnel on the Docker host' })
+    .option('transport', { choices: ['udp', 'tcp'] as const, default: TUNNEL_DEFAULTS.transport, describe: 'tunnel transport' })
+    .option('hostPort', { type: 'number', default: TUNNEL_DEFAULTS.port, describe: 'port of the tunnel on the Docker host' })
     .option('publishAddress', { type: 'string', default: '', describe: 'host address the tunnel port is published on (default: all)' })
     .option('host', { type: 'string', default: '127.0.0.1', describe: 'address of the Docker host as the client sees it (in the printed command and for --connect)' })
-    .option('tap', { type: 'string', default: 'dstap0', describe: 'client TAP' })
-    .option('tapAddress', { type: 'string', default: '192.168.100.100', describe: 'address of the client TAP' })
+    .option('tap', { type: 'string', default: TUNNEL_DEFAULTS.clientTap, describe: 'client TAP' })
+    .option('tapAddress', { type: 'string', default: TUNNEL_DEFAULTS.clientAddress, describe: 'address of the client TAP' })
     .option('env', { type: 'string', array: true, describe: 'extra environment of the simulator, NAME=VALUE (repeatable)' })
     .option('readyPort', {
       type: 'string',

@@ -5,7 +5,7 @@
 import { createInterface } from 'node:readline/promises';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { ExitCode, metadata, type Logger } from '../common/index.js';
+import { ExitCode, metadata, SERVER_CIDR, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
 import {
   addonPath,
   loadAddon,
@@ -149,8 +149,8 @@ const stdinConfirm: Confirm = async (question) => {
 };
 
 async function runConfigure(argv: Record<string, any>, log: Logger): Promise<number> {
-  if (argv.tap !== undefined && argv.address === undefined) throw usageError('--tap NAME needs an ADDRESS', 'ctun configure --tap dstap0 192.168.100.100');
-  if (argv.address !== undefined && argv.tap === undefined) throw usageError(`ADDRESS ${argv.address} given without --tap NAME`, 'ctun configure --tap dstap0 192.168.100.100');
+  if (argv.tap !== undefined && argv.address === undefined) throw usageError('--tap NAME needs an ADDRESS', `ctun configure --tap ${TUNNEL_DEFAULTS.clientTap} ${TUNNEL_DEFAULTS.clientAddress}`);
+  if (argv.address !== undefined && argv.tap === undefined) throw usageError(`ADDRESS ${argv.address} given without --tap NAME`, `ctun configure --tap ${TUNNEL_DEFAULTS.clientTap} ${TUNNEL_DEFAULTS.clientAddress}`);
   const result = await configure(
     {
       tap: argv.tap === undefined ? undefined : { name: argv.tap, address: String(argv.address), prefix: argv.prefix, user: argv.user ?? defaultTapUser(), mtu: argv.mtu },
@@ -227,17 +227,17 @@ export async function main(args: string[]): Promise<void> {
       'Create the persistent TAP the client uses (run once, as root)',
       (y) =>
         withCommon(y)
-          .positional('address', { type: 'string', describe: 'IPv4 address of the TAP, e.g. 192.168.100.100' })
+          .positional('address', { type: 'string', describe: `IPv4 address of the TAP, e.g. ${TUNNEL_DEFAULTS.clientAddress}` })
           .option('tap', { type: 'string', describe: 'Name of the TAP to create or update' })
-          .option('prefix', { type: 'number', default: 24, describe: 'Prefix length of the address' })
+          .option('prefix', { type: 'number', default: TUNNEL_DEFAULTS.prefix, describe: 'Prefix length of the address' })
           .option('user', { type: 'string', describe: 'Owner of the TAP, so the client needs no root (default: $SUDO_USER or you)' })
-          .option('mtu', { type: 'number', default: 1400, describe: 'MTU of the TAP; 1400 leaves room for the tunnel headers' })
+          .option('mtu', { type: 'number', default: TUNNEL_DEFAULTS.mtu, describe: `MTU of the TAP; ${TUNNEL_DEFAULTS.mtu} leaves room for the tunnel headers` })
           .option('non-interactive', { type: 'boolean', default: false, describe: 'Do not ask for confirmation' })
           .option('remove', { type: 'string', describe: 'Remove this TAP' })
           .option('promisc', { type: 'string', describe: 'Put this interface into promiscuous mode' })
           .option('drop-ip', { type: 'string', describe: 'With --promisc: remove the IP addresses of this interface' })
           .option('blackhole', { type: 'string', describe: 'With --promisc: add a blackhole route for this IP' })
-          .example('sudo $0 configure --tap dstap0 192.168.100.100 --non-interactive', 'the seed\'s configure.sh line'),
+          .example(`sudo $0 configure --tap ${TUNNEL_DEFAULTS.clientTap} ${TUNNEL_DEFAULTS.clientAddress} --non-interactive`, 'the seed\'s configure.sh line'),
       (argv) => runCommandBody(PROGRAM, argv.verbose, () => runConfigure(argv, cliLogger(argv))),
     )
     .command(
@@ -246,12 +246,12 @@ export async function main(args: string[]): Promise<void> {
       (y) =>
         withTls(withCommon(y), 'server')
           .option('listen', { type: 'string', default: '0.0.0.0', describe: 'Address to bind' })
-          .option('port', { type: 'number', default: metadata.defaultPort, describe: 'Port to listen on' })
-          .option('transport', { choices: ['udp', 'tcp'], default: 'udp', describe: 'UDP, or TCP for networks that pass only TCP' })
+          .option('port', { type: 'number', default: TUNNEL_DEFAULTS.port, describe: 'Port to listen on' })
+          .option('transport', { choices: ['udp', 'tcp'], default: TUNNEL_DEFAULTS.transport, describe: 'UDP, or TCP for networks that pass only TCP' })
           .option('mode', { choices: ['local', 'separate'], default: 'local', describe: 'local: switch clients onto this TAP; separate: route and NAT to the --dest clients name' })
-          .option('tap', { type: 'string', default: 'ctun0', describe: 'TAP to create' })
-          .option('address', { type: 'string', default: '192.168.100.1/24', describe: 'Tunnel address of the server TAP' })
-          .option('mtu', { type: 'number', default: 1400, describe: 'MTU of the TAP' })
+          .option('tap', { type: 'string', default: TUNNEL_DEFAULTS.serverTap, describe: 'TAP to create' })
+          .option('address', { type: 'string', default: SERVER_CIDR, describe: 'Tunnel address of the server TAP' })
+          .option('mtu', { type: 'number', default: TUNNEL_DEFAULTS.mtu, describe: 'MTU of the TAP' })
           .option('grace-ms', { type: 'number', default: 30_000, describe: 'How long a disconnected client\'s session is kept for a resume' })
           .option('hello-timeout-ms', { type: 'number', default: 5000, describe: 'A TCP connection that has not said hello (or finished TLS) by then is closed' })
           .option('allow-dest', { type: 'array', string: true, default: [] as string[], describe: 'Separate mode: a CIDR clients may name with --dest (repeatable); default: any host the server routes to' })
@@ -268,9 +268,9 @@ export async function main(args: string[]): Promise<void> {
       (y) =>
         withTls(withCommon(y), 'client')
           .positional('host', { type: 'string', demandOption: true, describe: 'Server address' })
-          .option('port', { type: 'number', default: metadata.defaultPort, describe: 'Server port' })
-          .option('transport', { choices: ['udp', 'tcp'], default: 'udp', describe: 'Must match the server' })
-          .option('tap', { type: 'string', default: 'dstap0', describe: 'TAP made by ctun configure' })
+          .option('port', { type: 'number', default: TUNNEL_DEFAULTS.port, describe: 'Server port' })
+          .option('transport', { choices: ['udp', 'tcp'], default: TUNNEL_DEFAULTS.transport, describe: 'Must match the server' })
+          .option('tap', { type: 'string', default: TUNNEL_DEFAULTS.clientTap, describe: 'TAP made by ctun configure' })
           .option('dest', { type: 'string', describe: 'Separate mode: target IP to route through the tunnel' })
           .example('$0 client 127.0.0.1', 'integrated deployment')
           .example('$0 client 127.0.0.1 --dest 172.17.0.2', 'separated deployment')

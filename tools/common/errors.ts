@@ -1,15 +1,19 @@
+import type { ErrorCode } from './error-codes.js';
+
+export { ERROR_CODES, type ErrorCode } from './error-codes.js';
+
 /**
  * The one error class of ctun. `message` is the one-line cause a user reads, `hint`
  * says what to do about it, `exitCode` is what the CLI exits with, and `cause` keeps
  * the original error for `--verbose`.
  */
 export class CtunError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly hint: string | undefined;
   readonly exitCode: number;
 
   constructor(
-    code: string,
+    code: ErrorCode,
     message: string,
     options: { hint?: string; exitCode?: number; cause?: unknown } = {},
   ) {

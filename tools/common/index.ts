@@ -3,3 +3,4 @@ export * from './logger.js';
 export * from './metadata.js';
 export * from './container.js';
 export * from './report.js';
+export * from './tunnel-defaults.js';

@@ -9,6 +9,8 @@ export function printError(program: string, e: unknown, verbose: boolean, write:
   if (isCtunError(e)) {
     write(`${program}: error: ${e.message}\n`);
     if (e.hint) write(`${program}: hint: ${e.hint}\n`);
+    // The code is what the README's error-code table is keyed by.
+    if (verbose) write(`${program}: code: ${e.code} (exit ${e.exitCode})\n`);
     if (verbose) for (const line of causeChain(e.cause)) write(`  caused by ${line}\n`);
     return e.exitCode;
   }

@@ -183,7 +183,7 @@ export function createMemoryDocker<S extends ContainerSpec = ContainerSpec>(opti
     },
     async tagImage(source, target) {
       const info = await engine.inspectImage(source);
-      if (!info) throw new CtunError('NO_SUCH_IMAGE', `no such image: ${source}`);
+      if (!info) throw new CtunError('IMAGE_MISSING', `no such image: ${source}`);
       images.set(target, { ...info, tags: [...info.tags, target] });
     },
     async removeImage(ref) {

@@ -1,4 +1,4 @@
-import { CtunError, ExitCode, metadata } from '../common/index.js';
+import { CtunError, ExitCode, metadata, SERVER_CIDR, TUNNEL_DEFAULTS } from '../common/index.js';
 import { SIMULATOR_PORTS } from '../simulator/index.js';
 
 /** The tunnel's transport, as `ctun server --transport`. */
@@ -60,7 +60,7 @@ export { TLS_MOUNT_PATH } from '../common/index.js';
 export const LICENSE_SERVER_PLACEHOLDER = '<LICENSE_SERVER>';
 
 /** TAP the server creates in the pod, and its tunnel address (the `ctun server` defaults). */
-export const SERVER_TAP = { name: 'ctun0', address: '192.168.100.1/24' } as const;
+export const SERVER_TAP = { name: TUNNEL_DEFAULTS.serverTap, address: SERVER_CIDR } as const;
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -79,9 +79,9 @@ export function resolveParams(p: K8sParams = {}): ResolvedK8sParams {
     localServerImage: p.localServerImage ?? metadata.images.localServer,
     separateServerImage: p.separateServerImage ?? metadata.images.separateServer,
     replicas: p.replicas ?? 5,
-    port: p.port ?? metadata.defaultPort,
+    port: p.port ?? TUNNEL_DEFAULTS.port,
     nodePort: p.nodePort,
-    transport: p.transport ?? 'udp',
+    transport: p.transport ?? TUNNEL_DEFAULTS.transport,
     namespace: p.namespace,
     tlsSecret: p.tlsSecret,
     crl: p.crl ?? false,

@@ -1,4 +1,4 @@
-import type { Logger } from '../common/index.js';
+import { TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
 import { configure, defaultTapUser, hasNetAdmin, TapDevice, TunnelClient } from '../tunnel/index.js';
 import { loadTlsMaterial } from '../tunnel/secure/index.js';
 import type { ClientPlan } from './plan.js';
@@ -28,7 +28,7 @@ export async function connectClient(o: ConnectOptions): Promise<ConnectedClient>
   let configured = false;
   if (await hasNetAdmin()) {
     const r = await configure(
-      { tap: { name: o.client.tap, address: o.client.tapAddress, prefix: 24, user: defaultTapUser(), mtu: 1400 } },
+      { tap: { name: o.client.tap, address: o.client.tapAddress, prefix: TUNNEL_DEFAULTS.prefix, user: defaultTapUser(), mtu: TUNNEL_DEFAULTS.mtu } },
       { logger: o.logger },
     );
     configured = true;

@@ -1,4 +1,4 @@
-import { CtunError, ExitCode } from '../common/index.js';
+import { CtunError, ExitCode, type ErrorCode } from '../common/index.js';
 import { daemonMessage, dockerStatus } from '../docker/index.js';
 import { buildCommandFor, type ContainerPlan, type NetworkPlan } from './plan.js';
 
@@ -35,7 +35,7 @@ export function explainContainerError(e: unknown, spec: ContainerPlan, step: 'cr
   if (code === 404 && /no such image/i.test(msg)) return imageMissing(spec);
   const port = spec.ports[0];
   if (/port is already allocated|address already in use/i.test(msg) && port) {
-    return new CtunError('PORT_IN_USE', `port ${port.host}/${port.protocol} on the Docker host is taken, so ${spec.name} cannot publish the tunnel port`, {
+    return new CtunError('ADDRESS_IN_USE', `port ${port.host}/${port.protocol} on the Docker host is taken, so ${spec.name} cannot publish the tunnel port`, {
       hint: `stop what uses it (\`ctun-run status\` shows ctun's own deployments), or publish another one with --hostPort`,
       exitCode: ExitCode.AddressInUse,
       cause: e,
@@ -71,7 +71,7 @@ export function explainNetworkError(e: unknown, spec: NetworkPlan): CtunError {
 
 /** What a container's log says went wrong, if anything: checked while waiting for readiness. */
 export interface LogFailure {
-  code: string;
+  code: ErrorCode;
   message: string;
   hint: string;
   exitCode: number;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createMemoryLogger, metadata } from '../common/index.js';
+import { createMemoryLogger, metadata, TUNNEL_DEFAULTS } from '../common/index.js';
 import { cidrOverlap, executeDeployment, freeSubnets } from './execute.js';
 import { createMemoryDocker, DockerRefusal, type MemoryDockerOptions } from '../docker/index.js';
 import { planIntegrated, planSeparated, type ContainerPlan } from './plan.js';
@@ -34,7 +34,7 @@ describe('executeDeployment', () => {
     const engine = engineWith();
     const r = await executeDeployment(integrated(), { engine, logger: createMemoryLogger(), ...fast });
     expect(engine.calls.some((c) => /^exec dspace-veos 172\.30\.0\.\d+:27027$/.test(c))).toBe(true);
-    expect(r.target).toBe('192.168.100.1');
+    expect(r.target).toBe(TUNNEL_DEFAULTS.serverAddress);
     expect(r.dest).toBeUndefined();
     expect(r.commands?.client).toBe('ctun client 127.0.0.1');
   });
@@ -155,7 +155,7 @@ describe('executeDeployment', () => {
           ? new DockerRefusal(500, 'driver failed programming external connectivity on endpoint dspace-ctun-server: Bind for 0.0.0.0:1723 failed: port is already allocated')
           : undefined,
     });
-    await expect(executeDeployment(separated(), { engine, logger: createMemoryLogger() })).rejects.toMatchObject({ code: 'PORT_IN_USE', exitCode: 3 });
+    await expect(executeDeployment(separated(), { engine, logger: createMemoryLogger() })).rejects.toMatchObject({ code: 'ADDRESS_IN_USE', exitCode: 3 });
     expect(engine.containers.size).toBe(0);
     expect(engine.networks.size).toBe(0);
   });

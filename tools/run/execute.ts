@@ -1,4 +1,4 @@
-import { CtunError, ExitCode, metadata, type Logger } from '../common/index.js';
+import { CtunError, ExitCode, metadata, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
 import { daemonMessage, LABEL_PLAN, type ContainerInfo, type DockerEngine } from '../docker/index.js';
 import { SIMULATOR_PORTS, type SimulatorReadyPorts } from '../simulator/index.js';
 import { explainContainerError, explainNetworkError, imageMissing, nameInUse } from './errors.js';
@@ -178,7 +178,7 @@ function networkStep(d: Deployment, spec: NetworkPlan): Step {
       }
       created.push({ kind: 'network', id, name: spec.name });
       let info = await engine.findNetwork(id);
-      const tunnelNet = `${plan.serverAddress}/24`;
+      const tunnelNet = `${plan.serverAddress}/${TUNNEL_DEFAULTS.prefix}`;
       if (info?.subnet && cidrOverlap(info.subnet, tunnelNet)) {
         if (spec.subnet) {
           throw new CtunError('NETWORK_SUBNET', `the subnet ${info.subnet} of network ${spec.name} overlaps the tunnel's ${tunnelNet}`, {
@@ -187,7 +187,7 @@ function networkStep(d: Deployment, spec: NetworkPlan): Step {
         }
         // Docker's default pools include 192.168.0.0/16 in /20 steps, one of which
         // holds the tunnel subnet: take the next free pool of the same kind instead.
-        logger.info('network subnet overlaps the tunnel; choosing another', { network: spec.name, subnet: info.subnet, tunnel: tunnelNet });
+        logger.info('network-subnet-overlaps-tunnel', { network: spec.name, subnet: info.subnet, tunnel: tunnelNet, action: 'choosing another subnet' });
         await engine.removeNetwork(id);
         created.pop();
         const taken = (await engine.listNetworks([])).map((n) => n.subnet).filter((x): x is string => !!x);
@@ -213,7 +213,7 @@ function networkStep(d: Deployment, spec: NetworkPlan): Step {
         info = await engine.findNetwork(id);
       }
       d.network = { name: spec.name, id, ...(info?.subnet ? { subnet: info.subnet } : {}), ...(info?.gateway ? { gateway: info.gateway } : {}) };
-      logger.info('network created', { network: spec.name, subnet: info?.subnet });
+      logger.info('network-created', { network: spec.name, subnet: info?.subnet });
     },
   };
 }
@@ -239,7 +239,7 @@ function containerStep(d: Deployment, spec: ContainerPlan): Step {
         throw explainContainerError(e, spec, 'start');
       }
       running.push({ role: spec.role, name: spec.name, id, networks: {} });
-      logger.info('container started', { container: spec.name, image: spec.image, id: id.slice(0, 12) });
+      logger.info('container-started', { container: spec.name, image: spec.image, id: id.slice(0, 12) });
     },
   };
 }
@@ -284,7 +284,7 @@ function readyStep(d: Deployment): Step {
             signal: ctx.signal,
             ...(d.onLog ? { onLine: (line: string) => d.onLog!(spec.name, line) } : {}),
           });
-          logger.info('container ready', { container: spec.name, awaited: spec.ready.map((r) => describeReady(r)).join(', ') });
+          logger.info('container-ready', { container: spec.name, awaited: spec.ready.map((r) => describeReady(r)).join(', ') });
         }),
       );
     },
@@ -301,7 +301,7 @@ function targetStep(d: Deployment): Step {
       const infos = new Map<string, ContainerInfo>();
       for (const c of running) {
         const info = await engine.findContainer(c.id);
-        if (!info) throw new CtunError('CONTAINER_GONE', `container ${c.name} disappeared`, { hint: `see docker events; start again` });
+        if (!info) throw new CtunError('CONTAINER_EXITED', `container ${c.name} disappeared`, { hint: `see docker events; start again` });
         c.networks = info.networks;
         infos.set(c.name, info);
       }
@@ -332,7 +332,7 @@ function targetStep(d: Deployment): Step {
         ...(plan.client ? { commands: clientCommands(plan.client, dest) } : {}),
       };
       d.result = result;
-      logger.info('deployment ready', { deployment: plan.deployment, kind: plan.kind, target: result.target });
+      logger.info('deployment-ready', { deployment: plan.deployment, kind: plan.kind, target: result.target });
     },
   };
 }
@@ -357,7 +357,7 @@ async function undoDeployment(d: Deployment): Promise<void> {
   for (const n of await engine.listNetworks([`${LABEL_PLAN}=${plan.runId}`]).catch(() => [])) {
     await engine.removeNetwork(n.id).catch((e: unknown) => errors.push(e));
   }
-  if (errors.length) logger.warn('cleanup incomplete', { errors: errors.length, first: (errors[0] as Error)?.message, hint: 'ctun-run clean' });
+  if (errors.length) logger.warn('cleanup-incomplete', { errors: errors.length, first: (errors[0] as Error)?.message, hint: 'ctun-run clean' });
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { metadata } from '../common/index.js';
+import { metadata, TUNNEL_DEFAULTS } from '../common/index.js';
 import { buildCommandFor, clientCommands, parseReadyPort, parseSize, planIntegrated, planSeparated, SERVER_READY_PATTERN } from './plan.js';
 import { describeReady } from './wait.js';
 
@@ -35,7 +35,7 @@ describe('planIntegrated', () => {
       'io.ctun.plan': 'r1',
       'io.ctun.role': 'veos',
     });
-    expect(plan.client).toEqual({ host: '127.0.0.1', port: 1723, transport: 'udp', tap: 'dstap0', tapAddress: '192.168.100.100' });
+    expect(plan.client).toEqual({ host: '127.0.0.1', port: TUNNEL_DEFAULTS.port, transport: TUNNEL_DEFAULTS.transport, tap: TUNNEL_DEFAULTS.clientTap, tapAddress: TUNNEL_DEFAULTS.clientAddress });
     // The plan is data: JSON round-trips it unchanged.
     expect(JSON.parse(JSON.stringify(plan))).toEqual(plan);
   });

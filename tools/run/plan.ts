@@ -1,4 +1,4 @@
-import { CtunError, ExitCode, metadata } from '../common/index.js';
+import { CtunError, ExitCode, metadata, TUNNEL_DEFAULTS } from '../common/index.js';
 import { ctunLabels, LABEL_PLAN, type ContainerSpec, type NetworkSpec, type PortSpec } from '../docker/index.js';
 import { parseLicenseServer, SIMULATOR_ENV, SIMULATOR_PORTS, SIMULATOR_TARBALL_NAME } from '../simulator/index.js';
 
@@ -212,9 +212,9 @@ export const DEFAULTS = {
   ctunDockerContainer: 'dspace-ctun-server',
   dockerNetwork: 'dspace-ctun',
   shmSize: '256m',
-  tap: 'dstap0',
-  tapAddress: '192.168.100.100',
-  serverAddress: '192.168.100.1',
+  tap: TUNNEL_DEFAULTS.clientTap,
+  tapAddress: TUNNEL_DEFAULTS.clientAddress,
+  serverAddress: TUNNEL_DEFAULTS.serverAddress,
   clientHost: '127.0.0.1',
   readyTimeoutMs: 90_000,
 } as const;
@@ -280,7 +280,7 @@ function common(options: CommonRunOptions, kind: DeploymentKind) {
   if (!options.image) throw usage('IMAGE is missing', `e.g. ctun-run veos ${metadata.images.veosCtun} 22350@license-host --startCtun yes`);
   const license = parseLicenseServer(options.licenseServer ?? '');
   const veosName = checkName(options.veosDockerContainer ?? DEFAULTS.veosDockerContainer, '--veosDockerContainer');
-  const transport = options.transport ?? 'udp';
+  const transport = options.transport ?? TUNNEL_DEFAULTS.transport;
   if (transport !== 'udp' && transport !== 'tcp') throw usage(`--transport must be udp or tcp, got "${String(transport)}"`);
   const runId = options.runId ?? randomRunId();
   const labels = (role: string, resource: 'container' | 'network'): Record<string, string> =>

@@ -145,6 +145,6 @@ export async function buildStandinTarball(options: BuildStandinTarballOptions): 
   }
 
   const sha256 = sha256Hex(await readFile(path));
-  logger.info('standin tarball built', { path, sha256 });
+  logger.info('standin-tarball-built', { path, sha256 });
   return { path, sha256 };
 }

@@ -56,7 +56,7 @@ describe('the step runner', () => {
 
   it('a failing step: the steps after it do not run, everything made is undone newest first (its own half too), the error goes up as it was', async () => {
     const w = world();
-    const boom = new CtunError('BOOM', 'the second step failed\nwith a log tail');
+    const boom = new CtunError('BUILD_STEP_FAILED', 'the second step failed\nwith a log tail');
     const steps: Step[] = [
       { title: 'first', run: w.make('first', ['a', 'b']) },
       { title: 'second', run: w.make('second', ['c'], () => Promise.reject(boom)) },
@@ -204,7 +204,7 @@ describe('the step runner', () => {
 
   it('json: a failure shows its first line in the events and the whole error goes up', async () => {
     const w = world();
-    const failure = new CtunError('BUILD_FAILED', 'build b failed at step 3\nlog tail line 1\nlog tail line 2');
+    const failure = new CtunError('BUILD_STEP_FAILED', 'build b failed at step 3\nlog tail line 1\nlog tail line 2');
     const steps: Step[] = [{ title: 'build b', run: () => Promise.reject(failure) }];
     await expect(runSteps(steps, w.options({ progress: 'json' }))).rejects.toBe(failure);
     const events = w.lines.map((l) => JSON.parse(l) as { event: string; error?: string; ok?: boolean });

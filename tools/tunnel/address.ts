@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import { CtunError, ExitCode } from '../common/index.js';
+import { CtunError, ExitCode, SERVER_CIDR } from '../common/index.js';
 
 export interface Cidr {
   address: string;
@@ -24,7 +24,7 @@ export function parseCidr(text: string, defaultPrefix = 24, what = 'address'): C
   const prefix = prefixText === undefined ? defaultPrefix : Number(prefixText);
   if (address === undefined || !isIPv4(address) || !Number.isInteger(prefix) || prefix < 1 || prefix > 32) {
     throw new CtunError('BAD_ADDRESS', `${what} "${text}" is not an IPv4 address with an optional /prefix (1-32)`, {
-      hint: 'write it like 192.168.100.1/24',
+      hint: `write it like ${SERVER_CIDR}`,
       exitCode: ExitCode.Usage,
     });
   }

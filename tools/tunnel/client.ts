@@ -4,7 +4,7 @@
  * jittered back-off; the TAP stays up the whole time, so applications on this host
  * keep their sockets and addresses, and the server resumes the session.
  */
-import { CtunError, ExitCode, type Logger } from '../common/index.js';
+import { CtunError, ExitCode, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
 import { requireIPv4 } from './address.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { TickBatch } from './batch.js';
@@ -113,7 +113,7 @@ export class TunnelClient {
   }
 
   private get tapName(): string {
-    return this.o.tap ?? 'dstap0';
+    return this.o.tap ?? TUNNEL_DEFAULTS.clientTap;
   }
 
   /**
@@ -125,11 +125,11 @@ export class TunnelClient {
     this.device = this.o.openDevice(this.tapName);
     this.device.onFrames((frames) => this.onTapFrames(frames));
     this.log.info('client-starting', {
-      server: `${this.o.host}:${this.o.port ?? 1723}`,
-      transport: this.o.transport ?? 'udp',
+      server: `${this.o.host}:${this.o.port ?? TUNNEL_DEFAULTS.port}`,
+      transport: this.o.transport ?? TUNNEL_DEFAULTS.transport,
       tap: this.tapName,
       dest: this.o.dest,
-      security: describeProtection(this.o.tls, this.o.transport ?? 'udp'),
+      security: describeProtection(this.o.tls, this.o.transport ?? TUNNEL_DEFAULTS.transport),
     });
     for (const w of this.o.tls?.warnings ?? []) this.log.warn('tls-warning', { reason: w });
     this.lostAt = Date.now();
@@ -141,7 +141,7 @@ export class TunnelClient {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new CtunError('CONNECT_TIMEOUT', `no welcome from ${this.o.host}:${this.o.port ?? 1723} within ${timeoutMs} ms`, { hint: 'check that the server runs and that the port and transport match', exitCode: ExitCode.Failure })),
+        () => reject(new CtunError('CONNECT_TIMEOUT', `no welcome from ${this.o.host}:${this.o.port ?? TUNNEL_DEFAULTS.port} within ${timeoutMs} ms`, { hint: 'check that the server runs and that the port and transport match', exitCode: ExitCode.Failure })),
         timeoutMs,
       );
     });
@@ -153,7 +153,7 @@ export class TunnelClient {
     const link = await this.net.link(name);
     if (link === undefined) {
       throw new CtunError('TAP_MISSING', `TAP device ${name} does not exist on this host`, {
-        hint: `create it once with: sudo ctun configure --tap ${name} 192.168.100.100 --user $USER`,
+        hint: `create it once with: sudo ctun configure --tap ${name} ${TUNNEL_DEFAULTS.clientAddress} --user $USER`,
         exitCode: ExitCode.Device,
       });
     }
@@ -183,13 +183,13 @@ export class TunnelClient {
   private async connect(): Promise<void> {
     if (this.state === 'stopped') return;
     this.state = 'connecting';
-    const port = this.o.port ?? 1723;
+    const port = this.o.port ?? TUNNEL_DEFAULTS.port;
     let link: ClientLink;
     try {
       link = await connectClientLink({
         host: this.o.host,
         port,
-        transport: this.o.transport ?? 'udp',
+        transport: this.o.transport ?? TUNNEL_DEFAULTS.transport,
         tls: this.o.tls,
         handlers: {
           message: (m) => {
@@ -242,7 +242,7 @@ export class TunnelClient {
         version: PROTOCOL_VERSION,
         mode: this.o.dest === undefined ? TunnelMode.Local : TunnelMode.Separate,
         flags: FEATURES_NONE,
-        mtu: 1400,
+        mtu: TUNNEL_DEFAULTS.mtu,
         sessionId: this.sessionId,
         destination: this.o.dest,
         resumeToken: this.resumeToken,
@@ -304,9 +304,9 @@ export class TunnelClient {
       }
     }
     if (this.everConnected) {
-      this.log.info('client-reconnected', { server: `${this.o.host}:${this.o.port ?? 1723}`, outageMs, resumed: w.resumed });
+      this.log.info('client-reconnected', { server: `${this.o.host}:${this.o.port ?? TUNNEL_DEFAULTS.port}`, outageMs, resumed: w.resumed });
     } else {
-      this.log.info('client-connected', { server: `${this.o.host}:${this.o.port ?? 1723}`, ...(this.serverIdentity === undefined ? {} : { identity: this.serverIdentity }), serverAddress: `${w.serverAddress}/${w.prefix}`, mtu: w.mtu, resumed: w.resumed });
+      this.log.info('client-connected', { server: `${this.o.host}:${this.o.port ?? TUNNEL_DEFAULTS.port}`, ...(this.serverIdentity === undefined ? {} : { identity: this.serverIdentity }), serverAddress: `${w.serverAddress}/${w.prefix}`, mtu: w.mtu, resumed: w.resumed });
     }
     this.everConnected = true;
     this.lostAt = undefined;

@@ -85,7 +85,7 @@ export async function configure(r: ConfigureRequest, deps: { net?: NetConfig; lo
     const link = await net.link(r.remove);
     if (link === undefined) actions.push(`TAP ${r.remove} was already absent`);
     else if (link.kind !== 'tun') {
-      throw new CtunError('NOT_A_TAP', `${r.remove} is not a TAP device; refusing to remove it`, { hint: 'give the name of a TAP made by ctun configure', exitCode: ExitCode.Usage });
+      throw new CtunError('TAP_INVALID', `${r.remove} is not a TAP device; refusing to remove it`, { hint: 'give the name of a TAP made by ctun configure', exitCode: ExitCode.Usage });
     } else {
       await net.deleteLink(r.remove);
       actions.push(`removed TAP ${r.remove}`);
@@ -120,7 +120,7 @@ async function configureTap(net: NetConfig, t: NonNullable<ConfigureRequest['tap
   const uid = t.user === undefined ? undefined : resolveUid(t.user);
   let link = await net.link(t.name);
   if (link !== undefined && link.kind !== 'tun') {
-    throw new CtunError('NAME_TAKEN', `${t.name} exists and is not a TAP device`, { hint: 'choose another name with --tap', exitCode: ExitCode.Usage });
+    throw new CtunError('NAME_IN_USE', `${t.name} exists and is not a TAP device`, { hint: 'choose another name with --tap', exitCode: ExitCode.Usage });
   }
   const ownerUid = link?.owner === undefined ? undefined : resolveUid(link.owner);
   if (link !== undefined && uid !== undefined && ownerUid !== uid) {
@@ -150,7 +150,7 @@ async function configureTap(net: NetConfig, t: NonNullable<ConfigureRequest['tap
 async function openTunDevice(path: string): Promise<string[]> {
   const st = await stat(path).catch(() => undefined);
   if (st === undefined) {
-    throw new CtunError('TUN_MISSING', `${path} does not exist`, { hint: 'load the tun module: sudo modprobe tun', exitCode: ExitCode.Device });
+    throw new CtunError('NO_TUN_DEVICE', `${path} does not exist`, { hint: 'load the tun module: sudo modprobe tun', exitCode: ExitCode.Device });
   }
   if ((st.mode & 0o666) === 0o666) return [];
   await chmod(path, (st.mode & 0o7777) | 0o666);

@@ -24,6 +24,22 @@ export interface TapAddon {
   udpSend(fd: number, buffers: Buffer[], ip: number, port: number, frames: boolean): number;
   /** Datagram i of a wake-up is buffer[offsets[i], offsets[i] + lengths[i]), from addrs[2i]:addrs[2i+1]. */
   UdpReader: new (fd: number, buffer: Buffer, lengths: Uint32Array, offsets: Uint32Array, addrs: Uint32Array, slotSize: number, onDatagrams: (count: number) => void) => { stop(): void; filtered(): number; coalesced(): number };
+  /** The addon's copy of the wire format (native/wire.h), held to protocol.ts and secure/aead.ts by wire-constants.test.ts. */
+  wire: AddonWireConstants;
+}
+
+export interface AddonWireConstants {
+  headerSize: number;
+  typeData: number;
+  typeMin: number;
+  typeMax: number;
+  sealedMarker: number;
+  sealedKeyIdOffset: number;
+  sealedCounterOffset: number;
+  sealedHeaderSize: number;
+  tagSize: number;
+  keySize: number;
+  nonceSize: number;
 }
 
 let addon: TapAddon | undefined;

@@ -7,7 +7,7 @@
  *   forwards and masquerades toward the target a client names with `--dest`.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { CtunError, ExitCode, type Logger } from '../common/index.js';
+import { CtunError, ExitCode, SERVER_CIDR, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
 import { parseCidr, inSubnet, type Cidr } from './address.js';
 import { separateModeDrop } from './admission.js';
 import type { FrameDevice } from './device.js';
@@ -151,12 +151,12 @@ export class TunnelServer {
   constructor(options: ServerOptions) {
     this.o = {
       listen: options.listen ?? '0.0.0.0',
-      port: options.port ?? 1723,
-      transport: options.transport ?? 'udp',
+      port: options.port ?? TUNNEL_DEFAULTS.port,
+      transport: options.transport ?? TUNNEL_DEFAULTS.transport,
       mode: options.mode ?? 'local',
-      tap: options.tap ?? 'ctun0',
-      address: options.address ?? '192.168.100.1/24',
-      mtu: options.mtu ?? 1400,
+      tap: options.tap ?? TUNNEL_DEFAULTS.serverTap,
+      address: options.address ?? SERVER_CIDR,
+      mtu: options.mtu ?? TUNNEL_DEFAULTS.mtu,
       keepaliveMs: options.keepaliveMs ?? 1000,
       deadAfterMs: options.deadAfterMs ?? 10_000,
       graceMs: options.graceMs ?? 30_000,
@@ -175,7 +175,7 @@ export class TunnelServer {
     this.cidr = parseCidr(this.o.address, 24, '--address');
     this.allowed = this.o.allowDest.map((c) => parseCidr(c, 32, '--allow-dest'));
     if (this.allowed.length > 0 && this.o.mode !== 'separate') {
-      throw new CtunError('BAD_OPTION', '--allow-dest applies to --mode separate only', { hint: 'drop --allow-dest, or run with --mode separate', exitCode: ExitCode.Usage });
+      throw new CtunError('USAGE', '--allow-dest applies to --mode separate only', { hint: 'drop --allow-dest, or run with --mode separate', exitCode: ExitCode.Usage });
     }
     this.sw = new LearningSwitch({ isolateClients: this.o.isolateClients, now: this.o.now });
   }
@@ -727,7 +727,7 @@ export function stableMac(address: string): string {
 
 export function assertServerMode(mode: string): ServerMode {
   if (mode !== 'local' && mode !== 'separate') {
-    throw new CtunError('BAD_MODE', `--mode must be local or separate, got "${mode}"`, { exitCode: ExitCode.Usage });
+    throw new CtunError('USAGE', `--mode must be local or separate, got "${mode}"`, { exitCode: ExitCode.Usage });
   }
   return mode;
 }

@@ -85,7 +85,7 @@ function tapOpenError(name: string, e: unknown, role: 'create' | 'attach'): Ctun
     });
   }
   if (code === 'ENOENT' || code === 'ENODEV') {
-    return new CtunError('TUN_MISSING', '/dev/net/tun is not available', {
+    return new CtunError('NO_TUN_DEVICE', '/dev/net/tun is not available', {
       hint: 'load the tun module (modprobe tun) or, in a container, pass --device /dev/net/tun',
       exitCode: ExitCode.Device,
       cause: e,

@@ -75,7 +75,7 @@ export async function signManifest(manifest: Buffer, keyPath: string, certPath =
   return { signature: sign('sha256', manifest, key), certificate };
 }
 
-function refused(code: string, file: string, why: string, hint: string): CtunError {
+function refused(code: ErrorCode, file: string, why: string, hint: string): CtunError {
   return new CtunError(code, `the bundle ${file} is refused: ${why}`, { hint: `${hint}; nothing was loaded`, exitCode: ExitCode.Rejected });
 }
 

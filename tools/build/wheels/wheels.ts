@@ -88,7 +88,7 @@ async function host(file: string, args: string[], what: string, hint: string, cw
   if (r.exitCode === 0) return r.stdout;
   const missing = errnoCode(r.cause) === 'ENOENT' || (r.exitCode === undefined && /ENOENT/.test(String(r.cause ?? '')));
   if (missing) {
-    throw new CtunError('WHEELS_TOOL_MISSING', `making the Python wheels needs ${file}, which this host does not have`, {
+    throw new CtunError('TOOL_MISSING', `making the Python wheels needs ${file}, which this host does not have`, {
       hint: `install it (a Debian or Ubuntu host has it), or give a directory of wheels with --wheels DIR`,
       cause: r.cause,
     });

@@ -8,6 +8,7 @@
 // Layout of a sealed datagram: header (13: marker, key id, counter) | ciphertext | tag (16).
 // The header is the associated data; the nonce is 4 zero bytes and the 8-byte counter.
 #include "aead.h"
+#include "wire.h"
 
 #include <openssl/evp.h>
 #include <string.h>
@@ -17,13 +18,13 @@
 namespace ctun {
 namespace {
 
-constexpr size_t kHeader = 13;
-constexpr size_t kTag = 16;
-constexpr size_t kKey = 32;
+constexpr size_t kHeader = wire::kSealedHeaderSize;
+constexpr size_t kTag = wire::kTagSize;
+constexpr size_t kKey = wire::kKeySize;
 
-void NonceOf(const uint8_t* header, uint8_t nonce[12]) {
+void NonceOf(const uint8_t* header, uint8_t nonce[wire::kNonceSize]) {
   memset(nonce, 0, 4);
-  memcpy(nonce + 4, header + 5, 8);
+  memcpy(nonce + 4, header + wire::kSealedCounterOffset, 8);
 }
 
 class Aead : public Napi::ObjectWrap<Aead> {
@@ -80,7 +81,7 @@ class Aead : public Napi::ObjectWrap<Aead> {
     Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, kHeader + plain + kTag);
     uint8_t* o = out.Data();
     memcpy(o, header.Data(), kHeader);
-    uint8_t nonce[12];
+    uint8_t nonce[wire::kNonceSize];
     NonceOf(o, nonce);
     int len = 0;
     bool ok = EVP_EncryptInit_ex(enc_, nullptr, nullptr, nullptr, nonce) == 1 && EVP_EncryptUpdate(enc_, nullptr, &len, o, kHeader) == 1;
@@ -120,18 +121,18 @@ class Aead : public Napi::ObjectWrap<Aead> {
     for (; count < n; count++, counter++) {
       Napi::Buffer<uint8_t> f = frames.Get(count).As<Napi::Buffer<uint8_t>>();
       size_t flen = f.Length();
-      size_t total = kHeader + 4 + flen + kTag;
+      size_t total = kHeader + wire::kHeaderSize + flen + kTag;
       if (flen > 0xffff || off + total > out.Length()) break;
       uint8_t* o = out.Data() + off;
-      o[0] = 0xC5;
-      for (int b = 0; b < 4; b++) o[1 + b] = static_cast<uint8_t>(keyId >> (24 - 8 * b));
-      for (int b = 0; b < 8; b++) o[5 + b] = static_cast<uint8_t>(counter >> (56 - 8 * b));
-      uint8_t data[4] = {1, 0, static_cast<uint8_t>(flen >> 8), static_cast<uint8_t>(flen)};
-      uint8_t nonce[12];
+      o[0] = wire::kSealedMarker;
+      for (int b = 0; b < 4; b++) o[wire::kSealedKeyIdOffset + b] = static_cast<uint8_t>(keyId >> (24 - 8 * b));
+      for (int b = 0; b < 8; b++) o[wire::kSealedCounterOffset + b] = static_cast<uint8_t>(counter >> (56 - 8 * b));
+      uint8_t data[wire::kHeaderSize] = {wire::kTypeData, 0, static_cast<uint8_t>(flen >> 8), static_cast<uint8_t>(flen)};
+      uint8_t nonce[wire::kNonceSize];
       NonceOf(o, nonce);
       int len = 0;
       bool ok = EVP_EncryptInit_ex(enc_, nullptr, nullptr, nullptr, nonce) == 1 && EVP_EncryptUpdate(enc_, nullptr, &len, o, kHeader) == 1 &&
-                EVP_EncryptUpdate(enc_, o + kHeader, &len, data, 4) == 1;
+                EVP_EncryptUpdate(enc_, o + kHeader, &len, data, wire::kHeaderSize) == 1;
       size_t p = kHeader + static_cast<size_t>(len);
       if (ok && flen > 0) {
         ok = EVP_EncryptUpdate(enc_, o + p, &len, f.Data(), static_cast<int>(flen)) == 1;
@@ -139,7 +140,7 @@ class Aead : public Napi::ObjectWrap<Aead> {
       }
       ok = ok && EVP_EncryptFinal_ex(enc_, o + p, &len) == 1;
       p += static_cast<size_t>(len);
-      ok = ok && p == kHeader + 4 + flen && EVP_CIPHER_CTX_ctrl(enc_, EVP_CTRL_AEAD_GET_TAG, kTag, o + p) == 1;
+      ok = ok && p == kHeader + wire::kHeaderSize + flen && EVP_CIPHER_CTX_ctrl(enc_, EVP_CTRL_AEAD_GET_TAG, kTag, o + p) == 1;
       if (!ok) {
         Napi::Error::New(env, "sealing failed").ThrowAsJavaScriptException();
         return env.Undefined();
@@ -160,7 +161,7 @@ class Aead : public Napi::ObjectWrap<Aead> {
     if (d.Length() < kHeader + kTag) return Napi::Number::New(env, -1);
     size_t plain = d.Length() - kHeader - kTag;
     uint8_t* body = d.Data() + kHeader;
-    uint8_t nonce[12];
+    uint8_t nonce[wire::kNonceSize];
     NonceOf(d.Data(), nonce);
     uint8_t tag[kTag];
     memcpy(tag, body + plain, kTag);

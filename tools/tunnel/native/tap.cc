@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include "aead.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +31,8 @@
 #endif
 
 namespace {
+
+namespace wire = ctun::wire;
 
 // Errors carry the errno name as `code` (EPERM, EBUSY, ...) so TypeScript can map
 // them to a user-facing cause without parsing messages.
@@ -304,7 +307,7 @@ Napi::Value UdpSend(const Napi::CallbackInfo& info) {
   uint32_t sent = 0;
   struct mmsghdr msgs[kMaxBatch];
   struct iovec iov[kMaxBatch][2];
-  uint8_t headers[kMaxBatch][4];
+  uint8_t headers[kMaxBatch][wire::kHeaderSize];
   uint32_t segments[kMaxBatch];
   alignas(struct cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(uint16_t))];
   while (sent < n) {
@@ -314,11 +317,11 @@ Napi::Value UdpSend(const Napi::CallbackInfo& info) {
       Napi::Buffer<uint8_t> b = list.Get(sent + i).As<Napi::Buffer<uint8_t>>();
       size_t len = b.Length();
       if (frames) {
-        headers[i][0] = 1;
+        headers[i][0] = wire::kTypeData;
         headers[i][1] = 0;
         headers[i][2] = static_cast<uint8_t>(len >> 8);
         headers[i][3] = static_cast<uint8_t>(len);
-        iov[i][0] = {headers[i], 4};
+        iov[i][0] = {headers[i], wire::kHeaderSize};
         iov[i][1] = {b.Data(), len};
       } else {
         iov[i][0] = {b.Data(), len};
@@ -482,19 +485,19 @@ class UdpReader : public PollReader<UdpReader> {
     return Napi::Number::New(info.Env(), static_cast<double>(coalesced_));
   }
 
-  // A sealed datagram (marker 0xC5), or a chain of
-  // whole plain messages with known types (1..7) that ends exactly at the datagram's
+  // A sealed datagram (its marker), or a chain of
+  // whole plain messages with known types that ends exactly at the datagram's
   // end. Everything else is garbage; TypeScript still checks what passes in full.
   static bool Plausible(const uint8_t* d, uint32_t len) {
     // Anything with the sealed marker goes up: the sealer classifies and counts it
     // (truncated, tampered, replayed...), and that is 1 in 256 of random garbage.
-    if (len >= 1 && d[0] == 0xC5) return true;
+    if (len >= 1 && d[0] == wire::kSealedMarker) return true;
     uint32_t off = 0;
-    while (off + 4 <= len) {
+    while (off + wire::kHeaderSize <= len) {
       uint8_t type = d[off];
-      if (type < 1 || type > 7 || d[off + 1] != 0) return false;
+      if (type < wire::kTypeMin || type > wire::kTypeMax || d[off + 1] != 0) return false;
       uint32_t n = (static_cast<uint32_t>(d[off + 2]) << 8) | d[off + 3];
-      off += 4 + n;
+      off += wire::kHeaderSize + n;
     }
     return off == len && len > 0;
   }
@@ -523,6 +526,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("udpConnect", Napi::Function::New(env, UdpConnect));
   exports.Set("udpSend", Napi::Function::New(env, UdpSend));
   exports.Set("UdpReader", UdpReader::Init(env));
+  exports.Set("wire", ctun::wire::Constants(env));
   ctun::InitAead(env, exports);
   return exports;
 }

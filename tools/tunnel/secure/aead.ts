@@ -8,11 +8,21 @@
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { loadAddon } from '../native.js';
+import { HEADER_SIZE, MessageType } from '../protocol.js';
 
 export type Cipher = 'aes-256-gcm' | 'chacha20-poly1305';
 
+/** First byte of every sealed datagram; no plain message type has it. */
+export const SEALED_MARKER = 0xc5;
+/** Sealed header: marker (u8) | key id (u32 BE) | counter (u64 BE); the associated data. */
+export const KEY_ID_OFFSET = 1;
+export const COUNTER_OFFSET = 5;
 export const HEADER_BYTES = 13;
 export const TAG_BYTES = 16;
+/** AES-256-GCM and ChaCha20-Poly1305 both take 32-byte keys. */
+export const KEY_BYTES = 32;
+/** 4 zero bytes, then the header's counter. */
+export const NONCE_BYTES = 12;
 
 export interface AeadContext {
   /** header (13 bytes) | ciphertext of the parts | tag. */
@@ -33,16 +43,17 @@ export interface AeadContext {
 export type AeadFactory = (key: Buffer, cipher: Cipher) => AeadContext;
 
 function nonceOf(header: Buffer): Buffer {
-  const n = Buffer.alloc(12);
-  header.copy(n, 4, 5, 13);
+  const n = Buffer.alloc(NONCE_BYTES);
+  header.copy(n, NONCE_BYTES - 8, COUNTER_OFFSET, HEADER_BYTES);
   return n;
 }
 
-function headerOf(keyId: number, counter: bigint): Buffer {
+/** The header (and associated data) of a sealed datagram. */
+export function sealedHeader(keyId: number, counter: bigint): Buffer {
   const h = Buffer.allocUnsafe(HEADER_BYTES);
-  h[0] = 0xc5;
-  h.writeUInt32BE(keyId, 1);
-  h.writeBigUInt64BE(counter, 5);
+  h[0] = SEALED_MARKER;
+  h.writeUInt32BE(keyId, KEY_ID_OFFSET);
+  h.writeBigUInt64BE(counter, COUNTER_OFFSET);
   return h;
 }
 
@@ -53,9 +64,9 @@ export const nodeAead: AeadFactory = (key, cipher) => ({
     let i = 0;
     for (; i < frames.length && i < lengths.length; i++) {
       const f = frames[i]!;
-      if (off + HEADER_BYTES + 4 + f.length + TAG_BYTES > out.length) break;
-      const data = Buffer.from([1, 0, f.length >> 8, f.length & 255]);
-      const sealed = this.seal(headerOf(keyId, first + BigInt(i)), [data, f]);
+      if (off + HEADER_BYTES + HEADER_SIZE + f.length + TAG_BYTES > out.length) break;
+      const data = Buffer.from([MessageType.Data, 0, f.length >> 8, f.length & 255]);
+      const sealed = this.seal(sealedHeader(keyId, first + BigInt(i)), [data, f]);
       sealed.copy(out, off);
       lengths[i] = sealed.length;
       off += sealed.length;
@@ -111,7 +122,7 @@ let chosen: AeadFactory | undefined;
 export function defaultAead(): AeadFactory {
   if (chosen !== undefined) return chosen;
   try {
-    nativeAead(Buffer.alloc(32), 'aes-256-gcm');
+    nativeAead(Buffer.alloc(KEY_BYTES), 'aes-256-gcm');
     chosen = nativeAead;
   } catch {
     chosen = nodeAead;
@@ -126,9 +137,9 @@ export function defaultAead(): AeadFactory {
  * prebuilt addon is checked against the Node a host actually has.
  */
 export function nativeAeadAgrees(): boolean {
-  const key = Buffer.alloc(32, 0x5a);
+  const key = Buffer.alloc(KEY_BYTES, 0x5a);
   return (['aes-256-gcm', 'chacha20-poly1305'] as const).every((cipher) => {
-    const sealed = nativeAead(key, cipher).seal(headerOf(1, 7n), [Buffer.from('ctun')]);
+    const sealed = nativeAead(key, cipher).seal(sealedHeader(1, 7n), [Buffer.from('ctun')]);
     return nodeAead(key, cipher).open(sealed)?.toString() === 'ctun';
   });
 }

@@ -14,12 +14,12 @@
  * messages) and `open()`; the AEAD itself runs in the native addon when it is there
  * (aead.ts), else in Node's crypto.
  */
-import { defaultAead, HEADER_BYTES, TAG_BYTES, type AeadContext, type AeadFactory, type Cipher } from './aead.js';
+import { defaultAead, HEADER_BYTES, KEY_ID_OFFSET, COUNTER_OFFSET, SEALED_MARKER, sealedHeader, TAG_BYTES, type AeadContext, type AeadFactory, type Cipher } from './aead.js';
 import { ReplayWindow } from './replay.js';
 
 export type { Cipher } from './aead.js';
 
-export const SEALED_MARKER = 0xc5;
+export { SEALED_MARKER };
 export const SEALED_HEADER = HEADER_BYTES;
 export const TAG_SIZE = TAG_BYTES;
 export const SEAL_OVERHEAD = SEALED_HEADER + TAG_SIZE;
@@ -87,7 +87,7 @@ export interface SealerOptions {
 /** Reads the key id of a sealed datagram without authenticating it; undefined if it cannot be one. */
 export function peekKeyId(datagram: Buffer): number | undefined {
   if (datagram.length < SEAL_OVERHEAD || datagram[0] !== SEALED_MARKER) return undefined;
-  return datagram.readUInt32BE(1);
+  return datagram.readUInt32BE(KEY_ID_OFFSET);
 }
 
 export class AeadSealer implements DatagramSealer {
@@ -169,18 +169,14 @@ export class AeadSealer implements DatagramSealer {
     }
     this.sendCounter++;
     const key = this.sendKeyFor(counter);
-    const header = Buffer.allocUnsafe(SEALED_HEADER);
-    header[0] = SEALED_MARKER;
-    header.writeUInt32BE(this.keyId, 1);
-    header.writeBigUInt64BE(counter, 5);
-    return key.seal(header, Buffer.isBuffer(plaintext) ? [plaintext] : (plaintext as readonly Buffer[]));
+    return key.seal(sealedHeader(this.keyId, counter), Buffer.isBuffer(plaintext) ? [plaintext] : (plaintext as readonly Buffer[]));
   }
 
   open(datagram: Buffer): Buffer {
     if (datagram.length < SEAL_OVERHEAD) return this.fail('truncated', `datagram of ${datagram.length} bytes is shorter than the ${SEAL_OVERHEAD}-byte seal`);
     if (datagram[0] !== SEALED_MARKER) return this.fail('not-sealed', 'datagram is not sealed (plain-mode peer?)');
-    if (datagram.readUInt32BE(1) !== this.keyId) return this.fail('unknown-key', `datagram for key ${datagram.readUInt32BE(1)}, this session has ${this.keyId}`);
-    const counter = datagram.readBigUInt64BE(5);
+    if (datagram.readUInt32BE(KEY_ID_OFFSET) !== this.keyId) return this.fail('unknown-key', `datagram for key ${datagram.readUInt32BE(KEY_ID_OFFSET)}, this session has ${this.keyId}`);
+    const counter = datagram.readBigUInt64BE(COUNTER_OFFSET);
     if (counter >= MAX_COUNTER) return this.fail('bad-tag', 'counter beyond the limit');
     const seen = this.window.check(counter);
     if (seen !== 'fresh') return this.fail(seen, `datagram ${counter} ${seen === 'replayed' ? 'was already received' : 'is older than the replay window'}`);

@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { CtunError, ExitCode } from '../../common/index.js';
 import { encode, ErrorCode, MessageType } from '../protocol.js';
+import { KEY_BYTES } from './aead.js';
 import type { Direction, KeyDeriver } from './sealer.js';
 
 export interface TlsFiles {
@@ -170,7 +171,7 @@ export function tlsKeyDeriver(socket: tls.TLSSocket): KeyDeriver {
   return (direction, epoch) => {
     const context = Buffer.alloc(4);
     context.writeUInt32BE(epoch >>> 0, 0);
-    return socket.exportKeyingMaterial(32, EXPORTER_LABEL[direction], context);
+    return socket.exportKeyingMaterial(KEY_BYTES, EXPORTER_LABEL[direction], context);
   };
 }
 
