@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, sign, verify, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { CtunError, ExitCode } from '../../common/index.js';
+import { CtunError, ExitCode, type ErrorCode } from '../../common/index.js';
 
 /**
  * The signature of a bundle: a detached signature over the bytes of manifest.json
