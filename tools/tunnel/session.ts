@@ -28,6 +28,8 @@ export class Session implements SwitchPort {
   /** Given in the v2 welcome; a plain-mode resume must present it. */
   readonly resumeToken = randomBytes(16);
   readonly stats: TunnelStats = createStats();
+  /** When the link was last (re)attached, for status: "connected since". */
+  attachedAt: number;
   private readonly toLink = new TickBatch((frames) => this.flush(frames));
 
   constructor(
@@ -39,6 +41,7 @@ export class Session implements SwitchPort {
   ) {
     this.link = link;
     this.lastSeen = now;
+    this.attachedAt = now;
   }
 
   get attached(): boolean {
@@ -67,6 +70,7 @@ export class Session implements SwitchPort {
   }
 
   attach(link: PeerLink, now: number): void {
+    if (this.link !== link) this.attachedAt = now;
     this.link = link;
     this.lastSeen = now;
     this.detachedAt = undefined;
