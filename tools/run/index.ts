@@ -13,3 +13,4 @@ export * from './manage.js';
 export * from './connect.js';
 export * from './memory.js';
 export * from './tls.js';
+export * from './tunnel-status.js';
