@@ -184,6 +184,10 @@ describe('the client\'s live status line', () => {
     writes.length = 0;
     stop();
     expect(writes).toEqual(['\r\x1b[2K']);
+    // A pseudo-terminal without a size reports 0 columns: the line keeps 79, not 9.
+    const sizeless: string[] = [];
+    new StatusLine({ isTTY: true, columns: 0, write: (s: string) => sizeless.push(s) }).show('x'.repeat(100));
+    expect(sizeless[0]).toBe(`\r\x1b[2K${'x'.repeat(79)}`);
     expect(wantStatusLine(tty, 'text')).toBe(true);
     expect(wantStatusLine(tty, 'json')).toBe(false);
     expect(wantStatusLine({ write: () => true }, 'text')).toBe(false);

@@ -50,7 +50,8 @@ export class StatusLine {
 
   /** Replaces the line (cut to the terminal's width, so it never wraps). */
   show(text: string): void {
-    const width = Math.max(10, (this.out.columns ?? 80) - 1);
+    // A pseudo-terminal may report 0 columns (no size set): then assume 80.
+    const width = Math.max(10, (this.out.columns || 80) - 1);
     this.text = [...text].slice(0, width).join('');
     this.out.write(ERASE_LINE + this.text);
   }
