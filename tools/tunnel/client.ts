@@ -16,7 +16,7 @@ import { newSessionId } from './server.js';
 import { createStats, type TunnelStats } from './stats.js';
 import { connectClientLink, type ClientLink, type TransportKind } from './transport.js';
 import { describeProtection, type SealFailure, type TlsMaterial } from './secure/index.js';
-import { SEAL_FAILURES, statsDrops, type Figures } from './observe/figures.js';
+import { dropsByReason, type Figures } from './observe/figures.js';
 
 /**
  * Cap of the reconnect back-off (not the Backoff default of 5 s): however long the
@@ -440,18 +440,11 @@ export class TunnelClient {
 
   /** The figures for metrics and the status line; sealed drops count under their reason, not also as invalid. */
   figures(): Figures {
-    const drops = statsDrops(this.stats);
-    let sealed = 0;
-    for (const r of SEAL_FAILURES) {
-      drops[`sealed-${r}`] = this.sealDrops[r];
-      sealed += this.sealDrops[r];
-    }
-    drops.invalid = (drops.invalid ?? 0) - sealed;
     return {
       role: 'client',
       frames: { rx: this.stats.framesIn, tx: this.stats.framesOut },
       bytes: { rx: this.stats.bytesIn, tx: this.stats.bytesOut },
-      drops,
+      drops: dropsByReason(this.stats, this.sealDrops),
       connected: this.state === 'connected',
       server: `${this.o.host}:${this.o.port ?? 1723}`,
       reconnects: this.stats.reconnects,

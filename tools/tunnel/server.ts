@@ -33,7 +33,7 @@ import { addStats, createStats, type TunnelStats } from './stats.js';
 import { LearningSwitch, type SwitchPort } from './switch.js';
 import { TcpServerTransport, UdpServerTransport, type PeerLink, type ReplyBudget, type ServerTransport, type TransportKind } from './transport.js';
 import { describeProtection, loadTlsMaterial, revokedSerials, type SealFailure, type TlsMaterial } from './secure/index.js';
-import { SEAL_FAILURES, statsDrops, type ClientFigures, type Figures } from './observe/figures.js';
+import { dropsByReason, type ClientFigures, type Figures } from './observe/figures.js';
 
 export type ServerMode = 'local' | 'separate';
 
@@ -706,13 +706,7 @@ export class TunnelServer {
   figures(): Figures {
     const s = this.stats();
     const sec = s.security;
-    const drops = statsDrops(s.clients);
-    let sealed = 0;
-    for (const r of SEAL_FAILURES) {
-      drops[`sealed-${r}`] = sec.sealDrops[r];
-      sealed += sec.sealDrops[r];
-    }
-    drops.invalid = (drops.invalid ?? 0) - sealed;
+    const drops = dropsByReason(s.clients, sec.sealDrops);
     Object.assign(drops, {
       refused: sec.refused,
       'handshake-failed': sec.handshakeFailed,

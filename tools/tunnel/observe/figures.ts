@@ -70,9 +70,20 @@ export interface Figures {
   lastRttMs?: number;
 }
 
-/** Drops every NIC-like stats block has. */
-export function statsDrops(s: TunnelStats): Partial<Record<DropReason, number>> {
-  return { queue: s.dropsQueue, invalid: s.dropsInvalid, policy: s.dropsPolicy };
+/**
+ * The drops of a stats block by reason, with sealed-datagram drops under their own
+ * reasons: the ends count those also as invalid, so they are taken out of it here
+ * (each drop once).
+ */
+export function dropsByReason(s: TunnelStats, sealDrops: Record<SealFailure, number>): Partial<Record<DropReason, number>> {
+  const drops: Partial<Record<DropReason, number>> = { queue: s.dropsQueue, policy: s.dropsPolicy };
+  let sealed = 0;
+  for (const r of SEAL_FAILURES) {
+    drops[`sealed-${r}`] = sealDrops[r];
+    sealed += sealDrops[r];
+  }
+  drops.invalid = s.dropsInvalid - sealed;
+  return drops;
 }
 
 /** The sum of all drop reasons. */

@@ -58,30 +58,23 @@ export function createTunnelRegistry(info: BuildInfo, figures: () => Figures): T
     return snapshot;
   };
 
-  new Counter({
-    name: METRIC_NAMES.frames,
-    help: 'Ethernet frames through the tunnel: rx received from the tunnel peer(s), tx sent to them',
-    labelNames: ['direction'],
-    registers,
-    collect() {
-      const f = current();
-      this.reset();
-      this.inc({ direction: 'rx' }, f.frames.rx);
-      this.inc({ direction: 'tx' }, f.frames.tx);
-    },
-  });
-  new Counter({
-    name: METRIC_NAMES.bytes,
-    help: 'Bytes of Ethernet frames through the tunnel: rx received from the tunnel peer(s), tx sent to them',
-    labelNames: ['direction'],
-    registers,
-    collect() {
-      const f = current();
-      this.reset();
-      this.inc({ direction: 'rx' }, f.bytes.rx);
-      this.inc({ direction: 'tx' }, f.bytes.tx);
-    },
-  });
+  for (const [name, what, key] of [
+    [METRIC_NAMES.frames, 'Ethernet frames', 'frames'],
+    [METRIC_NAMES.bytes, 'Bytes of Ethernet frames', 'bytes'],
+  ] as const) {
+    new Counter({
+      name,
+      help: `${what} through the tunnel: rx received from the tunnel peer(s), tx sent to them`,
+      labelNames: ['direction'],
+      registers,
+      collect() {
+        const f = current()[key];
+        this.reset();
+        this.inc({ direction: 'rx' }, f.rx);
+        this.inc({ direction: 'tx' }, f.tx);
+      },
+    });
+  }
   new Counter({
     name: METRIC_NAMES.drops,
     help: 'Frames, datagrams and peers dropped, by reason (queue, invalid, policy, refused, handshake-failed, sealed-<reason>, ...)',
