@@ -11,8 +11,31 @@ import { execa } from 'execa';
 import { Daemon } from '../integration/harness/netns.js';
 import { Pc } from '../../tools/demo/pc.js';
 import { startLicenseStandin, type LicenseStandin } from '../../tools/demo/license.js';
-import { DEFAULT_IMAGES } from '../../tools/demo/images.js';
-import { CTUN, CTUN_RUN, deployUnavailable, docker, leftovers, NODE, pcSession, prepareImages, removeDeployment } from './harness/deploy.js';
+import { CTUN, CTUN_RUN, deployUnavailable, docker, E2E_IMAGES, leftovers, NODE, pcSession, prepareImages, removeDeployment } from './harness/deploy.js';
+import type { DeploymentWithTunnel } from '../../tools/run/index.js';
+
+/**
+ * `ctun-run status --json` of one deployment: its tunnel server, asked inside its
+ * container, shows the PC's client attached with bytes both ways (after traffic).
+ */
+async function tunnelStatus(name: string): Promise<DeploymentWithTunnel> {
+  const r = await execa(NODE, [CTUN_RUN, 'status', '--json', '--deployment', name]);
+  const [d] = JSON.parse(r.stdout) as DeploymentWithTunnel[];
+  expect(d!.tunnel, r.stdout).toBeDefined();
+  expect(d!.tunnel!.error, r.stdout).toBeUndefined();
+  const clients = d!.tunnel!.figures!.clients!;
+  expect(clients.filter((c) => c.attached), r.stdout).toHaveLength(1);
+  expect(clients[0]!.peer).toMatch(/^\d+\.\d+\.\d+\.\d+:\d+$/);
+  expect(Date.parse(clients[0]!.since)).toBeGreaterThan(Date.now() - 10 * 60_000);
+  expect(clients[0]!.bytes.rx, r.stdout).toBeGreaterThan(0);
+  expect(clients[0]!.bytes.tx, r.stdout).toBeGreaterThan(0);
+  // The text form says the same to a person.
+  const text = (await execa(NODE, [CTUN_RUN, 'status', '--deployment', name])).stdout;
+  console.log(`$ ctun-run status --deployment ${name}\n${text}`);
+  expect(text).toMatch(/tunnel server: 1 client\(s\) connected/);
+  expect(text).toMatch(/ {4}client \d+\.\d+\.\d+\.\d+:\d+ {2}since \S+ {2}in [\d.]+ (B|KiB|MiB) {2}out [\d.]+ (B|KiB|MiB) {2}drops \d+/);
+  return d!;
+}
 
 const skip = await deployUnavailable();
 let license: LicenseStandin | undefined;
@@ -25,7 +48,7 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
   beforeAll(async () => {
     const images = await prepareImages();
     if (images.built.length) console.log(`built ${images.built.join(', ')} in ${images.seconds.toFixed(0)} s`);
-    license = await startLicenseStandin(docker, { image: DEFAULT_IMAGES.veos, port: 22361, name: 'ctun-e2e-license' });
+    license = await startLicenseStandin(docker, { image: E2E_IMAGES.veos, port: 22361, name: 'ctun-e2e-license' });
   });
   afterAll(async () => {
     await license?.remove();
@@ -40,7 +63,7 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
 
     const run = new Daemon(
       pc.spawn(NODE, [
-        CTUN_RUN, 'veos', DEFAULT_IMAGES.veosCtun, license!.server, '--startCtun', 'yes', '--connect',
+        CTUN_RUN, 'veos', E2E_IMAGES.veosCtun, license!.server, '--startCtun', 'yes', '--connect',
         '--host', pc.hostAddress, '--publishAddress', pc.hostAddress, '--hostPort', String(port),
         '--veosDockerContainer', name, '--progress', 'plain',
       ]),
@@ -81,6 +104,9 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
     // error would mean something else is wrong on the path.
     expect(by.direct).toMatchObject({ host: pc.hostAddress, port: by.tcp.port, result: 'ECONNREFUSED' });
 
+    // The tunnel inside the simulator's container, as ctun-run status shows it.
+    await tunnelStatus(name);
+
     run.kill('SIGINT');
     expect(await run.exited).toBe(0);
     expect(run.output).toContain(`removed deployment ${name}`);
@@ -97,7 +123,7 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
     const r = await execa(
       NODE,
       [
-        CTUN_RUN, 'separate', DEFAULT_IMAGES.veos, license!.server, '--ctunDockerImage', DEFAULT_IMAGES.separateServer,
+        CTUN_RUN, 'separate', E2E_IMAGES.veos, license!.server, '--ctunDockerImage', E2E_IMAGES.separateServer,
         '--host', pc.hostAddress, '--publishAddress', pc.hostAddress, '--hostPort', String(port),
         '--veosDockerContainer', name, '--ctunDockerContainer', `${name}-ctun`, '--dockerNetwork', `${name}-net`, '--progress', 'plain',
       ],
@@ -140,6 +166,9 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
     const [d] = JSON.parse(status.stdout) as Array<{ deployment: string; kind: string; containers: Array<{ role: string; state: string }>; networks: Array<{ name: string }> }>;
     expect(d).toMatchObject({ deployment: name, kind: 'separated', networks: [{ name: `${name}-net` }] });
     expect(d!.containers.map((c) => `${c.role}:${c.state}`).sort()).toEqual(['ctun-server:running', 'veos:running']);
+    const withTunnel = await tunnelStatus(name);
+    expect(withTunnel.tunnel!.container).toBe(`${name}-ctun`);
+    expect(withTunnel.tunnel!.figures!.clients![0]!.dest).toBe(dest);
 
     expect(await client.stop()).toBe(0);
     expect(await pc.routeTo(dest)).toBe(false);

@@ -11,7 +11,8 @@ import {
   connectClient,
   DEFAULT_READY_PORTS,
   deploymentStatus,
-  formatStatus,
+  formatStatusWithTunnel,
+  withTunnelStatus,
   parseReadyPort,
   planIntegrated,
   planSeparated,
@@ -230,7 +231,7 @@ async function main(): Promise<void> {
     )
     .command(
       'status',
-      'list the deployments ctun-run started (labelled containers and networks)',
+      'list the deployments ctun-run started (labelled containers and networks) and their tunnel: clients, bytes, drops',
       (y) =>
         y
           .option('json', { type: 'boolean', default: false, describe: 'as JSON' })
@@ -239,8 +240,8 @@ async function main(): Promise<void> {
         runCommandBody(PROGRAM, argv.verbose, async () => {
           const engine = connectDocker();
           await engine.ping();
-          const list = await deploymentStatus(engine, argv.deployment);
-          process.stdout.write(argv.json ? JSON.stringify(list, null, 2) + '\n' : formatStatus(list));
+          const list = await withTunnelStatus(engine, await deploymentStatus(engine, argv.deployment));
+          process.stdout.write(argv.json ? JSON.stringify(list, null, 2) + '\n' : formatStatusWithTunnel(list));
         }),
     )
     .command(

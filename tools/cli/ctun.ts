@@ -5,7 +5,7 @@
 import { createInterface } from 'node:readline/promises';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { ExitCode, metadata, SERVER_CIDR, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
+import { createLogger, ExitCode, metadata, SERVER_CIDR, TUNNEL_DEFAULTS, type LogFormat, type Logger } from '../common/index.js';
 import {
   addonPath,
   loadAddon,
@@ -18,6 +18,15 @@ import {
   type Confirm,
   type TransportKind,
   type TunnelStats,
+  fetchStatus,
+  formatTunnelStatus,
+  metricsSetting,
+  parseMetricsAddress,
+  runStatusLine,
+  serveMetrics,
+  StatusLine,
+  wantStatusLine,
+  METRICS_ENV,
 } from '../tunnel/index.js';
 import { cliLogger, onceSignal, printError, runCommandBody, usageError } from './common.js';
 import { loadTlsMaterial, nativeAeadAgrees, type TlsMaterial } from '../tunnel/secure/index.js';
@@ -29,6 +38,13 @@ function withCommon<T>(y: Argv<T>) {
   return y
     .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'One event per line, as text or JSON' })
     .option('verbose', { type: 'boolean', default: false, describe: 'Debug lines, and the cause chain of errors' });
+}
+
+function withMetrics<T>(y: Argv<T>) {
+  return y.option('metrics', {
+    type: 'string',
+    describe: `Serve Prometheus metrics, /healthz, /readyz and /status on [HOST:]PORT (loopback unless HOST is given; default off, or $${METRICS_ENV})`,
+  });
 }
 
 function transportOf(value: string): TransportKind {
@@ -86,6 +102,7 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
     logger: log,
     openDevice: (name) => new TapDevice(name, { role: 'create' }),
   });
+  const metrics = await serveMetrics(metricsSetting(argv.metrics), server, { role: 'server', transport: argv.transport, mode: argv.mode, tls: argv.tls, logger: log });
   const printStats = (event: string): void => {
     const s = server.stats();
     const { sealDrops, ...security } = s.security;
@@ -104,16 +121,32 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
   // SIGHUP reloads the TLS files: a new CRL refuses revoked clients without a restart.
   process.on('SIGHUP', () => void server.reloadTls());
   const stop = onceSignal(['SIGTERM', 'SIGINT']);
-  await server.start();
+  try {
+    await server.start();
+  } catch (e) {
+    await metrics.close();
+    throw e;
+  }
   const signal = await stop;
   log.info('server-stopping', { signal });
   await server.stop(`stopped by ${signal}`);
+  await metrics.close();
   printStats('stats-final');
   return ExitCode.Ok;
 }
 
-async function runClient(argv: Record<string, any>, log: Logger): Promise<number> {
+async function runClient(argv: Record<string, any>, baseLog: Logger): Promise<number> {
+  // In a terminal with text logs, one live status line stays under the log lines.
+  const line = wantStatusLine(process.stdout, argv['log-format']) ? new StatusLine(process.stdout) : undefined;
+  const log = line === undefined ? baseLog : createLogger({
+    format: argv['log-format'] as LogFormat,
+    level: argv.verbose ? 'debug' : 'info',
+    out: { write: (s: string) => line.above(() => process.stdout.write(s)) },
+    err: { write: (s: string) => line.above(() => process.stderr.write(s)) },
+  });
+  let observeRtt = (_ms: number): void => {};
   const client = new TunnelClient({
+    onRtt: (ms) => observeRtt(ms),
     host: argv.host,
     port: portOf(argv.port),
     transport: transportOf(argv.transport),
@@ -125,14 +158,25 @@ async function runClient(argv: Record<string, any>, log: Logger): Promise<number
   });
   const printStats = (event: string): void => log.info(event, statsFields('', client.stats));
   process.on('SIGUSR1', () => printStats('stats'));
-  await client.start();
+  const metrics = await serveMetrics(metricsSetting(argv.metrics), client, { role: 'client', transport: argv.transport, mode: argv.dest === undefined ? 'local' : 'separate', tls: argv.tls, logger: log });
+  observeRtt = metrics.observeRtt;
+  try {
+    await client.start();
+  } catch (e) {
+    await metrics.close();
+    throw e;
+  }
+  const stopLine = line === undefined ? () => {} : runStatusLine(line, () => client.figures());
   const outcome = await Promise.race([client.done.then((e) => ({ kind: 'done' as const, e })), onceSignal(['SIGTERM', 'SIGINT']).then((s) => ({ kind: 'signal' as const, s }))]);
+  stopLine();
   if (outcome.kind === 'signal') {
     log.info('client-stopping', { signal: outcome.s });
     await client.stop(`stopped by ${outcome.s}`);
+    await metrics.close();
     printStats('stats-final');
     return ExitCode.Ok;
   }
+  await metrics.close();
   printStats('stats-final');
   if (outcome.e !== undefined) throw outcome.e;
   return ExitCode.Ok;
@@ -244,7 +288,7 @@ export async function main(args: string[]): Promise<void> {
       'server',
       'Run the tunnel server beside the simulator (local) or on its subnet (separate)',
       (y) =>
-        withTls(withCommon(y), 'server')
+        withMetrics(withTls(withCommon(y), 'server'))
           .option('listen', { type: 'string', default: '0.0.0.0', describe: 'Address to bind' })
           .option('port', { type: 'number', default: TUNNEL_DEFAULTS.port, describe: 'Port to listen on' })
           .option('transport', { choices: ['udp', 'tcp'], default: TUNNEL_DEFAULTS.transport, describe: 'UDP, or TCP for networks that pass only TCP' })
@@ -259,6 +303,7 @@ export async function main(args: string[]): Promise<void> {
           .option('max-sessions-per-source', { type: 'number', default: 16, describe: 'Most sessions created from one IP address' })
           .group(['tls', 'ca', 'cert', 'key', 'crl', 'allow-dest', 'isolate-clients', 'max-sessions-per-source'], 'Security:')
           .example('$0 server --tls --ca ca.crt --cert server.crt --key server.key', 'mutual TLS; clients need a certificate from ca.crt')
+          .example(`$0 server --metrics 0.0.0.0:${metadata.metricsPort}`, 'Prometheus metrics and health endpoints for scrapers and probes on every address')
           .example('$0 server --mode separate --allow-dest 172.17.0.0/16', 'clients may reach only hosts in 172.17.0.0/16, each only the one it names'),
       (argv) => runCommandBody(PROGRAM, argv.verbose, () => runServer(argv, cliLogger(argv))),
     )
@@ -266,7 +311,7 @@ export async function main(args: string[]): Promise<void> {
       'client <host>',
       'Connect this host\'s TAP to a tunnel server',
       (y) =>
-        withTls(withCommon(y), 'client')
+        withMetrics(withTls(withCommon(y), 'client'))
           .positional('host', { type: 'string', demandOption: true, describe: 'Server address' })
           .option('port', { type: 'number', default: TUNNEL_DEFAULTS.port, describe: 'Server port' })
           .option('transport', { choices: ['udp', 'tcp'], default: TUNNEL_DEFAULTS.transport, describe: 'Must match the server' })
@@ -277,6 +322,21 @@ export async function main(args: string[]): Promise<void> {
           .example('$0 client 10.0.0.5 --tls --ca ca.crt --cert alice.crt --key alice.key', 'mutual TLS; the server certificate must list 10.0.0.5')
           .group(['tls', 'ca', 'cert', 'key', 'crl'], 'Security:'),
       (argv) => runCommandBody(PROGRAM, argv.verbose, () => runClient(argv, cliLogger(argv))),
+    )
+    .command(
+      'status',
+      'Show a running server\'s clients, bytes and drops (or a client\'s link), from its --metrics endpoint',
+      (y) =>
+        y
+          .option('metrics', { type: 'string', describe: `[HOST:]PORT of the endpoint (default $${METRICS_ENV}, else ${metadata.metricsPort} on loopback)` })
+          .option('json', { type: 'boolean', default: false, describe: 'The figures as JSON, for scripts' })
+          .option('verbose', { type: 'boolean', default: false, describe: 'The cause chain of errors' })
+          .example('$0 status', 'the server or client on this host with --metrics ' + metadata.metricsPort),
+      (argv) =>
+        runCommandBody(PROGRAM, argv.verbose, async () => {
+          const figures = await fetchStatus(parseMetricsAddress(metricsSetting(argv.metrics) ?? String(metadata.metricsPort)));
+          process.stdout.write(argv.json ? JSON.stringify(figures, null, 2) + '\n' : formatTunnelStatus(figures).join('\n') + '\n');
+        }),
     )
     .command(
       'certs <action> [name]',
@@ -299,7 +359,7 @@ export async function main(args: string[]): Promise<void> {
           .example('$0 certs revoke --out pki --cert pki/alice.crt', 'pki/ca.crl; start the server with --crl pki/ca.crl'),
       (argv) => runCommandBody(PROGRAM, argv.verbose, () => runCerts(argv)),
     )
-    .demandCommand(1, 'give a command: configure, server, client or certs')
+    .demandCommand(1, 'give a command: configure, server, client, status or certs')
     .strict()
     .version(metadata.ctunVersion)
     .help()

@@ -10,6 +10,8 @@ export interface Metadata {
   veosVersion: string;
   veosRelease: string;
   defaultPort: number;
+  /** Port of `--metrics` (Prometheus, /healthz, /readyz, /status) in deployments and examples. */
+  metricsPort: number;
   images: {
     localServer: string;
     separateServer: string;

@@ -136,7 +136,7 @@ describe('deploy against recorded API responses', () => {
     expect(api.applied.map((a) => a.object.kind)).toEqual(['NetworkPolicy', 'Deployment']);
     const ctun = (api.applied[1]!.object as any).spec.template.spec.containers.find((c: any) => c.name === 'ctun');
     expect(ctun.args).toEqual(expect.arrayContaining(['--transport', 'tcp']));
-    expect(ctun.ports).toEqual([{ name: 'ctun-tcp', containerPort: 1723, protocol: 'TCP' }]);
+    expect(ctun.ports).toEqual([{ name: 'ctun-tcp', containerPort: 1723, protocol: 'TCP' }, { name: 'metrics', containerPort: 9723, protocol: 'TCP' }]);
     expect(api.calls).not.toContain('readService ctun-service');
     expect(clientArgs(d, { port: 40123 })).toEqual(['client', '127.0.0.1', '--port', '40123', '--transport', 'tcp']);
     await expect(deploy({ mode: 'integrated', via: 'port-forward', params: { licenseServer: 'lic', transport: 'udp' }, namespace: 'default', api, logger: createMemoryLogger(), clock: fakeClock() })).rejects.toThrow(/carries TCP only/);

@@ -48,15 +48,16 @@ describe('hardened manifests, in every rendered variant', () => {
       expect(containers).toBe(4);
     });
 
-    it(`${name}: a NetworkPolicy admits only the tunnel port (${tlsOverUdp ? 'UDP and TCP' : (params.transport ?? 'udp').toUpperCase()} ${port}) to the tunnel server pods, and selects no simulator-only pod`, () => {
+    it(`${name}: a NetworkPolicy admits only the tunnel port (${tlsOverUdp ? 'UDP and TCP' : (params.transport ?? 'udp').toUpperCase()} ${port}) from anywhere and the metrics port from the cluster to the tunnel server pods, and selects no simulator-only pod`, () => {
       const policy = manifest(rendered, 'networkPolicy').objects[0] as Json;
       expect(policy).toMatchObject({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy' });
       expect(policy.spec.policyTypes).toEqual(['Ingress']);
       const expected = tlsOverUdp
         ? [{ protocol: 'UDP', port }, { protocol: 'TCP', port }]
         : [{ protocol: (params.transport ?? 'udp').toUpperCase(), port }];
-      // One rule, from anywhere (clients' addresses are unknown), to these ports only.
-      expect(policy.spec.ingress).toEqual([{ ports: expected }]);
+      // From anywhere (clients' addresses are unknown) to these ports only; the metrics
+      // port (Prometheus, probes) only from pods of the cluster.
+      expect(policy.spec.ingress).toEqual([{ ports: expected }, { from: [{ namespaceSelector: {} }], ports: [{ protocol: 'TCP', port: 9723 }] }]);
       // The policy's ports are exactly what the Service publishes.
       const svc = manifest(rendered, 'service').objects[0] as Json;
       expect(svc.spec.ports.map((p: Json) => ({ protocol: p.protocol, port: p.port }))).toEqual(expected);

@@ -64,7 +64,7 @@ describe('parameters', () => {
     const server = container(manifest(r, 'separateServer').objects[0]!, 'ctun');
     expect(server.image).toBe(`registry.local:5000/${metadata.images.separateServer}`);
     expect(server.args.slice(0, 6)).toEqual(['--listen', '0.0.0.0', '--port', '4000', '--transport', 'udp']);
-    expect(server.ports).toEqual([{ name: 'ctun-udp', containerPort: 4000, protocol: 'UDP' }]);
+    expect(server.ports).toEqual([{ name: 'ctun-udp', containerPort: 4000, protocol: 'UDP' }, { name: 'metrics', containerPort: 9723, protocol: 'TCP' }]);
     expect((manifest(r, 'service').objects[0] as Json).spec.ports[0]).toMatchObject({ port: 4000, nodePort: 31000, protocol: 'UDP' });
   });
 
@@ -78,12 +78,28 @@ describe('parameters', () => {
     expect(() => renderManifests({ readyPort: 0 })).toThrow(/ready port to be a TCP port 1-65535/);
   });
 
-  it('transport tcp: TCP Service port, server --transport tcp, probe reads /proc/net/tcp', () => {
+  it('transport tcp: TCP Service port, server --transport tcp, probes on the metrics endpoint as with udp', () => {
     const r = renderManifests({ transport: 'tcp' });
     expect((manifest(r, 'service').objects[0] as Json).spec.ports).toEqual([{ name: 'ctun-tcp', protocol: 'TCP', port: 1723, targetPort: 'ctun-tcp' }]);
     const ctun = container(manifest(r, 'integrated').objects[0]!, 'ctun');
     expect(ctun.args).toContain('tcp');
-    expect(ctun.readinessProbe.exec.command[2]).toBe("test -d /sys/class/net/ctun0 && grep -q ':06BB [0-9A-F:]* 0A ' /proc/net/tcp");
+    expect(ctun.readinessProbe).toMatchObject({ httpGet: { path: '/readyz', port: 'metrics' } });
+  });
+
+  it('tunnel servers: --metrics on every pod address, a named metrics port that the Service does not carry, scrape annotations, and the NetworkPolicy admits it from the cluster only', () => {
+    const r = renderManifests({});
+    for (const key of ['integrated', 'separateServer'] as const) {
+      const o = manifest(r, key).objects[0] as Json;
+      const ctun = container(o, 'ctun');
+      expect(ctun.args.join(' ')).toContain('--metrics 0.0.0.0:9723');
+      expect(ctun.ports).toContainEqual({ name: 'metrics', containerPort: 9723, protocol: 'TCP' });
+      expect(ctun.readinessProbe).toEqual({ httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 5, failureThreshold: 3 });
+      expect(ctun.livenessProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'metrics' } });
+      expect(o.spec.template.metadata.annotations).toMatchObject({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9723', 'prometheus.io/path': '/metrics' });
+    }
+    expect(JSON.stringify((manifest(r, 'service').objects[0] as Json).spec.ports)).not.toContain('9723');
+    const policy = (manifest(r, 'networkPolicy').objects[0] as Json).spec.ingress;
+    expect(policy).toContainEqual({ from: [{ namespaceSelector: {} }], ports: [{ protocol: 'TCP', port: 9723 }] });
   });
 
   it('a TLS secret mounts ca.crt/tls.crt/tls.key read-only and adds the TLS flags, on both servers only', () => {

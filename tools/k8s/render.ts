@@ -87,25 +87,30 @@ export const SERVICE_SELECTORS = {
 /** The manifests that carry the Service with their own selector, after their Deployment. */
 const SERVICE_CARRIED_BY: Partial<Record<ManifestKey, keyof typeof SERVICE_SELECTORS>> = { integrated: 'integrated', separateServer: 'separate' };
 
-/** `/proc/net/udp` and `/proc/net/tcp` print ports as 4 upper-case hex digits. */
-function procPort(port: number): string {
-  return port.toString(16).toUpperCase().padStart(4, '0');
+/**
+ * The tunnel server's HTTP endpoint (`--metrics`): Prometheus scrapes /metrics, the
+ * kubelet probes /readyz (TAP present, socket bound) and /healthz (process alive). On
+ * every pod address, as probes and scrapes come to the pod IP; the NetworkPolicy
+ * admits it from inside the cluster only, and the Service does not carry it.
+ */
+export const METRICS_PORT_NAME = 'metrics';
+
+/** The probes of a tunnel server container, on its named metrics port. */
+export function tunnelProbes() {
+  return {
+    readiness: { httpGet: { path: '/readyz', port: METRICS_PORT_NAME }, periodSeconds: 5, failureThreshold: 3 },
+    liveness: { httpGet: { path: '/healthz', port: METRICS_PORT_NAME }, initialDelaySeconds: 10, periodSeconds: 10, failureThreshold: 3 },
+  };
 }
 
-/**
- * The exec probe of a tunnel server: its TAP exists (a non-persistent TAP vanishes
- * with the process that holds it) and its socket is bound (UDP) or listening (TCP,
- * state 0A), read from /proc so the probe sends nothing into the tunnel and leaves no
- * log line. Needs only sh and grep, which the ctun images have.
- */
-export function tunnelProbeCommand(tap: string, port: number, transport: 'udp' | 'tcp'): string[] {
-  const socket = transport === 'udp' ? `grep -q ':${procPort(port)} ' /proc/net/udp` : `grep -q ':${procPort(port)} [0-9A-F:]* 0A ' /proc/net/tcp`;
-  return ['/bin/sh', '-c', `test -d /sys/class/net/${tap} && ${socket}`];
+/** The annotations Prometheus's Kubernetes service discovery reads (the common relabelling convention). */
+export function scrapeAnnotations(): Record<string, string> {
+  return { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(metadata.metricsPort), 'prometheus.io/path': '/metrics' };
 }
 
 /** `ctun server` arguments after the image's entrypoint (`ctun server --mode ...`). */
 export function serverArgs(p: ResolvedK8sParams): string[] {
-  const args = ['--listen', '0.0.0.0', '--port', String(p.port), '--transport', p.transport, '--tap', SERVER_TAP.name, '--address', SERVER_TAP.address, '--log-format', 'json'];
+  const args = ['--listen', '0.0.0.0', '--port', String(p.port), '--transport', p.transport, '--tap', SERVER_TAP.name, '--address', SERVER_TAP.address, '--log-format', 'json', '--metrics', `0.0.0.0:${metadata.metricsPort}`];
   if (p.tlsSecret) {
     args.push('--tls', '--ca', `${TLS_MOUNT_PATH}/ca.crt`, '--cert', `${TLS_MOUNT_PATH}/tls.crt`, '--key', `${TLS_MOUNT_PATH}/tls.key`);
     if (p.crl) args.push('--crl', `${TLS_MOUNT_PATH}/ca.crl`);
@@ -173,8 +178,10 @@ export function templateValues(p: ResolvedK8sParams) {
       separateServer: { app: 'ctun-separate-server', 'app.kubernetes.io/instance': OBJECT_NAMES.separateServer },
     }),
     annotations: group({
+      integrated: scrapeAnnotations(),
       separateServer: {
         'ctun/requires': 'kubelet --allowed-unsafe-sysctls=net.ipv4.ip_forward (not in the safe sysctl set)',
+        ...scrapeAnnotations(),
       },
     }),
     simulator: group({
@@ -190,10 +197,12 @@ export function templateValues(p: ResolvedK8sParams) {
     resources: group({ simulator: RESOURCES.simulator, tunnel: RESOURCES.tunnel }),
     tunnel: group({
       args: serverArgs(p),
-      containerPorts,
+      containerPorts: [...containerPorts, { name: METRICS_PORT_NAME, containerPort: metadata.metricsPort, protocol: 'TCP' }],
       servicePorts,
       policyPorts,
-      probeCommand: tunnelProbeCommand(SERVER_TAP.name, p.port, p.transport),
+      metricsPolicyPorts: [{ protocol: 'TCP', port: metadata.metricsPort }],
+      readinessProbe: tunnelProbes().readiness,
+      livenessProbe: tunnelProbes().liveness,
     }),
     tls: group({ volumes: tlsVolumes, volumeMounts: tlsMounts }),
   };

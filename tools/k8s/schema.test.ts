@@ -124,16 +124,15 @@ describe('security and operability of every pod', () => {
       expect((sep.objects[0] as Json).spec.template.metadata.annotations['ctun/requires']).toMatch(/allowed-unsafe-sysctls=net\.ipv4\.ip_forward/);
     });
 
-    it(`${name}: readiness and liveness probes on every container; tunnel probes check TAP and socket, simulator probes its port mapper`, () => {
+    it(`${name}: readiness and liveness probes on every container; tunnel probes on the metrics endpoint (/readyz: TAP and socket), simulator probes its port mapper`, () => {
       for (const p of pods(all)) {
         for (const c of p.spec.containers) {
           expect(c.readinessProbe, `${p.name}/${c.name}`).toBeDefined();
           expect(c.livenessProbe, `${p.name}/${c.name}`).toBeDefined();
           if (c.name === 'ctun') {
-            const cmd = c.readinessProbe.exec.command.join(' ');
-            expect(cmd).toMatch(/test -d \/sys\/class\/net\/ctun0 && grep -q ':06BB /);
-            expect(cmd).toContain(params.transport === 'tcp' ? '/proc/net/tcp' : '/proc/net/udp');
-            expect(c.livenessProbe.exec.command).toEqual(c.readinessProbe.exec.command);
+            expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+            expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
+            expect(c.ports).toContainEqual({ name: 'metrics', containerPort: 9723, protocol: 'TCP' });
           } else {
             // The simulator contract: a TCP port that accepts (27027 by default), no log line.
             expect(c.startupProbe.tcpSocket.port).toBe(27027);

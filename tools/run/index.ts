@@ -11,3 +11,4 @@ export * from './execute.js';
 export * from './manage.js';
 export * from './connect.js';
 export * from './tls.js';
+export * from './tunnel-status.js';

@@ -1,4 +1,5 @@
 import { CtunError, ExitCode, metadata, TUNNEL_DEFAULTS } from '../common/index.js';
+import { METRICS_ENV } from '../tunnel/index.js';
 import { ctunLabels, LABEL_PLAN, type ContainerSpec, type NetworkSpec, type PortSpec } from '../docker/index.js';
 import { parseLicenseServer, SIMULATOR_ENV, SIMULATOR_PORTS, SIMULATOR_TARBALL_NAME } from '../simulator/index.js';
 
@@ -25,7 +26,12 @@ export const CTUN_ENV = {
   start: 'CTUN_START',
   /** Extra options of `ctun server`. */
   args: 'CTUN_ARGS',
+  /** `--metrics` of the tunnel server: on the container's loopback, for `ctun-run status` (no port published). */
+  metrics: METRICS_ENV,
 } as const;
+
+/** Where the tunnel server in a deployment serves /status and /metrics: its container's own loopback. */
+export const SERVER_METRICS_ADDRESS = `127.0.0.1:${metadata.metricsPort}`;
 
 /** Where the `ctun-build` that makes an image is suggested from. */
 export type ImageRole = 'veos' | 'veos-ctun' | 'separate-server';
@@ -347,6 +353,7 @@ export function planIntegrated(options: IntegratedOptions): DeploymentPlan {
       ...c.env,
       [CTUN_ENV.start]: tunnel ? 'yes' : 'no',
       ...(tunnel && c.transport !== 'udp' ? { [CTUN_ENV.args]: `--transport ${c.transport}` } : {}),
+      ...(tunnel ? { [CTUN_ENV.metrics]: SERVER_METRICS_ADDRESS } : {}),
     },
     labels: c.labels('veos', 'container'),
     // The tunnel server creates its TAP beside the simulator: NET_ADMIN and the tun
@@ -412,7 +419,7 @@ export function planSeparated(options: SeparatedOptions): DeploymentPlan {
     imageRole: 'separate-server',
     // The image's entrypoint is `ctun server --mode separate`.
     cmd: c.transport === 'udp' ? [] : ['--transport', c.transport],
-    env: {},
+    env: { [CTUN_ENV.metrics]: SERVER_METRICS_ADDRESS },
     labels: c.labels('ctun-server', 'container'),
     capAdd: ['NET_ADMIN'],
     devices: [TUN_DEVICE],

@@ -15,7 +15,8 @@ import { describeError, echoOfSession, encode, ErrorCode, FEATURES_NONE, Message
 import { newSessionId } from './session.js';
 import { createStats, type TunnelStats } from './stats.js';
 import { connectClientLink, type ClientLink, type TransportKind } from './link/index.js';
-import { describeProtection, type TlsMaterial } from './secure/index.js';
+import { describeProtection, type SealFailure, type TlsMaterial } from './secure/index.js';
+import { dropsByReason, type Figures } from './observe/figures.js';
 
 /**
  * Cap of the reconnect back-off (not the Backoff default of 5 s): however long the
@@ -51,7 +52,12 @@ export interface ClientOptions {
   net?: NetConfig;
   /** Mutual TLS (`--tls`); plain when undefined. The server's certificate must name `host`. */
   tls?: TlsMaterial;
+  /** Told each keepalive round-trip time (ms), e.g. for the metrics' histogram. */
+  onRtt?: (ms: number) => void;
 }
+
+/** Pings whose pong is still awaited; older ones are forgotten (their pong is lost or late). */
+const PINGS_REMEMBERED = 8;
 
 type State = 'idle' | 'connecting' | 'connected' | 'stopped';
 
@@ -88,6 +94,12 @@ export class TunnelClient {
   private readonly firstWelcome: Promise<Welcome>;
   private fatal: ((e: CtunError) => void) | undefined;
   readonly stats: TunnelStats = createStats();
+  /** Sealed datagrams dropped unopened, by reason (--tls on UDP). */
+  readonly sealDrops: Record<SealFailure, number> = { truncated: 0, 'not-sealed': 0, 'unknown-key': 0, 'bad-tag': 0, replayed: 0, 'too-old': 0, exhausted: 0 };
+  /** Send times (performance.now) of the pings in flight, by nonce. */
+  private readonly pingsInFlight = new Map<bigint, number>();
+  private lastRttMs: number | undefined;
+  private lastOutageMs: number | undefined;
   /** Resolves when the client stops for good (rejection or stop()). */
   readonly done: Promise<CtunError | undefined>;
 
@@ -205,8 +217,9 @@ export class TunnelClient {
             if (refusal !== undefined) return this.refused(refusal);
             if (this.link === link) this.linkLost(reason);
           },
-          dropped: () => {
+          dropped: (reason) => {
             this.stats.dropsInvalid++;
+            this.sealDrops[reason]++;
           },
         },
       });
@@ -271,6 +284,7 @@ export class TunnelClient {
         this.link?.send(encode({ type: MessageType.Pong, nonce: m.nonce }));
         return;
       case MessageType.Pong:
+        this.onPong(m.nonce);
         return;
       case MessageType.Bye:
         this.linkLost(`server said bye: ${m.reason}`);
@@ -304,6 +318,7 @@ export class TunnelClient {
       }
     }
     if (this.everConnected) {
+      this.lastOutageMs = outageMs;
       this.log.info('client-reconnected', { server: `${this.o.host}:${this.o.port ?? TUNNEL_DEFAULTS.port}`, outageMs, resumed: w.resumed });
     } else {
       this.log.info('client-connected', { server: `${this.o.host}:${this.o.port ?? TUNNEL_DEFAULTS.port}`, ...(this.serverIdentity === undefined ? {} : { identity: this.serverIdentity }), serverAddress: `${w.serverAddress}/${w.prefix}`, mtu: w.mtu, resumed: w.resumed });
@@ -315,7 +330,7 @@ export class TunnelClient {
     this.keepaliveTimer = setInterval(() => this.keepalive(), this.keepaliveMs);
     // A first ping at once confirms the session: a plain-UDP server full of spoofed,
     // never-confirmed hellos makes room by dropping those, and ours is then not one.
-    this.link?.send(encode({ type: MessageType.Ping, nonce: ++this.nonce }));
+    this.ping();
     this.welcomed?.resolve(w);
   }
 
@@ -401,7 +416,47 @@ export class TunnelClient {
       this.linkLost(`server silent for ${silent} ms`);
       return;
     }
-    this.link?.send(encode({ type: MessageType.Ping, nonce: ++this.nonce }));
+    this.ping();
+  }
+
+  /** Sends a keepalive ping and remembers when, for the round-trip time. */
+  private ping(): void {
+    const nonce = ++this.nonce;
+    this.pingsInFlight.set(nonce, performance.now());
+    for (const old of this.pingsInFlight.keys()) {
+      if (this.pingsInFlight.size <= PINGS_REMEMBERED) break;
+      this.pingsInFlight.delete(old);
+    }
+    this.link?.send(encode({ type: MessageType.Ping, nonce }));
+  }
+
+  private onPong(nonce: bigint): void {
+    const sentAt = this.pingsInFlight.get(nonce);
+    if (sentAt === undefined) return; // not ours, answered twice, or forgotten
+    this.pingsInFlight.delete(nonce);
+    this.lastRttMs = performance.now() - sentAt;
+    this.o.onRtt?.(this.lastRttMs);
+  }
+
+  /** The figures for metrics and the status line; sealed drops count under their reason, not also as invalid. */
+  figures(): Figures {
+    return {
+      role: 'client',
+      frames: { rx: this.stats.framesIn, tx: this.stats.framesOut },
+      bytes: { rx: this.stats.bytesIn, tx: this.stats.bytesOut },
+      drops: dropsByReason(this.stats, this.sealDrops),
+      connected: this.state === 'connected',
+      server: `${this.o.host}:${this.o.port ?? 1723}`,
+      reconnects: this.stats.reconnects,
+      lastOutageMs: this.lastOutageMs,
+      lastRttMs: this.lastRttMs,
+    };
+  }
+
+  /** What `/readyz` checks: the TAP still exists, and the client is connected to its server. */
+  async readiness(): Promise<Record<string, boolean>> {
+    const tap = this.state === 'stopped' ? false : (await this.net.link(this.tapName).catch(() => undefined)) !== undefined;
+    return { tap, connected: this.state === 'connected' };
   }
 
   private linkLost(reason: string): void {

@@ -9,3 +9,17 @@ export type { TransportKind } from './link/index.js';
 export type { TunnelStats } from './stats.js';
 export * as protocol from './protocol.js';
 export { addonPath, loadAddon } from './native.js';
+export {
+  serveMetrics,
+  metricsSetting,
+  fetchStatus,
+  formatStatus as formatTunnelStatus,
+  parseMetricsAddress,
+  StatusLine,
+  runStatusLine,
+  wantStatusLine,
+  METRICS_ENV,
+  METRIC_NAMES,
+  type Figures,
+  type ClientFigures,
+} from './observe/index.js';

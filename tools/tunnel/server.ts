@@ -33,6 +33,7 @@ import { addStats, createStats, type TunnelStats } from './stats.js';
 import { LearningSwitch, type SwitchPort } from './switch.js';
 import { TcpServerTransport, UdpServerTransport, type PeerLink, type ReplyBudget, type ServerTransport, type TransportKind } from './link/index.js';
 import { describeProtection, loadTlsMaterial, revokedSerials, type SealFailure, type TlsMaterial } from './secure/index.js';
+import { dropsByReason, type ClientFigures, type Figures } from './observe/figures.js';
 
 export type ServerMode = 'local' | 'separate';
 
@@ -147,6 +148,8 @@ export class TunnelServer {
   private readonly ended: TunnelStats = createStats();
   readonly tapStats: TunnelStats = createStats();
   private stopped = false;
+  /** The socket is bound (for /readyz). */
+  private bound = false;
 
   constructor(options: ServerOptions) {
     this.o = {
@@ -208,6 +211,7 @@ export class TunnelServer {
       const opts = { host: this.o.listen, port: this.o.port, handlers, tls: this.o.tls, helloTimeoutMs: this.o.helloTimeoutMs, maxPending: this.o.maxPending };
       this.transport = this.o.transport === 'udp' ? new UdpServerTransport(opts) : new TcpServerTransport(opts);
       const bound = await this.transport.listen();
+      this.bound = true;
       this.timer = setInterval(() => this.sweep(), Math.min(1000, this.o.keepaliveMs)).unref();
       this.log.info('server-listening', {
         transport: this.o.transport,
@@ -692,6 +696,54 @@ export class TunnelServer {
       security: { ...this.security, sealDrops: { ...this.security.sealDrops } },
       switch: { spoofed: this.sw.counters.spoofed, isolated: this.sw.counters.isolated },
     };
+  }
+
+  /**
+   * The figures for metrics and status: totals over every session so far, drops by
+   * reason (sealed-datagram drops are counted once, under their own reason, not also
+   * as invalid), and one entry per live session.
+   */
+  figures(): Figures {
+    const s = this.stats();
+    const sec = s.security;
+    const drops = dropsByReason(s.clients, sec.sealDrops);
+    Object.assign(drops, {
+      refused: sec.refused,
+      'handshake-failed': sec.handshakeFailed,
+      'hello-refused': sec.hellosRefused,
+      'resume-refused': sec.resumeRefused,
+      'pending-dropped': sec.pendingDropped,
+      'replies-suppressed': sec.repliesSuppressed,
+    });
+    const clients: ClientFigures[] = [...this.sessions.values()].map((x) => ({
+      session: x.id.slice(0, 8),
+      peer: x.link?.id,
+      identity: x.link?.identity,
+      since: new Date(x.attachedAt).toISOString(),
+      attached: x.attached,
+      dest: x.destination,
+      bytes: { rx: x.stats.bytesIn, tx: x.stats.bytesOut },
+      frames: { rx: x.stats.framesIn, tx: x.stats.framesOut },
+      drops: x.stats.dropsQueue + x.stats.dropsInvalid + x.stats.dropsPolicy,
+    }));
+    return {
+      role: 'server',
+      frames: { rx: s.clients.framesIn, tx: s.clients.framesOut },
+      bytes: { rx: s.clients.bytesIn, tx: s.clients.bytesOut },
+      drops,
+      sessions: s.sessions,
+      macs: s.macs,
+      clients,
+    };
+  }
+
+  /**
+   * What `/readyz` checks: the TAP still exists (someone may delete it under us) and
+   * the socket is bound (started, not stopped).
+   */
+  async readiness(): Promise<Record<string, boolean>> {
+    const tap = this.device === undefined || this.stopped ? false : (await this.o.net.link(this.device.name).catch(() => undefined)) !== undefined;
+    return { tap, socket: this.bound && !this.stopped };
   }
 
   /** Stops everything it started: sessions get a bye, NAT rules go, the TAP closes. Idempotent. */

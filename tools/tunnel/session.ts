@@ -33,6 +33,8 @@ export class Session implements SwitchPort {
   /** Given in the v2 welcome; a plain-mode resume must present it. */
   readonly resumeToken = randomBytes(16);
   readonly stats: TunnelStats = createStats();
+  /** When the link was last (re)attached, for status: "connected since". */
+  attachedAt: number;
   private readonly toLink = new TickBatch((frames) => this.flush(frames));
 
   constructor(
@@ -44,6 +46,7 @@ export class Session implements SwitchPort {
   ) {
     this.link = link;
     this.lastSeen = now;
+    this.attachedAt = now;
   }
 
   get attached(): boolean {
@@ -72,6 +75,7 @@ export class Session implements SwitchPort {
   }
 
   attach(link: PeerLink, now: number): void {
+    if (this.link !== link) this.attachedAt = now;
     this.link = link;
     this.lastSeen = now;
     this.detachedAt = undefined;

@@ -6,7 +6,7 @@
 import { execa } from 'execa';
 import { createLogger } from '../../../tools/common/index.js';
 import { connectDocker } from '../../../tools/docker/index.js';
-import { ensureImages } from '../../../tools/demo/images.js';
+import { DEMO_BASE_IMAGE, demoImages, ensureImages } from '../../../tools/demo/images.js';
 import { LABEL_DEPLOYMENT } from '../../../tools/run/index.js';
 import { ROOT, NODE } from '../../integration/harness/netns.js';
 
@@ -25,12 +25,21 @@ export async function deployUnavailable(): Promise<string | undefined> {
 }
 
 /**
+ * The images the deployment tests run: metadata's names, or with
+ * CTUN_E2E_IMAGE_PREFIX=P the set `P/dspace/…` (built from this checkout on the
+ * host's debian:12 when missing), so a host whose default images predate the code
+ * can test the code without replacing them.
+ */
+const IMAGE_PREFIX = process.env.CTUN_E2E_IMAGE_PREFIX || undefined;
+export const E2E_IMAGES = demoImages(IMAGE_PREFIX);
+
+/**
  * Builds whatever image is missing (nothing when the build tests or an earlier run
  * made them), as the demo does; the Python packages from the host's Debian mirror
  * (PyPI is never contacted from the tests).
  */
 export async function prepareImages(): Promise<{ built: string[]; seconds: number }> {
-  const r = await ensureImages({ docker, logger: createLogger({ level: 'warn' }), python: 'debian' });
+  const r = await ensureImages({ docker, logger: createLogger({ level: 'warn' }), python: 'debian', ...(IMAGE_PREFIX ? { imagePrefix: IMAGE_PREFIX, baseImage: DEMO_BASE_IMAGE } : {}) });
   return { built: r.built, seconds: r.seconds };
 }
 
