@@ -32,7 +32,7 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ctun-standin-'));
   const prefix = await installStandin(work);
   license = startProcess(licenseStandinCommand(prefix, 0, '127.0.0.1'));
-  const licensePort = parseLicenseReady((await license.waitFor(/^License stand-in ready: .*$/m))[0]);
+  const licensePort = parseLicenseReady(await license.waitFor(/^License stand-in ready: .*$/m));
   simulator = startProcess(
     simulatorCommand(prefix),
     simulatorEnv({
@@ -46,7 +46,7 @@ beforeAll(async () => {
     }),
   );
   const ready = await simulator.waitFor(SIMULATOR_READY_PATTERN);
-  ports = parseSimulatorReady(ready[0]) as SimulatorReadyPorts;
+  ports = parseSimulatorReady(ready) as SimulatorReadyPorts;
 });
 
 afterEach(() => {
