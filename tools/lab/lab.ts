@@ -11,6 +11,8 @@ import { startProcess, type Proc, type StartOptions } from './process.js';
 export interface LabOptions {
   /** Starts every name this lab makes; keep it short (interface names have 15 characters); default `lab` and this process's id. */
   prefix?: string;
+  /** Keep only about this many characters of each process's output (long runs); default: everything. */
+  maxOutputChars?: number;
   /** Where cleanup failures are reported; default silent. */
   logger?: Logger;
 }
@@ -18,6 +20,7 @@ export interface LabOptions {
 export class Lab<N extends Netns = Netns> {
   readonly prefix: string;
   private readonly logger: Logger;
+  private readonly maxOutputChars: number | undefined;
   private readonly procs = new Set<Proc>();
   /** Undo of every namespace, veth and bridge, oldest first. */
   private readonly undo: Array<{ what: string; fn: () => Promise<unknown> }> = [];
@@ -30,6 +33,7 @@ export class Lab<N extends Netns = Netns> {
   ) {
     this.prefix = options.prefix ?? `lab${(process.pid % 46656).toString(36)}`;
     this.logger = options.logger ?? silentLogger;
+    this.maxOutputChars = options.maxOutputChars;
   }
 
   /** A name unique in this lab: prefix, role, counter; cut to fit an interface name. */
@@ -41,7 +45,7 @@ export class Lab<N extends Netns = Netns> {
   /** A new namespace with its loopback up, deleted on dispose. */
   async netns(role: string): Promise<N> {
     const name = this.uniqueName(role);
-    await Netns.create(name);
+    await Netns.add(name);
     const ns = this.makeNetns(name);
     this.onCleanup(() => ns.destroy(), `namespace ${name}`);
     return ns;
@@ -70,7 +74,8 @@ export class Lab<N extends Netns = Netns> {
 
   /** Starts a program (in a namespace when `ns` is given); stopped on dispose. */
   spawn(ns: Netns | undefined, file: string, args: string[], options: StartOptions = {}): Proc {
-    return this.track(startProcess(file, args, { ...options, ...(ns ? { netns: ns.name } : {}) }));
+    const max = this.maxOutputChars === undefined ? {} : { maxOutputChars: this.maxOutputChars };
+    return this.track(startProcess(file, args, { ...max, ...options, ...(ns ? { netns: ns.name } : {}) }));
   }
 
   /** Adds a process started elsewhere to what dispose stops. */

@@ -32,7 +32,7 @@ export class Netns {
   constructor(readonly name: string) {}
 
   /** Adds the namespace with its loopback up. `replace`: delete one of that name left from an earlier run first. */
-  static async create(name: string, options: { replace?: boolean } = {}): Promise<Netns> {
+  static async add(name: string, options: { replace?: boolean } = {}): Promise<Netns> {
     if (options.replace) await execa('ip', ['netns', 'del', name], { reject: false, timeout: COMMAND_TIMEOUT_MS });
     await run('ip', ['netns', 'add', name]);
     const ns = new Netns(name);
@@ -53,6 +53,11 @@ export class Netns {
   /** Runs a program here to its end (stdout, stderr and both interleaved as `all`). */
   exec(file: string, args: string[], options: ExecOptions = {}) {
     return execa('ip', ['netns', 'exec', this.name, file, ...args], { reject: options.reject ?? true, timeout: options.timeout ?? COMMAND_TIMEOUT_MS, all: true });
+  }
+
+  /** Runs a program here to its end and returns its stdout; throws with its output when it fails or overruns. */
+  run(file: string, args: string[], timeoutMs = COMMAND_TIMEOUT_MS): Promise<string> {
+    return run('ip', ['netns', 'exec', this.name, file, ...args], timeoutMs);
   }
 
   /** Starts a long-running program here; its output can be awaited. */
