@@ -1,6 +1,7 @@
 /**
  * Test helpers for the stand-in's unit tests: real child processes and real sockets,
- * on loopback only, with every wait bounded. Not part of the public API.
+ * on loopback only, with every wait bounded. Not part of the public API. The client of
+ * the stand-in's protocols (line conversations, XCP) is client.ts, shared with the demo.
  */
 import dgram from 'node:dgram';
 import { mkdtemp } from 'node:fs/promises';
@@ -54,53 +55,6 @@ export async function closedPort(): Promise<number> {
   return port;
 }
 
-/** A line-oriented TCP client. */
-export interface LineClient {
-  send(line: string): void;
-  next(timeoutMs?: number): Promise<string>;
-  close(): void;
-}
-
-export async function lineClient(port: number, host = '127.0.0.1'): Promise<LineClient> {
-  const socket = net.connect(port, host);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  socket.on('error', () => undefined);
-  const lines: string[] = [];
-  const waiters: Array<() => void> = [];
-  let buffer = '';
-  let ended = false;
-  socket.on('data', (d: Buffer) => {
-    buffer += d.toString();
-    let nl: number;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      lines.push(buffer.slice(0, nl));
-      buffer = buffer.slice(nl + 1);
-    }
-    waiters.splice(0).forEach((w) => w());
-  });
-  socket.on('close', () => ((ended = true), waiters.splice(0).forEach((w) => w())));
-  return {
-    send: (line) => void socket.write(line + '\n'),
-    next: async (timeoutMs = 3000) => {
-      const deadline = Date.now() + timeoutMs;
-      while (lines.length === 0) {
-        if (ended) throw new Error(`connection to port ${port} closed without a line`);
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`no line from port ${port} within ${timeoutMs} ms`);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          waiters.push(() => (clearTimeout(timer), resolve()));
-        });
-      }
-      return lines.shift() as string;
-    },
-    close: () => socket.destroy(),
-  };
-}
-
 export interface Datagram {
   msg: Buffer;
   address: string;
@@ -149,12 +103,4 @@ export async function udpPeer(options: { broadcast?: boolean } = {}): Promise<Ud
     },
     close: () => socket.close(),
   };
-}
-
-/** An XCP-on-Ethernet message: LEN and CTR (uint16 LE) before the payload. */
-export function xcpMessage(ctr: number, payload: number[]): Buffer {
-  const header = Buffer.alloc(4);
-  header.writeUInt16LE(payload.length, 0);
-  header.writeUInt16LE(ctr, 2);
-  return Buffer.concat([header, Buffer.from(payload)]);
 }
