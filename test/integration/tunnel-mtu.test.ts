@@ -4,9 +4,8 @@
  * longer), intact (sha256 of what was sent equals what arrived), and neither
  * namespace's kernel fragmented or reassembled a single outer packet.
  */
-import { spawn } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, link, netnsUnavailable, NODE, Scope, type Netns } from './harness/netns.js';
+import { link, netnsUnavailable, NODE, Scope, type Netns } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
 
 const skip = netnsUnavailable();
@@ -80,7 +79,7 @@ describe.skipIf(skip)('tunnel MTU', () => {
       expect(await pc.ping('192.168.100.1')).toBe(true);
 
       const before = [await fragCounters(pc), await fragCounters(sim)];
-      const receiver = scope.track(new Daemon(spawn('ip', ['netns', 'exec', sim.name, NODE, '-e', RECEIVER], { stdio: ['ignore', 'pipe', 'pipe'] }), 'receiver'));
+      const receiver = scope.track(sim.spawn(NODE, ['-e', RECEIVER], { label: 'receiver' }));
       const port = JSON.parse(await receiver.waitFor(/\{"port":\d+\}/, 10_000)).port as number;
       const sent = lastJson((await pc.exec(NODE, ['-e', SENDER, '192.168.100.1', String(port), String(BYTES)], { timeout: 100_000 })).stdout);
       await receiver.waitFor(/"sha256"/, 20_000);
