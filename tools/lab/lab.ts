@@ -17,6 +17,9 @@ export interface LabOptions {
   logger?: Logger;
 }
 
+/** Shared by every lab of this process, so two labs with one prefix never make the same name. */
+let nameCounter = 0;
+
 export class Lab<N extends Netns = Netns> {
   readonly prefix: string;
   private readonly logger: Logger;
@@ -24,7 +27,6 @@ export class Lab<N extends Netns = Netns> {
   private readonly procs = new Set<Proc>();
   /** Undo of every namespace, veth and bridge, oldest first. */
   private readonly undo: Array<{ what: string; fn: () => Promise<unknown> }> = [];
-  private counter = 0;
 
   constructor(
     options: LabOptions = {},
@@ -38,7 +40,7 @@ export class Lab<N extends Netns = Netns> {
 
   /** A name unique in this lab: prefix, role, counter; cut to fit an interface name. */
   uniqueName(role: string): string {
-    const n = (this.counter++).toString(36);
+    const n = (nameCounter++).toString(36);
     return `${this.prefix}-${role}`.slice(0, IFNAME_MAX - n.length) + n;
   }
 
@@ -53,7 +55,7 @@ export class Lab<N extends Netns = Netns> {
 
   /** A veth between two namespaces (undefined: the host's), addressed and up; returns the interface names. */
   async veth(a: Netns | undefined, aCidr: string, b: Netns | undefined, bCidr: string): Promise<[string, string]> {
-    const n = (this.counter++).toString(36);
+    const n = (nameCounter++).toString(36);
     const name = (side: string): string => `${this.prefix}${n}`.slice(0, IFNAME_MAX - 1) + side;
     const ends: [VethEnd, VethEnd] = [
       { ...(a ? { ns: a } : {}), name: name('a'), cidr: aCidr },
