@@ -10,7 +10,8 @@
  * (it runs on the same cores as both tunnel ends and iperf3).
  */
 import { TUNNEL_DEFAULTS } from '../tools/common/index.js';
-import { Lab, sleep, type Proc } from './lab.js';
+import { Lab, type Proc } from '../tools/lab/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { B_UNDERLAY, ctun, iperf, IPERF_PORT, medianOf, NODE, openLab, ROOT, waitReachable, type Scenario } from './tunnel.js';
 
 const HOSTILE = `${ROOT}test/fixtures/hostile.mjs`;
@@ -43,7 +44,7 @@ export async function runHostileBench(lab: Lab, o: { seconds: number; rounds: nu
     o.log(`hostile: ${s.name}`);
     const r: HostileResult = { name: s.name, aloneMbps: NaN, underAttackMbps: NaN, ratio: NaN, fullFloodMbps: NaN, fullFloodRatio: NaN, halfOpen: '-', flood: '-' };
     let ends: Record<string, Proc> = {};
-    const iperfServer = lab.spawn(b, 'iperf3', ['-s', '-p', IPERF_PORT, '--forceflush'], 'iperf3 server');
+    const iperfServer = lab.spawn(b, 'iperf3', ['-s', '-p', IPERF_PORT, '--forceflush'], { label: 'iperf3 server' });
     try {
       await iperfServer.waitFor(/Server listening/, 10_000);
       const up = await s.up(ctx);
@@ -54,8 +55,8 @@ export async function runHostileBench(lab: Lab, o: { seconds: number; rounds: nu
       const alone = async (): Promise<number> => (await iperf(lab, a, up.target, o.seconds, false)).mbps;
       const attack = async (rate: number): Promise<{ mbps: number; reports: any[] }> => {
         const attackers: Array<Promise<string>> = [];
-        if (tcpListener) attackers.push(lab.exec(a, NODE, [HOSTILE, 'half-open', B_UNDERLAY, String(TUNNEL_DEFAULTS.port), String(HALF_OPEN), String(holdMs)], holdMs + 20_000));
-        attackers.push(lab.exec(a, NODE, [HOSTILE, 'udp-flood', B_UNDERLAY, String(TUNNEL_DEFAULTS.port), String(FLOOD_DATAGRAMS), String(holdMs), '', String(rate)], holdMs + 20_000));
+        if (tcpListener) attackers.push(a.run(NODE, [HOSTILE, 'half-open', B_UNDERLAY, String(TUNNEL_DEFAULTS.port), String(HALF_OPEN), String(holdMs)], holdMs + 20_000));
+        attackers.push(a.run(NODE, [HOSTILE, 'udp-flood', B_UNDERLAY, String(TUNNEL_DEFAULTS.port), String(FLOOD_DATAGRAMS), String(holdMs), '', String(rate)], holdMs + 20_000));
         await sleep(1000);
         const mbps = (await iperf(lab, a, up.target, o.seconds, false)).mbps;
         return { mbps, reports: (await Promise.all(attackers)).map((out) => JSON.parse(out.trim().split('\n').pop()!)) };

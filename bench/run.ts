@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { Lab } from './lab.js';
+import { Lab } from '../tools/lab/index.js';
 import { svgChart, table, withRatios } from './report.js';
 import { hostileTable, runHostileBench } from './hostile.js';
 import { runTunnelBench } from './tunnel.js';
@@ -60,13 +60,17 @@ async function main(): Promise<number> {
     const r = await execa('sh', ['-c', `command -v ${tool}`], { reject: false });
     if (r.exitCode !== 0) usage(`${tool} is missing: apt-get install -y iperf3 openvpn iputils-ping iproute2 openssl`);
   }
-  const lab = new Lab();
+  // Benchmark processes print for minutes: keep the tail of their output only.
+  const lab = new Lab({ prefix: `cb${(process.pid % 46656).toString(36)}`, maxOutputChars: 1 << 20 });
   let interrupted = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (interrupted) return;
     interrupted = true;
     process.stderr.write(`\nbench: ${signal}: cleaning up\n`);
-    void lab.dispose().finally(() => process.exit(130));
+    void lab
+      .dispose()
+      .catch((e: unknown) => process.stderr.write(`bench: ${(e as Error).message}\n`))
+      .finally(() => process.exit(130));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

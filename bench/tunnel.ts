@@ -12,7 +12,8 @@ import { execa } from 'execa';
 import { bundleCtun } from './bundle.js';
 import { TUNNEL_DEFAULTS } from '../tools/common/index.js';
 import { TUNNEL_NODE_FLAGS } from '../tools/build/node-flags.js';
-import { Lab, run, sleep, type Proc } from './lab.js';
+import { Lab, run, type Netns, type Proc } from '../tools/lab/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
 export const NODE = `${ROOT}node_modules/.bin/node`;
@@ -38,8 +39,8 @@ export interface Scenario {
 
 export interface Context {
   lab: Lab;
-  a: string;
-  b: string;
+  a: Netns;
+  b: Netns;
   ia: string;
   ib: string;
   pki: string;
@@ -97,20 +98,20 @@ const vxlan: Scenario = {
   transport: 'udp',
   cipher: 'none',
   async up({ lab, a, b, ia, ib }) {
-    const pair: Array<[string, string, string, string, string]> = [
+    const pair: Array<[Netns, string, string, string, string]> = [
       [a, ia, A_UNDERLAY, B_UNDERLAY, '10.251.0.1/24'],
       [b, ib, B_UNDERLAY, A_UNDERLAY, '10.251.0.2/24'],
     ];
     for (const [ns, dev, local, remote, cidr] of pair) {
-      await run('ip', ['-n', ns, 'link', 'add', 'cbvx0', 'type', 'vxlan', 'id', '42', 'local', local, 'remote', remote, 'dstport', '4789', 'dev', dev]);
-      await run('ip', ['-n', ns, 'addr', 'add', cidr, 'dev', 'cbvx0']);
-      await run('ip', ['-n', ns, 'link', 'set', 'cbvx0', 'up']);
+      await run('ip', ['-n', ns.name, 'link', 'add', 'cbvx0', 'type', 'vxlan', 'id', '42', 'local', local, 'remote', remote, 'dstport', '4789', 'dev', dev]);
+      await run('ip', ['-n', ns.name, 'addr', 'add', cidr, 'dev', 'cbvx0']);
+      await run('ip', ['-n', ns.name, 'link', 'set', 'cbvx0', 'up']);
     }
     void lab;
     return { target: '10.251.0.2', ends: {} };
   },
   async down({ a, b }) {
-    for (const ns of [a, b]) await execa('ip', ['-n', ns, 'link', 'del', 'cbvx0'], { reject: false });
+    for (const ns of [a, b]) await execa('ip', ['-n', ns.name, 'link', 'del', 'cbvx0'], { reject: false });
   },
 };
 
@@ -133,9 +134,9 @@ function openvpn(transport: 'udp' | 'tcp', cipher: 'none' | 'aes-256-gcm'): Scen
               ...(role === 'server' ? ['--dh', 'none'] : ['--remote-cert-tls', 'server']),
               '--data-ciphers', 'AES-256-GCM',
             ];
-      const server = lab.spawn(b, 'openvpn', [...common, '--proto', transport === 'udp' ? 'udp' : 'tcp-server', '--ifconfig', '10.252.0.2', '255.255.255.0', ...crypto('server')], 'openvpn server');
+      const server = lab.spawn(b, 'openvpn', [...common, '--proto', transport === 'udp' ? 'udp' : 'tcp-server', '--ifconfig', '10.252.0.2', '255.255.255.0', ...crypto('server')], { label: 'openvpn server' });
       if (transport === 'tcp') await server.waitFor(/Listening for incoming TCP connection|TCP connection established|Initialization Sequence/, 15_000).catch(() => sleep(500));
-      const client = lab.spawn(a, 'openvpn', [...common, '--proto', transport === 'udp' ? 'udp' : 'tcp-client', '--remote', B_UNDERLAY, '--ifconfig', '10.252.0.1', '255.255.255.0', ...crypto('client')], 'openvpn client');
+      const client = lab.spawn(a, 'openvpn', [...common, '--proto', transport === 'udp' ? 'udp' : 'tcp-client', '--remote', B_UNDERLAY, '--ifconfig', '10.252.0.1', '255.255.255.0', ...crypto('client')], { label: 'openvpn client' });
       await client.waitFor(/Initialization Sequence Completed/, 20_000);
       await server.waitFor(/Initialization Sequence Completed|Peer Connection Initiated|TCP connection established/, 20_000).catch(() => {});
       return { target: '10.252.0.2', ends: { server, client } };
@@ -151,9 +152,9 @@ export function ctun(transport: 'udp' | 'tcp', secure: boolean): Scenario {
     cipher: secure ? 'tls' : 'none',
     async up({ lab, a, b, ctunSecure, ctunScript }) {
       const extra = (role: 'server' | 'client'): string[] => (secure ? (role === 'server' ? ctunSecure!.serverArgs : ctunSecure!.clientArgs) : []);
-      const server = lab.spawn(b, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'server', '--transport', transport, ...extra('server')], `ctun server ${transport}`);
+      const server = lab.spawn(b, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'server', '--transport', transport, ...extra('server')], { label: `ctun server ${transport}` });
       await server.waitFor(/server-listening/, 20_000);
-      const client = lab.spawn(a, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'client', B_UNDERLAY, '--transport', transport, ...extra('client')], `ctun client ${transport}`);
+      const client = lab.spawn(a, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'client', B_UNDERLAY, '--transport', transport, ...extra('client')], { label: `ctun client ${transport}` });
       await client.waitFor(/client-connected/, 20_000);
       return { target: TUNNEL_DEFAULTS.serverAddress, ends: { server, client } };
     },
@@ -162,18 +163,18 @@ export function ctun(transport: 'udp' | 'tcp', secure: boolean): Scenario {
 
 // ---------------------------------------------------------------- measuring
 
-export async function waitReachable(lab: Lab, ns: string, target: string): Promise<void> {
+export async function waitReachable(lab: Lab, ns: Netns, target: string): Promise<void> {
   for (let i = 0; i < 30; i++) {
-    const r = await execa('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '1', target], { reject: false, timeout: 5000 });
+    const r = await execa('ip', ['netns', 'exec', ns.name, 'ping', '-c', '1', '-W', '1', target], { reject: false, timeout: 5000 });
     if (r.exitCode === 0) return;
     await sleep(200);
   }
   void lab;
-  throw new Error(`${target} not reachable from ${ns} within 30 tries`);
+  throw new Error(`${target} not reachable from ${ns.name} within 30 tries`);
 }
 
-async function rtt(lab: Lab, ns: string, target: string, count: number, backToBack = false): Promise<number> {
-  const out = await lab.exec(ns, 'ping', ['-q', '-c', String(count), ...(backToBack ? ['-f'] : ['-i', '0.005']), '-W', '1', target], 15_000 + count * 20);
+async function rtt(lab: Lab, ns: Netns, target: string, count: number, backToBack = false): Promise<number> {
+  const out = await ns.run('ping', ['-q', '-c', String(count), ...(backToBack ? ['-f'] : ['-i', '0.005']), '-W', '1', target], 15_000 + count * 20);
   const m = /= [\d.]+\/([\d.]+)\//.exec(out);
   if (!m) throw new Error(`cannot parse ping output: ${out}`);
   return Number(m[1]);
@@ -185,13 +186,13 @@ interface IperfResult {
   retransmits: number;
 }
 
-export async function iperf(lab: Lab, ns: string, target: string, seconds: number, reverse: boolean): Promise<IperfResult> {
+export async function iperf(lab: Lab, ns: Netns, target: string, seconds: number, reverse: boolean): Promise<IperfResult> {
   const args = ['-c', target, '-p', IPERF_PORT, '-t', String(seconds), '-J', '--connect-timeout', '5000', ...(reverse ? ['-R'] : [])];
   // On a loaded machine the server may still be closing the previous test ("busy"),
   // or a control connection may time out: retry a bounded number of times.
   let last = '';
   for (let attempt = 0; attempt < 3; attempt++) {
-    const r = await execa('ip', ['netns', 'exec', ns, 'iperf3', ...args], { reject: false, timeout: (seconds + 20) * 1000 });
+    const r = await execa('ip', ['netns', 'exec', ns.name, 'iperf3', ...args], { reject: false, timeout: (seconds + 20) * 1000 });
     let j: { error?: string; end?: { sum_received?: { bits_per_second: number; bytes: number }; sum_sent?: { retransmits?: number } } } = {};
     try {
       j = JSON.parse(r.stdout);
@@ -273,7 +274,7 @@ export async function openLab(lab: Lab, o: { roles: [string, string]; log: (l: s
   const a = await lab.netns(o.roles[0]);
   const b = await lab.netns(o.roles[1]);
   const [ia, ib] = await lab.veth(a, `${A_UNDERLAY}/24`, b, `${B_UNDERLAY}/24`);
-  await lab.exec(a, NODE, [CTUN, 'configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive'], 60_000);
+  await a.run(NODE, [CTUN, 'configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive'], 60_000);
   return { lab, a, b, ia, ib, pki, ctunSecure, ctunScript: bundled.script, keep: [] };
 }
 
@@ -287,7 +288,7 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
   const ctx = await openLab(lab, { roles: ['a', 'b'], log: o.log, openvpnKeys: true });
   const { b, ctunSecure } = ctx;
   const startIperfServer = async (): Promise<Proc> => {
-    const server = lab.spawn(b, 'iperf3', ['-s', '-p', IPERF_PORT, '--forceflush'], 'iperf3 server');
+    const server = lab.spawn(b, 'iperf3', ['-s', '-p', IPERF_PORT, '--forceflush'], { label: 'iperf3 server' });
     await server.waitFor(/Server listening/, 10_000);
     return server;
   };

@@ -20,7 +20,6 @@ import { createLogger, metadata, TUNNEL_DEFAULTS } from '../../tools/common/inde
 import { connectDocker } from '../../tools/docker/index.js';
 import { EULA_LITERAL, executeBuildPlan, makeSeedWheels, planCtun, projectPaths } from '../../tools/build/index.js';
 import { Pc } from '../../tools/demo/pc.js';
-import { Daemon } from '../integration/harness/netns.js';
 import { ctunBuild, dockerCli } from '../fixtures/build/images.js';
 import { CTUN, CTUN_RUN, deployUnavailable, leftovers, NODE, removeDeployment, ROOT } from './harness/deploy.js';
 
@@ -124,7 +123,7 @@ describe.skipIf(skip)('a simulator image that is not the stand-in', () => {
     expect(await pc.routeTo(dest)).toBe(false);
 
     expect((await pc.exec(NODE, [CTUN, 'configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive'])).exitCode).toBe(0);
-    const client = new Daemon(pc.spawn(NODE, [CTUN, ...command.split(' ').slice(1)]), command);
+    const client = pc.spawn(NODE, [CTUN, ...command.split(' ').slice(1)], { label: command });
     cleanups.push(() => client.stop());
     await client.waitFor(/client-connected/, 20_000);
 
@@ -145,13 +144,14 @@ describe.skipIf(skip)('a simulator image that is not the stand-in', () => {
     const pc = await Pc.create({ index: 71, prefix: 'ctunfor' });
     cleanups.push(() => pc.destroy(), () => removeDeployment(name));
 
-    const run = new Daemon(
-      pc.spawn(NODE, [
+    const run = pc.spawn(
+      NODE,
+      [
         CTUN_RUN, 'veos', IMAGES.integrated, LICENSE, '--startCtun', 'yes', '--connect',
         '--host', pc.hostAddress, '--publishAddress', pc.hostAddress, '--hostPort', String(port),
         '--veosDockerContainer', name, '--progress', 'plain', '--timeout', '60',
-      ]),
-      'ctun-run veos --connect',
+      ],
+      { label: 'ctun-run veos --connect' },
     );
     cleanups.push(() => run.stop());
     await run.waitFor(/^connected: the simulator is at 192\.168\.100\.1 \(port mapper 27027\)/m, 90_000);

@@ -8,7 +8,6 @@
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { Daemon } from '../integration/harness/netns.js';
 import { Pc } from '../../tools/demo/pc.js';
 import { startLicenseStandin, type LicenseStandin } from '../../tools/demo/license.js';
 import { CTUN, CTUN_RUN, deployUnavailable, docker, E2E_IMAGES, leftovers, NODE, pcSession, prepareImages, removeDeployment } from './harness/deploy.js';
@@ -61,13 +60,14 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
     const pc = await Pc.create({ index: 61, prefix: 'ctune2e' });
     cleanups.push(() => pc.destroy(), () => removeDeployment(name));
 
-    const run = new Daemon(
-      pc.spawn(NODE, [
+    const run = pc.spawn(
+      NODE,
+      [
         CTUN_RUN, 'veos', E2E_IMAGES.veosCtun, license!.server, '--startCtun', 'yes', '--connect',
         '--host', pc.hostAddress, '--publishAddress', pc.hostAddress, '--hostPort', String(port),
         '--veosDockerContainer', name, '--progress', 'plain',
-      ]),
-      'ctun-run veos --connect',
+      ],
+      { label: 'ctun-run veos --connect' },
     );
     cleanups.push(() => run.stop());
     await run.waitFor(/^connected: the simulator is at 192\.168\.100\.1 \(port mapper 27027\)/m, 90_000);
@@ -139,7 +139,7 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
     expect(await pc.routeTo(dest)).toBe(false);
 
     expect((await pc.exec(NODE, [CTUN, 'configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive'])).exitCode).toBe(0);
-    const client = new Daemon(pc.spawn(NODE, [CTUN, ...command.split(' ').slice(1)]), command);
+    const client = pc.spawn(NODE, [CTUN, ...command.split(' ').slice(1)], { label: command });
     cleanups.push(() => client.stop());
     await client.waitFor(new RegExp(`route-added dest=${dest.replace(/\./g, '\\.')} via=192\\.168\\.100\\.1`), 20_000);
     await client.waitFor(/client-connected/, 20_000);

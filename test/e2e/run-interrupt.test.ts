@@ -4,8 +4,7 @@
  * answers, with many retries), so the SIGINT lands while ctun-run waits.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon } from '../integration/harness/netns.js';
-import { spawn } from 'node:child_process';
+import { startProcess } from '../../tools/lab/index.js';
 import { DEFAULT_IMAGES } from '../../tools/demo/images.js';
 import { CTUN_RUN, deployUnavailable, leftovers, NODE, prepareImages, removeDeployment } from './harness/deploy.js';
 
@@ -25,12 +24,13 @@ describe.skipIf(skip)('ctun-run interrupted', () => {
   it('separated: SIGINT while waiting for readiness removes both containers and the network, exit 130', async () => {
     const name = 'ctun-e2e-int-sep';
     names.push(name);
-    const run = new Daemon(
-      spawn(NODE, [
+    const run = startProcess(
+      NODE,
+      [
         CTUN_RUN, 'separate', DEFAULT_IMAGES.veos, '22399@127.0.0.1', ...neverLicensed, '--hostPort', '17271',
         '--veosDockerContainer', name, '--ctunDockerContainer', `${name}-ctun`, '--dockerNetwork', `${name}-net`, '--progress', 'plain',
-      ], { stdio: ['ignore', 'pipe', 'pipe'] }),
-      'ctun-run separate',
+      ],
+      { label: 'ctun-run separate' },
     );
     // Both containers started, the server is up: only the simulator keeps it waiting.
     await run.waitFor(new RegExp(`✔ start container ${name}-ctun`), 60_000);
@@ -46,12 +46,13 @@ describe.skipIf(skip)('ctun-run interrupted', () => {
   it('integrated: SIGINT right after the container was created removes it, exit 130', async () => {
     const name = 'ctun-e2e-int-int';
     names.push(name);
-    const run = new Daemon(
-      spawn(NODE, [
+    const run = startProcess(
+      NODE,
+      [
         CTUN_RUN, 'veos', DEFAULT_IMAGES.veosCtun, '22399@127.0.0.1', '--startCtun', 'yes', ...neverLicensed, '--hostPort', '17272',
         '--veosDockerContainer', name, '--progress', 'plain',
-      ], { stdio: ['ignore', 'pipe', 'pipe'] }),
-      'ctun-run veos',
+      ],
+      { label: 'ctun-run veos' },
     );
     await run.waitFor(new RegExp(`start container ${name}`), 60_000);
     run.kill('SIGINT');

@@ -14,7 +14,6 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { revoke } from '../../tools/certs/index.js';
-import { Daemon } from '../integration/harness/netns.js';
 import { makePki, removePki } from '../integration/harness/pki.js';
 import { Pc } from '../../tools/demo/pc.js';
 import { startLicenseStandin, type LicenseStandin } from '../../tools/demo/license.js';
@@ -88,7 +87,7 @@ describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
 
     // The printed command, run on the PC as printed.
     expect((await pc.exec(NODE, [CTUN, 'configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive'])).exitCode).toBe(0);
-    const client = new Daemon(pc.spawn(NODE, [CTUN, ...command.split(' ').slice(1)]), command);
+    const client = pc.spawn(NODE, [CTUN, ...command.split(' ').slice(1)], { label: command });
     cleanups.push(() => client.stop());
     await client.waitFor(/client-connected/, 30_000);
     const steps = await pcSession((f, a, o) => pc.exec(f, a, o), {
@@ -138,13 +137,14 @@ describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
     const pc = await Pc.create({ index: 65, prefix: 'ctune2e' });
     const pki = await makePki({ serverNames: [pc.hostAddress], clients: ['alice'] });
     cleanups.push(async () => removePki(pki), () => pc.destroy(), () => removeDeployment(name));
-    const run = new Daemon(
-      pc.spawn(NODE, [
+    const run = pc.spawn(
+      NODE,
+      [
         CTUN_RUN, 'veos', DEFAULT_IMAGES.veosCtun, license!.server, '--startCtun', 'yes', '--connect', '--tls', pki,
         '--host', pc.hostAddress, '--publishAddress', pc.hostAddress, '--hostPort', String(port),
         '--veosDockerContainer', name, '--progress', 'plain',
-      ]),
-      'ctun-run veos --tls --connect',
+      ],
+      { label: 'ctun-run veos --tls --connect' },
     );
     cleanups.push(() => run.stop());
     await run.waitFor(/^connected: the simulator is at 192\.168\.100\.1/m, 90_000);

@@ -25,10 +25,8 @@ describe.skipIf(skip)('ctun configure', () => {
 
     const server = scope.track(sim.spawnCtun(['server']));
     await server.waitFor(/server-listening/, 15_000);
-    const { spawn } = await import('node:child_process');
-    const { Daemon } = await import('./harness/netns.js');
     // As user nobody (uid 65534), without any capability.
-    const client = scope.track(new Daemon(spawn('ip', ['netns', 'exec', pc.name, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', NODE, CTUN, 'client', '10.81.0.2'], { stdio: ['ignore', 'pipe', 'pipe'] }), 'client as nobody'));
+    const client = scope.track(pc.spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', NODE, CTUN, 'client', '10.81.0.2'], { label: 'client as nobody' }));
     await client.waitFor(/client-connected/, 15_000);
     expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
     expect(await pc.ifindex(TUNNEL_DEFAULTS.clientTap)).toBe(ifindex);

@@ -10,7 +10,6 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
-import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -18,7 +17,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildRelease, executeBase, planBaseImage, prebuildAddon, readAptSources, releaseName, PREBUILD_DIR, PREBUILD_FILE } from '../../tools/build/index.js';
 import { metadata, silentLogger, TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
-import { Daemon, link, netnsUnavailable, ROOT, Scope } from './harness/netns.js';
+import { link, netnsUnavailable, ROOT, Scope, type Netns } from './harness/netns.js';
 
 const BASE_IMAGE = 'debian:12';
 const LABEL = 'ctun.test=install';
@@ -112,7 +111,7 @@ describe.skipIf(skip)('the release tarball', () => {
   describe('a tunnel run from the unpacked copy', () => {
     const scope = new Scope();
     afterEach(() => scope.dispose());
-    const ctun = (ns: { name: string }, args: string[]) => new Daemon(spawn('ip', ['netns', 'exec', ns.name, join(unpacked, 'bin', 'ctun'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] }), `${ns.name}: ctun ${args.join(' ')}`);
+    const ctun = (ns: Netns, args: string[]) => ns.spawn(join(unpacked, 'bin', 'ctun'), args, { label: `${ns.name}: ctun ${args.join(' ')}` });
 
     it('carries ping and TCP between two namespaces', async () => {
       const sim = await scope.ns('rsim');

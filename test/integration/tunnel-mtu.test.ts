@@ -5,9 +5,8 @@
  * namespace's kernel fragmented or reassembled a single outer packet.
  */
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
-import { spawn } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Daemon, link, netnsUnavailable, NODE, Scope, type Netns } from './harness/netns.js';
+import { link, netnsUnavailable, NODE, Scope, type Netns } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
 
 const skip = netnsUnavailable();
@@ -81,7 +80,7 @@ describe.skipIf(skip)('tunnel MTU', () => {
       expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
 
       const before = [await fragCounters(pc), await fragCounters(sim)];
-      const receiver = scope.track(new Daemon(spawn('ip', ['netns', 'exec', sim.name, NODE, '-e', RECEIVER], { stdio: ['ignore', 'pipe', 'pipe'] }), 'receiver'));
+      const receiver = scope.track(sim.spawn(NODE, ['-e', RECEIVER], { label: 'receiver' }));
       const port = JSON.parse(await receiver.waitFor(/\{"port":\d+\}/, 10_000)).port as number;
       const sent = lastJson((await pc.exec(NODE, ['-e', SENDER, TUNNEL_DEFAULTS.serverAddress, String(port), String(BYTES)], { timeout: 100_000 })).stdout);
       await receiver.waitFor(/"sha256"/, 20_000);

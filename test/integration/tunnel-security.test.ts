@@ -6,13 +6,12 @@
  * the session goes on.
  */
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { issueClient, revoke } from '../../tools/certs/index.js';
-import { Daemon, link, netnsUnavailable, NODE, ROOT, Scope, type Netns } from './harness/netns.js';
+import { link, netnsUnavailable, NODE, ROOT, Scope, type Daemon, type Netns } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
 
 const skip = netnsUnavailable();
@@ -127,7 +126,7 @@ describe.skipIf(skip)('mutual TLS', () => {
     const server = scope.track(sim.spawnCtun(['server', ...serverTls(['--port', String(TUNNEL_DEFAULTS.port)])]));
     await server.waitFor(/server-listening/, 15_000);
     // A hostile middle on 10.79.0.2:1724 that relays to the server and injects copies.
-    const relay = scope.track(new Daemon(spawn('ip', ['netns', 'exec', sim.name, NODE, `${ROOT}test/fixtures/udprelay.mjs`, '1724', String(TUNNEL_DEFAULTS.port), '200'], { stdio: ['ignore', 'pipe', 'pipe'] }), 'udprelay'));
+    const relay = scope.track(sim.spawn(NODE, [`${ROOT}test/fixtures/udprelay.mjs`, '1724', String(TUNNEL_DEFAULTS.port), '200'], { label: 'udprelay' }));
     await relay.waitFor(/listening/, 10_000);
     const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--port', '1724', ...clientTls('alice')]));
     await client.waitFor(/client-connected/, 15_000);

@@ -1,5 +1,4 @@
 import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
@@ -7,6 +6,7 @@ import * as tar from 'tar';
 import { createMemoryLogger } from '../common/index.js';
 import { createMemoryDocker } from '../docker/index.js';
 import { createBundle, loadBundle, verifyBundle, type ImageArchiver } from './airgap.js';
+import { tempDir } from '../lab/testing.js';
 
 /** An archiver whose "docker save" is a fixed byte string; load records what it got. */
 function memoryArchiver(): ImageArchiver & { loaded: Buffer[] } {
@@ -25,7 +25,7 @@ function memoryArchiver(): ImageArchiver & { loaded: Buffer[] } {
 }
 
 async function setup() {
-  const dir = await mkdtemp(join(tmpdir(), 'ctun-airgap-'));
+  const dir = tempDir('airgap');
   const tarball = join(dir, 'dspace-veos-2023a.tar.gz');
   await writeFile(tarball, 'the simulator tarball');
   const docker = createMemoryDocker({ images: ['a/one:1', 'a/two:1'] });
@@ -73,7 +73,7 @@ describe('air-gap bundles', () => {
   });
 
   it('names an image that does not exist before writing anything', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'ctun-airgap-'));
+    const dir = tempDir('airgap');
     await expect(
       createBundle({ docker: createMemoryDocker(), archiver: memoryArchiver(), logger: createMemoryLogger(), images: ['no/such:1'], files: [], out: join(dir, 'b.tar') }),
     ).rejects.toMatchObject({ code: 'BUNDLE_IMAGE_MISSING' });
@@ -92,7 +92,7 @@ describe('air-gap bundles', () => {
     }
 
     it('puts it beside the images, checksummed; load writes it out and names it', async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'ctun-airgap-'));
+      const dir = tempDir('airgap');
       const release = await fakeRelease(dir);
       const docker = createMemoryDocker({ images: ['a/one:1'] });
       const archiver = memoryArchiver();
@@ -106,7 +106,7 @@ describe('air-gap bundles', () => {
     });
 
     it('refuses a file that is not a release, before writing anything', async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'ctun-airgap-'));
+      const dir = tempDir('airgap');
       const docker = createMemoryDocker({ images: [] });
       const out = join(dir, 'b.tar');
       const bundle = (release: string) => createBundle({ docker, archiver: memoryArchiver(), logger: createMemoryLogger(), images: [], files: [], release, out });

@@ -1,8 +1,8 @@
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { mirrorFromSources, parseDeb822, parseOneLine, readAptSources, releaseFromImage, renderAptSources, resolveRelease, resolveServer } from './apt.js';
+import { tempDir } from '../lab/testing.js';
 
 // Example mirrors use reserved documentation names (RFC 2606) and addresses (RFC 5737).
 const DEB822 = `Types: deb
@@ -62,7 +62,7 @@ describe('parsing apt sources', () => {
   });
 
   it('reads a whole /etc/apt directory in both formats', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'ctun-apt-'));
+    const dir = tempDir('apt');
     await mkdir(join(dir, 'sources.list.d'));
     await writeFile(join(dir, 'sources.list'), '');
     await writeFile(join(dir, 'sources.list.d', 'debian.sources'), DEB822);

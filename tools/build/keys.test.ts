@@ -1,8 +1,8 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { dearmor, gpgShowKeys, parsePublicKey, readPublicKey } from './keys.js';
+import { tempDir } from '../lab/testing.js';
 
 // A real ed25519 public key made with `gpg --quick-gen-key` for these tests.
 const ARMORED = `-----BEGIN PGP PUBLIC KEY BLOCK-----
@@ -49,7 +49,7 @@ describe('package server keys', () => {
   });
 
   it('gpg agrees: fingerprints for a key, an error for a non-key', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'ctun-keys-'));
+    const dir = tempDir('keys');
     await writeFile(join(dir, 'k.asc'), ARMORED);
     await writeFile(join(dir, 'no.asc'), 'not a key');
     const fprs = await gpgShowKeys(join(dir, 'k.asc'));

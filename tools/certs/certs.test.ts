@@ -5,27 +5,18 @@
  */
 import 'reflect-metadata';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { CtunError } from '../common/index.js';
 import { initCa, issueClient, issueServer, revoke } from './certs.js';
+import { tempDir } from '../lab/testing.js';
 
 const DAY = 86_400_000;
-const dirs: string[] = [];
-const tempDir = (): string => {
-  const d = mkdtempSync(join(tmpdir(), 'ctun-certs-test-'));
-  dirs.push(d);
-  return d;
-};
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
 
 const cert = (path: string): X509Certificate => new X509Certificate(readFileSync(path));
 const mode = (path: string): number => statSync(path).mode & 0o777;
@@ -35,8 +26,8 @@ const usage = (code = 'USAGE', message?: RegExp) => expect.objectContaining({ na
 let pki = '';
 let other = '';
 beforeAll(async () => {
-  pki = tempDir();
-  other = tempDir();
+  pki = tempDir('certs-test');
+  other = tempDir('certs-test');
   await initCa({ out: pki });
   await issueServer({ out: pki, names: ['127.0.0.1', 'ctun.test,sim.lab', '::1', 'ctun.test'] });
   await issueClient({ out: pki, name: 'alice' });
@@ -66,7 +57,7 @@ describe('ctun certs init', () => {
   });
 
   it('honours --name, --days and a start date, and --force replaces the CA', async () => {
-    const dir = tempDir();
+    const dir = tempDir('certs-test');
     const notBefore = new Date('2030-01-01T00:00:00Z');
     const r = await initCa({ out: dir, name: 'lab-ca', days: 30, notBefore });
     const ca = cert(r.cert);
@@ -82,7 +73,7 @@ describe('ctun certs init', () => {
   });
 
   it('refuses to overwrite an existing CA, and leaves it as it was', async () => {
-    const dir = tempDir();
+    const dir = tempDir('certs-test');
     await initCa({ out: dir });
     const before = [readFileSync(join(dir, 'ca.crt'), 'utf8'), readFileSync(join(dir, 'ca.key'), 'utf8')];
     await expect(initCa({ out: dir })).rejects.toEqual(usage('CERTS_EXIST', /ca\.key exists already/));
@@ -90,7 +81,7 @@ describe('ctun certs init', () => {
   });
 
   it('in a folder holding only a distributed ca.crt, refuses without writing a stray ca.key beside it', async () => {
-    const dir = tempDir();
+    const dir = tempDir('certs-test');
     writeFileSync(join(dir, 'ca.crt'), readFileSync(join(pki, 'ca.crt')));
     await expect(initCa({ out: dir })).rejects.toEqual(usage('CERTS_EXIST', /ca\.crt exists already/));
     expect(existsSync(join(dir, 'ca.key'))).toBe(false);
@@ -99,8 +90,8 @@ describe('ctun certs init', () => {
   });
 
   it('refuses --days 0, negative or not a number, and an invalid --name', async () => {
-    for (const days of [0, -1, Number.NaN]) await expect(initCa({ out: tempDir(), days })).rejects.toEqual(usage('USAGE', /--days must be a positive number/));
-    for (const name of ['', 'a/b', '../x', 'has space', 'x'.repeat(65)]) await expect(initCa({ out: tempDir(), name })).rejects.toEqual(usage('USAGE', /is not a valid name/));
+    for (const days of [0, -1, Number.NaN]) await expect(initCa({ out: tempDir('certs-test'), days })).rejects.toEqual(usage('USAGE', /--days must be a positive number/));
+    for (const name of ['', 'a/b', '../x', 'has space', 'x'.repeat(65)]) await expect(initCa({ out: tempDir('certs-test'), name })).rejects.toEqual(usage('USAGE', /is not a valid name/));
   });
 });
 
@@ -182,7 +173,7 @@ describe('ctun certs client', () => {
   });
 
   it('honours --days; --force replaces an existing certificate, without it the old one stays', async () => {
-    const dir = tempDir();
+    const dir = tempDir('certs-test');
     await initCa({ out: dir });
     const notBefore = new Date('2029-03-01T00:00:00Z');
     const r = await issueClient({ out: dir, name: 'dave@lab', days: 2, notBefore });
@@ -198,20 +189,20 @@ describe('ctun certs client', () => {
 
   it('refuses an invalid name, the name "ca" (the CA\'s own files), --days <= 0, a missing or unreadable CA, and does not leave a stray key', async () => {
     for (const name of ['', '../alice', 'a/b', '-x', 'x'.repeat(65)]) await expect(issueClient({ out: pki, name }), name).rejects.toEqual(usage('USAGE', /not a valid name/));
-    const own = tempDir();
+    const own = tempDir('certs-test');
     await initCa({ out: own });
     const caBefore = readFileSync(join(own, 'ca.key'), 'utf8');
     await expect(issueClient({ out: own, name: 'ca', force: true })).rejects.toEqual(usage('USAGE', /CA's own file name/));
     await expect(issueServer({ out: own, name: 'ca', names: ['10.0.0.1'], force: true })).rejects.toEqual(usage('USAGE', /CA's own file name/));
     expect(readFileSync(join(own, 'ca.key'), 'utf8')).toBe(caBefore);
     await expect(issueClient({ out: pki, name: 'eve', days: -5 })).rejects.toEqual(usage('USAGE', /--days/));
-    await expect(issueClient({ out: tempDir(), name: 'eve' })).rejects.toEqual(usage('CA_MISSING', /no CA in/));
-    const broken = tempDir();
+    await expect(issueClient({ out: tempDir('certs-test'), name: 'eve' })).rejects.toEqual(usage('CA_MISSING', /no CA in/));
+    const broken = tempDir('certs-test');
     writeFileSync(join(broken, 'ca.crt'), readFileSync(join(pki, 'ca.crt')));
     writeFileSync(join(broken, 'ca.key'), 'not a key\n');
     await expect(issueClient({ out: broken, name: 'eve' })).rejects.toEqual(usage('CA_INVALID', /cannot be read/));
     // Only alice.crt there (a copy): refused before a new alice.key is written beside it.
-    const half = tempDir();
+    const half = tempDir('certs-test');
     await initCa({ out: half });
     writeFileSync(join(half, 'alice.crt'), readFileSync(join(pki, 'alice.crt')));
     await expect(issueClient({ out: half, name: 'alice' })).rejects.toEqual(usage('CERTS_EXIST', /alice\.crt exists already/));
@@ -222,7 +213,7 @@ describe('ctun certs client', () => {
 
 describe('ctun certs revoke', () => {
   it('writes a CRL signed by the CA that lists the revoked serials (by file and by serial), and keeps earlier ones', async () => {
-    const dir = tempDir();
+    const dir = tempDir('certs-test');
     await initCa({ out: dir });
     const bob = await issueClient({ out: dir, name: 'bob' });
     const carol = await issueClient({ out: dir, name: 'carol' });
@@ -258,7 +249,7 @@ describe('ctun certs revoke', () => {
   });
 
   it('the CRL is enforced by OpenSSL: the revoked certificate fails verification, the others pass', async () => {
-    const dir = tempDir();
+    const dir = tempDir('certs-test');
     await initCa({ out: dir });
     const bob = await issueClient({ out: dir, name: 'bob' });
     const alice = await issueClient({ out: dir, name: 'alice' });
@@ -271,7 +262,7 @@ describe('ctun certs revoke', () => {
   });
 
   it('refuses an unknown client certificate, a serial that is not hex, --days <= 0 and a missing CA', async () => {
-    const dir = tempDir();
+    const dir = tempDir('certs-test');
     await initCa({ out: dir });
     await expect(revoke({ out: dir, certs: [join(dir, 'nobody.crt')] })).rejects.toEqual(usage('USAGE', /cannot read certificate .*nobody\.crt/));
     writeFileSync(join(dir, 'garbage.crt'), 'not a certificate');

@@ -10,7 +10,6 @@
  * and that the same port straight at the Docker host is unreachable. Then it cleans
  * up (--keep leaves the deployments running). listr2 on a TTY, plain lines otherwise.
  */
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
@@ -32,6 +31,7 @@ import { checkImagePrefix, demoImages, ensureImages, type ImageSet } from './ima
 import { PYTHON_SOURCE_ENV, PYTHON_SOURCES, pythonSourceFrom, type PythonSource } from './python.js';
 import { startLicenseStandin, type LicenseStandin } from './license.js';
 import { Pc } from './pc.js';
+import type { Proc } from '../lab/index.js';
 import type { SessionRequest, StepLine } from './session.js';
 
 export interface DemoOptions {
@@ -65,6 +65,8 @@ const ROOT = projectPaths().root;
 const CTUN = join(ROOT, 'bin', 'ctun.js');
 const SESSION = fileURLToPath(new URL('./session.ts', import.meta.url));
 const TSX = import.meta.resolve('tsx');
+/** A client stops within a second of SIGINT (it says goodbye to the server); this bounds a stuck one. */
+const CLIENT_STOP_MS = 10_000;
 
 function cliLine(plan: DeploymentPlan, pc: Pc): string {
   const veos = plan.containers.find((c) => c.role === 'veos')!;
@@ -98,32 +100,6 @@ function describeStep(line: StepLine, target: string): string {
     default:
       return JSON.stringify(line);
   }
-}
-
-/** Waits (bounded) for a line in a child's output. */
-function waitForOutput(child: import('node:child_process').ChildProcess, pattern: RegExp, timeoutMs: number, what: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const onLine = (line: string): void => {
-      seen += line + '\n';
-      if (pattern.test(line)) finish(undefined, line);
-    };
-    const rlOut = createInterface({ input: child.stdout! });
-    const rlErr = createInterface({ input: child.stderr! });
-    rlOut.on('line', onLine);
-    rlErr.on('line', onLine);
-    const onExit = (code: number | null): void => finish(new CtunError('CLIENT_EXITED', `${what} exited (code ${code}) before ${pattern}:\n${seen}`));
-    child.once('exit', onExit);
-    const timer = setTimeout(() => finish(new CtunError('CLIENT_TIMEOUT', `waited ${timeoutMs / 1000} s for ${pattern} from ${what}; it said:\n${seen}`)), timeoutMs);
-    function finish(e: Error | undefined, line?: string): void {
-      clearTimeout(timer);
-      child.off('exit', onExit);
-      rlOut.off('line', onLine);
-      rlErr.off('line', onLine);
-      if (e) reject(e);
-      else resolve(line!);
-    }
-  });
 }
 
 /** The first steps: images, the license stand-in, the PC; what they make is shared by the deployments. */
@@ -184,7 +160,7 @@ function setupSteps(o: DemoOptions, w: DemoWorld): Step[] {
 function deploymentDemoSteps(o: DemoOptions, w: DemoWorld, kind: 'integrated' | 'separated', alongside: boolean): Step[] {
   let plan: DeploymentPlan | undefined;
   let result: DeploymentResult | undefined;
-  let client: import('node:child_process').ChildProcess | undefined;
+  let client: Proc | undefined;
   const pc = (): Pc => w.pc!;
   return [
     {
@@ -235,15 +211,10 @@ function deploymentDemoSteps(o: DemoOptions, w: DemoWorld, kind: 'integrated' | 
         if (conf.exitCode !== 0) throw new CtunError('DEMO_CONFIGURE', `ctun configure in the PC failed: ${conf.all}`);
         say(`$ ${cmds.configure.replace(/^sudo /, '')}`);
         say(`$ ${cmds.client}`);
-        const c = pc().spawn(process.execPath, [CTUN, ...cmds.client.split(' ').slice(1)]);
+        const c = pc().spawn(process.execPath, [CTUN, ...cmds.client.split(' ').slice(1)], { label: 'ctun client' });
         client = c;
-        onUndo(async () => {
-          if (c.exitCode === null && c.signalCode === null) {
-            c.kill('SIGTERM');
-            await new Promise((r) => c.once('exit', r));
-          }
-        });
-        const connected = await waitForOutput(c, /client-connected/, 20_000, 'ctun client');
+        onUndo(async () => void (await c.stop()));
+        const connected = await c.waitFor(/^.*client-connected.*$/m, 20_000);
         say(connected.replace(/^\S+\s+INFO\s+/, ''));
       },
     },
@@ -271,10 +242,9 @@ function deploymentDemoSteps(o: DemoOptions, w: DemoWorld, kind: 'integrated' | 
       // The PC has one TAP: the next deployment's client needs it, so this client stops either way.
       title: o.keep ? `${kind}: stop the client (the deployment keeps running)` : `${kind}: remove`,
       run: async ({ say }) => {
-        if (client && client.exitCode === null) {
-          const c = client;
-          c.kill('SIGINT');
-          await new Promise((r) => c.once('exit', r));
+        if (client?.alive) {
+          client.kill('SIGINT');
+          await client.waitExit(CLIENT_STOP_MS);
           say('client stopped');
         }
         if (o.keep) return;

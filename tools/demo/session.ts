@@ -6,7 +6,7 @@
  *   {"mode":"reach","host":"172.17.0.4","port":27027}        a connect expected to fail
  *   {"mode":"session","target":"192.168.100.1",...}           the whole conversation
  */
-import { discover, openServers, tcpConversation, tcpReach, udpConversation, xcpSession } from './probe.js';
+import { discover, openServers, tcpConversation, tcpReach, udpConversation, xcpSession } from '../simulator/index.js';
 
 export interface SessionRequest {
   mode: 'session';

@@ -1,11 +1,11 @@
-import { mkdtempSync, readFileSync, writeFileSync, cpSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { metadata } from '../common/index.js';
 import { defaultManifestDir, defaultTemplateDir, manifest, MANIFEST_FILES, renderManifests, resolveParams, staleManifests, writeManifests, type K8sObject } from './index.js';
 import { fillTemplate, group } from './template.js';
+import { tempDir } from '../lab/testing.js';
 
 type Json = any;
 const podSpec = (o: K8sObject): Json => (o as Json).spec.template.spec;
@@ -18,7 +18,7 @@ describe('k8s/ holds the templates rendered with defaults', () => {
   });
 
   it('detects a stale file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ctun-k8s-'));
+    const dir = tempDir('k8s');
     writeManifests(dir, renderManifests());
     expect(staleManifests(dir, renderManifests())).toEqual([]);
     writeFileSync(join(dir, MANIFEST_FILES.simulator), readFileSync(join(dir, MANIFEST_FILES.simulator), 'utf8').replace('replicas: 5', 'replicas: 4'));
@@ -155,7 +155,7 @@ describe('templates', () => {
   });
 
   it('a template that drops a placeholder fails the rendering instead of ignoring the parameter', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ctun-k8s-tpl-'));
+    const dir = tempDir('k8s-tpl');
     cpSync(defaultTemplateDir(), dir, { recursive: true });
     const file = join(dir, MANIFEST_FILES.separateServer);
     // The only user of annotations.separateServer: without it the value is unused.

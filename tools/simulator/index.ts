@@ -41,3 +41,18 @@ export {
   type InspectSimulatorTarballOptions,
   type SimulatorTarballInfo,
 } from './inspect.js';
+export {
+  discover,
+  lineClient,
+  openServers,
+  ProbeError,
+  splitXcp,
+  tcpConversation,
+  tcpReach,
+  udpConversation,
+  xcpFrame,
+  xcpSession,
+  type LineClient,
+  type OpenedServers,
+  type XcpResult,
+} from './client.js';

@@ -24,7 +24,8 @@ import {
   simulatorEnv,
   SimulatorExitCode,
 } from './index.js';
-import { closedPort, installStandin, killAll, lineClient, startProcess } from './testing.js';
+import { lineClient } from './client.js';
+import { closedPort, installStandin, killAll, startProcess } from './testing.js';
 
 let work: string;
 let prefix: string;
@@ -161,8 +162,8 @@ describe('signals', () => {
   it('stops cleanly on SIGTERM with exit code 0 and closes its ports', async () => {
     const license = await tcpServer(`${LICENSE_GREETING}\n`);
     const sim = startProcess(simulatorCommand(prefix), loopback(`${license}@127.0.0.1`));
-    const ports = parseSimulatorReady((await sim.waitFor(SIMULATOR_READY_PATTERN))[0])!;
-    const mapper = await lineClient(ports.portMapper);
+    const ports = parseSimulatorReady(await sim.waitFor(SIMULATOR_READY_PATTERN))!;
+    const mapper = await lineClient('127.0.0.1', ports.portMapper);
     mapper.send('OPEN TCP before-stop');
     const opened = Number(/^OK (\d+)$/.exec(await mapper.next())?.[1]);
 
@@ -174,7 +175,7 @@ describe('signals', () => {
     expect(sim.stdout()).toMatch(/veos-standin stopped signal=SIGTERM/);
     expect(sim.stderr()).toBe('');
     for (const port of [ports.portMapper, opened]) {
-      await expect(lineClient(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+      await expect(lineClient('127.0.0.1', port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     }
     mapper.close();
   });
@@ -194,9 +195,9 @@ describe('signals', () => {
 describe('license stand-in', () => {
   it('greets every connection and stops on SIGTERM with 0', async () => {
     const lic = startProcess(licenseStandinCommand(prefix, 0, '127.0.0.1'));
-    const port = parseLicenseReady((await lic.waitFor(LICENSE_READY_PATTERN))[0])!;
+    const port = parseLicenseReady(await lic.waitFor(LICENSE_READY_PATTERN))!;
     for (let i = 0; i < 2; i++) {
-      const client = await lineClient(port);
+      const client = await lineClient('127.0.0.1', port);
       expect(await client.next()).toBe(LICENSE_GREETING);
       await expect(client.next(1000)).rejects.toThrow(/closed/);
     }
@@ -209,7 +210,7 @@ describe('license stand-in', () => {
     const port = await closedPort();
     const argv = licenseStandinCommand(prefix).slice(0, 3); // without --port
     const lic = startProcess([...argv, '--bind', '127.0.0.1'], { [SIMULATOR_ENV.licenseStandinPort]: String(port) });
-    expect(parseLicenseReady((await lic.waitFor(LICENSE_READY_PATTERN))[0])).toBe(port);
+    expect(parseLicenseReady(await lic.waitFor(LICENSE_READY_PATTERN))).toBe(port);
   });
 
   it('exits 2 on a bad port and 5 on a taken one', async () => {

@@ -17,7 +17,8 @@ import {
   simulatorEnv,
   type SimulatorReadyPorts,
 } from './index.js';
-import { installStandin, killAll, lineClient, startProcess, udpPeer, xcpMessage, type Running, type UdpPeer } from './testing.js';
+import { lineClient, openServers, tcpConversation, udpConversation, xcpFrame, xcpSession } from './client.js';
+import { installStandin, killAll, startProcess, udpPeer, type Running, type UdpPeer } from './testing.js';
 
 const DAQ_COUNT = 5;
 const DAQ_INTERVAL_MS = 50;
@@ -32,7 +33,7 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ctun-standin-'));
   const prefix = await installStandin(work);
   license = startProcess(licenseStandinCommand(prefix, 0, '127.0.0.1'));
-  const licensePort = parseLicenseReady((await license.waitFor(/^License stand-in ready: .*$/m))[0]);
+  const licensePort = parseLicenseReady(await license.waitFor(/^License stand-in ready: .*$/m));
   simulator = startProcess(
     simulatorCommand(prefix),
     simulatorEnv({
@@ -46,7 +47,7 @@ beforeAll(async () => {
     }),
   );
   const ready = await simulator.waitFor(SIMULATOR_READY_PATTERN);
-  ports = parseSimulatorReady(ready[0]) as SimulatorReadyPorts;
+  ports = parseSimulatorReady(ready) as SimulatorReadyPorts;
 });
 
 afterEach(() => {
@@ -79,14 +80,14 @@ describe('start-up', () => {
 
 describe('port mapper', () => {
   it('opens a TCP server on a port chosen at run time that answers on it', async () => {
-    const mapper = await lineClient(ports.portMapper);
+    const mapper = await lineClient('127.0.0.1', ports.portMapper);
     mapper.send('OPEN TCP cosim');
     const [, port] = /^OK (\d+)$/.exec(await mapper.next()) ?? [];
     const opened = Number(port);
     expect(opened).toBeGreaterThan(0);
     expect([ports.portMapper, ports.xcp, ports.discovery]).not.toContain(opened);
 
-    const server = await lineClient(opened);
+    const server = await lineClient('127.0.0.1', opened);
     expect(await server.next()).toBe('HELLO cosim');
     server.send('step 1');
     expect(await server.next()).toBe('cosim: step 1');
@@ -99,7 +100,7 @@ describe('port mapper', () => {
   });
 
   it('opens a UDP server on a port chosen at run time that echoes with its name', async () => {
-    const mapper = await lineClient(ports.portMapper);
+    const mapper = await lineClient('127.0.0.1', ports.portMapper);
     mapper.send('OPEN UDP signals');
     const opened = Number(/^OK (\d+)$/.exec(await mapper.next())?.[1]);
     mapper.close();
@@ -111,7 +112,7 @@ describe('port mapper', () => {
   });
 
   it('lists, closes and reports errors, one answer per line', async () => {
-    const mapper = await lineClient(ports.portMapper);
+    const mapper = await lineClient('127.0.0.1', ports.portMapper);
     mapper.send('OPEN TCP listed');
     const port = Number(/^OK (\d+)$/.exec(await mapper.next())?.[1]);
     mapper.send('LIST');
@@ -148,11 +149,11 @@ describe('port mapper', () => {
   });
 
   it('closes a connection that sends an overlong line, and keeps serving others', async () => {
-    const mapper = await lineClient(ports.portMapper);
+    const mapper = await lineClient('127.0.0.1', ports.portMapper);
     mapper.send('x'.repeat(5000));
     expect(await mapper.next()).toBe('ERR line too long');
     await expect(mapper.next(1000)).rejects.toThrow(/closed/);
-    const other = await lineClient(ports.portMapper);
+    const other = await lineClient('127.0.0.1', ports.portMapper);
     other.send('OPEN UDP still-there');
     expect(await other.next()).toMatch(/^OK \d+$/);
     other.close();
@@ -165,7 +166,7 @@ describe('XCP on Ethernet responder', () => {
 
   it('answers CONNECT, then pushes DAQ packets unrequested until DISCONNECT', async () => {
     const master = await peer();
-    await master.send(xcpMessage(0, CONNECT), ports.xcp);
+    await master.send(xcpFrame(0, CONNECT), ports.xcp);
     const response = await master.next();
     expect(response.port).toBe(ports.xcp);
     expect(response.msg.readUInt16LE(0)).toBe(response.msg.length - 4); // LEN
@@ -182,7 +183,7 @@ describe('XCP on Ethernet responder', () => {
     });
     expect(daq[2]!.msg.readUInt32LE(10)).toBeGreaterThanOrEqual(2 * DAQ_INTERVAL_MS);
 
-    await master.send(xcpMessage(1, DISCONNECT), ports.xcp);
+    await master.send(xcpFrame(1, DISCONNECT), ports.xcp);
     // A DAQ packet may already be on its way; after the DISCONNECT answer, silence.
     let answer = await master.next();
     for (let i = 0; i < 3 && answer.msg[4] !== 0xff; i++) answer = await master.next();
@@ -193,7 +194,7 @@ describe('XCP on Ethernet responder', () => {
 
   it('stops pushing after its bounded number of packets', async () => {
     const master = await peer();
-    await master.send(xcpMessage(0, CONNECT), ports.xcp);
+    await master.send(xcpFrame(0, CONNECT), ports.xcp);
     await master.next(); // the CONNECT response
     const received = await master.collect((DAQ_COUNT + 4) * DAQ_INTERVAL_MS + 300);
     expect(received.map((d) => d.msg.readUInt32LE(6))).toEqual([...Array(DAQ_COUNT).keys()]);
@@ -203,20 +204,20 @@ describe('XCP on Ethernet responder', () => {
   it('is bound to its master: others are ignored, unknown commands get ERR_CMD_UNKNOWN', async () => {
     const master = await peer();
     const other = await peer();
-    await master.send(xcpMessage(0, CONNECT), ports.xcp);
+    await master.send(xcpFrame(0, CONNECT), ports.xcp);
     expect((await master.next()).msg[4]).toBe(0xff);
-    await other.send(xcpMessage(0, CONNECT), ports.xcp);
-    await master.send(xcpMessage(1, [0xf5, 0x01]), ports.xcp); // an unsupported command
+    await other.send(xcpFrame(0, CONNECT), ports.xcp);
+    await master.send(xcpFrame(1, [0xf5, 0x01]), ports.xcp); // an unsupported command
     let reply = await master.next();
     for (let i = 0; i < 5 && reply.msg.length !== 6; i++) reply = await master.next(); // skip DAQ
     expect([...reply.msg.subarray(4)]).toEqual([0xfe, 0x20]);
-    await master.send(xcpMessage(2, DISCONNECT), ports.xcp);
+    await master.send(xcpFrame(2, DISCONNECT), ports.xcp);
     expect(await other.collect(2 * DAQ_INTERVAL_MS)).toEqual([]);
   });
 
   it('ignores commands before CONNECT and malformed datagrams', async () => {
     const stranger = await peer();
-    await stranger.send(xcpMessage(0, DISCONNECT), ports.xcp);
+    await stranger.send(xcpFrame(0, DISCONNECT), ports.xcp);
     await stranger.send(Buffer.from([0x09, 0x00, 0x00, 0x00, 0xff]), ports.xcp); // LEN beyond the datagram
     expect(await stranger.collect(200)).toEqual([]);
     expect(simulator.stdout()).toMatch(/xcp malformed peer=127\.0\.0\.1:\d+ bytes=5/);
@@ -251,5 +252,16 @@ describe('discovery responder', () => {
     const client = await peer();
     await client.send('HELLO?', ports.discovery);
     expect(await client.collect(200)).toEqual([]);
+  });
+});
+
+describe("the demo's client (client.ts), the one that talks to it through the tunnel", () => {
+  it('opens servers, converses with each, and receives the unrequested DAQ packets', async () => {
+    const opened = await openServers('127.0.0.1', ports.portMapper, { tcp: 'client-tcp', udp: 'client-udp' });
+    expect(await tcpConversation('127.0.0.1', opened.tcp.port, 'ping')).toEqual({ greeting: 'HELLO client-tcp', answer: 'client-tcp: ping' });
+    expect(await udpConversation('127.0.0.1', opened.udp.port, 'datagram')).toBe('client-udp: datagram');
+    const xcp = await xcpSession('127.0.0.1', ports.xcp, DAQ_COUNT);
+    expect(xcp.connect).toMatch(/^ff/);
+    expect(xcp.daq.map((d) => d.seq)).toEqual([...Array(DAQ_COUNT).keys()]);
   });
 });

@@ -1,14 +1,15 @@
 /**
  * Test helpers for the stand-in's unit tests: real child processes and real sockets,
- * on loopback only, with every wait bounded. Not part of the public API.
+ * on loopback only, with every wait bounded. Not part of the public API. The client of
+ * the stand-in's protocols (line conversations, XCP) is client.ts, shared with the demo.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtemp } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import * as tar from 'tar';
+import { Lab, startProcess as startLabProcess, type Proc } from '../lab/index.js';
 import { INSTALL_ENV, SIMULATOR_TARBALL_TOP_DIR } from './constants.js';
 import { buildStandinTarball } from './tarball.js';
 
@@ -25,86 +26,24 @@ export async function installStandin(work: string): Promise<string> {
   return prefix;
 }
 
-export interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
+/** A stand-in process under test: the lab's process. */
+export type Running = Proc;
 
-export interface Running {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  /** Resolves with the first match of `pattern` in the stream; rejects on timeout or exit. */
-  waitFor(pattern: RegExp, timeoutMs?: number, stream?: 'stdout' | 'stderr'): Promise<RegExpExecArray>;
-  /** Resolves when the process exits; rejects after `timeoutMs`. */
-  waitExit(timeoutMs?: number): Promise<Exit>;
-}
+const running = new Lab();
 
-const running = new Set<Running>();
-
+/**
+ * Starts a process with only PATH and HOME from our environment (a DS_CMU_SERVER of the
+ * developer's must not leak in) plus `env`; `killAll` stops it.
+ */
 export function startProcess(argv: string[], env: Record<string, string> = {}): Running {
   const [command, ...args] = argv;
   if (command === undefined) throw new Error('empty argv');
-  // Only PATH and HOME from our environment: a DS_CMU_SERVER of the developer's must not leak in.
-  const base: Record<string, string> = { PATH: process.env['PATH'] ?? '/usr/bin:/bin' };
-  if (process.env['HOME'] !== undefined) base['HOME'] = process.env['HOME'];
-  const child = spawn(command, args, { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const out = { stdout: '', stderr: '' };
-  const listeners = new Set<() => void>();
-  child.stdout.on('data', (d: Buffer) => ((out.stdout += d.toString()), listeners.forEach((l) => l())));
-  child.stderr.on('data', (d: Buffer) => ((out.stderr += d.toString()), listeners.forEach((l) => l())));
-  let exit: Exit | undefined;
-  const exited = new Promise<Exit>((resolve) => {
-    child.on('close', (code, signal) => {
-      exit = { code, signal };
-      running.delete(handle);
-      listeners.forEach((l) => l());
-      resolve(exit);
-    });
-  });
-  const describe = (): string => `${argv.join(' ')}\n--- stdout\n${out.stdout}\n--- stderr\n${out.stderr}`;
-
-  const handle: Running = {
-    child,
-    stdout: () => out.stdout,
-    stderr: () => out.stderr,
-    waitFor: (pattern, timeoutMs = 5000, stream = 'stdout') =>
-      new Promise((resolve, reject) => {
-        const check = (): void => {
-          const m = new RegExp(pattern.source, pattern.flags.replace('g', '')).exec(out[stream]);
-          if (m) return done(() => resolve(m));
-          if (exit) done(() => reject(new Error(`exited (${JSON.stringify(exit)}) before ${pattern} on ${stream}: ${describe()}`)));
-        };
-        const timer = setTimeout(
-          () => done(() => reject(new Error(`no ${pattern} on ${stream} within ${timeoutMs} ms: ${describe()}`))),
-          timeoutMs,
-        );
-        const done = (settle: () => void): void => {
-          clearTimeout(timer);
-          listeners.delete(check);
-          settle();
-        };
-        listeners.add(check);
-        check();
-      }),
-    waitExit: (timeoutMs = 5000) =>
-      Promise.race([
-        exited,
-        new Promise<Exit>((_, reject) => {
-          const timer = setTimeout(() => reject(new Error(`still running after ${timeoutMs} ms: ${describe()}`)), timeoutMs);
-          void exited.then(() => clearTimeout(timer));
-        }),
-      ]),
-  };
-  running.add(handle);
-  return handle;
+  return running.track(startLabProcess(command, args, { env, isolateEnv: true, label: argv.join(' ') }));
 }
 
-/** Kills every process started and still running; for afterEach/afterAll. */
+/** Stops every process started and still running; for afterEach/afterAll. */
 export async function killAll(): Promise<void> {
-  const all = [...running];
-  for (const p of all) p.child.kill('SIGKILL');
-  await Promise.all(all.map((p) => p.waitExit(5000).catch(() => undefined)));
+  await running.dispose();
 }
 
 /** A loopback TCP port that was free a moment ago and has nothing listening on it. */
@@ -114,53 +53,6 @@ export async function closedPort(): Promise<number> {
   const port = (server.address() as net.AddressInfo).port;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
-}
-
-/** A line-oriented TCP client. */
-export interface LineClient {
-  send(line: string): void;
-  next(timeoutMs?: number): Promise<string>;
-  close(): void;
-}
-
-export async function lineClient(port: number, host = '127.0.0.1'): Promise<LineClient> {
-  const socket = net.connect(port, host);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  socket.on('error', () => undefined);
-  const lines: string[] = [];
-  const waiters: Array<() => void> = [];
-  let buffer = '';
-  let ended = false;
-  socket.on('data', (d: Buffer) => {
-    buffer += d.toString();
-    let nl: number;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      lines.push(buffer.slice(0, nl));
-      buffer = buffer.slice(nl + 1);
-    }
-    waiters.splice(0).forEach((w) => w());
-  });
-  socket.on('close', () => ((ended = true), waiters.splice(0).forEach((w) => w())));
-  return {
-    send: (line) => void socket.write(line + '\n'),
-    next: async (timeoutMs = 3000) => {
-      const deadline = Date.now() + timeoutMs;
-      while (lines.length === 0) {
-        if (ended) throw new Error(`connection to port ${port} closed without a line`);
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`no line from port ${port} within ${timeoutMs} ms`);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          waiters.push(() => (clearTimeout(timer), resolve()));
-        });
-      }
-      return lines.shift() as string;
-    },
-    close: () => socket.destroy(),
-  };
 }
 
 export interface Datagram {
@@ -211,12 +103,4 @@ export async function udpPeer(options: { broadcast?: boolean } = {}): Promise<Ud
     },
     close: () => socket.close(),
   };
-}
-
-/** An XCP-on-Ethernet message: LEN and CTR (uint16 LE) before the payload. */
-export function xcpMessage(ctr: number, payload: number[]): Buffer {
-  const header = Buffer.alloc(4);
-  header.writeUInt16LE(payload.length, 0);
-  header.writeUInt16LE(ctr, 2);
-  return Buffer.concat([header, Buffer.from(payload)]);
 }

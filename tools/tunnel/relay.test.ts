@@ -6,8 +6,7 @@
  * to their creator, separate mode forwards a session only toward its destination.
  */
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initCa, issueClient, issueServer, revoke } from '../certs/index.js';
@@ -19,6 +18,7 @@ import { decodeDatagram, echoOfSession, encode, ErrorCode, HEADER_SIZE, MessageT
 import { loadTlsMaterial } from './secure/index.js';
 import { stableMac, TunnelServer, type ServerOptions } from './server.js';
 import { connectClientLink } from './link/index.js';
+import { tempDir } from '../lab/testing.js';
 
 interface Recorder {
   net: NetConfig;
@@ -29,7 +29,7 @@ interface Recorder {
 /** ip/iptables twin: routes as given, `iptables -S` prints `leftovers`. */
 function recordingNet(routes: Record<string, string> = {}, leftovers = ''): Recorder {
   const calls: string[] = [];
-  const forwarding = join(mkdtempSync(join(tmpdir(), 'ctun-sysctl-')), 'ip_forward');
+  const forwarding = join(tempDir('sysctl'), 'ip_forward');
   writeFileSync(forwarding, '0\n');
   const runner: CommandRunner = async (file, args) => {
     calls.push(`${file} ${args.join(' ')}`);
@@ -339,7 +339,7 @@ describe('with --tls: resume bound to the certificate, CRL reloaded', () => {
   const material = (name: string) => loadTlsMaterial({ ca: join(pki, 'ca.crt'), cert: join(pki, `${name}.crt`), key: join(pki, `${name}.key`), crl: name === 'server' ? join(pki, 'ca.crl') : undefined });
 
   beforeAll(async () => {
-    pki = mkdtempSync(join(tmpdir(), 'ctun-relay-pki-'));
+    pki = tempDir('relay-pki');
     await initCa({ out: pki });
     await issueServer({ out: pki, names: ['127.0.0.1'] });
     for (const name of ['alice', 'bob']) await issueClient({ out: pki, name });

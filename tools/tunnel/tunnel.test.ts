@@ -3,8 +3,7 @@
  * recording twin of the kernel configuration: the whole session logic (hello,
  * switching, keepalive, resume, rejection) without root.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMemoryLogger } from '../common/index.js';
@@ -12,10 +11,11 @@ import { TunnelClient } from './client.js';
 import { createMemoryDevicePair, type MemoryDevice } from './device.js';
 import { NetConfig, type CommandRunner } from './netconfig.js';
 import { TunnelServer } from './server.js';
+import { tempDir } from '../lab/testing.js';
 
 function recordingNet(routes: Record<string, string> = {}): { net: NetConfig; calls: string[]; forwarding: string } {
   const calls: string[] = [];
-  const forwarding = join(mkdtempSync(join(tmpdir(), 'ctun-sysctl-')), 'ip_forward');
+  const forwarding = join(tempDir('sysctl'), 'ip_forward');
   writeFileSync(forwarding, '0\n');
   const runner: CommandRunner = async (file, args) => {
     calls.push(`${file} ${args.join(' ')}`);

@@ -1,8 +1,9 @@
 /**
- * What a tool on the PC (ControlDesk and friends) does with the simulator, reduced to
- * the parts a tunnel must carry: ask the port mapper for servers on ports chosen at
- * run time and talk to them, receive XCP data nobody asked for, and find the
- * simulator by broadcast. Every wait is bounded.
+ * The one client of the stand-in's protocols: what a tool on the PC (ControlDesk and
+ * friends) does with the simulator, reduced to the parts a tunnel must carry. Ask the
+ * port mapper for servers on ports chosen at run time and talk to them, receive XCP
+ * data nobody asked for, find the simulator by broadcast. Every wait is bounded. The
+ * demo's PC session and the stand-in's own tests both talk through it.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -25,8 +26,18 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string, cleanup: () => 
   });
 }
 
-/** A line-based TCP conversation: `ask` sends one line and resolves with the next line received. */
-async function lineConnection(host: string, port: number, timeoutMs: number): Promise<{ ask(line?: string): Promise<string>; close(): void }> {
+/** A line-based TCP conversation with one of the stand-in's servers (port mapper, opened TCP server, license stand-in). */
+export interface LineClient {
+  send(line: string): void;
+  /** The next line received; rejects when the connection closes first or after `timeoutMs` (default the client's). */
+  next(timeoutMs?: number): Promise<string>;
+  /** Sends a line (none: just read, e.g. a greeting) and resolves with the next line received. */
+  ask(line?: string): Promise<string>;
+  close(): void;
+}
+
+/** Connects (bounded) and returns a line client; a refused connect rejects with the errno in `code`. */
+export async function lineClient(host: string, port: number, timeoutMs = 5000): Promise<LineClient> {
   const socket = net.connect({ host, port });
   await withTimeout(
     new Promise<void>((resolve, reject) => {
@@ -37,22 +48,42 @@ async function lineConnection(host: string, port: number, timeoutMs: number): Pr
     `TCP connect to ${host}:${port}`,
   ).catch((e: unknown) => {
     socket.destroy();
-    throw new ProbeError(`TCP connect to ${host}:${port} failed: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw Object.assign(new ProbeError(`TCP connect to ${host}:${port} failed: ${code ?? (e as Error).message}`), { code });
   });
   const lines: string[] = [];
-  const waiting: Array<(l: string) => void> = [];
+  const waiting: Array<() => void> = [];
+  let closed = false;
+  const wake = (): void => waiting.splice(0).forEach((w) => w());
   createInterface({ input: socket }).on('line', (l) => {
-    const w = waiting.shift();
-    if (w) w(l);
-    else lines.push(l);
+    lines.push(l);
+    wake();
   });
   socket.on('error', () => {});
+  socket.on('close', () => {
+    closed = true;
+    wake();
+  });
+  const next = async (ms = timeoutMs, what = 'a line'): Promise<string> => {
+    const deadline = Date.now() + ms;
+    while (lines.length === 0) {
+      if (closed) throw new ProbeError(`connection to ${host}:${port} closed before ${what}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new ProbeError(`no answer within ${ms} ms: ${what} from ${host}:${port}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        waiting.push(() => (clearTimeout(timer), resolve()));
+      });
+    }
+    return lines.shift()!;
+  };
+  const send = (line: string): void => void socket.write(line + '\n');
   return {
-    ask: (line?: string) => {
-      if (line !== undefined) socket.write(line + '\n');
-      const queued = lines.shift();
-      if (queued !== undefined) return Promise.resolve(queued);
-      return withTimeout(new Promise<string>((resolve) => waiting.push(resolve)), timeoutMs, `answer to "${line ?? '(greeting)'}" from ${host}:${port}`);
+    send,
+    next: (ms) => next(ms),
+    ask: (line) => {
+      if (line !== undefined) send(line);
+      return next(timeoutMs, `answer to "${line ?? '(greeting)'}"`);
     },
     close: () => socket.destroy(),
   };
@@ -65,7 +96,7 @@ export interface OpenedServers {
 
 /** Asks the port mapper for one TCP and one UDP server; both get ports chosen now. */
 export async function openServers(host: string, portMapper: number, names: { tcp: string; udp: string }, timeoutMs = 5000): Promise<OpenedServers> {
-  const c = await lineConnection(host, portMapper, timeoutMs);
+  const c = await lineClient(host, portMapper, timeoutMs);
   try {
     const port = async (proto: 'TCP' | 'UDP', name: string): Promise<number> => {
       const answer = await c.ask(`OPEN ${proto} ${name}`);
@@ -84,7 +115,7 @@ export async function openServers(host: string, portMapper: number, names: { tcp
 
 /** Talks to an opened TCP server: its greeting, then one line and its answer. */
 export async function tcpConversation(host: string, port: number, line: string, timeoutMs = 5000): Promise<{ greeting: string; answer: string }> {
-  const c = await lineConnection(host, port, timeoutMs);
+  const c = await lineClient(host, port, timeoutMs);
   try {
     const greeting = await c.ask();
     const answer = await c.ask(line);
