@@ -30,7 +30,7 @@ import {
   readAptSources,
   type BuildPlan,
   type BuiltImage,
-} from '../tools/build/index.js';
+} from '../tools/image/index.js';
 import { connectDocker } from '../tools/docker/index.js';
 import { buildStandinTarball } from '../tools/simulator/index.js';
 

@@ -1,11 +1,11 @@
 /**
- * Bundles the ctun CLI exactly as the images ship it (tools/build/bundle.ts), so the
+ * Bundles the ctun CLI exactly as the images ship it (tools/image/bundle.ts), so the
  * benchmark measures that shape: no TypeScript loader in the process, whose compile
  * caches would count in the peak RSS.
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bundleScript } from '../tools/build/bundle.js';
+import { bundleScript } from '../tools/image/bundle.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { bundleCtun } from './bundle.js';
 import { TUNNEL_DEFAULTS } from '../tools/common/index.js';
-import { TUNNEL_NODE_FLAGS } from '../tools/build/node-flags.js';
+import { TUNNEL_NODE_FLAGS } from '../tools/image/node-flags.js';
 import { Lab, run, type Netns, type Proc } from '../tools/lab/index.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 

@@ -1,5 +1,5 @@
 # {{image}}: the ctun {{role}}.
-# Filled in by ctun-build from its BuildPlan (tools/build).
+# Filled in by ctun-build from its BuildPlan (tools/image).
 # Every step up to the `ctun --version` check is the same for the four ctun images,
 # so they share those layers; only the last lines differ.
 FROM {{runtimeImage}} AS runtime

@@ -1,5 +1,5 @@
 # {{image}}: the simulator from its tarball, its processes under supervisord.
-# Filled in by ctun-build from its BuildPlan (tools/build).
+# Filled in by ctun-build from its BuildPlan (tools/image).
 # The steps are ordered by how often they change, so the simulator image and the
 # one with the tunnel share every layer up to the tunnel runtime.
 # The tarball and the wheels enter the `install` stage only: the final image copies

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm run build`: bundles the tunnel CLI into dist/ctun.mjs, the same one script the
-// images embed (tools/build bundleScript), with the addon beside it in dist/native/.
+// images embed (tools/image bundleScript), with the addon beside it in dist/native/.
 //   node scripts/bundle.mjs [ENTRY] [OUT_FILE]
 import { copyFile, mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -9,7 +9,7 @@ import { register } from 'tsx/esm/api';
 
 register();
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const { bundleScript, projectPaths } = await import('../tools/build/index.ts');
+const { bundleScript, projectPaths } = await import('../tools/image/index.ts');
 const paths = projectPaths(root);
 const entry = resolve(process.argv[2] ?? paths.ctunEntry);
 const outFile = resolve(process.argv[3] ?? join(root, 'dist', 'ctun.mjs'));

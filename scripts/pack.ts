@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ADDON_DIR, BUNDLE_DIR, prebuildAddon, stageInstallTree } from '../tools/build/index.js';
+import { ADDON_DIR, BUNDLE_DIR, prebuildAddon, stageInstallTree } from '../tools/image/index.js';
 import { createLogger } from '../tools/common/index.js';
 import { printError } from '../tools/common/index.js';
 

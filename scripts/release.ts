@@ -1,6 +1,6 @@
-// `npm run release`: writes dist/ctun-<version>-linux-x64.tar.gz (tools/build/release.ts).
+// `npm run release`: writes dist/ctun-<version>-linux-x64.tar.gz (tools/image/release.ts).
 import { resolve } from 'node:path';
-import { buildRelease } from '../tools/build/index.js';
+import { buildRelease } from '../tools/image/index.js';
 import { createLogger } from '../tools/common/index.js';
 import { printError } from '../tools/common/index.js';
 

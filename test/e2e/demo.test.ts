@@ -11,7 +11,7 @@ import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { LABEL_PYTHON_STANDINS } from '../../tools/build/index.js';
+import { LABEL_PYTHON_STANDINS } from '../../tools/image/index.js';
 import { deployUnavailable, docker, leftovers, ROOT } from './harness/deploy.js';
 
 const skip = await deployUnavailable();

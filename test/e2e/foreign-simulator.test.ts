@@ -18,7 +18,7 @@ import { execa } from 'execa';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, metadata, TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
-import { EULA_LITERAL, executeBuildPlan, makeSeedWheels, planCtun, projectPaths } from '../../tools/build/index.js';
+import { EULA_LITERAL, executeBuildPlan, makeSeedWheels, planCtun, projectPaths } from '../../tools/image/index.js';
 import { Pc } from '../../tools/demo/pc.js';
 import { ctunBuild, dockerCli } from '../fixtures/build/images.js';
 import { CTUN, CTUN_RUN, deployUnavailable, leftovers, NODE, removeDeployment, ROOT } from './harness/deploy.js';

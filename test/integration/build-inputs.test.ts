@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metadata, silentLogger } from '../../tools/common/index.js';
-import { executeBase, makeSeedWheels, planBaseImage, readAptSources } from '../../tools/build/index.js';
+import { executeBase, makeSeedWheels, planBaseImage, readAptSources } from '../../tools/image/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { buildStandinTarball } from '../../tools/simulator/index.js';
 import { dockerCli } from '../fixtures/build/images.js';
@@ -103,7 +103,7 @@ describe('hostile build inputs never reach a daemon', () => {
   it('several bad values in one run are all reported at once', async () => {
     const r = await ctunBuild(veos(['--baseImage', 'Debian 12', '--tagPrefix', '$(id)', '--pipIndexUrl', 'http://x.lab/simple']), `unix://${recorder!.socket}`);
     expect(r.exitCode).toBe(1);
-    // One report with every problem, each with its code and what to do (tools/build/commands.ts inputProblems).
+    // One report with every problem, each with its code and what to do (tools/image/commands.ts inputProblems).
     expect(r.stderr).toMatch(
       /^ctun-build: error: 3 problems with the build inputs, nothing was built:\n {2}1\. \[BAD_BASE_IMAGE\] --baseImage "Debian 12" contains a space.*\n.*→.*\n {2}2\. \[BAD_TAG_PREFIX\] --tagPrefix "\$\(id\)" contains `\$`.*\n.*→.*\n {2}3\. \[PIP_INDEX_INSECURE\] --pipIndexUrl "http:\/\/x\.lab\/simple" is plain http/m,
     );

@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metadata, silentLogger } from '../../tools/common/index.js';
-import { executeBase, makeSeedWheels, planBaseImage, readAptSources, writeSimpleIndex } from '../../tools/build/index.js';
+import { executeBase, makeSeedWheels, planBaseImage, readAptSources, writeSimpleIndex } from '../../tools/image/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { buildStandinTarball, LICENSE_READY_PATTERN, SIMULATOR_INSTALL_DIR, SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
 import { ctunBuild, dockerCli, waitForLog } from '../fixtures/build/images.js';

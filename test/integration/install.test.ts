@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildRelease, executeBase, planBaseImage, prebuildAddon, readAptSources, releaseName, PREBUILD_DIR, PREBUILD_FILE } from '../../tools/build/index.js';
+import { buildRelease, executeBase, planBaseImage, prebuildAddon, readAptSources, releaseName, PREBUILD_DIR, PREBUILD_FILE } from '../../tools/image/index.js';
 import { metadata, silentLogger, TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { link, netnsUnavailable, ROOT, Scope, type Netns } from './harness/netns.js';

@@ -18,7 +18,7 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metadata, silentLogger } from '../../tools/common/index.js';
-import { executeBase, makeSeedWheels, planBaseImage, readAptSources } from '../../tools/build/index.js';
+import { executeBase, makeSeedWheels, planBaseImage, readAptSources } from '../../tools/image/index.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { buildStandinTarball, LICENSE_READY_PATTERN, SIMULATOR_INSTALL_DIR, SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
 import { ctunBuild, dockerCli as dockerCliFor, waitForLog } from '../fixtures/build/images.js';

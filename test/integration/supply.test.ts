@@ -17,7 +17,7 @@ import * as tar from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initCa, issueSigner } from '../../tools/certs/index.js';
 import { createLogger, silentLogger } from '../../tools/common/index.js';
-import { LABEL_SBOM_SHA256, signManifest, stampSbom, SIGNATURE_MEMBER, SIGNER_MEMBER } from '../../tools/build/index.js';
+import { LABEL_SBOM_SHA256, signManifest, stampSbom, SIGNATURE_MEMBER, SIGNER_MEMBER } from '../../tools/image/index.js';
 import { connectDocker, createContextTar } from '../../tools/docker/index.js';
 import { ensureImages } from '../../tools/demo/images.js';
 import { buildStandinTarball } from '../../tools/simulator/index.js';

@@ -1,7 +1,7 @@
 /**
  * ctun-build: the image builds (seed: BuildCtun.py, BuildVeos.py), plus `base` for
  * sites without a registry and `standin` for the stand-in simulator tarball.
- * Thin: parse, call tools/build, print.
+ * Thin: parse, call tools/image, print.
  */
 import { resolve } from 'node:path';
 import yargs, { type Argv } from 'yargs';
@@ -28,7 +28,7 @@ import {
   type Distro,
   type BuildPlan,
   type ProjectPaths,
-} from '../build/index.js';
+} from '../image/index.js';
 import { connectDocker } from '../docker/index.js';
 import { defaultProgress, type ProgressMode } from '../steps/index.js';
 import { buildStandinTarball, SIMULATOR_INSTALL_DIR } from '../simulator/index.js';

@@ -5,7 +5,7 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { abortOnSignals, createLogger, ExitCode, metadata, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
-import { yesNo } from '../build/index.js';
+import { yesNo } from '../image/index.js';
 import { defaultProgress, runSteps, type ProgressMode } from '../steps/index.js';
 import {
   connectClient,

@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildStandinTarball } from '../simulator/index.js';
-import { SEED_WHEEL_FILES } from '../build/testing.js';
+import { SEED_WHEEL_FILES } from '../image/testing.js';
 
 // Each test starts the real CLIs (tsx compiling them first): seconds each on a loaded
 // 2-core machine, more than the unit project's 10 s default.
@@ -20,7 +20,7 @@ const TSX = join(ROOT, 'node_modules/.bin/tsx');
 const cli = (name: string, args: string[], cwd: string) =>
   execa(TSX, [join(ROOT, 'tools/cli', `${name}.ts`), ...args], { cwd, reject: false, env: { NO_COLOR: '1' }, timeout: 60_000 });
 const WHEELS = SEED_WHEEL_FILES;
-const KEY = (await readFile(join(ROOT, 'tools/build/keys.test.ts'), 'utf8')).match(/-----BEGIN PGP PUBLIC KEY BLOCK-----[\s\S]*?-----END PGP PUBLIC KEY BLOCK-----/)![0];
+const KEY = (await readFile(join(ROOT, 'tools/image/keys.test.ts'), 'utf8')).match(/-----BEGIN PGP PUBLIC KEY BLOCK-----[\s\S]*?-----END PGP PUBLIC KEY BLOCK-----/)![0];
 
 let ctunDir: string;
 beforeAll(async () => {

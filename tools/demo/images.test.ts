@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryLogger } from '../common/index.js';
-import { LABEL_PYTHON_STANDINS } from '../build/index.js';
+import { LABEL_PYTHON_STANDINS } from '../image/index.js';
 import { createMemoryDocker } from '../docker/index.js';
 import { checkImagePrefix, demoImages, ensureImages } from './images.js';
 

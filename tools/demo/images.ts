@@ -28,7 +28,7 @@ import {
   resolveVeosOptions,
   type BuildPlan,
   type MadeWheels,
-} from '../build/index.js';
+} from '../image/index.js';
 import type { DockerEngine } from '../docker/index.js';
 import { buildStandinTarball } from '../simulator/index.js';
 import { choosePythonSource, pythonSourceFrom, type PythonDecision, type PythonSource } from './python.js';

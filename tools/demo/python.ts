@@ -6,7 +6,7 @@
  * never picks them up.
  */
 import { CtunError, ExitCode } from '../common/index.js';
-import { DEFAULT_PIP_INDEX, httpProber, type Prober } from '../build/index.js';
+import { DEFAULT_PIP_INDEX, httpProber, type Prober } from '../image/index.js';
 
 /** `auto`: PyPI when it answers, else the Debian mirror; `pypi`: PyPI, not asked first; `debian`: the Debian mirror, PyPI never contacted. */
 export type PythonSource = 'auto' | 'pypi' | 'debian';

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { abortOnSignals, CtunError, ExitCode, createLogger, metadata, printError, type Logger } from '../common/index.js';
-import { projectPaths } from '../build/index.js';
+import { projectPaths } from '../image/index.js';
 import { defaultProgress, runSteps, type ProgressMode, type Step } from '../steps/index.js';
 import {
   clientCommands,

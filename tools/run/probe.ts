@@ -1,5 +1,5 @@
 import { connect } from 'node:net';
-import { IMAGE_NODE_BINARY } from '../build/index.js';
+import { IMAGE_NODE_BINARY } from '../image/index.js';
 
 /**
  * The simulator readiness probe: a TCP connect that completes proves a listener, on
