@@ -54,6 +54,9 @@ export interface SwitchCounters {
   isolated: number;
 }
 
+/** How often a full MAC table is scanned for aged entries when a new MAC wants in. */
+const FULL_SCAN_INTERVAL_MS = 1000;
+
 function macKey(frame: Buffer, offset: number): string {
   return frame.toString('hex', offset, offset + 6);
 }
@@ -66,6 +69,8 @@ export class LearningSwitch {
   private readonly now: () => number;
   private readonly isolateClients: boolean;
   private readonly moveHoldMs: number;
+  /** When a full table was last scanned for aged entries (see learn). */
+  private lastFullScan = Number.NEGATIVE_INFINITY;
   readonly counters: SwitchCounters = { forwarded: 0, flooded: 0, filtered: 0, tableFull: 0, spoofed: 0, isolated: 0 };
 
   constructor(options: LearningSwitchOptions = {}) {
@@ -149,7 +154,12 @@ export class LearningSwitch {
       return true;
     }
     if (this.table.size >= this.maxEntries) {
-      this.expire(now);
+      // A scan of the whole table per frame would make a flood of new source MACs
+      // into a full table cost O(table) each: scan at most once a second instead.
+      if (now - this.lastFullScan >= FULL_SCAN_INTERVAL_MS) {
+        this.lastFullScan = now;
+        this.expire(now);
+      }
       if (this.table.size >= this.maxEntries) {
         this.counters.tableFull++;
         return true;
