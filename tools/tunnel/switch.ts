@@ -23,7 +23,7 @@ export interface SwitchPort {
 export interface LearningSwitchOptions {
   /** How long a learned MAC stays valid without traffic; default 300 000 ms (as Linux bridges). */
   ageingMs?: number;
-  /** Upper bound on the table size, so a MAC flood cannot grow memory; default 4096. */
+  /** Upper bound on the table size, so a MAC flood cannot grow memory; default DEFAULT_MAC_ENTRIES (4096). */
   maxEntries?: number;
   /** Clock, for tests. */
   now?: () => number;
@@ -54,6 +54,9 @@ export interface SwitchCounters {
   isolated: number;
 }
 
+/** MAC table size unless told otherwise. */
+export const DEFAULT_MAC_ENTRIES = 4096;
+
 /** How often a full MAC table is scanned for aged entries when a new MAC wants in. */
 const FULL_SCAN_INTERVAL_MS = 1000;
 
@@ -75,7 +78,7 @@ export class LearningSwitch {
 
   constructor(options: LearningSwitchOptions = {}) {
     this.ageingMs = options.ageingMs ?? 300_000;
-    this.maxEntries = options.maxEntries ?? 4096;
+    this.maxEntries = options.maxEntries ?? DEFAULT_MAC_ENTRIES;
     this.now = options.now ?? Date.now;
     this.isolateClients = options.isolateClients ?? false;
     this.moveHoldMs = options.moveHoldMs ?? 5000;
