@@ -47,7 +47,7 @@ export interface LoadFigures {
   welcomed: number;
   /** Sessions the server refused, by error code name (e.g. ServerFull). */
   refused: Record<string, number>;
-  /** Sessions whose last pong is recent (see HELD_WITHIN_INTERVALS). */
+  /** Sessions answered lately: a pong within HELD_WITHIN_INTERVALS keepalives (a welcome alone is not held). */
   held: number;
   pings: number;
   pongs: number;
@@ -97,7 +97,6 @@ export async function runLoad(o: LoadOptions): Promise<LoadFigures> {
     if (m.type === MessageType.Welcome && s.state === 'hello') {
       s.state = 'welcomed';
       s.keepaliveMs = m.keepaliveMs;
-      s.lastPong = Date.now();
       figures.welcomed++;
       settle();
       // Pings start at a random phase, as independent clients' do.
@@ -165,7 +164,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadFigures> {
 
 function countHeld(sessions: LoadSession[]): number {
   const now = Date.now();
-  return sessions.filter((s) => s.state === 'welcomed' && now - s.lastPong <= HELD_WITHIN_INTERVALS * s.keepaliveMs).length;
+  return sessions.filter((s) => s.state === 'welcomed' && s.lastPong > 0 && now - s.lastPong <= HELD_WITHIN_INTERVALS * s.keepaliveMs).length;
 }
 
 function parseArgs(argv: string[]): LoadOptions {
