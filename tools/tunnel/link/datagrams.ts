@@ -21,7 +21,7 @@ export function listenFamily(host: string | undefined): AddressFamily {
  * resolved in either family (the system's order; /etc/hosts first, as getaddrinfo does).
  */
 export async function resolveServer(host: string): Promise<{ address: string; family: AddressFamily }> {
-  const bare = unbracket(host);
+  const bare = unbracket(host); // also for callers that bypass connectClientLink
   const literal = isIP(bare);
   if (literal !== 0) return { address: bare, family: literal as AddressFamily };
   const found = await lookup(bare);

@@ -6,7 +6,6 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { unbracket } from '../address.js';
 import type { CtunError } from '../../common/index.js';
 import { encodeData, HEADER_SIZE, MAX_FRAME, MessageType, ProtocolError, StreamDecoder, type Message } from '../protocol.js';
 import {
@@ -170,7 +169,7 @@ function writeFramesBounded(socket: net.Socket, frames: Buffer[], maxQueueBytes:
 
 /** The client's TCP link: length-prefixed messages on one connection, inside TLS with --tls. */
 export async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
-  const host = unbracket(options.host);
+  const host = options.host;
   const secure = options.tls === undefined ? undefined : await connectTls(options.tls, host, options.port, options.connectTimeoutMs ?? 5000);
   const socket = secure ?? net.connect({ host, port: options.port, noDelay: true });
   if (secure === undefined) await new Promise<void>((resolve, reject) => {
