@@ -259,7 +259,7 @@ export class TunnelServer {
       this.o.mode === 'local'
         ? `join the Ethernet segment of ${this.o.tap} (${subnet}) and reach every host and port on it`
         : `reach, through this server's NAT, ${this.allowed.length > 0 ? `any host in ${this.allowed.map((c) => c.text).join(', ')}` : 'any host this server has a route to'} (one --dest per session)`;
-    return `plain mode on ${address}:${port}: anyone who reaches ${this.o.transport.toUpperCase()} port ${port} can, without credentials, ${what}; use --tls outside a trusted lab network`;
+    return `plain mode on ${address.includes(':') ? `[${address}]` : address}:${port}: anyone who reaches ${this.o.transport.toUpperCase()} port ${port} can, without credentials, ${what}; use --tls outside a trusted lab network`;
   }
 
   private attachTap(device: FrameDevice): void {
