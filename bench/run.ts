@@ -1,8 +1,9 @@
 /**
  * `npm run bench [-- SECTION...] [--seconds N] [--rounds N] [--only REGEX]`
  *
- * Sections: `tunnel` (needs root, iperf3 and openvpn) and `hostile` (a good client's
- * throughput alone and under a half-open and garbage flood); both by default. Everything the
+ * Sections: `tunnel` (needs root, iperf3 and openvpn), `hostile` (a good client's
+ * throughput alone and under a half-open and garbage flood) and `scale` (what idle
+ * sessions cost one server: bench/scale.ts); all by default. Everything the
  * run creates (namespaces, veths, TAPs, processes, a temp PKI) is removed at the end,
  * on errors and on Ctrl-C. Results go to bench/results/<date>.json and tunnel.svg.
  */
@@ -14,8 +15,9 @@ import { Lab } from '../tools/lab/index.js';
 import { svgChart, table, withRatios } from './report.js';
 import { hostileTable, runHostileBench } from './hostile.js';
 import { runTunnelBench } from './tunnel.js';
+import { runScaleBench, scaleTable } from './scale.js';
 
-const SECTIONS = ['tunnel', 'hostile'] as const;
+const SECTIONS = ['tunnel', 'hostile', 'scale'] as const;
 type Section = (typeof SECTIONS)[number];
 
 interface Args {
@@ -107,6 +109,16 @@ async function main(): Promise<number> {
       mkdirSync(dir, { recursive: true });
       const file = `${dir}hostile-${started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '')}.json`;
       writeFileSync(file, JSON.stringify({ started: started.toISOString(), cores: cpus().length, seconds: args.seconds, rows }, null, 2) + '\n');
+      log(`wrote ${file}`);
+    }
+    if (args.sections.includes('scale')) {
+      const started = new Date();
+      const summary = await runScaleBench(lab, { seconds: Math.max(args.seconds, 10), sessions: [0, 100, 1000], log });
+      process.stdout.write(`\n${scaleTable(summary)}\n\n${cpus().length} cores; the bundled server on loopback in its own namespace, the load generator pinging each session once a second; CPU over ${Math.max(args.seconds, 10)} s\n`);
+      const dir = fileURLToPath(new URL('./results/', import.meta.url));
+      mkdirSync(dir, { recursive: true });
+      const file = `${dir}scale-${started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '')}.json`;
+      writeFileSync(file, JSON.stringify({ started: started.toISOString(), cores: cpus().length, ...summary }, null, 2) + '\n');
       log(`wrote ${file}`);
     }
     return 0;

@@ -14,6 +14,7 @@ import {
   TapDevice,
   assertServerMode,
   configure,
+  DEFAULT_MAX_CLIENTS,
   defaultTapUser,
   type Confirm,
   type TransportKind,
@@ -98,6 +99,7 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
     allowDest: (argv['allow-dest'] as string[]).flatMap((c) => c.split(',')).filter((c) => c !== ''),
     isolateClients: argv['isolate-clients'],
     maxSessionsPerSource: argv['max-sessions-per-source'],
+    maxSessions: argv['max-clients'],
     tls: tlsOf(argv),
     logger: log,
     openDevice: (name) => new TapDevice(name, { role: 'create' }),
@@ -299,6 +301,7 @@ export async function main(args: string[]): Promise<void> {
           .option('grace-ms', { type: 'number', default: 30_000, describe: 'How long a disconnected client\'s session is kept for a resume' })
           .option('hello-timeout-ms', { type: 'number', default: 5000, describe: 'A TCP connection that has not said hello (or finished TLS) by then is closed' })
           .option('allow-dest', { type: 'array', string: true, default: [] as string[], describe: 'Separate mode: a CIDR clients may name with --dest (repeatable); default: any host the server routes to' })
+          .option('max-clients', { type: 'number', default: DEFAULT_MAX_CLIENTS, describe: 'Most clients at once (sessions in their grace period count); the one beyond is refused with ServerFull and retries' })
           .option('isolate-clients', { type: 'boolean', default: false, describe: 'Clients reach the server side but not each other' })
           .option('max-sessions-per-source', { type: 'number', default: 16, describe: 'Most sessions created from one IP address' })
           .group(['tls', 'ca', 'cert', 'key', 'crl', 'allow-dest', 'isolate-clients', 'max-sessions-per-source'], 'Security:')

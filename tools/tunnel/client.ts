@@ -385,7 +385,7 @@ export class TunnelClient {
         return;
       case ErrorCode.ServerFull:
       case ErrorCode.ShuttingDown:
-        this.linkLost(`server refused for now: ${reason}`);
+        this.linkLost(`server refused for now (${describeError(code)}): ${reason}`);
         return;
       default: {
         const err = new CtunError('REJECTED', `the server rejected this client (${describeError(code)}): ${reason}`, {

@@ -1,4 +1,4 @@
-export { TunnelServer, assertServerMode, type ServerOptions, type ServerMode } from './server.js';
+export { TunnelServer, assertServerMode, DEFAULT_MAX_CLIENTS, type ServerOptions, type ServerMode } from './server.js';
 export { TunnelClient, type ClientOptions } from './client.js';
 export { configure, defaultTapUser, describeRequest, hasNetAdmin, type ConfigureRequest, type ConfigureResult, type Confirm } from './configure.js';
 export { TapDevice } from './tap.js';

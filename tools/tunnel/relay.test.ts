@@ -72,6 +72,15 @@ async function startClient(port: number, o: { dest?: string; transport?: 'udp' |
   return { client, kernel: pcKernel, log, calls: rec.calls };
 }
 
+/** Polls `done` every 20 ms; fails saying what it awaited after `timeoutMs`. */
+async function waitUntil(done: () => boolean, timeoutMs: number, what = 'the condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`waited ${timeoutMs} ms for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** A stranger's UDP socket on `address`: sends datagrams and collects what comes back. */
 async function stranger(address = '127.0.0.1') {
   const socket = dgram.createSocket('udp4');
@@ -202,6 +211,38 @@ describe('state before authentication', () => {
     const good = await startClient(port);
     expect(good.client.connected).toBe(true);
     expect(server.stats().security.unconfirmedEvicted).toBe(1);
+  });
+
+  it('--max-clients: the client beyond is refused with ServerFull (echoed to it), retries, and gets in when a seat frees', async () => {
+    const { port, server, log } = await startServer({ maxSessions: 2, maxSessionsPerSource: 16 });
+    const first = await startClient(port);
+    await startClient(port);
+    const evil = await stranger('127.0.0.2');
+    const refused = only(await evil.ask(hello({ sessionId: Buffer.alloc(16, 60) }), port)) as ErrorMessage;
+    expect(refused).toMatchObject({ code: ErrorCode.ServerFull, reason: 'server has its maximum of 2 clients (--max-clients)' });
+    expect(refused.echo).toEqual(echoOfSession(Buffer.alloc(16, 60)));
+    // A real client beyond the maximum: told why, keeps trying, never counted as a session.
+    const [pcTap] = createMemoryDevicePair(['dstap0', 'pc-kernel']);
+    const thirdLog = createMemoryLogger();
+    const third = new TunnelClient({ host: '127.0.0.1', port, transport: 'udp', logger: thirdLog, openDevice: () => pcTap, checkTap: false, net: recordingNet().net, keepaliveMs: 200, deadAfterMs: 1000, backoff: { initialMs: 50, maxMs: 200 } });
+    await third.start();
+    stops.push(() => third.stop());
+    await waitUntil(() => thirdLog.lines.some((l) => l.event === 'reconnect-scheduled' && String(l.fields.reason).includes('server refused for now (ServerFull): server has its maximum of 2 clients')), 3000, 'the third client to be refused');
+    expect(server.sessionCount).toBe(2);
+    expect(log.lines.find((l) => l.event === 'client-rejected')?.fields).toMatchObject({ code: 'ServerFull' });
+    await first.client.stop();
+    await third.waitConnected(3000);
+    expect(server.sessionCount).toBe(2);
+  });
+
+  it('--max-clients must be a whole number from 1: anything else is a usage error before anything starts', () => {
+    for (const bad of [0, -1, 2.5, Number.NaN]) {
+      const opened: string[] = [];
+      expect(() => new TunnelServer({ maxSessions: bad, logger: createMemoryLogger(), openDevice: (n) => (opened.push(n), createMemoryDevicePair(['x', 'y'])[0]) })).toThrow(
+        expect.objectContaining({ code: 'BAD_OPTION', exitCode: 1, message: `--max-clients must be a whole number from 1 to 65536, got ${bad}` }),
+      );
+      expect(opened).toEqual([]);
+    }
   });
 
   it('caches route lookups: hellos naming one destination run `ip route get` once', async () => {

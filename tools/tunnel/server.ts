@@ -30,12 +30,31 @@ import {
 import { Session } from './session.js';
 import { TickBatch } from './batch.js';
 import { addStats, createStats, type TunnelStats } from './stats.js';
-import { LearningSwitch, type SwitchPort } from './switch.js';
+import { DEFAULT_MAC_ENTRIES, LearningSwitch, type SwitchPort } from './switch.js';
 import { TcpServerTransport, UdpServerTransport, type PeerLink, type ReplyBudget, type ServerTransport, type TransportKind } from './link/index.js';
 import { describeProtection, loadTlsMaterial, revokedSerials, type SealFailure, type TlsMaterial } from './secure/index.js';
 import { dropsByReason, type ClientFigures, type Figures } from './observe/figures.js';
 
 export type ServerMode = 'local' | 'separate';
+
+/**
+ * Clients one server admits unless told otherwise: a lab's testers, with room to
+ * spare. A session costs little (see the bench's scale section), so a site raises it.
+ */
+export const DEFAULT_MAX_CLIENTS = 64;
+
+/** Most clients `--max-clients` accepts: a sanity bound, far above what one process serves. */
+export const MAX_CLIENTS_LIMIT = 65_536;
+
+/** MAC table entries per admitted client (its TAP and a few hosts behind it); never below the switch's default. */
+const MACS_PER_CLIENT = 4;
+
+function positiveCount(value: number, flag: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new CtunError('BAD_OPTION', `${flag} must be a whole number from 1 to ${max}, got ${value}`, { hint: `give ${flag} a count, e.g. ${flag} ${DEFAULT_MAX_CLIENTS}`, exitCode: ExitCode.Usage });
+  }
+  return value;
+}
 
 export interface ServerOptions {
   /** Address to bind; default 0.0.0.0. */
@@ -58,7 +77,10 @@ export interface ServerOptions {
   deadAfterMs?: number;
   /** A detached session is kept this long for a resume; default 30 000 ms. */
   graceMs?: number;
-  /** Most clients at once; default 64. */
+  /**
+   * Most clients at once (`--max-clients`), sessions in their grace period included;
+   * default 64 (DEFAULT_MAX_CLIENTS). The one beyond gets ServerFull and retries.
+   */
   maxSessions?: number;
   logger: Logger;
   /** Opens the TAP; the CLI passes the native TapDevice, unit tests an in-memory one. */
@@ -163,7 +185,7 @@ export class TunnelServer {
       keepaliveMs: options.keepaliveMs ?? 1000,
       deadAfterMs: options.deadAfterMs ?? 10_000,
       graceMs: options.graceMs ?? 30_000,
-      maxSessions: options.maxSessions ?? 64,
+      maxSessions: positiveCount(options.maxSessions ?? DEFAULT_MAX_CLIENTS, '--max-clients', MAX_CLIENTS_LIMIT),
       logger: options.logger,
       openDevice: options.openDevice,
       net: options.net ?? new NetConfig(),
@@ -173,14 +195,15 @@ export class TunnelServer {
       maxPending: options.maxPending,
       allowDest: options.allowDest ?? [],
       isolateClients: options.isolateClients ?? false,
-      maxSessionsPerSource: options.maxSessionsPerSource ?? 16,
+      maxSessionsPerSource: positiveCount(options.maxSessionsPerSource ?? 16, '--max-sessions-per-source'),
     };
     this.cidr = parseCidr(this.o.address, 24, '--address');
     this.allowed = this.o.allowDest.map((c) => parseCidr(c, 32, '--allow-dest'));
     if (this.allowed.length > 0 && this.o.mode !== 'separate') {
       throw new CtunError('USAGE', '--allow-dest applies to --mode separate only', { hint: 'drop --allow-dest, or run with --mode separate', exitCode: ExitCode.Usage });
     }
-    this.sw = new LearningSwitch({ isolateClients: this.o.isolateClients, now: this.o.now });
+    // The MAC table grows with the clients admitted, so a full server still learns every client's MAC.
+    this.sw = new LearningSwitch({ isolateClients: this.o.isolateClients, now: this.o.now, maxEntries: Math.max(DEFAULT_MAC_ENTRIES, MACS_PER_CLIENT * this.o.maxSessions) });
   }
 
   get log(): Logger {
@@ -240,7 +263,7 @@ export class TunnelServer {
       this.o.mode === 'local'
         ? `join the Ethernet segment of ${this.o.tap} (${subnet}) and reach every host and port on it`
         : `reach, through this server's NAT, ${this.allowed.length > 0 ? `any host in ${this.allowed.map((c) => c.text).join(', ')}` : 'any host this server has a route to'} (one --dest per session)`;
-    return `plain mode on ${address}:${port}: anyone who reaches ${this.o.transport.toUpperCase()} port ${port} can, without credentials, ${what}; use --tls outside a trusted lab network`;
+    return `plain mode on ${address.includes(':') ? `[${address}]` : address}:${port}: anyone who reaches ${this.o.transport.toUpperCase()} port ${port} can, without credentials, ${what}; use --tls outside a trusted lab network`;
   }
 
   private attachTap(device: FrameDevice): void {
@@ -472,7 +495,7 @@ export class TunnelServer {
       if ((this.perSource.get(link.source) ?? 0) >= this.o.maxSessionsPerSource) {
         return reject(ErrorCode.ServerFull, `${link.source} has its maximum of ${this.o.maxSessionsPerSource} sessions`);
       }
-      if (this.sessions.size >= this.o.maxSessions && !this.evictUnconfirmed()) return reject(ErrorCode.ServerFull, `server has its maximum of ${this.o.maxSessions} clients`);
+      if (this.sessions.size >= this.o.maxSessions && !this.evictUnconfirmed()) return reject(ErrorCode.ServerFull, `server has its maximum of ${this.o.maxSessions} clients (--max-clients)`);
       if (hello.destination !== undefined) {
         try {
           await this.admitDestination(hello.destination);

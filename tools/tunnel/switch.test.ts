@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { LearningSwitch, type SwitchPort } from './switch.js';
 
 function port(id: string): SwitchPort & { got: Buffer[] } {
@@ -64,6 +64,23 @@ describe('learning switch', () => {
     for (let i = 0; i < 100; i++) sw.forward(ethernet(BROADCAST, `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`), a);
     expect(sw.size).toBe(8);
     expect(sw.counters.tableFull).toBe(92);
+  });
+
+  it('a flood of new MACs into a full table scans it at most once a second, and learns again once entries age', () => {
+    let now = 0;
+    const sw = new LearningSwitch({ maxEntries: 8, ageingMs: 5000, now: () => now });
+    const a = port('a');
+    sw.addPort(a);
+    const mac = (i: number): string => `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+    for (let i = 0; i < 8; i++) sw.forward(ethernet(BROADCAST, mac(i)), a);
+    const scans = vi.spyOn(sw, 'expire');
+    for (let i = 8; i < 10_008; i++) sw.forward(ethernet(BROADCAST, mac(i)), a);
+    expect(scans).toHaveBeenCalledTimes(1);
+    expect(sw.counters.tableFull).toBe(10_000);
+    now = 6000; // every entry has aged: the next new MAC finds room after one scan
+    sw.forward(ethernet(BROADCAST, mac(20_000)), a);
+    expect(scans).toHaveBeenCalledTimes(2);
+    expect(sw.macsOf(a)).toEqual([mac(20_000).replace(/:/g, '')]);
   });
 
   it('never moves a pinned MAC (the server TAP\'s): a frame claiming it is dropped and counted', () => {

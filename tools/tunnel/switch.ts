@@ -23,7 +23,7 @@ export interface SwitchPort {
 export interface LearningSwitchOptions {
   /** How long a learned MAC stays valid without traffic; default 300 000 ms (as Linux bridges). */
   ageingMs?: number;
-  /** Upper bound on the table size, so a MAC flood cannot grow memory; default 4096. */
+  /** Upper bound on the table size, so a MAC flood cannot grow memory; default DEFAULT_MAC_ENTRIES (4096). */
   maxEntries?: number;
   /** Clock, for tests. */
   now?: () => number;
@@ -54,6 +54,12 @@ export interface SwitchCounters {
   isolated: number;
 }
 
+/** MAC table size unless told otherwise. */
+export const DEFAULT_MAC_ENTRIES = 4096;
+
+/** How often a full MAC table is scanned for aged entries when a new MAC wants in. */
+const FULL_SCAN_INTERVAL_MS = 1000;
+
 function macKey(frame: Buffer, offset: number): string {
   return frame.toString('hex', offset, offset + 6);
 }
@@ -66,11 +72,13 @@ export class LearningSwitch {
   private readonly now: () => number;
   private readonly isolateClients: boolean;
   private readonly moveHoldMs: number;
+  /** When a full table was last scanned for aged entries (see learn). */
+  private lastFullScan = Number.NEGATIVE_INFINITY;
   readonly counters: SwitchCounters = { forwarded: 0, flooded: 0, filtered: 0, tableFull: 0, spoofed: 0, isolated: 0 };
 
   constructor(options: LearningSwitchOptions = {}) {
     this.ageingMs = options.ageingMs ?? 300_000;
-    this.maxEntries = options.maxEntries ?? 4096;
+    this.maxEntries = options.maxEntries ?? DEFAULT_MAC_ENTRIES;
     this.now = options.now ?? Date.now;
     this.isolateClients = options.isolateClients ?? false;
     this.moveHoldMs = options.moveHoldMs ?? 5000;
@@ -149,7 +157,12 @@ export class LearningSwitch {
       return true;
     }
     if (this.table.size >= this.maxEntries) {
-      this.expire(now);
+      // A scan of the whole table per frame would make a flood of new source MACs
+      // into a full table cost O(table) each: scan at most once a second instead.
+      if (now - this.lastFullScan >= FULL_SCAN_INTERVAL_MS) {
+        this.lastFullScan = now;
+        this.expire(now);
+      }
       if (this.table.size >= this.maxEntries) {
         this.counters.tableFull++;
         return true;

@@ -40,21 +40,21 @@ afterEach(async () => {
 
 let nextPort = 21000 + (process.pid % 2000) * 4;
 
-async function startServer(transport: 'udp' | 'tcp', extra: { mode?: 'local' | 'separate'; port?: number; graceMs?: number; keepaliveMs?: number; routes?: Record<string, string> } = {}) {
+async function startServer(transport: 'udp' | 'tcp', extra: { mode?: 'local' | 'separate'; port?: number; graceMs?: number; keepaliveMs?: number; routes?: Record<string, string>; listen?: string } = {}) {
   const [simTap, simKernel] = createMemoryDevicePair(['ctun0', 'kernel']);
   const { net, calls, forwarding } = recordingNet(extra.routes);
   const log = createMemoryLogger();
-  const server = new TunnelServer({ listen: '127.0.0.1', port: extra.port ?? nextPort++, transport, mode: extra.mode, graceMs: extra.graceMs, keepaliveMs: extra.keepaliveMs, deadAfterMs: 1500, logger: log, openDevice: () => simTap, net });
+  const server = new TunnelServer({ listen: extra.listen ?? '127.0.0.1', port: extra.port ?? nextPort++, transport, mode: extra.mode, graceMs: extra.graceMs, keepaliveMs: extra.keepaliveMs, deadAfterMs: 1500, logger: log, openDevice: () => simTap, net });
   const bound = await server.start();
   stops.push(() => server.stop());
   return { server, port: bound.port, kernel: simKernel, log, calls, forwarding };
 }
 
-async function startClient(transport: 'udp' | 'tcp', port: number, dest?: string) {
+async function startClient(transport: 'udp' | 'tcp', port: number, dest?: string, host = '127.0.0.1') {
   const [pcTap, pcKernel] = createMemoryDevicePair(['dstap0', 'pc-kernel']);
   const { net, calls } = recordingNet();
   const log = createMemoryLogger();
-  const client = new TunnelClient({ host: '127.0.0.1', port, transport, dest, logger: log, openDevice: () => pcTap, checkTap: false, net, keepaliveMs: 200, deadAfterMs: 1000, backoff: { initialMs: 50, maxMs: 200 } });
+  const client = new TunnelClient({ host, port, transport, dest, logger: log, openDevice: () => pcTap, checkTap: false, net, keepaliveMs: 200, deadAfterMs: 1000, backoff: { initialMs: 50, maxMs: 200 } });
   await client.start();
   stops.push(() => client.stop());
   return { client, kernel: pcKernel, log, calls };
@@ -112,6 +112,32 @@ describe.each(['udp', 'tcp'] as const)('tunnel session over %s (in-memory TAPs)'
     c.kernel.writeFrames([ethernet('ffffffffffff', '02000000000a')]);
     await until(() => atSim.length === 1);
     expect(c.client.stats.reconnects).toBe(1);
+  });
+});
+
+describe.each(['udp', 'tcp'] as const)('IPv6 underlay over %s (loopback)', (transport) => {
+  it('--listen :: serves IPv6 clients (also written [::1]) and, dual stack, IPv4 ones; frames cross both', async () => {
+    const { port, kernel: sim, server } = await startServer(transport, { listen: '::' });
+    const v6 = await startClient(transport, port, undefined, '::1');
+    const bracketed = await startClient(transport, port, undefined, '[::1]');
+    const v4 = await startClient(transport, port, undefined, '127.0.0.1');
+    for (const c of [v6, bracketed, v4]) await c.client.waitConnected(3000);
+    expect(server.sessionCount).toBe(3);
+    const atSim = sink(sim);
+    v6.kernel.writeFrames([ethernet('ffffffffffff', '02000000000a', 'from-v6')]);
+    v4.kernel.writeFrames([ethernet('ffffffffffff', '02000000000b', 'from-v4')]);
+    await until(() => atSim.length === 2);
+    const atV6 = sink(v6.kernel);
+    sim.writeFrames([ethernet('02000000000a', '02c7c0a86401', 'to-v6')]);
+    // The v4 client's broadcast may still be on its way to the v6 client: wait for the unicast itself.
+    await until(() => atV6.some((f) => f.toString().includes('to-v6')), 5000);
+  });
+
+  it('--listen ::1 narrows to IPv6: an IPv4 client gets no welcome', async () => {
+    const { port, server } = await startServer(transport, { listen: '::1' });
+    const v4 = await startClient(transport, port, undefined, '127.0.0.1');
+    await expect(v4.client.waitConnected(1000)).rejects.toMatchObject({ code: 'CONNECT_TIMEOUT' });
+    expect(server.sessionCount).toBe(0);
   });
 });
 

@@ -169,8 +169,9 @@ function writeFramesBounded(socket: net.Socket, frames: Buffer[], maxQueueBytes:
 
 /** The client's TCP link: length-prefixed messages on one connection, inside TLS with --tls. */
 export async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
-  const secure = options.tls === undefined ? undefined : await connectTls(options.tls, options.host, options.port, options.connectTimeoutMs ?? 5000);
-  const socket = secure ?? net.connect({ host: options.host, port: options.port, noDelay: true });
+  const host = options.host;
+  const secure = options.tls === undefined ? undefined : await connectTls(options.tls, host, options.port, options.connectTimeoutMs ?? 5000);
+  const socket = secure ?? net.connect({ host, port: options.port, noDelay: true });
   if (secure === undefined) await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.destroy();

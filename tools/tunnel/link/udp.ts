@@ -6,7 +6,7 @@
  */
 import type { TlsMaterial } from '../secure/index.js';
 import type { DatagramSocket, PeerKey } from './datagram-socket.js';
-import { TRANSPORT_FAMILY, dispatchDatagram, dispatchToServer, openClientSocket } from './datagrams.js';
+import { dispatchDatagram, dispatchToServer, listenFamily, openClientSocket } from './datagrams.js';
 import { gateFor, listenError } from './listen.js';
 import { openDatagramSocket } from './open-socket.js';
 import { connectSealedUdp, SealedUdpServer } from './sealed-udp.js';
@@ -53,7 +53,7 @@ export class UdpServerTransport implements ServerTransport {
     const { host, port, handlers } = this.options;
     let socket: DatagramSocket;
     try {
-      socket = await (this.options.datagrams ?? openDatagramSocket)({ family: TRANSPORT_FAMILY, host, port, maxQueueDatagrams: this.options.maxQueueDatagrams });
+      socket = await (this.options.datagrams ?? openDatagramSocket)({ family: listenFamily(host), host, port, maxQueueDatagrams: this.options.maxQueueDatagrams });
     } catch (e) {
       throw listenError(e, host, port, 'udp');
     }

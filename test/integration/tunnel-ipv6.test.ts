@@ -1,0 +1,73 @@
+/**
+ * The tunnel over an IPv6-only underlay (issue 18): the PC and the simulator's host
+ * are joined by a veth carrying only fd77::/64 addresses; the server listens on `::`
+ * and the client dials an IPv6 address, `[addr]`, or a name that only this test
+ * defines (in the PC namespace's own hosts file, /etc/netns/NAME/hosts, which
+ * `ip netns exec` puts over /etc/hosts: getaddrinfo answers it from there, no
+ * resolver is asked). UDP, TCP, and both with --tls.
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { netnsUnavailable, Scope } from './harness/netns.js';
+import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
+
+const skip = netnsUnavailable();
+const scope = new Scope();
+const hostsDirs: string[] = [];
+afterEach(async () => {
+  await scope.dispose();
+  for (const d of hostsDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const SIM6 = 'fd77::2';
+const PC6 = 'fd77::1';
+const NAME = 'ctun-sim.test';
+
+let pki = '';
+beforeAll(async () => {
+  if (skip === undefined) pki = await makePki({ serverNames: [SIM6, NAME], clients: ['alice'] });
+});
+afterAll(() => removePki(pki));
+
+/** pc ── veth (IPv6 only) ── sim, a configured TAP in pc, NAME → SIM6 in pc's hosts file. */
+async function ipv6OnlyHosts() {
+  const sim = await scope.ns('sim');
+  const pc = await scope.ns('pc');
+  const veth = `v6${pc.name.slice(-8)}`;
+  await pc.ip('link', 'add', veth, 'type', 'veth', 'peer', 'name', `w6${sim.name.slice(-8)}`, 'netns', sim.name);
+  // nodad: usable at once, not after duplicate address detection.
+  await pc.ip('addr', 'add', `${PC6}/64`, 'dev', veth, 'nodad');
+  await sim.ip('addr', 'add', `${SIM6}/64`, 'dev', `w6${sim.name.slice(-8)}`, 'nodad');
+  await pc.ip('link', 'set', veth, 'up');
+  await sim.ip('link', 'set', `w6${sim.name.slice(-8)}`, 'up');
+  const dir = `/etc/netns/${pc.name}`;
+  mkdirSync(dir, { recursive: true });
+  hostsDirs.push(dir);
+  writeFileSync(`${dir}/hosts`, `127.0.0.1 localhost\n${SIM6} ${NAME}\n`);
+  await pc.ctun(['configure', '--tap', 'dstap0', '192.168.100.100', '--non-interactive']);
+  // The underlay really is IPv6 only: no IPv4 address on either end of the veth.
+  expect(await pc.ip('-4', '-o', 'addr', 'show', 'dev', veth)).toBe('');
+  expect(await sim.ip('-4', '-o', 'addr', 'show', 'dev', `w6${sim.name.slice(-8)}`)).toBe('');
+  return { sim, pc };
+}
+
+const cases = [
+  { transport: 'udp', tls: false, host: NAME },
+  { transport: 'tcp', tls: false, host: SIM6 },
+  { transport: 'udp', tls: true, host: `[${SIM6}]` },
+  { transport: 'tcp', tls: true, host: NAME },
+] as const;
+
+describe.skipIf(skip)('the tunnel over an IPv6-only underlay', () => {
+  for (const c of cases) {
+    it(`${c.transport}${c.tls ? ' --tls' : ''} to ${c.host}: the client connects and pings through its TAP`, async () => {
+      const { sim, pc } = await ipv6OnlyHosts();
+      const server = scope.track(sim.spawnCtun(['server', '--listen', '::', '--transport', c.transport, ...(c.tls ? serverTlsArgs(pki) : [])]));
+      await server.waitFor(/server-listening .*address=::/, 15_000);
+      const client = scope.track(pc.spawnCtun(['client', c.host, '--transport', c.transport, ...(c.tls ? clientTlsArgs(pki, 'alice') : [])]));
+      await client.waitFor(/client-connected/, 15_000);
+      expect(await pc.pingUntilReply('192.168.100.1', 10)).toBe(true);
+      expect(server.output).toMatch(new RegExp(`client-connected peer=${PC6.replace(/:/g, ':')}`));
+    });
+  }
+});
