@@ -10,9 +10,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TUNNEL_NODE_FLAGS } from '../tools/build/node-flags.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TUNNEL_NODE_FLAGS } from '../tools/image/node-flags.js';
 import { bundleCtun } from './bundle.js';
-import { Lab, sleep, type Proc } from './lab.js';
+import { Lab, type Netns, type Proc } from '../tools/lab/index.js';
 import { MAX_SESSIONS } from './loadgen.js';
 import { NODE, ROOT } from './tunnel.js';
 
@@ -49,7 +50,7 @@ export async function runScaleBench(lab: Lab, o: { seconds: number; sessions: nu
   const most = Math.max(...o.sessions);
   // The bundle finds the addon through CTUN_ADDON, as in the images.
   process.env.CTUN_ADDON = bundled.addon;
-  const server = lab.spawn(ns, NODE, [...TUNNEL_NODE_FLAGS, bundled.script, 'server', '--max-clients', String(Math.max(most, 1)), '--listen', '127.0.0.1'], 'ctun server');
+  const server = lab.spawn(ns, NODE, [...TUNNEL_NODE_FLAGS, bundled.script, 'server', '--max-clients', String(Math.max(most, 1)), '--listen', '127.0.0.1'], { label: 'ctun server' });
   await server.waitFor(/server-listening/, 20_000);
   const rows: ScaleRow[] = [];
   for (const n of o.sessions) {
@@ -66,12 +67,12 @@ export async function runScaleBench(lab: Lab, o: { seconds: number; sessions: nu
   };
 }
 
-async function measure(lab: Lab, ns: string, server: Proc, sessions: number, seconds: number): Promise<ScaleRow> {
+async function measure(lab: Lab, ns: Netns, server: Proc, sessions: number, seconds: number): Promise<ScaleRow> {
   let load: Proc | undefined;
   let establishedMs = 0;
   if (sessions > 0) {
     const hold = Math.ceil((SETTLE_MS + 60_000) / 1000) + seconds;
-    load = lab.spawn(ns, NODE, ['--import', 'tsx', LOADGEN, '--sessions', String(sessions), '--seconds', String(hold)], `loadgen ${sessions}`);
+    load = lab.spawn(ns, NODE, ['--import', 'tsx', LOADGEN, '--sessions', String(sessions), '--seconds', String(hold)], { label: `loadgen ${sessions}` });
     await load.waitFor(/"event":"established"/, 60_000);
     establishedMs = JSON.parse(/\{"event":"established".*\}/.exec(load.output)![0]).ms;
   }

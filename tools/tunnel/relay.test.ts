@@ -239,7 +239,7 @@ describe('state before authentication', () => {
     for (const bad of [0, -1, 2.5, Number.NaN]) {
       const opened: string[] = [];
       expect(() => new TunnelServer({ maxSessions: bad, logger: createMemoryLogger(), openDevice: (n) => (opened.push(n), createMemoryDevicePair(['x', 'y'])[0]) })).toThrow(
-        expect.objectContaining({ code: 'BAD_OPTION', exitCode: 1, message: `--max-clients must be a whole number from 1 to 65536, got ${bad}` }),
+        expect.objectContaining({ code: 'USAGE', exitCode: 1, message: `--max-clients must be a whole number from 1 to 65536, got ${bad}` }),
       );
       expect(opened).toEqual([]);
     }

@@ -51,7 +51,7 @@ const MACS_PER_CLIENT = 4;
 
 function positiveCount(value: number, flag: string, max = Number.MAX_SAFE_INTEGER): number {
   if (!Number.isInteger(value) || value < 1 || value > max) {
-    throw new CtunError('BAD_OPTION', `${flag} must be a whole number from 1 to ${max}, got ${value}`, { hint: `give ${flag} a count, e.g. ${flag} ${DEFAULT_MAX_CLIENTS}`, exitCode: ExitCode.Usage });
+    throw new CtunError('USAGE', `${flag} must be a whole number from 1 to ${max}, got ${value}`, { hint: `give ${flag} a count, e.g. ${flag} ${DEFAULT_MAX_CLIENTS}`, exitCode: ExitCode.Usage });
   }
   return value;
 }
