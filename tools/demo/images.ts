@@ -3,7 +3,9 @@
  * base image bootstrapped from the host's apt mirror (no registry needed), the
  * stand-in simulator tarball, the simulator image, the one with the tunnel inside,
  * and the separate-mode tunnel server. Images that exist are reused (the same tags
- * the build's own tests make), so only the first run builds. The simulator image's
+ * the build's own tests make), so only the first run builds — unless an image that
+ * carries the tunnel carries another one than this checkout's or install's (an older
+ * ctun built it): then it is rebuilt, or the demo would show the old tunnel. The simulator image's
  * Python packages come from PyPI when it answers, else from wheels made for this run
  * from the host's Debian mirror (see python.ts).
  */
@@ -12,11 +14,13 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CtunError, ExitCode, metadata, type Logger } from '../common/index.js';
 import {
+  checkoutTunnelDigest,
   EULA_LITERAL,
   executeBasePlan,
   executeBuildPlan,
   isStandinWheel,
   labelStandinImages,
+  LABEL_TUNNEL_DIGEST,
   makeSeedWheels,
   parseVeosArgs,
   planBaseImage,
@@ -28,6 +32,7 @@ import {
   resolveVeosOptions,
   type BuildPlan,
   type MadeWheels,
+  type ProjectPaths,
 } from '../image/index.js';
 import type { DockerEngine } from '../docker/index.js';
 import { buildStandinTarball } from '../simulator/index.js';
@@ -86,6 +91,8 @@ export interface EnsureImagesOptions {
   probePypi?: () => Promise<boolean>;
   /** Where the stand-in tarball goes; default ~/.cache/ctun. */
   cacheDir?: string;
+  /** The checkout or install whose tunnel and files go into the images; default this one. */
+  paths?: ProjectPaths;
   /** Rebuild even when the images exist; default false. */
   rebuild?: boolean;
   /** Lines to keep: what is being done and each image built with its time. */
@@ -114,22 +121,36 @@ function pythonLine(d: PythonDecision, made?: MadeWheels): string {
   return `Python packages: ${d.reason}, so wheels made from this host's Debian mirror (${list(made.fromDebian)}) and the demo's own stand-ins (${list(made.standins)})`;
 }
 
-/** Makes every missing image; returns which it built. */
+/** Makes every missing image, and every one whose tunnel is not this ctun's; returns which it built. */
 export async function ensureImages(o: EnsureImagesOptions): Promise<EnsuredImages> {
   const started = Date.now();
   if (o.imagePrefix !== undefined) checkImagePrefix(o.imagePrefix);
   const images = demoImages(o.imagePrefix);
   const tagPrefix = o.imagePrefix ? { tagPrefix: o.imagePrefix } : {};
   const base = o.baseImage ?? prefixed(DEMO_BASE_IMAGE, tagPrefix);
-  const paths = projectPaths();
+  const paths = o.paths ?? projectPaths();
   const built: string[] = [];
   const phase = (t: string): void => o.onPhase?.(t);
-  const missing = async (ref: string): Promise<boolean> => o.rebuild === true || !(await o.docker.imageExists(ref));
-  const need = {
-    veos: await missing(images.veos),
-    veosCtun: await missing(images.veosCtun),
-    separateServer: await missing(images.separateServer),
+  // Why an image that exists is built again (another tunnel), by tag; the rest are missing.
+  const stale = new Map<string, string>();
+  let ours: string | undefined;
+  const needed = async (ref: string, carriesTunnel: boolean): Promise<boolean> => {
+    if (o.rebuild === true) return true;
+    const info = await o.docker.inspectImage(ref);
+    if (!info) return true;
+    if (!carriesTunnel) return false;
+    ours ??= await checkoutTunnelDigest(paths);
+    const theirs = info.labels[LABEL_TUNNEL_DIGEST];
+    if (theirs === ours) return false;
+    stale.set(ref, `rebuilding ${ref}: it carries another tunnel than this ctun (${theirs ? `${LABEL_TUNNEL_DIGEST} ${theirs.slice(0, 12)}, this ctun's ${ours.slice(0, 12)}` : 'no tunnel digest: built by an older ctun'})`);
+    return true;
   };
+  const need = {
+    veos: await needed(images.veos, false),
+    veosCtun: await needed(images.veosCtun, true),
+    separateServer: await needed(images.separateServer, true),
+  };
+  const building = (ref: string): void => phase(stale.get(ref) ?? `building ${ref}`);
   const result: EnsuredImages = { images, built, seconds: 0 };
   if (!need.veos && !need.veosCtun && !need.separateServer) return { ...result, seconds: (Date.now() - started) / 1000 };
 
@@ -153,7 +174,7 @@ export async function ensureImages(o: EnsureImagesOptions): Promise<EnsuredImage
   };
   const common = { baseImage: base, ...tagPrefix };
   if (need.separateServer) {
-    phase(`building ${images.separateServer}`);
+    building(images.separateServer);
     await build(planCtun({ eula: EULA_LITERAL, ...common }, paths, ['separate-server']));
   }
   if (need.veos || need.veosCtun) {
@@ -181,7 +202,7 @@ export async function ensureImages(o: EnsureImagesOptions): Promise<EnsuredImage
       ] as const) {
         const tagged = prefixed(ref, tagPrefix);
         if (!(installCtun ? need.veosCtun : need.veos)) continue;
-        phase(`building ${tagged}`);
+        building(tagged);
         const options = await resolveVeosOptions(parseVeosArgs(['online', EULA_LITERAL, ref, tarball.path]), { installCtun, ...common, ...(wheels ? { wheels } : {}) });
         const plan = planVeos(options, paths);
         await build(options.wheels?.files.some(isStandinWheel) ? labelStandinImages(plan) : plan);

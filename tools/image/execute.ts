@@ -13,6 +13,7 @@ import { runSteps, type ProgressMode, type Step } from '../steps/index.js';
 import { gpgShowKeys, readPublicKey } from './keys.js';
 import { checkSources, httpProber, registryProbe, sourceProbes, type Prober } from './sources.js';
 import { sbomStep } from './supply/index.js';
+import { LABEL_TUNNEL_DIGEST, stepTunnelDigest } from './tunnel-digest.js';
 import type { ImageFileReader } from '../docker/index.js';
 
 export interface ExecuteOptions {
@@ -157,6 +158,10 @@ export async function buildImageStep(
   const dir = await mkdtemp(join(options.tmpDir ?? tmpdir(), `ctun-context-${step.id}-`));
   try {
     await materializeContext(step, options.paths, dir);
+    // Labelled before the context digest is taken: an image of the same context but
+    // without the label (built by an older ctun) is then not up to date, and is rebuilt once.
+    const tunnel = await stepTunnelDigest(step, dir, options.docker);
+    if (tunnel !== undefined) await appendFile(join(dir, 'Dockerfile'), `LABEL ${LABEL_TUNNEL_DIGEST}="${tunnel}"\n`);
     const digest = await contextDigest(dir, options.docker);
     if (digest !== undefined) {
       const existing = step.noCache ? undefined : await options.docker.inspectImage(step.tags[0]!);

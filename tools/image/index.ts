@@ -19,3 +19,4 @@ export * from './release.js';
 export * from './wheels/index.js';
 export * from './inputs.js';
 export * from './supply/index.js';
+export * from './tunnel-digest.js';

@@ -61,6 +61,13 @@ export interface ImageStep {
   /** Network of the RUN steps; default the daemon's. */
   network?: string;
   noCache: boolean;
+  /**
+   * Where the tunnel this image carries comes from: `context` for the runtime image
+   * (its own files), else the runtime image it copies /opt/ctun from. The executor
+   * labels the image with that tunnel's digest (io.ctun.tunnel-digest), so a stale
+   * tunnel is told without running it. Absent: the image carries no tunnel.
+   */
+  tunnel?: { from: 'context' | string };
 }
 
 export type AptPlan =
@@ -274,7 +281,8 @@ const CTUN_WRAPPER = `#!/bin/sh
 exec ${IMAGE_NODE_BINARY} ${TUNNEL_NODE_FLAGS.join(' ')} /opt/ctun/ctun.mjs "$@"
 `;
 
-function runtimeStep(paths: ProjectPaths, options: CommonBuildOptions, planHash: Record<string, string>): ImageStep {
+/** The step of the tunnel runtime image (Node, the `ctun` wrapper and bundle, the addon), which the other tunnel images copy from. */
+export function planRuntime(paths: ProjectPaths, options: Pick<CommonBuildOptions, 'ctunEntry' | 'noCache' | 'tagPrefix'>): ImageStep {
   const image = prefixed(runtimeImageName(), options);
   return {
     id: 'ctun-runtime',
@@ -287,9 +295,10 @@ function runtimeStep(paths: ProjectPaths, options: CommonBuildOptions, planHash:
       { path: 'opt/ctun/ctun.mjs', from: { kind: 'bundle', entry: options.ctunEntry ?? paths.ctunEntry } },
       { path: 'opt/ctun/native/ctun_tap.node', from: { kind: 'file', path: paths.addon, mode: 0o755 } },
     ],
-    labels: ctunLabels('image/ctun-runtime', planHash),
+    labels: ctunLabels('image/ctun-runtime', {}),
     extraHosts: [],
     noCache: options.noCache ?? false,
+    tunnel: { from: 'context' },
   };
 }
 
@@ -310,7 +319,7 @@ export function planCtun(given: CommonBuildOptions, paths: ProjectPaths, only: C
   const base = resolveBase(options);
   const apt = planApt(base, options);
   const a = aptContext(apt);
-  const runtime = runtimeStep(paths, options, {});
+  const runtime = planRuntime(paths, options);
   const images: ImageStep[] = [runtime];
   for (const id of only) {
     const r = ROLES[id];
@@ -335,6 +344,7 @@ export function planCtun(given: CommonBuildOptions, paths: ProjectPaths, only: C
       labels: ctunLabels(`image/${id}`, { 'io.ctun.base': base.image }),
       extraHosts: a.extraHosts,
       noCache: options.noCache ?? false,
+      tunnel: { from: runtime.tags[0]! },
     };
     if (options.network) step.network = options.network;
     images.push(step);
@@ -623,7 +633,7 @@ export function planVeos(given: VeosOptions, paths: ProjectPaths): BuildPlan {
   const images: ImageStep[] = [];
   let runtime: ImageStep | undefined;
   if (options.installCtun) {
-    runtime = runtimeStep(paths, options, {});
+    runtime = planRuntime(paths, options);
     images.push(runtime);
   }
   const supervisorFiles: ContextFile[] = [
@@ -680,6 +690,7 @@ export function planVeos(given: VeosOptions, paths: ProjectPaths): BuildPlan {
     }),
     extraHosts: a.extraHosts,
     noCache: options.noCache ?? false,
+    ...(runtime ? { tunnel: { from: runtime.tags[0]! } } : {}),
   };
   const buildArgs = { ...py.buildArgs, ...dn.buildArgs };
   if (Object.keys(buildArgs).length) step.buildArgs = buildArgs;
