@@ -5,13 +5,15 @@
  * openssl as a site without ctun would, that loads with `--verify` of that CA; and the
  * same bundle changed in one manifest byte, signed by another CA's key, signed with an
  * expired certificate, or unsigned — each refused before anything is loaded, the
- * daemon holding none of its images afterwards.
+ * daemon holding none of its images afterwards. The same SBOM as SPDX 2.3, validated
+ * with the official schema, lists the same packages.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Spec, Validation } from '@cyclonedx/cyclonedx-library';
+import { Ajv } from 'ajv';
 import { execa } from 'execa';
 import * as tar from 'tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -35,6 +37,8 @@ const SMALL_TAG = `ctun-it-supply/small:${process.pid}`;
 const TEST_LABEL = `io.ctun.test=supply-${process.pid}`;
 
 let work: string;
+/** The simulator image's CycloneDX SBOM as `ctun-build sbom` printed it (first test). */
+let simSbom: string | undefined;
 
 function ctun(args: string[]) {
   return execa(join(ROOT, 'node_modules/.bin/tsx'), [join(ROOT, 'tools/cli/ctun.ts'), ...args], { cwd: ROOT, reject: false, all: true });
@@ -82,6 +86,7 @@ describe.skipIf(!daemon)('SBOMs and signed bundles (real daemon)', () => {
     const r = await ctunBuild(['sbom', SIM_TAG]);
     expect(r.exitCode, r.stderr).toBe(0);
     const json = r.stdout + '\n';
+    simSbom = json;
     // The label pins the file the command printed.
     expect((await docker.inspectImage(SIM_TAG))!.labels[LABEL_SBOM_SHA256]).toBe(createHash('sha256').update(json).digest('hex'));
     expect(await new Validation.JsonStrictValidator(Spec.Version.v1dot6).validate(json)).toBeNull();
@@ -106,6 +111,27 @@ describe.skipIf(!daemon)('SBOMs and signed bundles (real daemon)', () => {
       expect(pythons.some((p) => p.replace(/-/g, '_').startsWith(`${name} `)), `${name} in ${pythons.join(', ')}`).toBe(true);
     }
     expect(doc.components.find((c) => c.type === 'file')).toMatchObject({ name: 'dspace-veos-2023a.tar.gz', hashes: [{ alg: 'SHA-256', content: standin.sha256 }] });
+  });
+
+  it('--format spdx prints SPDX 2.3 that the official schema accepts, with the same packages, the same bytes each time; a bad --format exits 1', async () => {
+    expect(simSbom, 'the first test stamps the simulator image').toBeDefined();
+    const r = await ctunBuild(['sbom', SIM_TAG, '--format', 'spdx']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout) as { spdxVersion: string; name: string; packages: Array<{ name: string; versionInfo?: string; externalRefs?: Array<{ referenceLocator: string }>; checksums?: unknown }> };
+    const schema = JSON.parse(await readFile(join(ROOT, 'test/fixtures/spdx/spdx-2.3.schema.json'), 'utf8')) as object;
+    const validate = new Ajv({ allErrors: true, strict: false }).compile(schema);
+    expect(validate(doc), JSON.stringify(validate.errors)).toBe(true);
+    expect(doc.spdxVersion).toBe('SPDX-2.3');
+    const cdx = JSON.parse(simSbom!) as { components: Array<{ name: string; version?: string; purl?: string }> };
+    const listed = (xs: Array<{ name: string; version?: string; purl?: string }>) => xs.map((x) => `${x.purl ?? x.name}@${x.version ?? ''}`).sort();
+    expect(listed(doc.packages.slice(1).map((p) => ({ name: p.name, version: p.versionInfo, purl: p.externalRefs?.[0]?.referenceLocator })))).toEqual(listed(cdx.components));
+    expect(doc.packages.find((p) => p.name === 'dspace-veos-2023a.tar.gz')?.checksums).toEqual([{ algorithm: 'SHA256', checksumValue: expect.stringMatching(/^[0-9a-f]{64}$/) }]);
+    expect((await ctunBuild(['sbom', SIM_TAG, '--format', 'spdx'])).stdout).toBe(r.stdout);
+
+    const bad = await ctunBuild(['sbom', SIM_TAG, '--format', 'xml']);
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toContain('Invalid values');
+    expect(bad.stderr).toContain('Choices: "cyclonedx", "spdx"');
   });
 
   it('a signed bundle loads with --verify of its CA; changed, another CA, expired or unsigned is refused and loads nothing', async () => {

@@ -13,7 +13,8 @@ import {
   executeBase,
   formatSummary,
   loadBundle,
-  readImageSbom,
+  readImageSbomAs,
+  SBOM_FORMATS,
   executeBuildPlan,
   parseVeosArgs,
   planBaseImage,
@@ -313,17 +314,17 @@ function loadCommand(y: Program): Program {
 function sbomCommand(y: Program): Program {
   return y.command(
     'sbom <image>',
-    'print the bill of materials of an image (CycloneDX JSON): the file its label names, else one made from its files',
+    'print the bill of materials of an image (CycloneDX or SPDX JSON): the file its label names, else one made from its files',
     (y) =>
       y
         .positional('image', { type: 'string', demandOption: true, describe: 'the image' })
-        .option('format', { choices: ['cyclonedx'] as const, default: 'cyclonedx' as const, describe: 'the SBOM format (CycloneDX 1.6 JSON)' })
+        .option('format', { choices: SBOM_FORMATS, default: 'cyclonedx' as const, describe: 'the SBOM format: CycloneDX 1.6 JSON (as stored in the image), or SPDX 2.3 JSON converted from it' })
         .option('summary', { type: 'boolean', default: false, describe: 'print the package counts instead of the document' }),
     (argv) =>
       runCommandBody(PROGRAM, argv.verbose, async () => {
         const docker = connectDocker();
         await docker.ping();
-        const s = await readImageSbom(docker, docker.imageFiles!, argv.image);
+        const s = await readImageSbomAs(docker, docker.imageFiles!, argv.image, argv.format);
         if (s.origin === 'made-now') process.stderr.write(`${PROGRAM}: ${argv.image} carries no SBOM label (not built by ctun-build): made from its files now\n`);
         // Awaited: the command exits right after, and a pipe takes 64 KiB at a time.
         await new Promise<void>((done) => process.stdout.write(argv.summary ? `${argv.image} sha256:${s.sha256} ${formatSummary(s.summary)}\n` : s.json, () => done()));

@@ -82,10 +82,13 @@ function wheelFor(wheels: string[], name: string, version: string): string | und
   });
 }
 
-/** A UUID made from the document's contents: a stable serial number (RFC 4122 form). */
-function contentUuid(text: string): string {
+/**
+ * A UUID made from a document's contents (RFC 4122 form, version 5 bits): a stable
+ * serial number or namespace, where the formats ask for a random one.
+ */
+export function contentUuid(text: string): string {
   const h = createHash('sha256').update(text).digest('hex');
-  return `urn:uuid:${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
 /** The CycloneDX JSON text of an image's inventory. */
@@ -147,6 +150,6 @@ export function makeSbom(image: string, inventory: ImageInventory, inputs: SbomI
   }
   const serializer = new Serialize.JsonSerializer(new Serialize.JSON.Normalize.Factory(SBOM_SPEC));
   const unnumbered = serializer.serialize(bom, { sortLists: true, space: 2 });
-  bom.serialNumber = contentUuid(unnumbered);
+  bom.serialNumber = `urn:uuid:${contentUuid(unnumbered)}`;
   return serializer.serialize(bom, { sortLists: true, space: 2 }) + '\n';
 }

@@ -12,6 +12,7 @@ import type { ProjectPaths } from '../paths.js';
 import type { BuildPlan, ImageStep } from '../plan.js';
 import { readImageInventory } from './inventory.js';
 import { makeSbom, summarizeSbom, SBOM_EXTENSION, type SbomInputs, type SbomSummary } from './sbom.js';
+import { makeSpdx, summarizeSpdx } from './spdx.js';
 
 /**
  * Where an image's SBOM lives. It is made at build time, as the step after each image
@@ -137,6 +138,24 @@ export async function readImageSbom(docker: DockerEngine, files: ImageFileReader
   }
   const json = makeSbom(image, await readImageInventory(files, image));
   return { json, sha256: sha256Hex(json), summary: summarizeSbom(json), origin: 'made-now' };
+}
+
+/** The formats `ctun-build sbom` prints; the one stored in images and bundles is CycloneDX. */
+export const SBOM_FORMATS = ['cyclonedx', 'spdx'] as const;
+export type SbomFormat = (typeof SBOM_FORMATS)[number];
+
+/**
+ * The SBOM of an image in the format asked for. SPDX is converted from the CycloneDX
+ * one readImageSbom returns (the stored file, checked against its label, or one made
+ * now), dated by the image's creation time: the same image gives the same bytes.
+ */
+export async function readImageSbomAs(docker: DockerEngine, files: ImageFileReader, image: string, format: SbomFormat): Promise<ImageSbom> {
+  const cdx = await readImageSbom(docker, files, image);
+  if (format === 'cyclonedx') return cdx;
+  const info = await docker.inspectImage(image);
+  if (!info) throw new CtunError('IMAGE_MISSING', `the image ${image} does not exist`, { hint: 'docker images lists what there is; build or load it first', exitCode: ExitCode.Usage });
+  const json = makeSpdx(cdx.json, { created: info.created });
+  return { json, sha256: sha256Hex(json), summary: summarizeSpdx(json), origin: cdx.origin };
 }
 
 /** The engine's file reader: the real engine has one, the in-memory twin none unless given. */
