@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { Pc } from '../../tools/demo/pc.js';
 import { startLicenseStandin, type LicenseStandin } from '../../tools/demo/license.js';
-import { CTUN, CTUN_RUN, deployUnavailable, docker, E2E_IMAGES, leftovers, NODE, pcSession, prepareImages, removeDeployment } from './harness/deploy.js';
+import { CTUN_RUN, deployUnavailable, docker, E2E_IMAGES, leftovers, NODE, pcSession, prepareImages, removeDeployment, sessionOverTunnel, startPrintedClient } from './harness/deploy.js';
 import type { DeploymentWithTunnel } from '../../tools/run/index.js';
 
 /**
@@ -81,21 +81,9 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
     const [reach] = await pcSession((f, a, o) => pc.exec(f, a, o), { mode: 'reach', host: containerIp, port: 27027 });
     expect(reach).toMatchObject({ step: 'reach', result: 'ENETUNREACH' });
 
-    const steps = await pcSession((f, a, o) => pc.exec(f, a, o), {
-      mode: 'session',
-      target: TUNNEL_DEFAULTS.serverAddress,
-      portMapper: 27027,
-      xcp: 5555,
-      discovery: { port: 27028, broadcast: '192.168.100.255' },
-      dockerHost: pc.hostAddress,
-      names: { tcp: 'e2e-tcp', udp: 'e2e-udp' },
-    });
-    const by = Object.fromEntries(steps.map((s) => [s.step, s]));
-    expect(steps.every((s) => s.ok), JSON.stringify(steps)).toBe(true);
+    const by = await sessionOverTunnel(pc, TUNNEL_DEFAULTS.serverAddress, 'e2e', { discovery: { port: 27028, broadcast: '192.168.100.255' } });
     expect(by.open.tcp).toBeGreaterThan(1024);
     expect(by.open.udp).toBeGreaterThan(1024);
-    expect(by.tcp).toMatchObject({ greeting: 'HELLO e2e-tcp', answer: 'e2e-tcp: ping over the tunnel' });
-    expect(by.udp).toMatchObject({ answer: 'e2e-udp: datagram over the tunnel' });
     expect(by.xcp.connect).toBe('ff0400ffb8050101');
     expect(by.xcp.daq.map((d: { seq: number }) => d.seq)).toEqual([0, 1, 2, 3, 4]);
     expect(by.discovery).toMatchObject({ from: TUNNEL_DEFAULTS.serverAddress, answer: { product: 'VEOS stand-in', version: '23.1', portmapper: 27027 } });
@@ -138,24 +126,11 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
     // Before the tunnel: the PC has no route to the simulator at all.
     expect(await pc.routeTo(dest)).toBe(false);
 
-    expect((await pc.exec(NODE, [CTUN, 'configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive'])).exitCode).toBe(0);
-    const client = pc.spawn(NODE, [CTUN, ...command.split(' ').slice(1)], { label: command });
-    cleanups.push(() => client.stop());
+    const client = await startPrintedClient(pc, command, cleanups);
     await client.waitFor(new RegExp(`route-added dest=${dest.replace(/\./g, '\\.')} via=192\\.168\\.100\\.1`), 20_000);
     await client.waitFor(/client-connected/, 20_000);
 
-    const steps = await pcSession((f, a, o) => pc.exec(f, a, o), {
-      mode: 'session',
-      target: dest,
-      portMapper: 27027,
-      xcp: 5555,
-      dockerHost: pc.hostAddress,
-      names: { tcp: 'sep-tcp', udp: 'sep-udp' },
-    });
-    const by = Object.fromEntries(steps.map((s) => [s.step, s]));
-    expect(steps.every((s) => s.ok), JSON.stringify(steps)).toBe(true);
-    expect(by.tcp).toMatchObject({ greeting: 'HELLO sep-tcp', answer: 'sep-tcp: ping over the tunnel' });
-    expect(by.udp).toMatchObject({ answer: 'sep-udp: datagram over the tunnel' });
+    const by = await sessionOverTunnel(pc, dest, 'sep');
     expect(by.xcp.connect).toBe('ff0400ffb8050101');
     expect(by.xcp.daq).toHaveLength(5);
     // Straight at the host, the dynamic port is refused, not reached (nor lost in a timeout).

@@ -20,7 +20,7 @@ import { startLicenseStandin, type LicenseStandin } from '../../tools/demo/licen
 import { DEFAULT_IMAGES } from '../../tools/demo/images.js';
 import { manifest, renderManifests } from '../../tools/k8s/index.js';
 import { SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
-import { CTUN, CTUN_RUN, deployUnavailable, docker, leftovers, NODE, pcSession, prepareImages, removeDeployment } from './harness/deploy.js';
+import { CTUN, CTUN_RUN, deployUnavailable, docker, leftovers, NODE, pcSession, prepareImages, removeDeployment, sessionOverTunnel, startPrintedClient } from './harness/deploy.js';
 
 const skip = await deployUnavailable();
 let license: LicenseStandin | undefined;
@@ -86,22 +86,9 @@ describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
     expect(await serverLog()).toMatch(/server-listening .*security="mutual TLS: TLS 1\.3 handshake on TCP, datagrams sealed with AES-256-GCM.*revocations from \/etc\/ctun\/tls\/ca\.crl/);
 
     // The printed command, run on the PC as printed.
-    expect((await pc.exec(NODE, [CTUN, 'configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive'])).exitCode).toBe(0);
-    const client = pc.spawn(NODE, [CTUN, ...command.split(' ').slice(1)], { label: command });
-    cleanups.push(() => client.stop());
+    const client = await startPrintedClient(pc, command, cleanups);
     await client.waitFor(/client-connected/, 30_000);
-    const steps = await pcSession((f, a, o) => pc.exec(f, a, o), {
-      mode: 'session',
-      target: dest,
-      portMapper: 27027,
-      xcp: 5555,
-      dockerHost: pc.hostAddress,
-      names: { tcp: 'tls-tcp', udp: 'tls-udp' },
-    });
-    const by = Object.fromEntries(steps.map((s) => [s.step, s]));
-    expect(steps.every((s) => s.ok), JSON.stringify(steps)).toBe(true);
-    expect(by.tcp).toMatchObject({ greeting: 'HELLO tls-tcp', answer: 'tls-tcp: ping over the tunnel' });
-    expect(by.udp).toMatchObject({ answer: 'tls-udp: datagram over the tunnel' });
+    const by = await sessionOverTunnel(pc, dest, 'tls');
     expect(by.direct.result).not.toBe('connected');
 
     // Clients that must get nothing, each on a TAP of its own.

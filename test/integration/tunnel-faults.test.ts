@@ -6,10 +6,9 @@
  * (memory stays bounded, drops counted). Every load is bounded in count and time.
  */
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
-import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RECONNECT_BACKOFF_CAP_MS, UDP_HELLO_REPEAT_MS } from '../../tools/tunnel/client.js';
-import { Daemon, link, netnsUnavailable, NODE, ROOT, Scope, type Netns } from './harness/netns.js';
+import { netnsUnavailable, pcEvilSim, Scope, statsOf } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
 
 const skip = netnsUnavailable();
@@ -23,8 +22,6 @@ beforeAll(async () => {
 });
 afterAll(() => removePki(pki));
 
-const HOSTILE = `${ROOT}test/fixtures/hostile.mjs`;
-
 /**
  * The README's promise for a server that returns: the client is back by itself. Away
  * for seconds, it has long noticed the loss and waits at most its back-off cap before
@@ -34,37 +31,7 @@ const HOSTILE = `${ROOT}test/fixtures/hostile.mjs`;
  */
 const BACK_WITHIN_MS = RECONNECT_BACKOFF_CAP_MS + UDP_HELLO_REPEAT_MS + 3000;
 
-async function setup(): Promise<{ pc: Netns; evil: Netns; sim: Netns }> {
-  const pc = await scope.ns('pc');
-  const evil = await scope.ns('evil');
-  const sim = await scope.ns('sim');
-  await link(pc, '10.79.0.1/24', sim, '10.79.0.2/24');
-  await link(evil, '10.79.1.1/24', sim, '10.79.1.2/24');
-  await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
-  return { pc, evil, sim };
-}
-
-async function hostile(ns: Netns, ...args: string[]): Promise<Record<string, unknown>> {
-  const r = await ns.exec(NODE, [HOSTILE, ...args], { reject: false, timeout: 90_000 });
-  const last = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(last);
-  } catch {
-    return { ok: false, error: `hostile printed: ${r.stdout} ${r.stderr}` };
-  }
-}
-
-async function statsOf(server: Daemon): Promise<Record<string, number>> {
-  const from = server.output.length;
-  server.kill('SIGUSR1');
-  const line = await server.waitFor(/INFO  stats .*/, 5000, from);
-  return Object.fromEntries([...line.matchAll(/(\S+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
-}
-
-function rssMiB(d: Daemon): number {
-  const status = readFileSync(`/proc/${d.child.pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
-}
+const setup = () => pcEvilSim(scope);
 
 describe.skipIf(skip)('faults and floods', () => {
   it('TCP: 1000 half-open connections are closed (hello timeout, pending cap) while a good client keeps working', async () => {
@@ -73,7 +40,7 @@ describe.skipIf(skip)('faults and floods', () => {
     await server.waitFor(/server-listening/, 15_000);
     const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', 'tcp']));
     await client.waitFor(/client-connected/, 15_000);
-    const flood = hostile(evil, 'half-open', '10.79.1.2', String(TUNNEL_DEFAULTS.port), '1000', '4000');
+    const flood = evil.hostile('half-open', '10.79.1.2', String(TUNNEL_DEFAULTS.port), '1000', '4000');
     await new Promise((r) => setTimeout(r, 500));
     // A new client gets in during the flood, and the old one still works.
     const late = await pc.probe('raw-tcp', '10.79.0.2', String(TUNNEL_DEFAULTS.port), helloHex(), '1500');
@@ -95,7 +62,7 @@ describe.skipIf(skip)('faults and floods', () => {
     await server.waitFor(/server-listening/, 15_000);
     const client = scope.track(pc.spawnCtun(['client', '10.79.0.2']));
     await client.waitFor(/client-connected/, 15_000);
-    const flood = hostile(evil, 'udp-flood', '10.79.1.2', String(TUNNEL_DEFAULTS.port), '200000', '5000');
+    const flood = evil.hostile('udp-flood', '10.79.1.2', String(TUNNEL_DEFAULTS.port), '200000', '5000');
     await new Promise((r) => setTimeout(r, 300));
     expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress, 5)).toBe(true);
     const r = await flood;
@@ -168,14 +135,14 @@ describe.skipIf(skip)('faults and floods', () => {
       await client.exited;
     }
     await server.waitFor(/session-ended .*grace period over(.|\n)*session-ended .*grace period over(.|\n)*session-ended .*grace period over/, 5000);
-    const rss0 = rssMiB(server);
+    const rss0 = server.rssMiB();
     // 100 more that vanish without a bye, as a killed client does; 40 ms apart, so
     // the sessions in their grace period stay below the server's 64.
-    const cycles = await hostile(evil, 'hello-cycles', '10.79.1.2', String(TUNNEL_DEFAULTS.port), '100', '40');
+    const cycles = await evil.hostile('hello-cycles', '10.79.1.2', String(TUNNEL_DEFAULTS.port), '100', '40');
     expect(cycles).toMatchObject({ ok: true, welcomed: 100 });
     await new Promise((r) => setTimeout(r, 2500));
     const s = await statsOf(server);
-    const rss1 = rssMiB(server);
+    const rss1 = server.rssMiB();
     console.log(`server RSS ${rss0.toFixed(1)} MiB before 100 kill-9 cycles, ${rss1.toFixed(1)} MiB after; sessions ${s.sessions}`);
     // What a leak would cost: a session holds ~3.5 KiB (measured with 60 detached
     // sessions kept by a long grace), so one leaked per cycle is ~0.35 MiB after 100
@@ -191,14 +158,14 @@ describe.skipIf(skip)('faults and floods', () => {
     const { evil, sim } = await setup();
     const server = scope.track(sim.spawnCtun(['server', '--transport', 'tcp']));
     await server.waitFor(/server-listening/, 15_000);
-    const reader = hostile(evil, 'slow-reader', '10.79.1.2', String(TUNNEL_DEFAULTS.port), '9000');
+    const reader = evil.hostile('slow-reader', '10.79.1.2', String(TUNNEL_DEFAULTS.port), '9000');
     await server.waitFor(/client-connected/, 5000);
-    const rss0 = rssMiB(server);
+    const rss0 = server.rssMiB();
     // Broadcasts on the server's tunnel subnet are flooded to every session: ~70 MB toward the reader.
-    const flood = await hostile(sim, 'udp-flood', '192.168.100.255', '9', '50000', '6000', 'broadcast');
+    const flood = await sim.hostile('udp-flood', '192.168.100.255', '9', '50000', '6000', 'broadcast');
     expect(flood.sent as number).toBeGreaterThan(5000);
     const s = await statsOf(server);
-    const rss1 = rssMiB(server);
+    const rss1 = server.rssMiB();
     console.log(`slow reader: server RSS ${rss0.toFixed(1)} MiB -> ${rss1.toFixed(1)} MiB after ${flood.sent} broadcasts; tap.framesIn ${s['tap.framesIn']}, frames out to the reader ${s['clients.framesOut']}, dropped ${s['clients.dropsQueue']}`);
     expect(s['clients.dropsQueue']).toBeGreaterThan(0);
     expect(rss1 - rss0).toBeLessThan(100);

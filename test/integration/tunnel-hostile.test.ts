@@ -6,7 +6,7 @@
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encode, ERROR_ECHO_FLAG, ErrorCode, HEADER_SIZE, MAGIC, MessageType } from '../../tools/tunnel/protocol.js';
-import { link, netnsUnavailable, Scope } from './harness/netns.js';
+import { netnsUnavailable, pcEvilSim, Scope } from './harness/netns.js';
 
 const skip = netnsUnavailable();
 const scope = new Scope();
@@ -35,12 +35,7 @@ function errorCodeOf(hex: string): number | undefined {
 }
 
 async function setup(transport: 'udp' | 'tcp') {
-  const pc = await scope.ns('pc');
-  const evil = await scope.ns('evil');
-  const sim = await scope.ns('sim');
-  await link(pc, '10.79.0.1/24', sim, '10.79.0.2/24');
-  await link(evil, '10.79.1.1/24', sim, '10.79.1.2/24');
-  await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
+  const { pc, evil, sim } = await pcEvilSim(scope);
   const server = scope.track(sim.spawnCtun(['server', '--transport', transport]));
   await server.waitFor(/server-listening/, 15_000);
   const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', transport]));

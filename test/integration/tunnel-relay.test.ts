@@ -9,45 +9,21 @@
  * SIGHUP, without a restart.
  */
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { revoke } from '../../tools/certs/index.js';
-import { link, netnsUnavailable, NODE, ROOT, Scope, type Daemon, type Netns } from './harness/netns.js';
+import { link, netnsUnavailable, Scope, statsOf, type Netns } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
 
 const skip = netnsUnavailable();
 const scope = new Scope();
 afterEach(() => scope.dispose());
-const HOSTILE = `${ROOT}test/fixtures/hostile.mjs`;
-
-async function hostile(ns: Netns, ...args: string[]): Promise<Record<string, any>> {
-  const r = await ns.exec(NODE, [HOSTILE, ...args], { reject: false, timeout: 90_000 });
-  const last = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(last);
-  } catch {
-    return { ok: false, error: `hostile printed: ${r.stdout} ${r.stderr}` };
-  }
-}
-
-async function statsOf(server: Daemon): Promise<Record<string, number>> {
-  const from = server.output.length;
-  server.kill('SIGUSR1');
-  const line = await server.waitFor(/INFO  stats .*/, 5000, from);
-  return Object.fromEntries([...line.matchAll(/(\S+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
-}
 
 /** Starts a probe server in `ns` (tracked) and returns its port. */
 async function serve(ns: Netns, mode: 'tcp-server' | 'udp-server'): Promise<string> {
   const { daemon, first } = await ns.startProbe(mode);
   scope.track(daemon);
   return String(first.port);
-}
-
-function rssMiB(d: Daemon): number {
-  const status = readFileSync(`/proc/${d.child.pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
 }
 
 /**
@@ -118,7 +94,7 @@ describe.skipIf(skip)('no open relay, no reflector (separate mode, plain UDP)', 
     const client = scope.track(pc.spawnCtun(['client', '10.77.0.2', '--dest', '172.31.9.2']));
     await client.waitFor(/route-added/, 15_000);
 
-    const reflect = await hostile(evil, 'reflect', '10.77.1.2', String(TUNNEL_DEFAULTS.port), '5', '30', '172.31.7.9');
+    const reflect = await evil.hostile('reflect', '10.77.1.2', String(TUNNEL_DEFAULTS.port), '5', '30', '172.31.7.9');
     expect(reflect.ok).toBe(true);
     const lines: string[] = [];
     for (const [kind, r] of Object.entries(reflect.kinds as Record<string, { sent: number; sentBytes: number; replies: number; replyBytes: number; largestReply: number }>)) {
@@ -133,10 +109,10 @@ describe.skipIf(skip)('no open relay, no reflector (separate mode, plain UDP)', 
     expect((reflect.kinds as Record<string, { replies: number }>)['v2-hello-with-dest-padded']!.replies).toBeGreaterThan(0);
 
     await new Promise((r) => setTimeout(r, 1000));
-    const rss0 = rssMiB(server);
-    const flood = await hostile(evil, 'spoof-flood', '10.77.1.2', String(TUNNEL_DEFAULTS.port), '100000', '60000', '256', '172.31.7.9');
+    const rss0 = server.rssMiB();
+    const flood = await evil.hostile('spoof-flood', '10.77.1.2', String(TUNNEL_DEFAULTS.port), '100000', '60000', '256', '172.31.7.9');
     expect(flood).toMatchObject({ ok: true, sent: 100_000 });
-    const rss1 = rssMiB(server);
+    const rss1 = server.rssMiB();
     const s = await statsOf(server);
     console.log(
       `spoof flood: ${flood.sent} datagrams (${flood.sentBytes} B) from ${flood.sockets} source ports in ${flood.seconds} s -> ${flood.replies} replies (${flood.replyBytes} B, ratio ${(flood.replyBytes / flood.sentBytes).toFixed(4)}); ` +

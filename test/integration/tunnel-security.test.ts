@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { issueClient, revoke } from '../../tools/certs/index.js';
-import { link, netnsUnavailable, NODE, ROOT, Scope, type Daemon, type Netns } from './harness/netns.js';
+import { link, netnsUnavailable, NODE, ROOT, Scope, statsOf, type Netns } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
 
 const skip = netnsUnavailable();
@@ -43,14 +43,6 @@ async function net2(): Promise<{ pc: Netns; sim: Netns }> {
   await link(pc, '10.79.0.1/24', sim, '10.79.0.2/24');
   await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
   return { pc, sim };
-}
-
-/** Asks a ctun server for its statistics (SIGUSR1) and returns the numbers of the next stats line. */
-async function statsOf(server: Daemon): Promise<Record<string, number>> {
-  const from = server.output.length;
-  server.kill('SIGUSR1');
-  const line = await server.waitFor(/INFO  stats .*/, 5000, from);
-  return Object.fromEntries([...line.matchAll(/(\S+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
 }
 
 describe.skipIf(skip)('mutual TLS', () => {

@@ -3,6 +3,7 @@
  * cause chain with --verbose), and exiting with the error's code.
  */
 import { CtunError, ExitCode, createLogger, printError, type LogFormat, type Logger } from '../common/index.js';
+import { defaultProgress, type ProgressMode } from '../steps/index.js';
 
 // printError's home is tools/common (the demo uses it too); kept importable from here.
 export { printError };
@@ -24,6 +25,11 @@ export function usageError(message: string, hint?: string): CtunError {
 
 export function cliLogger(argv: { 'log-format'?: string; verbose?: boolean }): Logger {
   return createLogger({ format: (argv['log-format'] as LogFormat | undefined) ?? 'text', level: argv.verbose ? 'debug' : 'info' });
+}
+
+/** The --progress a user gave, else what fits stdout (a TTY gets the rich renderer). */
+export function progressOf(argv: { progress?: string }): ProgressMode {
+  return (argv.progress as ProgressMode | undefined) ?? defaultProgress(process.stdout.isTTY);
 }
 
 /** Resolves on the first of the given signals. */

@@ -31,9 +31,8 @@ import {
   type ProjectPaths,
 } from '../image/index.js';
 import { connectDocker } from '../docker/index.js';
-import { defaultProgress, type ProgressMode } from '../steps/index.js';
 import { buildStandinTarball, SIMULATOR_INSTALL_DIR } from '../simulator/index.js';
-import { runCommandBody } from './common.js';
+import { progressOf, runCommandBody } from './common.js';
 
 const PROGRAM = 'ctun-build';
 
@@ -41,10 +40,6 @@ interface Global {
   verbose?: boolean;
   progress?: string;
   'print-plan'?: boolean;
-}
-
-function progressOf(argv: Global): ProgressMode {
-  return (argv.progress as ProgressMode | undefined) ?? defaultProgress(process.stdout.isTTY);
 }
 
 // With listr2 drawing progress, log lines would interleave with it: only warnings

@@ -6,7 +6,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { abortOnSignals, createLogger, ExitCode, metadata, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
 import { yesNo } from '../image/index.js';
-import { defaultProgress, runSteps, type ProgressMode } from '../steps/index.js';
+import { runSteps } from '../steps/index.js';
 import {
   connectClient,
   DEFAULT_READY_PORTS,
@@ -27,7 +27,7 @@ import {
   type Transport,
 } from '../run/index.js';
 import { connectDocker } from '../docker/index.js';
-import { onceSignal, runCommandBody, usageError } from './common.js';
+import { onceSignal, progressOf, runCommandBody, usageError } from './common.js';
 import type { CommandModule } from 'yargs';
 
 const PROGRAM = 'ctun-run';
@@ -36,10 +36,6 @@ interface Global {
   verbose?: boolean;
   progress?: string;
   'log-format'?: string;
-}
-
-function progressOf(argv: Global): ProgressMode {
-  return (argv.progress as ProgressMode | undefined) ?? defaultProgress(process.stdout.isTTY);
 }
 
 // While listr2 draws progress, log lines would interleave with it: only warnings then.

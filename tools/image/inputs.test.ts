@@ -4,21 +4,11 @@ import { renderDockerfile } from './context.js';
 import { checkBuildInputs, checkImageRef, checkMirror, checkTarballFields, checkUrl, type BuildInputs } from './inputs.js';
 import { planBaseImage } from './base.js';
 import { projectPaths } from './paths.js';
-import { planCtun, planVeos, type TarballInfo, type VeosOptions } from './plan.js';
+import { STANDIN_TARBALL } from './testing.js';
+import { planCtun, planVeos, type VeosOptions } from './plan.js';
 
 const paths = projectPaths();
-const tarball: TarballInfo = {
-  path: '/srv/in/dspace-veos-2023a.tar.gz',
-  product: 'VEOS stand-in',
-  release: '2023a',
-  version: '23.1',
-  topDir: 'dspace-veos-2023a',
-  installScript: 'install.sh',
-  installDir: '/opt/dspace/veos2023a',
-  simulatorArgv: ['python3', '-u', '{installDir}/bin/veos_standin.py'],
-  needsDotnet: false,
-  ports: ['27027/tcp', '5555/udp', '27028/udp'],
-};
+const tarball = STANDIN_TARBALL;
 const veos = (over: Partial<VeosOptions> = {}): VeosOptions => ({ eula: 'acceptDspaceEula', mode: 'online', image: metadata.images.veos, tarball, installCtun: false, ...over });
 
 /** Shell and Dockerfile injections: each must be refused wherever a value goes. */

@@ -9,21 +9,10 @@ import { projectPaths } from './paths.js';
 import { checkWheels, missingWheels, pipDownloadLine, planCtun, planVeos, runtimeImageName, type TarballInfo, type VeosOptions } from './plan.js';
 import { planBaseImage } from './base.js';
 import { parseDeb822 } from './apt.js';
-import { SEED_WHEEL_FILES } from './testing.js';
+import { SEED_WHEEL_FILES, STANDIN_TARBALL } from './testing.js';
 
 const paths = projectPaths();
-const tarball: TarballInfo = {
-  path: '/srv/in/dspace-veos-2023a.tar.gz',
-  product: 'VEOS stand-in',
-  release: '2023a',
-  version: '23.1',
-  topDir: 'dspace-veos-2023a',
-  installScript: 'install.sh',
-  installDir: '/opt/dspace/veos2023a',
-  simulatorArgv: ['python3', '-u', '{installDir}/bin/veos_standin.py'],
-  needsDotnet: false,
-  ports: ['27027/tcp', '5555/udp', '27028/udp'],
-};
+const tarball = STANDIN_TARBALL;
 const WHEELS = SEED_WHEEL_FILES;
 const veos = (over: Partial<VeosOptions> = {}): VeosOptions => ({
   eula: 'acceptDspaceEula',

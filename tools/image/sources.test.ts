@@ -5,23 +5,13 @@ import { createMemoryDocker } from '../docker/index.js';
 import { createMemoryLogger } from '../common/index.js';
 import { preflight } from './execute.js';
 import { projectPaths } from './paths.js';
-import { planCtun, planVeos, type TarballInfo } from './plan.js';
+import { SEED_WHEEL_FILES, STANDIN_TARBALL } from './testing.js';
+import { planCtun, planVeos } from './plan.js';
 import { checkSources, httpProber, registryProbe, sourceProbes, type Prober } from './sources.js';
 
 const paths = projectPaths();
-const tarball: TarballInfo = {
-  path: '/srv/in/dspace-veos-2023a.tar.gz',
-  product: 'VEOS stand-in',
-  release: '2023a',
-  version: '23.1',
-  topDir: '',
-  installScript: 'install.sh',
-  installDir: '/opt/dspace/veos2023a',
-  simulatorArgv: ['python3'],
-  needsDotnet: false,
-  ports: [],
-};
-const WHEELS = ['setuptools-1-py3-none-any.whl', 'supervisor-4.2.5-py3-none-any.whl', 'supervisor_console-0.5-py3-none-any.whl', 'supervisord_dependent_startup-1.4.0-py3-none-any.whl', 'toposort-1.9-py3-none-any.whl'];
+const tarball = STANDIN_TARBALL;
+const WHEELS = SEED_WHEEL_FILES;
 
 /** A prober answering from a table; everything else is refused. */
 function table(answers: Record<string, number>): Prober & { asked: Array<[string, string | undefined]> } {

@@ -1,3 +1,5 @@
+import type { TarballInfo } from './plan.js';
+
 /**
  * What the build's unit tests share (not part of the public API): the file names of the
  * five wheels the simulator image asks for, in the versions the Debian mirror and the
@@ -10,3 +12,20 @@ export const SEED_WHEEL_FILES: string[] = [
   'supervisord_dependent_startup-1.4.0-py3-none-any.whl',
   'toposort-1.9-py3-none-any.whl',
 ];
+
+/**
+ * What the stand-in simulator tarball's manifest says, as `readTarball` would return it:
+ * the plans and checks under test take it as given, so no tarball is read.
+ */
+export const STANDIN_TARBALL: TarballInfo = {
+  path: '/srv/in/dspace-veos-2023a.tar.gz',
+  product: 'VEOS stand-in',
+  release: '2023a',
+  version: '23.1',
+  topDir: 'dspace-veos-2023a',
+  installScript: 'install.sh',
+  installDir: '/opt/dspace/veos2023a',
+  simulatorArgv: ['python3', '-u', '{installDir}/bin/veos_standin.py'],
+  needsDotnet: false,
+  ports: ['27027/tcp', '5555/udp', '27028/udp'],
+};

@@ -345,6 +345,18 @@ export class TunnelClient {
     return m.echo === undefined || !m.echo.equals(echoOfSession(this.sessionId));
   }
 
+  /** The server holds no session of ours (any more): a connected client counts a reconnect; either way it says hello again at once. */
+  private helloAgain(): void {
+    if (this.state === 'connected') {
+      this.state = 'connecting';
+      // The outage began when the old server was last heard, not now: a client
+      // whose keepalive had not yet noticed learns it from the new server.
+      this.lostAt ??= this.heardBefore;
+      this.stats.reconnects++;
+    }
+    this.sendHello();
+  }
+
   private onServerError(m: ErrorMessage): void {
     const { code, reason } = m;
     if (this.unverified(m)) {
@@ -364,24 +376,12 @@ export class TunnelClient {
         this.log.warn('resume-refused', { reason, action: 'starting a new session' });
         this.sessionId = newSessionId();
         this.resumeToken = undefined;
-        if (this.state === 'connected') {
-          this.state = 'connecting';
-          this.lostAt ??= this.heardBefore;
-          this.stats.reconnects++;
-        }
-        this.sendHello();
+        this.helloAgain();
         return;
       case ErrorCode.NoSession:
         // The server does not know us (it restarted): say hello again at once.
-        if (this.state === 'connected') {
-          this.log.warn('session-unknown', { reason: 'server lost our session (restarted?); saying hello again' });
-          this.state = 'connecting';
-          // The outage began when the old server was last heard, not now: a client
-          // whose keepalive had not yet noticed learns it from the new server.
-          this.lostAt ??= this.heardBefore;
-          this.stats.reconnects++;
-        }
-        this.sendHello();
+        if (this.state === 'connected') this.log.warn('session-unknown', { reason: 'server lost our session (restarted?); saying hello again' });
+        this.helloAgain();
         return;
       case ErrorCode.ServerFull:
       case ErrorCode.ShuttingDown:

@@ -6,43 +6,19 @@
  * to their creator, separate mode forwards a session only toward its destination.
  */
 import dgram from 'node:dgram';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initCa, issueClient, issueServer, revoke } from '../certs/index.js';
 import { createMemoryLogger } from '../common/index.js';
 import { TunnelClient, versionHint } from './client.js';
 import { createMemoryDevicePair, type MemoryDevice } from './device.js';
-import { NetConfig, type CommandRunner } from './netconfig.js';
 import { decodeDatagram, echoOfSession, encode, ErrorCode, HEADER_SIZE, MessageType, TunnelMode, type ErrorMessage, type Message } from './protocol.js';
 import { loadTlsMaterial } from './secure/index.js';
 import { stableMac, TunnelServer, type ServerOptions } from './server.js';
 import { connectClientLink } from './link/index.js';
 import { tempDir } from '../lab/testing.js';
-
-interface Recorder {
-  net: NetConfig;
-  calls: string[];
-  forwarding: string;
-}
-
-/** ip/iptables twin: routes as given, `iptables -S` prints `leftovers`. */
-function recordingNet(routes: Record<string, string> = {}, leftovers = ''): Recorder {
-  const calls: string[] = [];
-  const forwarding = join(tempDir('sysctl'), 'ip_forward');
-  writeFileSync(forwarding, '0\n');
-  const runner: CommandRunner = async (file, args) => {
-    calls.push(`${file} ${args.join(' ')}`);
-    if (args.includes('route') && args.includes('get')) {
-      const dest = args[args.length - 1]!;
-      return routes[dest] ? { exitCode: 0, stdout: JSON.stringify([{ dev: routes[dest] }]), stderr: '' } : { exitCode: 2, stdout: '', stderr: 'Network is unreachable' };
-    }
-    if (args.includes('-S')) return { exitCode: 0, stdout: args.includes('filter') ? leftovers : '', stderr: '' };
-    if (args.includes('-C')) return { exitCode: 1, stdout: '', stderr: 'Bad rule (does a matching rule exist in that chain?)' };
-    return { exitCode: 0, stdout: args.includes('-j') && file === 'ip' ? '[]' : '', stderr: '' };
-  };
-  return { net: new NetConfig(runner, forwarding), calls, forwarding };
-}
+import { recordingNet } from './testing.js';
 
 const stops: Array<() => Promise<void> | void> = [];
 afterEach(async () => {

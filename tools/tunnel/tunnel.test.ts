@@ -3,31 +3,13 @@
  * recording twin of the kernel configuration: the whole session logic (hello,
  * switching, keepalive, resume, rejection) without root.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMemoryLogger } from '../common/index.js';
 import { TunnelClient } from './client.js';
 import { createMemoryDevicePair, type MemoryDevice } from './device.js';
-import { NetConfig, type CommandRunner } from './netconfig.js';
 import { TunnelServer } from './server.js';
-import { tempDir } from '../lab/testing.js';
-
-function recordingNet(routes: Record<string, string> = {}): { net: NetConfig; calls: string[]; forwarding: string } {
-  const calls: string[] = [];
-  const forwarding = join(tempDir('sysctl'), 'ip_forward');
-  writeFileSync(forwarding, '0\n');
-  const runner: CommandRunner = async (file, args) => {
-    calls.push(`${file} ${args.join(' ')}`);
-    if (args.includes('route') && args.includes('get')) {
-      const dest = args[args.length - 1]!;
-      return routes[dest] ? { exitCode: 0, stdout: JSON.stringify([{ dev: routes[dest] }]), stderr: '' } : { exitCode: 2, stdout: '', stderr: 'Network is unreachable' };
-    }
-    if (args.includes('-C')) return { exitCode: 1, stdout: '', stderr: 'Bad rule (does a matching rule exist in that chain?)' };
-    return { exitCode: 0, stdout: args.includes('-j') ? '[]' : '', stderr: '' };
-  };
-  return { net: new NetConfig(runner, forwarding), calls, forwarding };
-}
+import { recordingNet } from './testing.js';
 
 function ethernet(dst: string, src: string, payload = 'x'): Buffer {
   return Buffer.concat([Buffer.from(dst, 'hex'), Buffer.from(src, 'hex'), Buffer.from([0x08, 0x00]), Buffer.from(payload.padEnd(46, '.'))]);

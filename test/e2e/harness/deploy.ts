@@ -4,9 +4,12 @@
  * stand-in, the real ctun-run CLI, and a look for labelled leftovers.
  */
 import { execa } from 'execa';
-import { createLogger } from '../../../tools/common/index.js';
+import { expect } from 'vitest';
+import { createLogger, TUNNEL_DEFAULTS } from '../../../tools/common/index.js';
 import { connectDocker } from '../../../tools/docker/index.js';
 import { DEMO_BASE_IMAGE, demoImages, ensureImages } from '../../../tools/demo/images.js';
+import type { Pc } from '../../../tools/demo/pc.js';
+import type { Proc } from '../../../tools/lab/index.js';
 import { LABEL_DEPLOYMENT } from '../../../tools/run/index.js';
 import { ROOT, NODE } from '../../integration/harness/netns.js';
 
@@ -63,4 +66,37 @@ export async function pcSession(exec: (file: string, args: string[], o?: { timeo
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as Record<string, any>);
+}
+
+/**
+ * Does on the PC what ctun-run printed for it: configures the client TAP, then starts
+ * the printed `ctun client …` line as it stands. The caller stops it (through `cleanups`).
+ */
+export async function startPrintedClient(pc: Pc, command: string, cleanups: Array<() => Promise<unknown>>): Promise<Proc> {
+  expect((await pc.exec(NODE, [CTUN, 'configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive'])).exitCode).toBe(0);
+  const client = pc.spawn(NODE, [CTUN, ...command.split(' ').slice(1)], { label: command });
+  cleanups.push(() => client.stop());
+  return client;
+}
+
+/**
+ * The PC's tool session over the tunnel toward `target` (port mapper 27027, XCP 5555,
+ * services named `NAME-tcp`/`NAME-udp`, `extra` for more of the request): every step
+ * ok and both echoes back. Returns the steps by name for the test's own checks.
+ */
+export async function sessionOverTunnel(pc: Pc, target: string, name: string, extra: object = {}): Promise<Record<string, any>> {
+  const steps = await pcSession((f, a, o) => pc.exec(f, a, o), {
+    mode: 'session',
+    target,
+    portMapper: 27027,
+    xcp: 5555,
+    ...extra,
+    dockerHost: pc.hostAddress,
+    names: { tcp: `${name}-tcp`, udp: `${name}-udp` },
+  });
+  const by = Object.fromEntries(steps.map((s) => [s.step, s]));
+  expect(steps.every((s) => s.ok), JSON.stringify(steps)).toBe(true);
+  expect(by.tcp).toMatchObject({ greeting: `HELLO ${name}-tcp`, answer: `${name}-tcp: ping over the tunnel` });
+  expect(by.udp).toMatchObject({ answer: `${name}-udp: datagram over the tunnel` });
+  return by;
 }

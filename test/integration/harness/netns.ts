@@ -5,12 +5,14 @@
  * process id, so parallel runs and leftovers of a crashed run never collide.
  */
 import { fileURLToPath } from 'node:url';
+import { TUNNEL_DEFAULTS } from '../../../tools/common/index.js';
 import { addVeth, Lab, Netns as LabNetns, Proc } from '../../../tools/lab/index.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const NODE = `${ROOT}node_modules/.bin/node`;
 export const CTUN = `${ROOT}bin/ctun.js`;
 const PROBE = `${ROOT}test/fixtures/netprobe.mjs`;
+const HOSTILE = `${ROOT}test/fixtures/hostile.mjs`;
 
 /** A running child process whose output the test can wait on: the lab's `Proc` under the name the tests know. */
 export { Proc as Daemon };
@@ -38,13 +40,23 @@ export class Netns extends LabNetns {
   }
 
   /** Runs a probe to completion and returns its JSON line. */
-  async probe(...args: string[]): Promise<{ ok: boolean; [k: string]: unknown }> {
-    const r = await this.exec(NODE, [PROBE, ...args], { reject: false, timeout: 20_000 });
+  probe(...args: string[]): Promise<{ ok: boolean; [k: string]: unknown }> {
+    return this.lastJsonLine('probe', PROBE, args, 20_000);
+  }
+
+  /** Runs an attack of test/fixtures/hostile.mjs to completion (floods take longer than probes) and returns its JSON line. */
+  hostile(...args: string[]): Promise<{ ok: boolean; [k: string]: any }> {
+    return this.lastJsonLine('hostile', HOSTILE, args, 90_000);
+  }
+
+  /** A fixture script's verdict is its last line; anything else comes back as ok: false with what it printed. */
+  private async lastJsonLine(what: string, script: string, args: string[], timeout: number): Promise<{ ok: boolean; [k: string]: any }> {
+    const r = await this.exec(NODE, [script, ...args], { reject: false, timeout });
     const last = r.stdout.trim().split('\n').pop() ?? '';
     try {
       return JSON.parse(last);
     } catch {
-      return { ok: false, error: `probe printed: ${r.stdout} ${r.stderr}` };
+      return { ok: false, error: `${what} printed: ${r.stdout} ${r.stderr}` };
     }
   }
 
@@ -76,4 +88,26 @@ export class Scope extends Lab<Netns> {
   ns(role: string): Promise<Netns> {
     return this.netns(role);
   }
+}
+
+/** Asks a ctun server or client for its statistics (SIGUSR1) and returns the numbers of the next stats line. */
+export async function statsOf(daemon: Daemon): Promise<Record<string, number>> {
+  const from = daemon.output.length;
+  daemon.kill('SIGUSR1');
+  const line = await daemon.waitFor(/INFO  stats .*/, 5000, from);
+  return Object.fromEntries([...line.matchAll(/(\S+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
+}
+
+/**
+ * The attack lab of the hostile-peer tests: pc (10.79.0.1) and evil (10.79.1.1) each on
+ * a leg of their own to sim (10.79.0.2, 10.79.1.2), pc's client TAP configured.
+ */
+export async function pcEvilSim(scope: Scope): Promise<{ pc: Netns; evil: Netns; sim: Netns }> {
+  const pc = await scope.ns('pc');
+  const evil = await scope.ns('evil');
+  const sim = await scope.ns('sim');
+  await link(pc, '10.79.0.1/24', sim, '10.79.0.2/24');
+  await link(evil, '10.79.1.1/24', sim, '10.79.1.2/24');
+  await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
+  return { pc, evil, sim };
 }
