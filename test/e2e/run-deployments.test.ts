@@ -6,11 +6,10 @@
  * test reaches, it reaches through the tunnel.
  */
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { Pc } from '../../tools/demo/pc.js';
-import { startLicenseStandin, type LicenseStandin } from '../../tools/demo/license.js';
-import { CTUN_RUN, deployUnavailable, docker, E2E_IMAGES, leftovers, NODE, pcSession, prepareImages, removeDeployment, sessionOverTunnel, startPrintedClient } from './harness/deploy.js';
+import { CTUN_RUN, deployUnavailable, docker, E2E_IMAGES, deploymentWorld, leftovers, NODE, pcSession, removeDeployment, sessionOverTunnel, startPrintedClient } from './harness/deploy.js';
 import type { DeploymentWithTunnel } from '../../tools/run/index.js';
 
 /**
@@ -37,21 +36,9 @@ async function tunnelStatus(name: string): Promise<DeploymentWithTunnel> {
 }
 
 const skip = await deployUnavailable();
-let license: LicenseStandin | undefined;
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
-});
 
 describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
-  beforeAll(async () => {
-    const images = await prepareImages();
-    if (images.built.length) console.log(`built ${images.built.join(', ')} in ${images.seconds.toFixed(0)} s`);
-    license = await startLicenseStandin(docker, { image: E2E_IMAGES.veos, port: 22361, name: 'ctun-e2e-license' });
-  });
-  afterAll(async () => {
-    await license?.remove();
-  });
+  const { cleanups, license } = deploymentWorld({ licensePort: 22361, licenseName: 'ctun-e2e-license' });
 
   it('integrated: ctun-run veos --connect on the PC; port mapper, dynamic TCP/UDP servers, XCP push and broadcast discovery through the tunnel; Ctrl-C removes it all', async () => {
     const name = 'ctun-e2e-veos-int';
@@ -63,7 +50,7 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
     const run = pc.spawn(
       NODE,
       [
-        CTUN_RUN, 'veos', E2E_IMAGES.veosCtun, license!.server, '--startCtun', 'yes', '--connect',
+        CTUN_RUN, 'veos', E2E_IMAGES.veosCtun, license().server, '--startCtun', 'yes', '--connect',
         '--host', pc.hostAddress, '--publishAddress', pc.hostAddress, '--hostPort', String(port),
         '--veosDockerContainer', name, '--progress', 'plain',
       ],
@@ -111,7 +98,7 @@ describe.skipIf(skip)('ctun-run deployments, seen from a remote PC', () => {
     const r = await execa(
       NODE,
       [
-        CTUN_RUN, 'separate', E2E_IMAGES.veos, license!.server, '--ctunDockerImage', E2E_IMAGES.separateServer,
+        CTUN_RUN, 'separate', E2E_IMAGES.veos, license().server, '--ctunDockerImage', E2E_IMAGES.separateServer,
         '--host', pc.hostAddress, '--publishAddress', pc.hostAddress, '--hostPort', String(port),
         '--veosDockerContainer', name, '--ctunDockerContainer', `${name}-ctun`, '--dockerNetwork', `${name}-net`, '--progress', 'plain',
       ],

@@ -11,33 +11,19 @@
  */
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { revoke } from '../../tools/certs/index.js';
 import { makePki, removePki } from '../integration/harness/pki.js';
 import { Pc } from '../../tools/demo/pc.js';
-import { startLicenseStandin, type LicenseStandin } from '../../tools/demo/license.js';
-import { DEFAULT_IMAGES } from '../../tools/demo/images.js';
 import { manifest, renderManifests } from '../../tools/k8s/index.js';
 import { SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
-import { CTUN, CTUN_RUN, deployUnavailable, docker, leftovers, NODE, pcSession, prepareImages, removeDeployment, sessionOverTunnel, startPrintedClient } from './harness/deploy.js';
+import { CTUN, CTUN_RUN, deployUnavailable, docker, deploymentWorld, E2E_IMAGES, leftovers, NODE, pcSession, removeDeployment, sessionOverTunnel, startPrintedClient } from './harness/deploy.js';
 
 const skip = await deployUnavailable();
-let license: LicenseStandin | undefined;
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
-});
 
 describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
-  beforeAll(async () => {
-    const images = await prepareImages();
-    if (images.built.length) console.log(`built ${images.built.join(', ')} in ${images.seconds.toFixed(0)} s`);
-    license = await startLicenseStandin(docker, { image: DEFAULT_IMAGES.veos, port: 22364, name: 'ctun-e2e-tls-license' });
-  }, 1_200_000);
-  afterAll(async () => {
-    await license?.remove();
-  });
+  const { cleanups, license } = deploymentWorld({ licensePort: 22364, licenseName: 'ctun-e2e-tls-license' });
 
   it('certificates mounted read-only (never ca.key), UDP and TCP published; the printed TLS client reaches dynamic ports; no certificate, another CA or a revoked one get nothing', async () => {
     const name = 'ctun-e2e-veos-tls';
@@ -57,7 +43,7 @@ describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
     const r = await execa(
       NODE,
       [
-        CTUN_RUN, 'separate', DEFAULT_IMAGES.veos, license!.server, '--ctunDockerImage', DEFAULT_IMAGES.separateServer,
+        CTUN_RUN, 'separate', E2E_IMAGES.veos, license().server, '--ctunDockerImage', E2E_IMAGES.separateServer,
         '--host', pc.hostAddress, '--publishAddress', pc.hostAddress, '--hostPort', String(port),
         '--veosDockerContainer', name, '--ctunDockerContainer', `${name}-ctun`, '--dockerNetwork', `${name}-net`,
         '--tls', pki, '--tlsClient', 'alice', '--progress', 'plain',
@@ -127,7 +113,7 @@ describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
     const run = pc.spawn(
       NODE,
       [
-        CTUN_RUN, 'veos', DEFAULT_IMAGES.veosCtun, license!.server, '--startCtun', 'yes', '--connect', '--tls', pki,
+        CTUN_RUN, 'veos', E2E_IMAGES.veosCtun, license().server, '--startCtun', 'yes', '--connect', '--tls', pki,
         '--host', pc.hostAddress, '--publishAddress', pc.hostAddress, '--hostPort', String(port),
         '--veosDockerContainer', name, '--progress', 'plain',
       ],
@@ -166,9 +152,9 @@ describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
     const label = ['--label', 'io.ctun.managed=true', '--label', 'io.ctun.kind=container/test-harden', '--security-opt', 'no-new-privileges'];
     // The Secret's files as the kubelet mounts them: read-only, owned by root, 0400/0600.
     const secret = [['ca.crt', 'ca.crt'], ['server.crt', 'tls.crt'], ['server.key', 'tls.key'], ['ca.crl', 'ca.crl']].flatMap(([from, to]) => ['-v', `${join(pki, from!)}:/etc/ctun/tls/${to}:ro`]);
-    const server = await execa('docker', ['run', '-d', '--name', names[0]!, ...label, ...caps(ctun), '--device', '/dev/net/tun', '--sysctl', 'net.ipv4.ip_forward=1', ...secret, DEFAULT_IMAGES.separateServer, ...ctun.args], { reject: false, all: true });
+    const server = await execa('docker', ['run', '-d', '--name', names[0]!, ...label, ...caps(ctun), '--device', '/dev/net/tun', '--sysctl', 'net.ipv4.ip_forward=1', ...secret, E2E_IMAGES.separateServer, ...ctun.args], { reject: false, all: true });
     expect(server.exitCode, server.all).toBe(0);
-    const sim = await execa('docker', ['run', '-d', '--name', names[1]!, ...label, ...caps(veos), '-e', `DS_CMU_SERVER=${license!.server}`, DEFAULT_IMAGES.veos], { reject: false, all: true });
+    const sim = await execa('docker', ['run', '-d', '--name', names[1]!, ...label, ...caps(veos), '-e', `DS_CMU_SERVER=${license().server}`, E2E_IMAGES.veos], { reject: false, all: true });
     expect(sim.exitCode, sim.all).toBe(0);
     const logsOf = async (n: string) => (await execa('docker', ['logs', n], { all: true, reject: false })).all;
     const until = async (n: string, pattern: RegExp, what: string) => {

@@ -4,10 +4,11 @@
  * stand-in, the real ctun-run CLI, and a look for labelled leftovers.
  */
 import { execa } from 'execa';
-import { expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { createLogger, TUNNEL_DEFAULTS } from '../../../tools/common/index.js';
 import { connectDocker } from '../../../tools/docker/index.js';
 import { DEMO_BASE_IMAGE, demoImages, ensureImages } from '../../../tools/demo/images.js';
+import { startLicenseStandin, type LicenseStandin } from '../../../tools/demo/license.js';
 import type { Pc } from '../../../tools/demo/pc.js';
 import type { Proc } from '../../../tools/lab/index.js';
 import { LABEL_DEPLOYMENT } from '../../../tools/run/index.js';
@@ -99,4 +100,32 @@ export async function sessionOverTunnel(pc: Pc, target: string, name: string, ex
   expect(by.tcp).toMatchObject({ greeting: `HELLO ${name}-tcp`, answer: `${name}-tcp: ping over the tunnel` });
   expect(by.udp).toMatchObject({ answer: `${name}-udp: datagram over the tunnel` });
   return by;
+}
+
+/** What a deployment e2e file shares: cleanups run after each test (newest first) and the license stand-in. */
+export interface DeploymentWorld {
+  cleanups: Array<() => Promise<unknown>>;
+  license(): LicenseStandin;
+}
+
+/**
+ * Registers, inside a describe, the frame every deployment e2e file has: the images
+ * prepared (rebuilt when they carry another tunnel than this checkout's), a license
+ * stand-in on its own port and container name, and each test's cleanups run after it.
+ */
+export function deploymentWorld(o: { licensePort: number; licenseName: string }): DeploymentWorld {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  let license: LicenseStandin | undefined;
+  beforeAll(async () => {
+    const images = await prepareImages();
+    if (images.built.length) console.log(`built ${images.built.join(', ')} in ${images.seconds.toFixed(0)} s`);
+    license = await startLicenseStandin(docker, { image: E2E_IMAGES.veos, port: o.licensePort, name: o.licenseName });
+  }, 1_200_000);
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+  });
+  afterAll(async () => {
+    await license?.remove();
+  });
+  return { cleanups, license: () => license! };
 }
