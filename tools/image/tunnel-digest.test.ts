@@ -7,6 +7,7 @@ import { createMemoryDocker } from '../docker/index.js';
 import { executeBuildPlan, LABEL_CONTEXT_DIGEST } from './execute.js';
 import { projectPaths, type ProjectPaths } from './paths.js';
 import { planCtun, planVeos, runtimeImageName, type TarballInfo } from './plan.js';
+import { STANDIN_TARBALL } from './testing.js';
 import { checkoutTunnelDigest, LABEL_TUNNEL_DIGEST } from './tunnel-digest.js';
 
 // A checkout in miniature: a prebuilt bundle (copied, not bundled), a small "Node" and
@@ -24,18 +25,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const tarball: TarballInfo = {
-  path: `${projectPaths().root}/metadata.json`,
-  product: 'VEOS stand-in',
-  release: '2023a',
-  version: '23.1',
-  topDir: 'dspace-veos-2023a',
-  installScript: 'install.sh',
-  installDir: '/opt/dspace/veos2023a',
-  simulatorArgv: ['python3', '-u', '{installDir}/bin/veos_standin.py'],
-  needsDotnet: false,
-  ports: ['27027/tcp'],
-};
+// The stand-in's manifest, with a file that exists as the tarball (the build context copies it).
+const tarball: TarballInfo = { ...STANDIN_TARBALL, path: `${projectPaths().root}/metadata.json` };
 
 describe('the tunnel an image carries', () => {
   it('labels the runtime and every image that copies it with the checkout tunnel digest; an image without the tunnel gets none', async () => {
