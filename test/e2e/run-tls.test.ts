@@ -170,9 +170,14 @@ describe.skipIf(skip)('ctun-run separate --tls, seen from a remote PC', () => {
     };
     const serverLog = await until(names[0]!, /server-listening/, 'server-listening');
     expect(serverLog).toContain('revocations from /etc/ctun/tls/ca.crl');
-    // The readiness/liveness probe of the manifest, run in the container as the kubelet would.
-    const probe = await execa('docker', ['exec', names[0]!, ...ctun.readinessProbe.exec.command], { reject: false, all: true });
-    expect(probe.exitCode, probe.all).toBe(0);
+    // The manifest's HTTP probes, sent as the kubelet sends them: from outside the
+    // container to its address, on the port the probe names.
+    const ip = (await execa('docker', ['inspect', '-f', '{{.NetworkSettings.IPAddress}}', names[0]!])).stdout.trim();
+    for (const probe of [ctun.readinessProbe, ctun.livenessProbe]) {
+      const port = ctun.ports.find((p: any) => p.name === probe.httpGet.port).containerPort;
+      const answer = await fetch(`http://${ip}:${port}${probe.httpGet.path}`, { signal: AbortSignal.timeout(5000) });
+      expect(answer.status, `${probe.httpGet.path}: ${await answer.text()}`).toBe(200);
+    }
     // iptables, which separate mode drives, works with NET_ADMIN alone.
     const nat = await execa('docker', ['exec', names[0]!, 'iptables', '-t', 'nat', '-S'], { reject: false, all: true });
     expect(nat.exitCode, nat.all).toBe(0);
