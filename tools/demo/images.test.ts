@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryLogger } from '../common/index.js';
-import { checkoutTunnelDigest, LABEL_PYTHON_STANDINS, LABEL_TUNNEL_DIGEST, projectPaths, type ProjectPaths } from '../image/index.js';
+import { checkoutTunnelDigest, LABEL_PYTHON_STANDINS, LABEL_TUNNEL_DIGEST, type ProjectPaths } from '../image/index.js';
 import { createMemoryDocker } from '../docker/index.js';
+import { miniatureCheckout } from '../image/testing.js';
 import { checkImagePrefix, demoImages, ensureImages } from './images.js';
 
 const never = (): Promise<boolean> => Promise.reject(new Error('the PyPI probe must not run'));
@@ -19,10 +20,7 @@ let present: Array<string | { ref: string; labels: Record<string, string> }>;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ctun-demo-images-test-'));
-  paths = { ...projectPaths(), nodeBinary: join(dir, 'node'), addon: join(dir, 'ctun_tap.node'), ctunEntry: join(dir, 'ctun.mjs') };
-  await writeFile(paths.nodeBinary, 'node v24');
-  await writeFile(paths.addon, 'addon 1');
-  await writeFile(paths.ctunEntry, 'console.log("ctun 1")\n');
+  paths = await miniatureCheckout(dir);
   ours = await checkoutTunnelDigest(paths);
   const tunnel = { [LABEL_TUNNEL_DIGEST]: ours };
   present = ['t/debian:12', { ref: 't/dspace/ctun/separate-server:23.1.0', labels: tunnel }, { ref: 't/dspace/veos/simulator:23.1-ctun', labels: tunnel }];

@@ -1,3 +1,6 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { projectPaths, type ProjectPaths } from './paths.js';
 import type { TarballInfo } from './plan.js';
 
 /**
@@ -29,3 +32,15 @@ export const STANDIN_TARBALL: TarballInfo = {
   needsDotnet: false,
   ports: ['27027/tcp', '5555/udp', '27028/udp'],
 };
+
+/**
+ * A checkout in miniature inside `dir`: a prebuilt bundle (copied, not bundled), a small
+ * "Node" and "addon", so a runtime context is a few bytes and no esbuild runs.
+ */
+export async function miniatureCheckout(dir: string): Promise<ProjectPaths> {
+  const paths = { ...projectPaths(), nodeBinary: join(dir, 'node'), addon: join(dir, 'ctun_tap.node'), ctunEntry: join(dir, 'ctun.mjs') };
+  await writeFile(paths.nodeBinary, 'node v24');
+  await writeFile(paths.addon, 'addon 1');
+  await writeFile(paths.ctunEntry, 'console.log("ctun 1")\n');
+  return paths;
+}

@@ -7,7 +7,7 @@ import { createMemoryDocker } from '../docker/index.js';
 import { executeBuildPlan, LABEL_CONTEXT_DIGEST } from './execute.js';
 import { projectPaths, type ProjectPaths } from './paths.js';
 import { planCtun, planVeos, runtimeImageName, type TarballInfo } from './plan.js';
-import { STANDIN_TARBALL } from './testing.js';
+import { miniatureCheckout, STANDIN_TARBALL } from './testing.js';
 import { checkoutTunnelDigest, LABEL_TUNNEL_DIGEST } from './tunnel-digest.js';
 
 // A checkout in miniature: a prebuilt bundle (copied, not bundled), a small "Node" and
@@ -16,10 +16,7 @@ let dir: string;
 let paths: ProjectPaths;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ctun-tunnel-digest-test-'));
-  paths = { ...projectPaths(), nodeBinary: join(dir, 'node'), addon: join(dir, 'ctun_tap.node'), ctunEntry: join(dir, 'ctun.mjs') };
-  await writeFile(paths.nodeBinary, 'node v24');
-  await writeFile(paths.addon, 'addon 1');
-  await writeFile(paths.ctunEntry, 'console.log("ctun 1")\n');
+  paths = await miniatureCheckout(dir);
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });

@@ -158,11 +158,6 @@ export async function readImageSbomAs(docker: DockerEngine, files: ImageFileRead
   return { json, sha256: sha256Hex(json), summary: summarizeSpdx(json), origin: cdx.origin };
 }
 
-/** The engine's file reader: the real engine has one, the in-memory twin none unless given. */
-export function imageFilesOf(docker: DockerEngine): ImageFileReader | undefined {
-  return docker.imageFiles;
-}
-
 /**
  * The build step after an image: its SBOM, added to it. Skipped for the tunnel runtime,
  * an intermediate image the others copy /opt/ctun from (their SBOMs list what it
@@ -175,7 +170,7 @@ export async function sbomStep(
   built: { imageId: string },
   options: { docker: DockerEngine; logger: Logger; paths: ProjectPaths; imageFiles?: ImageFileReader | false; tmpDir?: string },
 ): Promise<{ imageId: string; sbom?: ImageSbom }> {
-  const files = options.imageFiles === false ? undefined : (options.imageFiles ?? imageFilesOf(options.docker));
+  const files = options.imageFiles === false ? undefined : (options.imageFiles ?? options.docker.imageFiles);
   if (!files || plan.runtime?.image === step.tags[0]) return { imageId: built.imageId };
   const r = await stampSbom({
     docker: options.docker,
