@@ -1,4 +1,4 @@
-import { isIPv4 } from 'node:net';
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { CtunError, ExitCode, SERVER_CIDR } from '../common/index.js';
 
 export interface Cidr {
@@ -42,6 +42,45 @@ export function requireIPv4(text: string, what: string): string {
     throw new CtunError('BAD_ADDRESS', `${what} "${text}" is not an IPv4 address`, { hint: 'write it like 172.17.0.2', exitCode: ExitCode.Usage });
   }
   return text;
+}
+
+/** An address of either family (a bracketed IPv6 one unbracketed), e.g. `--dest`; a clear usage error otherwise. */
+export function requireIp(text: string, what: string): string {
+  const address = unbracket(text);
+  if (!isIPv4(address) && !isIPv6(address)) {
+    throw new CtunError('BAD_ADDRESS', `${what} "${text}" is not an IPv4 or IPv6 address`, { hint: 'write it like 172.17.0.2 or fd00:17::2', exitCode: ExitCode.Usage });
+  }
+  return address;
+}
+
+/**
+ * The tunnel's IPv6 subnet, for IPv6 `--dest`: every IPv4 tunnel address a.b.c.d is
+ * also fd63:7475:6e00::a.b.c.d (a unique-local prefix whose global ID spells "ctun"),
+ * its prefix 96 + the IPv4 one. Derived, not configured: the server's --address and
+ * the client's TAP address (unique on the segment already) fix both ends, so neither
+ * a flag nor the protocol has to carry it.
+ */
+export const TUNNEL_IPV6_PREFIX = 'fd63:7475:6e00::';
+export const TUNNEL_IPV6_PREFIX_LENGTH = 96;
+
+/** The tunnel IPv6 address that stands for an IPv4 tunnel address (see TUNNEL_IPV6_PREFIX). */
+export function tunnelIpv6(ipv4: string): string {
+  const n = toInt(ipv4);
+  return `${TUNNEL_IPV6_PREFIX}${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
+}
+
+/** The tunnel subnet's IPv6 twin: `fd63:7475:6e00::c0a8:6400/120` for 192.168.100.0/24. */
+export function tunnelIpv6Subnet(cidr: Cidr): { address: string; network: string; prefix: number; text: string } {
+  const prefix = TUNNEL_IPV6_PREFIX_LENGTH + cidr.prefix;
+  const network = tunnelIpv6(cidr.network);
+  return { address: tunnelIpv6(cidr.address), network, prefix, text: `${network}/${prefix}` };
+}
+
+/** Whether an IPv6 address lies in the tunnel's IPv6 prefix (it can never be a --dest). */
+export function inTunnelIpv6(address: string): boolean {
+  const list = new BlockList();
+  list.addSubnet(TUNNEL_IPV6_PREFIX, TUNNEL_IPV6_PREFIX_LENGTH, 'ipv6');
+  return list.check(address, 'ipv6');
 }
 
 /** A host as a user may write an IPv6 address next to a port (`[fd00::1]`), without its brackets. */

@@ -5,7 +5,8 @@
  * keep their sockets and addresses, and the server resumes the session.
  */
 import { CtunError, ExitCode, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
-import { requireIPv4 } from './address.js';
+import { isIPv6 } from 'node:net';
+import { requireIp, tunnelIpv6 } from './address.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { TickBatch } from './batch.js';
 import type { FrameDevice } from './device.js';
@@ -86,6 +87,8 @@ export class TunnelClient {
   private retryTimer: NodeJS.Timeout | undefined;
   private helloTimer: NodeJS.Timeout | undefined;
   private routeInstalled: { dest: string; dev: string } | undefined;
+  /** Our IPv6 tunnel address (CIDR) on the TAP, added for an IPv6 --dest and removed at stop. */
+  private address6Installed: string | undefined;
   private nonce = 0n;
   private serverIdentity: string | undefined;
   private keepaliveMs: number;
@@ -107,7 +110,8 @@ export class TunnelClient {
     this.net = o.net ?? new NetConfig();
     this.backoff = new Backoff({ maxMs: RECONNECT_BACKOFF_CAP_MS, ...o.backoff });
     this.keepaliveMs = o.keepaliveMs ?? 1000;
-    if (o.dest !== undefined) requireIPv4(o.dest, '--dest');
+    // IPv4 or IPv6, written bare or as [addr]: the hello carries it bare.
+    if (o.dest !== undefined) this.o = { ...o, dest: requireIp(o.dest, '--dest') };
     this.firstWelcome = new Promise<Welcome>((resolve, reject) => {
       this.welcomed = { resolve, reject };
     });
@@ -306,7 +310,7 @@ export class TunnelClient {
     const outageMs = this.lostAt === undefined ? 0 : Date.now() - this.lostAt;
     if (this.o.dest !== undefined && this.routeInstalled === undefined) {
       try {
-        await this.net.addHostRoute(this.o.dest, w.serverAddress, this.tapName);
+        await this.routeDest(this.o.dest, w);
         this.routeInstalled = { dest: this.o.dest, dev: this.tapName };
         this.log.info('route-added', { dest: this.o.dest, via: w.serverAddress, dev: this.tapName });
       } catch (e) {
@@ -332,6 +336,33 @@ export class TunnelClient {
     // never-confirmed hellos makes room by dropping those, and ours is then not one.
     this.ping();
     this.welcomed?.resolve(w);
+  }
+
+  /**
+   * Routes --dest through the TAP via the server's tunnel address. An IPv6 --dest also
+   * needs an IPv6 address of ours on the TAP: the tunnel IPv6 twin of its IPv4 one
+   * (address.ts, TUNNEL_IPV6_PREFIX), in the prefix the welcome gives.
+   */
+  private async routeDest(dest: string, w: Welcome): Promise<void> {
+    if (isIPv6(dest)) {
+      if (!isIPv6(w.serverAddress)) {
+        throw new CtunError('ROUTE_FAILED', `the server answered the IPv6 --dest ${dest} with an IPv4 tunnel address (${w.serverAddress}): it does not route IPv6`, {
+          hint: 'upgrade the server to a ctun that routes an IPv6 --dest',
+        });
+      }
+      const own = (await this.net.link(this.tapName))?.addresses[0]?.split('/')[0];
+      if (own === undefined) {
+        throw new CtunError('ROUTE_FAILED', `${this.tapName} has no IPv4 address, which its IPv6 tunnel address is made from`, {
+          hint: `sudo ctun configure --tap ${this.tapName} ${TUNNEL_DEFAULTS.clientAddress}`,
+        });
+      }
+      const cidr = `${tunnelIpv6(own)}/${w.prefix}`;
+      await this.net.requireIpv6(this.tapName);
+      await this.net.addAddress6(this.tapName, cidr);
+      this.address6Installed = cidr;
+      this.log.info('address-added', { address: cidr, dev: this.tapName });
+    }
+    await this.net.addHostRoute(dest, w.serverAddress, this.tapName);
   }
 
   /**
@@ -506,6 +537,11 @@ export class TunnelClient {
       await this.net.deleteHostRoute(this.routeInstalled.dest, this.routeInstalled.dev).catch(() => {});
       this.log.info('route-removed', { dest: this.routeInstalled.dest });
       this.routeInstalled = undefined;
+    }
+    if (this.address6Installed !== undefined) {
+      await this.net.deleteAddress(this.tapName, this.address6Installed).catch(() => {});
+      this.log.info('address-removed', { address: this.address6Installed, dev: this.tapName });
+      this.address6Installed = undefined;
     }
     this.device?.close();
     this.resolveDone();

@@ -5,6 +5,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
+import { isIPv6 } from 'node:net';
 import { CtunError, ExitCode } from '../common/index.js';
 
 export interface CommandResult {
@@ -47,15 +48,40 @@ function permissionDenied(stderr: string): boolean {
   return /Operation not permitted|Permission denied|must be root|you must be root/i.test(stderr);
 }
 
+/** An IP family: which iptables (`iptables`, `ip6tables`) and which forwarding sysctl. */
+export type Family = 4 | 6;
+
+/** The sysctls the separate server reads and sets; temp files in unit tests. */
+export interface SysctlPaths {
+  /** IPv4 forwarding: /proc/sys/net/ipv4/ip_forward. */
+  ipv4Forwarding: string;
+  /** The IPv6 tree, /proc/sys/net/ipv6: conf/all/forwarding, conf/DEV/disable_ipv6. */
+  ipv6: string;
+}
+
+export const PROC_SYSCTLS: SysctlPaths = { ipv4Forwarding: '/proc/sys/net/ipv4/ip_forward', ipv6: '/proc/sys/net/ipv6' };
+
+/** What to set on a container so that forwarding is on inside it (/proc/sys is read-only there). */
+const FORWARDING_SYSCTL: Record<Family, string> = { 4: 'net.ipv4.ip_forward=1', 6: 'net.ipv6.conf.all.forwarding=1' };
+
+/** The iptables program of a family. */
+export function iptablesOf(family: Family): string {
+  return family === 6 ? 'ip6tables' : 'iptables';
+}
+
 export class NetConfig {
   /**
    * @param run runs iproute2/iptables; default: the real commands.
-   * @param forwardingFile the IPv4 forwarding sysctl; a temp file in unit tests.
+   * @param sysctl the forwarding and IPv6 sysctls; temp files in unit tests.
    */
   constructor(
     private readonly run: CommandRunner = runCommand,
-    private readonly forwardingFile = '/proc/sys/net/ipv4/ip_forward',
+    private readonly sysctl: SysctlPaths = PROC_SYSCTLS,
   ) {}
+
+  private forwardingFile(family: Family): string {
+    return family === 6 ? `${this.sysctl.ipv6}/conf/all/forwarding` : this.sysctl.ipv4Forwarding;
+  }
 
   private async must(file: string, args: string[], what: string): Promise<string> {
     const r = await this.run(file, args);
@@ -68,7 +94,7 @@ export class NetConfig {
     }
     if (r.exitCode === 127 && /ENOENT|not found/i.test(r.stderr)) {
       throw new CtunError('TOOL_MISSING', `${file} is not installed; ${what} needs it`, {
-        hint: file === 'ip' ? 'install iproute2' : `install ${file}`,
+        hint: file === 'ip' ? 'install iproute2' : file === 'ip6tables' ? 'install iptables (it brings ip6tables)' : `install ${file}`,
         exitCode: ExitCode.Failure,
       });
     }
@@ -130,13 +156,49 @@ export class NetConfig {
     await this.must('ip', ['route', 'replace', 'blackhole', `${address}/32`], `adding a blackhole route for ${address}`);
   }
 
-  /** Routes one host through the tunnel: `ip route replace HOST/32 via NEXTHOP dev TAP`. */
+  /** Routes one host (IPv4 or IPv6) through the tunnel: `ip route replace HOST/32 via NEXTHOP dev TAP` (/128 for IPv6). */
   async addHostRoute(host: string, via: string, dev: string): Promise<void> {
-    await this.must('ip', ['route', 'replace', `${host}/32`, 'via', via, 'dev', dev], `routing ${host} through ${dev}`);
+    await this.must('ip', ['route', 'replace', hostPrefix(host), 'via', via, 'dev', dev], `routing ${host} through ${dev}`);
   }
 
   async deleteHostRoute(host: string, dev: string): Promise<void> {
-    await this.run('ip', ['route', 'del', `${host}/32`, 'dev', dev]);
+    await this.run('ip', ['route', 'del', hostPrefix(host), 'dev', dev]);
+  }
+
+  /**
+   * Adds an IPv6 address to a link, usable at once (`nodad`: the tunnel subnet's
+   * addresses are derived from unique IPv4 ones, so duplicate detection would only
+   * delay the first packets by a second or two).
+   */
+  async addAddress6(dev: string, cidr: string): Promise<void> {
+    await this.must('ip', ['-6', 'addr', 'replace', cidr, 'dev', dev, 'nodad'], `setting ${cidr} on ${dev}`);
+  }
+
+  async deleteAddress(dev: string, cidr: string): Promise<void> {
+    await this.run('ip', ['addr', 'del', cidr, 'dev', dev]);
+  }
+
+  /**
+   * Makes sure IPv6 is on for `dev` (a host or container may have it disabled:
+   * net.ipv6.conf.DEV.disable_ipv6). Throws NET_CONFIG saying what to set when it is
+   * off and cannot be turned on, or when the kernel has no IPv6 at all.
+   */
+  async requireIpv6(dev: string): Promise<void> {
+    const file = `${this.sysctl.ipv6}/conf/${dev}/disable_ipv6`;
+    const current = await readFile(file, 'utf8').catch(() => undefined);
+    if (current === undefined) {
+      throw new CtunError('NET_CONFIG', `IPv6 is not available on ${dev} (${file} is missing: a kernel without IPv6, or booted with ipv6.disable=1)`, { exitCode: ExitCode.Failure });
+    }
+    if (current.trim() === '0') return;
+    try {
+      await writeFile(file, '0\n');
+    } catch (e) {
+      throw new CtunError('NET_CONFIG', `IPv6 is disabled on ${dev} and cannot be turned on here (/proc/sys is read-only)`, {
+        hint: 'start the container with --sysctl net.ipv6.conf.all.disable_ipv6=0 --sysctl net.ipv6.conf.default.disable_ipv6=0',
+        exitCode: ExitCode.Failure,
+        cause: e,
+      });
+    }
   }
 
   /** The interface the kernel would use to reach `address`, or undefined if none. */
@@ -149,18 +211,19 @@ export class NetConfig {
   }
 
   /**
-   * Turns IPv4 forwarding on. In a container /proc/sys is read-only: there it must
-   * already have been set as a namespaced sysctl when the container was created.
+   * Turns forwarding of `family` on; returns whether it changed it. In a container
+   * /proc/sys is read-only: there it must already have been set as a namespaced sysctl
+   * when the container was created.
    */
-  async enableForwarding(): Promise<boolean> {
-    const path = this.forwardingFile;
+  async enableForwarding(family: Family = 4): Promise<boolean> {
+    const path = this.forwardingFile(family);
     const current = (await readFile(path, 'utf8').catch(() => '0')).trim();
     if (current === '1') return false;
     try {
       await writeFile(path, '1\n');
     } catch (e) {
-      throw new CtunError('FORWARDING_OFF', 'IPv4 forwarding is off and cannot be turned on here (/proc/sys is read-only)', {
-        hint: 'start the container with --sysctl net.ipv4.ip_forward=1 (Kubernetes: securityContext.sysctls, allowed by the kubelet)',
+      throw new CtunError('FORWARDING_OFF', `IPv${family} forwarding is off and cannot be turned on here (/proc/sys is read-only)`, {
+        hint: `start the container with --sysctl ${FORWARDING_SYSCTL[family]} (Kubernetes: securityContext.sysctls, allowed by the kubelet)`,
         exitCode: ExitCode.Privileges,
         cause: e,
       });
@@ -168,37 +231,39 @@ export class NetConfig {
     return true;
   }
 
-  /** Turns IPv4 forwarding back off (what enableForwarding changed, undone at exit). */
-  async disableForwarding(): Promise<void> {
-    await writeFile(this.forwardingFile, '0\n').catch(() => {});
+  /** Turns forwarding of `family` back off (what enableForwarding changed, undone at exit). */
+  async disableForwarding(family: Family = 4): Promise<void> {
+    await writeFile(this.forwardingFile(family), '0\n').catch(() => {});
   }
 
-  /** Adds an iptables rule unless an identical one exists; returns whether it added it. */
-  async ensureRule(table: string, chain: string, rule: string[]): Promise<boolean> {
-    const check = await this.run('iptables', ['-w', '-t', table, '-C', chain, ...rule]);
+  /** Adds an iptables (or, for `family` 6, ip6tables) rule unless an identical one exists; returns whether it added it. */
+  async ensureRule(table: string, chain: string, rule: string[], family: Family = 4): Promise<boolean> {
+    const iptables = iptablesOf(family);
+    const check = await this.run(iptables, ['-w', '-t', table, '-C', chain, ...rule]);
     if (check.exitCode === 0) return false;
-    await this.must('iptables', ['-w', '-t', table, '-A', chain, ...rule], `adding the ${table}/${chain} rule ${rule.join(' ')}`);
+    await this.must(iptables, ['-w', '-t', table, '-A', chain, ...rule], `adding the ${table}/${chain} rule ${rule.join(' ')}`);
     return true;
   }
 
   /** Inserts a rule at the top of the chain unless an identical one exists; returns whether it added it. */
-  async insertRule(table: string, chain: string, rule: string[]): Promise<boolean> {
-    const check = await this.run('iptables', ['-w', '-t', table, '-C', chain, ...rule]);
+  async insertRule(table: string, chain: string, rule: string[], family: Family = 4): Promise<boolean> {
+    const iptables = iptablesOf(family);
+    const check = await this.run(iptables, ['-w', '-t', table, '-C', chain, ...rule]);
     if (check.exitCode === 0) return false;
-    await this.must('iptables', ['-w', '-t', table, '-I', chain, '1', ...rule], `adding the ${table}/${chain} rule ${rule.join(' ')}`);
+    await this.must(iptables, ['-w', '-t', table, '-I', chain, '1', ...rule], `adding the ${table}/${chain} rule ${rule.join(' ')}`);
     return true;
   }
 
-  async deleteRule(table: string, chain: string, rule: string[]): Promise<void> {
-    await this.run('iptables', ['-w', '-t', table, '-D', chain, ...rule]);
+  async deleteRule(table: string, chain: string, rule: string[], family: Family = 4): Promise<void> {
+    await this.run(iptablesOf(family), ['-w', '-t', table, '-D', chain, ...rule]);
   }
 
   /**
    * Rules of `table` carrying the comment `tag` (what a crashed server left behind), as
-   * chain and arguments ready for deleteRule. None when iptables is missing.
+   * chain and arguments ready for deleteRule. None when that iptables is missing.
    */
-  async taggedRules(table: string, tag: string): Promise<Array<{ chain: string; rule: string[] }>> {
-    const r = await this.run('iptables', ['-w', '-t', table, '-S']);
+  async taggedRules(table: string, tag: string, family: Family = 4): Promise<Array<{ chain: string; rule: string[] }>> {
+    const r = await this.run(iptablesOf(family), ['-w', '-t', table, '-S']);
     if (r.exitCode !== 0) return [];
     const found: Array<{ chain: string; rule: string[] }> = [];
     for (const line of r.stdout.split('\n')) {
@@ -210,6 +275,11 @@ export class NetConfig {
     }
     return found;
   }
+}
+
+/** `HOST/32`, or `HOST/128` for an IPv6 host. */
+function hostPrefix(host: string): string {
+  return `${host}/${isIPv6(host) ? 128 : 32}`;
 }
 
 /** Splits an `iptables -S` line into words; double quotes group (iptables quotes comments with spaces). */

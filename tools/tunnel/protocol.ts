@@ -202,7 +202,7 @@ function ipv6ToBytes(address: string): Buffer {
 }
 
 /** RFC 5952 text: lowest-case hex, the longest run of two or more zero groups as "::". */
-function bytesToIpv6(b: Buffer): string {
+export function bytesToIpv6(b: Buffer): string {
   const groups = [0, 2, 4, 6, 8, 10, 12, 14].map((i) => b.readUInt16BE(i));
   let best = -1;
   let bestLen = 1;

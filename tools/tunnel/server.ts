@@ -7,11 +7,13 @@
  *   forwards and masquerades toward the target a client names with `--dest`.
  */
 import { timingSafeEqual } from 'node:crypto';
+import { isIPv6 } from 'node:net';
 import { CtunError, ExitCode, SERVER_CIDR, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
-import { parseCidr, inSubnet, type Cidr } from './address.js';
+import { parseCidr, inSubnet, inTunnelIpv6, tunnelIpv6Subnet, TUNNEL_IPV6_PREFIX, TUNNEL_IPV6_PREFIX_LENGTH, type Cidr } from './address.js';
 import { separateModeDrop } from './admission.js';
 import type { FrameDevice } from './device.js';
 import { LogLimiter, SourceLimiter, TokenBucket, TtlCache } from './limits.js';
+import { SeparateForwarding } from './forwarding.js';
 import { NetConfig } from './netconfig.js';
 import {
   echoOfSession,
@@ -124,14 +126,6 @@ export interface SecurityStats {
   unconfirmedEvicted: number;
 }
 
-/** A destination admitted in separate mode: its kernel rule, and how many sessions use it. */
-interface AdmittedDest {
-  rule: Rule;
-  users: number;
-}
-
-type Rule = { table: string; chain: string; rule: string[] };
-
 export class TunnelServer {
   private readonly o: Required<Omit<ServerOptions, 'net' | 'now' | 'tls' | 'helloTimeoutMs' | 'maxPending'>> & Pick<ServerOptions, 'tls' | 'helloTimeoutMs' | 'maxPending'> & { net: NetConfig; now: () => number };
   readonly security: SecurityStats = {
@@ -159,13 +153,12 @@ export class TunnelServer {
   /** `ip route get` answers (a problem text, or '' for fine), so hellos do not spawn processes. */
   private readonly routeCache = new TtlCache<string>(10_000, 1024);
   private readonly lookups = new Map<string, Promise<string>>();
-  private readonly admitted = new Map<string, AdmittedDest>();
-  private forwardingChanged = false;
+  /** Separate mode's kernel rules (forwarding, NAT, MSS clamping, admitted destinations). */
+  private forwarding: SeparateForwarding | undefined;
   private device: FrameDevice | undefined;
   private tapPort: SwitchPort | undefined;
   private transport: ServerTransport | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private rules: Rule[] = [];
   /** Totals of sessions that have ended, so statistics at exit cover everyone. */
   private readonly ended: TunnelStats = createStats();
   readonly tapStats: TunnelStats = createStats();
@@ -215,7 +208,17 @@ export class TunnelServer {
     try {
       this.device = this.o.openDevice(this.o.tap);
       await this.o.net.setAddressAndUp(this.device.name, this.cidr.text, this.o.mtu, stableMac(this.cidr.address));
-      if (this.o.mode === 'separate') await this.setUpForwarding();
+      if (this.o.mode === 'separate') {
+        this.forwarding = new SeparateForwarding({
+          net: this.o.net,
+          tap: this.o.tap,
+          cidr: this.cidr,
+          logger: this.log,
+          now: this.o.now,
+          admits: this.allowed.length > 0 ? `admitted --dest within ${this.allowed.map((c) => c.text).join(',')}` : 'admitted --dest only',
+        });
+        await this.forwarding.start();
+      }
       this.attachTap(this.device);
       const handlers = {
         message: (link: PeerLink, m: Message, budget?: ReplyBudget) => this.onMessage(link, m, budget),
@@ -295,73 +298,6 @@ export class TunnelServer {
     });
   }
 
-  private get ruleTag(): string[] {
-    return ['-m', 'comment', '--comment', `ctun:${this.o.tap}`];
-  }
-
-  /**
-   * Separate mode: NAT for the tunnel subnet, but the kernel forwards from the TAP only
-   * to destinations a session was admitted for (admitDestination adds each); the rest
-   * is dropped. Rules a crashed server left for this TAP are removed first.
-   */
-  private async setUpForwarding(): Promise<void> {
-    const tap = this.o.tap;
-    const subnet = `${this.cidr.network}/${this.cidr.prefix}`;
-    await this.adoptLeftoverRules();
-    this.forwardingChanged = await this.o.net.enableForwarding();
-    const tag = this.ruleTag;
-    const wanted: Rule[] = [
-      { table: 'nat', chain: 'POSTROUTING', rule: ['-s', subnet, '!', '-o', tap, '-j', 'MASQUERADE', ...tag] },
-      { table: 'filter', chain: 'FORWARD', rule: ['-o', tap, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT', ...tag] },
-      // After the per-destination ACCEPTs (inserted at the top): nothing else leaves the TAP.
-      { table: 'filter', chain: 'FORWARD', rule: ['-i', tap, '-j', 'DROP', ...tag] },
-      // Inner TCP must never need fragments: clamp the MSS to the path MTU.
-      { table: 'mangle', chain: 'FORWARD', rule: ['-p', 'tcp', '--tcp-flags', 'SYN,RST', 'SYN', '-j', 'TCPMSS', '--clamp-mss-to-pmtu', ...tag] },
-    ];
-    for (const r of wanted) {
-      if (await this.o.net.ensureRule(r.table, r.chain, r.rule)) this.rules.push(r);
-    }
-    this.log.info('forwarding-enabled', { subnet, nat: 'MASQUERADE', tap, forward: this.allowed.length > 0 ? `admitted --dest within ${this.allowed.map((c) => c.text).join(',')}` : 'admitted --dest only' });
-  }
-
-  /** Removes iptables rules tagged for this TAP that no running server owns (a crash left them). */
-  private async adoptLeftoverRules(): Promise<void> {
-    const tag = `ctun:${this.o.tap}`;
-    let removed = 0;
-    for (const table of ['filter', 'nat', 'mangle']) {
-      for (const r of await this.o.net.taggedRules(table, tag)) {
-        await this.o.net.deleteRule(table, r.chain, r.rule);
-        removed++;
-      }
-    }
-    if (removed > 0) this.log.warn('leftover-rules-removed', { tap: this.o.tap, rules: removed, reason: 'a previous server for this TAP did not clean up (crash?)' });
-  }
-
-  /** Lets the kernel forward from the TAP to `dest` while a session uses it. */
-  private async admitDestination(dest: string): Promise<void> {
-    const known = this.admitted.get(dest);
-    if (known !== undefined) {
-      known.users++;
-      return;
-    }
-    const rule: Rule = { table: 'filter', chain: 'FORWARD', rule: ['-i', this.o.tap, '-d', `${dest}/32`, '-j', 'ACCEPT', ...this.ruleTag] };
-    const entry: AdmittedDest = { rule, users: 1 };
-    this.admitted.set(dest, entry);
-    try {
-      await this.o.net.insertRule(rule.table, rule.chain, rule.rule);
-    } catch (e) {
-      this.admitted.delete(dest);
-      throw e;
-    }
-  }
-
-  private releaseDestination(dest: string): void {
-    const entry = this.admitted.get(dest);
-    if (entry === undefined || --entry.users > 0) return;
-    this.admitted.delete(dest);
-    void this.o.net.deleteRule(entry.rule.table, entry.rule.chain, entry.rule.rule).catch(() => {});
-  }
-
   /**
    * Sends a reply. On plain UDP (`budget` set) replies to strangers are rate-limited
    * per source and overall, replies to a session (pongs) per session; then sendWithin.
@@ -427,7 +363,7 @@ export class TunnelServer {
         session.stats.framesIn++;
         session.stats.bytesIn += m.frame.length;
         if (this.o.mode === 'separate') {
-          const drop = separateModeDrop(m.frame, { destination: session.destination, server: this.cidr.address });
+          const drop = separateModeDrop(m.frame, { destination: session.destination, server: this.cidr.address, server6: this.forwarding?.ipv6Address });
           if (drop !== undefined) {
             session.stats.dropsPolicy++;
             this.logLimited('info', 'frame-dropped', { session: session.id.slice(0, 8), reason: drop });
@@ -498,11 +434,11 @@ export class TunnelServer {
       if (this.sessions.size >= this.o.maxSessions && !this.evictUnconfirmed()) return reject(ErrorCode.ServerFull, `server has its maximum of ${this.o.maxSessions} clients (--max-clients)`);
       if (hello.destination !== undefined) {
         try {
-          await this.admitDestination(hello.destination);
+          await this.forwarding?.admit(hello.destination);
         } catch (e) {
           return reject(ErrorCode.DestinationRejected, `the server could not admit ${hello.destination}: ${(e as Error).message}`);
         }
-        if (this.stopped) return this.releaseDestination(hello.destination);
+        if (this.stopped) return this.forwarding?.release(hello.destination);
       }
       session = new Session(id, link, hello.destination, now, { source: link.source, identityKey: link.identityKey, version: hello.version });
       // Only a plain UDP hello can come from a spoofed address; TCP's handshake and TLS prove theirs.
@@ -519,8 +455,8 @@ export class TunnelServer {
       resumed,
       mtu: this.o.mtu,
       sessionId: hello.sessionId,
-      serverAddress: this.cidr.address,
-      prefix: this.cidr.prefix,
+      // An IPv6 --dest is routed via the server's IPv6 tunnel address (set up when it was admitted).
+      ...this.nextHop(hello.destination),
       keepaliveMs: this.o.keepaliveMs,
       flags: hello.flags & FEATURES_NONE,
       resumeToken: session.resumeToken,
@@ -536,6 +472,12 @@ export class TunnelServer {
       dest: hello.destination,
       clients: this.sessions.size,
     });
+  }
+
+  /** The server's tunnel address and prefix in the family of `dest`: what a welcome tells the client to route through. */
+  private nextHop(dest: string | undefined): { serverAddress: string; prefix: number } {
+    const six = this.forwarding?.nextHopFor(dest);
+    return six === undefined ? { serverAddress: this.cidr.address, prefix: this.cidr.prefix } : { serverAddress: six, prefix: tunnelIpv6Subnet(this.cidr).prefix };
   }
 
   /**
@@ -575,8 +517,11 @@ export class TunnelServer {
    * through the tunnel itself. Lookups are cached and at most 8 run at once ('busy').
    */
   private async checkDestination(dest: string, now: number): Promise<string | undefined> {
-    if (inSubnet(dest, this.cidr)) return `destination ${dest} is inside the tunnel subnet ${this.cidr.network}/${this.cidr.prefix}; give the target's own address`;
-    if (this.allowed.length > 0 && !this.allowed.some((c) => inSubnet(dest, c))) {
+    const six = isIPv6(dest);
+    if (six ? inTunnelIpv6(dest) : inSubnet(dest, this.cidr)) {
+      return `destination ${dest} is inside the tunnel subnet ${six ? `${TUNNEL_IPV6_PREFIX}/${TUNNEL_IPV6_PREFIX_LENGTH}` : `${this.cidr.network}/${this.cidr.prefix}`}; give the target's own address`;
+    }
+    if (this.allowed.length > 0 && (six || !this.allowed.some((c) => inSubnet(dest, c)))) {
       return `destination ${dest} is not admitted by this server (--allow-dest ${this.allowed.map((c) => c.text).join(', ')})`;
     }
     const cached = this.routeCache.get(dest, now);
@@ -661,7 +606,7 @@ export class TunnelServer {
     const n = (this.perSource.get(session.owner.source) ?? 1) - 1;
     if (n > 0) this.perSource.set(session.owner.source, n);
     else this.perSource.delete(session.owner.source);
-    if (session.destination !== undefined && this.o.mode === 'separate') this.releaseDestination(session.destination);
+    if (session.destination !== undefined) this.forwarding?.release(session.destination);
     if (session.link !== undefined) {
       this.byLink.delete(session.link);
       if (session.link.transport === 'tcp') session.link.close();
@@ -780,13 +725,8 @@ export class TunnelServer {
     // Let the byes leave before the socket closes, so clients reconnect at once.
     if (this.sessions.size > 0) await new Promise((r) => setTimeout(r, 20));
     await this.transport?.close().catch(() => {});
-    for (const d of this.admitted.values()) await this.o.net.deleteRule(d.rule.table, d.rule.chain, d.rule.rule).catch(() => {});
-    this.admitted.clear();
-    for (const r of this.rules.reverse()) await this.o.net.deleteRule(r.table, r.chain, r.rule).catch(() => {});
-    this.rules = [];
-    // Forwarding goes back off if this server turned it on.
-    if (this.forwardingChanged) await this.o.net.disableForwarding();
-    this.forwardingChanged = false;
+    // NAT and forwarding rules go; forwarding goes back off if this server turned it on.
+    await this.forwarding?.stop();
     this.device?.close();
   }
 }
