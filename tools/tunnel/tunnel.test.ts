@@ -22,19 +22,20 @@ afterEach(async () => {
 
 let nextPort = 21000 + (process.pid % 2000) * 4;
 
-async function startServer(transport: 'udp' | 'tcp', extra: { mode?: 'local' | 'separate'; port?: number; graceMs?: number; keepaliveMs?: number; routes?: Record<string, string>; listen?: string } = {}) {
+async function startServer(transport: 'udp' | 'tcp', extra: { mode?: 'local' | 'separate'; port?: number; graceMs?: number; keepaliveMs?: number; routes?: Record<string, string>; listen?: string; missing?: string[] } = {}) {
   const [simTap, simKernel] = createMemoryDevicePair(['ctun0', 'kernel']);
-  const { net, calls, forwarding } = recordingNet(extra.routes);
+  const { net, calls, forwarding, forwarding6 } = recordingNet(extra.routes, '', { missing: extra.missing });
   const log = createMemoryLogger();
   const server = new TunnelServer({ listen: extra.listen ?? '127.0.0.1', port: extra.port ?? nextPort++, transport, mode: extra.mode, graceMs: extra.graceMs, keepaliveMs: extra.keepaliveMs, deadAfterMs: 1500, logger: log, openDevice: () => simTap, net });
   const bound = await server.start();
   stops.push(() => server.stop());
-  return { server, port: bound.port, kernel: simKernel, log, calls, forwarding };
+  return { server, port: bound.port, kernel: simKernel, log, calls, forwarding, forwarding6 };
 }
 
 async function startClient(transport: 'udp' | 'tcp', port: number, dest?: string, host = '127.0.0.1') {
   const [pcTap, pcKernel] = createMemoryDevicePair(['dstap0', 'pc-kernel']);
-  const { net, calls } = recordingNet();
+  // The TAP as `ctun configure` left it: an IPv6 --dest makes the client's IPv6 tunnel address from its IPv4 one.
+  const { net, calls } = recordingNet({}, '', { links: { dstap0: ['192.168.100.100/24'] } });
   const log = createMemoryLogger();
   const client = new TunnelClient({ host, port, transport, dest, logger: log, openDevice: () => pcTap, checkTap: false, net, keepaliveMs: 200, deadAfterMs: 1000, backoff: { initialMs: 50, maxMs: 200 } });
   await client.start();
@@ -142,6 +143,50 @@ describe('separate mode in memory', () => {
     const c = await startClient('tcp', s.port, '10.9.9.9');
     await expect(c.client.waitConnected(3000)).rejects.toMatchObject({ code: 'REJECTED', exitCode: 5 });
     expect(await c.client.done).toMatchObject({ message: expect.stringContaining('no route to destination 10.9.9.9') });
+  });
+
+  it('an IPv6 --dest: IPv6 is set up on first use (address, forwarding, ip6tables), the client routes it via the IPv6 next hop, all undone', async () => {
+    const s = await startServer('udp', { mode: 'separate', routes: { 'fd00:5::2': 'eth0' } });
+    // Nothing IPv6 before a client asks for it.
+    expect(s.calls.filter((c) => c.startsWith('ip6tables -w -t nat -A') || c.startsWith('ip -6'))).toEqual([]);
+    expect(readFileSync(s.forwarding6, 'utf8').trim()).toBe('0');
+    const c = await startClient('udp', s.port, '[fd00:5::2]');
+    const welcome = await c.client.waitConnected(3000);
+    expect(welcome).toMatchObject({ serverAddress: 'fd63:7475:6e00::c0a8:6401', prefix: 120 });
+    expect(s.calls).toEqual(
+      expect.arrayContaining([
+        'ip -6 addr replace fd63:7475:6e00::c0a8:6401/120 dev ctun0 nodad',
+        'ip6tables -w -t nat -A POSTROUTING -s fd63:7475:6e00::c0a8:6400/120 ! -o ctun0 -j MASQUERADE -m comment --comment ctun:ctun0',
+        'ip6tables -w -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu -m comment --comment ctun:ctun0',
+        'ip6tables -w -t filter -I FORWARD 1 -i ctun0 -d fd00:5::2/128 -j ACCEPT -m comment --comment ctun:ctun0',
+      ]),
+    );
+    expect(readFileSync(s.forwarding6, 'utf8').trim()).toBe('1');
+    await until(() => c.calls.includes('ip route replace fd00:5::2/128 via fd63:7475:6e00::c0a8:6401 dev dstap0'));
+    expect(c.calls).toContain('ip -6 addr replace fd63:7475:6e00::c0a8:6464/120 dev dstap0 nodad');
+    await c.client.stop();
+    expect(c.calls).toEqual(expect.arrayContaining(['ip route del fd00:5::2/128 dev dstap0', 'ip addr del fd63:7475:6e00::c0a8:6464/120 dev dstap0']));
+    await s.server.stop();
+    expect(s.calls).toContain('ip6tables -w -t nat -D POSTROUTING -s fd63:7475:6e00::c0a8:6400/120 ! -o ctun0 -j MASQUERADE -m comment --comment ctun:ctun0');
+    expect(readFileSync(s.forwarding6, 'utf8').trim()).toBe('0');
+  });
+
+  it('a server without ip6tables refuses an IPv6 --dest with the reason (exit 5), undoes its IPv6 start, and still serves IPv4', async () => {
+    const s = await startServer('tcp', { mode: 'separate', routes: { 'fd00:5::2': 'eth0', '172.31.0.5': 'eth0' }, missing: ['ip6tables'] });
+    const c = await startClient('tcp', s.port, 'fd00:5::2');
+    await expect(c.client.waitConnected(3000)).rejects.toMatchObject({ code: 'REJECTED', exitCode: 5 });
+    expect((await c.client.done)?.message).toMatch(/DestinationRejected\): the server could not admit fd00:5::2: IPv6 cannot be set up on this server: ip6tables is not installed/);
+    expect(readFileSync(s.forwarding6, 'utf8').trim()).toBe('0');
+    expect(s.calls).toContain('ip addr del fd63:7475:6e00::c0a8:6401/120 dev ctun0');
+    expect(s.log.lines.find((l) => l.event === 'ipv6-unavailable')?.fields.reason).toMatch(/ip6tables is not installed/);
+    const v4 = await startClient('tcp', s.port, '172.31.0.5');
+    await v4.client.waitConnected(3000);
+  });
+
+  it('--dest must be an IPv4 or IPv6 address', () => {
+    expect(() => new TunnelClient({ host: '127.0.0.1', dest: 'sim.example', logger: createMemoryLogger(), openDevice: () => createMemoryDevicePair()[0] })).toThrow(
+      expect.objectContaining({ code: 'BAD_ADDRESS', exitCode: 1, message: '--dest "sim.example" is not an IPv4 or IPv6 address' }),
+    );
   });
 });
 
