@@ -319,9 +319,10 @@ export async function main(args: string[]): Promise<void> {
           .option('port', { type: 'number', default: TUNNEL_DEFAULTS.port, describe: 'Server port' })
           .option('transport', { choices: ['udp', 'tcp'], default: TUNNEL_DEFAULTS.transport, describe: 'Must match the server' })
           .option('tap', { type: 'string', default: TUNNEL_DEFAULTS.clientTap, describe: 'TAP made by ctun configure' })
-          .option('dest', { type: 'string', describe: 'Separate mode: target IP to route through the tunnel' })
+          .option('dest', { type: 'string', describe: 'Separate mode: target IPv4 or IPv6 address to route through the tunnel' })
           .example('$0 client 127.0.0.1', 'integrated deployment')
           .example('$0 client 127.0.0.1 --dest 172.17.0.2', 'separated deployment')
+          .example('$0 client fd77::2 --dest fd00:17::2', 'separated deployment, IPv6 underlay and target')
           .example('$0 client 10.0.0.5 --tls --ca ca.crt --cert alice.crt --key alice.key', 'mutual TLS; the server certificate must list 10.0.0.5')
           .group(['tls', 'ca', 'cert', 'key', 'crl'], 'Security:'),
       (argv) => runCommandBody(PROGRAM, argv.verbose, () => runClient(argv, cliLogger(argv))),
