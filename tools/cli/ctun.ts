@@ -300,7 +300,7 @@ export async function main(args: string[]): Promise<void> {
           .option('mtu', { type: 'number', default: TUNNEL_DEFAULTS.mtu, describe: 'MTU of the TAP' })
           .option('grace-ms', { type: 'number', default: 30_000, describe: 'How long a disconnected client\'s session is kept for a resume' })
           .option('hello-timeout-ms', { type: 'number', default: 5000, describe: 'A TCP connection that has not said hello (or finished TLS) by then is closed' })
-          .option('allow-dest', { type: 'array', string: true, default: [] as string[], describe: 'Separate mode: a CIDR clients may name with --dest (repeatable); default: any host the server routes to' })
+          .option('allow-dest', { type: 'array', string: true, default: [] as string[], describe: 'Separate mode: an IPv4 or IPv6 CIDR clients may name with --dest (repeatable); default: any host the server routes to' })
           .option('max-clients', { type: 'number', default: DEFAULT_MAX_CLIENTS, describe: 'Most clients at once (sessions in their grace period count); the one beyond is refused with ServerFull and retries' })
           .option('isolate-clients', { type: 'boolean', default: false, describe: 'Clients reach the server side but not each other' })
           .option('max-sessions-per-source', { type: 'number', default: 16, describe: 'Most sessions created from one IP address' })

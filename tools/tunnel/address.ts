@@ -53,6 +53,29 @@ export function requireIp(text: string, what: string): string {
   return address;
 }
 
+/** A range of destinations (`--allow-dest`) of either family. */
+export interface DestRange {
+  /** `address/prefix` as given (prefix filled in). */
+  text: string;
+  contains(address: string): boolean;
+}
+
+/** Parses an IPv4 or IPv6 CIDR (a bare address is one host); a clear usage error otherwise. */
+export function parseDestRange(text: string, what: string): DestRange {
+  if (!text.includes(':')) {
+    const cidr = parseCidr(text, 32, what);
+    return { text: cidr.text, contains: (a) => isIPv4(a) && inSubnet(a, cidr) };
+  }
+  const [address, prefixText] = text.split('/');
+  const prefix = prefixText === undefined ? 128 : Number(prefixText);
+  if (address === undefined || !isIPv6(address) || !Number.isInteger(prefix) || prefix < 1 || prefix > 128) {
+    throw new CtunError('BAD_ADDRESS', `${what} "${text}" is not an IPv6 address with an optional /prefix (1-128)`, { hint: 'write it like fd00:17::/64', exitCode: ExitCode.Usage });
+  }
+  const list = new BlockList();
+  list.addSubnet(address, prefix, 'ipv6');
+  return { text: `${address}/${prefix}`, contains: (a) => isIPv6(a) && list.check(a, 'ipv6') };
+}
+
 /**
  * The tunnel's IPv6 subnet, for IPv6 `--dest`: every IPv4 tunnel address a.b.c.d is
  * also fd63:7475:6e00::a.b.c.d (a unique-local prefix whose global ID spells "ctun"),

@@ -328,6 +328,30 @@ describe('separate mode forwards a session only toward its destination', () => {
     expect(s.calls.some((c) => c.includes('route get'))).toBe(false);
   });
 
+  it('--allow-dest takes IPv6 ranges too: fd00:17::/64 admits fd00:17::5 and refuses fd00:18::5 before any route lookup', async () => {
+    const s = await startServer({ mode: 'separate', allowDest: ['172.31.0.0/16', 'fd00:17::/64'], routes: { 'fd00:17::5': 'eth0' } });
+    const client = async (dest: string) => {
+      const net = recordingNet({}, '', { links: { dstap0: ['192.168.100.100/24'] } }).net;
+      const c = new TunnelClient({ host: '127.0.0.1', port: s.port, dest, logger: createMemoryLogger(), openDevice: () => createMemoryDevicePair()[0], checkTap: false, net });
+      await c.start();
+      stops.push(() => c.stop());
+      return c;
+    };
+    await expect((await client('fd00:18::5')).waitConnected(3000)).rejects.toMatchObject({
+      exitCode: 5,
+      message: expect.stringContaining('destination fd00:18::5 is not admitted by this server (--allow-dest 172.31.0.0/16, fd00:17::/64)'),
+    });
+    expect(s.calls.some((c) => c.includes('route get'))).toBe(false);
+    await (await client('fd00:17::5')).waitConnected(3000);
+    expect(s.calls).toContain('ip6tables -w -t filter -I FORWARD 1 -i ctun0 -d fd00:17::5/128 -j ACCEPT -m comment --comment ctun:ctun0');
+  });
+
+  it('an --allow-dest that is no address range is bad usage', () => {
+    expect(() => new TunnelServer({ mode: 'separate', allowDest: ['fd00:17::/129'], logger: createMemoryLogger(), openDevice: () => createMemoryDevicePair()[0] })).toThrow(
+      expect.objectContaining({ code: 'BAD_ADDRESS', exitCode: 1, message: '--allow-dest "fd00:17::/129" is not an IPv6 address with an optional /prefix (1-128)' }),
+    );
+  });
+
   it('removes rules a crashed server left for its TAP, and turns forwarding back off at exit', async () => {
     const leftovers = ['-P FORWARD ACCEPT', '-A FORWARD -i ctun0 -m comment --comment ctun:ctun0 -j ACCEPT', '-A FORWARD -i other0 -m comment --comment ctun:other0 -j ACCEPT'].join('\n');
     const s = await startServer({ mode: 'separate', leftovers });

@@ -9,7 +9,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import { CtunError, ExitCode, SERVER_CIDR, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
-import { parseCidr, inSubnet, inTunnelIpv6, tunnelIpv6Subnet, TUNNEL_IPV6_PREFIX, TUNNEL_IPV6_PREFIX_LENGTH, type Cidr } from './address.js';
+import { parseCidr, parseDestRange, inSubnet, inTunnelIpv6, tunnelIpv6Subnet, TUNNEL_IPV6_PREFIX, TUNNEL_IPV6_PREFIX_LENGTH, type Cidr, type DestRange } from './address.js';
 import { separateModeDrop } from './admission.js';
 import type { FrameDevice } from './device.js';
 import { LogLimiter, SourceLimiter, TokenBucket, TtlCache } from './limits.js';
@@ -139,7 +139,7 @@ export class TunnelServer {
     unconfirmedEvicted: 0,
   };
   private readonly cidr: Cidr;
-  private readonly allowed: Cidr[];
+  private readonly allowed: DestRange[];
   private readonly sw: LearningSwitch;
   private readonly sessions = new Map<string, Session>();
   private readonly byLink = new Map<PeerLink, Session>();
@@ -191,7 +191,7 @@ export class TunnelServer {
       maxSessionsPerSource: positiveCount(options.maxSessionsPerSource ?? 16, '--max-sessions-per-source'),
     };
     this.cidr = parseCidr(this.o.address, 24, '--address');
-    this.allowed = this.o.allowDest.map((c) => parseCidr(c, 32, '--allow-dest'));
+    this.allowed = this.o.allowDest.map((c) => parseDestRange(c, '--allow-dest'));
     if (this.allowed.length > 0 && this.o.mode !== 'separate') {
       throw new CtunError('USAGE', '--allow-dest applies to --mode separate only', { hint: 'drop --allow-dest, or run with --mode separate', exitCode: ExitCode.Usage });
     }
@@ -521,7 +521,7 @@ export class TunnelServer {
     if (six ? inTunnelIpv6(dest) : inSubnet(dest, this.cidr)) {
       return `destination ${dest} is inside the tunnel subnet ${six ? `${TUNNEL_IPV6_PREFIX}/${TUNNEL_IPV6_PREFIX_LENGTH}` : `${this.cidr.network}/${this.cidr.prefix}`}; give the target's own address`;
     }
-    if (this.allowed.length > 0 && (six || !this.allowed.some((c) => inSubnet(dest, c)))) {
+    if (this.allowed.length > 0 && !this.allowed.some((c) => c.contains(dest))) {
       return `destination ${dest} is not admitted by this server (--allow-dest ${this.allowed.map((c) => c.text).join(', ')})`;
     }
     const cached = this.routeCache.get(dest, now);
