@@ -28,7 +28,9 @@ function expand(a: string): string[] {
   return [...head, ...Array<string>(8 - head.length - tail.length).fill('0'), ...tail];
 }
 
+const HOP_BY_HOP = 0;
 const TCP = 6;
+const UDP = 17;
 const ICMPV6 = 58;
 
 describe('separate mode: IPv6 frames from a session', () => {
@@ -38,12 +40,14 @@ describe('separate mode: IPv6 frames from a session', () => {
     // Neighbour solicitation for the server's address (its solicited-node group), and an advertisement to all nodes.
     expect(separateModeDrop(ipv6Frame('ff02::1:ffa8:6401', ICMPV6, [135]), ADMITTED)).toBeUndefined();
     expect(separateModeDrop(ipv6Frame('ff02::1', ICMPV6, [136]), ADMITTED)).toBeUndefined();
+    // The listener report a new address brings (MLDv2, behind a hop-by-hop header of 8 bytes).
+    expect(separateModeDrop(ipv6Frame('ff02::16', HOP_BY_HOP, [ICMPV6, 0, 5, 2, 0, 0, 1, 0, 143]), ADMITTED)).toBeUndefined();
   });
 
   it('are dropped toward anyone else, other multicast, or before the server set IPv6 up', () => {
     expect(separateModeDrop(ipv6Frame('fd00:5::3', TCP), ADMITTED)).toBe("fd00:5::3 is not this session's destination fd00:5::2");
     expect(separateModeDrop(ipv6Frame('fd63:7475:6e00::c0a8:6465', TCP), ADMITTED)).toBe("fd63:7475:6e00::c0a8:6465 is not this session's destination fd00:5::2");
-    expect(separateModeDrop(ipv6Frame('ff02::16', 0, [58]), ADMITTED)).toBe('IPv6 multicast other than neighbour discovery is not forwarded in separate mode');
+    expect(separateModeDrop(ipv6Frame('ff02::fb', UDP), ADMITTED)).toBe('IPv6 multicast other than neighbour discovery is not forwarded in separate mode');
     expect(separateModeDrop(ipv6Frame('ff02::1:ffa8:6401', TCP), ADMITTED)).toBe('IPv6 multicast other than neighbour discovery is not forwarded in separate mode');
     expect(separateModeDrop(ipv6Frame('fd00:5::2', TCP), { ...ADMITTED, server6: undefined })).toBe('IPv6 is not set up on this server (no session asked for an IPv6 --dest)');
     expect(separateModeDrop(ipv6Frame('fd00:5::2', TCP).subarray(0, 40), ADMITTED)).toBe('truncated IPv6 header');

@@ -13,8 +13,13 @@ const ETHERTYPE_IPV6 = 0x86dd;
 /** Ethernet header (14) + IPv6 header (40): where an ICMPv6 message starts. */
 const IPV6_PAYLOAD_AT = 54;
 const NEXT_HEADER_ICMPV6 = 58;
-/** Neighbour discovery: router solicitation/advertisement, neighbour solicitation/advertisement. */
-const ND_TYPES = new Set([133, 134, 135, 136]);
+const NEXT_HEADER_HOP_BY_HOP = 0;
+/**
+ * What a host's kernel says on a link by itself: multicast listener queries and
+ * reports (130-132, 143; they follow a hop-by-hop header) and neighbour discovery
+ * (router and neighbour solicitation and advertisement, 133-136).
+ */
+const LINK_ICMPV6_TYPES = new Set([130, 131, 132, 133, 134, 135, 136, 143]);
 
 function ipv4At(frame: Buffer, offset: number): string {
   return `${frame[offset]}.${frame[offset + 1]}.${frame[offset + 2]}.${frame[offset + 3]}`;
@@ -51,12 +56,25 @@ export function separateModeDrop(frame: Buffer, admitted: SeparateAdmission): st
 function ipv6Drop(frame: Buffer, admitted: SeparateAdmission): string | undefined {
   if (admitted.server6 === undefined) return 'IPv6 is not set up on this server (no session asked for an IPv6 --dest)';
   if (frame.length < IPV6_PAYLOAD_AT) return 'truncated IPv6 header';
-  // Neighbour discovery finds the next hop, as ARP does in IPv4: to ff02::/16 (link-local multicast), never forwarded.
+  // Neighbour discovery finds the next hop, as ARP does in IPv4; it and the listener reports an
+  // address brings go to ff02::/16 (link-local multicast), which no router forwards.
   if (frame[38] === 0xff && frame[39] === 0x02) {
-    if (frame[20] === NEXT_HEADER_ICMPV6 && frame.length > IPV6_PAYLOAD_AT && ND_TYPES.has(frame[IPV6_PAYLOAD_AT]!)) return undefined;
+    const type = linkIcmpv6Type(frame);
+    if (type !== undefined && LINK_ICMPV6_TYPES.has(type)) return undefined;
     return 'IPv6 multicast other than neighbour discovery is not forwarded in separate mode';
   }
   const dst = bytesToIpv6(frame.subarray(38, IPV6_PAYLOAD_AT));
   if (dst === admitted.server6 || dst === admitted.destination) return undefined;
   return admitted.destination === undefined ? `${dst} is not the server and this session has no --dest` : `${dst} is not this session's destination ${admitted.destination}`;
+}
+
+/** The ICMPv6 type of an IPv6 frame (after at most one hop-by-hop header), or undefined when it is not ICMPv6. */
+function linkIcmpv6Type(frame: Buffer): number | undefined {
+  let next = frame[20];
+  let at = IPV6_PAYLOAD_AT;
+  if (next === NEXT_HEADER_HOP_BY_HOP && frame.length >= at + 8) {
+    next = frame[at];
+    at += (frame[at + 1]! + 1) * 8;
+  }
+  return next === NEXT_HEADER_ICMPV6 && frame.length > at ? frame[at] : undefined;
 }
