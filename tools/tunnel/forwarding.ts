@@ -7,7 +7,7 @@
  * `ctun:TAP`; stop() removes what was added and turns back off what was turned on.
  */
 import { isIPv6 } from 'node:net';
-import type { Logger } from '../common/index.js';
+import { CtunError, type Logger } from '../common/index.js';
 import { tunnelIpv6Subnet, type Cidr } from './address.js';
 import type { Family, NetConfig } from './netconfig.js';
 
@@ -126,9 +126,9 @@ export class SeparateForwarding {
       for (const r of undo.reverse()) await this.o.net.deleteRule(r.table, r.chain, r.rule, r.family).catch(() => {});
       if (this.forwardingChanged.delete(6)) await this.o.net.disableForwarding(6);
       await this.o.net.deleteAddress(this.o.tap, cidr).catch(() => {});
-      const message = `IPv6 cannot be set up on this server: ${(e as Error).message}`;
+      const message = `no IPv6 on this server: ${clientReason(e)}`;
       this.ipv6Failure = { message, at: (this.o.now ?? Date.now)() };
-      this.o.logger.warn('ipv6-unavailable', { reason: (e as Error).message });
+      this.o.logger.warn('ipv6-unavailable', { reason: (e as Error).message, ...(e instanceof CtunError && e.hint !== undefined ? { hint: e.hint } : {}) });
       throw new Error(message);
     }
   }
@@ -190,4 +190,14 @@ export class SeparateForwarding {
       this.address6 = undefined;
     }
   }
+}
+
+/**
+ * Why IPv6 failed, as the client is told it: short enough that the whole of it fits
+ * the error answering a padded hello on plain UDP (PROTOCOL.md, "No reflection"), and
+ * naming the setting that fixes the usual case, a container's read-only /proc/sys.
+ */
+function clientReason(e: unknown): string {
+  if (e instanceof CtunError && e.code === 'FORWARDING_OFF') return 'forwarding is off, /proc/sys read-only (start it with --sysctl net.ipv6.conf.all.forwarding=1)';
+  return (e as Error).message;
 }

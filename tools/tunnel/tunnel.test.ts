@@ -175,7 +175,7 @@ describe('separate mode in memory', () => {
     const s = await startServer('tcp', { mode: 'separate', routes: { 'fd00:5::2': 'eth0', '172.31.0.5': 'eth0' }, missing: ['ip6tables'] });
     const c = await startClient('tcp', s.port, 'fd00:5::2');
     await expect(c.client.waitConnected(3000)).rejects.toMatchObject({ code: 'REJECTED', exitCode: 5 });
-    expect((await c.client.done)?.message).toMatch(/DestinationRejected\): the server could not admit fd00:5::2: IPv6 cannot be set up on this server: ip6tables is not installed/);
+    expect((await c.client.done)?.message).toMatch(/DestinationRejected\): the server could not admit fd00:5::2: no IPv6 on this server: ip6tables is not installed/);
     expect(readFileSync(s.forwarding6, 'utf8').trim()).toBe('0');
     expect(s.calls).toContain('ip addr del fd63:7475:6e00::c0a8:6401/120 dev ctun0');
     expect(s.log.lines.find((l) => l.event === 'ipv6-unavailable')?.fields.reason).toMatch(/ip6tables is not installed/);
