@@ -10,7 +10,7 @@
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
-import { link, netnsUnavailable, Scope, type Netns } from './harness/netns.js';
+import { CTUN, link, netnsUnavailable, NODE, Scope, type Netns } from './harness/netns.js';
 
 const skip = netnsUnavailable();
 const scope = new Scope();
@@ -143,6 +143,24 @@ describe.skipIf(skip)('separate mode to an IPv6 target', () => {
     // An IPv4-only session never touches the host's IPv6.
     expect(await sysctl(gw, 'net.ipv6.conf.all.forwarding')).toBe('0');
     expect((await ctunRules(gw)).filter((r) => r.startsWith('ip6tables'))).toEqual([]);
+  });
+
+  it('a server whose /proc/sys is read-only (as in a container) and IPv6 forwarding off: exit 5 naming the sysctl to set, nothing left', async () => {
+    const { pc, gw, server: host } = await world(6);
+    // IPv4 forwarding is on already, as a container gets it with --sysctl net.ipv4.ip_forward=1.
+    await gw.run('sysctl', ['-w', 'net.ipv4.ip_forward=1']);
+    const readOnly = 'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$0" "$@"';
+    const server = scope.track(gw.spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', readOnly, NODE, CTUN, 'server', '--mode', 'separate', '--listen', '::'], { label: 'ctun server, /proc/sys read-only' }));
+    await server.waitFor(/server-listening/, 15_000);
+    const r = await pc.ctun(['client', host, '--dest', TARGET6], { reject: false, timeout: 20_000 });
+    expect(r.exitCode).toBe(5);
+    // On plain UDP too the whole reason arrives (it fits the error answering a padded hello).
+    expect(r.stderr).toContain(
+      `ctun: error: the server rejected this client (DestinationRejected): the server could not admit ${TARGET6}: no IPv6 on this server: forwarding is off, /proc/sys read-only (start it with --sysctl net.ipv6.conf.all.forwarding=1)`,
+    );
+    expect(server.output).toMatch(/WARN  ipv6-unavailable reason="IPv6 forwarding is off and cannot be turned on here/);
+    expect(await ctunRules(gw)).toEqual(expect.not.arrayContaining([expect.stringMatching(/^ip6tables/)]));
+    expect(await gw.ip('-6', 'addr', 'show', 'dev', 'ctun0')).not.toContain('fd63:');
   });
 
   it('an IPv6 destination the server has no route to: exit 5 with the reason, nothing set up', async () => {
