@@ -71,7 +71,7 @@ describe.skipIf(skip)('ctun CLI errors', () => {
     expect(badPort.stderr).toContain('--port must be 1-65535');
     const badDest = await sim.ctun(['client', '10.0.0.1', '--dest', 'target'], { reject: false });
     expect(badDest.exitCode).toBe(1);
-    expect(badDest.stderr).toContain('--dest "target" is not an IPv4 address');
+    expect(badDest.stderr).toContain('--dest "target" is not an IPv4 or IPv6 address');
     const unknownFlag = await sim.ctun(['server', '--bogus'], { reject: false });
     expect(unknownFlag.exitCode).toBe(1);
     expect(unknownFlag.stderr).toContain('Unknown argument: bogus');
