@@ -51,11 +51,12 @@ async function ipv6OnlyHosts() {
   return { sim, pc };
 }
 
+/** `logged`: how the client's log lines name the server (an IPv6 address bracketed before its port). */
 const cases = [
-  { transport: 'udp', tls: false, host: NAME },
-  { transport: 'tcp', tls: false, host: SIM6 },
-  { transport: 'udp', tls: true, host: `[${SIM6}]` },
-  { transport: 'tcp', tls: true, host: NAME },
+  { transport: 'udp', tls: false, host: NAME, logged: `${NAME}:1723` },
+  { transport: 'tcp', tls: false, host: SIM6, logged: `[${SIM6}]:1723` },
+  { transport: 'udp', tls: true, host: `[${SIM6}]`, logged: `[${SIM6}]:1723` },
+  { transport: 'tcp', tls: true, host: NAME, logged: `${NAME}:1723` },
 ] as const;
 
 describe.skipIf(skip)('the tunnel over an IPv6-only underlay', () => {
@@ -65,9 +66,11 @@ describe.skipIf(skip)('the tunnel over an IPv6-only underlay', () => {
       const server = scope.track(sim.spawnCtun(['server', '--listen', '::', '--transport', c.transport, ...(c.tls ? serverTlsArgs(pki) : [])]));
       await server.waitFor(/server-listening .*address=::/, 15_000);
       const client = scope.track(pc.spawnCtun(['client', c.host, '--transport', c.transport, ...(c.tls ? clientTlsArgs(pki, 'alice') : [])]));
-      await client.waitFor(/client-connected/, 15_000);
+      const connected = await client.waitFor(/client-connected .*/, 15_000);
       expect(await pc.pingUntilReply('192.168.100.1', 10)).toBe(true);
-      expect(server.output).toMatch(new RegExp(`client-connected peer=${PC6.replace(/:/g, ':')}`));
+      // host:port as a user types it back: `[fd77::1]:40756`, never `fd77::1:40756`.
+      expect(connected).toContain(`server=${c.logged} `);
+      expect(server.output).toMatch(new RegExp(`client-connected peer=\\[${PC6}\\]:\\d+ `));
     });
   }
 });

@@ -43,8 +43,3 @@ export function requireIPv4(text: string, what: string): string {
   }
   return text;
 }
-
-/** A host as a user may write an IPv6 address next to a port (`[fd00::1]`), without its brackets. */
-export function unbracket(host: string): string {
-  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-}
