@@ -177,7 +177,7 @@ function deployCommand(mode: DeploymentMode, describe: string): CommandModule<ob
         .option('via', { choices: ['nodeport', 'port-forward'], default: 'nodeport', describe: 'nodeport: the client reaches NODE_IP:NODEPORT; port-forward: TCP through the Kubernetes API, no reachable node needed' })
         .option('connect', { type: 'boolean', default: false, describe: 'Start the ctun client of this checkout once the deployment is ready' })
         .option('timeout', { type: 'number', default: 180, describe: 'Seconds to wait for the pods to be Ready' })
-        .option('node-address', { type: 'string', describe: 'Address for the client instead of the discovered node address' })
+        .option('node-address', { type: 'string', describe: 'Address for the client instead of the discovered node address (IPv6 bare or as [addr])' })
         .option('local-port', { type: 'number', describe: 'With --via port-forward: loopback port (default: a free one)' }) as Argv<Args>,
     handler: (argv) => runCommandBody(PROGRAM, argv.verbose, () => runDeploy(mode, argv, cliLogger(argv as { verbose?: boolean }))),
   };
