@@ -8,7 +8,8 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { netnsUnavailable, Scope } from './harness/netns.js';
+import { manifest, renderManifests } from '../../tools/k8s/index.js';
+import { NODE, netnsUnavailable, Scope } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
 
 const skip = netnsUnavailable();
@@ -51,11 +52,12 @@ async function ipv6OnlyHosts() {
   return { sim, pc };
 }
 
+/** `logged`: how the client's log lines name the server (an IPv6 address bracketed before its port). */
 const cases = [
-  { transport: 'udp', tls: false, host: NAME },
-  { transport: 'tcp', tls: false, host: SIM6 },
-  { transport: 'udp', tls: true, host: `[${SIM6}]` },
-  { transport: 'tcp', tls: true, host: NAME },
+  { transport: 'udp', tls: false, host: NAME, logged: `${NAME}:1723` },
+  { transport: 'tcp', tls: false, host: SIM6, logged: `[${SIM6}]:1723` },
+  { transport: 'udp', tls: true, host: `[${SIM6}]`, logged: `[${SIM6}]:1723` },
+  { transport: 'tcp', tls: true, host: NAME, logged: `${NAME}:1723` },
 ] as const;
 
 describe.skipIf(skip)('the tunnel over an IPv6-only underlay', () => {
@@ -65,9 +67,31 @@ describe.skipIf(skip)('the tunnel over an IPv6-only underlay', () => {
       const server = scope.track(sim.spawnCtun(['server', '--listen', '::', '--transport', c.transport, ...(c.tls ? serverTlsArgs(pki) : [])]));
       await server.waitFor(/server-listening .*address=::/, 15_000);
       const client = scope.track(pc.spawnCtun(['client', c.host, '--transport', c.transport, ...(c.tls ? clientTlsArgs(pki, 'alice') : [])]));
-      await client.waitFor(/client-connected/, 15_000);
+      const connected = await client.waitFor(/client-connected .*/, 15_000);
       expect(await pc.pingUntilReply('192.168.100.1', 10)).toBe(true);
-      expect(server.output).toMatch(new RegExp(`client-connected peer=${PC6.replace(/:/g, ':')}`));
+      // host:port as a user types it back: `[fd77::1]:40756`, never `fd77::1:40756`.
+      expect(connected).toContain(`server=${c.logged} `);
+      expect(server.output).toMatch(new RegExp(`client-connected peer=\\[${PC6}\\]:\\d+ `));
     });
   }
+});
+
+describe.skipIf(skip)('the Kubernetes manifests\' tunnel server on an IPv6 pod address', () => {
+  it('with the rendered flags (--listen ::, --metrics [::]:9723) the kubelet\'s HTTP probes and a client reach it at its IPv6 address', async () => {
+    const { sim, pc } = await ipv6OnlyHosts();
+    const ctun = (manifest(renderManifests(), 'integrated').objects[0] as any).spec.template.spec.containers.find((c: any) => c.name === 'ctun');
+    // The image's entrypoint is `ctun server --mode local`; the manifest adds its args.
+    const server = scope.track(sim.spawnCtun(['server', '--mode', 'local', ...ctun.args]));
+    await server.waitFor(/"event":"server-listening".*"address":"::"/, 15_000);
+    // As the kubelet probes: from outside the pod, to the pod IP, on the port the probe names.
+    for (const probe of [ctun.readinessProbe, ctun.livenessProbe]) {
+      const port = ctun.ports.find((p: any) => p.name === probe.httpGet.port).containerPort;
+      const url = `http://[${SIM6}]:${port}${probe.httpGet.path}`;
+      const r = await pc.exec(NODE, ['-e', 'fetch(process.argv[1], { signal: AbortSignal.timeout(5000) }).then(async (r) => console.log(r.status, await r.text()))', url], { reject: false });
+      expect(r.stdout, `${url}: ${r.all}`).toMatch(/^200 /);
+    }
+    const client = scope.track(pc.spawnCtun(['client', SIM6]));
+    await client.waitFor(/client-connected /, 15_000);
+    expect(await pc.pingUntilReply('192.168.100.1', 10)).toBe(true);
+  });
 });

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
 import { ExitCode, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
 import {
+  accessLines,
   assertValid,
   clientArgs,
   ClusterApi,
@@ -51,6 +52,10 @@ function withParams<T>(y: Argv<T>) {
     .option('port', { type: 'number', describe: `Tunnel port in the pods and on the Service (default ${TUNNEL_DEFAULTS.port})` })
     .option('node-port', { type: 'number', describe: 'Fixed NodePort, 30000-32767 (default: allocated by the cluster)' })
     .option('transport', { choices: ['udp', 'tcp'], describe: 'Tunnel transport (default udp; tcp with --via port-forward)' })
+    .option('ip-family', {
+      choices: ['dual', 'ipv4', 'ipv6'],
+      describe: 'IP families of the tunnel: dual (default: the server listens on ::, Service PreferDualStack, the node address listed first), ipv4 (0.0.0.0, the batch socket; IPv4 Service and node address) or ipv6 (IPv6 Service and node address)',
+    })
     .option('tls-secret', { type: 'string', describe: 'Secret with ca.crt, tls.crt, tls.key: mounted, and the server runs with --tls' })
     .option('crl', { type: 'boolean', describe: 'The TLS secret also holds ca.crl (ctun certs revoke): mounted, and the server runs with --crl' })
     .option('shm-size', { type: 'string', describe: 'Size of the simulator\'s /dev/shm (default 256Mi)' })
@@ -69,6 +74,7 @@ function paramsOf(argv: Args): K8sParams {
     port: argv.port,
     nodePort: argv['node-port'],
     transport: argv.transport,
+    ipFamily: argv['ip-family'],
     tlsSecret: argv['tls-secret'],
     crl: argv.crl,
     shmSize: argv['shm-size'],
@@ -104,12 +110,7 @@ function ctunInvocation(args: string[]): { command: string; args: string[] } {
 }
 
 function printAccess(d: Deployed, args: string[]): void {
-  const lines: string[] = [];
-  if (d.node) lines.push(`KUBERNETES_IP=${d.node.address}   # ${d.node.source}`, `NODEPORT_PORT=${d.nodePort}`);
-  else lines.push(`# port-forward to pod ${d.serverPod} port ${d.transport}`);
-  if (d.target) lines.push(`TARGET_IP=${d.target.ip}   # pod ${d.target.name}`);
-  lines.push(['ctun', ...args].join(' '));
-  process.stdout.write(lines.join('\n') + '\n');
+  process.stdout.write(accessLines(d, args).join('\n') + '\n');
 }
 
 async function runDeploy(mode: DeploymentMode, argv: Args, log: Logger): Promise<number> {
@@ -176,7 +177,7 @@ function deployCommand(mode: DeploymentMode, describe: string): CommandModule<ob
         .option('via', { choices: ['nodeport', 'port-forward'], default: 'nodeport', describe: 'nodeport: the client reaches NODE_IP:NODEPORT; port-forward: TCP through the Kubernetes API, no reachable node needed' })
         .option('connect', { type: 'boolean', default: false, describe: 'Start the ctun client of this checkout once the deployment is ready' })
         .option('timeout', { type: 'number', default: 180, describe: 'Seconds to wait for the pods to be Ready' })
-        .option('node-address', { type: 'string', describe: 'Address for the client instead of the discovered node address' })
+        .option('node-address', { type: 'string', describe: 'Address for the client instead of the discovered node address (IPv6 bare or as [addr])' })
         .option('local-port', { type: 'number', describe: 'With --via port-forward: loopback port (default: a free one)' }) as Argv<Args>,
     handler: (argv) => runCommandBody(PROGRAM, argv.verbose, () => runDeploy(mode, argv, cliLogger(argv as { verbose?: boolean }))),
   };

@@ -11,6 +11,7 @@ import {
   connectClient,
   DEFAULT_READY_PORTS,
   deploymentStatus,
+  describePublished,
   formatStatusWithTunnel,
   withTunnelStatus,
   parseReadyPort,
@@ -54,8 +55,8 @@ function deployOptions<T>(y: Argv<T>) {
     .option('keep', { type: 'boolean', default: false, describe: 'with --connect: leave the deployment running when the client stops' })
     .option('transport', { choices: ['udp', 'tcp'] as const, default: TUNNEL_DEFAULTS.transport, describe: 'tunnel transport' })
     .option('hostPort', { type: 'number', default: TUNNEL_DEFAULTS.port, describe: 'port of the tunnel on the Docker host' })
-    .option('publishAddress', { type: 'string', default: '', describe: 'host address the tunnel port is published on (default: all)' })
-    .option('host', { type: 'string', default: '127.0.0.1', describe: 'address of the Docker host as the client sees it (in the printed command and for --connect)' })
+    .option('publishAddress', { type: 'string', default: '', describe: 'host address the tunnel port is published on, IPv4 or IPv6 (default: all)' })
+    .option('host', { type: 'string', default: '127.0.0.1', describe: 'address of the Docker host as the client sees it, a name, IPv4 or IPv6 (in the printed command and for --connect)' })
     .option('tap', { type: 'string', default: TUNNEL_DEFAULTS.clientTap, describe: 'client TAP' })
     .option('tapAddress', { type: 'string', default: TUNNEL_DEFAULTS.clientAddress, describe: 'address of the client TAP' })
     .option('env', { type: 'string', array: true, describe: 'extra environment of the simulator, NAME=VALUE (repeatable)' })
@@ -105,7 +106,7 @@ function describeResult(r: DeploymentResult): string {
   }
   const [port, ...more] = p.containers.flatMap((c) => c.ports);
   const handshake = more.some((q) => q.protocol === 'tcp' && q.host === port!.host) ? ' (and tcp for the TLS handshake)' : '';
-  lines.push(`  tunnel:    ${port!.hostIp || '0.0.0.0'}:${port!.host}/${port!.protocol} on the Docker host${handshake}${p.client.tls ? ', mutual TLS' : ''}`);
+  lines.push(`  tunnel:    ${describePublished(port!)} on the Docker host${handshake}${p.client.tls ? ', mutual TLS' : ''}`);
   lines.push(`  simulator: ${sim}, at ${r.target} through the tunnel`);
   lines.push('on the PC, once, as root:', `  ${r.commands!.configure}`, 'then:', `  ${r.commands!.client}`);
   return lines.join('\n') + '\n';

@@ -4,3 +4,4 @@ export * from './metadata.js';
 export * from './container.js';
 export * from './report.js';
 export * from './tunnel-defaults.js';
+export * from './host-port.js';

@@ -1,7 +1,7 @@
 /** The real {@link DockerEngine}, on dockerode: the only module that imports it. */
 import { PassThrough, type Readable } from 'node:stream';
 import Dockerode from 'dockerode';
-import { CtunError, ExitCode } from '../common/index.js';
+import { CtunError, ExitCode, formatHostPort } from '../common/index.js';
 import type {
   BuildRequest,
   ContainerInfo,
@@ -24,7 +24,7 @@ function toInfo(i: Dockerode.ContainerInspectInfo): ContainerInfo {
   for (const [name, n] of Object.entries(i.NetworkSettings?.Networks ?? {})) if (n.IPAddress) networks[name] = n.IPAddress;
   const ports: Record<string, string[]> = {};
   for (const [p, bindings] of Object.entries(i.NetworkSettings?.Ports ?? {})) {
-    ports[p] = (bindings ?? []).map((b) => `${b.HostIp || '0.0.0.0'}:${b.HostPort}`);
+    ports[p] = (bindings ?? []).map((b) => formatHostPort(b.HostIp || '0.0.0.0', b.HostPort));
   }
   return {
     id: i.Id,

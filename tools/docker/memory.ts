@@ -1,5 +1,5 @@
 import { PassThrough, Readable } from 'node:stream';
-import { CtunError } from '../common/index.js';
+import { CtunError, formatHostPort } from '../common/index.js';
 import { readTarEntries } from './context.js';
 import type { BuildRequest, ContainerInfo, ContainerSpec, DockerEngine, ImageInfo, ImportRequest, LabelQuery, NetworkInfo, NetworkSpec } from './engine.js';
 import { DockerRefusal } from './errors.js';
@@ -219,7 +219,7 @@ export function createMemoryDocker<S extends ContainerSpec = ContainerSpec>(opti
       const net = spec.network ?? 'bridge';
       nets[net] = `172.30.0.${containers.size + 2}`;
       const ports: Record<string, string[]> = {};
-      for (const p of spec.ports) ports[`${p.container}/${p.protocol}`] = [`${p.hostIp || '0.0.0.0'}:${p.host}`];
+      for (const p of spec.ports) ports[`${p.container}/${p.protocol}`] = [formatHostPort(p.hostIp || '0.0.0.0', p.host)];
       containers.set(id, {
         info: {
           id,

@@ -50,6 +50,8 @@ export interface PodLike {
     reason?: string;
     message?: string;
     podIP?: string;
+    /** A dual-stack pod's IPs, the primary (`podIP`) first. */
+    podIPs?: Array<{ ip?: string }>;
     conditions?: Array<{ type?: string; status?: string; reason?: string; message?: string }>;
     containerStatuses?: ContainerStatusLike[];
     initContainerStatuses?: ContainerStatusLike[];

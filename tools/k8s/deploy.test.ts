@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createMemoryLogger, CtunError } from '../common/index.js';
 import {
+  accessLines,
   clientArgs,
   clientCommand,
   deleteDeployment,
@@ -12,8 +13,11 @@ import {
   nodePortOf,
   RecordedKubeApi,
   startLocalForward,
+  targetPod,
   waitForPods,
   type Clock,
+  type NodeLike,
+  type PodLike,
   type PodStreamOpener,
 } from './index.js';
 import { exitCodeMeaning } from './wait.js';
@@ -97,6 +101,69 @@ describe('discovery', () => {
     const mk = await fx('cluster-minikube.json').listNodes();
     expect(nodeAddressOf(mk, 'minikube', 'x')).toEqual({ address: '192.168.49.2', source: 'InternalIP of node minikube' });
     expect(nodeAddressOf([], 'minikube', '192.168.49.2').source).toMatch(/API server host/);
+  });
+});
+
+describe('discovery on IPv6 and dual-stack clusters', () => {
+  const node = (name: string, ...addresses: Array<[string, string]>): NodeLike => ({ metadata: { name }, status: { addresses: addresses.map(([type, address]) => ({ type, address })) } });
+  const dualV4First = node('n1', ['InternalIP', '10.0.0.5'], ['InternalIP', 'fd00::5'], ['Hostname', 'n1']);
+  const dualV6First = node('n1', ['InternalIP', 'fd00::5'], ['InternalIP', '10.0.0.5']);
+
+  it('node address: dual takes the family the node lists first; ipv4 and ipv6 take theirs', () => {
+    expect(nodeAddressOf([dualV4First], 'n1', 'api')).toEqual({ address: '10.0.0.5', source: 'InternalIP of node n1' });
+    expect(nodeAddressOf([dualV6First], 'n1', 'api', 'dual')).toEqual({ address: 'fd00::5', source: 'InternalIP of node n1' });
+    expect(nodeAddressOf([dualV4First], 'n1', 'api', 'ipv6').address).toBe('fd00::5');
+    expect(nodeAddressOf([dualV6First], 'n1', 'api', 'ipv4').address).toBe('10.0.0.5');
+  });
+
+  it('node address: an ExternalIP of the other family does not count; the server pod\'s node still comes first', () => {
+    const cloud = [node('a', ['InternalIP', 'fd00::4']), node('b', ['ExternalIP', '203.0.113.7'], ['InternalIP', 'fd00::6'])];
+    expect(nodeAddressOf(cloud, 'b', 'api', 'ipv6')).toEqual({ address: 'fd00::6', source: 'InternalIP of node b' });
+    expect(nodeAddressOf(cloud, 'b', 'api', 'dual')).toEqual({ address: '203.0.113.7', source: 'ExternalIP of node b' });
+    expect(nodeAddressOf(cloud, 'gone', 'api', 'ipv6').address).toBe('fd00::4');
+  });
+
+  it('node address: none of the family asked for is an error naming what was seen and what to give', () => {
+    expect(() => nodeAddressOf([node('n1', ['InternalIP', '10.0.0.5'])], 'n1', '10.0.0.1', 'ipv6')).toThrowError(
+      expect.objectContaining({
+        code: 'K8S_DISCOVER',
+        message: 'no IPv6 node address for the client: the nodes list 10.0.0.5, the API server is 10.0.0.1',
+        hint: 'give the address the client dials with --node-address, or leave out --ip-family ipv6',
+      }),
+    );
+    // Without node information an API server of that family is the fallback, as for IPv4.
+    expect(nodeAddressOf([], 'n1', 'fd00::1', 'ipv6')).toEqual({ address: 'fd00::1', source: 'API server host (no IPv6 node addresses visible)' });
+  });
+
+  it('target pod: the primary pod IP, or of a dual-stack pod\'s IPs the family asked for', () => {
+    const pod = (name: string, ...ips: string[]): PodLike => ({
+      metadata: { name },
+      status: { phase: 'Running', podIP: ips[0], podIPs: ips.map((ip) => ({ ip })), conditions: [{ type: 'Ready', status: 'True' }] },
+    });
+    const pods = [pod('veos-b', 'fd00:10:244::c', '10.244.0.12'), pod('veos-a', 'fd00:10:244::b', '10.244.0.11')];
+    expect(targetPod(pods)).toEqual({ name: 'veos-a', ip: 'fd00:10:244::b' });
+    expect(targetPod(pods, 'ipv4')).toEqual({ name: 'veos-a', ip: '10.244.0.11' });
+    expect(() => targetPod([pod('veos-a', 'fd00:10:244::b')], 'ipv4')).toThrow('no Ready simulator pod with an IPv4 pod IP');
+  });
+
+  it('an IPv6-only cluster: the Service prefers dual stack, the client is told the node\'s IPv6 address bare and the tunnel as [addr]:port', async () => {
+    const api = fx('cluster-ipv6.json', 'pods-integrated-startup.json');
+    const d = await deploy({ mode: 'integrated', params: { licenseServer: 'lic' }, namespace: 'default', api, logger: createMemoryLogger(), clock: fakeClock() });
+    const service = api.applied.find((a) => a.object.kind === 'Service')!.object as any;
+    expect(service.spec.ipFamilyPolicy).toBe('PreferDualStack');
+    expect(service.spec.ipFamilies).toBeUndefined();
+    expect(d.node).toEqual({ address: 'fd00::5', source: 'InternalIP of node kind-control-plane' });
+    expect(clientCommand(d)).toBe('ctun client fd00::5 --port 31723');
+    expect(accessLines(d, clientArgs(d))).toEqual(['KUBERNETES_IP=fd00::5   # InternalIP of node kind-control-plane', 'NODEPORT_PORT=31723', '# the tunnel: [fd00::5]:31723/udp', 'ctun client fd00::5 --port 31723']);
+  });
+
+  it('--node-address may be written [addr]: the client gets it bare', async () => {
+    const api = fx('cluster-ipv6.json', 'pods-integrated-startup.json');
+    const d = await deploy({ mode: 'integrated', params: { licenseServer: 'lic', ipFamily: 'ipv4' }, nodeAddress: '[fd00::7]', namespace: 'default', api, logger: createMemoryLogger(), clock: fakeClock() });
+    expect(d.node).toEqual({ address: 'fd00::7', source: '--node-address' });
+    expect(clientCommand(d)).toBe('ctun client fd00::7 --port 31723');
+    // --ip-family ipv4 on a cluster whose nodes have only IPv6 addresses, without --node-address: said at once.
+    await expect(deploy({ mode: 'integrated', params: { licenseServer: 'lic', ipFamily: 'ipv4' }, namespace: 'default', api, logger: createMemoryLogger(), clock: fakeClock() })).rejects.toMatchObject({ code: 'K8S_DISCOVER', message: expect.stringContaining('no IPv4 node address') });
   });
 });
 

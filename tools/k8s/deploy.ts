@@ -1,4 +1,4 @@
-import { CtunError, type Logger } from '../common/index.js';
+import { CtunError, formatHostPort, unbracket, type Logger } from '../common/index.js';
 import { systemClock, type Clock, type KubeApi, type PodLike } from './api.js';
 import { discoverNodePort, targetPod, type NodeAddress } from './discover.js';
 import { resolveParams, type K8sParams } from './params.js';
@@ -107,14 +107,16 @@ export async function deploy(o: DeployOptions): Promise<Deployed> {
   } else {
     const sims = await wait(SIMULATOR_SELECTOR, params.replicas, 'the simulator pods');
     [server] = (await wait(`app=${OBJECT_NAMES.separateServer}`, 1, 'the separate tunnel server pod')) as [PodLike];
-    target = targetPod(sims);
+    target = targetPod(sims, params.ipFamily);
   }
   const serverPod = server.metadata?.name ?? '?';
   const result: Deployed = { mode: o.mode, via, namespace: o.namespace, applied, serverPod, transport: params.transport, ...(target ? { target } : {}) };
   if (via === 'nodeport') {
-    const found = await discoverNodePort(o.api, { namespace: o.namespace, service: OBJECT_NAMES.service, transport: params.transport, serverPod: server });
+    // An address the user gives wins; it may be written `[fd00::5]`, the client takes it bare.
+    const given = o.nodeAddress === undefined ? undefined : { address: unbracket(o.nodeAddress), source: '--node-address' };
+    const found = await discoverNodePort(o.api, { namespace: o.namespace, service: OBJECT_NAMES.service, transport: params.transport, serverPod: server, family: params.ipFamily, nodeAddress: given });
     result.nodePort = found.nodePort;
-    result.node = o.nodeAddress ? { address: o.nodeAddress, source: '--node-address' } : found.node;
+    result.node = found.node;
   }
   o.logger.info('k8s-ready', {
     mode: o.mode,
@@ -144,6 +146,24 @@ export function clientArgs(d: Deployed, local?: { port: number }): string[] {
 /** The command to print: `ctun client 192.168.49.2 --port 31723 --dest 10.244.0.7`. */
 export function clientCommand(d: Deployed, local?: { port: number }): string {
   return ['ctun', ...clientArgs(d, local)].join(' ');
+}
+
+/**
+ * What `ctun-run k8s integrated|separate` prints: the seed's variables (KUBERNETES_IP,
+ * NODEPORT_PORT, TARGET_IP: bare addresses, as shell variables and the client take
+ * them), where the tunnel is (`[fd00::5]:31723/udp`: an IPv6 address bracketed before
+ * its port), and the client command (`args`, after `ctun`).
+ */
+export function accessLines(d: Deployed, args: string[]): string[] {
+  const lines: string[] = [];
+  if (d.node) {
+    lines.push(`KUBERNETES_IP=${d.node.address}   # ${d.node.source}`, `NODEPORT_PORT=${d.nodePort}`, `# the tunnel: ${formatHostPort(d.node.address, d.nodePort!)}/${d.transport}`);
+  } else {
+    lines.push(`# port-forward to pod ${d.serverPod} port ${d.transport}`);
+  }
+  if (d.target) lines.push(`TARGET_IP=${d.target.ip}   # pod ${d.target.name}`);
+  lines.push(['ctun', ...args].join(' '));
+  return lines;
 }
 
 /** Starts the loopback listener of a port-forward deployment (server pod, its tunnel port). */

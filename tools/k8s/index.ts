@@ -6,9 +6,9 @@
  */
 export { systemClock, type Clock, type KubeApi, type NodeLike, type PodLike, type ServiceLike } from './api.js';
 export { ClusterApi, contextNamespace, FIELD_MANAGER, kubeconfigSource, loadKubeConfig, type KubeConfigOptions } from './cluster.js';
-export { clientArgs, clientCommand, deleteDeployment, deploy, forwardTo, manifestsFor, objectsFor, type Deployed, type DeploymentMode, type DeployOptions, type Via } from './deploy.js';
+export { accessLines, clientArgs, clientCommand, deleteDeployment, deploy, forwardTo, manifestsFor, objectsFor, type Deployed, type DeploymentMode, type DeployOptions, type Via } from './deploy.js';
 export { discoverNodePort, nodeAddressOf, nodePortOf, targetPod, type NodeAddress } from './discover.js';
-export { imageRef, LICENSE_SERVER_PLACEHOLDER, resolveParams, SERVER_TAP, TLS_MOUNT_PATH, type K8sParams, type K8sTransport, type ResolvedK8sParams } from './params.js';
+export { imageRef, IP_FAMILIES, LICENSE_SERVER_PLACEHOLDER, resolveParams, SERVER_TAP, TLS_MOUNT_PATH, type K8sIpFamily, type K8sParams, type K8sTransport, type ResolvedK8sParams } from './params.js';
 export { startLocalForward, type LocalForward, type LocalForwardOptions, type PodStreamOpener } from './portforward.js';
 export { RecordedKubeApi, type Recording } from './recorded.js';
 export {

@@ -5,6 +5,26 @@ import { SIMULATOR_PORTS } from '../simulator/index.js';
 export type K8sTransport = 'udp' | 'tcp';
 
 /**
+ * The IP families the tunnel serves in the cluster. What each means for the server's
+ * listening address and the Service is in {@link IP_FAMILIES}.
+ */
+export type K8sIpFamily = 'dual' | 'ipv4' | 'ipv6';
+
+/**
+ * Per family: where the tunnel server and its metrics endpoint listen in the pod, and
+ * the Service's family fields (the API's own names; `undefined` leaves the field out).
+ * `::` is IPv6 and, by Linux's default, IPv4 too, so one pod works on an IPv4, an IPv6
+ * and a dual-stack cluster, and the kubelet's HTTP probes reach /readyz at the pod IP
+ * of either family. `0.0.0.0` serves IPv4 only, through the addon's batch socket, the
+ * fast path the IPv6 socket lacks (node:dgram).
+ */
+export const IP_FAMILIES: Record<K8sIpFamily, { listen: string; ipFamilyPolicy: 'PreferDualStack' | 'SingleStack'; ipFamilies?: Array<'IPv4' | 'IPv6'> }> = {
+  dual: { listen: '::', ipFamilyPolicy: 'PreferDualStack' },
+  ipv4: { listen: '0.0.0.0', ipFamilyPolicy: 'SingleStack', ipFamilies: ['IPv4'] },
+  ipv6: { listen: '::', ipFamilyPolicy: 'SingleStack', ipFamilies: ['IPv6'] },
+};
+
+/**
  * What the manifests are rendered from. Every field is optional; {@link resolveParams}
  * fills the defaults, which are the seed's (images and port from metadata.json).
  */
@@ -27,6 +47,15 @@ export interface K8sParams {
   nodePort?: number;
   /** Tunnel transport. Default: `udp`; `tcp` for `--via port-forward` and TCP-only networks. */
   transport?: K8sTransport;
+  /**
+   * IP families of the tunnel. Default: `dual`: the server listens on `::` (IPv6 and
+   * IPv4) and the Service asks for `ipFamilyPolicy: PreferDualStack`, so it works on
+   * IPv4, IPv6 and dual-stack clusters; the client is given the node address the node
+   * lists first. `ipv4`: `0.0.0.0` (the addon's batch socket), an IPv4 single-stack
+   * Service and an IPv4 node address; `ipv6`: `::`, an IPv6 single-stack Service and
+   * an IPv6 node address.
+   */
+  ipFamily?: K8sIpFamily;
   /** Namespace written into the manifests. Default: none (kubectl's or the context's). */
   namespace?: string;
   /**
@@ -82,6 +111,7 @@ export function resolveParams(p: K8sParams = {}): ResolvedK8sParams {
     port: p.port ?? TUNNEL_DEFAULTS.port,
     nodePort: p.nodePort,
     transport: p.transport ?? TUNNEL_DEFAULTS.transport,
+    ipFamily: p.ipFamily ?? 'dual',
     namespace: p.namespace,
     tlsSecret: p.tlsSecret,
     crl: p.crl ?? false,
@@ -99,6 +129,7 @@ export function resolveParams(p: K8sParams = {}): ResolvedK8sParams {
     throw bad(`Expected the NodePort to be 30000-32767 (the default service-node-port-range), got ${r.nodePort}`);
   }
   if (r.transport !== 'udp' && r.transport !== 'tcp') throw bad(`Expected the transport to be udp or tcp, got "${String(r.transport)}"`);
+  if (!Object.hasOwn(IP_FAMILIES, r.ipFamily)) throw bad(`Expected the IP family to be ${Object.keys(IP_FAMILIES).join(', ')}, got "${String(r.ipFamily)}"`, 'e.g. --ip-family dual (IPv4 and IPv6, the default)');
   if (r.namespace !== undefined && (!DNS_LABEL.test(r.namespace) || r.namespace.length > 63)) {
     throw bad(`Expected the namespace to be a DNS label (lower case, digits, '-'), got "${r.namespace}"`);
   }

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { metadata } from '../common/index.js';
 import { defaultManifestDir, defaultTemplateDir, manifest, MANIFEST_FILES, renderManifests, resolveParams, staleManifests, writeManifests, type K8sObject } from './index.js';
 import { fillTemplate, group } from './template.js';
+import { parseMetricsAddress } from '../tunnel/index.js';
 import { tempDir } from '../lab/testing.js';
 
 type Json = any;
@@ -63,7 +64,7 @@ describe('parameters', () => {
     expect(container(sim, 'veos').image).toBe(`registry.local:5000/${metadata.images.veos}`);
     const server = container(manifest(r, 'separateServer').objects[0]!, 'ctun');
     expect(server.image).toBe(`registry.local:5000/${metadata.images.separateServer}`);
-    expect(server.args.slice(0, 6)).toEqual(['--listen', '0.0.0.0', '--port', '4000', '--transport', 'udp']);
+    expect(server.args.slice(0, 6)).toEqual(['--listen', '::', '--port', '4000', '--transport', 'udp']);
     expect(server.ports).toEqual([{ name: 'ctun-udp', containerPort: 4000, protocol: 'UDP' }, { name: 'metrics', containerPort: 9723, protocol: 'TCP' }]);
     expect((manifest(r, 'service').objects[0] as Json).spec.ports[0]).toMatchObject({ port: 4000, nodePort: 31000, protocol: 'UDP' });
   });
@@ -91,7 +92,7 @@ describe('parameters', () => {
     for (const key of ['integrated', 'separateServer'] as const) {
       const o = manifest(r, key).objects[0] as Json;
       const ctun = container(o, 'ctun');
-      expect(ctun.args.join(' ')).toContain('--metrics 0.0.0.0:9723');
+      expect(ctun.args.join(' ')).toContain('--metrics [::]:9723');
       expect(ctun.ports).toContainEqual({ name: 'metrics', containerPort: 9723, protocol: 'TCP' });
       expect(ctun.readinessProbe).toEqual({ httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 5, failureThreshold: 3 });
       expect(ctun.livenessProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'metrics' } });
@@ -100,6 +101,34 @@ describe('parameters', () => {
     expect(JSON.stringify((manifest(r, 'service').objects[0] as Json).spec.ports)).not.toContain('9723');
     const policy = (manifest(r, 'networkPolicy').objects[0] as Json).spec.ingress;
     expect(policy).toContainEqual({ from: [{ namespaceSelector: {} }], ports: [{ protocol: 'TCP', port: 9723 }] });
+  });
+
+  it('IP families: by default the servers and their probes listen on :: and every Service prefers dual stack; ipv4 and ipv6 make them single-stack', () => {
+    const services = (r: ReturnType<typeof renderManifests>): Json[] => r.flatMap((m) => m.objects).filter((o) => o.kind === 'Service');
+    const servers = (r: ReturnType<typeof renderManifests>): Json[] => (['integrated', 'separateServer'] as const).map((k) => container(manifest(r, k).objects[0]!, 'ctun'));
+    const flag = (c: Json, name: string): string => c.args[c.args.indexOf(name) + 1];
+    const cases = [
+      { params: {}, listen: '::', metrics: '[::]:9723', policy: 'PreferDualStack', families: undefined },
+      { params: { ipFamily: 'dual' as const }, listen: '::', metrics: '[::]:9723', policy: 'PreferDualStack', families: undefined },
+      { params: { ipFamily: 'ipv4' as const }, listen: '0.0.0.0', metrics: '0.0.0.0:9723', policy: 'SingleStack', families: ['IPv4'] },
+      { params: { ipFamily: 'ipv6' as const, transport: 'tcp' as const }, listen: '::', metrics: '[::]:9723', policy: 'SingleStack', families: ['IPv6'] },
+    ];
+    for (const c of cases) {
+      const r = renderManifests(c.params);
+      // The standalone ctun-service.yaml and the copies the two server manifests carry.
+      expect(services(r)).toHaveLength(3);
+      for (const svc of services(r)) {
+        expect(svc.spec.ipFamilyPolicy).toBe(c.policy);
+        expect(svc.spec.ipFamilies).toEqual(c.families);
+      }
+      for (const ctun of servers(r)) {
+        expect(flag(ctun, '--listen')).toBe(c.listen);
+        // What the server's own parser makes of it: the probes' port on every pod address of that family.
+        expect(flag(ctun, '--metrics')).toBe(c.metrics);
+        expect(parseMetricsAddress(flag(ctun, '--metrics'))).toEqual({ host: c.listen, port: 9723 });
+      }
+    }
+    expect(() => renderManifests({ ipFamily: 'ipv5' as never })).toThrowError(expect.objectContaining({ code: 'K8S_PARAMS', exitCode: 1, message: 'Expected the IP family to be dual, ipv4, ipv6, got "ipv5"' }));
   });
 
   it('a TLS secret mounts ca.crt/tls.crt/tls.key read-only and adds the TLS flags, on both servers only', () => {

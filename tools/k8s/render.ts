@@ -1,11 +1,10 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { metadata } from '../common/index.js';
+import { CtunError, ExitCode, formatHostPort, metadata } from '../common/index.js';
 import { SIMULATOR_PORTS } from '../simulator/index.js';
-import { CtunError, ExitCode } from '../common/index.js';
 import { fillTemplate, group, leafPaths, pickValues, templateRefs } from './template.js';
-import { imageRef, resolveParams, SERVER_TAP, TLS_MOUNT_PATH, type K8sParams, type ResolvedK8sParams } from './params.js';
+import { imageRef, IP_FAMILIES, resolveParams, SERVER_TAP, TLS_MOUNT_PATH, type K8sParams, type ResolvedK8sParams } from './params.js';
 
 /** A Kubernetes object as rendered: plain JSON. */
 export interface K8sObject {
@@ -110,7 +109,9 @@ export function scrapeAnnotations(): Record<string, string> {
 
 /** `ctun server` arguments after the image's entrypoint (`ctun server --mode ...`). */
 export function serverArgs(p: ResolvedK8sParams): string[] {
-  const args = ['--listen', '0.0.0.0', '--port', String(p.port), '--transport', p.transport, '--tap', SERVER_TAP.name, '--address', SERVER_TAP.address, '--log-format', 'json', '--metrics', `0.0.0.0:${metadata.metricsPort}`];
+  // The metrics endpoint listens where the tunnel does: the kubelet probes it at the pod IP.
+  const listen = IP_FAMILIES[p.ipFamily].listen;
+  const args = ['--listen', listen, '--port', String(p.port), '--transport', p.transport, '--tap', SERVER_TAP.name, '--address', SERVER_TAP.address, '--log-format', 'json', '--metrics', formatHostPort(listen, metadata.metricsPort)];
   if (p.tlsSecret) {
     args.push('--tls', '--ca', `${TLS_MOUNT_PATH}/ca.crt`, '--cert', `${TLS_MOUNT_PATH}/tls.crt`, '--key', `${TLS_MOUNT_PATH}/tls.key`);
     if (p.crl) args.push('--crl', `${TLS_MOUNT_PATH}/ca.crl`);
@@ -199,6 +200,8 @@ export function templateValues(p: ResolvedK8sParams) {
       args: serverArgs(p),
       containerPorts: [...containerPorts, { name: METRICS_PORT_NAME, containerPort: metadata.metricsPort, protocol: 'TCP' }],
       servicePorts,
+      ipFamilyPolicy: IP_FAMILIES[p.ipFamily].ipFamilyPolicy,
+      ipFamilies: IP_FAMILIES[p.ipFamily].ipFamilies,
       policyPorts,
       metricsPolicyPorts: [{ protocol: 'TCP', port: metadata.metricsPort }],
       readinessProbe: tunnelProbes().readiness,
@@ -209,7 +212,7 @@ export function templateValues(p: ResolvedK8sParams) {
 }
 
 function describeParams(p: ResolvedK8sParams): string {
-  const parts = [`license server ${p.licenseServer}`, `port ${p.port}/${p.transport}`];
+  const parts = [`license server ${p.licenseServer}`, `port ${p.port}/${p.transport}`, `IP family ${p.ipFamily}`];
   if (p.registry) parts.push(`registry ${p.registry}`);
   if (p.namespace) parts.push(`namespace ${p.namespace}`);
   if (p.tlsSecret) parts.push(`TLS secret ${p.tlsSecret}${p.crl ? ' with its CRL' : ''}`);

@@ -9,6 +9,8 @@ const VARIANTS: Array<[string, K8sParams]> = [
   ['tcp, namespace, registry, node port', { transport: 'tcp', namespace: 'sim', registry: 'registry.local:5000', nodePort: 31723, licenseServer: '22350@lic' }],
   ['tls', { tlsSecret: 'ctun-tls', nodePort: 31723, replicas: 1, shmSize: '512Mi', imagePullPolicy: 'Never' }],
   ['tls with its CRL, tcp', { tlsSecret: 'ctun-tls', crl: true, transport: 'tcp' }],
+  ['IPv4 single stack', { ipFamily: 'ipv4' }],
+  ['IPv6 single stack, tls over udp', { ipFamily: 'ipv6', tlsSecret: 'ctun-tls', nodePort: 31723 }],
 ];
 
 describe(`every rendered manifest is valid for Kubernetes ${SCHEMA_VERSIONS.join(', ')} (offline)`, () => {

@@ -39,6 +39,13 @@ describe('executeDeployment', () => {
     expect(r.commands?.client).toBe('ctun client 127.0.0.1');
   });
 
+  it('an IPv6 Docker host: the port published on ::, shown as [::]:1723, and the client command with the host bare', async () => {
+    const engine = engineWith();
+    const r = await executeDeployment(separated({ clientHost: '[fd00::1]', publishAddress: '::' }), { engine, logger: createMemoryLogger(), ...fast });
+    expect((await engine.findContainer('dspace-ctun-server'))!.ports).toEqual({ '1723/udp': ['[::]:1723'] });
+    expect(r.commands?.client).toBe(`ctun client fd00::1 --dest ${r.dest}`);
+  });
+
   it('a missing image names the ctun-build command, before anything is created', async () => {
     const engine = createMemoryDocker<ContainerPlan>({ images: [metadata.images.veos], script: healthy });
     await expect(executeDeployment(separated(), { engine, logger: createMemoryLogger() })).rejects.toMatchObject({

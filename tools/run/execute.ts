@@ -1,4 +1,4 @@
-import { CtunError, ExitCode, metadata, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
+import { CtunError, ExitCode, formatHostPort, metadata, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
 import { daemonMessage, LABEL_PLAN, type ContainerInfo, type DockerEngine } from '../docker/index.js';
 import { SIMULATOR_PORTS, type SimulatorReadyPorts } from '../simulator/index.js';
 import { explainContainerError, explainNetworkError, imageMissing, nameInUse } from './errors.js';
@@ -253,7 +253,7 @@ function portProber(d: Deployment): PortProber {
     const address = target && (spec.target.network ? target.networks[spec.target.network] : Object.values(target.networks)[0]);
     const from = spec.probe.from === 'host' ? 'the Docker host' : `container ${spec.probe.container}`;
     if (!address) return { open: false, reason: `${spec.target.container} has no address${spec.target.network ? ` on ${spec.target.network}` : ''} yet`, where: `from ${from}` };
-    const where = `${address}:${spec.port} from ${from}`;
+    const where = `${formatHostPort(address, spec.port)} from ${from}`;
     if (spec.probe.from === 'host') return { ...(await (d.probeFromHost ?? probeFromHost)(address, spec.port)), where };
     const point = spec.probe.container;
     const prober = running.find((r) => r.name === point);

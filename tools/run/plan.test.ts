@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { metadata, TUNNEL_DEFAULTS } from '../common/index.js';
-import { buildCommandFor, clientCommands, parseReadyPort, parseSize, planIntegrated, planSeparated, SERVER_READY_PATTERN } from './plan.js';
+import { buildCommandFor, clientCommands, describePublished, parseReadyPort, parseSize, planIntegrated, planSeparated, SERVER_READY_PATTERN } from './plan.js';
 import { describeReady } from './wait.js';
 
 const base = { image: metadata.images.veosCtun, licenseServer: '22350@license.example', runId: 'r1' };
@@ -69,6 +69,20 @@ describe('planIntegrated', () => {
     expect(c.name).toBe('my-veos');
     expect(c.shmSize).toBe(1024 ** 3);
     expect(clientCommands(plan.client!).client).toBe('ctun client 10.1.2.3 --port 11723 --transport tcp');
+  });
+
+  it('an IPv6 Docker host: --host and --publishAddress as [addr] or bare; the client is told the address bare, the published port as [addr]:port', () => {
+    for (const [clientHost, publishAddress] of [['fd00::1', '::'], ['[fd00::1]', '[::]']]) {
+      const plan = planIntegrated({ ...base, startCtun: true, clientHost, publishAddress, hostPort: 11723 });
+      expect(plan.containers[0]!.ports).toEqual([{ container: 1723, protocol: 'udp', host: 11723, hostIp: '::' }]);
+      // ctun client takes the host bare and the port apart; `fd00::1:11723` would be another address.
+      expect(clientCommands(plan.client!).client).toBe('ctun client fd00::1 --port 11723');
+      expect(describePublished(plan.containers[0]!.ports[0]!)).toBe('[::]:11723/udp');
+    }
+    expect(describePublished({ container: 1723, protocol: 'udp', host: 1723, hostIp: '' })).toBe('0.0.0.0:1723/udp');
+    expect(() => planSeparated({ ...base, image: metadata.images.veos, publishAddress: 'docker.lab' })).toThrowError(
+      expect.objectContaining({ code: 'USAGE', exitCode: 1, message: '--publishAddress must be an IP address of the Docker host, got "docker.lab"' }),
+    );
   });
 
   it('rejects bad input before anything runs, with a hint', () => {

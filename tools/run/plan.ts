@@ -1,4 +1,5 @@
-import { CtunError, ExitCode, metadata, TUNNEL_DEFAULTS } from '../common/index.js';
+import { isIP } from 'node:net';
+import { CtunError, ExitCode, formatHostPort, metadata, TUNNEL_DEFAULTS, unbracket } from '../common/index.js';
 import { METRICS_ENV } from '../tunnel/index.js';
 import { ctunLabels, LABEL_PLAN, type ContainerSpec, type NetworkSpec, type PortSpec } from '../docker/index.js';
 import { parseLicenseServer, SIMULATOR_ENV, SIMULATOR_PORTS, SIMULATOR_TARBALL_NAME } from '../simulator/index.js';
@@ -177,9 +178,9 @@ export interface CommonRunOptions {
   transport?: Transport;
   /** Port published on the Docker host for the tunnel; default 1723. */
   hostPort?: number;
-  /** Host address the tunnel port is published on; default all (''). */
+  /** Host address the tunnel port is published on, IPv4 or IPv6 (`::`, `[::]`); default all (''). */
   publishAddress?: string;
-  /** Address of the Docker host as the client sees it; default 127.0.0.1 (as in the seed). */
+  /** Address of the Docker host as the client sees it (an IPv6 one bare or as `[fd00::1]`); default 127.0.0.1 (as in the seed). */
   clientHost?: string;
   /** Client TAP; default dstap0. */
   tap?: string;
@@ -249,6 +250,21 @@ function checkName(value: string, option: string): string {
   return value;
 }
 
+/** `--publishAddress`: an address of the Docker host, IPv4 or IPv6 (`::` or `[::]`), or '' for all. */
+function checkPublishAddress(value: string): string {
+  const bare = unbracket(value.trim());
+  if (bare !== '' && !isIP(bare)) throw usage(`--publishAddress must be an IP address of the Docker host, got "${value}"`, 'e.g. --publishAddress 10.0.0.5 or --publishAddress ::, or leave it out for all addresses');
+  return bare;
+}
+
+/**
+ * Where the tunnel port is published, as the summary prints it: `0.0.0.0:1723/udp`
+ * (all addresses), `[::]:1723/udp` (an IPv6 address in brackets before its port).
+ */
+export function describePublished(port: PortSpec): string {
+  return `${formatHostPort(port.hostIp || '0.0.0.0', port.host)}/${port.protocol}`;
+}
+
 function checkPort(value: number, option: string): number {
   if (!Number.isInteger(value) || value < 1 || value > 65535) throw usage(`${option} must be 1-65535, got "${value}"`);
   return value;
@@ -301,9 +317,10 @@ function common(options: CommonRunOptions, kind: DeploymentKind) {
     [SIMULATOR_ENV.licenseServer]: options.licenseServer.trim(),
   };
   const port = checkPort(options.hostPort ?? metadata.defaultPort, '--hostPort');
-  const tunnelPort: PortSpec = { container: metadata.defaultPort, protocol: transport, host: port, hostIp: options.publishAddress ?? '' };
+  const tunnelPort: PortSpec = { container: metadata.defaultPort, protocol: transport, host: port, hostIp: checkPublishAddress(options.publishAddress ?? '') };
   const client: ClientPlan = {
-    host: options.clientHost ?? DEFAULTS.clientHost,
+    // `ctun client` takes the host bare (`fd00::1`) and the port apart (--port).
+    host: unbracket(options.clientHost ?? DEFAULTS.clientHost),
     port,
     transport,
     tap: options.tap ?? DEFAULTS.tap,

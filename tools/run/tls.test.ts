@@ -13,7 +13,7 @@ let pki = '';
 beforeAll(async () => {
   pki = mkdtempSync(join(tmpdir(), 'ctun-run-tls-'));
   await initCa({ out: pki });
-  await issueServer({ out: pki, names: ['127.0.0.1', '10.213.70.1', 'docker.lab'] });
+  await issueServer({ out: pki, names: ['127.0.0.1', '10.213.70.1', 'docker.lab', 'fd00::1'] });
   await issueClient({ out: pki, name: 'alice' });
 });
 afterAll(() => rmSync(pki, { recursive: true, force: true }));
@@ -62,8 +62,12 @@ describe('ctun-run --tls DIR', () => {
 
   it('refuses a folder that would fail later: missing files, no or several client certificates, a server certificate that does not name the host dialled', async () => {
     expect(() => resolveRunTls(join(pki, 'nope'), { clientHost: '127.0.0.1' })).toThrowError(expect.objectContaining({ code: 'TLS_DIR', exitCode: 1, hint: expect.stringContaining('ctun certs init') }));
-    expect(() => resolveRunTls(pki, { clientHost: '10.9.9.9' })).toThrowError(/server\.crt does not name 10\.9\.9\.9, the address the client dials \(IP Address:127\.0\.0\.1, IP Address:10\.213\.70\.1, DNS:docker\.lab\)/);
+    expect(() => resolveRunTls(pki, { clientHost: '10.9.9.9' })).toThrowError(/server\.crt does not name 10\.9\.9\.9, the address the client dials \(IP Address:127\.0\.0\.1, IP Address:10\.213\.70\.1, DNS:docker\.lab, IP Address:FD00:0:0:0:0:0:0:1\)/);
     expect(resolveRunTls(pki, { clientHost: 'docker.lab' }).client.name).toBe('alice');
+    // An IPv6 --host as the user may write it, bare or in brackets, is the address the certificate names.
+    expect(resolveRunTls(pki, { clientHost: '[fd00::1]' }).client.name).toBe('alice');
+    expect(resolveRunTls(pki, { clientHost: 'fd00::1' }).client.name).toBe('alice');
+    expect(() => resolveRunTls(pki, { clientHost: '[fd00::2]' })).toThrow(/server\.crt does not name fd00::2, the address the client dials/);
     expect(() => resolveRunTls(pki, { clientHost: '127.0.0.1', client: 'bob' })).toThrow(/--tlsClient bob: .* has no bob\.crt with bob\.key/);
     await issueClient({ out: pki, name: 'bob' });
     expect(() => resolveRunTls(pki, { clientHost: '127.0.0.1' })).toThrowError(expect.objectContaining({ message: expect.stringContaining('holds 2 client certificates (alice, bob)'), hint: 'choose one with --tlsClient NAME' }));

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
-import { CtunError, ExitCode, TLS_MOUNT_PATH } from '../common/index.js';
+import { CtunError, ExitCode, TLS_MOUNT_PATH, unbracket } from '../common/index.js';
 import { loadTlsMaterial } from '../tunnel/secure/index.js';
 import { CTUN_ENV, type BindMount, type ContainerPlan, type DeploymentPlan, type PortSpec } from './plan.js';
 
@@ -45,7 +45,9 @@ export function clientNames(files: string[]): string[] {
  * host the client dials (otherwise the client would refuse the server, later and
  * less clearly). Usage errors name the file and the `ctun certs` command that fixes it.
  */
-export function resolveRunTls(dirGiven: string, o: { client?: string; clientHost: string }): RunTls {
+export function resolveRunTls(dirGiven: string, given: { client?: string; clientHost: string }): RunTls {
+  // The certificate names an IPv6 address bare, however --host wrote it.
+  const o = { ...given, clientHost: unbracket(given.clientHost) };
   const dir = resolve(dirGiven);
   let files: string[];
   try {

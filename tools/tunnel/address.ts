@@ -1,5 +1,5 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
-import { CtunError, ExitCode, SERVER_CIDR } from '../common/index.js';
+import { CtunError, ExitCode, SERVER_CIDR, unbracket } from '../common/index.js';
 
 export interface Cidr {
   address: string;
@@ -104,9 +104,4 @@ export function inTunnelIpv6(address: string): boolean {
   const list = new BlockList();
   list.addSubnet(TUNNEL_IPV6_PREFIX, TUNNEL_IPV6_PREFIX_LENGTH, 'ipv6');
   return list.check(address, 'ipv6');
-}
-
-/** A host as a user may write an IPv6 address next to a port (`[fd00::1]`), without its brackets. */
-export function unbracket(host: string): string {
-  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
 }

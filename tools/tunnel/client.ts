@@ -4,7 +4,7 @@
  * jittered back-off; the TAP stays up the whole time, so applications on this host
  * keep their sockets and addresses, and the server resumes the session.
  */
-import { CtunError, ExitCode, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
+import { CtunError, ExitCode, formatHostPort, TUNNEL_DEFAULTS, type Logger } from '../common/index.js';
 import { isIPv6 } from 'node:net';
 import { requireIp, tunnelIpv6 } from './address.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
@@ -132,6 +132,11 @@ export class TunnelClient {
     return this.o.tap ?? TUNNEL_DEFAULTS.clientTap;
   }
 
+  /** The server as logs and errors name it: `host:port`, an IPv6 address bracketed (`[fd00::5]:1723`). */
+  private get serverText(): string {
+    return formatHostPort(this.o.host, this.o.port ?? TUNNEL_DEFAULTS.port);
+  }
+
   /**
    * Opens the TAP and connects. Resolves on the first welcome; a server that is not
    * there yet is retried in the background and does not fail the start.
@@ -141,7 +146,7 @@ export class TunnelClient {
     this.device = this.o.openDevice(this.tapName);
     this.device.onFrames((frames) => this.onTapFrames(frames));
     this.log.info('client-starting', {
-      server: `${this.o.host}:${this.o.port ?? TUNNEL_DEFAULTS.port}`,
+      server: this.serverText,
       transport: this.o.transport ?? TUNNEL_DEFAULTS.transport,
       tap: this.tapName,
       dest: this.o.dest,
@@ -157,7 +162,7 @@ export class TunnelClient {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new CtunError('CONNECT_TIMEOUT', `no welcome from ${this.o.host}:${this.o.port ?? TUNNEL_DEFAULTS.port} within ${timeoutMs} ms`, { hint: 'check that the server runs and that the port and transport match', exitCode: ExitCode.Failure })),
+        () => reject(new CtunError('CONNECT_TIMEOUT', `no welcome from ${this.serverText} within ${timeoutMs} ms`, { hint: 'check that the server runs and that the port and transport match', exitCode: ExitCode.Failure })),
         timeoutMs,
       );
     });
@@ -229,7 +234,7 @@ export class TunnelClient {
       });
     } catch (e) {
       if (e instanceof CtunError && e.exitCode === ExitCode.Rejected) return this.refused(e);
-      this.scheduleRetry(`cannot reach ${this.o.host}:${port}: ${(e as Error).message}`);
+      this.scheduleRetry(`cannot reach ${this.serverText}: ${(e as Error).message}`);
       return;
     }
     if ((this.state as State) === 'stopped') {
@@ -248,7 +253,7 @@ export class TunnelClient {
       again.unref();
     }
     this.helloTimer = setTimeout(() => {
-      if (this.link === link && this.state === 'connecting') this.linkLost(`no welcome from ${this.o.host}:${port} within ${this.o.helloTimeoutMs ?? 3000} ms`);
+      if (this.link === link && this.state === 'connecting') this.linkLost(`no welcome from ${this.serverText} within ${this.o.helloTimeoutMs ?? 3000} ms`);
     }, this.o.helloTimeoutMs ?? 3000);
   }
 
@@ -323,9 +328,9 @@ export class TunnelClient {
     }
     if (this.everConnected) {
       this.lastOutageMs = outageMs;
-      this.log.info('client-reconnected', { server: `${this.o.host}:${this.o.port ?? TUNNEL_DEFAULTS.port}`, outageMs, resumed: w.resumed });
+      this.log.info('client-reconnected', { server: this.serverText, outageMs, resumed: w.resumed });
     } else {
-      this.log.info('client-connected', { server: `${this.o.host}:${this.o.port ?? TUNNEL_DEFAULTS.port}`, ...(this.serverIdentity === undefined ? {} : { identity: this.serverIdentity }), serverAddress: `${w.serverAddress}/${w.prefix}`, mtu: w.mtu, resumed: w.resumed });
+      this.log.info('client-connected', { server: this.serverText, ...(this.serverIdentity === undefined ? {} : { identity: this.serverIdentity }), serverAddress: `${w.serverAddress}/${w.prefix}`, mtu: w.mtu, resumed: w.resumed });
     }
     this.everConnected = true;
     this.lostAt = undefined;
@@ -477,7 +482,7 @@ export class TunnelClient {
       bytes: { rx: this.stats.bytesIn, tx: this.stats.bytesOut },
       drops: dropsByReason(this.stats, this.sealDrops),
       connected: this.state === 'connected',
-      server: `${this.o.host}:${this.o.port ?? 1723}`,
+      server: this.serverText,
       reconnects: this.stats.reconnects,
       lastOutageMs: this.lastOutageMs,
       lastRttMs: this.lastRttMs,

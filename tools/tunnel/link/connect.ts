@@ -1,5 +1,5 @@
 /** The client's one entry to a transport: UDP (plain or sealed) or TCP, by kind. */
-import { unbracket } from '../address.js';
+import { unbracket } from '../../common/index.js';
 import { connectTcp } from './tcp.js';
 import type { ClientLink, ConnectOptions } from './types.js';
 import { connectUdp } from './udp.js';

@@ -1,7 +1,7 @@
 /** What plain and sealed UDP share: a datagram into messages, and the client's connected socket. */
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { unbracket } from '../address.js';
+import { unbracket } from '../../common/index.js';
 import { decodeDatagram, ProtocolError, type Message } from '../protocol.js';
 import type { AddressFamily, DatagramSocket } from './datagram-socket.js';
 import { openDatagramSocket } from './open-socket.js';

@@ -1,5 +1,5 @@
 /** What every server transport does on listen: errors a user can act on, and the gate for peers not yet known. */
-import { CtunError, ExitCode, errnoCode } from '../../common/index.js';
+import { CtunError, ExitCode, errnoCode, formatHostPort } from '../../common/index.js';
 import { PendingGate } from '../secure/index.js';
 import type { ServerTransportOptions, TransportKind } from './types.js';
 
@@ -24,5 +24,5 @@ export function listenError(e: unknown, host: string, port: number, kind: Transp
   if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EINVAL') {
     return new CtunError('BAD_LISTEN_ADDRESS', `${host} is not an address of this host`, { hint: 'use --listen 0.0.0.0 or one of this host\'s addresses', exitCode: ExitCode.Usage, cause: e });
   }
-  return new CtunError('LISTEN_FAILED', `cannot listen on ${kind} ${host}:${port}: ${(e as Error).message}`, { exitCode: ExitCode.Failure, cause: e });
+  return new CtunError('LISTEN_FAILED', `cannot listen on ${kind} ${formatHostPort(host, port)}: ${(e as Error).message}`, { exitCode: ExitCode.Failure, cause: e });
 }

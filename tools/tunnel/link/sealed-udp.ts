@@ -11,7 +11,7 @@
  */
 import type net from 'node:net';
 import tls from 'node:tls';
-import type { CtunError } from '../../common/index.js';
+import { formatHostPort, type CtunError } from '../../common/index.js';
 import { ErrorCode, StreamDecoder, describeError, MessageType } from '../protocol.js';
 import {
   AeadSealer,
@@ -65,7 +65,7 @@ export class SealedPeerLink implements PeerLink {
   ) {
     const { address, port } = socket.peerAddress(peer);
     this.address = address;
-    this.id = `${address}:${port}`;
+    this.id = formatHostPort(address, port);
   }
 
   get source(): string {
@@ -271,7 +271,7 @@ function readKeyRecord(socket: tls.TLSSocket, host: string, port: number, timeou
       done(f.refusal ? refusedError(host, port, f.reason) : e);
     };
     const onClose = (): void => done(new Error('the server closed the TLS connection before sending the session key (is it running with --tls and this transport?)'));
-    const timer = setTimeout(() => done(new Error(`no session key from ${host}:${port} within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => done(new Error(`no session key from ${formatHostPort(host, port)} within ${timeoutMs} ms`)), timeoutMs);
     socket.on('data', onData);
     socket.on('error', onError);
     socket.on('close', onClose);

@@ -4,6 +4,7 @@
  * admits it; with --tls every datagram is sealed (sealed-udp.ts). Sends are bounded
  * by the socket: beyond, frames are dropped and counted, never retransmitted.
  */
+import { formatHostPort } from '../../common/index.js';
 import type { TlsMaterial } from '../secure/index.js';
 import type { DatagramSocket, PeerKey } from './datagram-socket.js';
 import { dispatchDatagram, dispatchToServer, listenFamily, openClientSocket } from './datagrams.js';
@@ -105,7 +106,7 @@ class DatagramPeerLink implements PeerLink {
   ) {
     const { address, port } = socket.peerAddress(peer);
     this.source = address;
-    this.id = `${address}:${port}`;
+    this.id = formatHostPort(address, port);
   }
 
   send(message: Buffer): boolean {

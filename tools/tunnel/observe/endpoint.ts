@@ -8,7 +8,7 @@
 import { createServer, type Server } from 'node:http';
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Registry } from 'prom-client';
-import { CtunError, ExitCode, errnoCode, metadata, type Logger } from '../../common/index.js';
+import { CtunError, ExitCode, errnoCode, formatHostPort, metadata, type Logger } from '../../common/index.js';
 import type { Figures } from './figures.js';
 
 /** Environment variable a `ctun server`/`client` takes `--metrics` from when the flag is absent (deployments set it). */
@@ -49,7 +49,7 @@ export function parseMetricsAddress(value: string): MetricsAddress {
 }
 
 export function formatMetricsAddress(a: MetricsAddress): string {
-  return isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+  return formatHostPort(a.host, a.port);
 }
 
 export interface EndpointOptions {

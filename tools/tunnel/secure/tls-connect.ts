@@ -3,12 +3,12 @@
  * of sealed UDP), and the error a refusal becomes: exit code 5, no retry.
  */
 import tls from 'node:tls';
-import { CtunError, ExitCode } from '../../common/index.js';
+import { CtunError, ExitCode, formatHostPort } from '../../common/index.js';
 import { clientTlsOptions, tlsFailure, type TlsMaterial } from './tls.js';
 
 /** A refusal during the TLS handshake or just after it: the client stops with exit code 5. */
 export function refusedError(host: string, port: number, reason: string): CtunError {
-  return new CtunError('TLS_REFUSED', `TLS with ${host}:${port} refused: ${reason}`, {
+  return new CtunError('TLS_REFUSED', `TLS with ${formatHostPort(host, port)} refused: ${reason}`, {
     hint: 'both ends need certificates from the same CA (ctun certs), valid, not revoked, and the server certificate must list the host dialled (--host of ctun certs server)',
     exitCode: ExitCode.Rejected,
   });
@@ -19,7 +19,7 @@ export async function connectTls(material: TlsMaterial, host: string, port: numb
   const socket = tls.connect({ ...clientTlsOptions(material, host, port), noDelay: true } as tls.ConnectionOptions);
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`TLS handshake with ${host}:${port} timed out after ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => reject(new Error(`TLS handshake with ${formatHostPort(host, port)} timed out after ${timeoutMs} ms`)), timeoutMs);
       socket.once('error', (e) => {
         clearTimeout(timer);
         const f = tlsFailure(e);

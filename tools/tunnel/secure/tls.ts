@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
-import { CtunError, ExitCode } from '../../common/index.js';
+import { CtunError, ExitCode, formatHostPort } from '../../common/index.js';
 import { encode, ErrorCode, MessageType } from '../protocol.js';
 import { KEY_BYTES } from './aead.js';
 import type { Direction, KeyDeriver } from './sealer.js';
@@ -239,7 +239,7 @@ export function tlsFailure(e: unknown): { reason: string; refusal: boolean; byPe
 
 /** "address:port" of a socket's peer, for logs and the pending gate. */
 export function peerOf(s: { remoteAddress?: string; remotePort?: number } | undefined | null): string {
-  return s == null ? 'unknown' : `${s.remoteAddress}:${s.remotePort}`;
+  return s == null ? 'unknown' : formatHostPort(s.remoteAddress ?? 'unknown', s.remotePort ?? '?');
 }
 
 /** What the server transports report about TLS peers (see ServerTransportHandlers). */
