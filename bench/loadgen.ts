@@ -64,7 +64,7 @@ interface LoadSession {
   pingTimer?: NodeJS.Timeout;
 }
 
-function sourceAddress(index: number): string {
+export function sourceAddress(index: number): string {
   const n = Math.floor(index / SESSIONS_PER_ADDRESS) + 1;
   return `127.1.${(n >> 8) & 255}.${n & 255}`;
 }

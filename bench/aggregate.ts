@@ -1,0 +1,194 @@
+/**
+ * Aggregate throughput in separate mode (issue 18): ONE server process, 1, 8 or 32
+ * active clients, each to its own `--dest` among 1, 8 or 32 destinations. Goal: the
+ * aggregate with 32 active clients is no lower than with one.
+ *
+ *   server namespace: the bundled `ctun server --mode separate` on loopback, its TAP,
+ *                     forwarding and NAT as in the separate-server image; the active
+ *                     load generator (bench/traffic.ts) on the same loopback
+ *   target namespace: one veth away, 32 destination addresses on it
+ *
+ * The clients send full-sized UDP frames as fast as they can (the sending side costs
+ * the same per frame for any number of clients). What arrives is counted at the
+ * target by the kernel: one iptables rule per client in the raw table (every packet
+ * passes all of them, so counting costs the same for every cell), then dropped there,
+ * before conntrack and sockets. Mbit/s are IP bytes (1400-byte packets) per second.
+ * Bounded: every cell a fixed window, the generator stops by itself.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TUNNEL_NODE_FLAGS } from '../tools/image/node-flags.js';
+import { Lab, type Netns, type Proc } from '../tools/lab/index.js';
+import { bundleCtun } from './bundle.js';
+import { MAX_ACTIVE, SINK_PORT, SOURCE_PORT_BASE } from './traffic.js';
+import { medianOf, NODE, ROOT } from './tunnel.js';
+
+const TRAFFIC = `${ROOT}bench/traffic.ts`;
+/** The cells: active clients → distinct destinations (a client names one, so never more destinations than clients). */
+export const AGGREGATE_CELLS: ReadonlyArray<readonly [number, number]> = [
+  [1, 1],
+  [8, 1],
+  [8, 8],
+  [32, 1],
+  [32, 8],
+  [32, 32],
+];
+const SERVER_UNDERLAY = '10.251.0.1';
+const TARGET_UNDERLAY = '10.251.0.2';
+/** Destination j is 10.251.0.(10 + j), all on the target's veth. */
+const destination = (j: number): string => `10.251.0.${10 + j}`;
+/** Sending before the window opens: sessions settle, ARP and conntrack are done. */
+const WARMUP_MS = 1000;
+
+export interface AggregateCell {
+  clients: number;
+  dests: number;
+  /** IP bytes per second arriving at the destinations, all clients, Mbit/s. */
+  mbps: number;
+  /** The slowest and the fastest client's share, Mbit/s (fairness). */
+  minClientMbps: number;
+  maxClientMbps: number;
+  /** Server CPU over the window, % of one core. */
+  serverCpuPercent: number;
+  /** Server CPU seconds per GB delivered. */
+  serverCpuSecPerGB: number;
+  /** Load generator CPU over the window, % of one core (the sending side, same for every cell). */
+  loadCpuPercent: number;
+  /** Of the frames that left the generator's sockets over the whole run, the share that arrived. */
+  delivered: number;
+  /** This cell against 1 → 1 measured in the same round. */
+  vsOne: number;
+  error?: string;
+}
+
+export interface AggregateSummary {
+  seconds: number;
+  rounds: number;
+  cells: AggregateCell[];
+}
+
+/** Per-client byte counters at the target, by client index, and the total. */
+async function readCounters(target: Netns): Promise<{ perClient: number[]; total: number }> {
+  const out = await target.run('iptables', ['-t', 'raw', '-L', 'PREROUTING', '-v', '-x', '-n'], 10_000);
+  const perClient = new Array<number>(MAX_ACTIVE).fill(0);
+  let total = 0;
+  for (const line of out.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 3 || !/^\d+$/.test(f[1] ?? '')) continue;
+    const bytes = Number(f[1]);
+    const spt = /spt:(\d+)/.exec(line);
+    if (spt !== null) perClient[Number(spt[1]) - SOURCE_PORT_BASE] = bytes;
+    else if (/DROP/.test(line)) total = bytes;
+  }
+  return { perClient, total };
+}
+
+async function openTarget(lab: Lab, server: Netns): Promise<Netns> {
+  const target = await lab.netns('aggt');
+  const [, dev] = await lab.veth(server, `${SERVER_UNDERLAY}/24`, target, `${TARGET_UNDERLAY}/24`);
+  for (let j = 0; j < MAX_ACTIVE; j++) await target.ip('addr', 'add', `${destination(j)}/24`, 'dev', dev);
+  for (let i = 0; i < MAX_ACTIVE; i++) {
+    await target.run('iptables', ['-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', String(SINK_PORT), '--sport', String(SOURCE_PORT_BASE + i)]);
+  }
+  await target.run('iptables', ['-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', String(SINK_PORT), '-j', 'DROP']);
+  return target;
+}
+
+export async function runAggregateBench(lab: Lab, o: { seconds: number; rounds: number; log: (l: string) => void; cells?: ReadonlyArray<readonly [number, number]> }): Promise<AggregateSummary> {
+  const cells = o.cells ?? AGGREGATE_CELLS;
+  for (const [c, d] of cells) if (c < 1 || c > MAX_ACTIVE || d < 1 || d > c) throw new Error(`a cell is 1-${MAX_ACTIVE} clients to 1..clients destinations, got ${c} → ${d}`);
+  const dir = mkdtempSync(join(tmpdir(), 'ctun-aggregate-'));
+  lab.onCleanup(async () => rmSync(dir, { recursive: true, force: true }));
+  const bundled = await bundleCtun(dir);
+  process.env.CTUN_ADDON = bundled.addon;
+  const ns = await lab.netns('agg');
+  const target = await openTarget(lab, ns);
+  const server = lab.spawn(ns, NODE, [...TUNNEL_NODE_FLAGS, bundled.script, 'server', '--mode', 'separate', '--listen', '127.0.0.1', '--max-clients', String(MAX_ACTIVE)], { label: 'ctun server' });
+  await server.waitFor(/server-listening/, 20_000);
+  const rounds: AggregateCell[][] = [];
+  for (let round = 0; round < o.rounds; round++) {
+    // Alternate the order each round, so a shared machine's drift favours no cell.
+    const order = round % 2 === 0 ? [...cells] : [...cells].reverse();
+    const measured: AggregateCell[] = [];
+    for (const [clients, dests] of order) {
+      o.log(`aggregate round ${round + 1}/${o.rounds}: ${clients} clients → ${dests} destinations, ${o.seconds} s`);
+      measured.push(await measure(lab, ns, target, server, clients, dests, o.seconds));
+    }
+    const one = measured.find((m) => m.clients === 1 && m.dests === 1);
+    for (const m of measured) m.vsOne = one === undefined ? NaN : m.mbps / one.mbps;
+    rounds.push(measured);
+  }
+  await server.stop();
+  return { seconds: o.seconds, rounds: o.rounds, cells: cells.map(([c, d]) => median(rounds.map((r) => r.find((m) => m.clients === c && m.dests === d)!))) };
+}
+
+async function measure(lab: Lab, ns: Netns, target: Netns, server: Proc, clients: number, dests: number, seconds: number): Promise<AggregateCell> {
+  const cell: AggregateCell = { clients, dests, mbps: NaN, minClientMbps: NaN, maxClientMbps: NaN, serverCpuPercent: NaN, serverCpuSecPerGB: NaN, loadCpuPercent: NaN, delivered: NaN, vsOne: NaN };
+  await target.run('iptables', ['-t', 'raw', '-Z', 'PREROUTING']);
+  const destList = Array.from({ length: dests }, (_, j) => destination(j)).join(',');
+  const sendSeconds = Math.ceil(WARMUP_MS / 1000) + seconds + 1;
+  const load = lab.spawn(ns, NODE, ['--import', 'tsx', TRAFFIC, '--clients', String(clients), '--dests', destList, '--seconds', String(sendSeconds)], { label: `traffic ${clients}→${dests}` });
+  try {
+    await load.waitFor(/"event":"sending"/, 30_000);
+    await sleep(WARMUP_MS);
+    const c0 = await readCounters(target);
+    const s0 = server.cpuSeconds();
+    const l0 = load.cpuSeconds();
+    const t0 = performance.now();
+    await sleep(seconds * 1000);
+    const c1 = await readCounters(target);
+    const elapsed = (performance.now() - t0) / 1000;
+    const serverCpu = server.cpuSeconds() - s0;
+    cell.loadCpuPercent = ((load.cpuSeconds() - l0) / elapsed) * 100;
+    const done = JSON.parse(await load.waitFor(/\{"event":"done".*\}/, (sendSeconds + 10) * 1000));
+    await load.waitExit(5000);
+    const bytes = c1.total - c0.total;
+    cell.mbps = (bytes * 8) / elapsed / 1e6;
+    const shares = Array.from({ length: clients }, (_, i) => ((c1.perClient[i]! - c0.perClient[i]!) * 8) / elapsed / 1e6);
+    cell.minClientMbps = Math.min(...shares);
+    cell.maxClientMbps = Math.max(...shares);
+    cell.serverCpuPercent = (serverCpu / elapsed) * 100;
+    cell.serverCpuSecPerGB = serverCpu / (bytes / 1e9);
+    // Every frame is one 1400-byte IP packet at the target: compare packet counts over the whole run.
+    const sent = (done.sent as number[]).reduce((a, b) => a + b, 0);
+    const arrived = (await readCounters(target)).total / 1400;
+    cell.delivered = sent === 0 ? NaN : arrived / sent;
+  } catch (e) {
+    cell.error = (e as Error).message.split('\n').slice(0, 4).join(' | ');
+  } finally {
+    await load.stop();
+    // The byes end the sessions (and release their destinations) before the next cell.
+    await sleep(500);
+  }
+  return cell;
+}
+
+function median(cells: AggregateCell[]): AggregateCell {
+  if (cells.length === 1) return cells[0]!;
+  const ok = cells.filter((c) => c.error === undefined);
+  const mid = (key: keyof AggregateCell): number => medianOf(ok.map((c) => c[key] as number));
+  return {
+    ...cells[0]!,
+    mbps: mid('mbps'),
+    minClientMbps: mid('minClientMbps'),
+    maxClientMbps: mid('maxClientMbps'),
+    serverCpuPercent: mid('serverCpuPercent'),
+    serverCpuSecPerGB: mid('serverCpuSecPerGB'),
+    loadCpuPercent: mid('loadCpuPercent'),
+    delivered: mid('delivered'),
+    vsOne: mid('vsOne'),
+    error: ok.length === 0 ? cells[0]!.error : undefined,
+  };
+}
+
+export function aggregateTable(s: AggregateSummary): string {
+  const f = (x: number, d = 0): string => (Number.isFinite(x) ? x.toFixed(d) : '–');
+  const head = '| clients → destinations | aggregate Mbit/s | × 1 → 1 | per client min / max Mbit/s | server CPU (% of a core) | server CPU s/GB | generator CPU % | delivered |\n|---|---:|---:|---:|---:|---:|---:|---:|';
+  const lines = s.cells.map(
+    (c) =>
+      `| ${c.clients} → ${c.dests} | ${f(c.mbps)} | ${f(c.vsOne, 2)} | ${f(c.minClientMbps)} / ${f(c.maxClientMbps)} | ${f(c.serverCpuPercent)} | ${f(c.serverCpuSecPerGB, 2)} | ${f(c.loadCpuPercent)} | ${Number.isFinite(c.delivered) ? `${(c.delivered * 100).toFixed(0)} %` : '–'} |${c.error ? ` error: ${c.error}` : ''}`,
+  );
+  return `${head}\n${lines.join('\n')}`;
+}
