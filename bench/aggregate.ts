@@ -54,12 +54,19 @@ export interface AggregateCell {
   serverCpuPercent: number;
   /** Server CPU seconds per GB delivered. */
   serverCpuSecPerGB: number;
+  /**
+   * What the server delivered per core-second it got, Mbit/s: the aggregate with the
+   * machine's other load taken out (a shared machine gives the server more or less CPU
+   * from one cell to the next; what it does with a second of CPU is its own).
+   */
+  mbpsPerCore: number;
   /** Load generator CPU over the window, % of one core (the sending side, same for every cell). */
   loadCpuPercent: number;
   /** Of the frames that left the generator's sockets over the whole run, the share that arrived. */
   delivered: number;
-  /** This cell against 1 → 1 measured in the same round. */
+  /** This cell against 1 → 1 measured in the same round: aggregate, and per server core. */
   vsOne: number;
+  perCoreVsOne: number;
   error?: string;
 }
 
@@ -117,7 +124,10 @@ export async function runAggregateBench(lab: Lab, o: { seconds: number; rounds: 
       measured.push(await measure(lab, ns, target, server, clients, dests, o.seconds));
     }
     const one = measured.find((m) => m.clients === 1 && m.dests === 1);
-    for (const m of measured) m.vsOne = one === undefined ? NaN : m.mbps / one.mbps;
+    for (const m of measured) {
+      m.vsOne = one === undefined ? NaN : m.mbps / one.mbps;
+      m.perCoreVsOne = one === undefined ? NaN : m.mbpsPerCore / one.mbpsPerCore;
+    }
     rounds.push(measured);
   }
   await server.stop();
@@ -125,7 +135,7 @@ export async function runAggregateBench(lab: Lab, o: { seconds: number; rounds: 
 }
 
 async function measure(lab: Lab, ns: Netns, target: Netns, server: Proc, clients: number, dests: number, seconds: number): Promise<AggregateCell> {
-  const cell: AggregateCell = { clients, dests, mbps: NaN, minClientMbps: NaN, maxClientMbps: NaN, serverCpuPercent: NaN, serverCpuSecPerGB: NaN, loadCpuPercent: NaN, delivered: NaN, vsOne: NaN };
+  const cell: AggregateCell = { clients, dests, mbps: NaN, minClientMbps: NaN, maxClientMbps: NaN, serverCpuPercent: NaN, serverCpuSecPerGB: NaN, mbpsPerCore: NaN, loadCpuPercent: NaN, delivered: NaN, vsOne: NaN, perCoreVsOne: NaN };
   await target.run('iptables', ['-t', 'raw', '-Z', 'PREROUTING']);
   const destList = Array.from({ length: dests }, (_, j) => destination(j)).join(',');
   const sendSeconds = Math.ceil(WARMUP_MS / 1000) + seconds + 1;
@@ -151,6 +161,7 @@ async function measure(lab: Lab, ns: Netns, target: Netns, server: Proc, clients
     cell.maxClientMbps = Math.max(...shares);
     cell.serverCpuPercent = (serverCpu / elapsed) * 100;
     cell.serverCpuSecPerGB = serverCpu / (bytes / 1e9);
+    cell.mbpsPerCore = (bytes * 8) / serverCpu / 1e6;
     // Every frame is one 1400-byte IP packet at the target: compare packet counts over the whole run.
     const sent = (done.sent as number[]).reduce((a, b) => a + b, 0);
     const arrived = (await readCounters(target)).total / 1400;
@@ -159,10 +170,24 @@ async function measure(lab: Lab, ns: Netns, target: Netns, server: Proc, clients
     cell.error = (e as Error).message.split('\n').slice(0, 4).join(' | ');
   } finally {
     await load.stop();
-    // The byes end the sessions (and release their destinations) before the next cell.
+  }
+  // The byes end the sessions (and release their destinations) before the next cell.
+  const left = await sessionsLeft(server);
+  if (left !== 0) cell.error = `${cell.error ?? ''}${cell.error ? '; ' : ''}${left} sessions still held 5 s after the generator's byes`;
+  return cell;
+}
+
+/** Waits (at most 5 s) until the server holds no session; returns how many it still holds. */
+async function sessionsLeft(server: Proc): Promise<number> {
+  let held = NaN;
+  for (let i = 0; i < 10; i++) {
+    const from = server.output.length;
+    server.kill('SIGUSR1');
+    held = Number(/stats sessions=(\d+)/.exec(await server.waitFor(/stats sessions=\d+/, 5000, from))![1]);
+    if (held === 0) return 0;
     await sleep(500);
   }
-  return cell;
+  return held;
 }
 
 function median(cells: AggregateCell[]): AggregateCell {
@@ -176,19 +201,22 @@ function median(cells: AggregateCell[]): AggregateCell {
     maxClientMbps: mid('maxClientMbps'),
     serverCpuPercent: mid('serverCpuPercent'),
     serverCpuSecPerGB: mid('serverCpuSecPerGB'),
+    mbpsPerCore: mid('mbpsPerCore'),
     loadCpuPercent: mid('loadCpuPercent'),
     delivered: mid('delivered'),
     vsOne: mid('vsOne'),
+    perCoreVsOne: mid('perCoreVsOne'),
     error: ok.length === 0 ? cells[0]!.error : undefined,
   };
 }
 
 export function aggregateTable(s: AggregateSummary): string {
   const f = (x: number, d = 0): string => (Number.isFinite(x) ? x.toFixed(d) : '–');
-  const head = '| clients → destinations | aggregate Mbit/s | × 1 → 1 | per client min / max Mbit/s | server CPU (% of a core) | server CPU s/GB | generator CPU % | delivered |\n|---|---:|---:|---:|---:|---:|---:|---:|';
+  const head =
+    '| clients → destinations | aggregate Mbit/s | × 1 → 1 | per client min / max | server CPU % of a core | Mbit/s per server core | × 1 → 1 | generator CPU % | delivered |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|';
   const lines = s.cells.map(
     (c) =>
-      `| ${c.clients} → ${c.dests} | ${f(c.mbps)} | ${f(c.vsOne, 2)} | ${f(c.minClientMbps)} / ${f(c.maxClientMbps)} | ${f(c.serverCpuPercent)} | ${f(c.serverCpuSecPerGB, 2)} | ${f(c.loadCpuPercent)} | ${Number.isFinite(c.delivered) ? `${(c.delivered * 100).toFixed(0)} %` : '–'} |${c.error ? ` error: ${c.error}` : ''}`,
+      `| ${c.clients} → ${c.dests} | ${f(c.mbps)} | ${f(c.vsOne, 2)} | ${f(c.minClientMbps)} / ${f(c.maxClientMbps)} | ${f(c.serverCpuPercent)} | ${f(c.mbpsPerCore)} | ${f(c.perCoreVsOne, 2)} | ${f(c.loadCpuPercent)} | ${Number.isFinite(c.delivered) ? `${(c.delivered * 100).toFixed(1)} %` : '–'} |${c.error ? ` error: ${c.error}` : ''}`,
   );
   return `${head}\n${lines.join('\n')}`;
 }

@@ -14,6 +14,14 @@
  * frames sent in equal-sized runs as one GSO message), so any difference between 1
  * and 32 clients is the server's.
  *
+ * The clients send as a TCP sender would: as fast as the server takes it. The signal
+ * is the server's: its socket's receive buffer overflowing (UDP RcvbufErrors of this
+ * network namespace, which the generator shares with the server). The total rate grows
+ * while (almost) nothing overflows and shrinks by a fraction when more did (AIMD), shared
+ * evenly by the clients in equal runs of frames. Sending blindly instead would drop
+ * nine frames of ten at the server's socket, and the kernel work of those drops would
+ * take the CPU the server needs.
+ *
  * Each client has its own loopback source address (a few per address, as loadgen.ts),
  * its own MAC and tunnel address, and answers ARP for that address. Bounded: at most
  * MAX_ACTIVE clients and MAX_SECONDS seconds, then a bye each.
@@ -21,6 +29,7 @@
  *   tsx bench/traffic.ts --dests 10.251.0.10,10.251.0.11 --clients 8 --seconds 10 [--port 1723]
  * prints JSON lines: `established`, `sending` (the first burst left), `done` (figures).
  */
+import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
@@ -39,6 +48,29 @@ export const SINK_PORT = 9;
 export const SOURCE_PORT_BASE = 20_000;
 /** Frames per client per send call: one GSO run, as a real client's batch at full rate. */
 const BURST = 16;
+/** How often the rate is adjusted, ms. */
+const PACE_MS = 20;
+/** Start rate, frames per second (all clients), and the bounds of the rate. */
+const START_RATE = 20_000;
+const MIN_RATE = 2_000;
+const MAX_RATE = 2_000_000;
+/** Additive increase per adjustment with no overflow (a fraction of the rate, plus a floor) and the decrease on overflow. */
+const INCREASE = 0.03;
+const INCREASE_FLOOR = 500;
+const DECREASE = 0.85;
+/** Loss in one interval that the rate tolerates: a shared machine deschedules the server now and then. */
+const LOSS_TOLERATED = 0.02;
+
+/** UDP receive-buffer overflows in this network namespace so far (/proc/net/snmp). */
+export function udpRcvbufErrors(snmp = readFileSync('/proc/net/snmp', 'utf8')): number {
+  const lines = snmp.split('\n').filter((l) => l.startsWith('Udp: '));
+  if (lines.length < 2) throw new Error('no Udp lines in /proc/net/snmp');
+  const names = lines[0]!.split(/\s+/);
+  const values = lines[1]!.split(/\s+/);
+  const at = names.indexOf('RcvbufErrors');
+  if (at < 0) throw new Error('no RcvbufErrors in /proc/net/snmp');
+  return Number(values[at]);
+}
 
 /** Client i's tunnel address: 192.168.100.10 + i (the server has .1, a default client .100). */
 export function clientTunnelAddress(i: number): string {
@@ -75,6 +107,10 @@ export interface TrafficFigures {
   arpAnswered: number;
   /** Seconds the send loop ran. */
   sendSeconds: number;
+  /** Receive-buffer overflows at the server's socket while sending (what the pacing reacts to). */
+  overflows: number;
+  /** The paced rate at the end, frames per second (all clients). */
+  finalRate: number;
 }
 
 interface ActiveClient {
@@ -100,7 +136,7 @@ export async function runTraffic(o: TrafficOptions): Promise<TrafficFigures> {
   checkOptions(o);
   const host = o.host ?? '127.0.0.1';
   const serverMac = stableMac(TUNNEL_DEFAULTS.serverAddress);
-  const figures: TrafficFigures = { clients: o.clients, welcomed: 0, refused: {}, sent: new Array<number>(o.clients).fill(0), sendDrops: 0, arpAnswered: 0, sendSeconds: 0 };
+  const figures: TrafficFigures = { clients: o.clients, welcomed: 0, refused: {}, sent: new Array<number>(o.clients).fill(0), sendDrops: 0, arpAnswered: 0, sendSeconds: 0, overflows: 0, finalRate: 0 };
   const clients: ActiveClient[] = [];
   let pingTimer: NodeJS.Timeout | undefined;
   const send = (c: ActiveClient, m: Message): void => void c.socket.sendDatagrams([encode(m)]);
@@ -152,26 +188,55 @@ export async function runTraffic(o: TrafficOptions): Promise<TrafficFigures> {
     }, 1000);
     const started = performance.now();
     const deadline = started + o.seconds * 1000;
-    let first = true;
+    const overflows0 = udpRcvbufErrors();
+    let rate = START_RATE;
+    let overflowsSeen = overflows0;
+    let sentSeen = 0;
+    let paced = started;
+    let last = started;
+    let credit = 0;
+    let next = 0;
+    o.report?.('sending', { clients: o.clients, dests: new Set(clients.map((c) => c.dest)).size });
     while (performance.now() < deadline && o.signal?.aborted !== true) {
-      for (const c of clients) {
+      const now = performance.now();
+      // At most one adjustment's worth of credit: a stall is not made up in a burst.
+      credit = Math.min(credit + (rate * (now - last)) / 1000, (rate * PACE_MS) / 1000);
+      last = now;
+      // Equal runs to each client in turn; the turn carries over, so every client gets its share.
+      while (credit >= BURST) {
+        const c = clients[next]!;
+        next = (next + 1) % clients.length;
         const left = c.socket.sendFrames(c.burst);
         figures.sent[c.index]! += left;
         figures.sendDrops += BURST - left;
+        credit -= BURST;
       }
-      if (first) {
-        first = false;
-        o.report?.('sending', { clients: o.clients, dests: new Set(clients.map((c) => c.dest)).size });
+      if (now - paced >= PACE_MS) {
+        paced = now;
+        const overflows = udpRcvbufErrors();
+        const sent = figures.sent.reduce((a, b) => a + b, 0);
+        // An overflow drops one GRO run (up to a BURST of frames): the loss, at most, of this interval.
+        const loss = ((overflows - overflowsSeen) * BURST) / Math.max(1, sent - sentSeen);
+        rate = loss > LOSS_TOLERATED ? Math.max(MIN_RATE, rate * DECREASE) : Math.min(MAX_RATE, rate * (1 + INCREASE) + INCREASE_FLOOR);
+        overflowsSeen = overflows;
+        sentSeen = sent;
       }
-      // Let replies (pongs, ARP) in between bursts.
+      // Let replies (pongs, ARP) in between runs.
       await yieldToLoop();
     }
     figures.sendSeconds = (performance.now() - started) / 1000;
+    figures.overflows = udpRcvbufErrors() - overflows0;
+    figures.finalRate = Math.round(rate);
     return figures;
   } finally {
     clearInterval(pingTimer);
-    for (const c of clients) if (c.state === 'welcomed') send(c, { type: MessageType.Bye, reason: 'load generator done' });
-    await new Promise((r) => setTimeout(r, 50));
+    // The byes after the server has drained its socket (a bye lost in a full buffer
+    // would hold the session until it is declared silent), twice for good measure.
+    await new Promise((r) => setTimeout(r, 200));
+    for (let i = 0; i < 2; i++) {
+      for (const c of clients) if (c.state === 'welcomed') send(c, { type: MessageType.Bye, reason: 'load generator done' });
+      await new Promise((r) => setTimeout(r, 50));
+    }
     for (const c of clients) await c.socket.close();
   }
 }
