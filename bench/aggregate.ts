@@ -8,17 +8,24 @@
  *                     load generator (bench/traffic.ts) on the same loopback
  *   target namespace: one veth away, 32 destination addresses on it
  *
- * The clients send full-sized UDP frames as fast as they can (the sending side costs
- * the same per frame for any number of clients). What arrives is counted at the
- * target by the kernel: one iptables rule per client in the raw table (every packet
- * passes all of them, so counting costs the same for every cell), then dropped there,
- * before conntrack and sockets. Mbit/s are IP bytes (1400-byte packets) per second.
- * Bounded: every cell a fixed window, the generator stops by itself.
+ * Both directions, each cell in turn:
+ * - up: the clients send full-sized UDP frames as fast as the server takes them
+ *   (bench/pacer.ts; the sending side costs the same per frame for any number of
+ *   clients). What arrives is counted at the target by the kernel: one iptables rule
+ *   per client in the raw table (every packet passes all of them, so counting costs
+ *   the same for every cell), then dropped there, before conntrack and sockets.
+ * - down: the destinations answer each client's flow (bench/downstream.ts) through
+ *   the server's NAT, TAP and switch; the generator counts what each client receives.
+ * Mbit/s are IP bytes (1400-byte packets) per second. The server's CPU is read from
+ * /proc over the same window: on a shared machine it gets more or less of a core from
+ * one cell to the next, so "Mbit/s per server core" compares the cells fairly.
+ * Bounded: every cell a fixed window; the senders stop by themselves.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { TUNNEL_DEFAULTS } from '../tools/common/index.js';
 import { TUNNEL_NODE_FLAGS } from '../tools/image/node-flags.js';
 import { Lab, type Netns, type Proc } from '../tools/lab/index.js';
 import { bundleCtun } from './bundle.js';
@@ -26,6 +33,7 @@ import { MAX_ACTIVE, SINK_PORT, SOURCE_PORT_BASE } from './traffic.js';
 import { medianOf, NODE, ROOT } from './tunnel.js';
 
 const TRAFFIC = `${ROOT}bench/traffic.ts`;
+const DOWNSTREAM = `${ROOT}bench/downstream.ts`;
 /** The cells: active clients → distinct destinations (a client names one, so never more destinations than clients). */
 export const AGGREGATE_CELLS: ReadonlyArray<readonly [number, number]> = [
   [1, 1],
@@ -43,9 +51,10 @@ const destination = (j: number): string => `10.251.0.${10 + j}`;
 const WARMUP_MS = 1000;
 
 export interface AggregateCell {
+  direction: Direction;
   clients: number;
   dests: number;
-  /** IP bytes per second arriving at the destinations, all clients, Mbit/s. */
+  /** IP bytes per second arriving (up: at the destinations; down: at the clients), all clients, Mbit/s. */
   mbps: number;
   /** The slowest and the fastest client's share, Mbit/s (fairness). */
   minClientMbps: number;
@@ -60,7 +69,7 @@ export interface AggregateCell {
    * from one cell to the next; what it does with a second of CPU is its own).
    */
   mbpsPerCore: number;
-  /** Load generator CPU over the window, % of one core (the sending side, same for every cell). */
+  /** The sending side's CPU over the window, % of one core (up: the generator; down: bench/downstream.ts). */
   loadCpuPercent: number;
   /** Of the frames that left the generator's sockets over the whole run, the share that arrived. */
   delivered: number;
@@ -103,8 +112,23 @@ async function openTarget(lab: Lab, server: Netns): Promise<Netns> {
   return target;
 }
 
-export async function runAggregateBench(lab: Lab, o: { seconds: number; rounds: number; log: (l: string) => void; cells?: ReadonlyArray<readonly [number, number]> }): Promise<AggregateSummary> {
+export type Direction = 'up' | 'down';
+/** up: clients → destinations (counted at the destinations); down: destinations → clients (counted at the clients). */
+export const DIRECTIONS: readonly Direction[] = ['up', 'down'];
+
+interface World {
+  lab: Lab;
+  ns: Netns;
+  target: Netns;
+  server: Proc;
+}
+
+export async function runAggregateBench(
+  lab: Lab,
+  o: { seconds: number; rounds: number; log: (l: string) => void; cells?: ReadonlyArray<readonly [number, number]>; directions?: readonly Direction[] },
+): Promise<AggregateSummary> {
   const cells = o.cells ?? AGGREGATE_CELLS;
+  const directions = o.directions ?? DIRECTIONS;
   for (const [c, d] of cells) if (c < 1 || c > MAX_ACTIVE || d < 1 || d > c) throw new Error(`a cell is 1-${MAX_ACTIVE} clients to 1..clients destinations, got ${c} → ${d}`);
   const dir = mkdtempSync(join(tmpdir(), 'ctun-aggregate-'));
   lab.onCleanup(async () => rmSync(dir, { recursive: true, force: true }));
@@ -114,65 +138,102 @@ export async function runAggregateBench(lab: Lab, o: { seconds: number; rounds: 
   const target = await openTarget(lab, ns);
   const server = lab.spawn(ns, NODE, [...TUNNEL_NODE_FLAGS, bundled.script, 'server', '--mode', 'separate', '--listen', '127.0.0.1', '--max-clients', String(MAX_ACTIVE)], { label: 'ctun server' });
   await server.waitFor(/server-listening/, 20_000);
+  const world: World = { lab, ns, target, server };
   const rounds: AggregateCell[][] = [];
   for (let round = 0; round < o.rounds; round++) {
     // Alternate the order each round, so a shared machine's drift favours no cell.
     const order = round % 2 === 0 ? [...cells] : [...cells].reverse();
     const measured: AggregateCell[] = [];
-    for (const [clients, dests] of order) {
-      o.log(`aggregate round ${round + 1}/${o.rounds}: ${clients} clients → ${dests} destinations, ${o.seconds} s`);
-      measured.push(await measure(lab, ns, target, server, clients, dests, o.seconds));
-    }
-    const one = measured.find((m) => m.clients === 1 && m.dests === 1);
-    for (const m of measured) {
-      m.vsOne = one === undefined ? NaN : m.mbps / one.mbps;
-      m.perCoreVsOne = one === undefined ? NaN : m.mbpsPerCore / one.mbpsPerCore;
+    for (const direction of directions) {
+      for (const [clients, dests] of order) {
+        o.log(`aggregate round ${round + 1}/${o.rounds}, ${direction}: ${clients} clients, ${dests} destinations, ${o.seconds} s`);
+        measured.push(await measure(world, direction, clients, dests, o.seconds));
+      }
+      const one = measured.find((m) => m.direction === direction && m.clients === 1 && m.dests === 1);
+      for (const m of measured.filter((x) => x.direction === direction)) {
+        m.vsOne = one === undefined ? NaN : m.mbps / one.mbps;
+        m.perCoreVsOne = one === undefined ? NaN : m.mbpsPerCore / one.mbpsPerCore;
+      }
     }
     rounds.push(measured);
   }
   await server.stop();
-  return { seconds: o.seconds, rounds: o.rounds, cells: cells.map(([c, d]) => median(rounds.map((r) => r.find((m) => m.clients === c && m.dests === d)!))) };
+  const same = (c: number, d: number, direction: Direction) => (m: AggregateCell) => m.clients === c && m.dests === d && m.direction === direction;
+  return {
+    seconds: o.seconds,
+    rounds: o.rounds,
+    cells: directions.flatMap((direction) => cells.map(([c, d]) => median(rounds.map((r) => r.find(same(c, d, direction))!)))),
+  };
 }
 
-async function measure(lab: Lab, ns: Netns, target: Netns, server: Proc, clients: number, dests: number, seconds: number): Promise<AggregateCell> {
-  const cell: AggregateCell = { clients, dests, mbps: NaN, minClientMbps: NaN, maxClientMbps: NaN, serverCpuPercent: NaN, serverCpuSecPerGB: NaN, mbpsPerCore: NaN, loadCpuPercent: NaN, delivered: NaN, vsOne: NaN, perCoreVsOne: NaN };
-  await target.run('iptables', ['-t', 'raw', '-Z', 'PREROUTING']);
+/** Bytes so far per client and in all, and the clock (ms) they were read at. */
+interface Reading {
+  perClient: number[];
+  total: number;
+  at: number;
+}
+
+/** The latest count the generator reported of what its clients received (down). */
+function lastReceived(load: Proc): Reading {
+  const lines = load.output.match(/\{"event":"received".*\}/g);
+  if (lines === null) throw new Error(`the load generator reported nothing received; output:\n${load.output.slice(-2000)}`);
+  const r = JSON.parse(lines[lines.length - 1]!) as { at: number; bytes: number[] };
+  return { perClient: r.bytes, total: r.bytes.reduce((a, b) => a + b, 0), at: r.at };
+}
+
+async function measure(w: World, direction: Direction, clients: number, dests: number, seconds: number): Promise<AggregateCell> {
+  const cell: AggregateCell = { direction, clients, dests, mbps: NaN, minClientMbps: NaN, maxClientMbps: NaN, serverCpuPercent: NaN, serverCpuSecPerGB: NaN, mbpsPerCore: NaN, loadCpuPercent: NaN, delivered: NaN, vsOne: NaN, perCoreVsOne: NaN };
+  await w.target.run('iptables', ['-t', 'raw', '-Z', 'PREROUTING']);
   const destList = Array.from({ length: dests }, (_, j) => destination(j)).join(',');
   const sendSeconds = Math.ceil(WARMUP_MS / 1000) + seconds + 1;
-  const load = lab.spawn(ns, NODE, ['--import', 'tsx', TRAFFIC, '--clients', String(clients), '--dests', destList, '--seconds', String(sendSeconds)], { label: `traffic ${clients}→${dests}` });
+  const load = w.lab.spawn(w.ns, NODE, ['--import', 'tsx', TRAFFIC, '--clients', String(clients), '--dests', destList, '--seconds', String(sendSeconds), '--direction', direction], { label: `traffic ${direction} ${clients}→${dests}` });
+  let down: Proc | undefined;
   try {
     await load.waitFor(/"event":"sending"/, 30_000);
+    if (direction === 'down') {
+      down = w.lab.spawn(w.target, NODE, ['--import', 'tsx', DOWNSTREAM, '--clients', String(clients), '--dests', destList, '--nat', SERVER_UNDERLAY, '--watch-pid', String(w.server.pid), '--tap', TUNNEL_DEFAULTS.serverTap, '--seconds', String(sendSeconds)], { label: `downstream ${clients}→${dests}` });
+      await down.waitFor(/"event":"sending"/, 30_000);
+    }
+    const read = async (): Promise<Reading> => (direction === 'up' ? { ...(await readCounters(w.target)), at: performance.now() } : lastReceived(load));
+    const sender = down ?? load;
     await sleep(WARMUP_MS);
-    const c0 = await readCounters(target);
-    const s0 = server.cpuSeconds();
-    const l0 = load.cpuSeconds();
+    const c0 = await read();
+    const s0 = w.server.cpuSeconds();
+    const l0 = sender.cpuSeconds();
     const t0 = performance.now();
     await sleep(seconds * 1000);
-    const c1 = await readCounters(target);
-    const elapsed = (performance.now() - t0) / 1000;
-    const serverCpu = server.cpuSeconds() - s0;
-    cell.loadCpuPercent = ((load.cpuSeconds() - l0) / elapsed) * 100;
+    const c1 = await read();
+    const cpuWindow = (performance.now() - t0) / 1000;
+    const serverCpu = w.server.cpuSeconds() - s0;
+    cell.loadCpuPercent = ((sender.cpuSeconds() - l0) / cpuWindow) * 100;
     const done = JSON.parse(await load.waitFor(/\{"event":"done".*\}/, (sendSeconds + 10) * 1000));
     await load.waitExit(5000);
+    const elapsed = (c1.at - c0.at) / 1000;
     const bytes = c1.total - c0.total;
     cell.mbps = (bytes * 8) / elapsed / 1e6;
     const shares = Array.from({ length: clients }, (_, i) => ((c1.perClient[i]! - c0.perClient[i]!) * 8) / elapsed / 1e6);
     cell.minClientMbps = Math.min(...shares);
     cell.maxClientMbps = Math.max(...shares);
-    cell.serverCpuPercent = (serverCpu / elapsed) * 100;
-    cell.serverCpuSecPerGB = serverCpu / (bytes / 1e9);
-    cell.mbpsPerCore = (bytes * 8) / serverCpu / 1e6;
-    // Every frame is one 1400-byte IP packet at the target: compare packet counts over the whole run.
-    const sent = (done.sent as number[]).reduce((a, b) => a + b, 0);
-    const arrived = (await readCounters(target)).total / 1400;
-    cell.delivered = sent === 0 ? NaN : arrived / sent;
+    cell.serverCpuPercent = (serverCpu / cpuWindow) * 100;
+    cell.serverCpuSecPerGB = serverCpu / ((bytes * cpuWindow) / elapsed / 1e9);
+    cell.mbpsPerCore = cell.mbps / (cell.serverCpuPercent / 100);
+    // Every frame is one IP packet of the MTU: over the whole run, the share of those sent that arrived.
+    if (direction === 'up') {
+      const sent = (done.sent as number[]).reduce((a, b) => a + b, 0);
+      cell.delivered = sent === 0 ? NaN : (await readCounters(w.target)).total / TUNNEL_DEFAULTS.mtu / sent;
+    } else {
+      const sent = JSON.parse(await down!.waitFor(/\{"event":"done".*\}/, 15_000)).sent as number;
+      cell.delivered = sent === 0 ? NaN : (done.received as number[]).reduce((a, b) => a + b, 0) / TUNNEL_DEFAULTS.mtu / sent;
+    }
   } catch (e) {
-    cell.error = (e as Error).message.split('\n').slice(0, 4).join(' | ');
+    const rejected = w.server.output.match(/.*client-rejected.*/g);
+    cell.error = (e as Error).message.split('\n').slice(0, 4).join(' | ') + (rejected === null ? '' : ` | the server: ${rejected[rejected.length - 1]}`);
   } finally {
     await load.stop();
+    await down?.stop();
   }
   // The byes end the sessions (and release their destinations) before the next cell.
-  const left = await sessionsLeft(server);
+  const left = await sessionsLeft(w.server);
   if (left !== 0) cell.error = `${cell.error ?? ''}${cell.error ? '; ' : ''}${left} sessions still held 5 s after the generator's byes`;
   return cell;
 }
@@ -213,10 +274,10 @@ function median(cells: AggregateCell[]): AggregateCell {
 export function aggregateTable(s: AggregateSummary): string {
   const f = (x: number, d = 0): string => (Number.isFinite(x) ? x.toFixed(d) : '–');
   const head =
-    '| clients → destinations | aggregate Mbit/s | × 1 → 1 | per client min / max | server CPU % of a core | Mbit/s per server core | × 1 → 1 | generator CPU % | delivered |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|';
+    '| direction | clients | destinations | aggregate Mbit/s | × 1 → 1 | per client min / max | server CPU % of a core | Mbit/s per server core | × 1 → 1 | sender CPU % | delivered |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
   const lines = s.cells.map(
     (c) =>
-      `| ${c.clients} → ${c.dests} | ${f(c.mbps)} | ${f(c.vsOne, 2)} | ${f(c.minClientMbps)} / ${f(c.maxClientMbps)} | ${f(c.serverCpuPercent)} | ${f(c.mbpsPerCore)} | ${f(c.perCoreVsOne, 2)} | ${f(c.loadCpuPercent)} | ${Number.isFinite(c.delivered) ? `${(c.delivered * 100).toFixed(1)} %` : '–'} |${c.error ? ` error: ${c.error}` : ''}`,
+      `| ${c.direction === 'up' ? 'clients → destinations' : 'destinations → clients'} | ${c.clients} | ${c.dests} | ${f(c.mbps)} | ${f(c.vsOne, 2)} | ${f(c.minClientMbps)} / ${f(c.maxClientMbps)} | ${f(c.serverCpuPercent)} | ${f(c.mbpsPerCore)} | ${f(c.perCoreVsOne, 2)} | ${f(c.loadCpuPercent)} | ${Number.isFinite(c.delivered) ? `${(c.delivered * 100).toFixed(1)} %` : '–'} |${c.error ? ` error: ${c.error}` : ''}`,
   );
   return `${head}\n${lines.join('\n')}`;
 }

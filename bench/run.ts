@@ -5,7 +5,8 @@
  * throughput alone and under a half-open and garbage flood), `scale` (what idle
  * sessions cost one server: bench/scale.ts) and `aggregate` (throughput of 1, 8 and
  * 32 active clients to 1, 8 and 32 destinations through one separate-mode server:
- * bench/aggregate.ts); all by default. Everything the
+ * bench/aggregate.ts, both directions; `--only up` or `--only down` keeps one); all
+ * by default. Everything the
  * run creates (namespaces, veths, TAPs, processes, a temp PKI) is removed at the end,
  * on errors and on Ctrl-C. Results go to bench/results/<date>.json and tunnel.svg.
  */
@@ -18,7 +19,7 @@ import { svgChart, table, withRatios } from './report.js';
 import { hostileTable, runHostileBench } from './hostile.js';
 import { runTunnelBench } from './tunnel.js';
 import { runScaleBench, scaleTable } from './scale.js';
-import { aggregateTable, runAggregateBench } from './aggregate.js';
+import { aggregateTable, DIRECTIONS, runAggregateBench } from './aggregate.js';
 
 const SECTIONS = ['tunnel', 'hostile', 'scale', 'aggregate'] as const;
 type Section = (typeof SECTIONS)[number];
@@ -126,8 +127,9 @@ async function main(): Promise<number> {
     }
     if (args.sections.includes('aggregate')) {
       const started = new Date();
-      const summary = await runAggregateBench(lab, { seconds: args.seconds, rounds: args.rounds, log });
-      process.stdout.write(`\n${aggregateTable(summary)}\n\n${cpus().length} cores; one bundled server in separate mode, the clients' UDP frames from one load generator on its loopback, counted at the destinations; ${args.seconds} s per cell, median of ${args.rounds} round(s)\n`);
+      const directions = args.only === undefined ? undefined : DIRECTIONS.filter((d) => args.only!.test(d));
+      const summary = await runAggregateBench(lab, { seconds: args.seconds, rounds: args.rounds, log, directions });
+      process.stdout.write(`\n${aggregateTable(summary)}\n\n${cpus().length} cores; one bundled server in separate mode, the clients' sessions from one load generator on its loopback; up: their UDP frames counted at the destinations, down: the destinations' answers counted at the clients; machine shared, compare within a run; ${args.seconds} s per cell, median of ${args.rounds} round(s)\n`);
       const dir = fileURLToPath(new URL('./results/', import.meta.url));
       mkdirSync(dir, { recursive: true });
       const file = `${dir}aggregate-${started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '')}.json`;

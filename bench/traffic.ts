@@ -14,22 +14,22 @@
  * frames sent in equal-sized runs as one GSO message), so any difference between 1
  * and 32 clients is the server's.
  *
- * The clients send as a TCP sender would: as fast as the server takes it. The signal
- * is the server's: its socket's receive buffer overflowing (UDP RcvbufErrors of this
- * network namespace, which the generator shares with the server). The total rate grows
- * while (almost) nothing overflows and shrinks by a fraction when more did (AIMD), shared
- * evenly by the clients in equal runs of frames. Sending blindly instead would drop
- * nine frames of ten at the server's socket, and the kernel work of those drops would
- * take the CPU the server needs.
+ * The clients send as a TCP sender would: as fast as the server takes it (bench/pacer.ts),
+ * the signal being the server's socket overflowing (UDP RcvbufErrors of this network
+ * namespace, which the generator shares with the server).
+ *
+ * `--direction down` turns it round: the clients send only a frame a second to their
+ * destination (so the server's NAT has the flow) and count what comes back through
+ * the tunnel; bench/downstream.ts, at the destinations, sends it.
  *
  * Each client has its own loopback source address (a few per address, as loadgen.ts),
  * its own MAC and tunnel address, and answers ARP for that address. Bounded: at most
  * MAX_ACTIVE clients and MAX_SECONDS seconds, then a bye each.
  *
- *   tsx bench/traffic.ts --dests 10.251.0.10,10.251.0.11 --clients 8 --seconds 10 [--port 1723]
- * prints JSON lines: `established`, `sending` (the first burst left), `done` (figures).
+ *   tsx bench/traffic.ts --dests 10.251.0.10,10.251.0.11 --clients 8 --seconds 10 [--port 1723] [--direction up|down]
+ * prints JSON lines: `established`, `sending` (the first burst left), `received` (down:
+ * every 500 ms, bytes so far per client and the generator's clock), `done` (figures).
  */
-import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
@@ -39,6 +39,7 @@ import { decodeDatagram, describeError, encode, FEATURES_NONE, MessageType, PROT
 import { stableMac } from '../tools/tunnel/server.js';
 import { arpReply, arpRequestFor, udpFrame } from './frames.js';
 import { MAX_SECONDS, sourceAddress } from './loadgen.js';
+import { Pacer, udpRcvbufErrors } from './pacer.js';
 
 /** Most active clients: the bench's grid goes to 32. */
 export const MAX_ACTIVE = 64;
@@ -46,32 +47,12 @@ export const MAX_ACTIVE = 64;
 export const SINK_PORT = 9;
 /** Inner UDP source port of client i: SOURCE_PORT_BASE + i (so the target can tell the clients apart). */
 export const SOURCE_PORT_BASE = 20_000;
+const ETH_HEADER = 14;
+/** Down: how often the flows are renewed at the NAT, and the counts reported, ms. */
+const DOWN_PRIME_MS = 1000;
+const DOWN_REPORT_MS = 500;
 /** Frames per client per send call: one GSO run, as a real client's batch at full rate. */
 const BURST = 16;
-/** How often the rate is adjusted, ms. */
-const PACE_MS = 20;
-/** Start rate, frames per second (all clients), and the bounds of the rate. */
-const START_RATE = 20_000;
-const MIN_RATE = 2_000;
-const MAX_RATE = 2_000_000;
-/** Additive increase per adjustment with no overflow (a fraction of the rate, plus a floor) and the decrease on overflow. */
-const INCREASE = 0.03;
-const INCREASE_FLOOR = 500;
-const DECREASE = 0.85;
-/** Loss in one interval that the rate tolerates: a shared machine deschedules the server now and then. */
-const LOSS_TOLERATED = 0.02;
-
-/** UDP receive-buffer overflows in this network namespace so far (/proc/net/snmp). */
-export function udpRcvbufErrors(snmp = readFileSync('/proc/net/snmp', 'utf8')): number {
-  const lines = snmp.split('\n').filter((l) => l.startsWith('Udp: '));
-  if (lines.length < 2) throw new Error('no Udp lines in /proc/net/snmp');
-  const names = lines[0]!.split(/\s+/);
-  const values = lines[1]!.split(/\s+/);
-  const at = names.indexOf('RcvbufErrors');
-  if (at < 0) throw new Error('no RcvbufErrors in /proc/net/snmp');
-  return Number(values[at]);
-}
-
 /** Client i's tunnel address: 192.168.100.10 + i (the server has .1, a default client .100). */
 export function clientTunnelAddress(i: number): string {
   return `192.168.100.${10 + i}`;
@@ -91,6 +72,8 @@ export interface TrafficOptions {
   dests: string[];
   /** How long to send, 1..MAX_SECONDS. */
   seconds: number;
+  /** up (default): the clients send to their destinations; down: they count what the destinations send them. */
+  direction?: 'up' | 'down';
   report?: (event: string, fields: Record<string, unknown>) => void;
   signal?: AbortSignal;
 }
@@ -111,6 +94,8 @@ export interface TrafficFigures {
   overflows: number;
   /** The paced rate at the end, frames per second (all clients). */
   finalRate: number;
+  /** Down: IP bytes each client received through the tunnel. */
+  received: number[];
 }
 
 interface ActiveClient {
@@ -136,7 +121,7 @@ export async function runTraffic(o: TrafficOptions): Promise<TrafficFigures> {
   checkOptions(o);
   const host = o.host ?? '127.0.0.1';
   const serverMac = stableMac(TUNNEL_DEFAULTS.serverAddress);
-  const figures: TrafficFigures = { clients: o.clients, welcomed: 0, refused: {}, sent: new Array<number>(o.clients).fill(0), sendDrops: 0, arpAnswered: 0, sendSeconds: 0, overflows: 0, finalRate: 0 };
+  const figures: TrafficFigures = { clients: o.clients, welcomed: 0, refused: {}, sent: new Array<number>(o.clients).fill(0), sendDrops: 0, arpAnswered: 0, sendSeconds: 0, overflows: 0, finalRate: 0, received: new Array<number>(o.clients).fill(0) };
   const clients: ActiveClient[] = [];
   let pingTimer: NodeJS.Timeout | undefined;
   const send = (c: ActiveClient, m: Message): void => void c.socket.sendDatagrams([encode(m)]);
@@ -151,6 +136,7 @@ export async function runTraffic(o: TrafficOptions): Promise<TrafficFigures> {
       const name = describeError(m.code);
       figures.refused[name] = (figures.refused[name] ?? 0) + 1;
     } else if (m.type === MessageType.Data) {
+      if (m.frame.length > ETH_HEADER + 28) figures.received[c.index]! += m.frame.length - ETH_HEADER;
       const asked = arpRequestFor(m.frame);
       if (asked === clientTunnelAddress(c.index)) {
         figures.arpAnswered++;
@@ -189,44 +175,40 @@ export async function runTraffic(o: TrafficOptions): Promise<TrafficFigures> {
     const started = performance.now();
     const deadline = started + o.seconds * 1000;
     const overflows0 = udpRcvbufErrors();
-    let rate = START_RATE;
-    let overflowsSeen = overflows0;
-    let sentSeen = 0;
-    let paced = started;
-    let last = started;
-    let credit = 0;
-    let next = 0;
-    o.report?.('sending', { clients: o.clients, dests: new Set(clients.map((c) => c.dest)).size });
-    while (performance.now() < deadline && o.signal?.aborted !== true) {
-      const now = performance.now();
-      // At most one adjustment's worth of credit: a stall is not made up in a burst.
-      credit = Math.min(credit + (rate * (now - last)) / 1000, (rate * PACE_MS) / 1000);
-      last = now;
-      // Equal runs to each client in turn; the turn carries over, so every client gets its share.
-      while (credit >= BURST) {
-        const c = clients[next]!;
-        next = (next + 1) % clients.length;
-        const left = c.socket.sendFrames(c.burst);
-        figures.sent[c.index]! += left;
-        figures.sendDrops += BURST - left;
-        credit -= BURST;
+    if (o.direction === 'down') {
+      // The flows must be at the server's NAT before the destinations answer: a reply
+      // that comes first is a flow of its own there, and the client's flow then gets
+      // another port, which the destination never sends to.
+      for (const c of clients) figures.sent[c.index]! += c.socket.sendFrames(c.burst.slice(0, 1));
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    o.report?.('sending', { clients: o.clients, dests: new Set(clients.map((c) => c.dest)).size, direction: o.direction ?? 'up' });
+    if (o.direction === 'down') {
+      await countDown(clients, figures, deadline, o);
+    } else {
+      // An overflow drops one GRO run: count it as a whole run lost.
+      const pacer = new Pacer(() => udpRcvbufErrors() * BURST, started);
+      let next = 0;
+      let sent = 0;
+      while (performance.now() < deadline && o.signal?.aborted !== true) {
+        const now = performance.now();
+        // Equal runs to each client in turn; the turn carries over, so every client gets its share.
+        for (let n = pacer.allowance(now, BURST); n > 0; n -= BURST) {
+          const c = clients[next]!;
+          next = (next + 1) % clients.length;
+          const left = c.socket.sendFrames(c.burst);
+          figures.sent[c.index]! += left;
+          figures.sendDrops += BURST - left;
+          sent += left;
+        }
+        pacer.adjust(now, sent);
+        // Let replies (pongs, ARP) in between runs.
+        await yieldToLoop();
       }
-      if (now - paced >= PACE_MS) {
-        paced = now;
-        const overflows = udpRcvbufErrors();
-        const sent = figures.sent.reduce((a, b) => a + b, 0);
-        // An overflow drops one GRO run (up to a BURST of frames): the loss, at most, of this interval.
-        const loss = ((overflows - overflowsSeen) * BURST) / Math.max(1, sent - sentSeen);
-        rate = loss > LOSS_TOLERATED ? Math.max(MIN_RATE, rate * DECREASE) : Math.min(MAX_RATE, rate * (1 + INCREASE) + INCREASE_FLOOR);
-        overflowsSeen = overflows;
-        sentSeen = sent;
-      }
-      // Let replies (pongs, ARP) in between runs.
-      await yieldToLoop();
+      figures.finalRate = Math.round(pacer.rate);
     }
     figures.sendSeconds = (performance.now() - started) / 1000;
     figures.overflows = udpRcvbufErrors() - overflows0;
-    figures.finalRate = Math.round(rate);
     return figures;
   } finally {
     clearInterval(pingTimer);
@@ -241,6 +223,20 @@ export async function runTraffic(o: TrafficOptions): Promise<TrafficFigures> {
   }
 }
 
+/** Down: a frame a second from each client keeps its flow at the NAT; the counts go out twice a second. */
+async function countDown(clients: ActiveClient[], figures: TrafficFigures, deadline: number, o: TrafficOptions): Promise<void> {
+  let primed = performance.now();
+  while (performance.now() < deadline && o.signal?.aborted !== true) {
+    const now = performance.now();
+    if (now - primed >= DOWN_PRIME_MS) {
+      primed = now;
+      for (const c of clients) figures.sent[c.index]! += c.socket.sendFrames(c.burst.slice(0, 1));
+    }
+    o.report?.('received', { at: now, bytes: [...figures.received] });
+    await new Promise((r) => setTimeout(r, DOWN_REPORT_MS));
+  }
+}
+
 function parseArgs(argv: string[]): TrafficOptions {
   const o: TrafficOptions = { port: TUNNEL_DEFAULTS.port, clients: 1, dests: [], seconds: 10 };
   for (let i = 0; i < argv.length; i++) {
@@ -252,7 +248,8 @@ function parseArgs(argv: string[]): TrafficOptions {
     else if (flag === '--clients') o.clients = Number(value);
     else if (flag === '--dests') o.dests = value.split(',').filter(Boolean);
     else if (flag === '--seconds') o.seconds = Number(value);
-    else throw new Error(`unknown argument ${flag} (--host, --port, --clients, --dests, --seconds)`);
+    else if (flag === '--direction' && (value === 'up' || value === 'down')) o.direction = value;
+    else throw new Error(`unknown argument ${flag} ${value} (--host, --port, --clients, --dests, --seconds, --direction up|down)`);
   }
   return o;
 }
