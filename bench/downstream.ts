@@ -12,12 +12,12 @@
  *   tsx bench/downstream.ts --clients 8 --dests 10.251.0.10,... --nat 10.251.0.1 --watch-pid PID --tap ctun0 --seconds 8
  * prints JSON lines `sending`, then `done` with what it sent. Bounded by MAX_SECONDS.
  */
-import { pathToFileURL } from 'node:url';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { BatchUdpSocket, ipToInt } from '../tools/tunnel/link/batch-udp.js';
 import { TUNNEL_DEFAULTS } from '../tools/common/index.js';
 import { MAX_SECONDS } from './loadgen.js';
 import { Pacer, txDropped, udpRcvbufErrors } from './pacer.js';
+import { isMain, runAsProgram, type Report } from './program.js';
 import { MAX_ACTIVE, SINK_PORT, SOURCE_PORT_BASE } from './traffic.js';
 
 /** Datagrams per client per send call: one GSO run. */
@@ -34,6 +34,7 @@ interface DownOptions {
   watchPid: number;
   tap: string;
   seconds: number;
+  report?: Report;
   signal?: AbortSignal;
 }
 
@@ -53,7 +54,7 @@ export async function runDownstream(o: DownOptions): Promise<{ sent: number; fin
     const deadline = started + o.seconds * 1000;
     let sent = 0;
     let next = 0;
-    process.stdout.write(`${JSON.stringify({ event: 'sending', flows: flows.length })}\n`);
+    o.report?.('sending', { flows: flows.length });
     while (performance.now() < deadline && o.signal?.aborted !== true) {
       const now = performance.now();
       for (let n = pacer.allowance(now, RUN); n > 0; n -= RUN) {
@@ -89,15 +90,4 @@ function parseArgs(argv: string[]): DownOptions {
   return o;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const stop = new AbortController();
-  process.once('SIGTERM', () => stop.abort());
-  process.once('SIGINT', () => stop.abort());
-  try {
-    const done = await runDownstream({ ...parseArgs(process.argv.slice(2)), signal: stop.signal });
-    process.stdout.write(`${JSON.stringify({ event: 'done', ...done })}\n`);
-  } catch (e) {
-    process.stderr.write(`downstream: ${(e as Error).message}\n`);
-    process.exitCode = 1;
-  }
-}
+if (isMain(import.meta.url)) await runAsProgram('downstream', (report, signal) => runDownstream({ ...parseArgs(process.argv.slice(2)), report, signal }));

@@ -30,7 +30,6 @@
  * prints JSON lines: `established`, `sending` (the first burst left), `received` (down:
  * every 500 ms, bytes so far per client and the generator's clock), `done` (figures).
  */
-import { pathToFileURL } from 'node:url';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { TUNNEL_DEFAULTS } from '../tools/common/index.js';
@@ -40,6 +39,7 @@ import { stableMac } from '../tools/tunnel/server.js';
 import { arpReply, arpRequestFor, udpFrame } from './frames.js';
 import { MAX_SECONDS, sourceAddress } from './loadgen.js';
 import { Pacer, udpRcvbufErrors } from './pacer.js';
+import { isMain, runAsProgram } from './program.js';
 
 /** Most active clients: the bench's grid goes to 32. */
 export const MAX_ACTIVE = 64;
@@ -254,16 +254,4 @@ function parseArgs(argv: string[]): TrafficOptions {
   return o;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const line = (event: string, fields: Record<string, unknown>): void => void process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
-  const stop = new AbortController();
-  process.once('SIGTERM', () => stop.abort());
-  process.once('SIGINT', () => stop.abort());
-  try {
-    const figures = await runTraffic({ ...parseArgs(process.argv.slice(2)), report: line, signal: stop.signal });
-    line('done', { ...figures });
-  } catch (e) {
-    process.stderr.write(`traffic: ${(e as Error).message}\n`);
-    process.exitCode = 1;
-  }
-}
+if (isMain(import.meta.url)) await runAsProgram('traffic', (report, signal) => runTraffic({ ...parseArgs(process.argv.slice(2)), report, signal }));
