@@ -210,6 +210,8 @@ async function measure(w: World, direction: Direction, clients: number, dests: n
     await load.waitExit(5000);
     const elapsed = (c1.at - c0.at) / 1000;
     const bytes = c1.total - c0.total;
+    // A path that carries nothing is broken, not slow: say so instead of printing a 0.
+    if (bytes === 0) throw new Error(`nothing arrived ${direction === 'up' ? 'at the destinations' : 'at the clients'} in ${seconds} s`);
     cell.mbps = (bytes * 8) / elapsed / 1e6;
     const shares = Array.from({ length: clients }, (_, i) => ((c1.perClient[i]! - c0.perClient[i]!) * 8) / elapsed / 1e6);
     cell.minClientMbps = Math.min(...shares);
