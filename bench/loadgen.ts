@@ -16,8 +16,8 @@
  */
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
 import { decodeDatagram, describeError, encode, FEATURES_NONE, MessageType, PROTOCOL_VERSION, TunnelMode, type Message } from '../tools/tunnel/protocol.js';
+import { isMain, runAsProgram } from './program.js';
 
 export const MAX_SESSIONS = 5000;
 export const MAX_SECONDS = 300;
@@ -64,7 +64,7 @@ interface LoadSession {
   pingTimer?: NodeJS.Timeout;
 }
 
-function sourceAddress(index: number): string {
+export function sourceAddress(index: number): string {
   const n = Math.floor(index / SESSIONS_PER_ADDRESS) + 1;
   return `127.1.${(n >> 8) & 255}.${n & 255}`;
 }
@@ -182,16 +182,4 @@ function parseArgs(argv: string[]): LoadOptions {
   return o;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const line = (event: string, fields: Record<string, unknown>): void => void process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
-  const stop = new AbortController();
-  process.once('SIGTERM', () => stop.abort());
-  process.once('SIGINT', () => stop.abort());
-  try {
-    const figures = await runLoad({ ...parseArgs(process.argv.slice(2)), report: line, signal: stop.signal });
-    line('done', { ...figures });
-  } catch (e) {
-    process.stderr.write(`loadgen: ${(e as Error).message}\n`);
-    process.exitCode = 1;
-  }
-}
+if (isMain(import.meta.url)) await runAsProgram('loadgen', (report, signal) => runLoad({ ...parseArgs(process.argv.slice(2)), report, signal }));

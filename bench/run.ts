@@ -2,8 +2,11 @@
  * `npm run bench [-- SECTION...] [--seconds N] [--rounds N] [--only REGEX]`
  *
  * Sections: `tunnel` (needs root, iperf3 and openvpn), `hostile` (a good client's
- * throughput alone and under a half-open and garbage flood) and `scale` (what idle
- * sessions cost one server: bench/scale.ts); all by default. Everything the
+ * throughput alone and under a half-open and garbage flood), `scale` (what idle
+ * sessions cost one server: bench/scale.ts) and `aggregate` (throughput of 1, 8 and
+ * 32 active clients to 1, 8 and 32 destinations through one separate-mode server:
+ * bench/aggregate.ts, both directions; `--only up` or `--only down` keeps one); all
+ * by default. Everything the
  * run creates (namespaces, veths, TAPs, processes, a temp PKI) is removed at the end,
  * on errors and on Ctrl-C. Results go to bench/results/<date>.json and tunnel.svg.
  */
@@ -16,8 +19,9 @@ import { svgChart, table, withRatios } from './report.js';
 import { hostileTable, runHostileBench } from './hostile.js';
 import { runTunnelBench } from './tunnel.js';
 import { runScaleBench, scaleTable } from './scale.js';
+import { aggregateTable, DIRECTIONS, runAggregateBench } from './aggregate.js';
 
-const SECTIONS = ['tunnel', 'hostile', 'scale'] as const;
+const SECTIONS = ['tunnel', 'hostile', 'scale', 'aggregate'] as const;
 type Section = (typeof SECTIONS)[number];
 
 interface Args {
@@ -119,6 +123,17 @@ async function main(): Promise<number> {
       mkdirSync(dir, { recursive: true });
       const file = `${dir}scale-${started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '')}.json`;
       writeFileSync(file, JSON.stringify({ started: started.toISOString(), cores: cpus().length, ...summary }, null, 2) + '\n');
+      log(`wrote ${file}`);
+    }
+    if (args.sections.includes('aggregate')) {
+      const started = new Date();
+      const directions = args.only === undefined ? undefined : DIRECTIONS.filter((d) => args.only!.test(d));
+      const summary = await runAggregateBench(lab, { seconds: args.seconds, rounds: args.rounds, log, directions });
+      process.stdout.write(`\n${aggregateTable(summary)}\n\n${cpus().length} cores; one bundled server in separate mode, the clients' sessions from one load generator on its loopback; up: their UDP frames counted at the destinations, down: the destinations' answers counted at the clients; machine shared, compare within a run; ${args.seconds} s per cell, median of ${args.rounds} round(s)\n`);
+      const dir = fileURLToPath(new URL('./results/', import.meta.url));
+      mkdirSync(dir, { recursive: true });
+      const file = `${dir}aggregate-${started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '')}.json`;
+      writeFileSync(file, JSON.stringify({ started: started.toISOString(), cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', kernel: release(), ...summary }, null, 2) + '\n');
       log(`wrote ${file}`);
     }
     return 0;
