@@ -43,7 +43,7 @@ const pair = (r: Record<string, number>, digits: number): string => {
 };
 
 export function table(rows: Row[]): string {
-  const head = ['tunnel', 'up Mbit/s', 'down Mbit/s', '×OpenVPN', '×VXLAN', 'RTT ms', '+RTT ms', 'RTT busy ms', 'RR µs', 'RR p99 µs', '+RR µs', 'retr', 'CPU s/GB srv/cli', 'peak RSS MiB srv/cli', 'private MiB srv/cli'];
+  const head = ['tunnel', 'up Mbit/s', 'down Mbit/s', '×OpenVPN', '×VXLAN', 'RTT ms', '+RTT ms', 'RTT busy ms', 'RR µs', 'RR p99 µs', '+RR µs', 'RR CPU µs srv/cli', 'retr', 'CPU s/GB srv/cli', 'peak RSS MiB srv/cli', 'private MiB srv/cli'];
   const body = rows.map((r) => [
     r.name,
     fmt(r.upMbps),
@@ -56,6 +56,7 @@ export function table(rows: Row[]): string {
     fmt(r.rrMeanUs, 1),
     fmt(r.rrP99Us, 1),
     fmt(r.addedRrUs, 1),
+    pair(r.rrCpuUs ?? {}, 1),
     fmt(r.retransmits),
     pair(r.cpuSecPerGB, 2),
     pair(r.peakRssMiB, 1),

@@ -15,6 +15,8 @@ export interface RoundTrip {
   p99Us: number;
   /** Round trips measured (after sockperf's own warm-up). */
   count: number;
+  /** Round trips of the whole run, warm-up included: what a CPU-time reading over the run divides by. */
+  total: number;
 }
 
 /** Seconds of ping-pong per tunnel: the bench's --seconds, but at most this (a mean of ~10⁴ round trips is steady). */
@@ -43,6 +45,7 @@ export function parseSockperf(out: string): RoundTrip {
   const mean = /avg-(?:rtt|latency)=\s*([\d.]+)/.exec(text);
   const p99 = /percentile 99\.000 =\s*([\d.]+)/.exec(text);
   const count = /Total (\d+) observations/.exec(text);
-  if (!mean || !p99 || !count) throw new Error(`cannot parse sockperf output: ${text.slice(-400)}`);
-  return { meanUs: Number(mean[1]), p99Us: Number(p99[1]), count: Number(count[1]) };
+  const total = /\[Total Run\][^\n]*ReceivedMessages=(\d+)/.exec(text);
+  if (!mean || !p99 || !count || !total) throw new Error(`cannot parse sockperf output: ${text.slice(-400)}`);
+  return { meanUs: Number(mean[1]), p99Us: Number(p99[1]), count: Number(count[1]), total: Number(total[1]) };
 }

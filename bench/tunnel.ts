@@ -75,6 +75,8 @@ export interface Measurement {
   rrMeanUs: number;
   /** Its 99th percentile, µs. */
   rrP99Us: number;
+  /** CPU time each tunnel end spent per request/response round trip, µs (on a 2-core machine shared by both ends and both applications, CPU per lone frame is most of the round trip). */
+  rrCpuUs: Record<string, number>;
   /** TCP retransmissions iperf3 saw (a sign of loss inside the tunnel). */
   retransmits: number;
   /** CPU seconds per GB carried, each tunnel end, upload run. */
@@ -331,7 +333,7 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
 }
 
 async function measure(ctx: Context, s: Scenario, o: TunnelBenchOptions): Promise<Measurement> {
-  const m: Measurement = { name: s.name, family: s.family, transport: s.transport, cipher: s.cipher, upMbps: NaN, downMbps: NaN, rttMs: NaN, rttBusyMs: NaN, rrMeanUs: NaN, rrP99Us: NaN, retransmits: NaN, cpuSecPerGB: {}, peakRssMiB: {}, privateMiB: {} };
+  const m: Measurement = { name: s.name, family: s.family, transport: s.transport, cipher: s.cipher, upMbps: NaN, downMbps: NaN, rttMs: NaN, rttBusyMs: NaN, rrMeanUs: NaN, rrP99Us: NaN, rrCpuUs: {}, retransmits: NaN, cpuSecPerGB: {}, peakRssMiB: {}, privateMiB: {} };
   let ends: Record<string, Proc> = {};
   try {
     const up = await s.up(ctx);
@@ -339,9 +341,11 @@ async function measure(ctx: Context, s: Scenario, o: TunnelBenchOptions): Promis
     await waitReachable(ctx.lab, ctx.a, up.target);
     m.rttMs = await rtt(ctx.lab, ctx.a, up.target, 200);
     m.rttBusyMs = await rtt(ctx.lab, ctx.a, up.target, 2000, true);
+    const rrCpu0 = Object.fromEntries(Object.entries(ends).map(([k, p]) => [k, p.cpuSeconds()]));
     const rr = await requestResponse(ctx.a, up.target, Math.min(o.seconds, RR_MAX_SECONDS));
     m.rrMeanUs = rr.meanUs;
     m.rrP99Us = rr.p99Us;
+    for (const [k, p] of Object.entries(ends)) m.rrCpuUs[k] = ((p.cpuSeconds() - rrCpu0[k]!) / rr.total) * 1e6;
     const cpu0 = Object.fromEntries(Object.entries(ends).map(([k, p]) => [k, p.cpuSeconds()]));
     const upRun = await iperf(ctx.lab, ctx.a, up.target, o.seconds, false);
     for (const [k, p] of Object.entries(ends)) m.cpuSecPerGB[k] = (p.cpuSeconds() - cpu0[k]!) / (upRun.bytes / 1e9);
@@ -378,6 +382,7 @@ function median(ms: Measurement[]): Measurement {
     rttBusyMs: mid(ms, (m) => m.rttBusyMs),
     rrMeanUs: mid(ms, (m) => m.rrMeanUs),
     rrP99Us: mid(ms, (m) => m.rrP99Us),
+    rrCpuUs: keys((m) => m.rrCpuUs),
     retransmits: mid(ms, (m) => m.retransmits),
     cpuSecPerGB: keys((m) => m.cpuSecPerGB),
     peakRssMiB: keys((m) => m.peakRssMiB),
