@@ -1,7 +1,8 @@
 /**
  * Turns tunnel measurements into what people read: a text table with the ratios
  * that matter (against OpenVPN on the same transport and cipher, against kernel
- * VXLAN, RTT added over the bare veth), and a hand-written SVG bar chart.
+ * VXLAN, RTT and request/response round trip added over the bare veth), and a
+ * hand-written SVG with two panels: throughput, and the request/response round trip.
  */
 import type { Measurement } from './tunnel.js';
 
@@ -9,6 +10,8 @@ export interface Row extends Measurement {
   vsOpenvpn: number;
   vsVxlan: number;
   addedRttMs: number;
+  /** Mean request/response round trip minus the direct veth's in the same run, µs: what the tunnel adds. */
+  addedRrUs: number;
 }
 
 /** The OpenVPN row a ctun row is compared with: same transport, plain with plain, TLS with AES-256-GCM. */
@@ -28,6 +31,7 @@ export function withRatios(all: Measurement[]): Row[] {
       vsOpenvpn: ov === undefined ? NaN : m.upMbps / ov.upMbps,
       vsVxlan: vx === undefined ? NaN : m.upMbps / vx.upMbps,
       addedRttMs: direct === undefined ? NaN : m.rttMs - direct.rttMs,
+      addedRrUs: direct === undefined ? NaN : m.rrMeanUs - direct.rrMeanUs,
     };
   });
 }
@@ -39,7 +43,7 @@ const pair = (r: Record<string, number>, digits: number): string => {
 };
 
 export function table(rows: Row[]): string {
-  const head = ['tunnel', 'up Mbit/s', 'down Mbit/s', '×OpenVPN', '×VXLAN', 'RTT ms', '+RTT ms', 'RTT busy ms', 'retr', 'CPU s/GB srv/cli', 'peak RSS MiB srv/cli', 'private MiB srv/cli'];
+  const head = ['tunnel', 'up Mbit/s', 'down Mbit/s', '×OpenVPN', '×VXLAN', 'RTT ms', '+RTT ms', 'RTT busy ms', 'RR µs', 'RR p99 µs', '+RR µs', 'RR CPU µs srv/cli', 'retr', 'CPU s/GB srv/cli', 'peak RSS MiB srv/cli', 'private MiB srv/cli'];
   const body = rows.map((r) => [
     r.name,
     fmt(r.upMbps),
@@ -49,6 +53,10 @@ export function table(rows: Row[]): string {
     fmt(r.rttMs, 3),
     fmt(r.addedRttMs, 3),
     fmt(r.rttBusyMs, 3),
+    fmt(r.rrMeanUs, 1),
+    fmt(r.rrP99Us, 1),
+    fmt(r.addedRrUs, 1),
+    pair(r.rrCpuUs ?? {}, 1),
     fmt(r.retransmits),
     pair(r.cpuSecPerGB, 2),
     pair(r.peakRssMiB, 1),
@@ -64,50 +72,105 @@ const COLOURS: Record<string, string> = { direct: '#9e9e9e', vxlan: '#607d8b', o
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
+const LEFT = 190;
+const WIDTH = 760;
+const BAR_H = 11;
+const ROW_H = 30;
+const PLOT_W = WIDTH - LEFT - 90;
+
+/** One panel of the picture: its SVG elements, drawn from `top`, and the height it took. */
+interface Panel {
+  parts: string[];
+  height: number;
+}
+
 /**
- * A horizontal bar chart of throughput (log scale, since the veth is an order of
- * magnitude above every tunnel), one bar per tunnel, upload and download.
+ * The picture of one run: throughput (log scale, since the veth is an order of
+ * magnitude above every tunnel) and, below it, the request/response round trip
+ * (linear, mean with the p99 as a whisker), one bar per tunnel.
  */
 export function svgChart(rows: Row[], subtitle: string): string {
-  const shown = rows.filter((r) => Number.isFinite(r.upMbps));
-  const left = 190;
-  const width = 760;
-  const barH = 11;
-  const rowH = 30;
-  const top = 58;
-  const plotW = width - left - 90;
-  const height = top + shown.length * rowH + 40;
-  const max = Math.max(...shown.flatMap((r) => [r.upMbps, r.downMbps].filter(Number.isFinite)), 100);
-  const lo = 10;
-  const hiExp = Math.ceil(Math.log10(max));
-  const x = (v: number): number => (Math.log10(Math.max(v, lo)) - 1) / (hiExp - 1) * plotW;
+  const throughput = throughputPanel(rows, subtitle, 0);
+  const rr = rrPanel(rows, throughput.height);
+  const legendY = throughput.height + rr.height + 20;
+  const height = legendY + 10;
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="12">`);
-  parts.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`);
-  parts.push(`<text x="${left}" y="20" font-size="15" font-weight="bold">TCP throughput through each tunnel (iperf3, Mbit/s, log scale)</text>`);
-  parts.push(`<text x="${left}" y="38" fill="#555">${esc(subtitle)}</text>`);
-  for (let e = 1; e <= hiExp; e++) {
-    const gx = left + x(10 ** e);
-    parts.push(`<line x1="${gx.toFixed(1)}" y1="${top - 8}" x2="${gx.toFixed(1)}" y2="${top + shown.length * rowH}" stroke="#e0e0e0"/>`);
-    parts.push(`<text x="${gx.toFixed(1)}" y="${top + shown.length * rowH + 16}" text-anchor="middle" fill="#555">${10 ** e >= 1000 ? `${10 ** (e - 3)} G` : `${10 ** e} M`}</text>`);
-  }
-  shown.forEach((r, i) => {
-    const y = top + i * rowH;
-    const colour = COLOURS[r.family] ?? '#333';
-    parts.push(`<text x="${left - 8}" y="${y + barH + 3}" text-anchor="end">${esc(r.name)}</text>`);
-    parts.push(`<rect x="${left}" y="${y}" width="${x(r.upMbps).toFixed(1)}" height="${barH}" fill="${colour}"/>`);
-    parts.push(`<text x="${(left + x(r.upMbps) + 4).toFixed(1)}" y="${y + barH - 1}" fill="#222">${fmt(r.upMbps)} ↑</text>`);
-    if (Number.isFinite(r.downMbps)) {
-      parts.push(`<rect x="${left}" y="${y + barH + 1}" width="${x(r.downMbps).toFixed(1)}" height="${barH - 3}" fill="${colour}" opacity="0.55"/>`);
-      parts.push(`<text x="${(left + x(r.downMbps) + 4).toFixed(1)}" y="${y + 2 * barH - 2}" fill="#555" font-size="10">${fmt(r.downMbps)} ↓</text>`);
-    }
-  });
-  const ly = height - 10;
-  let lx = left;
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="12">`);
+  parts.push(`<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`);
+  parts.push(...throughput.parts, ...rr.parts);
+  let lx = LEFT;
   for (const [fam, label] of [['direct', 'veth (limit)'], ['vxlan', 'kernel VXLAN'], ['openvpn', 'OpenVPN 2.6 TAP'], ['ctun', 'ctun']] as const) {
-    parts.push(`<rect x="${lx}" y="${ly - 9}" width="10" height="10" fill="${COLOURS[fam]}"/><text x="${lx + 14}" y="${ly}">${label}</text>`);
+    parts.push(`<rect x="${lx}" y="${legendY - 9}" width="10" height="10" fill="${COLOURS[fam]}"/><text x="${lx + 14}" y="${legendY}">${label}</text>`);
     lx += 130;
   }
   parts.push('</svg>');
   return parts.join('\n') + '\n';
+}
+
+function throughputPanel(rows: Row[], subtitle: string, y0: number): Panel {
+  const shown = rows.filter((r) => Number.isFinite(r.upMbps));
+  const top = y0 + 58;
+  const max = Math.max(...shown.flatMap((r) => [r.upMbps, r.downMbps].filter(Number.isFinite)), 100);
+  const lo = 10;
+  const hiExp = Math.ceil(Math.log10(max));
+  const x = (v: number): number => ((Math.log10(Math.max(v, lo)) - 1) / (hiExp - 1)) * PLOT_W;
+  const parts: string[] = [];
+  parts.push(`<text x="${LEFT}" y="${y0 + 20}" font-size="15" font-weight="bold">TCP throughput through each tunnel (iperf3, Mbit/s, log scale)</text>`);
+  parts.push(`<text x="${LEFT}" y="${y0 + 38}" fill="#555">${esc(subtitle)}</text>`);
+  for (let e = 1; e <= hiExp; e++) {
+    const gx = LEFT + x(10 ** e);
+    parts.push(`<line x1="${gx.toFixed(1)}" y1="${top - 8}" x2="${gx.toFixed(1)}" y2="${top + shown.length * ROW_H}" stroke="#e0e0e0"/>`);
+    parts.push(`<text x="${gx.toFixed(1)}" y="${top + shown.length * ROW_H + 16}" text-anchor="middle" fill="#555">${10 ** e >= 1000 ? `${10 ** (e - 3)} G` : `${10 ** e} M`}</text>`);
+  }
+  shown.forEach((r, i) => {
+    const y = top + i * ROW_H;
+    const colour = COLOURS[r.family] ?? '#333';
+    parts.push(`<text x="${LEFT - 8}" y="${y + BAR_H + 3}" text-anchor="end">${esc(r.name)}</text>`);
+    parts.push(`<rect x="${LEFT}" y="${y}" width="${x(r.upMbps).toFixed(1)}" height="${BAR_H}" fill="${colour}"/>`);
+    parts.push(`<text x="${(LEFT + x(r.upMbps) + 4).toFixed(1)}" y="${y + BAR_H - 1}" fill="#222">${fmt(r.upMbps)} ↑</text>`);
+    if (Number.isFinite(r.downMbps)) {
+      parts.push(`<rect x="${LEFT}" y="${y + BAR_H + 1}" width="${x(r.downMbps).toFixed(1)}" height="${BAR_H - 3}" fill="${colour}" opacity="0.55"/>`);
+      parts.push(`<text x="${(LEFT + x(r.downMbps) + 4).toFixed(1)}" y="${y + 2 * BAR_H - 2}" fill="#555" font-size="10">${fmt(r.downMbps)} ↓</text>`);
+    }
+  });
+  return { parts, height: top - y0 + shown.length * ROW_H + 30 };
+}
+
+/** The request/response round trip: a bar for the mean, a thin line out to the p99. */
+function rrPanel(rows: Row[], y0: number): Panel {
+  const shown = rows.filter((r) => Number.isFinite(r.rrMeanUs));
+  if (shown.length === 0) return { parts: [], height: 0 };
+  const top = y0 + 58;
+  const rowH = 22;
+  // The axis follows the means (a p99 on a shared machine can be ten times the mean):
+  // a p99 beyond it is drawn to the edge, its figure in the label.
+  const max = 2 * Math.max(...shown.map((r) => r.rrMeanUs));
+  const step = [10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000].find((st) => max / st <= 8) ?? 10_000;
+  const hi = Math.ceil(max / step) * step;
+  const x = (v: number): number => (Math.min(v, hi) / hi) * PLOT_W;
+  const parts: string[] = [];
+  parts.push(`<text x="${LEFT}" y="${y0 + 20}" font-size="15" font-weight="bold">TCP request/response round trip (sockperf ping-pong, µs)</text>`);
+  parts.push(`<text x="${LEFT}" y="${y0 + 38}" fill="#555">64-byte messages, one in flight; bar: mean, line: to the p99; (+ added over the veth)</text>`);
+  for (let v = 0; v <= hi; v += step) {
+    const gx = LEFT + x(v);
+    parts.push(`<line x1="${gx.toFixed(1)}" y1="${top - 8}" x2="${gx.toFixed(1)}" y2="${top + shown.length * rowH}" stroke="#e0e0e0"/>`);
+    parts.push(`<text x="${gx.toFixed(1)}" y="${top + shown.length * rowH + 16}" text-anchor="middle" fill="#555">${v}</text>`);
+  }
+  shown.forEach((r, i) => {
+    const y = top + i * rowH;
+    const colour = COLOURS[r.family] ?? '#333';
+    parts.push(`<text x="${LEFT - 8}" y="${y + BAR_H}" text-anchor="end">${esc(r.name)}</text>`);
+    parts.push(`<rect x="${LEFT}" y="${y}" width="${x(r.rrMeanUs).toFixed(1)}" height="${BAR_H + 2}" fill="${colour}"/>`);
+    if (Number.isFinite(r.rrP99Us)) {
+      const cy = y + (BAR_H + 2) / 2;
+      parts.push(`<line x1="${(LEFT + x(r.rrMeanUs)).toFixed(1)}" y1="${cy}" x2="${(LEFT + x(r.rrP99Us)).toFixed(1)}" y2="${cy}" stroke="${colour}" stroke-width="1.5"/>`);
+      parts.push(`<line x1="${(LEFT + x(r.rrP99Us)).toFixed(1)}" y1="${y + 2}" x2="${(LEFT + x(r.rrP99Us)).toFixed(1)}" y2="${y + BAR_H}" stroke="${colour}" stroke-width="1.5"/>`);
+    }
+    const added = Number.isFinite(r.addedRrUs) && r.family !== 'direct' ? ` (+${fmt(r.addedRrUs)})` : '';
+    // The label sits past the bar, or inside the plot's right end when the p99 line reaches it.
+    const end = LEFT + x(Number.isFinite(r.rrP99Us) ? r.rrP99Us : r.rrMeanUs) + 4;
+    const label = `${fmt(r.rrMeanUs)}${added} · p99 ${fmt(r.rrP99Us)}`;
+    parts.push(end > LEFT + PLOT_W - 120 ? `<text x="${LEFT + PLOT_W + 86}" y="${y + BAR_H}" text-anchor="end" fill="#222" stroke="#fff" stroke-width="4" paint-order="stroke">${label}</text>` : `<text x="${end.toFixed(1)}" y="${y + BAR_H}" fill="#222">${label}</text>`);
+  });
+  return { parts, height: top - y0 + shown.length * rowH + 30 };
 }

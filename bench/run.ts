@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- SECTION...] [--seconds N] [--rounds N] [--only REGEX]`
  *
- * Sections: `tunnel` (needs root, iperf3 and openvpn), `hostile` (a good client's
+ * Sections: `tunnel` (needs root, iperf3, sockperf and openvpn), `hostile` (a good client's
  * throughput alone and under a half-open and garbage flood), `scale` (what idle
  * sessions cost one server: bench/scale.ts) and `aggregate` (throughput of 1, 8 and
  * 32 active clients to 1, 8 and 32 destinations through one separate-mode server:
@@ -18,6 +18,7 @@ import { Lab } from '../tools/lab/index.js';
 import { svgChart, table, withRatios } from './report.js';
 import { hostileTable, runHostileBench } from './hostile.js';
 import { runTunnelBench } from './tunnel.js';
+import { RR_MAX_SECONDS } from './request-response.js';
 import { runScaleBench, scaleTable } from './scale.js';
 import { aggregateTable, DIRECTIONS, runAggregateBench } from './aggregate.js';
 
@@ -56,15 +57,15 @@ function parseArgs(argv: string[]): Args {
 
 async function version(file: string, args: string[]): Promise<string> {
   const r = await execa(file, args, { reject: false, timeout: 10_000, all: true });
-  return (r.all ?? '').split('\n')[0]!.trim();
+  return (r.all ?? '').replace(/\x1b\[[0-9;]*m/g, '').split('\n')[0]!.trim();
 }
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   if (process.getuid?.() !== 0) usage('needs root (network namespaces, TAP devices)');
-  for (const tool of ['iperf3', 'openvpn', 'ping', 'ip', 'openssl']) {
+  for (const tool of ['iperf3', 'sockperf', 'openvpn', 'ping', 'ip', 'openssl']) {
     const r = await execa('sh', ['-c', `command -v ${tool}`], { reject: false });
-    if (r.exitCode !== 0) usage(`${tool} is missing: apt-get install -y iperf3 openvpn iputils-ping iproute2 openssl`);
+    if (r.exitCode !== 0) usage(`${tool} is missing: apt-get install -y iperf3 sockperf openvpn iputils-ping iproute2 openssl`);
   }
   // Benchmark processes print for minutes: keep the tail of their output only.
   const lab = new Lab({ prefix: `cb${(process.pid % 46656).toString(36)}`, maxOutputChars: 1 << 20 });
@@ -93,8 +94,9 @@ async function main(): Promise<number> {
         node: process.version,
         openvpn: await version('openvpn', ['--version']),
         iperf3: await version('iperf3', ['--version']),
+        sockperf: await version('sockperf', ['--version']),
       };
-      process.stdout.write(`\n${table(rows)}\n\n${machine.cores} cores (${machine.cpu}), kernel ${machine.kernel}, ${machine.openvpn.split(' ').slice(0, 2).join(' ')}; iperf3 ${args.seconds} s per direction, ${args.rounds} round(s)\n`);
+      process.stdout.write(`\n${table(rows)}\n\n${machine.cores} cores (${machine.cpu}), kernel ${machine.kernel}, ${machine.openvpn.split(' ').slice(0, 2).join(' ')}; iperf3 ${args.seconds} s per direction, sockperf ping-pong ${Math.min(args.seconds, RR_MAX_SECONDS)} s, ${args.rounds} round(s)\n`);
       const dir = fileURLToPath(new URL('./results/', import.meta.url));
       mkdirSync(dir, { recursive: true });
       const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '');

@@ -13,6 +13,7 @@ import { bundleCtun } from './bundle.js';
 import { TUNNEL_DEFAULTS } from '../tools/common/index.js';
 import { TUNNEL_NODE_FLAGS } from '../tools/image/node-flags.js';
 import { Lab, run, type Netns, type Proc } from '../tools/lab/index.js';
+import { requestResponse, RR_MAX_SECONDS, startRrServer } from './request-response.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -47,7 +48,7 @@ export interface Context {
   ctunSecure: CtunSecure | undefined;
   /** The bundled ctun the tunnel ends run (the shape the images ship). */
   ctunScript: string;
-  /** Processes that outlive a scenario (the iperf3 server). */
+  /** Processes that outlive a scenario (the iperf3 and sockperf servers). */
   keep: Proc[];
 }
 
@@ -70,6 +71,12 @@ export interface Measurement {
   rttMs: number;
   /** Mean ping RTT back to back (ping -f: the next leaves when the last returns). */
   rttBusyMs: number;
+  /** TCP request/response round trip (sockperf ping-pong, 64-byte messages, one in flight): mean, µs. */
+  rrMeanUs: number;
+  /** Its 99th percentile, µs. */
+  rrP99Us: number;
+  /** CPU time each tunnel end spent per request/response round trip, µs (on a 2-core machine shared by both ends and both applications, CPU per lone frame is most of the round trip). */
+  rrCpuUs: Record<string, number>;
   /** TCP retransmissions iperf3 saw (a sign of loss inside the tunnel). */
   retransmits: number;
   /** CPU seconds per GB carried, each tunnel end, upload run. */
@@ -292,7 +299,7 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
     await server.waitFor(/Server listening/, 10_000);
     return server;
   };
-  ctx.keep.push(await startIperfServer());
+  ctx.keep.push(await startIperfServer(), await startRrServer(lab, b));
 
   const scenarios: Scenario[] = [
     direct,
@@ -316,7 +323,7 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
       // A fresh iperf3 server per scenario: one left "busy" by a test that a slow
       // tunnel cut short must not fail the next scenario.
       for (const p of ctx.keep) await p.stop();
-      ctx.keep = [await startIperfServer()];
+      ctx.keep = [await startIperfServer(), await startRrServer(lab, b)];
       results.push(await measure(ctx, s, o));
     }
     rounds.push(results);
@@ -326,7 +333,7 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
 }
 
 async function measure(ctx: Context, s: Scenario, o: TunnelBenchOptions): Promise<Measurement> {
-  const m: Measurement = { name: s.name, family: s.family, transport: s.transport, cipher: s.cipher, upMbps: NaN, downMbps: NaN, rttMs: NaN, rttBusyMs: NaN, retransmits: NaN, cpuSecPerGB: {}, peakRssMiB: {}, privateMiB: {} };
+  const m: Measurement = { name: s.name, family: s.family, transport: s.transport, cipher: s.cipher, upMbps: NaN, downMbps: NaN, rttMs: NaN, rttBusyMs: NaN, rrMeanUs: NaN, rrP99Us: NaN, rrCpuUs: {}, retransmits: NaN, cpuSecPerGB: {}, peakRssMiB: {}, privateMiB: {} };
   let ends: Record<string, Proc> = {};
   try {
     const up = await s.up(ctx);
@@ -334,6 +341,11 @@ async function measure(ctx: Context, s: Scenario, o: TunnelBenchOptions): Promis
     await waitReachable(ctx.lab, ctx.a, up.target);
     m.rttMs = await rtt(ctx.lab, ctx.a, up.target, 200);
     m.rttBusyMs = await rtt(ctx.lab, ctx.a, up.target, 2000, true);
+    const rrCpu0 = Object.fromEntries(Object.entries(ends).map(([k, p]) => [k, p.cpuSeconds()]));
+    const rr = await requestResponse(ctx.a, up.target, Math.min(o.seconds, RR_MAX_SECONDS));
+    m.rrMeanUs = rr.meanUs;
+    m.rrP99Us = rr.p99Us;
+    for (const [k, p] of Object.entries(ends)) m.rrCpuUs[k] = ((p.cpuSeconds() - rrCpu0[k]!) / rr.total) * 1e6;
     const cpu0 = Object.fromEntries(Object.entries(ends).map(([k, p]) => [k, p.cpuSeconds()]));
     const upRun = await iperf(ctx.lab, ctx.a, up.target, o.seconds, false);
     for (const [k, p] of Object.entries(ends)) m.cpuSecPerGB[k] = (p.cpuSeconds() - cpu0[k]!) / (upRun.bytes / 1e9);
@@ -368,6 +380,9 @@ function median(ms: Measurement[]): Measurement {
     downMbps: mid(ms, (m) => m.downMbps),
     rttMs: mid(ms, (m) => m.rttMs),
     rttBusyMs: mid(ms, (m) => m.rttBusyMs),
+    rrMeanUs: mid(ms, (m) => m.rrMeanUs),
+    rrP99Us: mid(ms, (m) => m.rrP99Us),
+    rrCpuUs: keys((m) => m.rrCpuUs),
     retransmits: mid(ms, (m) => m.retransmits),
     cpuSecPerGB: keys((m) => m.cpuSecPerGB),
     peakRssMiB: keys((m) => m.peakRssMiB),
