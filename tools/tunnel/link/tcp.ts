@@ -23,6 +23,7 @@ import {
   type TlsMaterial,
 } from '../secure/index.js';
 import { gateFor, listenError } from './listen.js';
+import { releaseAfterTurn } from './read-release.js';
 import type { ClientLink, ConnectOptions, PeerLink, ServerTransport, ServerTransportOptions } from './types.js';
 
 export class TcpServerTransport implements ServerTransport {
@@ -91,6 +92,7 @@ export class TcpServerTransport implements ServerTransport {
           return;
         }
         for (const m of messages) handlers.message(link, m);
+        releaseAfterTurn(chunk);
       });
       socket.on('error', () => socket.destroy());
       socket.on('close', () => {
@@ -201,6 +203,7 @@ export async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
       return;
     }
     for (const m of messages) options.handlers.message(m);
+    releaseAfterTurn(chunk);
   });
   socket.on('error', (e) => {
     closedReason = e.message;
