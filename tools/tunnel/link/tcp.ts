@@ -23,7 +23,7 @@ import {
   type TlsMaterial,
 } from '../secure/index.js';
 import { gateFor, listenError } from './listen.js';
-import { releaseAfterTurn } from './read-release.js';
+import { releaseAfterTurn, releaseWritten } from './read-release.js';
 import type { ClientLink, ConnectOptions, PeerLink, ServerTransport, ServerTransportOptions } from './types.js';
 
 export class TcpServerTransport implements ServerTransport {
@@ -165,7 +165,11 @@ function writeFramesBounded(socket: net.Socket, frames: Buffer[], maxQueueBytes:
     queued += frame.length + HEADER_SIZE;
     accepted++;
   }
-  if (parts.length > 0) socket.write(Buffer.concat(parts));
+  if (parts.length > 0) {
+    const batch = Buffer.concat(parts);
+    socket.write(batch);
+    releaseWritten(socket, batch);
+  }
   return accepted;
 }
 
