@@ -5,7 +5,7 @@ import { bundleScript } from './bundle.js';
 import { readPublicKey } from './keys.js';
 import { missingInputHint, type ProjectPaths } from './paths.js';
 import type { ContextFile, ImageStep } from './plan.js';
-import { stripElf } from './strip-elf.js';
+import { strippedCopy } from './strip-elf.js';
 import { renderTemplate } from './template.js';
 
 /**
@@ -33,7 +33,8 @@ export async function renderContextText(file: ContextFile, paths: ProjectPaths):
 }
 
 // A hard link costs nothing for the large Node binary; across file systems, copy.
-async function placeFile(source: string, target: string, mode: number | undefined, strip = false): Promise<void> {
+async function placeFile(given: string, target: string, mode: number | undefined, strip = false): Promise<void> {
+  const source = strip ? await strippedCopy(given).catch(() => given) : given;
   const s = await stat(source).catch((e: unknown) => {
     throw new CtunError('CONTEXT_FILE_MISSING', `${source} is missing`, {
       hint: source.includes('node_modules') || source.endsWith('.node') ? missingInputHint() : 'check the path',
@@ -42,11 +43,6 @@ async function placeFile(source: string, target: string, mode: number | undefine
   });
   await mkdir(dirname(target), { recursive: true });
   const wanted = mode ?? s.mode & 0o777;
-  if (strip) {
-    await stripElf(source, target);
-    await chmod(target, wanted);
-    return;
-  }
   if ((s.mode & 0o777) === wanted) {
     try {
       await link(source, target);

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../lab/testing.js';
 import { projectPaths } from './paths.js';
-import { stripElf } from './strip-elf.js';
+import { strippedCopy, stripElf } from './strip-elf.js';
 
 const run = promisify(execFile);
 const paths = projectPaths();
@@ -42,5 +42,15 @@ describe('stripElf', () => {
     const once = join(dir, 'once');
     await stripElf(paths.nodeBinary, once);
     expect(await stripElf(once, join(dir, 'twice'))).toEqual({ done: 'copied', reason: 'nothing to strip' });
+  }, 60_000);
+
+  it('keeps one stripped copy per version of the source, so build contexts link the same file', async () => {
+    const cache = join(dir, 'cache');
+    const first = await strippedCopy(paths.nodeBinary, cache);
+    const again = await strippedCopy(paths.nodeBinary, cache);
+    expect(again).toBe(first);
+    const [a, b] = await Promise.all([stat(first), stat(again)]);
+    expect([b.ino, b.mtimeMs]).toEqual([a.ino, a.mtimeMs]);
+    expect(a.size).toBeLessThan((await stat(paths.nodeBinary)).size);
   }, 60_000);
 });

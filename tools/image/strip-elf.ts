@@ -10,7 +10,10 @@
  * header table — the layout of Node's releases and of anything `ld` links. Any other
  * file (not ELF64 little-endian, sections interleaved) is copied unchanged.
  */
-import { copyFile, open, truncate } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { chmod, copyFile, mkdir, open, rename, stat, truncate } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 
 const SHF_ALLOC = 0x2n;
 const SHT_NOBITS = 8;
@@ -141,4 +144,23 @@ async function planStrip(file: Awaited<ReturnType<typeof open>>, size: number): 
   }
   if (cut >= size) return 'nothing after the loaded part';
   return { cut, kept, names };
+}
+
+/**
+ * The stripped copy of `source`, made once per version of it and kept in `cacheDir`
+ * (default: the OS temp folder). A build context hard-links it like any input, so
+ * its identity (inode, mtime) — what the context digest of a large file is — stays
+ * the same from build to build and an up-to-date runtime image is not built again.
+ */
+export async function strippedCopy(source: string, cacheDir = join(tmpdir(), 'ctun-stripped')): Promise<string> {
+  const st = await stat(source);
+  const key = createHash('sha256').update(`${source} ${st.dev} ${st.ino} ${st.size} ${st.mtimeMs}`).digest('hex').slice(0, 16);
+  const target = join(cacheDir, `${key}-${basename(source)}`);
+  if (await stat(target).then(() => true, () => false)) return target;
+  await mkdir(cacheDir, { recursive: true });
+  const part = `${target}.${process.pid}.part`;
+  await stripElf(source, part);
+  await chmod(part, st.mode & 0o777);
+  await rename(part, target);
+  return target;
 }
