@@ -5,6 +5,7 @@ import { bundleScript } from './bundle.js';
 import { readPublicKey } from './keys.js';
 import { missingInputHint, type ProjectPaths } from './paths.js';
 import type { ContextFile, ImageStep } from './plan.js';
+import { strippedCopy } from './strip-elf.js';
 import { renderTemplate } from './template.js';
 
 /**
@@ -32,7 +33,8 @@ export async function renderContextText(file: ContextFile, paths: ProjectPaths):
 }
 
 // A hard link costs nothing for the large Node binary; across file systems, copy.
-async function placeFile(source: string, target: string, mode: number | undefined): Promise<void> {
+async function placeFile(given: string, target: string, mode: number | undefined, strip = false): Promise<void> {
+  const source = strip ? await strippedCopy(given).catch(() => given) : given;
   const s = await stat(source).catch((e: unknown) => {
     throw new CtunError('CONTEXT_FILE_MISSING', `${source} is missing`, {
       hint: source.includes('node_modules') || source.endsWith('.node') ? missingInputHint() : 'check the path',
@@ -64,7 +66,7 @@ export async function materializeContext(step: ImageStep, paths: ProjectPaths, d
     const from = file.from;
     switch (from.kind) {
       case 'file':
-        await placeFile(from.path, target, from.mode);
+        await placeFile(from.path, target, from.mode, from.strip);
         break;
       case 'dir':
         await mkdir(target, { recursive: true });

@@ -54,14 +54,18 @@ describe('ctun images plan', () => {
       ['opt/ctun/ctun.mjs', 'bundle'],
       ['opt/ctun/native/ctun_tap.node', 'file'],
     ]);
-    expect(runtime.context[0]!.from).toMatchObject({ path: paths.nodeBinary });
+    // Node goes in without its symbol table and debug sections (strip-elf.ts).
+    expect(runtime.context[0]!.from).toMatchObject({ path: paths.nodeBinary, strip: true });
   });
 
   it('renders the Dockerfiles with entrypoints and labels', async () => {
     const plan = planCtun({ eula: 'acceptDspaceEula', distro: 'debian' }, paths);
     const ls = await renderDockerfile(plan.images[1]!, paths);
     expect(ls).toContain('FROM dspace/ctun/runtime:23.1.0 AS runtime');
-    expect(ls).toContain('FROM debian:12\n');
+    expect(ls).toContain('FROM debian:12 AS tools\n');
+    // The image is the gathered root on nothing else; the base only lends its tools.
+    expect(ls).toContain('FROM scratch\nCOPY --from=tools /rootfs/ /\n');
+    expect(plan.images[1]!.context.map((c) => c.path)).toContain('tunnel-root.sh');
     expect(ls).toContain('ENTRYPOINT ["ctun","server","--mode","local"]');
     expect(ls).toContain(`EXPOSE ${metadata.defaultPort}/udp`);
     expect(ls).toMatch(/LABEL io\.ctun\.base="debian:12" \\\n {6}io\.ctun\.kind="image\/local-server"/);

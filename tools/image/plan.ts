@@ -27,7 +27,8 @@ export const EULA_LITERAL = 'acceptDspaceEula';
 
 /** Where a file of a build context comes from. */
 export type ContextSource =
-  | { kind: 'file'; path: string; mode?: number }
+  /** A file copied (hard-linked when it can be); `strip`: an executable written without its symbol table and debug sections (strip-elf.ts). */
+  | { kind: 'file'; path: string; mode?: number; strip?: boolean }
   | { kind: 'text'; text: string; mode?: number }
   | { kind: 'template'; template: string; values: Record<string, string>; mode?: number }
   | { kind: 'bundle'; entry: string }
@@ -290,7 +291,8 @@ export function planRuntime(paths: ProjectPaths, options: Pick<CommonBuildOption
     tags: [image],
     dockerfile: { template: 'ctun-runtime.Dockerfile', values: {} },
     context: [
-      { path: IMAGE_NODE_BINARY.slice(1), from: { kind: 'file', path: paths.nodeBinary, mode: 0o755 } },
+      // Stripped: 18 MB of symbols and debug info that every image would carry and nothing reads.
+      { path: IMAGE_NODE_BINARY.slice(1), from: { kind: 'file', path: paths.nodeBinary, mode: 0o755, strip: true } },
       { path: 'opt/ctun/bin/ctun', from: { kind: 'text', text: CTUN_WRAPPER, mode: 0o755 } },
       { path: 'opt/ctun/ctun.mjs', from: { kind: 'bundle', entry: options.ctunEntry ?? paths.ctunEntry } },
       { path: 'opt/ctun/native/ctun_tap.node', from: { kind: 'file', path: paths.addon, mode: 0o755 } },
@@ -340,7 +342,8 @@ export function planCtun(given: CommonBuildOptions, paths: ProjectPaths, only: C
           entrypoint: JSON.stringify(r.entry),
         },
       },
-      context: a.files,
+      // The base only lends the tunnel's tools: the image is the root this script gathers.
+      context: [...a.files, { path: 'tunnel-root.sh', from: { kind: 'template', template: 'image/tunnel-root.sh', values: {}, mode: 0o755 } }],
       labels: ctunLabels(`image/${id}`, { 'io.ctun.base': base.image }),
       extraHosts: a.extraHosts,
       noCache: options.noCache ?? false,

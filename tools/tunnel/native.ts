@@ -24,6 +24,8 @@ export interface TapAddon {
   udpSend(fd: number, buffers: Buffer[], ip: number, port: number, frames: boolean): number;
   /** Datagram i of a wake-up is buffer[offsets[i], offsets[i] + lengths[i]), from addrs[2i]:addrs[2i+1]. */
   UdpReader: new (fd: number, buffer: Buffer, lengths: Uint32Array, offsets: Uint32Array, addrs: Uint32Array, slotSize: number, onDatagrams: (count: number) => void) => { stop(): void; filtered(): number; coalesced(): number };
+  /** Gives the C heap's free pages back to the kernel (glibc malloc_trim); whether any were. */
+  trimHeap(): boolean;
   /** The addon's copy of the wire format (native/wire.h), held to protocol.ts and secure/aead.ts by wire-constants.test.ts. */
   wire: AddonWireConstants;
 }

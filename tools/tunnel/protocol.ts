@@ -514,7 +514,9 @@ export class StreamDecoder {
       out.push(decodePayload(type, buf.subarray(offset + HEADER_SIZE, end)));
       offset = end;
     }
-    buf = offset === buf.length ? Buffer.alloc(0) : buf.subarray(offset);
+    // The rest of a message is copied (at most one message): the caller may release the
+    // chunk once the messages decoded from it are handled (link/read-release.ts).
+    buf = offset === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(offset));
     this.pending = buf.length > 0 ? [buf] : [];
     this.pendingBytes = buf.length;
     return out;

@@ -12,10 +12,19 @@ export interface TapOptions {
   role?: 'create' | 'attach';
 }
 
+/**
+ * How often an open TAP's process gives its freed C heap back (see `trimHeap` in
+ * native/tap.cc): at full rate on TCP and TLS this keeps ~8 MB of freed read buffers
+ * from staying resident; a trim of a heap this size takes well under a millisecond.
+ */
+export const HEAP_TRIM_INTERVAL_MS = 2000;
+
 export class TapDevice implements FrameDevice {
   private readonly addon = loadAddon();
   private readonly fd: number;
   private reader: { stop(): void } | undefined;
+  // The TAP is open for a tunnel end's whole life, and only real ends open one.
+  private readonly heapTrim: NodeJS.Timeout;
   private closed = false;
   readonly name: string;
   private readonly batch: number;
@@ -35,6 +44,7 @@ export class TapDevice implements FrameDevice {
     } catch (e) {
       throw tapOpenError(name, e, options.role ?? 'attach');
     }
+    this.heapTrim = setInterval(() => this.addon.trimHeap(), HEAP_TRIM_INTERVAL_MS).unref();
   }
 
   onFrames(handler: (frames: Buffer[]) => void): void {
@@ -63,6 +73,7 @@ export class TapDevice implements FrameDevice {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.heapTrim);
     this.reader?.stop();
     this.addon.close(this.fd);
   }

@@ -23,6 +23,7 @@ import {
   type TlsMaterial,
 } from '../secure/index.js';
 import { gateFor, listenError } from './listen.js';
+import { releaseAfterTurn, releaseWritten } from './read-release.js';
 import type { ClientLink, ConnectOptions, PeerLink, ServerTransport, ServerTransportOptions } from './types.js';
 
 export class TcpServerTransport implements ServerTransport {
@@ -91,6 +92,7 @@ export class TcpServerTransport implements ServerTransport {
           return;
         }
         for (const m of messages) handlers.message(link, m);
+        releaseAfterTurn(chunk);
       });
       socket.on('error', () => socket.destroy());
       socket.on('close', () => {
@@ -163,7 +165,11 @@ function writeFramesBounded(socket: net.Socket, frames: Buffer[], maxQueueBytes:
     queued += frame.length + HEADER_SIZE;
     accepted++;
   }
-  if (parts.length > 0) socket.write(Buffer.concat(parts));
+  if (parts.length > 0) {
+    const batch = Buffer.concat(parts);
+    socket.write(batch);
+    releaseWritten(socket, batch);
+  }
   return accepted;
 }
 
@@ -201,6 +207,7 @@ export async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
       return;
     }
     for (const m of messages) options.handlers.message(m);
+    releaseAfterTurn(chunk);
   });
   socket.on('error', (e) => {
     closedReason = e.message;

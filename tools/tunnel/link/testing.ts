@@ -1,5 +1,5 @@
 /** For the transports' unit tests: handlers that record what a transport reports, and a bounded wait. */
-import type { ProtocolError, Message } from '../protocol.js';
+import { MessageType, type ProtocolError, type Message } from '../protocol.js';
 import type { SealFailure } from '../secure/index.js';
 import type { ClientLinkHandlers, PeerLink, ReplyBudget, ServerTransportHandlers } from './types.js';
 
@@ -13,10 +13,17 @@ export interface ServerRecord {
   refused: Array<{ peer: string; reason: string }>;
 }
 
+/**
+ * A record outlives the turn of the event loop, and a data frame is a view of the
+ * transport's read buffer, valid only until then (TCP releases it, UDP reads into it
+ * again): so the record keeps a copy, as the tunnel does when it keeps a frame.
+ */
+const kept = (m: Message): Message => (m.type === MessageType.Data ? { ...m, frame: Buffer.from(m.frame) } : m);
+
 export function recordServer(): ServerRecord {
   const r: Omit<ServerRecord, 'handlers'> = { messages: [], invalid: [], closed: [], dropped: [], pendingDropped: [], refused: [] };
   const handlers: ServerTransportHandlers = {
-    message: (link, message, budget) => r.messages.push({ link, message, budget }),
+    message: (link, message, budget) => r.messages.push({ link, message: kept(message), budget }),
     invalid: (link, error) => r.invalid.push({ link, error }),
     closed: (link) => r.closed.push(link),
     dropped: (reason) => r.dropped.push(reason),
@@ -37,7 +44,7 @@ export interface ClientRecord {
 export function recordClient(): ClientRecord {
   const r: Omit<ClientRecord, 'handlers'> = { messages: [], invalid: [], closed: [], dropped: [] };
   const handlers: ClientLinkHandlers = {
-    message: (m) => r.messages.push(m),
+    message: (m) => r.messages.push(kept(m)),
     invalid: (e) => r.invalid.push(e),
     closed: (reason) => r.closed.push(reason),
     dropped: (reason) => r.dropped.push(reason),

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <string.h>
@@ -517,7 +518,20 @@ class UdpReader : public PollReader<UdpReader> {
   Napi::ObjectReference addrRef_;
 };
 
+// Gives the C heap's free pages back to the kernel (glibc's malloc_trim). At full rate
+// on TCP and TLS, Node allocates a fresh buffer per socket read and frees it only when
+// V8 next collects garbage; glibc keeps the freed pages, and they stay resident as the
+// end's private memory long after the burst. Returns whether any memory was released.
+Napi::Value TrimHeap(const Napi::CallbackInfo& info) {
+#ifdef __GLIBC__
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("trimHeap", Napi::Function::New(env, TrimHeap));
   exports.Set("open", Napi::Function::New(env, Open));
   exports.Set("writeFrames", Napi::Function::New(env, WriteFrames));
   exports.Set("close", Napi::Function::New(env, Close));
