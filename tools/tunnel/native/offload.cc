@@ -252,79 +252,130 @@ bool Mergeable(const uint8_t* f, size_t len, Tcp& t) {
 
 }  // namespace
 
+namespace {
+
+// The same connection: addresses and ports (what keeps one flow's segments in order).
+bool SameConnection(const uint8_t* a, const Tcp& ta, const uint8_t* b, const Tcp& tb) {
+  if (ta.v6 != tb.v6) return false;
+  size_t addrs = ta.v6 ? 8 : 12;
+  size_t len = ta.v6 ? 32 : 8;
+  return memcmp(a + ta.ip + addrs, b + tb.ip + addrs, len) == 0 && memcmp(a + ta.tcp, b + tb.tcp, 4) == 0;
+}
+
+// Frames that become one write: a run of one flow's segments, or one frame alone.
+struct Run {
+  std::vector<uint32_t> members;
+  bool tcp = false;   // parsed as TCP (first, below, is valid)
+  bool open = false;  // may still take segments
+  Tcp first{};
+  size_t mss = 0;
+  size_t total = 0;
+  uint32_t next = 0;
+};
+
+// How many runs back a segment looks for its flow's open run: a batch interleaves a
+// few flows, not hundreds.
+constexpr size_t kFlowSearch = 16;
+
+}  // namespace
+
 std::vector<Write> Coalesce(const Frame* frames, size_t n, std::vector<uint8_t>& scratch) {
-  // Every write gets a header (and a run its patched headers) in scratch; sized up
-  // front so the iovs' pointers stay valid.
-  constexpr size_t kSlot = kVnetHdrSize + 128;
-  scratch.assign(n * kSlot, 0);
-  std::vector<Write> writes;
-  size_t i = 0;
-  while (i < n) {
-    uint8_t* hdr = scratch.data() + writes.size() * kSlot;
-    Tcp first;
-    size_t run = 1;
-    if (Mergeable(frames[i].data, frames[i].len, first) && first.tcp + first.tcpLen <= kSlot - kVnetHdrSize) {
-      size_t mss = first.payload;
-      size_t total = first.payload;
-      uint32_t next = Get32(frames[i].data + first.tcp + 4) + static_cast<uint32_t>(first.payload);
-      const uint8_t* last = frames[i].data;
-      Tcp lastT = first;
-      while (i + run < n) {
-        // A run ends after a PSH or a short segment.
-        if ((last[lastT.tcp + 13] & kTcpPsh) || lastT.payload != mss) break;
-        const Frame& c = frames[i + run];
-        Tcp t;
-        if (!Mergeable(c.data, c.len, t) || t.payload > mss || !SameFlow(frames[i].data, first, c.data, t)) break;
-        if (Get32(c.data + t.tcp + 4) != next) break;
-        if (first.ipLen + first.tcpLen + total + t.payload > kMaxIpLength) break;
-        total += t.payload;
-        next += static_cast<uint32_t>(t.payload);
-        last = c.data;
-        lastT = t;
-        run++;
+  // Runs in the order of their first frame; a flow's segments only ever join its
+  // newest run, so each flow keeps its order (flows may pass each other, as on a NIC).
+  std::vector<Run> runs;
+  runs.reserve(n);
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t* f = frames[i].data;
+    Tcp t;
+    bool tcp = ParseTcp(f, frames[i].len, t);
+    Run* flow = nullptr;
+    if (tcp) {
+      for (size_t k = runs.size(), looked = 0; k > 0 && looked < kFlowSearch; k--, looked++) {
+        Run& r = runs[k - 1];
+        if (r.tcp && SameConnection(frames[r.members[0]].data, r.first, f, t)) {
+          flow = &r;
+          break;
+        }
       }
-      if (run > 1) {
-        size_t headers = first.tcp + first.tcpLen;
-        uint8_t* h = hdr + kVnetHdrSize;
-        memcpy(h, frames[i].data, headers);
-        if (first.v6) {
-          Put16(h + first.ip + 4, static_cast<uint16_t>(first.tcpLen + total));
-        } else {
-          Put16(h + first.ip + 2, static_cast<uint16_t>(first.ipLen + first.tcpLen + total));
-          SetIpv4Checksum(h, first);
-        }
-        h[first.tcp + 13] |= static_cast<uint8_t>(last[lastT.tcp + 13] & kTcpPsh);
-        // CHECKSUM_PARTIAL as the kernel expects it: the pseudo-header's folded sum
-        // (over the whole run's length), not complemented.
-        Put16(h + first.tcp + kTcpChecksumOffset, Fold(PseudoSum(h, first, first.tcpLen + total)));
-        struct virtio_net_hdr v;
-        memset(&v, 0, sizeof v);
-        v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-        v.gso_type = first.v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
-        v.hdr_len = static_cast<uint16_t>(headers);
-        v.gso_size = static_cast<uint16_t>(mss);
-        v.csum_start = static_cast<uint16_t>(first.tcp);
-        v.csum_offset = static_cast<uint16_t>(kTcpChecksumOffset);
-        memcpy(hdr, &v, kVnetHdrSize);
-        Write w;
-        w.frames = static_cast<uint32_t>(run);
-        w.iov.push_back({hdr, kVnetHdrSize + headers});
-        for (size_t k = 0; k < run; k++) {
-          const Frame& c = frames[i + k];
-          w.iov.push_back({const_cast<uint8_t*>(c.data) + headers, c.len - headers});
-        }
-        writes.push_back(std::move(w));
-        i += run;
+    }
+    bool mergeable = tcp && t.tcp + t.tcpLen <= 128 && Mergeable(f, frames[i].len, t);
+    if (flow != nullptr && flow->open && mergeable) {
+      const uint8_t* head = frames[flow->members[0]].data;
+      if (t.payload <= flow->mss && Get32(f + t.tcp + 4) == flow->next && SameFlow(head, flow->first, f, t) &&
+          flow->first.ipLen + flow->first.tcpLen + flow->total + t.payload <= kMaxIpLength) {
+        flow->members.push_back(static_cast<uint32_t>(i));
+        flow->total += t.payload;
+        flow->next += static_cast<uint32_t>(t.payload);
+        // A run ends after a PSH or a short segment.
+        flow->open = !(f[t.tcp + 13] & kTcpPsh) && t.payload == flow->mss;
         continue;
       }
     }
-    // Alone: an empty header says "an ordinary frame, checksums complete".
-    Write w;
-    w.frames = 1;
-    w.iov.push_back({hdr, kVnetHdrSize});
-    w.iov.push_back({const_cast<uint8_t*>(frames[i].data), frames[i].len});
-    writes.push_back(std::move(w));
-    i++;
+    // Nothing of this flow may join an older run past this frame.
+    if (flow != nullptr) flow->open = false;
+    Run r;
+    r.members.push_back(static_cast<uint32_t>(i));
+    r.tcp = tcp;
+    if (tcp) r.first = t;
+    if (mergeable) {
+      r.mss = t.payload;
+      r.total = t.payload;
+      r.next = Get32(f + t.tcp + 4) + static_cast<uint32_t>(t.payload);
+      r.open = !(f[t.tcp + 13] & kTcpPsh);
+    }
+    runs.push_back(std::move(r));
+  }
+
+  // Every write gets a header (and a run its patched headers) in scratch; sized up
+  // front so the iovs' pointers stay valid.
+  constexpr size_t kSlot = kVnetHdrSize + 128;
+  scratch.assign(runs.size() * kSlot, 0);
+  std::vector<Write> writes;
+  writes.reserve(runs.size());
+  for (size_t w = 0; w < runs.size(); w++) {
+    const Run& r = runs[w];
+    uint8_t* hdr = scratch.data() + w * kSlot;
+    Write out;
+    out.frames = static_cast<uint32_t>(r.members.size());
+    if (r.members.size() == 1) {
+      // Alone: an empty header says "an ordinary frame, checksums complete".
+      const Frame& c = frames[r.members[0]];
+      out.iov.push_back({hdr, kVnetHdrSize});
+      out.iov.push_back({const_cast<uint8_t*>(c.data), c.len});
+      writes.push_back(std::move(out));
+      continue;
+    }
+    const Tcp& first = r.first;
+    const uint8_t* head = frames[r.members[0]].data;
+    const uint8_t* last = frames[r.members.back()].data;
+    size_t headers = first.tcp + first.tcpLen;
+    uint8_t* h = hdr + kVnetHdrSize;
+    memcpy(h, head, headers);
+    if (first.v6) {
+      Put16(h + first.ip + 4, static_cast<uint16_t>(first.tcpLen + r.total));
+    } else {
+      Put16(h + first.ip + 2, static_cast<uint16_t>(first.ipLen + first.tcpLen + r.total));
+      SetIpv4Checksum(h, first);
+    }
+    h[first.tcp + 13] |= static_cast<uint8_t>(last[first.tcp + 13] & kTcpPsh);
+    // CHECKSUM_PARTIAL as the kernel expects it: the pseudo-header's folded sum
+    // (over the whole run's length), not complemented.
+    Put16(h + first.tcp + kTcpChecksumOffset, Fold(PseudoSum(h, first, first.tcpLen + r.total)));
+    struct virtio_net_hdr v;
+    memset(&v, 0, sizeof v);
+    v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    v.gso_type = first.v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
+    v.hdr_len = static_cast<uint16_t>(headers);
+    v.gso_size = static_cast<uint16_t>(r.mss);
+    v.csum_start = static_cast<uint16_t>(first.tcp);
+    v.csum_offset = static_cast<uint16_t>(kTcpChecksumOffset);
+    memcpy(hdr, &v, kVnetHdrSize);
+    out.iov.push_back({hdr, kVnetHdrSize + headers});
+    for (uint32_t m : r.members) {
+      const Frame& c = frames[m];
+      out.iov.push_back({const_cast<uint8_t*>(c.data) + headers, c.len - headers});
+    }
+    writes.push_back(std::move(out));
   }
   return writes;
 }
