@@ -65,7 +65,7 @@ std::vector<Write> Coalesce(const Frame* frames, size_t n, std::vector<uint8_t>&
 class SegmentingReader {
  public:
   SegmentingReader();
-  // Up to kMaxReads reads; deliver(count) whenever the sink fills and once at the end.
+  // Up to kMaxReads reads, until the sink is full; deliver(count) once or twice.
   // deliver must be done with the frames when it returns (the sink is refilled).
   template <typename Deliver>
   void Drain(int fd, FrameSink& sink, Deliver deliver);
@@ -92,6 +92,10 @@ void SegmentingReader::Drain(int fd, FrameSink& sink, Deliver deliver) {
       sink.count = 0;
       sink.used = 0;
       r = Cut(scratch_.data(), len, sink);
+      if (r != CutResult::Ok) dropped_++;
+      // One sink's worth per wake-up: the rest waits in the TAP's queue until the
+      // event loop has let the sockets drain (a bounded link queue would drop it).
+      break;
     }
     if (r != CutResult::Ok) dropped_++;
   }
