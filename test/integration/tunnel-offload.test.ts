@@ -9,7 +9,7 @@
  *
  * The matrix covers each axis without the full product: offloads (on/on, off/off,
  * client off, server off) × transport (udp, tcp) × --tls (on, off) × inner (TCP
- * always, UDP on two rows).
+ * always, UDP on two rows, inner TCP over IPv6 on one).
  */
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -118,10 +118,12 @@ interface Row {
   transport: 'udp' | 'tcp';
   tls: boolean;
   udp: boolean;
+  /** Also 50 MB of inner TCP over IPv6 (TSO6), one way. */
+  v6?: boolean;
 }
 
 const ROWS: Row[] = [
-  { client: 'on', server: 'on', transport: 'udp', tls: false, udp: true },
+  { client: 'on', server: 'on', transport: 'udp', tls: false, udp: true, v6: true },
   { client: 'on', server: 'on', transport: 'tcp', tls: true, udp: false },
   { client: 'off', server: 'on', transport: 'udp', tls: true, udp: false },
   { client: 'on', server: 'off', transport: 'tcp', tls: false, udp: true },
@@ -174,6 +176,21 @@ describe.skipIf(skip)('tunnel offloads', () => {
         else expect(read).toBeLessThanOrEqual(FRAME_MAX);
         if (taps[receivingTap]![2] === 'on') expect(written).toBeGreaterThan(2 * FRAME_MAX);
         else expect(written).toBeLessThanOrEqual(FRAME_MAX);
+      }
+
+      if (row.v6) {
+        // Inner TCP over IPv6 between the TAPs: super-segments of TSO6, cut and coalesced.
+        await pc.exec('ip', ['-6', 'addr', 'add', 'fd79::1/64', 'dev', TUNNEL_DEFAULTS.clientTap, 'nodad']);
+        await sim.exec('ip', ['-6', 'addr', 'add', 'fd79::2/64', 'dev', TUNNEL_DEFAULTS.serverTap, 'nodad']);
+        const tapBefore = await tapCounters(pc, TUNNEL_DEFAULTS.clientTap);
+        const receiver = scope.track(sim.spawn(NODE, ['-e', RECEIVER.replace("'0.0.0.0'", "'::'")], { label: 'receiver v6' }));
+        const port = JSON.parse(await receiver.waitFor(/\{"port":\d+\}/, 10_000)).port as number;
+        const sent = lastJson((await pc.exec(NODE, ['-e', SENDER, 'fd79::2', String(port), String(BYTES)], { timeout: 100_000 })).stdout);
+        await receiver.waitFor(/"sha256"/, 20_000);
+        expect(sent.error).toBeUndefined();
+        expect(lastJson(receiver.output)).toEqual({ bytes: BYTES, sha256: sent.sha256 });
+        const tapAfter = await tapCounters(pc, TUNNEL_DEFAULTS.clientTap);
+        expect((tapAfter.txBytes - tapBefore.txBytes) / (tapAfter.txPackets - tapBefore.txPackets)).toBeGreaterThan(2 * FRAME_MAX);
       }
 
       if (row.udp) {
