@@ -151,17 +151,19 @@ function openvpn(transport: 'udp' | 'tcp', cipher: 'none' | 'aes-256-gcm'): Scen
   };
 }
 
-export function ctun(transport: 'udp' | 'tcp', secure: boolean): Scenario {
+/** offload false: the TAPs without their offloads (--offload off), the reference for what they buy. */
+export function ctun(transport: 'udp' | 'tcp', secure: boolean, offload = true): Scenario {
+  const offloadArgs = offload ? [] : ['--offload', 'off'];
   return {
-    name: `ctun ${transport}${secure ? ' tls' : ''}`,
+    name: `ctun ${transport}${secure ? ' tls' : ''}${offload ? '' : ' no-offload'}`,
     family: 'ctun',
     transport,
     cipher: secure ? 'tls' : 'none',
     async up({ lab, a, b, ctunSecure, ctunScript }) {
       const extra = (role: 'server' | 'client'): string[] => (secure ? (role === 'server' ? ctunSecure!.serverArgs : ctunSecure!.clientArgs) : []);
-      const server = lab.spawn(b, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'server', '--transport', transport, ...extra('server')], { label: `ctun server ${transport}` });
+      const server = lab.spawn(b, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'server', '--transport', transport, ...extra('server'), ...offloadArgs], { label: `ctun server ${transport}` });
       await server.waitFor(/server-listening/, 20_000);
-      const client = lab.spawn(a, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'client', B_UNDERLAY, '--transport', transport, ...extra('client')], { label: `ctun client ${transport}` });
+      const client = lab.spawn(a, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'client', B_UNDERLAY, '--transport', transport, ...extra('client'), ...offloadArgs], { label: `ctun client ${transport}` });
       await client.waitFor(/client-connected/, 20_000);
       return { target: TUNNEL_DEFAULTS.serverAddress, ends: { server, client } };
     },
@@ -306,8 +308,10 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
     vxlan,
     openvpn('udp', 'none'),
     ctun('udp', false),
+    ctun('udp', false, false),
     openvpn('tcp', 'none'),
     ctun('tcp', false),
+    ctun('tcp', false, false),
     openvpn('udp', 'aes-256-gcm'),
     openvpn('tcp', 'aes-256-gcm'),
     ...(ctunSecure ? [ctun('udp', true), ctun('tcp', true)] : []),

@@ -79,6 +79,23 @@ function tlsOf(argv: Record<string, any>): TlsMaterial | undefined {
   return loadTlsMaterial({ ca: argv.ca, cert: argv.cert, key: argv.key, crl: argv.crl });
 }
 
+/** --offload on|off, the same on server and client. */
+function withOffload<T>(y: Argv<T>) {
+  return y.option('offload', {
+    choices: ['on', 'off'],
+    default: 'on',
+    describe: 'The TAP\'s TCP segmentation and checksum offloads (64 KiB per read and write, cut into ordinary frames for the wire); on where the kernel has them',
+  });
+}
+
+/** Opens the TAP with the offloads --offload asks for, and says in one line what it got. */
+function openTap(name: string, role: 'create' | 'attach', argv: Record<string, any>, log: Logger): TapDevice {
+  const wanted = argv.offload !== 'off';
+  const tap = new TapDevice(name, { role, offload: wanted });
+  log.info('tap-offload', { tap: tap.name, offload: tap.offload ? 'on' : 'off', ...(wanted && !tap.offload ? { reason: 'the kernel refused TUNSETOFFLOAD' } : {}) });
+  return tap;
+}
+
 function statsFields(prefix: string, s: TunnelStats | Record<string, number>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(s)) out[`${prefix}${k}`] = v;
@@ -102,7 +119,7 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
     maxSessions: argv['max-clients'],
     tls: tlsOf(argv),
     logger: log,
-    openDevice: (name) => new TapDevice(name, { role: 'create' }),
+    openDevice: (name) => openTap(name, 'create', argv, log),
   });
   const metrics = await serveMetrics(metricsSetting(argv.metrics), server, { role: 'server', transport: argv.transport, mode: argv.mode, tls: argv.tls, logger: log });
   const printStats = (event: string): void => {
@@ -156,7 +173,7 @@ async function runClient(argv: Record<string, any>, baseLog: Logger): Promise<nu
     dest: argv.dest,
     tls: tlsOf(argv),
     logger: log,
-    openDevice: (name) => new TapDevice(name),
+    openDevice: (name) => openTap(name, 'attach', argv, log),
   });
   const printStats = (event: string): void => log.info(event, statsFields('', client.stats));
   process.on('SIGUSR1', () => printStats('stats'));
@@ -290,7 +307,7 @@ export async function main(args: string[]): Promise<void> {
       'server',
       'Run the tunnel server beside the simulator (local) or on its subnet (separate)',
       (y) =>
-        withMetrics(withTls(withCommon(y), 'server'))
+        withOffload(withMetrics(withTls(withCommon(y), 'server')))
           .option('listen', { type: 'string', default: '0.0.0.0', describe: 'Address to bind' })
           .option('port', { type: 'number', default: TUNNEL_DEFAULTS.port, describe: 'Port to listen on' })
           .option('transport', { choices: ['udp', 'tcp'], default: TUNNEL_DEFAULTS.transport, describe: 'UDP, or TCP for networks that pass only TCP' })
@@ -314,7 +331,7 @@ export async function main(args: string[]): Promise<void> {
       'client <host>',
       'Connect this host\'s TAP to a tunnel server',
       (y) =>
-        withMetrics(withTls(withCommon(y), 'client'))
+        withOffload(withMetrics(withTls(withCommon(y), 'client')))
           .positional('host', { type: 'string', demandOption: true, describe: 'Server address' })
           .option('port', { type: 'number', default: TUNNEL_DEFAULTS.port, describe: 'Server port' })
           .option('transport', { choices: ['udp', 'tcp'], default: TUNNEL_DEFAULTS.transport, describe: 'Must match the server' })

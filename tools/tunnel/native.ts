@@ -13,10 +13,13 @@ import nodeGypBuild from 'node-gyp-build';
 import { CtunError, ExitCode } from '../common/index.js';
 
 export interface TapAddon {
-  open(name: string): { fd: number; name: string };
-  writeFrames(fd: number, frames: Buffer[]): number;
+  /** offload: ask for virtio-net headers with TSO/checksum offloads; `offload` in the result says whether the kernel took them. */
+  open(name: string, offload?: boolean): { fd: number; name: string; offload: boolean };
+  /** offload: the fd was opened with offloads; the batch is coalesced into super-segments where it can be. */
+  writeFrames(fd: number, frames: Buffer[], offload?: boolean): number;
   close(fd: number): void;
-  Reader: new (fd: number, buffer: Buffer, lengths: Uint32Array, slotSize: number, onFrames: (count: number) => void) => { stop(): void };
+  /** With `offsets` (an fd opened with offloads): frame i of a wake-up is buffer[offsets[i], offsets[i] + lengths[i]), cut from what was read. */
+  Reader: new (fd: number, buffer: Buffer, lengths: Uint32Array, slotSize: number, onFrames: (count: number) => void, offsets?: Uint32Array) => { stop(): void };
   /** Binds a non-blocking UDP socket (IPv4); `port` is the bound one. */
   udpOpen(host: string, port: number, bufferBytes: number, offload?: boolean): { fd: number; port: number };
   udpConnect(fd: number, ip: number, port: number): void;
@@ -28,6 +31,14 @@ export interface TapAddon {
   trimHeap(): boolean;
   /** The addon's copy of the wire format (native/wire.h), held to protocol.ts and secure/aead.ts by wire-constants.test.ts. */
   wire: AddonWireConstants;
+  /** The offload code the TAP runs (native/offload.cc), on Buffers, for the unit tests. */
+  offload: {
+    /** One packet as read from a TAP with offloads (virtio-net header + frame) into the ordinary frames a reader delivers; [] if dropped. */
+    segment(packet: Buffer): Buffer[];
+    /** The writes a batch of frames becomes: each as the bytes handed to the TAP (virtio-net header + frame) and how many frames it carries. */
+    coalesce(frames: Buffer[]): { packet: Buffer; frames: number }[];
+    vnetHeaderSize: number;
+  };
 }
 
 export interface AddonWireConstants {

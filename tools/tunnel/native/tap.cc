@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include "aead.h"
+#include "offload.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -21,7 +22,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <memory>
 #include <string>
+#include <vector>
 #include <unordered_set>
 
 #ifndef UDP_SEGMENT
@@ -46,9 +50,23 @@ Napi::Value ThrowErrno(Napi::Env env, int err, const std::string& what) {
   return env.Undefined();
 }
 
-// open(name) -> { fd, name }. Creates a TAP, or attaches to an existing persistent
-// one of that name (the kernel treats both the same way for TUNSETIFF).
+// open(name, offload = false) -> { fd, name, offload }. Creates a TAP, or attaches to
+// an existing persistent one of that name (the kernel treats both the same way for
+// TUNSETIFF). offload: with virtio-net headers and TSO/checksum offloads (offload.h),
+// when the kernel takes them; otherwise opened plain and `offload` says false.
+Napi::Value OpenPlain(const Napi::CallbackInfo& info, bool offload);
+
 Napi::Value Open(const Napi::CallbackInfo& info) {
+  bool offload = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  if (offload) {
+    Napi::Value v = OpenPlain(info, true);
+    if (!v.IsObject() || v.As<Napi::Object>().Get("offload").As<Napi::Boolean>().Value()) return v;
+    close(v.As<Napi::Object>().Get("fd").As<Napi::Number>().Int32Value());
+  }
+  return OpenPlain(info, false);
+}
+
+Napi::Value OpenPlain(const Napi::CallbackInfo& info, bool offload) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) {
     Napi::TypeError::New(env, "open(name: string)").ThrowAsJavaScriptException();
@@ -63,25 +81,52 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   if (fd < 0) return ThrowErrno(env, errno, "open /dev/net/tun");
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0);
   strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     int err = errno;
     close(fd);
     return ThrowErrno(env, err, "ioctl TUNSETIFF " + name);
   }
+  // A persistent TAP keeps the offloads a previous opener set; without virtio-net
+  // headers they would hand this reader unsegmented 64 KiB frames, so clear them.
+  bool on = ctun::offload::SetOffloads(fd, offload) && offload;
   Napi::Object result = Napi::Object::New(env);
   result.Set("fd", fd);
   result.Set("name", std::string(ifr.ifr_name));
+  result.Set("offload", on);
   return result;
 }
 
-// writeFrames(fd, frames: Buffer[]) -> number written. One native call per batch;
-// a full device queue (EAGAIN) ends the batch and the caller counts the rest as drops.
+// writeFrames(fd, frames: Buffer[], offload = false) -> number written. One native
+// call per batch; a full device queue (EAGAIN) ends the batch and the caller counts
+// the rest as drops. offload: the fd has virtio-net headers; the batch is coalesced.
+Napi::Value WriteFramesOffload(Napi::Env env, int fd, Napi::Array frames) {
+  uint32_t n = frames.Length();
+  std::vector<ctun::offload::Frame> list(n);
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Buffer<uint8_t> b = frames.Get(i).As<Napi::Buffer<uint8_t>>();
+    list[i] = {b.Data(), b.Length()};
+  }
+  std::vector<uint8_t> scratch;
+  uint32_t written = 0;
+  for (const ctun::offload::Write& w : ctun::offload::Coalesce(list.data(), n, scratch)) {
+    ssize_t r;
+    do { r = writev(fd, w.iov.data(), static_cast<int>(w.iov.size())); } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINVAL || errno == EIO) break;
+      return ThrowErrno(env, errno, "write tap");
+    }
+    written += w.frames;
+  }
+  return Napi::Number::New(env, written);
+}
+
 Napi::Value WriteFrames(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
   Napi::Array frames = info[1].As<Napi::Array>();
+  if (info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value()) return WriteFramesOffload(env, fd, frames);
   uint32_t n = frames.Length();
   uint32_t written = 0;
   for (uint32_t i = 0; i < n; i++) {
@@ -177,17 +222,26 @@ class Reader : public PollReader<Reader> {
     return DefineClass(env, "Reader", {InstanceMethod("stop", &Reader::Stop)});
   }
 
-  // new Reader(fd, buffer, lengths: Uint32Array, slotSize, onFrames(count))
+  // new Reader(fd, buffer, lengths: Uint32Array, slotSize, onFrames(count), offsets?: Uint32Array)
+  // With offsets, the fd has virtio-net headers: frames are cut from what is read
+  // (offload.h) and packed in the buffer, frame i at offsets[i]; slotSize is unused.
   Reader(const Napi::CallbackInfo& info) : PollReader<Reader>(info) {
     Napi::Buffer<uint8_t> buf = info[1].As<Napi::Buffer<uint8_t>>();
     Napi::Uint32Array lengths = info[2].As<Napi::Uint32Array>();
     slot_ = info[3].As<Napi::Number>().Uint32Value();
     data_ = buf.Data();
     lengths_ = lengths.Data();
-    slots_ = static_cast<uint32_t>(buf.Length() / slot_);
+    slots_ = slot_ == 0 ? 0 : static_cast<uint32_t>(buf.Length() / slot_);
     if (slots_ > lengths.ElementLength()) slots_ = static_cast<uint32_t>(lengths.ElementLength());
     bufRef_ = Napi::Persistent(buf.As<Napi::Object>());
     lenRef_ = Napi::Persistent(lengths.As<Napi::Object>());
+    if (info.Length() > 5 && info[5].IsTypedArray()) {
+      Napi::Uint32Array offsets = info[5].As<Napi::Uint32Array>();
+      uint32_t capacity = static_cast<uint32_t>(std::min(lengths.ElementLength(), offsets.ElementLength()));
+      sink_.reset(new ctun::offload::FrameSink{data_, buf.Length(), lengths_, offsets.Data(), capacity});
+      segmenting_.reset(new ctun::offload::SegmentingReader());
+      offRef_ = Napi::Persistent(offsets.As<Napi::Object>());
+    }
     StartPolling(info.Env(), info[0].As<Napi::Number>().Int32Value(), info[4].As<Napi::Function>());
   }
 
@@ -199,6 +253,10 @@ class Reader : public PollReader<Reader> {
   bool Recover() { return false; }
 
   void Drain() {
+    if (segmenting_) {
+      segmenting_->Drain(fd_, *sink_, [this](uint32_t count) { Deliver(count); });
+      return;
+    }
     uint32_t count = 0;
     while (count < slots_) {
       ssize_t r = read(fd_, data_ + static_cast<size_t>(count) * slot_, slot_);
@@ -218,6 +276,9 @@ class Reader : public PollReader<Reader> {
   uint32_t slots_ = 0;
   Napi::ObjectReference bufRef_;
   Napi::ObjectReference lenRef_;
+  Napi::ObjectReference offRef_;
+  std::unique_ptr<ctun::offload::FrameSink> sink_;
+  std::unique_ptr<ctun::offload::SegmentingReader> segmenting_;
 };
 
 
@@ -541,6 +602,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("udpSend", Napi::Function::New(env, UdpSend));
   exports.Set("UdpReader", UdpReader::Init(env));
   exports.Set("wire", ctun::wire::Constants(env));
+  ctun::offload::InitExports(env, exports);
   ctun::InitAead(env, exports);
   return exports;
 }
