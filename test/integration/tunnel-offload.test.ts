@@ -15,6 +15,7 @@ import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { link, netnsUnavailable, NODE, Scope, type Netns } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
+import { lastJson, RECEIVER, SENDER } from './harness/transfer.js';
 
 const skip = netnsUnavailable();
 const scope = new Scope();
@@ -22,39 +23,6 @@ afterEach(() => scope.dispose());
 
 const BYTES = 50 * 1024 * 1024;
 const FRAME_MAX = TUNNEL_DEFAULTS.mtu + 14;
-
-// Receives one connection, hashes it, prints {bytes, sha256}; bounded by a deadline.
-const RECEIVER = `
-const net = require('node:net'); const crypto = require('node:crypto');
-setTimeout(() => { console.log(JSON.stringify({ error: 'receiver timeout' })); process.exit(1); }, 90000).unref();
-const srv = net.createServer((s) => {
-  const h = crypto.createHash('sha256'); let bytes = 0;
-  s.on('data', (d) => { bytes += d.length; h.update(d); });
-  s.on('end', () => { console.log(JSON.stringify({ bytes, sha256: h.digest('hex') })); s.end(); process.exit(0); });
-});
-srv.listen(0, '0.0.0.0', () => console.log(JSON.stringify({ port: srv.address().port })));
-`;
-
-// Sends BYTES of random data, hashing as it goes; prints {bytes, sha256}.
-const SENDER = `
-const net = require('node:net'); const crypto = require('node:crypto');
-const [host, port, total] = process.argv.slice(1);
-setTimeout(() => { console.log(JSON.stringify({ error: 'sender timeout' })); process.exit(1); }, 90000).unref();
-const h = crypto.createHash('sha256'); let sent = 0;
-const s = net.connect(Number(port), host, () => {
-  const pump = () => {
-    while (sent < Number(total)) {
-      const chunk = crypto.randomBytes(Math.min(65536, Number(total) - sent));
-      sent += chunk.length; h.update(chunk);
-      if (!s.write(chunk)) return s.once('drain', pump);
-    }
-    s.end();
-  };
-  pump();
-});
-s.on('error', (e) => { console.log(JSON.stringify({ error: e.message })); process.exit(1); });
-s.on('close', () => { console.log(JSON.stringify({ bytes: sent, sha256: h.digest('hex') })); process.exit(0); });
-`;
 
 // UDP: each datagram is [sha256 of the rest (32 bytes)][sequence (4)][random]; the
 // receiver counts the ones that arrive and the ones whose hash does not match.
@@ -110,7 +78,6 @@ async function tapCounters(ns: Netns, tap: string): Promise<{ txPackets: number;
   return { txPackets: await read('tx_packets'), txBytes: await read('tx_bytes'), rxPackets: await read('rx_packets'), rxBytes: await read('rx_bytes') };
 }
 
-const lastJson = (out: string): Record<string, unknown> => JSON.parse(out.trim().split('\n').pop() ?? '{}');
 
 interface Row {
   client: 'on' | 'off';
