@@ -135,14 +135,16 @@ describe('discovery on IPv6 and dual-stack clusters', () => {
     expect(nodeAddressOf([], 'n1', 'fd00::1', 'ipv6')).toEqual({ address: 'fd00::1', source: 'API server host (no IPv6 node addresses visible)' });
   });
 
-  it('target pod: the primary pod IP, or of a dual-stack pod\'s IPs the family asked for', () => {
+  it('target pod: of a dual-stack pod\'s IPs the family asked for; dual takes the IPv4 one (the server forwards IPv4 unless --ip-family ipv6)', () => {
     const pod = (name: string, ...ips: string[]): PodLike => ({
       metadata: { name },
       status: { phase: 'Running', podIP: ips[0], podIPs: ips.map((ip) => ({ ip })), conditions: [{ type: 'Ready', status: 'True' }] },
     });
     const pods = [pod('veos-b', 'fd00:10:244::c', '10.244.0.12'), pod('veos-a', 'fd00:10:244::b', '10.244.0.11')];
-    expect(targetPod(pods)).toEqual({ name: 'veos-a', ip: 'fd00:10:244::b' });
+    expect(targetPod(pods)).toEqual({ name: 'veos-a', ip: '10.244.0.11' });
     expect(targetPod(pods, 'ipv4')).toEqual({ name: 'veos-a', ip: '10.244.0.11' });
+    expect(targetPod(pods, 'ipv6')).toEqual({ name: 'veos-a', ip: 'fd00:10:244::b' });
+    expect(targetPod([pod('veos-a', 'fd00:10:244::b')])).toEqual({ name: 'veos-a', ip: 'fd00:10:244::b' });
     expect(() => targetPod([pod('veos-a', 'fd00:10:244::b')], 'ipv4')).toThrow('no Ready simulator pod with an IPv4 pod IP');
   });
 

@@ -64,7 +64,13 @@ export function nodeAddressOf(nodes: NodeLike[], nodeName: string | undefined, a
  * one (`dual`), or of a dual-stack pod's IPs (`podIPs`) the one of the family asked for.
  */
 export function targetPod(pods: PodLike[], family: K8sIpFamily = 'dual'): { name: string; ip: string } {
-  const ipOf = (p: PodLike): string | undefined => [p.status?.podIP, ...(p.status?.podIPs ?? []).map((x) => x.ip)].find((ip) => ip && ofFamily(ip, family));
+  // dual: an IPv4 pod IP where the pod has one. The separate server's manifest asks
+  // only for IPv4 forwarding under dual (an IPv6 one is another unsafe sysctl every
+  // node's kubelet would have to allow), so an IPv6 --dest needs --ip-family ipv6.
+  const ipOf = (p: PodLike): string | undefined => {
+    const ips = [p.status?.podIP, ...(p.status?.podIPs ?? []).map((x) => x.ip)].filter((ip): ip is string => !!ip);
+    return family === 'dual' ? (ips.find((ip) => ofFamily(ip, 'ipv4')) ?? ips[0]) : ips.find((ip) => ofFamily(ip, family));
+  };
   const ready = pods
     .filter((p) => p.status?.phase === 'Running' && ipOf(p) && (p.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'))
     .sort((a, b) => (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));

@@ -128,6 +128,13 @@ describe('parameters', () => {
         expect(parseMetricsAddress(flag(ctun, '--metrics'))).toEqual({ host: c.listen, port: 9723 });
       }
     }
+    // The separate server's forwarding: IPv4 only but under ipv6, whose --dest is an IPv6 pod IP.
+    for (const family of ['dual', 'ipv4', 'ipv6'] as const) {
+      const sep = manifest(renderManifests({ ipFamily: family }), 'separateServer').objects[0]!;
+      const names = family === 'ipv6' ? ['net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding'] : ['net.ipv4.ip_forward'];
+      expect(sep.spec.template.spec.securityContext.sysctls).toEqual(names.map((name) => ({ name, value: '1' })));
+      expect(sep.spec.template.metadata.annotations['ctun/requires']).toBe(`kubelet --allowed-unsafe-sysctls=${names.join(',')} (not in the safe sysctl set)`);
+    }
     expect(() => renderManifests({ ipFamily: 'ipv5' as never })).toThrowError(expect.objectContaining({ code: 'K8S_PARAMS', exitCode: 1, message: 'Expected the IP family to be dual, ipv4, ipv6, got "ipv5"' }));
   });
 

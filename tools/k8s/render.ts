@@ -181,7 +181,7 @@ export function templateValues(p: ResolvedK8sParams) {
     annotations: group({
       integrated: scrapeAnnotations(),
       separateServer: {
-        'ctun/requires': 'kubelet --allowed-unsafe-sysctls=net.ipv4.ip_forward (not in the safe sysctl set)',
+        'ctun/requires': `kubelet --allowed-unsafe-sysctls=${forwardingSysctls(p).map((x) => x.name).join(',')} (not in the safe sysctl set)`,
         ...scrapeAnnotations(),
       },
     }),
@@ -198,6 +198,7 @@ export function templateValues(p: ResolvedK8sParams) {
     resources: group({ simulator: RESOURCES.simulator, tunnel: RESOURCES.tunnel }),
     tunnel: group({
       args: serverArgs(p),
+      sysctls: forwardingSysctls(p),
       containerPorts: [...containerPorts, { name: METRICS_PORT_NAME, containerPort: metadata.metricsPort, protocol: 'TCP' }],
       servicePorts,
       ipFamilyPolicy: IP_FAMILIES[p.ipFamily].ipFamilyPolicy,
@@ -209,6 +210,16 @@ export function templateValues(p: ResolvedK8sParams) {
     }),
     tls: group({ volumes: tlsVolumes, volumeMounts: tlsMounts }),
   };
+}
+
+/**
+ * The separate server's forwarding sysctls (unsafe: each must be allowed by the
+ * kubelet). IPv6 forwarding only under --ip-family ipv6, where the --dest is an IPv6
+ * pod IP; dual targets a pod's IPv4 address (targetPod) and keeps the one sysctl.
+ */
+function forwardingSysctls(p: ResolvedK8sParams): Array<{ name: string; value: string }> {
+  const ipv4 = { name: 'net.ipv4.ip_forward', value: '1' };
+  return p.ipFamily === 'ipv6' ? [ipv4, { name: 'net.ipv6.conf.all.forwarding', value: '1' }] : [ipv4];
 }
 
 function describeParams(p: ResolvedK8sParams): string {

@@ -118,7 +118,8 @@ describe('security and operability of every pod', () => {
     it(`${name}: ip_forward sysctl on the separate server only, with the kubelet note`, () => {
       for (const p of pods(all)) {
         const sysctls = p.spec.securityContext?.sysctls ?? [];
-        expect(sysctls).toEqual(p.name === 'ctun-separate-server' ? [{ name: 'net.ipv4.ip_forward', value: '1' }] : []);
+        const forwarding = [{ name: 'net.ipv4.ip_forward', value: '1' }, ...(params.ipFamily === 'ipv6' ? [{ name: 'net.ipv6.conf.all.forwarding', value: '1' }] : [])];
+        expect(sysctls).toEqual(p.name === 'ctun-separate-server' ? forwarding : []);
       }
       const sep = manifest(rendered, 'separateServer');
       expect(sep.yaml).toContain('kubelet --allowed-unsafe-sysctls=net.ipv4.ip_forward');

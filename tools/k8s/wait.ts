@@ -69,6 +69,11 @@ function fatalContainer(p: PodLike): { c: ContainerStatusLike; reason: string } 
   return undefined;
 }
 
+/** The sysctl a SysctlForbidden message names (`forbidden sysctl: "X" not allowlisted`); IPv4 forwarding if it names none. */
+function forbiddenSysctl(message: string | undefined): string {
+  return /sysctl: "([^"]+)"/.exec(message ?? '')?.[1] ?? 'net.ipv4.ip_forward';
+}
+
 /** The error for a pod that will not become ready by waiting (or undefined). */
 export function podFailure(p: PodLike, images: Record<string, string> = {}): CtunError | undefined {
   const name = podName(p);
@@ -77,7 +82,7 @@ export function podFailure(p: PodLike, images: Record<string, string> = {}): Ctu
     const msg = p.status.message ? `: ${p.status.message}` : '';
     const hint =
       reason === 'SysctlForbidden'
-        ? 'the kubelet must allow the sysctl: kubelet --allowed-unsafe-sysctls=net.ipv4.ip_forward (minikube start --extra-config=kubelet.allowed-unsafe-sysctls=net.ipv4.ip_forward)'
+        ? `the kubelet must allow the sysctl: kubelet --allowed-unsafe-sysctls=${forbiddenSysctl(p.status.message)} (minikube start --extra-config=kubelet.allowed-unsafe-sysctls=${forbiddenSysctl(p.status.message)})`
         : `kubectl describe pod ${name}`;
     return new CtunError('K8S_POD_FAILED', `pod ${name} failed (${reason})${msg}`, { hint });
   }
