@@ -130,7 +130,7 @@ describe('parameters', () => {
     }
     // The separate server's forwarding: IPv4 only but under ipv6, whose --dest is an IPv6 pod IP.
     for (const family of ['dual', 'ipv4', 'ipv6'] as const) {
-      const sep = manifest(renderManifests({ ipFamily: family }), 'separateServer').objects[0]!;
+      const sep = manifest(renderManifests({ ipFamily: family }), 'separateServer').objects[0] as Json;
       const names = family === 'ipv6' ? ['net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding'] : ['net.ipv4.ip_forward'];
       expect(sep.spec.template.spec.securityContext.sysctls).toEqual(names.map((name) => ({ name, value: '1' })));
       expect(sep.spec.template.metadata.annotations['ctun/requires']).toBe(`kubelet --allowed-unsafe-sysctls=${names.join(',')} (not in the safe sysctl set)`);
