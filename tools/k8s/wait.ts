@@ -80,9 +80,10 @@ export function podFailure(p: PodLike, images: Record<string, string> = {}): Ctu
   if (p.status?.phase === 'Failed') {
     const reason = p.status.reason ?? 'Failed';
     const msg = p.status.message ? `: ${p.status.message}` : '';
+    const sysctl = forbiddenSysctl(p.status.message);
     const hint =
       reason === 'SysctlForbidden'
-        ? `the kubelet must allow the sysctl: kubelet --allowed-unsafe-sysctls=${forbiddenSysctl(p.status.message)} (minikube start --extra-config=kubelet.allowed-unsafe-sysctls=${forbiddenSysctl(p.status.message)})`
+        ? `the kubelet must allow the sysctl: kubelet --allowed-unsafe-sysctls=${sysctl} (minikube start --extra-config=kubelet.allowed-unsafe-sysctls=${sysctl})`
         : `kubectl describe pod ${name}`;
     return new CtunError('K8S_POD_FAILED', `pod ${name} failed (${reason})${msg}`, { hint });
   }
