@@ -5,7 +5,9 @@ import { defineConfig } from 'vitest/config';
 // one file at a time because they share the kernel's network state.
 export default defineConfig({
   test: {
-    // Integration files share the kernel's network state and the Docker daemon.
+    // Integration files share the kernel's network state and the Docker daemon. (The
+    // unit project runs its files in parallel all the same: `npm run test:unit` asks
+    // for it, as only the root can: vitest has no per-project file parallelism.)
     fileParallelism: false,
     projects: [
       {
@@ -22,6 +24,8 @@ export default defineConfig({
           testTimeout: 120_000,
           hookTimeout: 600_000,
           pool: 'forks',
+          // A folder per run, through which files share what only one should make (the base image).
+          globalSetup: ['test/fixtures/build/run-folder.ts'],
         },
       },
     ],

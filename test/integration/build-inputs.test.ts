@@ -16,7 +16,8 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metadata, silentLogger } from '../../tools/common/index.js';
-import { executeBase, makeSeedWheels, planBaseImage, readAptSources } from '../../tools/image/index.js';
+import { makeSeedWheels } from '../../tools/image/index.js';
+import { ensureBaseImage } from '../fixtures/build/base.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { buildStandinTarball } from '../../tools/simulator/index.js';
 import { dockerCli } from '../fixtures/build/images.js';
@@ -138,10 +139,8 @@ async function imageLayers(image: string, dir: string): Promise<{ paths: string[
 describe.skipIf(!daemon)('the simulator image keeps no tarball or wheel (real daemon)', () => {
   const image = `${PREFIX}/${metadata.images.veos}`;
   beforeAll(async () => {
-    const engine = connectDocker();
-    if (!(await engine.imageExists(BASE))) {
-      await executeBase(planBaseImage({ distro: 'debian', suite: 'bookworm' }, await readAptSources()), { docker: engine, logger: silentLogger });
-    }
+    // Made once per run, by the first file that needs it (with `ctun-build base`).
+    await ensureBaseImage();
     wheelsDir = join(work, 'wheels');
     await makeSeedWheels({ outDir: wheelsDir, logger: silentLogger });
   }, 600_000);

@@ -14,9 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildRelease, executeBase, planBaseImage, prebuildAddon, readAptSources, releaseName, PREBUILD_DIR, PREBUILD_FILE } from '../../tools/image/index.js';
-import { metadata, silentLogger, TUNNEL_DEFAULTS } from '../../tools/common/index.js';
-import { connectDocker } from '../../tools/docker/index.js';
+import { buildRelease, prebuildAddon, releaseName, PREBUILD_DIR, PREBUILD_FILE } from '../../tools/image/index.js';
+import { ensureBaseImage } from '../fixtures/build/base.js';
+import { metadata, TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { link, netnsUnavailable, ROOT, Scope, type Netns } from './harness/netns.js';
 
 const BASE_IMAGE = 'debian:12';
@@ -35,11 +35,9 @@ let pinnedNode: string; // `node --version` of the Node the release carries
 beforeAll(async () => {
   if (skip) return;
   work = await mkdtemp(join(tmpdir(), 'ctun-install-'));
-  // A fresh machine has no base image: made from the host's mirror, as the build tests do.
-  const engine = connectDocker();
-  if (!(await engine.imageExists(BASE_IMAGE))) {
-    await executeBase(planBaseImage({ distro: 'debian', suite: 'bookworm' }, await readAptSources()), { docker: engine, logger: silentLogger });
-  }
+  // A fresh machine has no base image: made from the host's mirror once per run, by the
+  // first file that needs it (with `ctun-build base`).
+  await ensureBaseImage();
   const addon = await prebuildAddon(ROOT, work);
   release = (await buildRelease({ root: ROOT, outDir: join(work, 'dist'), addon })).file;
   await mkdir(join(work, 'site'));

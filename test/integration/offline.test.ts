@@ -18,7 +18,8 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metadata, silentLogger } from '../../tools/common/index.js';
-import { executeBase, makeSeedWheels, planBaseImage, readAptSources } from '../../tools/image/index.js';
+import { makeSeedWheels } from '../../tools/image/index.js';
+import { ensureBaseImage } from '../fixtures/build/base.js';
 import { connectDocker } from '../../tools/docker/index.js';
 import { buildStandinTarball, LICENSE_READY_PATTERN, SIMULATOR_INSTALL_DIR, SIMULATOR_READY_PATTERN } from '../../tools/simulator/index.js';
 import { ctunBuild, dockerCli as dockerCliFor, waitForLog } from '../fixtures/build/images.js';
@@ -137,10 +138,8 @@ describe.skipIf(!daemon || tools.length > 0)('offline builds in a closed world (
     await removeTestContainers();
     await removeTestNetworks();
     await removeStrayImages();
-    const engine = connectDocker();
-    if (!(await engine.imageExists(BASE))) {
-      await executeBase(planBaseImage({ distro: 'debian', suite: 'bookworm' }, await readAptSources()), { docker: engine, logger: silentLogger });
-    }
+    // Made once per run, by the first file that needs it (with `ctun-build base`).
+    await ensureBaseImage();
     // Everything that needs the way out happens now, before the world is closed.
     const mirror = await timed('prime mirror', () => primeMirror(join(CACHE, 'apt'), BASE));
     mirrorDir = mirror;
