@@ -82,7 +82,7 @@ export interface Measurement {
   /** CPU seconds per GB carried, each tunnel end, upload run. */
   cpuSecPerGB: Record<string, number>;
   peakRssMiB: Record<string, number>;
-  /** Private (anonymous) resident memory after full rate. */
+  /** Private (anonymous) resident memory at full rate: the highest of samples taken every 100 ms during both transfers. */
   privateMiB: Record<string, number>;
   error?: string;
 }
@@ -339,6 +339,7 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
 async function measure(ctx: Context, s: Scenario, o: TunnelBenchOptions): Promise<Measurement> {
   const m: Measurement = { name: s.name, family: s.family, transport: s.transport, cipher: s.cipher, upMbps: NaN, downMbps: NaN, rttMs: NaN, rttBusyMs: NaN, rrMeanUs: NaN, rrP99Us: NaN, rrCpuUs: {}, retransmits: NaN, cpuSecPerGB: {}, peakRssMiB: {}, privateMiB: {} };
   let ends: Record<string, Proc> = {};
+  let privatePeak: ReturnType<typeof samplePrivatePeak> | undefined;
   try {
     const up = await s.up(ctx);
     ends = up.ends;
@@ -351,25 +352,53 @@ async function measure(ctx: Context, s: Scenario, o: TunnelBenchOptions): Promis
     m.rrP99Us = rr.p99Us;
     for (const [k, p] of Object.entries(ends)) m.rrCpuUs[k] = ((p.cpuSeconds() - rrCpu0[k]!) / rr.total) * 1e6;
     const cpu0 = Object.fromEntries(Object.entries(ends).map(([k, p]) => [k, p.cpuSeconds()]));
+    privatePeak = samplePrivatePeak(ends);
     const upRun = await iperf(ctx.lab, ctx.a, up.target, o.seconds, false);
     for (const [k, p] of Object.entries(ends)) m.cpuSecPerGB[k] = (p.cpuSeconds() - cpu0[k]!) / (upRun.bytes / 1e9);
     m.upMbps = upRun.mbps;
     m.retransmits = upRun.retransmits;
     const downRun = await iperf(ctx.lab, ctx.a, up.target, o.seconds, true);
     m.downMbps = downRun.mbps;
-    for (const [k, p] of Object.entries(ends)) {
-      m.peakRssMiB[k] = p.peakRssMiB();
-      m.privateMiB[k] = p.privateMiB();
-    }
+    m.privateMiB = privatePeak.stop();
+    const mid = privatePeak.medians();
+    o.log(`  private MiB during the transfers, median / peak: ${Object.keys(mid).map((k) => `${k} ${mid[k]!.toFixed(1)} / ${m.privateMiB[k]!.toFixed(1)}`).join(', ')}`);
+    for (const [k, p] of Object.entries(ends)) m.peakRssMiB[k] = p.peakRssMiB();
   } catch (e) {
     m.error = (e as Error).message.split('\n').slice(0, 6).join(' | ');
     o.log(`  failed: ${m.error}`);
   } finally {
+    privatePeak?.stop();
     for (const p of Object.values(ends)) await p.stop();
     await ctx.lab.stopAllExcept(ctx.keep);
     await s.down?.(ctx).catch(() => {});
   }
   return m;
+}
+
+/**
+ * Samples each end's private memory (RssAnon) every 100 ms while both transfers run
+ * and keeps the highest: "at full rate" is the whole transfer, not the one moment
+ * after it, which fell before or after a heap trim or a garbage collection by chance.
+ */
+function samplePrivatePeak(ends: Record<string, Proc>): { stop(): Record<string, number>; medians(): Record<string, number> } {
+  const samples: Record<string, number[]> = {};
+  const sample = (): void => {
+    for (const [k, p] of Object.entries(ends)) {
+      const v = p.privateMiB();
+      if (!Number.isNaN(v)) (samples[k] ??= []).push(v);
+    }
+  };
+  const timer = setInterval(sample, 100);
+  let stopped = false;
+  return {
+    stop() {
+      if (!stopped) sample();
+      stopped = true;
+      clearInterval(timer);
+      return Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, Math.max(...xs)]));
+    },
+    medians: () => Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, medianOf(xs)])),
+  };
 }
 
 function median(ms: Measurement[]): Measurement {
