@@ -174,8 +174,13 @@ async function runClient(argv: Record<string, any>, baseLog: Logger): Promise<nu
     tls: tlsOf(argv),
     logger: log,
     openDevice: (name) => openTap(name, 'attach', argv, log),
+    fastPath: argv['fast-path'] !== 'off',
   });
-  const printStats = (event: string): void => log.info(event, statsFields('', client.stats));
+  const printStats = (event: string): void => {
+    const stats = statsFields('', client.syncedStats());
+    const fast = client.fastPathFrames();
+    log.info(event, { ...stats, fastPathIn: fast.rx, fastPathOut: fast.tx });
+  };
   process.on('SIGUSR1', () => printStats('stats'));
   const metrics = await serveMetrics(metricsSetting(argv.metrics), client, { role: 'client', transport: argv.transport, mode: argv.dest === undefined ? 'local' : 'separate', tls: argv.tls, logger: log });
   observeRtt = metrics.observeRtt;
@@ -337,6 +342,11 @@ export async function main(args: string[]): Promise<void> {
           .option('transport', { choices: ['udp', 'tcp'], default: TUNNEL_DEFAULTS.transport, describe: 'Must match the server' })
           .option('tap', { type: 'string', default: TUNNEL_DEFAULTS.clientTap, describe: 'TAP made by ctun configure' })
           .option('dest', { type: 'string', describe: 'Separate mode: target IPv4 or IPv6 address to route through the tunnel' })
+          .option('fast-path', {
+            choices: ['on', 'off'],
+            default: 'on',
+            describe: 'Data frames between TAP and server inside the native addon while connected (plain UDP over IPv4; --tls and TCP always take the JavaScript path)',
+          })
           .example('$0 client 127.0.0.1', 'integrated deployment')
           .example('$0 client 127.0.0.1 --dest 172.17.0.2', 'separated deployment')
           .example('$0 client fd77::2 --dest fd00:17::2', 'separated deployment, IPv6 underlay and target')

@@ -10,6 +10,7 @@ import { requireIp, tunnelIpv6 } from './address.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { TickBatch } from './batch.js';
 import type { FrameDevice } from './device.js';
+import { ClientFastPath, type FastPathFrames } from './fast-path.js';
 import { NetConfig } from './netconfig.js';
 import { LogLimiter } from './limits.js';
 import { describeError, echoOfSession, encode, ErrorCode, FEATURES_NONE, MessageType, PROTOCOL_VERSION, TunnelMode, type ErrorMessage, type Message, type Welcome } from './protocol.js';
@@ -55,6 +56,12 @@ export interface ClientOptions {
   tls?: TlsMaterial;
   /** Told each keepalive round-trip time (ms), e.g. for the metrics' histogram. */
   onRtt?: (ms: number) => void;
+  /**
+   * Data frames between TAP and server inside the addon while the session is up
+   * (fast-path.ts), where it can: plain UDP on the batch socket and the real TAP.
+   * Default true; false keeps every frame in JavaScript (`--fast-path off`).
+   */
+  fastPath?: boolean;
 }
 
 /** Pings whose pong is still awaited; older ones are forgotten (their pong is lost or late). */
@@ -78,6 +85,10 @@ export class TunnelClient {
   });
   private device: FrameDevice | undefined;
   private link: ClientLink | undefined;
+  /** Open while the session is up on a link that has one (fast-path.ts). */
+  private fast: ClientFastPath | undefined;
+  /** Frames the fast paths of earlier sessions moved. */
+  private readonly fastFrames: FastPathFrames = { rx: 0, tx: 0 };
   private state: State = 'idle';
   private lastHeard = 0;
   /** lastHeard before the message being handled: when the server was last heard alive. */
@@ -337,6 +348,7 @@ export class TunnelClient {
     this.lastHeard = Date.now();
     clearInterval(this.keepaliveTimer);
     this.keepaliveTimer = setInterval(() => this.keepalive(), this.keepaliveMs);
+    this.openFastPath();
     // A first ping at once confirms the session: a plain-UDP server full of spoofed,
     // never-confirmed hellos makes room by dropping those, and ours is then not one.
     this.ping();
@@ -384,6 +396,7 @@ export class TunnelClient {
   /** The server holds no session of ours (any more): a connected client counts a reconnect; either way it says hello again at once. */
   private helloAgain(): void {
     if (this.state === 'connected') {
+      this.closeFastPath();
       this.state = 'connecting';
       // The outage began when the old server was last heard, not now: a client
       // whose keepalive had not yet noticed learns it from the new server.
@@ -447,6 +460,7 @@ export class TunnelClient {
 
   private keepalive(): void {
     if (this.state !== 'connected') return;
+    this.syncFastPath();
     const silent = Date.now() - this.lastHeard;
     if (silent > (this.o.deadAfterMs ?? 4000)) {
       this.linkLost(`server silent for ${silent} ms`);
@@ -476,6 +490,7 @@ export class TunnelClient {
 
   /** The figures for metrics and the status line; sealed drops count under their reason, not also as invalid. */
   figures(): Figures {
+    this.syncFastPath();
     return {
       role: 'client',
       frames: { rx: this.stats.framesIn, tx: this.stats.framesOut },
@@ -486,7 +501,46 @@ export class TunnelClient {
       reconnects: this.stats.reconnects,
       lastOutageMs: this.lastOutageMs,
       lastRttMs: this.lastRttMs,
+      fastPath: this.fastPathFrames(),
     };
+  }
+
+  /** The statistics with the fast path's counters added up to now (the field `stats` lags them by up to a keepalive). */
+  syncedStats(): TunnelStats {
+    this.syncFastPath();
+    return this.stats;
+  }
+
+  /** Frames moved by the native fast path since start (they are in `frames` too). */
+  fastPathFrames(): FastPathFrames {
+    const now = this.fast?.frames ?? { rx: 0, tx: 0 };
+    return { rx: this.fastFrames.rx + now.rx, tx: this.fastFrames.tx + now.tx };
+  }
+
+  /** Hands data frames to the addon while the session is up, where the link and TAP allow it. */
+  private openFastPath(): void {
+    if (this.o.fastPath === false || this.fast !== undefined) return;
+    const tap = this.device?.fastPath;
+    const socket = this.link?.fastPath;
+    if (tap === undefined || socket === undefined) return;
+    this.fast = ClientFastPath.open(tap, socket);
+    this.log.debug('fast-path-on', { tap: this.tapName, server: this.serverText });
+  }
+
+  /** Back to JavaScript for every frame: the session is not up (or the client stops). */
+  private closeFastPath(): void {
+    const fast = this.fast;
+    if (fast === undefined) return;
+    this.fast = undefined;
+    fast.close(this.stats);
+    this.fastFrames.rx += fast.frames.rx;
+    this.fastFrames.tx += fast.frames.tx;
+  }
+
+  /** Adds the fast path's counters to the stats; a datagram it took is the server heard. */
+  private syncFastPath(): void {
+    const since = this.fast?.sync(this.stats);
+    if (since !== undefined) this.lastHeard = Math.max(this.lastHeard, Date.now() - since);
   }
 
   /** What `/readyz` checks: the TAP still exists, and the client is connected to its server. */
@@ -498,6 +552,7 @@ export class TunnelClient {
   private linkLost(reason: string): void {
     if (this.state === 'stopped') return;
     const wasConnected = this.state === 'connected';
+    this.closeFastPath();
     clearInterval(this.keepaliveTimer);
     clearTimeout(this.helloTimer);
     const link = this.link;
@@ -528,6 +583,7 @@ export class TunnelClient {
   async stop(reason = 'stopped'): Promise<void> {
     if (this.state === 'stopped') return;
     const wasConnected = this.state === 'connected';
+    this.closeFastPath();
     this.state = 'stopped';
     clearInterval(this.keepaliveTimer);
     clearTimeout(this.retryTimer);

@@ -1,3 +1,5 @@
+import type { FastPathTap } from './fast-path.js';
+
 /**
  * A TAP device as the tunnel sees it: frames in batches, nothing else. The real one
  * (tap.ts) sits on the native addon; the in-memory pair below is its twin for unit
@@ -10,6 +12,8 @@ export interface FrameDevice {
   /** Writes a batch; returns how many were accepted (the rest are dropped, as a full NIC queue does). */
   writeFrames(frames: Buffer[]): number;
   close(): void;
+  /** The real TAP: its end of the native data fast path (fast-path.ts); twins have none. */
+  readonly fastPath?: FastPathTap;
 }
 
 /** Two connected in-memory devices: frames written to one are read from the other. */

@@ -19,18 +19,25 @@ export interface TapAddon {
   writeFrames(fd: number, frames: Buffer[], offload?: boolean): number;
   close(fd: number): void;
   /** With `offsets` (an fd opened with offloads): frame i of a wake-up is buffer[offsets[i], offsets[i] + lengths[i]), cut from what was read. */
-  Reader: new (fd: number, buffer: Buffer, lengths: Uint32Array, slotSize: number, onFrames: (count: number) => void, offsets?: Uint32Array) => { stop(): void };
+  Reader: new (fd: number, buffer: Buffer, lengths: Uint32Array, slotSize: number, onFrames: (count: number) => void, offsets?: Uint32Array) => NativeReader;
   /** Binds a non-blocking UDP socket (IPv4); `port` is the bound one. */
   udpOpen(host: string, port: number, bufferBytes: number, offload?: boolean): { fd: number; port: number };
   udpConnect(fd: number, ip: number, port: number): void;
   /** sendmmsg; `frames` true prefixes each buffer with a Data header. ip 0: the connected peer. Returns how many left. */
   udpSend(fd: number, buffers: Buffer[], ip: number, port: number, frames: boolean): number;
   /** Datagram i of a wake-up is buffer[offsets[i], offsets[i] + lengths[i]), from addrs[2i]:addrs[2i+1]. */
-  UdpReader: new (fd: number, buffer: Buffer, lengths: Uint32Array, offsets: Uint32Array, addrs: Uint32Array, slotSize: number, onDatagrams: (count: number) => void) => { stop(): void; filtered(): number; coalesced(): number };
+  UdpReader: new (fd: number, buffer: Buffer, lengths: Uint32Array, offsets: Uint32Array, addrs: Uint32Array, slotSize: number, onDatagrams: (count: number) => void) => NativeReader & { filtered(): number; coalesced(): number };
   /** Gives the C heap's free pages back to the kernel (glibc malloc_trim); whether any were. */
   trimHeap(): boolean;
   /** The addon's copy of the wire format (native/wire.h), held to protocol.ts and secure/aead.ts by wire-constants.test.ts. */
   wire: AddonWireConstants;
+  /** The data fast path (native/fastpath.h): frames between TAP and socket without JavaScript. */
+  fastPath: {
+    /** The client's: every TAP frame to the connected server, its Data-only datagrams to the TAP. */
+    FastPath: new (tapFd: number, tapOffload: boolean, udpFd: number) => NativeFastPath;
+    /** The frames of a datagram that is Data messages only, else null (what the path forwards), for the unit tests. */
+    dataFrames(datagram: Buffer): Buffer[] | null;
+  };
   /** The offload code the TAP runs (native/offload.cc), on Buffers, for the unit tests. */
   offload: {
     /** One packet as read from a TAP with offloads (virtio-net header + frame) into the ordinary frames a reader delivers; [] if dropped. */
@@ -39,6 +46,19 @@ export interface TapAddon {
     coalesce(frames: Buffer[]): { packet: Buffer; frames: number }[];
     vnetHeaderSize: number;
   };
+}
+
+/** A TAP or UDP reader of the addon; attach gives it a fast path that takes what it can of every wake-up. */
+export interface NativeReader {
+  stop(): void;
+  attach(fastPath: NativeFastPath | undefined): void;
+}
+
+export interface NativeFastPath {
+  /** [framesOut, bytesOut, dropsOut, framesIn, bytesIn, dropsIn, msSinceHeard (-1: never)], cumulative. */
+  counters(): number[];
+  /** Forwards nothing from now on: the readers hand everything to JavaScript again. */
+  close(): void;
 }
 
 export interface AddonWireConstants {

@@ -1,7 +1,8 @@
 /** The real TAP device, on the native addon. */
 import { CtunError, ExitCode, errnoCode } from '../common/index.js';
 import type { FrameDevice } from './device.js';
-import { loadAddon } from './native.js';
+import type { FastPathTap } from './fast-path.js';
+import { loadAddon, type NativeFastPath, type NativeReader } from './native.js';
 
 export interface TapOptions {
   /** Frames per wake-up of the event loop; default 64. */
@@ -36,8 +37,10 @@ const OFFLOAD_READ_FRAMES = 1024;
 
 export class TapDevice implements FrameDevice {
   private readonly addon = loadAddon();
-  private readonly fd: number;
-  private reader: { stop(): void } | undefined;
+  readonly fd: number;
+  private reader: NativeReader | undefined;
+  /** Kept so that a reader made later (onFrames again) forwards too. */
+  private attached: NativeFastPath | undefined;
   // The TAP is open for a tunnel end's whole life, and only real ends open one.
   private readonly heapTrim: NodeJS.Timeout;
   private closed = false;
@@ -69,6 +72,7 @@ export class TapDevice implements FrameDevice {
     this.reader?.stop();
     if (this.offload) {
       this.readCut(handler);
+      this.reader!.attach(this.attached);
       return;
     }
     // allocUnsafeSlow: only the pages the kernel writes frames into become resident
@@ -85,6 +89,7 @@ export class TapDevice implements FrameDevice {
       for (let i = 0; i < count; i++) frames[i] = views[i]!.subarray(0, lengths[i]!);
       handler(frames);
     });
+    this.reader.attach(this.attached);
   }
 
   // Frames cut from super-segments, packed in one buffer; views valid as above.
@@ -99,6 +104,16 @@ export class TapDevice implements FrameDevice {
     }, offsets);
   }
 
+  get fastPath(): FastPathTap {
+    return this;
+  }
+
+  /** The data fast path takes every wake-up's frames while attached (fast-path.ts); undefined detaches. */
+  attachFastPath(path: NativeFastPath | undefined): void {
+    this.attached = path;
+    this.reader?.attach(path);
+  }
+
   writeFrames(frames: Buffer[]): number {
     if (this.closed || frames.length === 0) return 0;
     return this.addon.writeFrames(this.fd, frames, this.offload);
@@ -108,6 +123,8 @@ export class TapDevice implements FrameDevice {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.heapTrim);
+    // Nothing may forward into a closed (and soon reused) fd number.
+    this.attached?.close();
     this.reader?.stop();
     this.addon.close(this.fd);
   }

@@ -3,6 +3,7 @@
  * where the kernel has them), one JavaScript call per batch. IPv4 only.
  */
 import { BatchUdpSocket, intToIp } from './batch-udp.js';
+import type { FastPathEnd } from '../fast-path.js';
 import type { DatagramSocket, OpenDatagramOptions, PeerKey } from './datagram-socket.js';
 
 /** ip * 65536 + port: exact in a double (48 bits), no string per datagram. */
@@ -32,6 +33,11 @@ export class AddonDatagramSocket implements DatagramSocket {
 
   get port(): number {
     return this.socket.port;
+  }
+
+  /** The batch socket is the UDP end of the native data fast path. */
+  get fastPath(): FastPathEnd {
+    return this.socket;
   }
 
   get filtered(): number {

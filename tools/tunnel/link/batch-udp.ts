@@ -6,7 +6,7 @@
  * tunnel rates is most of the CPU. Wire format as PROTOCOL.md; nothing else changes.
  */
 import { isIPv4 } from 'node:net';
-import { loadAddon, type TapAddon } from '../native.js';
+import { loadAddon, type NativeFastPath, type NativeReader, type TapAddon } from '../native.js';
 
 /** An IPv4 address as a host-order integer, the form the addon takes. */
 export function ipToInt(address: string): number {
@@ -36,7 +36,9 @@ const SLOT = 65_536;
 
 export class BatchUdpSocket {
   private readonly addon: TapAddon;
-  private reader: { stop(): void; filtered(): number; coalesced(): number } | undefined;
+  private reader: (NativeReader & { filtered(): number; coalesced(): number }) | undefined;
+  /** Kept so that a reader made later (onDatagrams again) forwards too. */
+  private attached: NativeFastPath | undefined;
   private closed = false;
   readonly fd: number;
   readonly port: number;
@@ -86,6 +88,13 @@ export class BatchUdpSocket {
     this.reader = new this.addon.UdpReader(this.fd, buffer, lengths, offsets, addrs, SLOT, (count) => {
       for (let i = 0; i < count; i++) handler(buffer.subarray(offsets[i]!, offsets[i]! + lengths[i]!), addrs[2 * i]!, addrs[2 * i + 1]!);
     });
+    this.reader.attach(this.attached);
+  }
+
+  /** The data fast path takes the Data-only datagrams of every wake-up while attached (fast-path.ts); undefined detaches. */
+  attachFastPath(path: NativeFastPath | undefined): void {
+    this.attached = path;
+    this.reader?.attach(path);
   }
 
   /** Datagrams that arrived inside GRO runs (the kernel kept a sender's GSO run whole). */
@@ -113,6 +122,8 @@ export class BatchUdpSocket {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    // Nothing may forward into a closed (and soon reused) fd number.
+    this.attached?.close();
     this.reader?.stop();
     this.addon.close(this.fd);
   }

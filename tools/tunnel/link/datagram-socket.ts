@@ -5,6 +5,8 @@
  * network for unit tests (memory-socket.ts). Which real one is used is decided in
  * one place: open-socket.ts.
  */
+import type { FastPathEnd } from '../fast-path.js';
+
 export type AddressFamily = 4 | 6;
 
 /**
@@ -38,6 +40,8 @@ export interface DatagramSocket {
   /** Sends each frame as one Data message (PROTOCOL.md); same contract as sendDatagrams. */
   sendFrames(frames: Buffer[], to?: PeerKey): number;
   close(): Promise<void>;
+  /** The addon's batch socket only: its end of the native data fast path (fast-path.ts). */
+  readonly fastPath?: FastPathEnd;
 }
 
 export interface OpenDatagramOptions {

@@ -7,6 +7,7 @@ import type { CtunError } from '../../common/index.js';
 import type { Message, ProtocolError } from '../protocol.js';
 import type { SealFailure, TlsMaterial } from '../secure/index.js';
 import type { DatagramSocketFactory } from './datagram-socket.js';
+import type { FastPathEnd } from '../fast-path.js';
 
 export type TransportKind = 'udp' | 'tcp';
 
@@ -105,6 +106,8 @@ export interface ClientLink {
   send(message: Buffer): boolean;
   sendFrames(frames: Buffer[]): number;
   close(): void;
+  /** Plain UDP on the addon's batch socket: the socket's end of the native data fast path. */
+  readonly fastPath?: FastPathEnd;
 }
 
 export interface ConnectOptions {

@@ -130,6 +130,7 @@ export async function connectUdp(options: ConnectOptions): Promise<ClientLink> {
   let open = true;
   return {
     transport: 'udp',
+    fastPath: socket.fastPath,
     send(message) {
       return open && socket.sendDatagrams([message]) === 1;
     },

@@ -5,6 +5,8 @@
 #include <uv.h>
 
 #include "aead.h"
+#include "datapath.h"
+#include "fastpath.h"
 #include "offload.h"
 #include "wire.h"
 
@@ -26,11 +28,7 @@
 #include <memory>
 #include <string>
 #include <vector>
-#include <unordered_set>
 
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
 #ifndef UDP_GRO
 #define UDP_GRO 104
 #endif
@@ -98,57 +96,33 @@ Napi::Value OpenPlain(const Napi::CallbackInfo& info, bool offload) {
   return result;
 }
 
+// Buffers of a JavaScript array as (pointer, length) frames for datapath.h.
+std::vector<ctun::datapath::Frame> FramesOf(Napi::Array list) {
+  uint32_t n = list.Length();
+  std::vector<ctun::datapath::Frame> frames(n);
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Buffer<uint8_t> b = list.Get(i).As<Napi::Buffer<uint8_t>>();
+    frames[i] = {b.Data(), b.Length()};
+  }
+  return frames;
+}
+
 // writeFrames(fd, frames: Buffer[], offload = false) -> number written. One native
 // call per batch; a full device queue (EAGAIN) ends the batch and the caller counts
 // the rest as drops. offload: the fd has virtio-net headers; the batch is coalesced.
-Napi::Value WriteFramesOffload(Napi::Env env, int fd, Napi::Array frames) {
-  uint32_t n = frames.Length();
-  std::vector<ctun::offload::Frame> list(n);
-  for (uint32_t i = 0; i < n; i++) {
-    Napi::Buffer<uint8_t> b = frames.Get(i).As<Napi::Buffer<uint8_t>>();
-    list[i] = {b.Data(), b.Length()};
-  }
-  std::vector<uint8_t> scratch;
-  uint32_t written = 0;
-  for (const ctun::offload::Write& w : ctun::offload::Coalesce(list.data(), n, scratch)) {
-    ssize_t r;
-    do { r = writev(fd, w.iov.data(), static_cast<int>(w.iov.size())); } while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINVAL || errno == EIO) break;
-      return ThrowErrno(env, errno, "write tap");
-    }
-    written += w.frames;
-  }
-  return Napi::Number::New(env, written);
-}
-
 Napi::Value WriteFrames(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
-  Napi::Array frames = info[1].As<Napi::Array>();
-  if (info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value()) return WriteFramesOffload(env, fd, frames);
-  uint32_t n = frames.Length();
-  uint32_t written = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    Napi::Buffer<uint8_t> b = frames.Get(i).As<Napi::Buffer<uint8_t>>();
-    ssize_t r;
-    do { r = write(fd, b.Data(), b.Length()); } while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINVAL || errno == EIO) break;
-      return ThrowErrno(env, errno, "write tap");
-    }
-    written++;
-  }
-  return Napi::Number::New(env, written);
+  bool offload = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+  std::vector<ctun::datapath::Frame> frames = FramesOf(info[1].As<Napi::Array>());
+  int64_t r = ctun::datapath::WriteTap(fd, frames.data(), static_cast<uint32_t>(frames.size()), offload);
+  if (r < 0) return ThrowErrno(env, static_cast<int>(-r), "write tap");
+  return Napi::Number::New(env, static_cast<double>(r));
 }
-
-// Sockets whose kernel or route refused a GSO send (EIO: no checksum offload on the
-// way out); they send one datagram per message from then on.
-std::unordered_set<int> g_noGso;
 
 Napi::Value Close(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
-  g_noGso.erase(fd);
+  ctun::datapath::Forget(fd);
   close(fd);
   return info.Env().Undefined();
 }
@@ -200,9 +174,28 @@ class PollReader : public Napi::ObjectWrap<T> {
     return info.Env().Undefined();
   }
 
+  // attach(fastPath | undefined): the data fast path (fastpath.h) takes what it can
+  // of every wake-up before JavaScript is called with the rest.
+  Napi::Value Attach(const Napi::CallbackInfo& info) {
+    if (info.Length() > 0 && info[0].IsObject()) {
+      fast_ = ctun::fastpath::FastPath::Unwrap(info[0].As<Napi::Object>());
+      fastRef_ = Napi::Persistent(info[0].As<Napi::Object>());
+    } else {
+      fast_ = nullptr;
+      fastRef_.Reset();
+    }
+    return info.Env().Undefined();
+  }
+
+  // The attached fast path while it forwards, else null.
+  ctun::fastpath::FastPath* Fast() const { return fast_ != nullptr && fast_->active() ? fast_ : nullptr; }
+
   int fd_ = -1;
 
  private:
+  ctun::fastpath::FastPath* fast_ = nullptr;
+  Napi::ObjectReference fastRef_;
+
   static void OnReadable(uv_poll_t* handle, int status, int) {
     T* self = static_cast<T*>(static_cast<PollReader<T>*>(handle->data));
     if (status < 0 && !self->Recover()) return;
@@ -219,7 +212,7 @@ class PollReader : public Napi::ObjectWrap<T> {
 class Reader : public PollReader<Reader> {
  public:
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "Reader", {InstanceMethod("stop", &Reader::Stop)});
+    return DefineClass(env, "Reader", {InstanceMethod("stop", &Reader::Stop), InstanceMethod("attach", &Reader::Attach)});
   }
 
   // new Reader(fd, buffer, lengths: Uint32Array, slotSize, onFrames(count), offsets?: Uint32Array)
@@ -254,7 +247,9 @@ class Reader : public PollReader<Reader> {
 
   void Drain() {
     if (segmenting_) {
-      segmenting_->Drain(fd_, *sink_, [this](uint32_t count) { Deliver(count); });
+      segmenting_->Drain(fd_, *sink_, [this](uint32_t count) {
+        if (!Forward(count, sink_->offsets, 0)) Deliver(count);
+      });
       return;
     }
     uint32_t count = 0;
@@ -267,7 +262,19 @@ class Reader : public PollReader<Reader> {
       if (r == 0) break;
       lengths_[count++] = static_cast<uint32_t>(r);
     }
-    if (count > 0) Deliver(count);
+    if (count > 0 && !Forward(count, nullptr, slot_)) Deliver(count);
+  }
+
+  // Hands the wake-up's frames to the fast path when one forwards (the client's
+  // sends every frame to its server); false: JavaScript gets them. Frame i is at
+  // offsets[i], or at i * slot without offsets.
+  bool Forward(uint32_t count, const uint32_t* offsets, uint32_t slot) {
+    ctun::fastpath::FastPath* fast = Fast();
+    if (fast == nullptr) return false;
+    frames_.resize(count);
+    for (uint32_t i = 0; i < count; i++) frames_[i] = {data_ + (offsets != nullptr ? offsets[i] : static_cast<size_t>(i) * slot), lengths_[i]};
+    fast->FromTap(frames_.data(), count);
+    return true;
   }
 
   uint8_t* data_ = nullptr;
@@ -279,6 +286,7 @@ class Reader : public PollReader<Reader> {
   Napi::ObjectReference offRef_;
   std::unique_ptr<ctun::offload::FrameSink> sink_;
   std::unique_ptr<ctun::offload::SegmentingReader> segmenting_;
+  std::vector<ctun::datapath::Frame> frames_;
 };
 
 
@@ -318,8 +326,7 @@ Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
     close(fd);
     return ThrowErrno(env, err, "bind");
   }
-  if (offload) g_noGso.erase(fd);  // a reused fd number starts with GSO allowed
-  else g_noGso.insert(fd);
+  ctun::datapath::AllowGso(fd, offload);  // a reused fd number starts afresh
   socklen_t len = sizeof sa;
   getsockname(fd, reinterpret_cast<struct sockaddr*>(&sa), &len);
   Napi::Object result = Napi::Object::New(env);
@@ -342,12 +349,6 @@ Napi::Value UdpConnect(const Napi::CallbackInfo& info) {
 }
 
 constexpr unsigned kMaxBatch = 256;
-// UDP GSO: a run of equal-sized datagrams to one peer leaves as ONE message with a
-// UDP_SEGMENT size; the kernel cuts it into datagrams after the UDP/IP stack (or
-// not at all, on to a receiver with GRO), so the stack is walked once per run, not
-// once per datagram. The wire is unchanged. Runs stay below 64 KiB and 64 segments.
-constexpr size_t kGsoMaxBytes = 65000;
-constexpr unsigned kGsoMaxSegments = 64;
 
 // udpSend(fd, datagrams: Buffer[], ip, port, frames: boolean) -> number sent.
 // frames=true: each buffer is an Ethernet frame and gets a Data header (type 1,
@@ -356,85 +357,13 @@ constexpr unsigned kGsoMaxSegments = 64;
 Napi::Value UdpSend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
-  Napi::Array list = info[1].As<Napi::Array>();
+  std::vector<ctun::datapath::Frame> list = FramesOf(info[1].As<Napi::Array>());
   uint32_t ip = info[2].As<Napi::Number>().Uint32Value();
   uint32_t port = info[3].As<Napi::Number>().Uint32Value();
   bool frames = info[4].As<Napi::Boolean>().Value();
-  struct sockaddr_in sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(ip);
-  sa.sin_port = htons(static_cast<uint16_t>(port));
-  uint32_t n = list.Length();
-  uint32_t sent = 0;
-  struct mmsghdr msgs[kMaxBatch];
-  struct iovec iov[kMaxBatch][2];
-  uint8_t headers[kMaxBatch][wire::kHeaderSize];
-  uint32_t segments[kMaxBatch];
-  alignas(struct cmsghdr) char control[kMaxBatch][CMSG_SPACE(sizeof(uint16_t))];
-  while (sent < n) {
-    uint32_t batch = n - sent < kMaxBatch ? n - sent : kMaxBatch;
-    // The datagrams of this batch, in place: iov[i] is datagram i (header + frame).
-    for (uint32_t i = 0; i < batch; i++) {
-      Napi::Buffer<uint8_t> b = list.Get(sent + i).As<Napi::Buffer<uint8_t>>();
-      size_t len = b.Length();
-      if (frames) {
-        headers[i][0] = wire::kTypeData;
-        headers[i][1] = 0;
-        headers[i][2] = static_cast<uint8_t>(len >> 8);
-        headers[i][3] = static_cast<uint8_t>(len);
-        iov[i][0] = {headers[i], wire::kHeaderSize};
-        iov[i][1] = {b.Data(), len};
-      } else {
-        iov[i][0] = {b.Data(), len};
-        iov[i][1] = {nullptr, 0};
-      }
-    }
-    // Group runs of equal size into one message each; iov is contiguous, so a run
-    // is iov[first .. first+k) seen as 2k entries.
-    bool gso = g_noGso.count(fd) == 0;
-    uint32_t count = 0;
-    for (uint32_t i = 0; i < batch;) {
-      size_t size = iov[i][0].iov_len + iov[i][1].iov_len;
-      uint32_t k = 1;
-      while (gso && i + k < batch && k < kGsoMaxSegments && (k + 1) * size <= kGsoMaxBytes && iov[i + k][0].iov_len + iov[i + k][1].iov_len == size) k++;
-      struct msghdr& h = msgs[count].msg_hdr;
-      memset(&msgs[count], 0, sizeof msgs[count]);
-      if (ip != 0) {
-        h.msg_name = &sa;
-        h.msg_namelen = sizeof sa;
-      }
-      h.msg_iov = iov[i];
-      h.msg_iovlen = 2 * k;
-      if (k > 1) {
-        h.msg_control = control[count];
-        h.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-        struct cmsghdr* c = CMSG_FIRSTHDR(&h);
-        c->cmsg_level = SOL_UDP;
-        c->cmsg_type = UDP_SEGMENT;
-        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-        uint16_t seg = static_cast<uint16_t>(size);
-        memcpy(CMSG_DATA(c), &seg, sizeof seg);
-      }
-      segments[count++] = k;
-      i += k;
-    }
-    int r;
-    do { r = sendmmsg(fd, msgs, count, MSG_DONTWAIT); } while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      if (gso && count < batch && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT)) {
-        g_noGso.insert(fd);  // this path cannot segment: send one datagram per message
-        continue;
-      }
-      // A full buffer drops the rest, as a NIC does; ICMP-reported errors
-      // (ECONNREFUSED: no server right now) are the keepalive's business.
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH || errno == EMSGSIZE) break;
-      return ThrowErrno(env, errno, "sendmmsg");
-    }
-    for (int m = 0; m < r; m++) sent += segments[m];
-    if (static_cast<uint32_t>(r) < count) break;
-  }
-  return Napi::Number::New(env, sent);
+  int64_t r = ctun::datapath::SendDatagrams(fd, list.data(), static_cast<uint32_t>(list.size()), ip, port, frames);
+  if (r < 0) return ThrowErrno(env, static_cast<int>(-r), "sendmmsg");
+  return Napi::Number::New(env, static_cast<double>(r));
 }
 
 // A UDP reader: like the TAP reader, but one recvmmsg fills up to `slots` slots. A
@@ -444,7 +373,7 @@ Napi::Value UdpSend(const Napi::CallbackInfo& info) {
 class UdpReader : public PollReader<UdpReader> {
  public:
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "UdpReader", {InstanceMethod("stop", &UdpReader::Stop), InstanceMethod("filtered", &UdpReader::Filtered), InstanceMethod("coalesced", &UdpReader::Coalesced)});
+    return DefineClass(env, "UdpReader", {InstanceMethod("stop", &UdpReader::Stop), InstanceMethod("attach", &UdpReader::Attach), InstanceMethod("filtered", &UdpReader::Filtered), InstanceMethod("coalesced", &UdpReader::Coalesced)});
   }
 
   // new UdpReader(fd, buffer, lengths: Uint32Array, offsets: Uint32Array, addrs: Uint32Array, slotSize, onDatagrams(count))
@@ -504,6 +433,7 @@ class UdpReader : public PollReader<UdpReader> {
     do { r = recvmmsg(fd_, msgs, slots_, MSG_DONTWAIT, nullptr); } while (r < 0 && errno == EINTR);
     if (r <= 0) return;  // EAGAIN, or an ICMP error queued on the socket: nothing to deliver
     uint32_t count = 0;
+    ctun::fastpath::FastPath* fast = Fast();
     for (int i = 0; i < r; i++) {
       // A datagram larger than a slot is truncated: not whole messages, so drop it.
       if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;
@@ -528,6 +458,7 @@ class UdpReader : public PollReader<UdpReader> {
           filtered_++;
           continue;
         }
+        if (fast != nullptr && fast->FromUdp(data_ + base + off, len)) continue;
         offsets_[count] = base + off;
         lengths_[count] = len;
         addrs_[2 * count] = ntohl(from[i].sin_addr.s_addr);
@@ -535,6 +466,8 @@ class UdpReader : public PollReader<UdpReader> {
         count++;
       }
     }
+    // Frames for the TAP first: they point into the buffer the next wake-up refills.
+    if (fast != nullptr) fast->Flush();
     if (count > 0) Deliver(count);
   }
 
@@ -609,6 +542,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("UdpReader", UdpReader::Init(env));
   exports.Set("wire", ctun::wire::Constants(env));
   ctun::offload::InitExports(env, exports);
+  ctun::fastpath::InitExports(env, exports);
   ctun::InitAead(env, exports);
   return exports;
 }

@@ -53,6 +53,7 @@ export function formatStatus(f: Figures, indent = ''): string[] {
     lines.push(`${indent}tunnel client: ${f.connected ? 'connected to' : 'connecting to'} ${f.server}${f.lastRttMs === undefined ? '' : `, rtt ${f.lastRttMs.toFixed(2)} ms`}, reconnects ${f.reconnects ?? 0}`);
   }
   lines.push(`${indent}  bytes in ${kib(f.bytes.rx)} (${f.frames.rx} frames), out ${kib(f.bytes.tx)} (${f.frames.tx} frames); drops ${totalDrops(f)}${drops.length ? ` (${drops.join(', ')})` : ''}`);
+  if (f.fastPath !== undefined && f.fastPath.rx + f.fastPath.tx > 0) lines.push(`${indent}  of which native fast path: in ${f.fastPath.rx} frames, out ${f.fastPath.tx} frames`);
   for (const c of f.clients ?? []) {
     const who = `${c.peer ?? 'detached'}${c.identity ? ` ${c.identity}` : ''}`;
     lines.push(`${indent}  client ${who}  since ${c.since}  in ${kib(c.bytes.rx)}  out ${kib(c.bytes.tx)}  drops ${c.drops}${c.dest ? `  dest ${c.dest}` : ''}${c.attached ? '' : '  (detached, kept for a resume)'}`);

@@ -1,0 +1,120 @@
+/**
+ * The client's native data fast path (native/fastpath.h) between real TAPs in
+ * namespaces, plain UDP: the frames really take it (its counters cover the traffic
+ * while the frames JavaScript handled stay at the few sent before the welcome), the
+ * statistics users see still count every frame (`ctun status`, the stats line), a
+ * dead server is still detected and the client comes back with the path on again,
+ * and in separate mode a destination the server did not admit stays unreachable
+ * (the path runs on the client; the server still decides). `--fast-path off` keeps
+ * every frame in JavaScript.
+ */
+import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { link, netnsUnavailable, Scope, statsOf, type Netns } from './harness/netns.js';
+
+const skip = netnsUnavailable();
+const scope = new Scope();
+afterEach(() => scope.dispose());
+
+const METRICS = '127.0.0.1:19731';
+const PINGS = 200;
+
+async function setup(): Promise<{ pc: Netns; sim: Netns }> {
+  const pc = await scope.ns('pc');
+  const sim = await scope.ns('sim');
+  await link(pc, '10.79.0.1/24', sim, '10.79.0.2/24');
+  await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
+  return { pc, sim };
+}
+
+/** PINGS echo requests through the tunnel, 5 ms apart; how many were answered. */
+async function pings(pc: Netns, target: string): Promise<number> {
+  const r = await pc.exec('ping', ['-c', String(PINGS), '-i', '0.005', '-W', '2', target], { timeout: 30_000, reject: false });
+  return Number(/(\d+) received/.exec(r.stdout)?.[1] ?? 0);
+}
+
+describe.skipIf(skip)('client fast path (plain UDP)', () => {
+  it('data frames cross natively, the stats and `ctun status` count them; --fast-path off keeps them in JavaScript', async () => {
+    const { pc, sim } = await setup();
+    const server = scope.track(sim.spawnCtun(['server']));
+    await server.waitFor(/server-listening/, 15_000);
+    for (const fast of ['on', 'off'] as const) {
+      const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--fast-path', fast, '--metrics', METRICS]));
+      await client.waitFor(/client-connected/, 15_000);
+      const before = await statsOf(client);
+      expect(await pings(pc, TUNNEL_DEFAULTS.serverAddress)).toBeGreaterThanOrEqual(PINGS - 5);
+      const after = await statsOf(client);
+      const d = (k: string): number => after[k]! - before[k]!;
+      // Every frame is counted whichever way it went.
+      expect(d('framesOut')).toBeGreaterThanOrEqual(PINGS);
+      expect(d('framesIn')).toBeGreaterThanOrEqual(PINGS - 5);
+      expect(d('bytesOut')).toBeGreaterThanOrEqual(PINGS * 98);
+      if (fast === 'on') {
+        // All of them natively: JavaScript's share (frames minus native) did not move.
+        expect(d('fastPathOut')).toBe(d('framesOut'));
+        expect(d('fastPathIn')).toBe(d('framesIn'));
+      } else {
+        expect(after.fastPathOut).toBe(0);
+        expect(after.fastPathIn).toBe(0);
+      }
+      // What a user reads: `ctun status` against the client's endpoint.
+      const status = await pc.ctun(['status', '--metrics', METRICS]);
+      console.log(`--fast-path ${fast}: $ ctun status --metrics ${METRICS}\n${status.stdout}${[...client.output.matchAll(/^.*INFO  stats .*$/gm)].pop()?.[0] ?? ''}`);
+      const frames = /bytes in .* \((\d+) frames\), out .* \((\d+) frames\)/.exec(status.stdout);
+      expect(Number(frames?.[2]), status.stdout).toBeGreaterThanOrEqual(after.framesOut!);
+      if (fast === 'on') expect(status.stdout).toMatch(/of which native fast path: in \d+ frames, out \d+ frames/);
+      else expect(status.stdout).not.toMatch(/fast path/);
+      expect(await client.stop()).toBe(0);
+      // The final line has the same totals (the last native counts are synced at stop).
+      const final = /stats-final .*framesOut=(\d+).*fastPathOut=(\d+)/.exec(client.output);
+      expect(Number(final?.[1])).toBeGreaterThanOrEqual(after.framesOut!);
+    }
+  });
+
+  it('a dead server is detected (keepalive) and the client comes back with the path on', async () => {
+    const { pc, sim } = await setup();
+    let server = scope.track(sim.spawnCtun(['server']));
+    await server.waitFor(/server-listening/, 15_000);
+    const client = scope.track(pc.spawnCtun(['client', '10.79.0.2']));
+    await client.waitFor(/client-connected/, 15_000);
+    expect(await pings(pc, TUNNEL_DEFAULTS.serverAddress)).toBeGreaterThanOrEqual(PINGS - 5);
+    const from = client.output.length;
+    server.kill('SIGKILL');
+    await server.exited;
+    // The TAP keeps sending into the path while the server is gone: it must not hide the silence.
+    const sending = pc.exec('ping', ['-c', '40', '-i', '0.2', '-W', '1', TUNNEL_DEFAULTS.serverAddress], { timeout: 30_000, reject: false });
+    await client.waitFor(/link-lost .*server silent for/, 10_000, from);
+    await sending;
+    server = scope.track(sim.spawnCtun(['server']));
+    await server.waitFor(/server-listening/, 15_000);
+    await client.waitFor(/client-reconnected/, 10_000, from);
+    const before = await statsOf(client);
+    expect(await pings(pc, TUNNEL_DEFAULTS.serverAddress)).toBeGreaterThanOrEqual(PINGS - 5);
+    const after = await statsOf(client);
+    expect(after.fastPathOut! - before.fastPathOut!).toBeGreaterThanOrEqual(PINGS);
+    expect(after.reconnects).toBeGreaterThanOrEqual(1);
+  });
+
+  it('separate mode: a destination the server did not admit stays unreachable though the client forwards natively', async () => {
+    const pc = await scope.ns('pc');
+    const gw = await scope.ns('gw');
+    const target = await scope.ns('tgt');
+    const other = await scope.ns('oth');
+    await link(pc, '10.78.0.1/24', gw, '10.78.0.2/24');
+    await link(gw, '172.31.9.1/24', target, '172.31.9.2/24');
+    await link(gw, '172.31.8.1/24', other, '172.31.8.2/24');
+    await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
+    const server = scope.track(gw.spawnCtun(['server', '--mode', 'separate']));
+    await server.waitFor(/server-listening/, 15_000);
+    const client = scope.track(pc.spawnCtun(['client', '10.78.0.2', '--dest', '172.31.9.2']));
+    await client.waitFor(/route-added dest=172\.31\.9\.2/, 15_000);
+    expect(await pc.ping('172.31.9.2')).toBe(true);
+    // pc routes the other host through the tunnel by hand: the frames leave natively, the server refuses them.
+    await pc.ip('route', 'add', '172.31.8.2/32', 'via', TUNNEL_DEFAULTS.serverAddress, 'dev', TUNNEL_DEFAULTS.clientTap);
+    const before = await statsOf(client);
+    expect(await pc.ping('172.31.8.2')).toBe(false);
+    const after = await statsOf(client);
+    expect(after.fastPathOut! - before.fastPathOut!).toBeGreaterThanOrEqual(3);
+    expect((await statsOf(server))['clients.dropsPolicy']).toBeGreaterThanOrEqual(3);
+  });
+});

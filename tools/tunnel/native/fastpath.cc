@@ -1,0 +1,114 @@
+// See fastpath.h.
+#include "fastpath.h"
+
+#include "wire.h"
+
+#include <time.h>
+
+namespace ctun {
+namespace fastpath {
+
+namespace {
+
+int64_t NowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+}  // namespace
+
+bool DataFrames(const uint8_t* d, size_t len, std::vector<Frame>& out) {
+  size_t first = out.size();
+  size_t off = 0;
+  while (off + wire::kHeaderSize <= len) {
+    size_t n = (static_cast<size_t>(d[off + 2]) << 8) | d[off + 3];
+    // Only Data with flags 0 and a frame whose length fits what is left; an empty
+    // frame is not a frame (JavaScript counts it as it always has).
+    if (d[off] != wire::kTypeData || d[off + 1] != 0 || n == 0 || off + wire::kHeaderSize + n > len) break;
+    out.push_back({d + off + wire::kHeaderSize, n});
+    off += wire::kHeaderSize + n;
+  }
+  if (off == len && len > 0) return true;
+  out.resize(first);
+  return false;
+}
+
+Napi::Function FastPath::Init(Napi::Env env) {
+  return DefineClass(env, "FastPath", {InstanceMethod("counters", &FastPath::Counters), InstanceMethod("close", &FastPath::Close)});
+}
+
+FastPath::FastPath(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FastPath>(info) {
+  tapFd_ = info[0].As<Napi::Number>().Int32Value();
+  tapOffload_ = info[1].As<Napi::Boolean>().Value();
+  udpFd_ = info[2].As<Napi::Number>().Int32Value();
+}
+
+void FastPath::FromTap(const Frame* frames, uint32_t n) {
+  int64_t sent = datapath::SendDatagrams(udpFd_, frames, n, 0, 0, true);
+  if (sent < 0) sent = 0;  // an error JavaScript would throw on: count the batch as drops
+  for (int64_t i = 0; i < sent; i++) bytesOut_ += static_cast<double>(frames[i].len);
+  framesOut_ += static_cast<double>(sent);
+  dropsOut_ += static_cast<double>(n - sent);
+}
+
+bool FastPath::FromUdp(const uint8_t* d, uint32_t len) {
+  // Heard: any datagram the connected socket got is the server's, whoever handles it.
+  heardNs_ = NowNs();
+  return DataFrames(d, len, pending_);
+}
+
+void FastPath::Flush() {
+  if (pending_.empty()) return;
+  uint32_t n = static_cast<uint32_t>(pending_.size());
+  int64_t written = datapath::WriteTap(tapFd_, pending_.data(), n, tapOffload_);
+  if (written < 0) written = 0;
+  for (int64_t i = 0; i < written; i++) bytesIn_ += static_cast<double>(pending_[i].len);
+  framesIn_ += static_cast<double>(written);
+  dropsIn_ += static_cast<double>(n - written);
+  pending_.clear();
+}
+
+Napi::Value FastPath::Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array a = Napi::Array::New(env, 7);
+  a.Set(0u, framesOut_);
+  a.Set(1u, bytesOut_);
+  a.Set(2u, dropsOut_);
+  a.Set(3u, framesIn_);
+  a.Set(4u, bytesIn_);
+  a.Set(5u, dropsIn_);
+  a.Set(6u, heardNs_ < 0 ? -1.0 : static_cast<double>(NowNs() - heardNs_) / 1e6);
+  return a;
+}
+
+Napi::Value FastPath::Close(const Napi::CallbackInfo& info) {
+  active_ = false;
+  pending_.clear();
+  return info.Env().Undefined();
+}
+
+namespace {
+
+// dataFrames(datagram) -> Buffer[] (copies) or null: DataFrames on a Buffer.
+Napi::Value DataFramesJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Buffer<uint8_t> b = info[0].As<Napi::Buffer<uint8_t>>();
+  std::vector<Frame> frames;
+  if (!DataFrames(b.Data(), b.Length(), frames)) return env.Null();
+  Napi::Array out = Napi::Array::New(env, frames.size());
+  for (size_t i = 0; i < frames.size(); i++) out.Set(static_cast<uint32_t>(i), Napi::Buffer<uint8_t>::Copy(env, frames[i].data, frames[i].len));
+  return out;
+}
+
+}  // namespace
+
+void InitExports(Napi::Env env, Napi::Object exports) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("FastPath", FastPath::Init(env));
+  o.Set("dataFrames", Napi::Function::New(env, DataFramesJs));
+  exports.Set("fastPath", o);
+}
+
+}  // namespace fastpath
+}  // namespace ctun
