@@ -55,45 +55,6 @@ describe('protocol v2 codec (serving v1)', () => {
     }
   });
 
-  it('reassembles a stream read in chunks of any size, three-way cuts through one message included', () => {
-    const frames = [frame(14, 1), frame(1514, 2), frame(60, 3), frame(MAX_FRAME, 4), frame(9, 0).subarray(0, 0)];
-    const messages: Message[] = [...samples, ...frames.filter((f) => f.length > 0).map((f): Message => ({ type: MessageType.Data, frame: f }))];
-    const all = Buffer.concat(messages.map(encode));
-    for (const size of [1, 2, 3, 5, 7, 64, 1000, 1517, 4096]) {
-      const d = new StreamDecoder();
-      const got: Message[] = [];
-      for (let at = 0; at < all.length; at += size) got.push(...d.push(Buffer.from(all.subarray(at, at + size))));
-      expect(got).toEqual(messages);
-      expect(d.buffered).toBe(0);
-    }
-  });
-
-  it('decodes whole messages as views of their chunk, and copies the one a read cuts, so the chunk can be freed at once', () => {
-    const [a, b, c] = [frame(100, 0xa), frame(1500, 0xb), frame(200, 0xc)].map((f) => encode({ type: MessageType.Data, frame: f }));
-    const stream = Buffer.concat([a!, b!, c!]);
-    const cut = a!.length + 700;
-    // Each chunk the whole of its own memory, as a socket read gives it.
-    const own = (b: Buffer): Buffer => {
-      const o = Buffer.allocUnsafeSlow(b.length);
-      b.copy(o);
-      return o;
-    };
-    const first = own(stream.subarray(0, cut));
-    const second = own(stream.subarray(cut));
-    const d = new StreamDecoder();
-    const [ma] = d.push(first);
-    expect(ma).toMatchObject({ type: MessageType.Data });
-    expect((ma as { frame: Buffer }).frame.buffer).toBe(first.buffer);
-    expect(d.buffered).toBe(700);
-    // What link/read-release.ts does once the chunk's messages are handled.
-    (first.buffer as ArrayBuffer & { transfer(length: number): ArrayBuffer }).transfer(0);
-    expect(first.length).toBe(0);
-    const [mb, mc] = d.push(second);
-    expect((mb as { frame: Buffer }).frame).toEqual(frame(1500, 0xb));
-    expect((mc as { frame: Buffer }).frame).toEqual(frame(200, 0xc));
-    expect((mc as { frame: Buffer }).frame.buffer).toBe(second.buffer);
-  });
-
   it('rejects what is not ctun, with the code the peer is told', () => {
     const code = (f: () => unknown): ErrorCode | undefined => {
       try {

@@ -218,14 +218,6 @@ export function bytesToIpv6(b: Buffer): string {
 }
 
 /** Encodes a data message: header and frame as two buffers, so the frame is not copied. */
-/** Writes a data message's header for a frame of `length` bytes into `into` at `at`. */
-export function writeDataHeader(into: Buffer, at: number, length: number): void {
-  if (length > MAX_PAYLOAD) throw new RangeError(`payload of ${length} bytes exceeds ${MAX_PAYLOAD}`);
-  into[at] = MessageType.Data;
-  into[at + 1] = 0;
-  into.writeUInt16BE(length, at + 2);
-}
-
 export function encodeData(frame: Buffer): Buffer[] {
   return [header(MessageType.Data, frame.length), frame];
 }
@@ -498,81 +490,41 @@ export function decodeDatagram(datagram: Buffer): Message[] {
 /**
  * Reassembles messages from a TCP byte stream. `maxPayload` is the negotiated bound:
  * a header announcing more is a protocol violation and the connection is closed.
- *
- * Messages wholly inside a chunk are decoded as views of it, never copied: the caller
- * may release the chunk once they are handled (link/read-release.ts). Only the one
- * message a read cuts in two is copied, into a buffer of its own size — not the whole
- * chunk joined to the bytes before it, which at full rate meant a new 64 KiB buffer
- * per socket read, left for the garbage collector.
  */
 export class StreamDecoder {
-  /** The message a read cut off: its header first, then a buffer of the whole message. */
-  private readonly head = Buffer.alloc(HEADER_SIZE);
-  private partial: Buffer | undefined;
-  private filled = 0;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
 
   constructor(private readonly maxPayload: number = MAX_FRAME) {}
 
   /** Feeds bytes; returns the whole messages now available. Throws ProtocolError. */
   push(chunk: Buffer): Message[] {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
     const out: Message[] = [];
-    let offset = this.filled > 0 ? this.completePartial(chunk, out) : 0;
-    while (chunk.length - offset >= HEADER_SIZE) {
-      const end = offset + HEADER_SIZE + this.checkHeader(chunk, offset);
-      if (end > chunk.length) break;
-      out.push(decodePayload(chunk[offset]!, chunk.subarray(offset + HEADER_SIZE, end)));
+    let buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    let offset = 0;
+    while (buf.length - offset >= HEADER_SIZE) {
+      const type = buf.readUInt8(offset);
+      const length = buf.readUInt16BE(offset + 2);
+      if (length > this.maxPayload) throw new ProtocolError(ErrorCode.TooLarge, `message of ${length} bytes exceeds the limit of ${this.maxPayload}`);
+      if (type < MessageType.Data || type > MessageType.Bye) throw new ProtocolError(ErrorCode.Malformed, `unknown message type ${type}`);
+      const end = offset + HEADER_SIZE + length;
+      if (end > buf.length) break;
+      out.push(decodePayload(type, buf.subarray(offset + HEADER_SIZE, end)));
       offset = end;
     }
-    if (offset < chunk.length) this.keep(chunk.subarray(offset));
+    // The rest of a message is copied (at most one message): the caller may release the
+    // chunk once the messages decoded from it are handled (link/read-release.ts).
+    buf = offset === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(offset));
+    this.pending = buf.length > 0 ? [buf] : [];
+    this.pendingBytes = buf.length;
     return out;
   }
 
   /** Bytes waiting for the rest of a message. */
   get buffered(): number {
-    return this.filled;
-  }
-
-  /** Validates the header at `offset`; returns the payload length it announces. */
-  private checkHeader(buf: Buffer, offset: number): number {
-    const type = buf[offset]!;
-    const length = buf.readUInt16BE(offset + 2);
-    if (length > this.maxPayload) throw new ProtocolError(ErrorCode.TooLarge, `message of ${length} bytes exceeds the limit of ${this.maxPayload}`);
-    if (type < MessageType.Data || type > MessageType.Bye) throw new ProtocolError(ErrorCode.Malformed, `unknown message type ${type}`);
-    return length;
-  }
-
-  /** Copies the start of a cut message (fewer bytes than the message has). */
-  private keep(rest: Buffer): void {
-    if (rest.length < HEADER_SIZE) {
-      rest.copy(this.head, 0);
-    } else {
-      this.partial = Buffer.allocUnsafe(HEADER_SIZE + this.checkHeader(rest, 0));
-      rest.copy(this.partial, 0);
-    }
-    this.filled = rest.length;
-  }
-
-  /** Fills the cut message from the chunk's head; returns how many of the chunk's bytes it took. */
-  private completePartial(chunk: Buffer, out: Message[]): number {
-    let taken = 0;
-    if (this.partial === undefined) {
-      taken = Math.min(HEADER_SIZE - this.filled, chunk.length);
-      chunk.copy(this.head, this.filled, 0, taken);
-      this.filled += taken;
-      if (this.filled < HEADER_SIZE) return taken;
-      this.partial = Buffer.allocUnsafe(HEADER_SIZE + this.checkHeader(this.head, 0));
-      this.head.copy(this.partial, 0);
-    }
-    const partial = this.partial;
-    const more = Math.min(partial.length - this.filled, chunk.length - taken);
-    chunk.copy(partial, this.filled, taken, taken + more);
-    this.filled += more;
-    taken += more;
-    if (this.filled < partial.length) return taken;
-    this.partial = undefined;
-    this.filled = 0;
-    out.push(decodePayload(partial[0]!, partial.subarray(HEADER_SIZE)));
-    return taken;
+    return this.pendingBytes;
   }
 }
 

@@ -4,7 +4,7 @@
  * them) — and only a chunk that owns its whole buffer is.
  */
 import { describe, expect, it } from 'vitest';
-import { releaseAfterTurn } from './read-release.js';
+import { releaseAfterTurn, releaseWritten } from './read-release.js';
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -26,5 +26,16 @@ describe('releaseAfterTurn', () => {
     releaseAfterTurn(Buffer.from('small, from the pool'));
     await turn();
     expect(whole.buffer.byteLength).toBe(4096);
+  });
+});
+
+describe('releaseWritten', () => {
+  it('frees a batch the socket took in full, and not one still queued', () => {
+    const sent = Buffer.allocUnsafeSlow(8192).fill(3);
+    releaseWritten({ writableLength: 0 }, sent);
+    expect(sent.buffer.byteLength).toBe(0);
+    const queued = Buffer.allocUnsafeSlow(8192).fill(3);
+    releaseWritten({ writableLength: 8192 }, queued);
+    expect(queued.buffer.byteLength).toBe(8192);
   });
 });

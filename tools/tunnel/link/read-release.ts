@@ -1,7 +1,8 @@
 /**
- * Frees what a TCP or TLS socket read as soon as the tunnel is done with it (what it
- * writes goes through reused buffers: send-buffers.ts). Node allocates a fresh buffer
- * for every socket read and frees it only at V8's next scavenge; at full rate that kept 10 MB and more of read buffers resident per tunnel
+ * Frees what a TCP or TLS socket read (and what it wrote) as soon as the tunnel is
+ * done with it. Node
+ * allocates a fresh buffer for every socket read and frees it only at V8's next
+ * scavenge; at full rate that kept 10 MB and more of read buffers resident per tunnel
  * end, and the C heap kept their pages afterwards. The frames decoded from a chunk
  * are views of it and, like the TAP's read buffer, valid until the handler and the
  * microtasks it queued have run (TickBatch writes them then; whoever keeps a frame
@@ -43,4 +44,14 @@ export function releaseAfterTurn(chunk: Buffer): void {
     scheduled = true;
     setImmediate(releaseAll);
   }
+}
+
+/**
+ * Frees a batch that a socket write has handed to the kernel in full: nothing is left
+ * queued (`writableLength` 0 right after the write), so neither Node nor libuv keeps a
+ * reference to it. The send side of a TCP link allocates one such batch per turn; a
+ * batch still queued waits for the garbage collector.
+ */
+export function releaseWritten(socket: { writableLength: number }, written: Buffer): void {
+  if (socket.writableLength === 0) releasable(written)?.transfer?.(0);
 }

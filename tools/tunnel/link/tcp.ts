@@ -7,7 +7,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { CtunError } from '../../common/index.js';
-import { HEADER_SIZE, MAX_FRAME, MessageType, ProtocolError, StreamDecoder, writeDataHeader, type Message } from '../protocol.js';
+import { encodeData, HEADER_SIZE, MAX_FRAME, MessageType, ProtocolError, StreamDecoder, type Message } from '../protocol.js';
 import {
   admitClient,
   connectTls,
@@ -23,8 +23,7 @@ import {
   type TlsMaterial,
 } from '../secure/index.js';
 import { gateFor, listenError } from './listen.js';
-import { releaseAfterTurn } from './read-release.js';
-import { SendBuffers } from './send-buffers.js';
+import { releaseAfterTurn, releaseWritten } from './read-release.js';
 import type { ClientLink, ConnectOptions, PeerLink, ServerTransport, ServerTransportOptions } from './types.js';
 
 export class TcpServerTransport implements ServerTransport {
@@ -121,7 +120,6 @@ export class TcpServerTransport implements ServerTransport {
 
 class TcpPeerLink implements PeerLink {
   readonly transport = 'tcp' as const;
-  private readonly buffers = new SendBuffers();
   constructor(
     readonly id: string,
     private readonly socket: net.Socket,
@@ -140,7 +138,7 @@ class TcpPeerLink implements PeerLink {
   }
 
   sendFrames(frames: Buffer[]): number {
-    return writeFramesBounded(this.socket, frames, this.maxQueueBytes, this.buffers);
+    return writeFramesBounded(this.socket, frames, this.maxQueueBytes);
   }
 
   close(): void {
@@ -155,35 +153,23 @@ function writeControlBounded(socket: net.Socket, message: Buffer, maxQueueBytes:
   return true;
 }
 
-/**
- * One write per batch, encoded into a reused buffer (the frames are views of the TAP's
- * read buffer, so they are copied once, here); frames beyond the queue bound are
- * dropped, not buffered.
- */
-function writeFramesBounded(socket: net.Socket, frames: Buffer[], maxQueueBytes: number, buffers: SendBuffers): number {
+/** One write per batch; frames beyond the queue bound are dropped, not buffered. */
+function writeFramesBounded(socket: net.Socket, frames: Buffer[], maxQueueBytes: number): number {
   if (socket.destroyed || !socket.writable) return 0;
-  const room = maxQueueBytes - socket.writableLength;
-  let bytes = 0;
+  const parts: Buffer[] = [];
+  let queued = socket.writableLength;
   let accepted = 0;
   for (const frame of frames) {
-    if (bytes + frame.length + HEADER_SIZE > room) break;
-    bytes += frame.length + HEADER_SIZE;
+    if (queued + frame.length + HEADER_SIZE > maxQueueBytes) break;
+    parts.push(...encodeData(frame));
+    queued += frame.length + HEADER_SIZE;
     accepted++;
   }
-  if (accepted === 0) return 0;
-  const buffer = buffers.take(bytes);
-  let at = 0;
-  for (let i = 0; i < accepted; i++) {
-    const frame = frames[i]!;
-    writeDataHeader(buffer, at, frame.length);
-    frame.copy(buffer, at + HEADER_SIZE);
-    at += HEADER_SIZE + frame.length;
+  if (parts.length > 0) {
+    const batch = Buffer.concat(parts);
+    socket.write(batch);
+    releaseWritten(socket, batch);
   }
-  // Back for reuse only once the socket is done with the bytes; after an error the
-  // socket is gone and the buffer is left to the garbage collector.
-  socket.write(buffer.subarray(0, bytes), (error) => {
-    if (!error) buffers.give(buffer);
-  });
   return accepted;
 }
 
@@ -208,7 +194,6 @@ export async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
   });
   const maxQueueBytes = options.maxQueueBytes ?? 1 << 20;
   const decoder = new StreamDecoder(MAX_FRAME);
-  const buffers = new SendBuffers();
   let closedReason = 'connection closed by the server';
   let refusal: CtunError | undefined;
   socket.on('data', (chunk: Buffer) => {
@@ -242,7 +227,7 @@ export async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
       return writeControlBounded(socket, message, maxQueueBytes);
     },
     sendFrames(frames) {
-      return writeFramesBounded(socket, frames, maxQueueBytes, buffers);
+      return writeFramesBounded(socket, frames, maxQueueBytes);
     },
     close() {
       closedReason = 'closed by the client';

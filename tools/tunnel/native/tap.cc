@@ -525,12 +525,6 @@ Napi::Value TrimHeap(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-#ifdef __GLIBC__
-  // One malloc arena for the whole process: glibc otherwise gives threads that
-  // allocate (V8's helper threads) arenas of their own, each keeping freed memory
-  // resident. At full rate on TCP and TLS this left the ends 3-4 MB larger.
-  mallopt(M_ARENA_MAX, 1);
-#endif
   exports.Set("trimHeap", Napi::Function::New(env, TrimHeap));
   exports.Set("open", Napi::Function::New(env, Open));
   exports.Set("writeFrames", Napi::Function::New(env, WriteFrames));
