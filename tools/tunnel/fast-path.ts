@@ -1,8 +1,8 @@
 /**
  * The data fast path's wiring (native/fastpath.h): while the client's session is up
  * on plain UDP over the addon's batch socket, data frames move between its TAP and
- * the socket inside the addon, without a JavaScript call per wake-up. That call was
- * most of what ctun added to a request/response round trip. The control plane
+ * the socket inside the addon, without a JavaScript call per wake-up, which cost the
+ * client CPU on every lone frame of a request/response round trip. The control plane
  * (hello, welcome, ping, bye, errors) and everything sealed (--tls) or on TCP stays in
  * TypeScript; so does the decision when the path may run: it is opened on welcome and
  * closed the moment the session is not up.
