@@ -10,7 +10,7 @@
  */
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { link, netnsUnavailable, Scope, statsOf, type Netns } from './harness/netns.js';
+import { link, netnsUnavailable, pcAndSim, Scope, statsOf, type Netns } from './harness/netns.js';
 
 const skip = netnsUnavailable();
 const scope = new Scope();
@@ -19,13 +19,6 @@ afterEach(() => scope.dispose());
 const METRICS = '127.0.0.1:19731';
 const PINGS = 200;
 
-async function setup(): Promise<{ pc: Netns; sim: Netns }> {
-  const pc = await scope.ns('pc');
-  const sim = await scope.ns('sim');
-  await link(pc, '10.79.0.1/24', sim, '10.79.0.2/24');
-  await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
-  return { pc, sim };
-}
 
 /** PINGS echo requests through the tunnel, 5 ms apart; how many were answered. */
 async function pings(pc: Netns, target: string): Promise<number> {
@@ -35,7 +28,7 @@ async function pings(pc: Netns, target: string): Promise<number> {
 
 describe.skipIf(skip)('client fast path (plain UDP)', () => {
   it('data frames cross natively, the stats and `ctun status` count them; --fast-path off keeps them in JavaScript', async () => {
-    const { pc, sim } = await setup();
+    const { pc, sim } = await pcAndSim(scope);
     const server = scope.track(sim.spawnCtun(['server']));
     await server.waitFor(/server-listening/, 15_000);
     for (const fast of ['on', 'off'] as const) {
@@ -72,7 +65,7 @@ describe.skipIf(skip)('client fast path (plain UDP)', () => {
   });
 
   it('a dead server is detected (keepalive) and the client comes back with the path on', async () => {
-    const { pc, sim } = await setup();
+    const { pc, sim } = await pcAndSim(scope);
     let server = scope.track(sim.spawnCtun(['server']));
     await server.waitFor(/server-listening/, 15_000);
     const client = scope.track(pc.spawnCtun(['client', '10.79.0.2']));

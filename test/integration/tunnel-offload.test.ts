@@ -13,7 +13,7 @@
  */
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { link, netnsUnavailable, NODE, Scope, type Netns } from './harness/netns.js';
+import { netnsUnavailable, NODE, pcAndSim, Scope, type Netns } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
 import { lastJson, RECEIVER, SENDER } from './harness/transfer.js';
 
@@ -107,10 +107,7 @@ describe.skipIf(skip)('tunnel offloads', () => {
   for (const row of ROWS) {
     const title = `client --offload ${row.client}, server --offload ${row.server}, over ${row.transport}${row.tls ? ' --tls' : ''}`;
     it(`${title}: 50 MB of TCP intact both ways${row.udp ? ', a UDP stream intact' : ''}, no fragment, super-segments only where on`, async () => {
-      const sim = await scope.ns('sim');
-      const pc = await scope.ns('pc');
-      await link(pc, '10.79.0.1/24', sim, '10.79.0.2/24');
-      await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
+      const { pc, sim } = await pcAndSim(scope);
       const tls = (role: 'server' | 'client'): string[] => (row.tls ? (role === 'server' ? serverTlsArgs(pki) : clientTlsArgs(pki, 'alice')) : []);
       const server = scope.track(sim.spawnCtun(['server', '--transport', row.transport, '--offload', row.server, ...tls('server')]));
       await server.waitFor(/server-listening/, 15_000);

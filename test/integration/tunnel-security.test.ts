@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { issueClient, revoke } from '../../tools/certs/index.js';
-import { link, netnsUnavailable, NODE, ROOT, Scope, statsOf, type Netns } from './harness/netns.js';
+import { netnsUnavailable, NODE, pcAndSim, ROOT, Scope, statsOf } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
 
 const skip = netnsUnavailable();
@@ -37,17 +37,10 @@ afterAll(() => {
 const serverTls = (extra: string[] = []) => serverTlsArgs(pki, extra);
 const clientTls = (name: string, dir = pki) => clientTlsArgs(pki, name, dir);
 
-async function net2(): Promise<{ pc: Netns; sim: Netns }> {
-  const pc = await scope.ns('pc');
-  const sim = await scope.ns('sim');
-  await link(pc, '10.79.0.1/24', sim, '10.79.0.2/24');
-  await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
-  return { pc, sim };
-}
 
 describe.skipIf(skip)('mutual TLS', () => {
   it('ctun certs writes the CA, certificates and keys 0600, and the CLI refuses a half-given --tls', async () => {
-    const { pc } = await net2();
+    const { pc } = await pcAndSim(scope);
     const dir = mkdtempSync(join(tmpdir(), 'ctun-cli-pki-'));
     try {
       await pc.ctun(['certs', 'init', '--out', dir]);
@@ -71,7 +64,7 @@ describe.skipIf(skip)('mutual TLS', () => {
 
   for (const transport of ['udp', 'tcp'] as const) {
     it(`${transport}: a client of the CA gets through; both start lines say what protects the traffic`, async () => {
-      const { pc, sim } = await net2();
+      const { pc, sim } = await pcAndSim(scope);
       const server = scope.track(sim.spawnCtun(['server', '--transport', transport, ...serverTls()]));
       const start = await server.waitFor(/server-listening .*/, 15_000);
       expect(start).toContain('security="mutual TLS');
@@ -86,7 +79,7 @@ describe.skipIf(skip)('mutual TLS', () => {
   }
 
   it('refuses another CA, an expired or revoked certificate, and a server name that does not match: the client exits 5, both sides log why', async () => {
-    const { pc, sim } = await net2();
+    const { pc, sim } = await pcAndSim(scope);
     await sim.ip('addr', 'add', '10.79.0.3/24', 'dev', (JSON.parse(await sim.ip('-j', 'addr', 'show', 'to', '10.79.0.2/32')) as Array<{ ifname: string }>)[0]!.ifname);
     const server = scope.track(sim.spawnCtun(['server', ...serverTls(['--crl', join(pki, 'ca.crl')])]));
     await server.waitFor(/server-listening/, 15_000);
@@ -114,7 +107,7 @@ describe.skipIf(skip)('mutual TLS', () => {
   });
 
   it('UDP: tampered, replayed, truncated and wrong-key datagrams are dropped and counted; the session goes on', async () => {
-    const { pc, sim } = await net2();
+    const { pc, sim } = await pcAndSim(scope);
     const server = scope.track(sim.spawnCtun(['server', ...serverTls(['--port', String(TUNNEL_DEFAULTS.port)])]));
     await server.waitFor(/server-listening/, 15_000);
     // A hostile middle on 10.79.0.2:1724 that relays to the server and injects copies.

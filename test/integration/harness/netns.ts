@@ -98,6 +98,15 @@ export async function statsOf(daemon: Daemon): Promise<Record<string, number>> {
   return Object.fromEntries([...line.matchAll(/(\S+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
 }
 
+/** The plain tunnel lab: pc (10.79.0.1) on a veth to sim (10.79.0.2), pc's client TAP configured. */
+export async function pcAndSim(scope: Scope): Promise<{ pc: Netns; sim: Netns }> {
+  const pc = await scope.ns('pc');
+  const sim = await scope.ns('sim');
+  await link(pc, '10.79.0.1/24', sim, '10.79.0.2/24');
+  await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
+  return { pc, sim };
+}
+
 /**
  * The attack lab of the hostile-peer tests: pc (10.79.0.1) and evil (10.79.1.1) each on
  * a leg of their own to sim (10.79.0.2, 10.79.1.2), pc's client TAP configured.
