@@ -1,12 +1,13 @@
 /**
- * The client's native data fast path (native/fastpath.h) between real TAPs in
- * namespaces, plain UDP: the frames really take it (its counters cover the traffic
- * while the frames JavaScript handled stay at the few sent before the welcome), the
+ * The native data fast path (native/fastpath.h, server_fastpath.h) of both ends
+ * between real TAPs in namespaces, plain UDP: the frames really take it (its counters
+ * cover the traffic while the frames JavaScript handled stay at the few sent before
+ * the path knew the peer), the
  * statistics users see still count every frame (`ctun status`, the stats line), a
  * dead server is still detected and the client comes back with the path on again,
  * and in separate mode a destination the server did not admit stays unreachable
- * (the path runs on the client; the server still decides). `--fast-path off` keeps
- * every frame in JavaScript.
+ * (the server's path takes only what its policy passes). `--fast-path off` keeps
+ * every frame in JavaScript, on either end.
  */
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -64,6 +65,41 @@ describe.skipIf(skip)('client fast path (plain UDP)', () => {
     }
   });
 
+  it('the server half: client frames to its TAP and the replies cross it natively, counted; --fast-path off keeps them in JavaScript', async () => {
+    const { pc, sim } = await pcAndSim(scope);
+    for (const fast of ['on', 'off'] as const) {
+      const server = scope.track(sim.spawnCtun(['server', '--fast-path', fast, '--metrics', METRICS]));
+      await server.waitFor(/server-listening/, 15_000);
+      const client = scope.track(pc.spawnCtun(['client', '10.79.0.2']));
+      await client.waitFor(/client-connected/, 15_000);
+      // The first frames teach the server's switch the client's MAC (in JavaScript); then the path has it.
+      expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
+      const before = await statsOf(server);
+      expect(await pings(pc, TUNNEL_DEFAULTS.serverAddress)).toBeGreaterThanOrEqual(PINGS - 5);
+      const after = await statsOf(server);
+      const d = (k: string): number => after[k]! - before[k]!;
+      expect(d('clients.framesIn')).toBeGreaterThanOrEqual(PINGS);
+      expect(d('tap.framesOut')).toBeGreaterThanOrEqual(PINGS);
+      expect(d('clients.framesOut')).toBeGreaterThanOrEqual(PINGS - 5);
+      if (fast === 'on') {
+        // Every echo request and reply: JavaScript's share did not move.
+        expect(d('fastPathIn')).toBe(d('clients.framesIn'));
+        expect(d('fastPathOut')).toBe(d('clients.framesOut'));
+      } else {
+        expect(after.fastPathIn).toBe(0);
+        expect(after.fastPathOut).toBe(0);
+      }
+      const status = await sim.ctun(['status', '--metrics', METRICS]);
+      console.log(`server --fast-path ${fast}: $ ctun status --metrics ${METRICS}\n${status.stdout}`);
+      if (fast === 'on') expect(status.stdout).toMatch(/of which native fast path: in \d+ frames, out \d+ frames/);
+      else expect(status.stdout).not.toMatch(/fast path/);
+      expect(await client.stop()).toBe(0);
+      expect(await server.stop()).toBe(0);
+      const final = /stats-final .*clients\.framesIn=(\d+).*fastPathIn=(\d+)/.exec(server.output);
+      expect(Number(final?.[1])).toBeGreaterThanOrEqual(after['clients.framesIn']!);
+    }
+  });
+
   it('a dead server is detected (keepalive) and the client comes back with the path on', async () => {
     const { pc, sim } = await pcAndSim(scope);
     let server = scope.track(sim.spawnCtun(['server']));
@@ -102,12 +138,17 @@ describe.skipIf(skip)('client fast path (plain UDP)', () => {
     const client = scope.track(pc.spawnCtun(['client', '10.78.0.2', '--dest', '172.31.9.2']));
     await client.waitFor(/route-added dest=172\.31\.9\.2/, 15_000);
     expect(await pc.ping('172.31.9.2')).toBe(true);
+    // The admitted destination crosses the server natively too.
+    const admitted = await statsOf(server);
+    expect(await pings(pc, '172.31.9.2')).toBeGreaterThanOrEqual(PINGS - 5);
+    expect((await statsOf(server)).fastPathIn! - admitted.fastPathIn!).toBeGreaterThanOrEqual(PINGS - 5);
     // pc routes the other host through the tunnel by hand: the frames leave natively, the server refuses them.
     await pc.ip('route', 'add', '172.31.8.2/32', 'via', TUNNEL_DEFAULTS.serverAddress, 'dev', TUNNEL_DEFAULTS.clientTap);
     const before = await statsOf(client);
     expect(await pc.ping('172.31.8.2')).toBe(false);
     const after = await statsOf(client);
     expect(after.fastPathOut! - before.fastPathOut!).toBeGreaterThanOrEqual(3);
+    // The server's path takes only what policy passes: the refused frames reached its policy and were dropped there.
     expect((await statsOf(server))['clients.dropsPolicy']).toBeGreaterThanOrEqual(3);
   });
 });

@@ -120,6 +120,7 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
     tls: tlsOf(argv),
     logger: log,
     openDevice: (name) => openTap(name, 'create', argv, log),
+    fastPath: argv['fast-path'] !== 'off',
   });
   const metrics = await serveMetrics(metricsSetting(argv.metrics), server, { role: 'server', transport: argv.transport, mode: argv.mode, tls: argv.tls, logger: log });
   const printStats = (event: string): void => {
@@ -133,6 +134,8 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
       ...statsFields('tap.', s.tap),
       ...statsFields('security.', security),
       ...statsFields('sealDrops.', sealDrops),
+      fastPathIn: s.fastPath.rx,
+      fastPathOut: s.fastPath.tx,
       ...statsFields('switch.', s.switch),
     });
   };
@@ -326,6 +329,11 @@ export async function main(args: string[]): Promise<void> {
           .option('max-clients', { type: 'number', default: DEFAULT_MAX_CLIENTS, describe: 'Most clients at once (sessions in their grace period count); the one beyond is refused with ServerFull and retries' })
           .option('isolate-clients', { type: 'boolean', default: false, describe: 'Clients reach the server side but not each other' })
           .option('max-sessions-per-source', { type: 'number', default: 16, describe: 'Most sessions created from one IP address' })
+          .option('fast-path', {
+            choices: ['on', 'off'],
+            default: 'on',
+            describe: 'Data frames between clients and the TAP inside the native addon where switch and policy pass them (plain UDP over IPv4; --tls and TCP always take the JavaScript path)',
+          })
           .group(['tls', 'ca', 'cert', 'key', 'crl', 'allow-dest', 'isolate-clients', 'max-sessions-per-source'], 'Security:')
           .example('$0 server --tls --ca ca.crt --cert server.crt --key server.key', 'mutual TLS; clients need a certificate from ca.crt')
           .example(`$0 server --metrics 0.0.0.0:${metadata.metricsPort}`, 'Prometheus metrics and health endpoints for scrapers and probes on every address')

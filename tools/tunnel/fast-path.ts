@@ -10,13 +10,13 @@
  * What users see stays true: the native counters are added to the end's statistics
  * (`sync`), and a datagram the path took still counts as hearing from the server.
  */
-import { loadAddon, type NativeFastPath } from './native.js';
+import { loadAddon, type NativeFastPath, type NativeForwarder } from './native.js';
 import type { TunnelStats } from './stats.js';
 
 /** One end of the path: an addon reader's fd, and a way to hand the reader the path. */
 export interface FastPathEnd {
   readonly fd: number;
-  attachFastPath(path: NativeFastPath | undefined): void;
+  attachFastPath(path: NativeForwarder | undefined): void;
 }
 
 /** The TAP end also says whether its fd carries virtio-net headers. */

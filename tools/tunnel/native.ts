@@ -35,6 +35,8 @@ export interface TapAddon {
   fastPath: {
     /** The client's: every TAP frame to the connected server, its Data-only datagrams to the TAP. */
     FastPath: new (tapFd: number, tapOffload: boolean, udpFd: number) => NativeFastPath;
+    /** The server's: per-session entries kept in step with its switch (native/server_fastpath.h). */
+    ServerFastPath: new (tapFd: number, tapOffload: boolean, udpFd: number, tapMac: number, separate: boolean, serverIp: number) => NativeServerFastPath;
     /** The frames of a datagram that is Data messages only, else null (what the path forwards), for the unit tests. */
     dataFrames(datagram: Buffer): Buffer[] | null;
   };
@@ -51,7 +53,28 @@ export interface TapAddon {
 /** A TAP or UDP reader of the addon; attach gives it a fast path that takes what it can of every wake-up. */
 export interface NativeReader {
   stop(): void;
-  attach(fastPath: NativeFastPath | undefined): void;
+  attach(fastPath: NativeForwarder | undefined): void;
+}
+
+/** Either end's fast path, as a reader takes it. */
+export type NativeForwarder = NativeFastPath | NativeServerFastPath;
+
+export interface NativeServerFastPath {
+  /** The session `id`'s link address now (ip 0: detached); destIp: its admitted IPv4 --dest in separate mode, 0 for none. */
+  setPeer(id: number, ip: number, port: number, destIp: number): void;
+  /** The session ended: its entry and MACs go. */
+  removePeer(id: number): void;
+  /** The switch learned `mac` (48 bits as a number) behind session `id`. */
+  learn(mac: number, id: number): void;
+  /** The switch forgot `mac`, or learned it behind a port that is not a session. */
+  forget(mac: number): void;
+  /**
+   * [tapFramesIn, tapBytesIn, tapFramesOut, tapBytesOut, tapDropsOut, peers,
+   * (id, framesIn, bytesIn, framesOut, bytesOut, dropsOut, msSinceHeard) per peer,
+   * macs, (mac, msSinceSeen) per MAC]; cumulative, -1 for never.
+   */
+  counters(): number[];
+  close(): void;
 }
 
 export interface NativeFastPath {

@@ -30,6 +30,7 @@ import {
   type ProtocolError,
 } from './protocol.js';
 import { Session } from './session.js';
+import { ServerFastPath } from './server-fast-path.js';
 import { TickBatch } from './batch.js';
 import { addStats, createStats, type TunnelStats } from './stats.js';
 import { DEFAULT_MAC_ENTRIES, LearningSwitch, type SwitchPort } from './switch.js';
@@ -104,6 +105,12 @@ export interface ServerOptions {
   isolateClients?: boolean;
   /** Most sessions created from one IP address; default 16. */
   maxSessionsPerSource?: number;
+  /**
+   * Data frames of plain UDP sessions cross the server natively where the switch and
+   * policy would pass them (server-fast-path.ts); default true, false keeps every
+   * frame in JavaScript (`--fast-path off`).
+   */
+  fastPath?: boolean;
 }
 
 /** What the security layer refused or dropped, for statistics. */
@@ -127,7 +134,7 @@ export interface SecurityStats {
 }
 
 export class TunnelServer {
-  private readonly o: Required<Omit<ServerOptions, 'net' | 'now' | 'tls' | 'helloTimeoutMs' | 'maxPending'>> & Pick<ServerOptions, 'tls' | 'helloTimeoutMs' | 'maxPending'> & { net: NetConfig; now: () => number };
+  private readonly o: Required<Omit<ServerOptions, 'net' | 'now' | 'tls' | 'helloTimeoutMs' | 'maxPending' | 'fastPath'>> & Pick<ServerOptions, 'tls' | 'helloTimeoutMs' | 'maxPending' | 'fastPath'> & { net: NetConfig; now: () => number };
   readonly security: SecurityStats = {
     refused: 0,
     handshakeFailed: 0,
@@ -158,6 +165,8 @@ export class TunnelServer {
   private device: FrameDevice | undefined;
   private tapPort: SwitchPort | undefined;
   private transport: ServerTransport | undefined;
+  /** Open while the server runs on plain UDP with the addon's socket and TAP (server-fast-path.ts). */
+  private fast: ServerFastPath | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** Totals of sessions that have ended, so statistics at exit cover everyone. */
   private readonly ended: TunnelStats = createStats();
@@ -189,6 +198,7 @@ export class TunnelServer {
       allowDest: options.allowDest ?? [],
       isolateClients: options.isolateClients ?? false,
       maxSessionsPerSource: positiveCount(options.maxSessionsPerSource ?? 16, '--max-sessions-per-source'),
+      fastPath: options.fastPath,
     };
     this.cidr = parseCidr(this.o.address, 24, '--address');
     this.allowed = this.o.allowDest.map((c) => parseDestRange(c, '--allow-dest'));
@@ -196,7 +206,12 @@ export class TunnelServer {
       throw new CtunError('USAGE', '--allow-dest applies to --mode separate only', { hint: 'drop --allow-dest, or run with --mode separate', exitCode: ExitCode.Usage });
     }
     // The MAC table grows with the clients admitted, so a full server still learns every client's MAC.
-    this.sw = new LearningSwitch({ isolateClients: this.o.isolateClients, now: this.o.now, maxEntries: Math.max(DEFAULT_MAC_ENTRIES, MACS_PER_CLIENT * this.o.maxSessions) });
+    this.sw = new LearningSwitch({
+      isolateClients: this.o.isolateClients,
+      now: this.o.now,
+      maxEntries: Math.max(DEFAULT_MAC_ENTRIES, MACS_PER_CLIENT * this.o.maxSessions),
+      onChange: (mac, port) => this.fast?.switchChanged(mac, port),
+    });
   }
 
   get log(): Logger {
@@ -238,6 +253,7 @@ export class TunnelServer {
       this.transport = this.o.transport === 'udp' ? new UdpServerTransport(opts) : new TcpServerTransport(opts);
       const bound = await this.transport.listen();
       this.bound = true;
+      this.openFastPath();
       this.timer = setInterval(() => this.sweep(), Math.min(1000, this.o.keepaliveMs)).unref();
       this.log.info('server-listening', {
         transport: this.o.transport,
@@ -256,6 +272,28 @@ export class TunnelServer {
       await this.stop('start failed');
       throw e;
     }
+  }
+
+  /** Hands data frames to the addon where the transport and TAP allow it (plain UDP, the real TAP). */
+  private openFastPath(): void {
+    const tap = this.device?.fastPath;
+    const socket = this.transport?.fastPath;
+    if (this.o.fastPath === false || tap === undefined || socket === undefined) return;
+    this.fast = ServerFastPath.open(tap, socket, {
+      tapMac: stableMac(this.cidr.address),
+      separate: this.o.mode === 'separate',
+      serverAddress: this.cidr.address,
+      sw: this.sw,
+      tapStats: this.tapStats,
+      now: this.o.now,
+    });
+    this.log.debug('fast-path-on', { tap: this.o.tap });
+  }
+
+  /** Frames the native fast path moved (they are in the statistics too). */
+  fastPathFrames(): { rx: number; tx: number } {
+    this.fast?.sync();
+    return { ...(this.fast?.frames ?? { rx: 0, tx: 0 }) };
   }
 
   /** One line saying what anyone who reaches a plain server can do, or undefined (TLS, or loopback only). */
@@ -449,6 +487,7 @@ export class TunnelServer {
     }
     link.retain?.();
     this.byLink.set(link, session);
+    this.fast?.track(session);
     const welcome: Message = {
       type: MessageType.Welcome,
       version: Math.min(hello.version, PROTOCOL_VERSION),
@@ -578,10 +617,13 @@ export class TunnelServer {
     // A session that never confirmed its hello has nobody to keep a grace period for.
     if (!session.confirmed) return this.endSession(session, 'link closed before the hello was confirmed');
     session.detach(this.o.now());
+    this.fast?.track(session);
     this.log.info('client-detached', { peer: link.id, session: session.id.slice(0, 8), graceMs: this.o.graceMs });
   }
 
   private sweep(): void {
+    // First: traffic the native path carried keeps its sessions alive and MACs learned.
+    this.fast?.sync();
     const now = this.o.now();
     for (const session of this.sessions.values()) {
       if (!session.confirmed && now - session.lastSeen > this.o.deadAfterMs) {
@@ -593,6 +635,7 @@ export class TunnelServer {
         this.byLink.delete(link);
         link.close();
         session.detach(now);
+        this.fast?.track(session);
       } else if (session.link === undefined && session.detachedAt !== undefined && now - session.detachedAt > this.o.graceMs) {
         this.endSession(session, 'grace period over');
       }
@@ -613,6 +656,7 @@ export class TunnelServer {
       else session.link.close();
     }
     session.detach(this.o.now());
+    this.fast?.remove(session);
     this.sw.removePort(session);
     addStats(this.ended, session.stats);
     this.logLimited('info', 'session-ended', { session: session.id.slice(0, 8), reason, clients: this.sessions.size });
@@ -650,7 +694,8 @@ export class TunnelServer {
   }
 
   /** Statistics of every session so far plus the TAP, for SIGUSR1 and exit. */
-  stats(): { clients: TunnelStats; tap: TunnelStats; sessions: number; peers: number; macs: number; security: SecurityStats; switch: { spoofed: number; isolated: number } } {
+  stats(): { clients: TunnelStats; tap: TunnelStats; sessions: number; peers: number; macs: number; security: SecurityStats; switch: { spoofed: number; isolated: number }; fastPath: { rx: number; tx: number } } {
+    this.fast?.sync();
     const clients = createStats();
     addStats(clients, this.ended);
     for (const s of this.sessions.values()) addStats(clients, s.stats);
@@ -663,6 +708,7 @@ export class TunnelServer {
       macs: this.sw.size,
       security: { ...this.security, sealDrops: { ...this.security.sealDrops } },
       switch: { spoofed: this.sw.counters.spoofed, isolated: this.sw.counters.isolated },
+      fastPath: this.fastPathFrames(),
     };
   }
 
@@ -702,6 +748,7 @@ export class TunnelServer {
       sessions: s.sessions,
       macs: s.macs,
       clients,
+      fastPath: s.fastPath,
     };
   }
 
@@ -724,6 +771,8 @@ export class TunnelServer {
     }
     // Let the byes leave before the socket closes, so clients reconnect at once.
     if (this.sessions.size > 0) await new Promise((r) => setTimeout(r, 20));
+    // The last counters first: the socket and TAP close the path too, without a sync.
+    this.fast?.close();
     await this.transport?.close().catch(() => {});
     // NAT and forwarding rules go; forwarding goes back off if this server turned it on.
     await this.forwarding?.stop();

@@ -35,6 +35,12 @@ export interface LearningSwitchOptions {
    * crash); default 5000 ms.
    */
   moveHoldMs?: number;
+  /**
+   * Called whenever a MAC's port changes: learned (new or moved) behind `port`, or
+   * forgotten (undefined: aged out, or its port removed). The server's native fast
+   * path keeps its copy of the table in step with it.
+   */
+  onChange?: (mac: string, port: SwitchPort | undefined) => void;
 }
 
 interface Entry {
@@ -72,6 +78,7 @@ export class LearningSwitch {
   private readonly now: () => number;
   private readonly isolateClients: boolean;
   private readonly moveHoldMs: number;
+  private readonly onChange: (mac: string, port: SwitchPort | undefined) => void;
   /** When a full table was last scanned for aged entries (see learn). */
   private lastFullScan = Number.NEGATIVE_INFINITY;
   readonly counters: SwitchCounters = { forwarded: 0, flooded: 0, filtered: 0, tableFull: 0, spoofed: 0, isolated: 0 };
@@ -82,11 +89,14 @@ export class LearningSwitch {
     this.now = options.now ?? Date.now;
     this.isolateClients = options.isolateClients ?? false;
     this.moveHoldMs = options.moveHoldMs ?? 5000;
+    this.onChange = options.onChange ?? (() => {});
   }
 
   /** Binds `mac` (aa:bb:.. or hex) to `port` for good: it never ages and never moves. */
   pin(mac: string, port: SwitchPort): void {
-    this.table.set(mac.replace(/:/g, '').toLowerCase(), { port, seen: this.now(), pinned: true });
+    const key = mac.replace(/:/g, '').toLowerCase();
+    this.table.set(key, { port, seen: this.now(), pinned: true });
+    this.onChange(key, port);
   }
 
   addPort(port: SwitchPort): void {
@@ -96,7 +106,21 @@ export class LearningSwitch {
   /** Removes a port and forgets every MAC learned behind it. */
   removePort(port: SwitchPort): void {
     this.ports.delete(port);
-    for (const [mac, entry] of this.table) if (entry.port === port) this.table.delete(mac);
+    for (const [mac, entry] of this.table) if (entry.port === port) this.delete(mac);
+  }
+
+  /**
+   * Refreshes a learned MAC that was seen at `at` by a path that bypasses forward()
+   * (the native fast path); a later `seen` stays, a pinned entry needs none.
+   */
+  touch(mac: string, at: number): void {
+    const entry = this.table.get(mac);
+    if (entry !== undefined && !entry.pinned && at > entry.seen) entry.seen = at;
+  }
+
+  private delete(mac: string): void {
+    this.table.delete(mac);
+    this.onChange(mac, undefined);
   }
 
   /** MACs currently learned behind `port`. */
@@ -152,8 +176,10 @@ export class LearningSwitch {
         if (fresh) return false;
       }
       if (entry.pinned) return true;
+      const moved = entry.port !== port;
       entry.port = port;
       entry.seen = now;
+      if (moved) this.onChange(mac, port);
       return true;
     }
     if (this.table.size >= this.maxEntries) {
@@ -169,11 +195,12 @@ export class LearningSwitch {
       }
     }
     this.table.set(mac, { port, seen: now, pinned: false });
+    this.onChange(mac, port);
     return true;
   }
 
   /** Drops entries older than the ageing time (pinned ones stay). */
   expire(now = this.now()): void {
-    for (const [mac, entry] of this.table) if (!entry.pinned && now - entry.seen > this.ageingMs) this.table.delete(mac);
+    for (const [mac, entry] of this.table) if (!entry.pinned && now - entry.seen > this.ageingMs) this.delete(mac);
   }
 }

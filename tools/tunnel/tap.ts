@@ -2,7 +2,7 @@
 import { CtunError, ExitCode, errnoCode } from '../common/index.js';
 import type { FrameDevice } from './device.js';
 import type { FastPathTap } from './fast-path.js';
-import { loadAddon, type NativeFastPath, type NativeReader } from './native.js';
+import { loadAddon, type NativeForwarder, type NativeReader } from './native.js';
 
 export interface TapOptions {
   /** Frames per wake-up of the event loop; default 64. */
@@ -40,7 +40,7 @@ export class TapDevice implements FrameDevice {
   readonly fd: number;
   private reader: NativeReader | undefined;
   /** Kept so that a reader made later (onFrames again) forwards too. */
-  private attached: NativeFastPath | undefined;
+  private attached: NativeForwarder | undefined;
   // The TAP is open for a tunnel end's whole life, and only real ends open one.
   private readonly heapTrim: NodeJS.Timeout;
   private closed = false;
@@ -109,7 +109,7 @@ export class TapDevice implements FrameDevice {
   }
 
   /** The data fast path takes every wake-up's frames while attached (fast-path.ts); undefined detaches. */
-  attachFastPath(path: NativeFastPath | undefined): void {
+  attachFastPath(path: NativeForwarder | undefined): void {
     this.attached = path;
     this.reader?.attach(path);
   }

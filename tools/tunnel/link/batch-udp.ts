@@ -6,7 +6,7 @@
  * tunnel rates is most of the CPU. Wire format as PROTOCOL.md; nothing else changes.
  */
 import { isIPv4 } from 'node:net';
-import { loadAddon, type NativeFastPath, type NativeReader, type TapAddon } from '../native.js';
+import { loadAddon, type NativeForwarder, type NativeReader, type TapAddon } from '../native.js';
 
 /** An IPv4 address as a host-order integer, the form the addon takes. */
 export function ipToInt(address: string): number {
@@ -38,7 +38,7 @@ export class BatchUdpSocket {
   private readonly addon: TapAddon;
   private reader: (NativeReader & { filtered(): number; coalesced(): number }) | undefined;
   /** Kept so that a reader made later (onDatagrams again) forwards too. */
-  private attached: NativeFastPath | undefined;
+  private attached: NativeForwarder | undefined;
   private closed = false;
   readonly fd: number;
   readonly port: number;
@@ -92,7 +92,7 @@ export class BatchUdpSocket {
   }
 
   /** The data fast path takes the Data-only datagrams of every wake-up while attached (fast-path.ts); undefined detaches. */
-  attachFastPath(path: NativeFastPath | undefined): void {
+  attachFastPath(path: NativeForwarder | undefined): void {
     this.attached = path;
     this.reader?.attach(path);
   }

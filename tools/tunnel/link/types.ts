@@ -32,6 +32,8 @@ export interface PeerLink {
   sendFrames(frames: Buffer[]): number;
   /** Closes the link (TCP: the connection; UDP: forgets the peer). */
   close(): void;
+  /** Plain UDP on the addon's batch socket: the peer's address as the addon gives it (host-order IPv4, port), the server fast path's key. */
+  readonly nativeAddress?: { ip: number; port: number };
 }
 
 /**
@@ -70,6 +72,8 @@ export interface ServerTransport {
   keptPeers?(): number;
   listen(): Promise<{ address: string; port: number }>;
   close(): Promise<void>;
+  /** Plain UDP on the addon's batch socket: the socket's end of the server's native fast path. */
+  readonly fastPath?: FastPathEnd;
 }
 
 export interface ServerTransportOptions {

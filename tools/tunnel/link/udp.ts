@@ -5,7 +5,9 @@
  * by the socket: beyond, frames are dropped and counted, never retransmitted.
  */
 import { formatHostPort } from '../../common/index.js';
+import type { FastPathEnd } from '../fast-path.js';
 import type { TlsMaterial } from '../secure/index.js';
+import { ipToInt } from './batch-udp.js';
 import type { DatagramSocket, PeerKey } from './datagram-socket.js';
 import { dispatchDatagram, dispatchToServer, listenFamily, openClientSocket } from './datagrams.js';
 import { gateFor, listenError } from './listen.js';
@@ -31,6 +33,11 @@ export class UdpServerTransport implements ServerTransport {
 
   keptPeers(): number {
     return this.links.size;
+  }
+
+  /** Plain datagrams on the addon's socket only: sealed ones are opened in JavaScript. */
+  get fastPath(): FastPathEnd | undefined {
+    return this.sealed === undefined ? this.socket?.fastPath : undefined;
   }
 
   reloadTls(material: TlsMaterial, revoked: Set<string>): number {
@@ -97,6 +104,7 @@ class DatagramPeerLink implements PeerLink {
   readonly transport = 'udp' as const;
   readonly id: string;
   readonly source: string;
+  readonly nativeAddress: { ip: number; port: number } | undefined;
 
   constructor(
     private readonly socket: DatagramSocket,
@@ -107,6 +115,7 @@ class DatagramPeerLink implements PeerLink {
     const { address, port } = socket.peerAddress(peer);
     this.source = address;
     this.id = formatHostPort(address, port);
+    this.nativeAddress = socket.fastPath === undefined ? undefined : { ip: ipToInt(address), port };
   }
 
   send(message: Buffer): boolean {

@@ -1,6 +1,7 @@
 // See fastpath.h.
 #include "fastpath.h"
 
+#include "server_fastpath.h"
 #include "wire.h"
 
 #include <time.h>
@@ -8,15 +9,11 @@
 namespace ctun {
 namespace fastpath {
 
-namespace {
-
 int64_t NowNs() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
-
-}  // namespace
 
 bool DataFrames(const uint8_t* d, size_t len, std::vector<Frame>& out) {
   size_t first = out.size();
@@ -34,8 +31,19 @@ bool DataFrames(const uint8_t* d, size_t len, std::vector<Frame>& out) {
   return false;
 }
 
+Napi::FunctionReference FastPath::constructor;
+
 Napi::Function FastPath::Init(Napi::Env env) {
-  return DefineClass(env, "FastPath", {InstanceMethod("counters", &FastPath::Counters), InstanceMethod("close", &FastPath::Close)});
+  Napi::Function f = DefineClass(env, "FastPath", {InstanceMethod("counters", &FastPath::Counters), InstanceMethod("close", &FastPath::Close)});
+  constructor = Napi::Persistent(f);
+  constructor.SuppressDestruct();
+  return f;
+}
+
+Forwarder* ForwarderOf(Napi::Object object) {
+  if (!FastPath::constructor.IsEmpty() && object.InstanceOf(FastPath::constructor.Value())) return FastPath::Unwrap(object);
+  if (!ServerFastPath::constructor.IsEmpty() && object.InstanceOf(ServerFastPath::constructor.Value())) return ServerFastPath::Unwrap(object);
+  return nullptr;
 }
 
 FastPath::FastPath(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FastPath>(info) {
@@ -44,15 +52,16 @@ FastPath::FastPath(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FastPath>(
   udpFd_ = info[2].As<Napi::Number>().Int32Value();
 }
 
-void FastPath::FromTap(const Frame* frames, uint32_t n) {
+uint32_t FastPath::FromTap(const Frame* frames, uint32_t n, uint32_t*) {
   int64_t sent = datapath::SendDatagrams(udpFd_, frames, n, 0, 0, true);
   if (sent < 0) sent = 0;  // an error JavaScript would throw on: count the batch as drops
   for (int64_t i = 0; i < sent; i++) bytesOut_ += static_cast<double>(frames[i].len);
   framesOut_ += static_cast<double>(sent);
   dropsOut_ += static_cast<double>(n - sent);
+  return 0;
 }
 
-bool FastPath::FromUdp(const uint8_t* d, uint32_t len) {
+bool FastPath::FromUdp(const uint8_t* d, uint32_t len, uint32_t, uint32_t) {
   // Heard: any datagram the connected socket got is the server's, whoever handles it.
   heardNs_ = NowNs();
   return DataFrames(d, len, pending_);
@@ -107,6 +116,7 @@ void InitExports(Napi::Env env, Napi::Object exports) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("FastPath", FastPath::Init(env));
   o.Set("dataFrames", Napi::Function::New(env, DataFramesJs));
+  o.Set("ServerFastPath", ServerFastPath::Init(env));
   exports.Set("fastPath", o);
 }
 

@@ -3,11 +3,14 @@
 // response round trip crosses each end twice; entering JavaScript for each lone frame
 // (callback, decode, batch, send) costs CPU each time (README, Speed: what it saved).
 //
-// Client mode (the only one so far): every frame read from the TAP leaves as a Data
-// datagram to the server, and a datagram from the server that is Data messages only
-// is written to the TAP. Anything else (a ping, a welcome, a mixed datagram) goes to
-// JavaScript as before. JavaScript creates the path once the session is up and closes
-// it the moment it is not; it reads the counters for the statistics and liveness.
+// Two forwarders share the readers' hook (Forwarder below):
+// - the client's FastPath (here): every frame read from the TAP leaves as a Data
+//   datagram to the server, and a datagram from the server that is Data messages only
+//   is written to the TAP. Anything else (a ping, a welcome, a mixed datagram) goes to
+//   JavaScript as before. JavaScript creates the path once the session is up and closes
+//   it the moment it is not; it reads the counters for the statistics and liveness.
+// - the server's ServerFastPath (server_fastpath.h): per-session entries that the
+//   control plane keeps in step with its switch.
 // Everything here runs on the event loop thread (uv_poll): no locking.
 #pragma once
 #include <napi.h>
@@ -27,21 +30,42 @@ using Frame = datapath::Frame;
 // appended to `out`; false (out unchanged) for anything else.
 bool DataFrames(const uint8_t* d, size_t len, std::vector<Frame>& out);
 
-class FastPath : public Napi::ObjectWrap<FastPath> {
+// The monotonic clock in nanoseconds (when a peer was last heard).
+int64_t NowNs();
+
+// What a reader hands each wake-up to before JavaScript sees what is left.
+class Forwarder {
+ public:
+  virtual ~Forwarder() = default;
+  virtual bool active() const = 0;
+  // Frames read from the TAP. Returns how many JavaScript must still have, their
+  // indexes written to `rest` in ascending order (rest holds n).
+  virtual uint32_t FromTap(const Frame* frames, uint32_t n, uint32_t* rest) = 0;
+  // One datagram from the socket, from ip:port (host order): true when it was taken
+  // (its frames queued for the TAP until Flush), false when JavaScript must have it.
+  virtual bool FromUdp(const uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) = 0;
+  // Writes what FromUdp queued; the reader calls it before it reuses its buffer.
+  virtual void Flush() = 0;
+};
+
+// The forwarder a JavaScript object wraps (a FastPath or a ServerFastPath), or nullptr.
+Forwarder* ForwarderOf(Napi::Object object);
+
+class FastPath : public Napi::ObjectWrap<FastPath>, public Forwarder {
  public:
   static Napi::Function Init(Napi::Env env);
 
   // new FastPath(tapFd, tapOffload, udpFd): the client's TAP and its connected socket.
   explicit FastPath(const Napi::CallbackInfo& info);
 
-  bool active() const { return active_; }
+  static Napi::FunctionReference constructor;
+
+  bool active() const override { return active_; }
   // Frames read from the TAP: all leave for the server (a full socket drops the rest).
-  void FromTap(const Frame* frames, uint32_t n);
-  // One datagram from the socket: true when it was Data only and is queued for the
-  // TAP (until Flush), false when JavaScript must have it.
-  bool FromUdp(const uint8_t* d, uint32_t len);
-  // Writes what FromUdp queued; the reader calls it before it reuses its buffer.
-  void Flush();
+  uint32_t FromTap(const Frame* frames, uint32_t n, uint32_t* rest) override;
+  // A datagram on the connected socket (the server's): taken when it is Data only.
+  bool FromUdp(const uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) override;
+  void Flush() override;
 
  private:
   // counters() -> [framesOut, bytesOut, dropsOut, framesIn, bytesIn, dropsIn, msSinceHeard]

@@ -174,11 +174,11 @@ class PollReader : public Napi::ObjectWrap<T> {
     return info.Env().Undefined();
   }
 
-  // attach(fastPath | undefined): the data fast path (fastpath.h) takes what it can
+  // attach(fastPath | undefined): the data fast path (fastpath.h, either end) takes what it can
   // of every wake-up before JavaScript is called with the rest.
   Napi::Value Attach(const Napi::CallbackInfo& info) {
     if (info.Length() > 0 && info[0].IsObject()) {
-      fast_ = ctun::fastpath::FastPath::Unwrap(info[0].As<Napi::Object>());
+      fast_ = ctun::fastpath::ForwarderOf(info[0].As<Napi::Object>());
       fastRef_ = Napi::Persistent(info[0].As<Napi::Object>());
     } else {
       fast_ = nullptr;
@@ -188,12 +188,12 @@ class PollReader : public Napi::ObjectWrap<T> {
   }
 
   // The attached fast path while it forwards, else null.
-  ctun::fastpath::FastPath* Fast() const { return fast_ != nullptr && fast_->active() ? fast_ : nullptr; }
+  ctun::fastpath::Forwarder* Fast() const { return fast_ != nullptr && fast_->active() ? fast_ : nullptr; }
 
   int fd_ = -1;
 
  private:
-  ctun::fastpath::FastPath* fast_ = nullptr;
+  ctun::fastpath::Forwarder* fast_ = nullptr;
   Napi::ObjectReference fastRef_;
 
   static void OnReadable(uv_poll_t* handle, int status, int) {
@@ -248,7 +248,8 @@ class Reader : public PollReader<Reader> {
   void Drain() {
     if (segmenting_) {
       segmenting_->Drain(fd_, *sink_, [this](uint32_t count) {
-        if (!Forward(count, sink_->offsets, 0)) Deliver(count);
+        uint32_t left = Forward(count, sink_->offsets, 0);
+        if (left > 0) Deliver(left);
       });
       return;
     }
@@ -262,19 +263,31 @@ class Reader : public PollReader<Reader> {
       if (r == 0) break;
       lengths_[count++] = static_cast<uint32_t>(r);
     }
-    if (count > 0 && !Forward(count, nullptr, slot_)) Deliver(count);
+    if (count == 0) return;
+    uint32_t left = Forward(count, nullptr, slot_);
+    if (left > 0) Deliver(left);
   }
 
-  // Hands the wake-up's frames to the fast path when one forwards (the client's
-  // sends every frame to its server); false: JavaScript gets them. Frame i is at
-  // offsets[i], or at i * slot without offsets.
-  bool Forward(uint32_t count, const uint32_t* offsets, uint32_t slot) {
-    ctun::fastpath::FastPath* fast = Fast();
-    if (fast == nullptr) return false;
+  // Hands the wake-up's frames to the fast path when one forwards (the client's takes
+  // every frame, the server's those its switch would send to one client) and returns
+  // how many are left for JavaScript, moved to the front: frame i is at offsets[i], or
+  // at i * slot without offsets.
+  uint32_t Forward(uint32_t count, uint32_t* offsets, uint32_t slot) {
+    ctun::fastpath::Forwarder* fast = Fast();
+    if (fast == nullptr) return count;
     frames_.resize(count);
+    rest_.resize(count);
     for (uint32_t i = 0; i < count; i++) frames_[i] = {data_ + (offsets != nullptr ? offsets[i] : static_cast<size_t>(i) * slot), lengths_[i]};
-    fast->FromTap(frames_.data(), count);
-    return true;
+    uint32_t left = fast->FromTap(frames_.data(), count, rest_.data());
+    for (uint32_t j = 0; j < left; j++) {
+      uint32_t k = rest_[j];
+      if (k == j) continue;
+      // k > j: slot j was handed on already, so its bytes may be overwritten.
+      if (offsets != nullptr) offsets[j] = offsets[k];
+      else memmove(data_ + static_cast<size_t>(j) * slot, data_ + static_cast<size_t>(k) * slot, lengths_[k]);
+      lengths_[j] = lengths_[k];
+    }
+    return left;
   }
 
   uint8_t* data_ = nullptr;
@@ -287,6 +300,7 @@ class Reader : public PollReader<Reader> {
   std::unique_ptr<ctun::offload::FrameSink> sink_;
   std::unique_ptr<ctun::offload::SegmentingReader> segmenting_;
   std::vector<ctun::datapath::Frame> frames_;
+  std::vector<uint32_t> rest_;
 };
 
 
@@ -433,7 +447,7 @@ class UdpReader : public PollReader<UdpReader> {
     do { r = recvmmsg(fd_, msgs, slots_, MSG_DONTWAIT, nullptr); } while (r < 0 && errno == EINTR);
     if (r <= 0) return;  // EAGAIN, or an ICMP error queued on the socket: nothing to deliver
     uint32_t count = 0;
-    ctun::fastpath::FastPath* fast = Fast();
+    ctun::fastpath::Forwarder* fast = Fast();
     for (int i = 0; i < r; i++) {
       // A datagram larger than a slot is truncated: not whole messages, so drop it.
       if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) continue;
@@ -458,7 +472,7 @@ class UdpReader : public PollReader<UdpReader> {
           filtered_++;
           continue;
         }
-        if (fast != nullptr && fast->FromUdp(data_ + base + off, len)) continue;
+        if (fast != nullptr && fast->FromUdp(data_ + base + off, len, ntohl(from[i].sin_addr.s_addr), ntohs(from[i].sin_port))) continue;
         offsets_[count] = base + off;
         lengths_[count] = len;
         addrs_[2 * count] = ntohl(from[i].sin_addr.s_addr);

@@ -68,7 +68,7 @@ export interface Figures {
   lastOutageMs?: number;
   /** Client: the last round-trip time of a keepalive ping. */
   lastRttMs?: number;
-  /** Client: frames the native data fast path moved (counted in `frames` too). */
+  /** Frames the native data fast path moved (counted in `frames` too). */
   fastPath?: { rx: number; tx: number };
 }
 

@@ -1,0 +1,203 @@
+// See server_fastpath.h.
+#include "server_fastpath.h"
+
+namespace ctun {
+namespace fastpath {
+
+namespace {
+
+constexpr size_t kEthernetHeader = 14;
+constexpr size_t kIpv4DestinationEnd = 34;  // Ethernet + IPv4 header up to its destination
+
+uint64_t MacAt(const uint8_t* p) {
+  uint64_t m = 0;
+  for (int i = 0; i < 6; i++) m = (m << 8) | p[i];
+  return m;
+}
+
+bool Multicast(const uint8_t* mac) { return (mac[0] & 1) != 0; }
+
+double MsSince(int64_t ns, int64_t now) { return ns < 0 ? -1.0 : static_cast<double>(now - ns) / 1e6; }
+
+}  // namespace
+
+Napi::FunctionReference ServerFastPath::constructor;
+
+Napi::Function ServerFastPath::Init(Napi::Env env) {
+  Napi::Function f = DefineClass(env, "ServerFastPath",
+                                 {InstanceMethod("setPeer", &ServerFastPath::SetPeer), InstanceMethod("removePeer", &ServerFastPath::RemovePeer),
+                                  InstanceMethod("learn", &ServerFastPath::Learn), InstanceMethod("forget", &ServerFastPath::Forget),
+                                  InstanceMethod("counters", &ServerFastPath::Counters), InstanceMethod("close", &ServerFastPath::Close)});
+  constructor = Napi::Persistent(f);
+  constructor.SuppressDestruct();
+  return f;
+}
+
+ServerFastPath::ServerFastPath(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ServerFastPath>(info) {
+  tapFd_ = info[0].As<Napi::Number>().Int32Value();
+  tapOffload_ = info[1].As<Napi::Boolean>().Value();
+  udpFd_ = info[2].As<Napi::Number>().Int32Value();
+  tapMac_ = static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value());
+  separate_ = info[4].As<Napi::Boolean>().Value();
+  serverIp_ = info[5].As<Napi::Number>().Uint32Value();
+}
+
+uint32_t ServerFastPath::FromTap(const Frame* frames, uint32_t n, uint32_t* rest) {
+  uint32_t left = 0;
+  run_.clear();
+  Peer* runPeer = nullptr;
+  for (uint32_t i = 0; i < n; i++) {
+    const Frame& f = frames[i];
+    Peer* peer = nullptr;
+    // Only the TAP's own frames (its MAC is pinned in the switch: nothing to learn)
+    // to a client MAC: a frame from another MAC teaches the switch something.
+    if (f.len >= kEthernetHeader && !Multicast(f.data) && MacAt(f.data + 6) == tapMac_) {
+      auto mac = macs_.find(MacAt(f.data));
+      if (mac != macs_.end()) {
+        auto p = peers_.find(mac->second.peer);
+        if (p != peers_.end() && p->second.ip != 0) peer = &p->second;
+      }
+    }
+    if (peer == nullptr) {
+      rest[left++] = i;
+      continue;
+    }
+    if (peer != runPeer && !run_.empty()) {
+      SendRun(run_.data(), static_cast<uint32_t>(run_.size()), *runPeer);
+      run_.clear();
+    }
+    runPeer = peer;
+    run_.push_back(f);
+    tapFramesIn_ += 1;
+    tapBytesIn_ += static_cast<double>(f.len);
+  }
+  if (!run_.empty()) SendRun(run_.data(), static_cast<uint32_t>(run_.size()), *runPeer);
+  return left;
+}
+
+void ServerFastPath::SendRun(const Frame* frames, uint32_t n, Peer& peer) {
+  int64_t sent = datapath::SendDatagrams(udpFd_, frames, n, peer.ip, peer.port, true);
+  if (sent < 0) sent = 0;  // an error JavaScript would throw on: the batch is drops
+  for (int64_t i = 0; i < sent; i++) peer.bytesOut += static_cast<double>(frames[i].len);
+  peer.framesOut += static_cast<double>(sent);
+  peer.dropsOut += static_cast<double>(n - sent);
+}
+
+bool ServerFastPath::Admits(const Frame& f, uint32_t id, const Peer& peer, int64_t now) {
+  if (f.len < kEthernetHeader || MacAt(f.data) != tapMac_ || Multicast(f.data + 6)) return false;
+  auto mac = macs_.find(MacAt(f.data + 6));
+  if (mac == macs_.end() || mac->second.peer != id) return false;
+  if (separate_) {
+    // IPv4 to the server or the admitted destination only; ARP, IPv6 and the rest
+    // take the policy in admission.ts.
+    if (f.len < kIpv4DestinationEnd || f.data[12] != 0x08 || f.data[13] != 0x00) return false;
+    const uint8_t* d = f.data + 30;
+    uint32_t dst = (static_cast<uint32_t>(d[0]) << 24) | (static_cast<uint32_t>(d[1]) << 16) | (static_cast<uint32_t>(d[2]) << 8) | d[3];
+    if (dst != serverIp_ && (peer.destIp == 0 || dst != peer.destIp)) return false;
+  }
+  mac->second.seenNs = now;
+  return true;
+}
+
+bool ServerFastPath::FromUdp(const uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) {
+  auto a = byAddr_.find(AddrKey(ip, port));
+  if (a == byAddr_.end()) return false;
+  auto p = peers_.find(a->second);
+  if (p == peers_.end()) return false;
+  size_t first = pending_.size();
+  if (!DataFrames(d, len, pending_)) return false;
+  int64_t now = NowNs();
+  for (size_t i = first; i < pending_.size(); i++) {
+    if (!Admits(pending_[i], a->second, p->second, now)) {
+      pending_.resize(first);
+      return false;
+    }
+  }
+  Peer& peer = p->second;
+  peer.heardNs = now;
+  for (size_t i = first; i < pending_.size(); i++) {
+    peer.framesIn += 1;
+    peer.bytesIn += static_cast<double>(pending_[i].len);
+  }
+  return true;
+}
+
+void ServerFastPath::Flush() {
+  if (pending_.empty()) return;
+  uint32_t n = static_cast<uint32_t>(pending_.size());
+  int64_t written = datapath::WriteTap(tapFd_, pending_.data(), n, tapOffload_);
+  if (written < 0) written = 0;
+  for (int64_t i = 0; i < written; i++) tapBytesOut_ += static_cast<double>(pending_[i].len);
+  tapFramesOut_ += static_cast<double>(written);
+  tapDropsOut_ += static_cast<double>(n - written);
+  pending_.clear();
+}
+
+Napi::Value ServerFastPath::SetPeer(const Napi::CallbackInfo& info) {
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  uint32_t ip = info[1].As<Napi::Number>().Uint32Value();
+  uint32_t port = info[2].As<Napi::Number>().Uint32Value();
+  Peer& peer = peers_[id];
+  if (peer.ip != 0) {
+    auto old = byAddr_.find(AddrKey(peer.ip, peer.port));
+    if (old != byAddr_.end() && old->second == id) byAddr_.erase(old);
+  }
+  peer.ip = ip;
+  peer.port = ip == 0 ? 0 : port;
+  peer.destIp = info[3].As<Napi::Number>().Uint32Value();
+  // The newest session on an address owns it (a client that restarted on the same port).
+  if (ip != 0) byAddr_[AddrKey(ip, port)] = id;
+  return info.Env().Undefined();
+}
+
+Napi::Value ServerFastPath::RemovePeer(const Napi::CallbackInfo& info) {
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  auto p = peers_.find(id);
+  if (p != peers_.end()) {
+    auto a = byAddr_.find(AddrKey(p->second.ip, p->second.port));
+    if (a != byAddr_.end() && a->second == id) byAddr_.erase(a);
+    peers_.erase(p);
+  }
+  for (auto m = macs_.begin(); m != macs_.end();) m = m->second.peer == id ? macs_.erase(m) : std::next(m);
+  return info.Env().Undefined();
+}
+
+Napi::Value ServerFastPath::Learn(const Napi::CallbackInfo& info) {
+  uint64_t mac = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+  uint32_t id = info[1].As<Napi::Number>().Uint32Value();
+  auto m = macs_.find(mac);
+  if (m == macs_.end() || m->second.peer != id) macs_[mac] = {id, -1};
+  return info.Env().Undefined();
+}
+
+Napi::Value ServerFastPath::Forget(const Napi::CallbackInfo& info) {
+  macs_.erase(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+  return info.Env().Undefined();
+}
+
+Napi::Value ServerFastPath::Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t now = NowNs();
+  Napi::Array a = Napi::Array::New(env, 7 + peers_.size() * 7 + macs_.size() * 2);
+  uint32_t i = 0;
+  for (double v : {tapFramesIn_, tapBytesIn_, tapFramesOut_, tapBytesOut_, tapDropsOut_}) a.Set(i++, v);
+  a.Set(i++, static_cast<double>(peers_.size()));
+  for (const auto& [id, p] : peers_) {
+    for (double v : {static_cast<double>(id), p.framesIn, p.bytesIn, p.framesOut, p.bytesOut, p.dropsOut, MsSince(p.heardNs, now)}) a.Set(i++, v);
+  }
+  a.Set(i++, static_cast<double>(macs_.size()));
+  for (const auto& [mac, m] : macs_) {
+    a.Set(i++, static_cast<double>(mac));
+    a.Set(i++, MsSince(m.seenNs, now));
+  }
+  return a;
+}
+
+Napi::Value ServerFastPath::Close(const Napi::CallbackInfo& info) {
+  active_ = false;
+  pending_.clear();
+  return info.Env().Undefined();
+}
+
+}  // namespace fastpath
+}  // namespace ctun

@@ -1,0 +1,90 @@
+// The server's half of the data fast path (fastpath.h): the frames of a request/
+// response round trip between a client and the simulator beside the server's TAP
+// cross the server without waking JavaScript, as they cross the client.
+//
+// The control plane stays in TypeScript and decides everything; this keeps a copy of
+// what it decided, and forwards only what its switch would forward the same way:
+// - peers: one entry per session, with the address its link has now (none while the
+//   session is detached) and, in separate mode, its admitted IPv4 destination;
+// - MACs: which session the switch learned each client MAC behind (kept in step by
+//   the switch's own change events).
+// From a peer, a datagram of Data messages only is taken when every frame is unicast
+// to the server's TAP MAC from a MAC learned behind that peer (and, in separate mode,
+// IPv4 to the server or the session's destination); from the TAP, a frame is taken
+// when it is from the TAP's MAC to a MAC learned behind an attached peer. Everything
+// else (broadcast, ARP to another client, a new or moved MAC, a frame policy would
+// drop, control messages) goes to JavaScript, whose switch and policy decide as before.
+#pragma once
+#include <napi.h>
+
+#include <stdint.h>
+
+#include <unordered_map>
+#include <vector>
+
+#include "fastpath.h"
+
+namespace ctun {
+namespace fastpath {
+
+class ServerFastPath : public Napi::ObjectWrap<ServerFastPath>, public Forwarder {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  static Napi::FunctionReference constructor;
+
+  // new ServerFastPath(tapFd, tapOffload, udpFd, tapMac: number, separate: boolean, serverIp: number)
+  explicit ServerFastPath(const Napi::CallbackInfo& info);
+
+  bool active() const override { return active_; }
+  uint32_t FromTap(const Frame* frames, uint32_t n, uint32_t* rest) override;
+  bool FromUdp(const uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) override;
+  void Flush() override;
+
+ private:
+  struct Peer {
+    uint32_t ip = 0;  // 0: detached, nothing is sent to it natively
+    uint32_t port = 0;
+    uint32_t destIp = 0;  // separate mode: the admitted IPv4 --dest (0: none)
+    double framesIn = 0, bytesIn = 0, framesOut = 0, bytesOut = 0, dropsOut = 0;
+    int64_t heardNs = -1;
+  };
+  struct Mac {
+    uint32_t peer;
+    int64_t seenNs;  // -1: not seen by this path yet
+  };
+
+  // setPeer(id, ip, port, destIp): the session's link address now (ip 0: detached).
+  Napi::Value SetPeer(const Napi::CallbackInfo& info);
+  // removePeer(id): the session ended; its MACs go too.
+  Napi::Value RemovePeer(const Napi::CallbackInfo& info);
+  // learn(mac, id) / forget(mac): the switch put a MAC behind a session / anywhere else.
+  Napi::Value Learn(const Napi::CallbackInfo& info);
+  Napi::Value Forget(const Napi::CallbackInfo& info);
+  // counters() -> [tapFramesIn, tapBytesIn, tapFramesOut, tapBytesOut, tapDropsOut,
+  //   peers, (id, framesIn, bytesIn, framesOut, bytesOut, dropsOut, msSinceHeard) x peers,
+  //   macs, (mac, msSinceSeen) x macs]; cumulative, -1 for never.
+  Napi::Value Counters(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+
+  // Whether one frame from `peer` may go to the TAP natively.
+  bool Admits(const Frame& f, uint32_t id, const Peer& peer, int64_t now);
+  void SendRun(const Frame* frames, uint32_t n, Peer& peer);
+  static uint64_t AddrKey(uint32_t ip, uint32_t port) { return (static_cast<uint64_t>(ip) << 16) | port; }
+
+  int tapFd_;
+  bool tapOffload_;
+  int udpFd_;
+  uint64_t tapMac_;
+  bool separate_;
+  uint32_t serverIp_;
+  bool active_ = true;
+  std::unordered_map<uint32_t, Peer> peers_;
+  std::unordered_map<uint64_t, uint32_t> byAddr_;
+  std::unordered_map<uint64_t, Mac> macs_;
+  std::vector<Frame> pending_;
+  std::vector<Frame> run_;
+  double tapFramesIn_ = 0, tapBytesIn_ = 0, tapFramesOut_ = 0, tapBytesOut_ = 0, tapDropsOut_ = 0;
+};
+
+}  // namespace fastpath
+}  // namespace ctun
