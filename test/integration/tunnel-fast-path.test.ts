@@ -82,9 +82,11 @@ describe.skipIf(skip)('client fast path (plain UDP)', () => {
       expect(d('tap.framesOut')).toBeGreaterThanOrEqual(PINGS);
       expect(d('clients.framesOut')).toBeGreaterThanOrEqual(PINGS - 5);
       if (fast === 'on') {
-        // Every echo request and reply: JavaScript's share did not move.
-        expect(d('fastPathIn')).toBe(d('clients.framesIn'));
-        expect(d('fastPathOut')).toBe(d('clients.framesOut'));
+        // Every echo request and reply natively; JavaScript had only what the kernels
+        // multicast meanwhile (IPv6 neighbour and listener messages: the switch floods those).
+        expect(d('fastPathIn')).toBeGreaterThanOrEqual(PINGS);
+        expect(d('fastPathOut')).toBeGreaterThanOrEqual(PINGS - 5);
+        expect(d('clients.framesIn') - d('fastPathIn')).toBeLessThan(PINGS / 20);
       } else {
         expect(after.fastPathIn).toBe(0);
         expect(after.fastPathOut).toBe(0);
