@@ -153,12 +153,12 @@ function openvpn(transport: 'udp' | 'tcp', cipher: 'none' | 'aes-256-gcm'): Scen
 
 /**
  * offload false: the TAPs without their offloads (--offload off), the reference for
- * what they buy. fastPath false: the client moves every frame in JavaScript
+ * what they buy. fastPath false: both ends move every frame in JavaScript
  * (--fast-path off), the reference for what the native data path buys.
  */
 export function ctun(transport: 'udp' | 'tcp', secure: boolean, offload = true, fastPath = true): Scenario {
   const offloadArgs = offload ? [] : ['--offload', 'off'];
-  const clientArgs = fastPath ? [] : ['--fast-path', 'off'];
+  const fastArgs = fastPath ? [] : ['--fast-path', 'off'];
   return {
     name: `ctun ${transport}${secure ? ' tls' : ''}${offload ? '' : ' no-offload'}${fastPath ? '' : ' no-fast-path'}`,
     family: 'ctun',
@@ -166,9 +166,9 @@ export function ctun(transport: 'udp' | 'tcp', secure: boolean, offload = true, 
     cipher: secure ? 'tls' : 'none',
     async up({ lab, a, b, ctunSecure, ctunScript }) {
       const extra = (role: 'server' | 'client'): string[] => (secure ? (role === 'server' ? ctunSecure!.serverArgs : ctunSecure!.clientArgs) : []);
-      const server = lab.spawn(b, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'server', '--transport', transport, ...extra('server'), ...offloadArgs], { label: `ctun server ${transport}` });
+      const server = lab.spawn(b, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'server', '--transport', transport, ...extra('server'), ...offloadArgs, ...fastArgs], { label: `ctun server ${transport}` });
       await server.waitFor(/server-listening/, 20_000);
-      const client = lab.spawn(a, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'client', B_UNDERLAY, '--transport', transport, ...extra('client'), ...offloadArgs, ...clientArgs], { label: `ctun client ${transport}` });
+      const client = lab.spawn(a, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'client', B_UNDERLAY, '--transport', transport, ...extra('client'), ...offloadArgs, ...fastArgs], { label: `ctun client ${transport}` });
       await client.waitFor(/client-connected/, 20_000);
       return { target: TUNNEL_DEFAULTS.serverAddress, ends: { server, client } };
     },
