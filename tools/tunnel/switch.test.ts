@@ -140,4 +140,40 @@ describe('learning switch', () => {
     sw.forward(ethernet(A, '02:c7:c0:a8:64:01'), tap);
     expect([a.got.length, b.got.length]).toEqual([2, 1]);
   });
+  it('reports every change of a MAC\'s port (learned, moved, aged out, port gone), not refreshes', () => {
+    let now = 0;
+    const changes: string[] = [];
+    const sw = new LearningSwitch({ ageingMs: 1000, moveHoldMs: 100, now: () => now, onChange: (mac, p) => changes.push(`${mac}>${p?.id ?? '-'}`) });
+    const a = { ...port('a'), attached: false };
+    const [b, c] = [port('b'), port('c')];
+    [a, b, c].forEach((p) => sw.addPort(p));
+    sw.forward(ethernet(BROADCAST, A), a);
+    sw.forward(ethernet(BROADCAST, A), a);
+    expect(changes).toEqual(['02000000000a>a']);
+    now = 200; // a is disconnected and A quiet past the hold: A may move
+    sw.forward(ethernet(BROADCAST, A), b);
+    sw.forward(ethernet(BROADCAST, B), c);
+    expect(changes).toEqual(['02000000000a>a', '02000000000a>b', '02000000000b>c']);
+    sw.removePort(b);
+    now = 2000;
+    sw.expire();
+    expect(changes.slice(3)).toEqual(['02000000000a>-', '02000000000b>-']);
+  });
+
+  it('touch keeps a MAC learned by traffic that bypassed forward (the native fast path), never backwards', () => {
+    let now = 0;
+    const sw = new LearningSwitch({ ageingMs: 1000, now: () => now });
+    const [a, b] = [port('a'), port('b')];
+    [a, b].forEach((p) => sw.addPort(p));
+    sw.forward(ethernet(BROADCAST, A), a);
+    now = 900;
+    sw.touch('02000000000a', 800);
+    sw.touch('02000000000a', 100);
+    now = 1500;
+    sw.expire();
+    expect(sw.macsOf(a)).toEqual(['02000000000a']);
+    now = 1801;
+    sw.expire();
+    expect(sw.macsOf(a)).toEqual([]);
+  });
 });
