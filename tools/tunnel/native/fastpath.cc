@@ -15,6 +15,24 @@ int64_t NowNs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
+void Tally::Count(const Frame* list, uint32_t n, int64_t done) {
+  if (done < 0) done = 0;
+  for (int64_t i = 0; i < done; i++) bytes += static_cast<double>(list[i].len);
+  frames += static_cast<double>(done);
+  drops += static_cast<double>(n - done);
+}
+
+void SendFrames(int udpFd, const Frame* list, uint32_t n, uint32_t ip, uint32_t port, Tally& tally) {
+  tally.Count(list, n, datapath::SendDatagrams(udpFd, list, n, ip, port, true));
+}
+
+void FlushToTap(int tapFd, bool offload, std::vector<Frame>& pending, Tally& tally) {
+  if (pending.empty()) return;
+  uint32_t n = static_cast<uint32_t>(pending.size());
+  tally.Count(pending.data(), n, datapath::WriteTap(tapFd, pending.data(), n, offload));
+  pending.clear();
+}
+
 bool DataFrames(const uint8_t* d, size_t len, std::vector<Frame>& out) {
   size_t first = out.size();
   size_t off = 0;
@@ -53,11 +71,7 @@ FastPath::FastPath(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FastPath>(
 }
 
 uint32_t FastPath::FromTap(const Frame* frames, uint32_t n, uint32_t*) {
-  int64_t sent = datapath::SendDatagrams(udpFd_, frames, n, 0, 0, true);
-  if (sent < 0) sent = 0;  // an error JavaScript would throw on: count the batch as drops
-  for (int64_t i = 0; i < sent; i++) bytesOut_ += static_cast<double>(frames[i].len);
-  framesOut_ += static_cast<double>(sent);
-  dropsOut_ += static_cast<double>(n - sent);
+  SendFrames(udpFd_, frames, n, 0, 0, out_);
   return 0;
 }
 
@@ -67,26 +81,17 @@ bool FastPath::FromUdp(const uint8_t* d, uint32_t len, uint32_t, uint32_t) {
   return DataFrames(d, len, pending_);
 }
 
-void FastPath::Flush() {
-  if (pending_.empty()) return;
-  uint32_t n = static_cast<uint32_t>(pending_.size());
-  int64_t written = datapath::WriteTap(tapFd_, pending_.data(), n, tapOffload_);
-  if (written < 0) written = 0;
-  for (int64_t i = 0; i < written; i++) bytesIn_ += static_cast<double>(pending_[i].len);
-  framesIn_ += static_cast<double>(written);
-  dropsIn_ += static_cast<double>(n - written);
-  pending_.clear();
-}
+void FastPath::Flush() { FlushToTap(tapFd_, tapOffload_, pending_, in_); }
 
 Napi::Value FastPath::Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Array a = Napi::Array::New(env, 7);
-  a.Set(0u, framesOut_);
-  a.Set(1u, bytesOut_);
-  a.Set(2u, dropsOut_);
-  a.Set(3u, framesIn_);
-  a.Set(4u, bytesIn_);
-  a.Set(5u, dropsIn_);
+  a.Set(0u, out_.frames);
+  a.Set(1u, out_.bytes);
+  a.Set(2u, out_.drops);
+  a.Set(3u, in_.frames);
+  a.Set(4u, in_.bytes);
+  a.Set(5u, in_.drops);
   a.Set(6u, heardNs_ < 0 ? -1.0 : static_cast<double>(NowNs() - heardNs_) / 1e6);
   return a;
 }

@@ -33,6 +33,19 @@ bool DataFrames(const uint8_t* d, size_t len, std::vector<Frame>& out);
 // The monotonic clock in nanoseconds (when a peer was last heard).
 int64_t NowNs();
 
+// What one direction moved, cumulative, as the counters report it.
+struct Tally {
+  double frames = 0, bytes = 0, drops = 0;
+  // `done` of the n frames went (a negative result is an error JavaScript would
+  // throw on: the whole batch counts as drops).
+  void Count(const Frame* list, uint32_t n, int64_t done);
+};
+
+// Sends n frames as Data datagrams to ip:port (ip 0: the connected peer), tallied.
+void SendFrames(int udpFd, const Frame* list, uint32_t n, uint32_t ip, uint32_t port, Tally& tally);
+// Writes the queued frames to the TAP, tallied, and empties the queue.
+void FlushToTap(int tapFd, bool offload, std::vector<Frame>& pending, Tally& tally);
+
 // What a reader hands each wake-up to before JavaScript sees what is left.
 class Forwarder {
  public:
@@ -79,8 +92,7 @@ class FastPath : public Napi::ObjectWrap<FastPath>, public Forwarder {
   int udpFd_;
   bool active_ = true;
   std::vector<Frame> pending_;
-  double framesOut_ = 0, bytesOut_ = 0, dropsOut_ = 0;
-  double framesIn_ = 0, bytesIn_ = 0, dropsIn_ = 0;
+  Tally out_, in_;
   int64_t heardNs_ = -1;
 };
 

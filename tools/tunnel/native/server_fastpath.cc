@@ -44,8 +44,15 @@ ServerFastPath::ServerFastPath(const Napi::CallbackInfo& info) : Napi::ObjectWra
 
 uint32_t ServerFastPath::FromTap(const Frame* frames, uint32_t n, uint32_t* rest) {
   uint32_t left = 0;
-  run_.clear();
   Peer* runPeer = nullptr;
+  // Consecutive frames to one client leave in one sendmmsg (GSO runs included).
+  auto sendRun = [&]() {
+    uint32_t k = static_cast<uint32_t>(run_.size());
+    if (k == 0) return;
+    tapIn_.Count(run_.data(), k, k);
+    SendFrames(udpFd_, run_.data(), k, runPeer->ip, runPeer->port, runPeer->out);
+    run_.clear();
+  };
   for (uint32_t i = 0; i < n; i++) {
     const Frame& f = frames[i];
     Peer* peer = nullptr;
@@ -62,25 +69,12 @@ uint32_t ServerFastPath::FromTap(const Frame* frames, uint32_t n, uint32_t* rest
       rest[left++] = i;
       continue;
     }
-    if (peer != runPeer && !run_.empty()) {
-      SendRun(run_.data(), static_cast<uint32_t>(run_.size()), *runPeer);
-      run_.clear();
-    }
+    if (peer != runPeer) sendRun();
     runPeer = peer;
     run_.push_back(f);
-    tapFramesIn_ += 1;
-    tapBytesIn_ += static_cast<double>(f.len);
   }
-  if (!run_.empty()) SendRun(run_.data(), static_cast<uint32_t>(run_.size()), *runPeer);
+  sendRun();
   return left;
-}
-
-void ServerFastPath::SendRun(const Frame* frames, uint32_t n, Peer& peer) {
-  int64_t sent = datapath::SendDatagrams(udpFd_, frames, n, peer.ip, peer.port, true);
-  if (sent < 0) sent = 0;  // an error JavaScript would throw on: the batch is drops
-  for (int64_t i = 0; i < sent; i++) peer.bytesOut += static_cast<double>(frames[i].len);
-  peer.framesOut += static_cast<double>(sent);
-  peer.dropsOut += static_cast<double>(n - sent);
 }
 
 bool ServerFastPath::Admits(const Frame& f, uint32_t id, const Peer& peer, int64_t now) {
@@ -115,23 +109,12 @@ bool ServerFastPath::FromUdp(const uint8_t* d, uint32_t len, uint32_t ip, uint32
   }
   Peer& peer = p->second;
   peer.heardNs = now;
-  for (size_t i = first; i < pending_.size(); i++) {
-    peer.framesIn += 1;
-    peer.bytesIn += static_cast<double>(pending_[i].len);
-  }
+  uint32_t taken = static_cast<uint32_t>(pending_.size() - first);
+  peer.in.Count(pending_.data() + first, taken, taken);
   return true;
 }
 
-void ServerFastPath::Flush() {
-  if (pending_.empty()) return;
-  uint32_t n = static_cast<uint32_t>(pending_.size());
-  int64_t written = datapath::WriteTap(tapFd_, pending_.data(), n, tapOffload_);
-  if (written < 0) written = 0;
-  for (int64_t i = 0; i < written; i++) tapBytesOut_ += static_cast<double>(pending_[i].len);
-  tapFramesOut_ += static_cast<double>(written);
-  tapDropsOut_ += static_cast<double>(n - written);
-  pending_.clear();
-}
+void ServerFastPath::Flush() { FlushToTap(tapFd_, tapOffload_, pending_, tapOut_); }
 
 Napi::Value ServerFastPath::SetPeer(const Napi::CallbackInfo& info) {
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
@@ -180,10 +163,10 @@ Napi::Value ServerFastPath::Counters(const Napi::CallbackInfo& info) {
   int64_t now = NowNs();
   Napi::Array a = Napi::Array::New(env, 7 + peers_.size() * 7 + macs_.size() * 2);
   uint32_t i = 0;
-  for (double v : {tapFramesIn_, tapBytesIn_, tapFramesOut_, tapBytesOut_, tapDropsOut_}) a.Set(i++, v);
+  for (double v : {tapIn_.frames, tapIn_.bytes, tapOut_.frames, tapOut_.bytes, tapOut_.drops}) a.Set(i++, v);
   a.Set(i++, static_cast<double>(peers_.size()));
   for (const auto& [id, p] : peers_) {
-    for (double v : {static_cast<double>(id), p.framesIn, p.bytesIn, p.framesOut, p.bytesOut, p.dropsOut, MsSince(p.heardNs, now)}) a.Set(i++, v);
+    for (double v : {static_cast<double>(id), p.in.frames, p.in.bytes, p.out.frames, p.out.bytes, p.out.drops, MsSince(p.heardNs, now)}) a.Set(i++, v);
   }
   a.Set(i++, static_cast<double>(macs_.size()));
   for (const auto& [mac, m] : macs_) {

@@ -45,7 +45,7 @@ class ServerFastPath : public Napi::ObjectWrap<ServerFastPath>, public Forwarder
     uint32_t ip = 0;  // 0: detached, nothing is sent to it natively
     uint32_t port = 0;
     uint32_t destIp = 0;  // separate mode: the admitted IPv4 --dest (0: none)
-    double framesIn = 0, bytesIn = 0, framesOut = 0, bytesOut = 0, dropsOut = 0;
+    Tally in, out;  // from the client (no drops: the TAP's are tapOut_), to it
     int64_t heardNs = -1;
   };
   struct Mac {
@@ -68,7 +68,6 @@ class ServerFastPath : public Napi::ObjectWrap<ServerFastPath>, public Forwarder
 
   // Whether one frame from `peer` may go to the TAP natively.
   bool Admits(const Frame& f, uint32_t id, const Peer& peer, int64_t now);
-  void SendRun(const Frame* frames, uint32_t n, Peer& peer);
   static uint64_t AddrKey(uint32_t ip, uint32_t port) { return (static_cast<uint64_t>(ip) << 16) | port; }
 
   int tapFd_;
@@ -83,7 +82,7 @@ class ServerFastPath : public Napi::ObjectWrap<ServerFastPath>, public Forwarder
   std::unordered_map<uint64_t, Mac> macs_;
   std::vector<Frame> pending_;
   std::vector<Frame> run_;
-  double tapFramesIn_ = 0, tapBytesIn_ = 0, tapFramesOut_ = 0, tapBytesOut_ = 0, tapDropsOut_ = 0;
+  Tally tapIn_, tapOut_;  // frames read from the TAP and taken here; frames written to it
 };
 
 }  // namespace fastpath
