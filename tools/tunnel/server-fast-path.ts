@@ -62,9 +62,13 @@ export class ServerFastPath {
   /** Links the server's TAP and socket; both readers hand their wake-ups to the path first from now on. */
   static open(tap: FastPathTap, socket: FastPathEnd, options: ServerFastPathOptions): ServerFastPath {
     const native = new (loadAddon().fastPath.ServerFastPath)(tap.fd, tap.offload, socket.fd, macNumber(options.tapMac), options.separate, ipToInt(options.serverAddress));
-    tap.attachFastPath(native);
-    socket.attachFastPath(native);
-    return new ServerFastPath(native, [tap, socket], options);
+    return ServerFastPath.over(native, [tap, socket], options);
+  }
+
+  /** The same over a native path already made (unit tests give an in-memory twin). */
+  static over(native: NativeServerFastPath, ends: FastPathEnd[], options: ServerFastPathOptions): ServerFastPath {
+    for (const end of ends) end.attachFastPath(native);
+    return new ServerFastPath(native, ends, options);
   }
 
   /** Tells the path where `session` is now: its link's address (none while detached) and its destination. */
