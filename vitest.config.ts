@@ -24,8 +24,9 @@ export default defineConfig({
           testTimeout: 120_000,
           hookTimeout: 600_000,
           pool: 'forks',
-          // A folder per run, through which files share what only one should make (the base image).
-          globalSetup: ['test/fixtures/build/run-folder.ts'],
+          // A folder per run, through which files share what only one should make (the base
+          // image); the ctun CLI bundled once per run, so that each start is plain Node.
+          globalSetup: ['test/fixtures/build/run-folder.ts', 'test/fixtures/ctun-cli.ts'],
         },
       },
     ],

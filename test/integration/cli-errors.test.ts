@@ -69,6 +69,9 @@ describe.skipIf(skip)('ctun CLI errors', () => {
     const badPort = await sim.ctun(['client', '10.0.0.1', '--port', '70000'], { reject: false });
     expect(badPort.exitCode).toBe(1);
     expect(badPort.stderr).toContain('--port must be 1-65535');
+    const badDeadAfter = await sim.ctun(['client', '10.0.0.1', '--dead-after-ms', '500'], { reject: false });
+    expect(badDeadAfter.exitCode).toBe(1);
+    expectOneLineCause(badDeadAfter.stderr, '--dead-after-ms must be a whole number of milliseconds, at least 2000, got "500"', 'e.g. --dead-after-ms 2000');
     const badDest = await sim.ctun(['client', '10.0.0.1', '--dest', 'target'], { reject: false });
     expect(badDest.exitCode).toBe(1);
     expect(badDest.stderr).toContain('--dest "target" is not an IPv4 or IPv6 address');

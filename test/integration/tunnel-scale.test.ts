@@ -37,6 +37,10 @@ describe.skipIf(skip)('the tunnel at site scale', () => {
     const load = loadgen(sim, 200, 40);
     const established = await load.waitFor(/\{"event":"established".*\}/, 20_000);
     expect(JSON.parse(established)).toMatchObject({ welcomed: 200, refused: {} });
+    // All held (pinged and answered) before the real client comes: each session's pings
+    // start at a random phase within its first keepalive, so a count taken sooner
+    // (a client that starts fast) would miss sessions not yet pinged, not lost ones.
+    await load.waitFor(/\{"event":"held","held":200,/, 10_000);
 
     const client = scope.track(pc.spawnCtun(['client', '10.78.0.2']));
     await client.waitFor(/client-connected/, 15_000);

@@ -15,6 +15,8 @@ import {
   assertServerMode,
   configure,
   DEFAULT_MAX_CLIENTS,
+  DEFAULT_DEAD_AFTER_MS,
+  MIN_DEAD_AFTER_MS,
   defaultTapUser,
   type Confirm,
   type TransportKind,
@@ -56,6 +58,19 @@ function transportOf(value: string): TransportKind {
 function portOf(value: number): number {
   if (!Number.isInteger(value) || value < 1 || value > 65535) throw usageError(`--port must be 1-65535, got "${value}"`);
   return value;
+}
+
+/** --dead-after-ms as typed: whole milliseconds, at least MIN_DEAD_AFTER_MS. */
+function deadAfterOf(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = /^\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
+  if (!(ms >= MIN_DEAD_AFTER_MS)) {
+    throw usageError(
+      `--dead-after-ms must be a whole number of milliseconds, at least ${MIN_DEAD_AFTER_MS}, got "${value}"`,
+      `keepalives go every 1000 ms: allow two or more, e.g. --dead-after-ms ${MIN_DEAD_AFTER_MS} (default ${DEFAULT_DEAD_AFTER_MS})`,
+    );
+  }
+  return ms;
 }
 
 /** The --tls/--ca/--cert/--key/--crl group: all of ca, cert and key with --tls, none without. */
@@ -174,6 +189,7 @@ async function runClient(argv: Record<string, any>, baseLog: Logger): Promise<nu
     transport: transportOf(argv.transport),
     tap: argv.tap,
     dest: argv.dest,
+    deadAfterMs: deadAfterOf(argv['dead-after-ms']),
     tls: tlsOf(argv),
     logger: log,
     openDevice: (name) => openTap(name, 'attach', argv, log),
@@ -350,6 +366,7 @@ export async function main(args: string[]): Promise<void> {
           .option('transport', { choices: ['udp', 'tcp'], default: TUNNEL_DEFAULTS.transport, describe: 'Must match the server' })
           .option('tap', { type: 'string', default: TUNNEL_DEFAULTS.clientTap, describe: 'TAP made by ctun configure' })
           .option('dest', { type: 'string', describe: 'Separate mode: target IPv4 or IPv6 address to route through the tunnel' })
+          .option('dead-after-ms', { type: 'string', describe: `Nothing heard from the server for this long (ms, at least ${MIN_DEAD_AFTER_MS}) means the link is lost and the client reconnects; default ${DEFAULT_DEAD_AFTER_MS}` })
           .option('fast-path', {
             choices: ['on', 'off'],
             default: 'on',

@@ -30,6 +30,15 @@ export const RECONNECT_BACKOFF_CAP_MS = 1600;
 /** Plain UDP may lose a hello: the client says it again this often until the welcome. */
 export const UDP_HELLO_REPEAT_MS = 500;
 
+/** Nothing heard from the server for this long means the link is lost (`--dead-after-ms`). */
+export const DEFAULT_DEAD_AFTER_MS = 4000;
+
+/**
+ * The least `--dead-after-ms`: two keepalive intervals of a ctun server (1 s), so one
+ * pong that comes late or not at all does not end a working link.
+ */
+export const MIN_DEAD_AFTER_MS = 2000;
+
 export interface ClientOptions {
   host: string;
   /** Default 1723. */
@@ -42,7 +51,7 @@ export interface ClientOptions {
   dest?: string;
   /** Ping interval when the server does not say; default 1000 ms. */
   keepaliveMs?: number;
-  /** Nothing heard from the server for this long means the link is dead; default 4000 ms. */
+  /** Nothing heard from the server for this long means the link is dead; default DEFAULT_DEAD_AFTER_MS. */
   deadAfterMs?: number;
   /** How long to wait for the server's welcome; default 3000 ms. */
   helloTimeoutMs?: number;
@@ -462,7 +471,7 @@ export class TunnelClient {
     if (this.state !== 'connected') return;
     this.syncFastPath();
     const silent = Date.now() - this.lastHeard;
-    if (silent > (this.o.deadAfterMs ?? 4000)) {
+    if (silent > (this.o.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS)) {
       this.linkLost(`server silent for ${silent} ms`);
       return;
     }

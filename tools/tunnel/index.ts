@@ -1,5 +1,5 @@
 export { TunnelServer, assertServerMode, DEFAULT_MAX_CLIENTS, type ServerOptions, type ServerMode } from './server.js';
-export { TunnelClient, type ClientOptions } from './client.js';
+export { TunnelClient, DEFAULT_DEAD_AFTER_MS, MIN_DEAD_AFTER_MS, type ClientOptions } from './client.js';
 export { configure, defaultTapUser, describeRequest, hasNetAdmin, type ConfigureRequest, type ConfigureResult, type Confirm } from './configure.js';
 export { TapDevice } from './tap.js';
 export { createMemoryDevicePair, MemoryDevice, type FrameDevice } from './device.js';

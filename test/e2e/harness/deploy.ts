@@ -4,7 +4,7 @@
  * stand-in, the real ctun-run CLI, and a look for labelled leftovers.
  */
 import { execa } from 'execa';
-import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, inject } from 'vitest';
 import { createLogger, TUNNEL_DEFAULTS } from '../../../tools/common/index.js';
 import { connectDocker } from '../../../tools/docker/index.js';
 import { DEMO_BASE_IMAGE, demoImages, ensureImages } from '../../../tools/demo/images.js';
@@ -12,11 +12,11 @@ import { startLicenseStandin, type LicenseStandin } from '../../../tools/demo/li
 import type { Pc } from '../../../tools/demo/pc.js';
 import type { Proc } from '../../../tools/lab/index.js';
 import { LABEL_DEPLOYMENT } from '../../../tools/run/index.js';
-import { ROOT, NODE } from '../../integration/harness/netns.js';
+import { CTUN, ROOT, NODE } from '../../integration/harness/netns.js';
 
-export { ROOT, NODE };
-export const CTUN_RUN = `${ROOT}bin/ctun-run.js`;
-export const CTUN = `${ROOT}bin/ctun.js`;
+export { CTUN, ROOT, NODE };
+/** The ctun-run CLI: this run's bundle of the sources (test/fixtures/ctun-cli.ts), else the checkout's bin. */
+export const CTUN_RUN = inject('ctunRunCli') ?? `${ROOT}bin/ctun-run.js`;
 export const SESSION = `${ROOT}tools/demo/session.ts`;
 export const docker = connectDocker();
 

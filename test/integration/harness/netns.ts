@@ -5,12 +5,14 @@
  * process id, so parallel runs and leftovers of a crashed run never collide.
  */
 import { fileURLToPath } from 'node:url';
+import { inject } from 'vitest';
 import { TUNNEL_DEFAULTS } from '../../../tools/common/index.js';
 import { addVeth, Lab, Netns as LabNetns, Proc } from '../../../tools/lab/index.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const NODE = `${ROOT}node_modules/.bin/node`;
-export const CTUN = `${ROOT}bin/ctun.js`;
+/** The ctun CLI: this run's bundle of the sources (test/fixtures/ctun-cli.ts), else the checkout's bin. */
+export const CTUN = inject('ctunCli') ?? `${ROOT}bin/ctun.js`;
 const PROBE = `${ROOT}test/fixtures/netprobe.mjs`;
 const HOSTILE = `${ROOT}test/fixtures/hostile.mjs`;
 
