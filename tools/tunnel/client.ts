@@ -549,7 +549,8 @@ export class TunnelClient {
   /** Adds the fast path's counters to the stats; a datagram it took is the server heard. */
   private syncFastPath(): void {
     const since = this.fast?.sync(this.stats);
-    if (since !== undefined) this.lastHeard = Math.max(this.lastHeard, Date.now() - since);
+    // Whole milliseconds, as every other clock reading here (the addon's are fractional).
+    if (since !== undefined) this.lastHeard = Math.max(this.lastHeard, Date.now() - Math.round(since));
   }
 
   /** What `/readyz` checks: the TAP still exists, and the client is connected to its server. */

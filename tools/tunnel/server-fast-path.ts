@@ -139,12 +139,13 @@ export class ServerFastPath {
       // Data the path took is the client heard, and after its hello: confirmed.
       if (d[0]! > 0) session.confirmed = true;
       const heard = c[at + PEER_FIELDS - 1]!;
-      if (heard >= 0) session.lastSeen = Math.max(session.lastSeen, now - heard);
+      // Whole milliseconds, as the server's own clock readings (the addon's are fractional).
+      if (heard >= 0) session.lastSeen = Math.max(session.lastSeen, now - Math.round(heard));
     }
     const macs = c[at]!;
     for (let m = 0, i = at + 1; m < macs; m++, i += 2) {
       const ms = c[i + 1]!;
-      if (ms >= 0) this.o.sw.touch(macHex(c[i]!), now - ms);
+      if (ms >= 0) this.o.sw.touch(macHex(c[i]!), now - Math.round(ms));
     }
   }
 
