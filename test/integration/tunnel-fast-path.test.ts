@@ -27,7 +27,7 @@ async function pings(pc: Netns, target: string): Promise<number> {
   return Number(/(\d+) received/.exec(r.stdout)?.[1] ?? 0);
 }
 
-describe.skipIf(skip)('client fast path (plain UDP)', () => {
+describe.skipIf(skip)('native fast path (plain UDP)', () => {
   it('data frames cross natively, the stats and `ctun status` count them; --fast-path off keeps them in JavaScript', async () => {
     const { pc, sim } = await pcAndSim(scope);
     const server = scope.track(sim.spawnCtun(['server']));
