@@ -13,6 +13,7 @@
  * carries what users rely on: a session the path heard from is alive, and a MAC it
  * forwarded for stays learned.
  */
+import { isIPv4 } from 'node:net';
 import { ipToInt } from './link/batch-udp.js';
 import { loadAddon, type NativeServerFastPath } from './native.js';
 import type { FastPathEnd, FastPathFrames, FastPathTap } from './fast-path.js';
@@ -82,7 +83,8 @@ export class ServerFastPath {
     }
     const at = session.link?.nativeAddress;
     const dest = session.destination;
-    const destIp = dest !== undefined && /^\d+\.\d+\.\d+\.\d+$/.test(dest) ? ipToInt(dest) : 0;
+    // An IPv6 --dest stays with the policy in TypeScript: the addon checks IPv4 only.
+    const destIp = dest !== undefined && isIPv4(dest) ? ipToInt(dest) : 0;
     this.native.setPeer(id, at?.ip ?? 0, at?.port ?? 0, destIp);
   }
 
