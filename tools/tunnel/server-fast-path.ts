@@ -39,6 +39,20 @@ export interface ServerFastPathOptions {
   now: () => number;
 }
 
+/**
+ * Adds to `stats` what the addon counted since `before` (both cumulative, in its
+ * order: framesIn, bytesIn, framesOut, bytesOut, dropsOut); returns the differences.
+ */
+function addCounted(stats: TunnelStats, now: number[], before: number[]): number[] {
+  const d = now.map((v, i) => v - before[i]!);
+  stats.framesIn += d[0]!;
+  stats.bytesIn += d[1]!;
+  stats.framesOut += d[2]!;
+  stats.bytesOut += d[3]!;
+  stats.dropsQueue += d[4]!;
+  return d;
+}
+
 /** A MAC as the switch keys it (12 hex digits) <-> as the addon does (a 48-bit number, exact in a double). */
 const macNumber = (mac: string): number => Number.parseInt(mac.replace(/:/g, ''), 16);
 const macHex = (mac: number): string => mac.toString(16).padStart(12, '0');
@@ -112,15 +126,10 @@ export class ServerFastPath {
     if (this.closed) return;
     const c = this.native.counters();
     const now = this.o.now();
+    // The TAP's five and each peer's five counters come in the same order.
     const tap = c.slice(0, TAP_FIELDS);
-    const t = tap.map((v, i) => v - this.seenTap[i]!);
+    addCounted(this.o.tapStats, tap, this.seenTap);
     this.seenTap = tap;
-    const s = this.o.tapStats;
-    s.framesIn += t[0]!;
-    s.bytesIn += t[1]!;
-    s.framesOut += t[2]!;
-    s.bytesOut += t[3]!;
-    s.dropsQueue += t[4]!;
     const peers = c[TAP_FIELDS]!;
     let at = TAP_FIELDS + 1;
     for (let p = 0; p < peers; p++, at += PEER_FIELDS) {
@@ -130,12 +139,7 @@ export class ServerFastPath {
       const before = this.seen.get(id) ?? [0, 0, 0, 0, 0];
       this.seen.set(id, cur);
       if (session === undefined) continue;
-      const d = cur.map((v, i) => v - before[i]!);
-      session.stats.framesIn += d[0]!;
-      session.stats.bytesIn += d[1]!;
-      session.stats.framesOut += d[2]!;
-      session.stats.bytesOut += d[3]!;
-      session.stats.dropsQueue += d[4]!;
+      const d = addCounted(session.stats, cur, before);
       this.frames.rx += d[0]!;
       this.frames.tx += d[2]!;
       // Data the path took is the client heard, and after its hello: confirmed.

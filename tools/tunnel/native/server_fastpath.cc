@@ -116,15 +116,19 @@ bool ServerFastPath::FromUdp(const uint8_t* d, uint32_t len, uint32_t ip, uint32
 
 void ServerFastPath::Flush() { FlushToTap(tapFd_, tapOffload_, pending_, tapOut_); }
 
+void ServerFastPath::Unbind(uint32_t id, const Peer& peer) {
+  if (peer.ip == 0) return;
+  auto a = byAddr_.find(AddrKey(peer.ip, peer.port));
+  // A newer session on the same address owns it now: leave that binding alone.
+  if (a != byAddr_.end() && a->second == id) byAddr_.erase(a);
+}
+
 Napi::Value ServerFastPath::SetPeer(const Napi::CallbackInfo& info) {
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
   uint32_t ip = info[1].As<Napi::Number>().Uint32Value();
   uint32_t port = info[2].As<Napi::Number>().Uint32Value();
   Peer& peer = peers_[id];
-  if (peer.ip != 0) {
-    auto old = byAddr_.find(AddrKey(peer.ip, peer.port));
-    if (old != byAddr_.end() && old->second == id) byAddr_.erase(old);
-  }
+  Unbind(id, peer);
   peer.ip = ip;
   peer.port = ip == 0 ? 0 : port;
   peer.destIp = info[3].As<Napi::Number>().Uint32Value();
@@ -137,8 +141,7 @@ Napi::Value ServerFastPath::RemovePeer(const Napi::CallbackInfo& info) {
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
   auto p = peers_.find(id);
   if (p != peers_.end()) {
-    auto a = byAddr_.find(AddrKey(p->second.ip, p->second.port));
-    if (a != byAddr_.end() && a->second == id) byAddr_.erase(a);
+    Unbind(id, p->second);
     peers_.erase(p);
   }
   for (auto m = macs_.begin(); m != macs_.end();) m = m->second.peer == id ? macs_.erase(m) : std::next(m);

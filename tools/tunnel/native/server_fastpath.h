@@ -68,6 +68,8 @@ class ServerFastPath : public Napi::ObjectWrap<ServerFastPath>, public Forwarder
 
   // Whether one frame from `peer` may go to the TAP natively.
   bool Admits(const Frame& f, uint32_t id, const Peer& peer, int64_t now);
+  // Drops the address binding of `peer` (session `id`), unless another session holds it.
+  void Unbind(uint32_t id, const Peer& peer);
   static uint64_t AddrKey(uint32_t ip, uint32_t port) { return (static_cast<uint64_t>(ip) << 16) | port; }
 
   int tapFd_;
