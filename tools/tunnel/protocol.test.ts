@@ -5,6 +5,7 @@ import {
   decodePayload,
   echoOfSession,
   encode,
+  encodeDataBatch,
   encodeErrorWithin,
   ErrorCode,
   HEADER_SIZE,
@@ -132,6 +133,35 @@ describe('protocol v2 codec (serving v1)', () => {
     d.push(m.subarray(0, 1000));
     expect(d.buffered).toBe(1000);
     expect(d.push(m.subarray(1000))).toHaveLength(1);
+  });
+
+  it('encodes a batch of frames as the Data messages one by one would be', () => {
+    const frames = [frame(60, 1), frame(1500, 2), frame(14), frame(MAX_FRAME, 3)];
+    const batch = encodeDataBatch(frames);
+    expect(batch.equals(Buffer.concat(frames.map((f) => encode({ type: MessageType.Data, frame: f }))))).toBe(true);
+    expect(new StreamDecoder().push(batch)).toEqual(frames.map((f) => ({ type: MessageType.Data, frame: f })));
+    expect(encodeDataBatch([]).length).toBe(0);
+  });
+
+  it('decodes in place and copies only the message that straddles two reads', () => {
+    const released: Buffer[] = [];
+    const d = new StreamDecoder(1500, (b) => released.push(b));
+    const one = encode({ type: MessageType.Data, frame: frame(1000, 1) });
+    const two = encode({ type: MessageType.Data, frame: frame(1500, 2) });
+    const chunk = Buffer.concat([one, two.subarray(0, 2)]);
+    const [first] = d.push(chunk);
+    // A view of the read, not a copy: freeing the read after its turn frees it too.
+    expect(first!.type === MessageType.Data && first!.frame.buffer).toBe(chunk.buffer);
+    expect(d.buffered).toBe(2);
+    expect(d.push(two.subarray(2, 700))).toEqual([]);
+    const rest = Buffer.concat([two.subarray(700), one]);
+    const [second, third] = d.push(rest);
+    expect(second).toEqual({ type: MessageType.Data, frame: frame(1500, 2) });
+    // The straddler had a buffer of its own size, handed over to be freed after its turn.
+    expect(released.map((b) => b.length)).toEqual([two.length]);
+    expect(second!.type === MessageType.Data && second!.frame.buffer).toBe(released[0]!.buffer);
+    expect(third!.type === MessageType.Data && third!.frame.buffer).toBe(rest.buffer);
+    expect(d.buffered).toBe(0);
   });
 
   it('turns 20 000 random and mutated inputs into messages or typed errors only', () => {

@@ -4,7 +4,7 @@
  * them) — and only a chunk that owns its whole buffer is.
  */
 import { describe, expect, it } from 'vitest';
-import { releaseAfterTurn, releaseWritten } from './read-release.js';
+import { releaseAfterTurn, releaseWhenWritten } from './read-release.js';
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -29,13 +29,39 @@ describe('releaseAfterTurn', () => {
   });
 });
 
-describe('releaseWritten', () => {
-  it('frees a batch the socket took in full, and not one still queued', () => {
+/** A socket twin: `queued` bytes stay in its queue until `drain()` completes the writes. */
+function socketTwin(queued: number) {
+  const callbacks: Array<() => void> = [];
+  return {
+    writableLength: 0,
+    write(data: Buffer, done: () => void): boolean {
+      this.writableLength = queued;
+      callbacks.push(done);
+      return queued === 0;
+    },
+    drain(): void {
+      this.writableLength = 0;
+      for (const done of callbacks.splice(0)) done();
+    },
+  };
+}
+
+describe('releaseWhenWritten', () => {
+  it('frees a batch the socket took in full at once, and once only', () => {
+    const socket = socketTwin(0);
     const sent = Buffer.allocUnsafeSlow(8192).fill(3);
-    releaseWritten({ writableLength: 0 }, sent);
+    releaseWhenWritten(socket, sent);
     expect(sent.buffer.byteLength).toBe(0);
+    expect(() => socket.drain()).not.toThrow();
+  });
+
+  it('frees a queued batch when its write completes, not before', () => {
+    const socket = socketTwin(8192);
     const queued = Buffer.allocUnsafeSlow(8192).fill(3);
-    releaseWritten({ writableLength: 8192 }, queued);
+    releaseWhenWritten(socket, queued);
     expect(queued.buffer.byteLength).toBe(8192);
+    expect(queued[100]).toBe(3);
+    socket.drain();
+    expect(queued.buffer.byteLength).toBe(0);
   });
 });

@@ -47,11 +47,19 @@ export function releaseAfterTurn(chunk: Buffer): void {
 }
 
 /**
- * Frees a batch that a socket write has handed to the kernel in full: nothing is left
- * queued (`writableLength` 0 right after the write), so neither Node nor libuv keeps a
- * reference to it. The send side of a TCP link allocates one such batch per turn; a
- * batch still queued waits for the garbage collector.
+ * Writes `batch` and frees it the moment the socket is done with it: at once when the
+ * kernel took it all, else when its write completes. The send side of a TCP link
+ * copies one such batch per turn (the frames are views of the TAP's read buffer);
+ * left to the garbage collector, the batches that waited in the socket's queue at
+ * full rate stayed resident long after they were sent.
  */
-export function releaseWritten(socket: { writableLength: number }, written: Buffer): void {
-  if (socket.writableLength === 0) releasable(written)?.transfer?.(0);
+export function releaseWhenWritten(socket: { writableLength: number; write(data: Buffer, done: (e?: Error | null) => void): boolean }, batch: Buffer): void {
+  const buffer = releasable(batch);
+  // Called after the write, a failed one too (the socket holds it no longer); a
+  // detached buffer has byteLength 0 and cannot be transferred again.
+  const free = (): void => {
+    if (buffer !== undefined && buffer.byteLength > 0) buffer.transfer?.(0);
+  };
+  socket.write(batch, free);
+  if (socket.writableLength === 0) free();
 }

@@ -7,7 +7,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { CtunError } from '../../common/index.js';
-import { encodeData, HEADER_SIZE, MAX_FRAME, MessageType, ProtocolError, StreamDecoder, type Message } from '../protocol.js';
+import { encodeDataBatch, HEADER_SIZE, MAX_FRAME, MessageType, ProtocolError, StreamDecoder, type Message } from '../protocol.js';
 import {
   admitClient,
   connectTls,
@@ -23,7 +23,7 @@ import {
   type TlsMaterial,
 } from '../secure/index.js';
 import { gateFor, listenError } from './listen.js';
-import { releaseAfterTurn, releaseWritten } from './read-release.js';
+import { releaseAfterTurn, releaseWhenWritten } from './read-release.js';
 import type { ClientLink, ConnectOptions, PeerLink, ServerTransport, ServerTransportOptions } from './types.js';
 
 export class TcpServerTransport implements ServerTransport {
@@ -74,7 +74,7 @@ export class TcpServerTransport implements ServerTransport {
       this.sockets.add(socket);
       const secure = socket instanceof tls.TLSSocket ? socket : undefined;
       const link = new TcpPeerLink(id, socket, this.options.maxQueueBytes ?? 1 << 20, secure && peerIdentity(secure), secure && peerFingerprint(secure));
-      const decoder = new StreamDecoder(MAX_FRAME);
+      const decoder = new StreamDecoder(MAX_FRAME, releaseAfterTurn);
       let dead = false;
       socket.on('data', (chunk: Buffer) => {
         if (dead) return;
@@ -156,20 +156,14 @@ function writeControlBounded(socket: net.Socket, message: Buffer, maxQueueBytes:
 /** One write per batch; frames beyond the queue bound are dropped, not buffered. */
 function writeFramesBounded(socket: net.Socket, frames: Buffer[], maxQueueBytes: number): number {
   if (socket.destroyed || !socket.writable) return 0;
-  const parts: Buffer[] = [];
   let queued = socket.writableLength;
   let accepted = 0;
   for (const frame of frames) {
     if (queued + frame.length + HEADER_SIZE > maxQueueBytes) break;
-    parts.push(...encodeData(frame));
     queued += frame.length + HEADER_SIZE;
     accepted++;
   }
-  if (parts.length > 0) {
-    const batch = Buffer.concat(parts);
-    socket.write(batch);
-    releaseWritten(socket, batch);
-  }
+  if (accepted > 0) releaseWhenWritten(socket, encodeDataBatch(accepted === frames.length ? frames : frames.slice(0, accepted)));
   return accepted;
 }
 
@@ -193,7 +187,7 @@ export async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
     });
   });
   const maxQueueBytes = options.maxQueueBytes ?? 1 << 20;
-  const decoder = new StreamDecoder(MAX_FRAME);
+  const decoder = new StreamDecoder(MAX_FRAME, releaseAfterTurn);
   let closedReason = 'connection closed by the server';
   let refusal: CtunError | undefined;
   socket.on('data', (chunk: Buffer) => {
