@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TUNNEL_DEFAULTS } from '../tools/common/index.js';
-import { TUNNEL_NODE_FLAGS } from '../tools/image/node-flags.js';
+import { TUNNEL_ENV, TUNNEL_NODE_FLAGS } from '../tools/image/node-flags.js';
 import { Lab, type Netns, type Proc } from '../tools/lab/index.js';
 import { bundleCtun } from './bundle.js';
 import { MAX_ACTIVE, SINK_PORT, SOURCE_PORT_BASE } from './traffic.js';
@@ -136,7 +136,7 @@ export async function runAggregateBench(
   process.env.CTUN_ADDON = bundled.addon;
   const ns = await lab.netns('agg');
   const target = await openTarget(lab, ns);
-  const server = lab.spawn(ns, NODE, [...TUNNEL_NODE_FLAGS, bundled.script, 'server', '--mode', 'separate', '--listen', '127.0.0.1', '--max-clients', String(MAX_ACTIVE)], { label: 'ctun server' });
+  const server = lab.spawn(ns, NODE, [...TUNNEL_NODE_FLAGS, bundled.script, 'server', '--mode', 'separate', '--listen', '127.0.0.1', '--max-clients', String(MAX_ACTIVE)], { label: 'ctun server', env: { ...TUNNEL_ENV } });
   await server.waitFor(/server-listening/, 20_000);
   const world: World = { lab, ns, target, server };
   const rounds: AggregateCell[][] = [];

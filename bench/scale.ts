@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TUNNEL_NODE_FLAGS } from '../tools/image/node-flags.js';
+import { TUNNEL_ENV, TUNNEL_NODE_FLAGS } from '../tools/image/node-flags.js';
 import { bundleCtun } from './bundle.js';
 import { Lab, type Netns, type Proc } from '../tools/lab/index.js';
 import { MAX_SESSIONS } from './loadgen.js';
@@ -50,7 +50,7 @@ export async function runScaleBench(lab: Lab, o: { seconds: number; sessions: nu
   const most = Math.max(...o.sessions);
   // The bundle finds the addon through CTUN_ADDON, as in the images.
   process.env.CTUN_ADDON = bundled.addon;
-  const server = lab.spawn(ns, NODE, [...TUNNEL_NODE_FLAGS, bundled.script, 'server', '--max-clients', String(Math.max(most, 1)), '--listen', '127.0.0.1'], { label: 'ctun server' });
+  const server = lab.spawn(ns, NODE, [...TUNNEL_NODE_FLAGS, bundled.script, 'server', '--max-clients', String(Math.max(most, 1)), '--listen', '127.0.0.1'], { label: 'ctun server', env: { ...TUNNEL_ENV } });
   await server.waitFor(/server-listening/, 20_000);
   const rows: ScaleRow[] = [];
   for (const n of o.sessions) {

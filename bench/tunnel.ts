@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { bundleCtun } from './bundle.js';
 import { TUNNEL_DEFAULTS } from '../tools/common/index.js';
-import { TUNNEL_NODE_FLAGS } from '../tools/image/node-flags.js';
+import { TUNNEL_ENV, TUNNEL_NODE_FLAGS } from '../tools/image/node-flags.js';
 import { Lab, run, type Netns, type Proc } from '../tools/lab/index.js';
 import { requestResponse, RR_MAX_SECONDS, startRrServer } from './request-response.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -166,9 +166,9 @@ export function ctun(transport: 'udp' | 'tcp', secure: boolean, offload = true, 
     cipher: secure ? 'tls' : 'none',
     async up({ lab, a, b, ctunSecure, ctunScript }) {
       const extra = (role: 'server' | 'client'): string[] => (secure ? (role === 'server' ? ctunSecure!.serverArgs : ctunSecure!.clientArgs) : []);
-      const server = lab.spawn(b, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'server', '--transport', transport, ...extra('server'), ...offloadArgs, ...fastArgs], { label: `ctun server ${transport}` });
+      const server = lab.spawn(b, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'server', '--transport', transport, ...extra('server'), ...offloadArgs, ...fastArgs], { label: `ctun server ${transport}`, env: { ...TUNNEL_ENV } });
       await server.waitFor(/server-listening/, 20_000);
-      const client = lab.spawn(a, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'client', B_UNDERLAY, '--transport', transport, ...extra('client'), ...offloadArgs, ...fastArgs], { label: `ctun client ${transport}` });
+      const client = lab.spawn(a, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'client', B_UNDERLAY, '--transport', transport, ...extra('client'), ...offloadArgs, ...fastArgs], { label: `ctun client ${transport}`, env: { ...TUNNEL_ENV } });
       await client.waitFor(/client-connected/, 20_000);
       return { target: TUNNEL_DEFAULTS.serverAddress, ends: { server, client } };
     },

@@ -13,7 +13,7 @@ import {
   type ResolvedServer,
 } from './apt.js';
 import type { ProjectPaths } from './paths.js';
-import { TUNNEL_NODE_FLAGS } from './node-flags.js';
+import { TUNNEL_NODE_FLAGS, tunnelEnvExports } from './node-flags.js';
 import { normalizeBuildOptions } from './inputs.js';
 
 /**
@@ -279,6 +279,7 @@ export const IMAGE_NODE_BINARY = '/opt/ctun/bin/node';
 const CTUN_WRAPPER = `#!/bin/sh
 # ctun inside an image: the pinned Node runtime running the one bundled script; the
 # TAP addon sits beside it in native/ (and CTUN_ADDON names it).
+${tunnelEnvExports().join('\n')}
 exec ${IMAGE_NODE_BINARY} ${TUNNEL_NODE_FLAGS.join(' ')} /opt/ctun/ctun.mjs "$@"
 `;
 

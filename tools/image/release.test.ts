@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { execa } from 'execa';
 import { join, resolve } from 'node:path';
@@ -43,6 +43,27 @@ describe('the npm package and the release ship the same tree', () => {
     expect(wrapperScript('ctun')).toContain(`exec "$here/node" ${TUNNEL_NODE_FLAGS.join(' ')} "$here/../lib/ctun.mjs" "$@"`);
     expect(wrapperScript('ctun-build')).toContain(`exec "$here/node" "$here/../lib/ctun-build.mjs" "$@"`);
     expect(wrapperScript('ctun-run').startsWith('#!/bin/sh\n')).toBe(true);
+  });
+});
+
+describe('the release wrapper of ctun', () => {
+  it('starts the carried Node with two heap arenas unless the user chose otherwise', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctun-wrapper-'));
+    try {
+      mkdirSync(join(dir, 'bin'));
+      writeFileSync(join(dir, 'bin', 'ctun'), wrapperScript('ctun'));
+      // A stand-in for the carried Node: it prints what it was started with.
+      writeFileSync(join(dir, 'bin', 'node'), '#!/bin/sh\necho "MALLOC_ARENA_MAX=$MALLOC_ARENA_MAX $*"\n');
+      for (const f of ['ctun', 'node']) chmodSync(join(dir, 'bin', f), 0o755);
+      const env = { ...process.env };
+      delete env.MALLOC_ARENA_MAX;
+      const plain = await execa(join(dir, 'bin', 'ctun'), ['status'], { env, extendEnv: false });
+      expect(plain.stdout).toBe(`MALLOC_ARENA_MAX=2 ${TUNNEL_NODE_FLAGS.join(' ')} ${dir}/bin/../lib/ctun.mjs status`);
+      const own = await execa(join(dir, 'bin', 'ctun'), ['status'], { env: { ...env, MALLOC_ARENA_MAX: '8' }, extendEnv: false });
+      expect(own.stdout).toMatch(/^MALLOC_ARENA_MAX=8 /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import * as tar from 'tar';
 import { CtunError, metadata, silentLogger, type Logger } from '../common/index.js';
 import { bundleScript } from './bundle.js';
-import { TUNNEL_NODE_FLAGS } from './node-flags.js';
+import { TUNNEL_NODE_FLAGS, tunnelEnvExports } from './node-flags.js';
 import { ADDON_DIR, BUNDLE_DIR, CLI_ENTRIES, pinnedNodeBinary, type CliName } from './paths.js';
 
 /**
@@ -84,7 +84,7 @@ export async function stageInstallTree(options: { root: string; dir: string; add
 
 /**
  * The shell wrapper bin/NAME of the release: the carried Node runs the bundle. ctun
- * gets the tunnel's Node flags, as in the images; readlink -f so a symlink on PATH
+ * gets the tunnel's Node flags and environment, as in the images; readlink -f so a symlink on PATH
  * (/usr/local/bin/ctun → …/bin/ctun) still finds the tree.
  */
 export function wrapperScript(name: CliName): string {
@@ -93,6 +93,7 @@ export function wrapperScript(name: CliName): string {
     '#!/bin/sh',
     `# ${name} ${metadata.ctunVersion}: the bundled tool on the Node this release carries.`,
     'here=$(dirname "$(readlink -f "$0")")',
+    ...(name === 'ctun' ? tunnelEnvExports() : []),
     `exec "$here/node" ${flags}"$here/../${BUNDLE_DIR}/${name}.mjs" "$@"`,
     '',
   ].join('\n');
