@@ -1,6 +1,7 @@
 /**
  * The native data fast path (native/fastpath.h, server_fastpath.h) of both ends
- * between real TAPs in namespaces, plain UDP: the frames really take it (its counters
+ * between real TAPs in namespaces, plain UDP and plain TCP (whose connection the addon
+ * then reads and writes, native/stream_link.h): the frames really take it (its counters
  * cover the traffic while the frames JavaScript handled stay at the few sent before
  * the path knew the peer), the
  * statistics users see still count every frame (`ctun status`, the stats line), a
@@ -11,7 +12,8 @@
  */
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { link, netnsUnavailable, pcAndSim, Scope, statsOf, type Netns } from './harness/netns.js';
+import { link, netnsUnavailable, NODE, pcAndSim, Scope, statsOf, type Netns } from './harness/netns.js';
+import { lastJson, RECEIVER, SENDER } from './harness/transfer.js';
 
 const skip = netnsUnavailable();
 const scope = new Scope();
@@ -19,6 +21,7 @@ afterEach(() => scope.dispose());
 
 const METRICS = '127.0.0.1:19731';
 const PINGS = 200;
+const BULK_BYTES = 20 * 1024 * 1024;
 
 
 /** PINGS echo requests through the tunnel, 5 ms apart; how many were answered. */
@@ -126,31 +129,104 @@ describe.skipIf(skip)('native fast path (plain UDP)', () => {
     expect(after.reconnects).toBeGreaterThanOrEqual(1);
   });
 
-  it('separate mode: a destination the server did not admit stays unreachable though the client forwards natively', async () => {
-    const pc = await scope.ns('pc');
-    const gw = await scope.ns('gw');
-    const target = await scope.ns('tgt');
-    const other = await scope.ns('oth');
-    await link(pc, '10.78.0.1/24', gw, '10.78.0.2/24');
-    await link(gw, '172.31.9.1/24', target, '172.31.9.2/24');
-    await link(gw, '172.31.8.1/24', other, '172.31.8.2/24');
-    await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
-    const server = scope.track(gw.spawnCtun(['server', '--mode', 'separate']));
+  for (const transport of ['udp', 'tcp'] as const) {
+    it(`separate mode over ${transport}: a destination the server did not admit stays unreachable though the client forwards natively`, async () => {
+      const pc = await scope.ns('pc');
+      const gw = await scope.ns('gw');
+      const target = await scope.ns('tgt');
+      const other = await scope.ns('oth');
+      await link(pc, '10.78.0.1/24', gw, '10.78.0.2/24');
+      await link(gw, '172.31.9.1/24', target, '172.31.9.2/24');
+      await link(gw, '172.31.8.1/24', other, '172.31.8.2/24');
+      await pc.ctun(['configure', '--tap', TUNNEL_DEFAULTS.clientTap, TUNNEL_DEFAULTS.clientAddress, '--non-interactive']);
+      const server = scope.track(gw.spawnCtun(['server', '--mode', 'separate', '--transport', transport]));
+      await server.waitFor(/server-listening/, 15_000);
+      const client = scope.track(pc.spawnCtun(['client', '10.78.0.2', '--dest', '172.31.9.2', '--transport', transport]));
+      await client.waitFor(/route-added dest=172\.31\.9\.2/, 15_000);
+      expect(await pc.ping('172.31.9.2')).toBe(true);
+      // The admitted destination crosses the server natively too.
+      const admitted = await statsOf(server);
+      expect(await pings(pc, '172.31.9.2')).toBeGreaterThanOrEqual(PINGS - 5);
+      expect((await statsOf(server)).fastPathIn! - admitted.fastPathIn!).toBeGreaterThanOrEqual(PINGS - 5);
+      // pc routes the other host through the tunnel by hand: the frames leave natively, the server refuses them.
+      await pc.ip('route', 'add', '172.31.8.2/32', 'via', TUNNEL_DEFAULTS.serverAddress, 'dev', TUNNEL_DEFAULTS.clientTap);
+      const before = await statsOf(client);
+      expect(await pc.ping('172.31.8.2')).toBe(false);
+      const after = await statsOf(client);
+      expect(after.fastPathOut! - before.fastPathOut!).toBeGreaterThanOrEqual(3);
+      // The server's path takes only what policy passes: the refused frames reached its policy and were dropped there.
+      expect((await statsOf(server))['clients.dropsPolicy']).toBeGreaterThanOrEqual(3);
+    });
+  }
+});
+
+describe.skipIf(skip)('native fast path (plain TCP: the addon drives the connection)', () => {
+  it('both ends forward over the connection: every echo natively and counted at both ends, 20 MB intact each way; --fast-path off keeps them in JavaScript', async () => {
+    const { pc, sim } = await pcAndSim(scope);
+    for (const fast of ['on', 'off'] as const) {
+      const server = scope.track(sim.spawnCtun(['server', '--transport', 'tcp', '--fast-path', fast, '--metrics', METRICS]));
+      await server.waitFor(/server-listening/, 15_000);
+      const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', 'tcp', '--fast-path', fast, '--metrics', METRICS]));
+      await client.waitFor(/client-connected/, 15_000);
+      expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
+      const before = await Promise.all([statsOf(client), statsOf(server)]);
+      expect(await pings(pc, TUNNEL_DEFAULTS.serverAddress)).toBeGreaterThanOrEqual(PINGS - 5);
+      const after = await Promise.all([statsOf(client), statsOf(server)]);
+      const d = (end: 0 | 1, k: string): number => after[end][k]! - before[end][k]!;
+      expect(d(0, 'framesOut')).toBeGreaterThanOrEqual(PINGS);
+      expect(d(1, 'clients.framesIn')).toBeGreaterThanOrEqual(PINGS);
+      if (fast === 'on') {
+        // The client: all of them natively, both ways.
+        expect(d(0, 'fastPathOut')).toBe(d(0, 'framesOut'));
+        expect(d(0, 'fastPathIn')).toBe(d(0, 'framesIn'));
+        // The server: every request and reply (JavaScript had only the kernels' multicast).
+        expect(d(1, 'fastPathIn')).toBeGreaterThanOrEqual(PINGS);
+        expect(d(1, 'fastPathOut')).toBeGreaterThanOrEqual(PINGS - 5);
+        // Bulk both ways through the addon's reader and writer of the connection, intact.
+        for (const [from, to, target] of [[pc, sim, TUNNEL_DEFAULTS.serverAddress], [sim, pc, TUNNEL_DEFAULTS.clientAddress.split('/')[0]!]] as const) {
+          const receiver = scope.track(to.spawn(NODE, ['-e', RECEIVER], { label: 'receiver' }));
+          const port = JSON.parse(await receiver.waitFor(/\{"port":\d+\}/, 10_000)).port as number;
+          const sent = lastJson((await from.exec(NODE, ['-e', SENDER, target, String(port), String(BULK_BYTES)], { timeout: 100_000 })).stdout);
+          await receiver.waitFor(/"sha256"/, 20_000);
+          expect(sent.error).toBeUndefined();
+          expect(lastJson(receiver.output)).toEqual({ bytes: BULK_BYTES, sha256: sent.sha256 });
+        }
+        const bulk = await statsOf(client);
+        expect(bulk.fastPathOut! - after[0].fastPathOut!).toBeGreaterThanOrEqual(BULK_BYTES / 1500);
+        expect(bulk.fastPathIn! - after[0].fastPathIn!).toBeGreaterThanOrEqual(BULK_BYTES / 1500);
+      } else {
+        for (const end of after) {
+          expect(end.fastPathIn).toBe(0);
+          expect(end.fastPathOut).toBe(0);
+        }
+      }
+      expect(await client.stop()).toBe(0);
+      expect(await server.stop()).toBe(0);
+      // Nothing the connection carried went astray: no invalid message at either end.
+      expect(server.output).not.toMatch(/invalid-message/);
+      expect(/stats-final .*dropsInvalid=(\d+)/.exec(client.output)?.[1]).toBe('0');
+    }
+  });
+
+  it('the server killed: the client sees its connection end and comes back with the path on', async () => {
+    const { pc, sim } = await pcAndSim(scope);
+    let server = scope.track(sim.spawnCtun(['server', '--transport', 'tcp']));
     await server.waitFor(/server-listening/, 15_000);
-    const client = scope.track(pc.spawnCtun(['client', '10.78.0.2', '--dest', '172.31.9.2']));
-    await client.waitFor(/route-added dest=172\.31\.9\.2/, 15_000);
-    expect(await pc.ping('172.31.9.2')).toBe(true);
-    // The admitted destination crosses the server natively too.
-    const admitted = await statsOf(server);
-    expect(await pings(pc, '172.31.9.2')).toBeGreaterThanOrEqual(PINGS - 5);
-    expect((await statsOf(server)).fastPathIn! - admitted.fastPathIn!).toBeGreaterThanOrEqual(PINGS - 5);
-    // pc routes the other host through the tunnel by hand: the frames leave natively, the server refuses them.
-    await pc.ip('route', 'add', '172.31.8.2/32', 'via', TUNNEL_DEFAULTS.serverAddress, 'dev', TUNNEL_DEFAULTS.clientTap);
+    const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', 'tcp']));
+    await client.waitFor(/client-connected/, 15_000);
+    expect(await pings(pc, TUNNEL_DEFAULTS.serverAddress)).toBeGreaterThanOrEqual(PINGS - 5);
+    const from = client.output.length;
+    server.kill('SIGKILL');
+    await server.exited;
+    // Its kernel closes the connection: the addon reads the end and tells the client.
+    await client.waitFor(/reconnect-scheduled .*reason="connection closed by the server"/, 10_000, from);
+    server = scope.track(sim.spawnCtun(['server', '--transport', 'tcp']));
+    await server.waitFor(/server-listening/, 15_000);
+    await client.waitFor(/client-reconnected/, 15_000, from);
     const before = await statsOf(client);
-    expect(await pc.ping('172.31.8.2')).toBe(false);
+    expect(await pings(pc, TUNNEL_DEFAULTS.serverAddress)).toBeGreaterThanOrEqual(PINGS - 5);
     const after = await statsOf(client);
-    expect(after.fastPathOut! - before.fastPathOut!).toBeGreaterThanOrEqual(3);
-    // The server's path takes only what policy passes: the refused frames reached its policy and were dropped there.
-    expect((await statsOf(server))['clients.dropsPolicy']).toBeGreaterThanOrEqual(3);
+    expect(after.fastPathOut! - before.fastPathOut!).toBeGreaterThanOrEqual(PINGS);
+    expect(after.reconnects).toBeGreaterThanOrEqual(1);
   });
 });

@@ -348,7 +348,7 @@ export async function main(args: string[]): Promise<void> {
           .option('fast-path', {
             choices: ['on', 'off'],
             default: 'on',
-            describe: 'Data frames between clients and the TAP inside the native addon where switch and policy pass them (plain UDP over IPv4; --tls and TCP always take the JavaScript path)',
+            describe: 'Data frames between clients and the TAP inside the native addon where switch and policy pass them (plain UDP or TCP over IPv4; --tls always takes the JavaScript path)',
           })
           .group(['tls', 'ca', 'cert', 'key', 'crl', 'allow-dest', 'isolate-clients', 'max-sessions-per-source'], 'Security:')
           .example('$0 server --tls --ca ca.crt --cert server.crt --key server.key', 'mutual TLS; clients need a certificate from ca.crt')
@@ -370,7 +370,7 @@ export async function main(args: string[]): Promise<void> {
           .option('fast-path', {
             choices: ['on', 'off'],
             default: 'on',
-            describe: 'Data frames between TAP and server inside the native addon while connected (plain UDP over IPv4; --tls and TCP always take the JavaScript path)',
+            describe: 'Data frames between TAP and server inside the native addon while connected (plain UDP or TCP over IPv4; --tls always takes the JavaScript path)',
           })
           .example('$0 client 127.0.0.1', 'integrated deployment')
           .example('$0 client 127.0.0.1 --dest 172.17.0.2', 'separated deployment')

@@ -530,7 +530,8 @@ export class TunnelClient {
   private openFastPath(): void {
     if (this.o.fastPath === false || this.fast !== undefined) return;
     const tap = this.device?.fastPath;
-    const socket = this.link?.fastPath;
+    // Only with a TAP to forward to: reading a TCP link's end hands its connection to the addon.
+    const socket = tap === undefined ? undefined : this.link?.fastPath;
     if (tap === undefined || socket === undefined) return;
     this.fast = ClientFastPath.open(tap, socket);
     this.log.debug('fast-path-on', { tap: this.tapName, server: this.serverText });

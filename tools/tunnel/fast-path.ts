@@ -1,21 +1,25 @@
 /**
  * The data fast path's wiring (native/fastpath.h): while the client's session is up
- * on plain UDP over the addon's batch socket, data frames move between its TAP and
- * the socket inside the addon, without a JavaScript call per wake-up, which cost the
- * client CPU on every lone frame of a request/response round trip. The control plane
- * (hello, welcome, ping, bye, errors) and everything sealed (--tls) or on TCP stays in
- * TypeScript; so does the decision when the path may run: it is opened on welcome and
- * closed the moment the session is not up.
+ * on plain UDP over the addon's batch socket, or on plain TCP (whose connection the
+ * addon then drives, native/stream_link.h), data frames move between its TAP and the
+ * link inside the addon, without a JavaScript call per wake-up, which cost the client
+ * CPU on every lone frame of a request/response round trip. The control plane (hello,
+ * welcome, ping, bye, errors) and everything sealed (--tls) stays in TypeScript; so
+ * does the decision when the path may run: it is opened on welcome and closed the
+ * moment the session is not up.
  *
  * What users see stays true: the native counters are added to the end's statistics
  * (`sync`), and a datagram the path took still counts as hearing from the server.
  */
-import { loadAddon, type NativeFastPath, type NativeForwarder } from './native.js';
+import { loadAddon, type NativeFastPath, type NativeForwarder, type NativeStreamLink } from './native.js';
 import type { TunnelStats } from './stats.js';
 
 /** One end of the path: an addon reader's fd, and a way to hand the reader the path. */
 export interface FastPathEnd {
+  /** The TAP's or the UDP socket's; -1 for a TCP connection, which is `stream`. */
   readonly fd: number;
+  /** A plain TCP connection in the addon: the path writes the frames for the peer to it. */
+  readonly stream?: NativeStreamLink;
   attachFastPath(path: NativeForwarder | undefined): void;
 }
 
@@ -40,9 +44,9 @@ export class ClientFastPath {
     private readonly ends: FastPathEnd[],
   ) {}
 
-  /** Links the TAP and the connected socket; both readers forward from now on. */
+  /** Links the TAP and the connected socket (or TCP connection); both readers forward from now on. */
   static open(tap: FastPathTap, socket: FastPathEnd): ClientFastPath {
-    const native = new (loadAddon().fastPath.FastPath)(tap.fd, tap.offload, socket.fd);
+    const native = new (loadAddon().fastPath.FastPath)(tap.fd, tap.offload, socket.fd, socket.stream);
     tap.attachFastPath(native);
     socket.attachFastPath(native);
     return new ClientFastPath(native, [tap, socket]);

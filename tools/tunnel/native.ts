@@ -34,9 +34,25 @@ export interface TapAddon {
   /** The data fast path (native/fastpath.h): frames between TAP and socket without JavaScript. */
   fastPath: {
     /** The client's: every TAP frame to the connected server, its Data-only datagrams to the TAP. */
-    FastPath: new (tapFd: number, tapOffload: boolean, udpFd: number) => NativeFastPath;
+    FastPath: new (tapFd: number, tapOffload: boolean, udpFd: number, stream?: NativeStreamLink) => NativeFastPath;
     /** The server's: per-session entries kept in step with its switch (native/server_fastpath.h). */
     ServerFastPath: new (tapFd: number, tapOffload: boolean, udpFd: number, tapMac: number, separate: boolean, serverIp: number) => NativeServerFastPath;
+    /**
+     * A plain TCP connection driven by the addon from now on (native/stream_link.h):
+     * `fd` is dup'ed; `leftover` is what was read but not decoded yet; onBytes gets
+     * the bytes of whole messages the attached path did not take (or, after a header
+     * that is not ctun's, everything), onClosed the end of the connection.
+     */
+    StreamLink: new (
+      fd: number,
+      peerIp: number,
+      peerPort: number,
+      maxQueueBytes: number,
+      maxPayload: number,
+      leftover: Buffer,
+      onBytes: (bytes: Buffer) => void,
+      onClosed: (reason: string) => void,
+    ) => NativeStreamLink;
     /** The frames of a datagram that is Data messages only, else null (what the path forwards), for the unit tests. */
     dataFrames(datagram: Buffer): Buffer[] | null;
   };
@@ -56,12 +72,23 @@ export interface NativeReader {
   attach(fastPath: NativeForwarder | undefined): void;
 }
 
+/** A TCP connection's reader and writer in the addon (native/stream_link.h). */
+export interface NativeStreamLink {
+  /** Queues whole messages; false (nothing queued) past the queue bound or once the connection failed. */
+  write(bytes: Buffer): boolean;
+  /** Bytes waiting for the socket. */
+  queued(): number;
+  attach(fastPath: NativeForwarder | undefined): void;
+  /** Stops reading and writing and closes the addon's descriptor; no callback follows. */
+  close(): void;
+}
+
 /** Either end's fast path, as a reader takes it. */
 export type NativeForwarder = NativeFastPath | NativeServerFastPath;
 
 export interface NativeServerFastPath {
-  /** The session `id`'s link address now (ip 0: detached); destIp: its admitted IPv4 --dest in separate mode, 0 for none. */
-  setPeer(id: number, ip: number, port: number, destIp: number): void;
+  /** The session `id`'s link address now (ip 0: detached); destIp: its admitted IPv4 --dest in separate mode, 0 for none; stream: its plain TCP connection's. */
+  setPeer(id: number, ip: number, port: number, destIp: number, stream?: NativeStreamLink): void;
   /** The session ended: its entry and MACs go. */
   removePeer(id: number): void;
   /** The switch learned `mac` (48 bits as a number) behind session `id`. */

@@ -548,6 +548,14 @@ export class StreamDecoder {
     return this.filled;
   }
 
+  /** Hands over the bytes waiting for the rest of a message (a reader that takes the stream on); the decoder starts afresh. */
+  takeBuffered(): Buffer {
+    const bytes = this.partial === undefined ? Buffer.alloc(0) : Buffer.from(this.partial.subarray(0, this.filled));
+    this.partial = undefined;
+    this.filled = 0;
+    return bytes;
+  }
+
   /** The payload length a header announces; throws on what is not a ctun message. */
   private payloadLength(buf: Buffer, offset: number): number {
     const type = buf.readUInt8(offset);

@@ -1,6 +1,7 @@
 /**
  * The server's half of the native data fast path (native/server_fastpath.h): on plain
- * UDP over the addon's batch socket, a client's data frames to the server's TAP and
+ * UDP over the addon's batch socket, and on plain TCP (each session's connection
+ * driven by the addon, link/native-stream.ts), a client's data frames to the server's TAP and
  * the TAP's replies to that client cross the server without a JavaScript call per
  * wake-up — the server's CPU on each lone frame of a request/response round trip was
  * the larger half of the tunnel's added round trip once the client had its own path.
@@ -62,6 +63,8 @@ export class ServerFastPath {
   private readonly sessions = new Map<number, Session>();
   /** What each peer's cumulative counters were at the last sync. */
   private readonly seen = new Map<number, number[]>();
+  /** Each session's TCP connection in the addon, attached to the path. */
+  private readonly streams = new Map<number, FastPathEnd>();
   private seenTap = [0, 0, 0, 0, 0];
   private nextId = 1;
   private closed = false;
@@ -95,11 +98,26 @@ export class ServerFastPath {
       this.ids.set(session, id);
       this.sessions.set(id, session);
     }
+    // Plain TCP: the connection goes to the addon now (its address is known after).
+    const stream = session.link?.streamEnd?.();
     const at = session.link?.nativeAddress;
     const dest = session.destination;
     // An IPv6 --dest stays with the policy in TypeScript: the addon checks IPv4 only.
     const destIp = dest !== undefined && isIPv4(dest) ? ipToInt(dest) : 0;
-    this.native.setPeer(id, at?.ip ?? 0, at?.port ?? 0, destIp);
+    this.native.setPeer(id, at?.ip ?? 0, at?.port ?? 0, destIp, stream?.stream);
+    this.attachStream(id, stream);
+  }
+
+  /** The session's TCP connection (if any) hands its messages to the path first; a previous one lets go. */
+  private attachStream(id: number, end: FastPathEnd | undefined): void {
+    const before = this.streams.get(id);
+    if (before === end) return;
+    before?.attachFastPath(undefined);
+    if (end === undefined) this.streams.delete(id);
+    else {
+      end.attachFastPath(this.native);
+      this.streams.set(id, end);
+    }
   }
 
   /** The session ended: its last counters are synced, then it and its MACs leave the path. */
@@ -108,6 +126,7 @@ export class ServerFastPath {
     if (id === undefined || this.closed) return;
     this.sync();
     this.native.removePeer(id);
+    this.attachStream(id, undefined);
     this.ids.delete(session);
     this.sessions.delete(id);
     this.seen.delete(id);
@@ -161,7 +180,8 @@ export class ServerFastPath {
     this.sync();
     this.closed = true;
     this.native.close();
-    for (const end of this.ends) end.attachFastPath(undefined);
+    for (const end of [...this.ends, ...this.streams.values()]) end.attachFastPath(undefined);
+    this.streams.clear();
   }
 }
 

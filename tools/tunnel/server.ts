@@ -274,7 +274,7 @@ export class TunnelServer {
     }
   }
 
-  /** Hands data frames to the addon where the transport and TAP allow it (plain UDP, the real TAP). */
+  /** Hands data frames to the addon where the transport and TAP allow it (plain UDP or TCP, the real TAP). */
   private openFastPath(): void {
     const tap = this.device?.fastPath;
     const socket = this.transport?.fastPath;

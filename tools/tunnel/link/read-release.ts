@@ -46,6 +46,12 @@ export function releaseAfterTurn(chunk: Buffer): void {
   }
 }
 
+/** Frees a buffer nothing refers to any more (a copy was made of it), if it is the whole of its memory. */
+export function releaseNow(chunk: Buffer): void {
+  const buffer = releasable(chunk);
+  if (buffer !== undefined && buffer.byteLength > 0) buffer.transfer?.(0);
+}
+
 /**
  * Writes `batch` and frees it the moment the socket is done with it: at once when the
  * kernel took it all, else when its write completes. The send side of a TCP link

@@ -22,7 +22,9 @@ import {
   type PendingGate,
   type TlsMaterial,
 } from '../secure/index.js';
+import type { FastPathEnd } from '../fast-path.js';
 import { gateFor, listenError } from './listen.js';
+import { handOver, sendFramesToStream, type HandedOver } from './native-stream.js';
 import { releaseAfterTurn, releaseWhenWritten } from './read-release.js';
 import type { ClientLink, ConnectOptions, PeerLink, ServerTransport, ServerTransportOptions } from './types.js';
 
@@ -34,6 +36,11 @@ export class TcpServerTransport implements ServerTransport {
 
   constructor(private readonly options: ServerTransportOptions) {
     this.gate = gateFor(options);
+  }
+
+  /** Plain TCP: the server fast path has no socket of its own; each session's connection joins it (PeerLink.streamEnd). */
+  get fastPath(): FastPathEnd | undefined {
+    return this.options.tls === undefined ? { fd: -1, attachFastPath: () => {} } : undefined;
   }
 
   reloadTls(material: TlsMaterial, revoked: Set<string>): number {
@@ -76,7 +83,7 @@ export class TcpServerTransport implements ServerTransport {
       const link = new TcpPeerLink(id, socket, this.options.maxQueueBytes ?? 1 << 20, secure && peerIdentity(secure), secure && peerFingerprint(secure));
       const decoder = new StreamDecoder(MAX_FRAME, releaseAfterTurn);
       let dead = false;
-      socket.on('data', (chunk: Buffer) => {
+      const onChunk = (chunk: Buffer): void => {
         if (dead) return;
         let messages: Message[];
         try {
@@ -93,10 +100,14 @@ export class TcpServerTransport implements ServerTransport {
         }
         for (const m of messages) handlers.message(link, m);
         releaseAfterTurn(chunk);
-      });
+      };
+      socket.on('data', onChunk);
+      // Plain TCP: the server fast path may take the connection over (native-stream.ts).
+      if (secure === undefined) link.handOver = () => handOver(socket, decoder, link.maxQueueBytes, onChunk, () => socket.destroy());
       socket.on('error', () => socket.destroy());
       socket.on('close', () => {
         this.sockets.delete(socket);
+        link.closeStream();
         handlers.closed(link);
       });
     });
@@ -120,10 +131,14 @@ export class TcpServerTransport implements ServerTransport {
 
 class TcpPeerLink implements PeerLink {
   readonly transport = 'tcp' as const;
+  /** Plain TCP: hands the connection to the addon (set by the transport). */
+  handOver: (() => HandedOver | undefined) | undefined;
+  private native: HandedOver | undefined;
+
   constructor(
     readonly id: string,
     private readonly socket: net.Socket,
-    private readonly maxQueueBytes: number,
+    readonly maxQueueBytes: number,
     readonly identity?: string,
     readonly identityKey?: string,
   ) {}
@@ -132,13 +147,28 @@ class TcpPeerLink implements PeerLink {
     return this.socket.remoteAddress ?? 'unknown';
   }
 
+  /** Once the addon has the connection: the peer's address as it reports it. */
+  get nativeAddress(): { ip: number; port: number } | undefined {
+    return this.native?.address;
+  }
+
+  streamEnd(): FastPathEnd | undefined {
+    this.native ??= this.handOver?.();
+    return this.native?.end;
+  }
+
+  /** The connection closed: the addon lets go of its descriptor too. */
+  closeStream(): void {
+    this.native?.stream.close();
+  }
+
   /** Control messages respect the queue bound too: a peer that does not read gets no more. */
   send(message: Buffer): boolean {
-    return writeControlBounded(this.socket, message, this.maxQueueBytes);
+    return this.native === undefined ? writeControlBounded(this.socket, message, this.maxQueueBytes) : this.native.stream.write(message);
   }
 
   sendFrames(frames: Buffer[]): number {
-    return writeFramesBounded(this.socket, frames, this.maxQueueBytes);
+    return this.native === undefined ? writeFramesBounded(this.socket, frames, this.maxQueueBytes) : sendFramesToStream(this.native.stream, frames, this.maxQueueBytes);
   }
 
   close(): void {
@@ -190,7 +220,8 @@ export async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
   const decoder = new StreamDecoder(MAX_FRAME, releaseAfterTurn);
   let closedReason = 'connection closed by the server';
   let refusal: CtunError | undefined;
-  socket.on('data', (chunk: Buffer) => {
+  let native: HandedOver | undefined;
+  const onChunk = (chunk: Buffer): void => {
     let messages: Message[];
     try {
       messages = decoder.push(chunk);
@@ -202,7 +233,8 @@ export async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
     }
     for (const m of messages) options.handlers.message(m);
     releaseAfterTurn(chunk);
-  });
+  };
+  socket.on('data', onChunk);
   socket.on('error', (e) => {
     closedReason = e.message;
     if (secure !== undefined) {
@@ -213,15 +245,27 @@ export async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
       if (f.refusal) refusal = refusedError(options.host, options.port, f.reason);
     }
   });
-  socket.on('close', () => options.handlers.closed(closedReason, refusal));
+  socket.on('close', () => {
+    native?.stream.close();
+    options.handlers.closed(closedReason, refusal);
+  });
   return {
     transport: 'tcp',
     identity: secure === undefined ? undefined : peerIdentity(secure),
+    /** Plain TCP: the addon takes the connection over (native-stream.ts) for the fast path. */
+    get fastPath(): FastPathEnd | undefined {
+      if (secure !== undefined) return undefined;
+      native ??= handOver(socket, decoder, maxQueueBytes, onChunk, (reason) => {
+        closedReason = reason === 'connection closed by the peer' ? 'connection closed by the server' : reason;
+        socket.destroy();
+      });
+      return native?.end;
+    },
     send(message) {
-      return writeControlBounded(socket, message, maxQueueBytes);
+      return native === undefined ? writeControlBounded(socket, message, maxQueueBytes) : native.stream.write(message);
     },
     sendFrames(frames) {
-      return writeFramesBounded(socket, frames, maxQueueBytes);
+      return native === undefined ? writeFramesBounded(socket, frames, maxQueueBytes) : sendFramesToStream(native.stream, frames, maxQueueBytes);
     },
     close() {
       closedReason = 'closed by the client';

@@ -32,8 +32,10 @@ export interface PeerLink {
   sendFrames(frames: Buffer[]): number;
   /** Closes the link (TCP: the connection; UDP: forgets the peer). */
   close(): void;
-  /** Plain UDP on the addon's batch socket: the peer's address as the addon gives it (host-order IPv4, port), the server fast path's key. */
+  /** Plain UDP on the addon's batch socket, or plain TCP once the addon has the connection: the peer's address as the addon gives it (host-order IPv4, port), the server fast path's key. */
   readonly nativeAddress?: { ip: number; port: number };
+  /** Plain TCP: hands the connection to the addon (once; native-stream.ts) and returns its end of the server fast path, or undefined where it cannot. */
+  streamEnd?(): FastPathEnd | undefined;
 }
 
 /**
@@ -72,7 +74,7 @@ export interface ServerTransport {
   keptPeers?(): number;
   listen(): Promise<{ address: string; port: number }>;
   close(): Promise<void>;
-  /** Plain UDP on the addon's batch socket: the socket's end of the server's native fast path. */
+  /** Plain UDP on the addon's batch socket: the socket's end of the server's native fast path; plain TCP: none of its own (fd -1), each connection's comes with its session (PeerLink.streamEnd). */
   readonly fastPath?: FastPathEnd;
 }
 
@@ -110,7 +112,7 @@ export interface ClientLink {
   send(message: Buffer): boolean;
   sendFrames(frames: Buffer[]): number;
   close(): void;
-  /** Plain UDP on the addon's batch socket: the socket's end of the native data fast path. */
+  /** Plain UDP on the addon's batch socket: the socket's end of the native data fast path; plain TCP: reading it hands the connection to the addon. */
   readonly fastPath?: FastPathEnd;
 }
 

@@ -2,6 +2,7 @@
 #include "fastpath.h"
 
 #include "server_fastpath.h"
+#include "stream_link.h"
 #include "wire.h"
 
 #include <time.h>
@@ -68,10 +69,12 @@ FastPath::FastPath(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FastPath>(
   tapFd_ = info[0].As<Napi::Number>().Int32Value();
   tapOffload_ = info[1].As<Napi::Boolean>().Value();
   udpFd_ = info[2].As<Napi::Number>().Int32Value();
+  if (info.Length() > 3 && (stream_ = StreamLinkOf(info[3])) != nullptr) streamRef_ = Napi::Persistent(info[3].As<Napi::Object>());
 }
 
 uint32_t FastPath::FromTap(const Frame* frames, uint32_t n, uint32_t*) {
-  SendFrames(udpFd_, frames, n, 0, 0, out_);
+  if (stream_ != nullptr) stream_->SendFrames(frames, n, out_);
+  else SendFrames(udpFd_, frames, n, 0, 0, out_);
   return 0;
 }
 
@@ -122,6 +125,7 @@ void InitExports(Napi::Env env, Napi::Object exports) {
   o.Set("FastPath", FastPath::Init(env));
   o.Set("dataFrames", Napi::Function::New(env, DataFramesJs));
   o.Set("ServerFastPath", ServerFastPath::Init(env));
+  o.Set("StreamLink", StreamLink::Init(env));
   exports.Set("fastPath", o);
 }
 

@@ -1,5 +1,6 @@
 // The data fast path: frames that need no decision of the control plane move between
-// the TAP and the UDP socket inside the addon, without waking JavaScript. A request/
+// the TAP and the UDP socket (or a plain TCP connection the addon drives for it,
+// stream_link.h) inside the addon, without waking JavaScript. A request/
 // response round trip crosses each end twice; entering JavaScript for each lone frame
 // (callback, decode, batch, send) costs CPU each time (README, Speed: what it saved).
 //
@@ -54,8 +55,9 @@ class Forwarder {
   // Frames read from the TAP. Returns how many JavaScript must still have, their
   // indexes written to `rest` in ascending order (rest holds n).
   virtual uint32_t FromTap(const Frame* frames, uint32_t n, uint32_t* rest) = 0;
-  // One datagram from the socket, from ip:port (host order): true when it was taken
-  // (its frames queued for the TAP until Flush), false when JavaScript must have it.
+  // One datagram from the socket, from ip:port (host order), or one message that a
+  // stream link (stream_link.h) read from its peer: true when it was taken (its frames
+  // queued for the TAP until Flush), false when JavaScript must have it.
   virtual bool FromUdp(const uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) = 0;
   // Writes what FromUdp queued; the reader calls it before it reuses its buffer.
   virtual void Flush() = 0;
@@ -64,11 +66,14 @@ class Forwarder {
 // The forwarder a JavaScript object wraps (a FastPath or a ServerFastPath), or nullptr.
 Forwarder* ForwarderOf(Napi::Object object);
 
+class StreamLink;
+
 class FastPath : public Napi::ObjectWrap<FastPath>, public Forwarder {
  public:
   static Napi::Function Init(Napi::Env env);
 
-  // new FastPath(tapFd, tapOffload, udpFd): the client's TAP and its connected socket.
+  // new FastPath(tapFd, tapOffload, udpFd, stream?): the client's TAP and its connected
+  // UDP socket, or (plain TCP) the stream link of its connection (udpFd unused).
   explicit FastPath(const Napi::CallbackInfo& info);
 
   static Napi::FunctionReference constructor;
@@ -90,6 +95,8 @@ class FastPath : public Napi::ObjectWrap<FastPath>, public Forwarder {
   int tapFd_;
   bool tapOffload_;
   int udpFd_;
+  StreamLink* stream_ = nullptr;
+  Napi::ObjectReference streamRef_;
   bool active_ = true;
   std::vector<Frame> pending_;
   Tally out_, in_;

@@ -1,6 +1,8 @@
 // See server_fastpath.h.
 #include "server_fastpath.h"
 
+#include "stream_link.h"
+
 namespace ctun {
 namespace fastpath {
 
@@ -50,7 +52,8 @@ uint32_t ServerFastPath::FromTap(const Frame* frames, uint32_t n, uint32_t* rest
     uint32_t k = static_cast<uint32_t>(run_.size());
     if (k == 0) return;
     tapIn_.Count(run_.data(), k, k);
-    SendFrames(udpFd_, run_.data(), k, runPeer->ip, runPeer->port, runPeer->out);
+    if (runPeer->stream != nullptr) runPeer->stream->SendFrames(run_.data(), k, runPeer->out);
+    else SendFrames(udpFd_, run_.data(), k, runPeer->ip, runPeer->port, runPeer->out);
     run_.clear();
   };
   for (uint32_t i = 0; i < n; i++) {
@@ -132,6 +135,9 @@ Napi::Value ServerFastPath::SetPeer(const Napi::CallbackInfo& info) {
   peer.ip = ip;
   peer.port = ip == 0 ? 0 : port;
   peer.destIp = info[3].As<Napi::Number>().Uint32Value();
+  peer.stream = info.Length() > 4 && ip != 0 ? StreamLinkOf(info[4]) : nullptr;
+  if (peer.stream != nullptr) streams_[id] = Napi::Persistent(info[4].As<Napi::Object>());
+  else streams_.erase(id);
   // The newest session on an address owns it (a client that restarted on the same port).
   if (ip != 0) byAddr_[AddrKey(ip, port)] = id;
   return info.Env().Undefined();
@@ -144,6 +150,7 @@ Napi::Value ServerFastPath::RemovePeer(const Napi::CallbackInfo& info) {
     Unbind(id, p->second);
     peers_.erase(p);
   }
+  streams_.erase(id);
   for (auto m = macs_.begin(); m != macs_.end();) m = m->second.peer == id ? macs_.erase(m) : std::next(m);
   return info.Env().Undefined();
 }
@@ -182,6 +189,8 @@ Napi::Value ServerFastPath::Counters(const Napi::CallbackInfo& info) {
 Napi::Value ServerFastPath::Close(const Napi::CallbackInfo& info) {
   active_ = false;
   pending_.clear();
+  for (auto& [id, p] : peers_) p.stream = nullptr;
+  streams_.clear();
   return info.Env().Undefined();
 }
 

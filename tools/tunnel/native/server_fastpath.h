@@ -45,6 +45,7 @@ class ServerFastPath : public Napi::ObjectWrap<ServerFastPath>, public Forwarder
     uint32_t ip = 0;  // 0: detached, nothing is sent to it natively
     uint32_t port = 0;
     uint32_t destIp = 0;  // separate mode: the admitted IPv4 --dest (0: none)
+    StreamLink* stream = nullptr;  // plain TCP: the connection's stream link (else UDP to ip:port)
     Tally in, out;  // from the client (no drops: the TAP's are tapOut_), to it
     int64_t heardNs = -1;
   };
@@ -53,7 +54,8 @@ class ServerFastPath : public Napi::ObjectWrap<ServerFastPath>, public Forwarder
     int64_t seenNs;  // -1: not seen by this path yet
   };
 
-  // setPeer(id, ip, port, destIp): the session's link address now (ip 0: detached).
+  // setPeer(id, ip, port, destIp, stream?): the session's link address now (ip 0:
+  // detached) and, on plain TCP, the stream link its frames are written to.
   Napi::Value SetPeer(const Napi::CallbackInfo& info);
   // removePeer(id): the session ended; its MACs go too.
   Napi::Value RemovePeer(const Napi::CallbackInfo& info);
@@ -80,6 +82,7 @@ class ServerFastPath : public Napi::ObjectWrap<ServerFastPath>, public Forwarder
   uint32_t serverIp_;
   bool active_ = true;
   std::unordered_map<uint32_t, Peer> peers_;
+  std::unordered_map<uint32_t, Napi::ObjectReference> streams_;  // keeps each peer's stream link alive
   std::unordered_map<uint64_t, uint32_t> byAddr_;
   std::unordered_map<uint64_t, Mac> macs_;
   std::vector<Frame> pending_;

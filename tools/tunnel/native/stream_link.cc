@@ -1,0 +1,284 @@
+// See stream_link.h.
+#include "stream_link.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wire.h"
+
+namespace ctun {
+namespace fastpath {
+
+namespace {
+
+// One read of up to 64 KiB at a time, as Node reads a socket; a message is at most
+// maxPayload (MAX_FRAME, 9 KiB) and its header, so a cut one always fits beside.
+constexpr size_t kReadBuffer = 64 * 1024;
+// A send queue that grew past this under load gives its memory back once empty.
+constexpr size_t kKeptQueueCapacity = 256 * 1024;
+// Reads per wake-up at most, so one busy connection cannot keep the loop to itself.
+constexpr int kReadsPerWake = 16;
+
+}  // namespace
+
+Napi::FunctionReference StreamLink::constructor;
+
+Napi::Function StreamLink::Init(Napi::Env env) {
+  Napi::Function f = DefineClass(env, "StreamLink",
+                                 {InstanceMethod("write", &StreamLink::Write), InstanceMethod("queued", &StreamLink::Queued),
+                                  InstanceMethod("attach", &StreamLink::Attach), InstanceMethod("close", &StreamLink::Close)});
+  constructor = Napi::Persistent(f);
+  constructor.SuppressDestruct();
+  return f;
+}
+
+StreamLink* StreamLinkOf(Napi::Value value) {
+  if (!value.IsObject() || StreamLink::constructor.IsEmpty() || !value.As<Napi::Object>().InstanceOf(StreamLink::constructor.Value())) return nullptr;
+  return StreamLink::Unwrap(value.As<Napi::Object>());
+}
+
+StreamLink::StreamLink(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StreamLink>(info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  peerIp_ = info[1].As<Napi::Number>().Uint32Value();
+  peerPort_ = info[2].As<Napi::Number>().Uint32Value();
+  maxQueue_ = info[3].As<Napi::Number>().Uint32Value();
+  maxPayload_ = info[4].As<Napi::Number>().Uint32Value();
+  Napi::Buffer<uint8_t> leftover = info[5].As<Napi::Buffer<uint8_t>>();
+  onBytes_ = Napi::Persistent(info[6].As<Napi::Function>());
+  onClosed_ = Napi::Persistent(info[7].As<Napi::Function>());
+  if (maxPayload_ + wire::kHeaderSize > kReadBuffer / 2 || leftover.Length() > kReadBuffer / 2) {
+    Napi::RangeError::New(env, "a message does not fit the read buffer").ThrowAsJavaScriptException();
+    return;
+  }
+  // Not zeroed: only the pages reads fill become resident.
+  in_.reset(new uint8_t[kReadBuffer]);
+  memcpy(in_.get(), leftover.Data(), leftover.Length());
+  inLen_ = leftover.Length();
+  // Our own descriptor of the same connection: Node keeps (and later closes) its own,
+  // and libuv watches each number separately.
+  fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (fd_ < 0) {
+    Napi::Error::New(env, std::string("dup of the connection failed: ") + strerror(errno)).ThrowAsJavaScriptException();
+    return;
+  }
+  fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  poll_ = new uv_poll_t;
+  poll_->data = this;
+  if (uv_poll_init(loop, poll_, fd_) != 0) {
+    delete poll_;
+    poll_ = nullptr;
+    close(fd_);
+    fd_ = -1;
+    Napi::Error::New(env, "uv_poll_init failed").ThrowAsJavaScriptException();
+    return;
+  }
+  uv_poll_start(poll_, UV_READABLE, OnEvents);
+  // Alive while polling, even when JavaScript drops its handle.
+  Ref();
+}
+
+StreamLink::~StreamLink() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void StreamLink::OnEvents(uv_poll_t* handle, int status, int events) {
+  StreamLink* self = static_cast<StreamLink*>(handle->data);
+  Napi::HandleScope scope(self->Env());
+  if (status < 0) {
+    self->Fail(std::string("connection error: ") + uv_strerror(status));
+    return;
+  }
+  if ((events & UV_WRITABLE) != 0) {
+    self->Flush();
+    self->Watch();
+  }
+  if ((events & UV_READABLE) != 0 && self->fd_ >= 0) self->Readable();
+}
+
+void StreamLink::Readable() {
+  bool eof = false;
+  std::string error;
+  for (int round = 0; round < kReadsPerWake && fd_ >= 0; round++) {
+    size_t space = kReadBuffer - inLen_;
+    ssize_t r = read(fd_, in_.get() + inLen_, space);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) error = strerror(errno);
+      break;
+    }
+    if (r == 0) {
+      eof = true;
+      break;
+    }
+    inLen_ += static_cast<size_t>(r);
+    size_t used = Parse();
+    // The forwarder's frames point into in_: written before the buffer moves.
+    Forwarder* f = fast_ != nullptr && fast_->active() ? fast_ : nullptr;
+    if (f != nullptr) f->Flush();
+    memmove(in_.get(), in_.get() + used, inLen_ - used);
+    inLen_ -= used;
+    if (static_cast<size_t>(r) < space) break;  // drained
+  }
+  DeliverBytes();  // may close this link (JavaScript's decoder found garbage)
+  if (fd_ < 0 || failed_) return;
+  if (!error.empty()) Fail(error);
+  else if (eof) Fail("connection closed by the peer");
+}
+
+size_t StreamLink::Parse() {
+  Forwarder* f = fast_ != nullptr && fast_->active() ? fast_ : nullptr;
+  size_t off = 0;
+  while (!raw_ && inLen_ - off >= wire::kHeaderSize) {
+    const uint8_t* m = in_.get() + off;
+    uint8_t type = m[0];
+    size_t len = (static_cast<size_t>(m[2]) << 8) | m[3];
+    if (type < wire::kTypeMin || type > wire::kTypeMax || len > maxPayload_) {
+      raw_ = true;
+      break;
+    }
+    size_t whole = wire::kHeaderSize + len;
+    if (off + whole > inLen_) break;
+    // One message as a one-message datagram from the connection's peer.
+    bool taken = f != nullptr && type == wire::kTypeData && f->FromUdp(m, static_cast<uint32_t>(whole), peerIp_, peerPort_);
+    if (!taken) toJs_.insert(toJs_.end(), m, m + whole);
+    off += whole;
+  }
+  if (raw_) {
+    toJs_.insert(toJs_.end(), in_.get() + off, in_.get() + inLen_);
+    off = inLen_;
+  }
+  return off;
+}
+
+void StreamLink::DeliverBytes() {
+  if (toJs_.empty() || fd_ < 0) return;
+  Napi::Env env = Env();
+  Napi::Buffer<uint8_t> bytes = Napi::Buffer<uint8_t>::Copy(env, toJs_.data(), toJs_.size());
+  toJs_.clear();
+  if (toJs_.capacity() > kKeptQueueCapacity) toJs_.shrink_to_fit();
+  onBytes_.MakeCallback(env.Global(), {bytes});
+}
+
+void StreamLink::Flush() {
+  while (fd_ >= 0 && !failed_ && outStart_ < out_.size()) {
+    ssize_t w = write(fd_, out_.data() + outStart_, out_.size() - outStart_);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      // A reset or broken connection: nothing more is sent. The poll reports the
+      // error or the end of the stream to the reader, which tells JavaScript (not
+      // from here: a TAP reader may be on the stack).
+      out_.clear();
+      outStart_ = 0;
+      writeBroken_ = true;
+      return;
+    }
+    outStart_ += static_cast<size_t>(w);
+  }
+  if (outStart_ == out_.size()) {
+    out_.clear();
+    outStart_ = 0;
+    if (out_.capacity() > kKeptQueueCapacity) out_.shrink_to_fit();
+  } else if (outStart_ > out_.size() / 2) {
+    out_.erase(out_.begin(), out_.begin() + static_cast<std::ptrdiff_t>(outStart_));
+    outStart_ = 0;
+  }
+}
+
+void StreamLink::Watch() {
+  if (poll_ == nullptr) return;
+  bool want = outStart_ < out_.size();
+  if (want == writable_) return;
+  writable_ = want;
+  uv_poll_start(poll_, UV_READABLE | (want ? UV_WRITABLE : 0), OnEvents);
+}
+
+bool StreamLink::Sendable() const { return fd_ >= 0 && !failed_ && !writeBroken_; }
+
+void StreamLink::SendFrames(const Frame* frames, uint32_t n, Tally& tally) {
+  uint32_t accepted = 0;
+  if (Sendable()) {
+    size_t queued = out_.size() - outStart_;
+    for (; accepted < n; accepted++) {
+      size_t len = frames[accepted].len;
+      if (len > maxPayload_ || queued + wire::kHeaderSize + len > maxQueue_) break;
+      uint8_t header[wire::kHeaderSize] = {wire::kTypeData, 0, static_cast<uint8_t>(len >> 8), static_cast<uint8_t>(len & 255)};
+      out_.insert(out_.end(), header, header + wire::kHeaderSize);
+      out_.insert(out_.end(), frames[accepted].data, frames[accepted].data + len);
+      queued += wire::kHeaderSize + len;
+    }
+    Flush();
+    Watch();
+  }
+  tally.Count(frames, n, accepted);
+}
+
+Napi::Value StreamLink::Write(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Buffer<uint8_t> b = info[0].As<Napi::Buffer<uint8_t>>();
+  if (!Sendable() || out_.size() - outStart_ + b.Length() > maxQueue_) return Napi::Boolean::New(env, false);
+  out_.insert(out_.end(), b.Data(), b.Data() + b.Length());
+  Flush();
+  Watch();
+  return Napi::Boolean::New(env, true);
+}
+
+Napi::Value StreamLink::Queued(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(out_.size() - outStart_));
+}
+
+Napi::Value StreamLink::Attach(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsObject()) {
+    fast_ = ForwarderOf(info[0].As<Napi::Object>());
+    fastRef_ = Napi::Persistent(info[0].As<Napi::Object>());
+  } else {
+    fast_ = nullptr;
+    fastRef_.Reset();
+  }
+  return info.Env().Undefined();
+}
+
+void StreamLink::StopPolling() {
+  if (poll_ == nullptr) return;
+  uv_poll_stop(poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  poll_ = nullptr;
+  Unref();
+}
+
+void StreamLink::Release() {
+  // Now, not when the garbage collector finalizes this object: a server that saw many
+  // connections come and go must not keep their buffers until then.
+  in_.reset();
+  inLen_ = 0;
+  std::vector<uint8_t>().swap(out_);
+  outStart_ = 0;
+  std::vector<uint8_t>().swap(toJs_);
+}
+
+void StreamLink::Fail(const std::string& reason) {
+  if (failed_ || fd_ < 0) return;
+  failed_ = true;
+  StopPolling();
+  Release();
+  Napi::Env env = Env();
+  onClosed_.MakeCallback(env.Global(), {Napi::String::New(env, reason)});
+}
+
+Napi::Value StreamLink::Close(const Napi::CallbackInfo& info) {
+  StopPolling();
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+  Release();
+  fast_ = nullptr;
+  fastRef_.Reset();
+  return info.Env().Undefined();
+}
+
+}  // namespace fastpath
+}  // namespace ctun
