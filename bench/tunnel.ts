@@ -317,6 +317,7 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
     ctun('udp', false, false),
     openvpn('tcp', 'none'),
     ctun('tcp', false),
+    ctun('tcp', false, true, false),
     ctun('tcp', false, false),
     openvpn('udp', 'aes-256-gcm'),
     openvpn('tcp', 'aes-256-gcm'),
