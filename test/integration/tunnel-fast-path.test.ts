@@ -12,8 +12,8 @@
  */
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { link, netnsUnavailable, NODE, pcAndSim, Scope, statsOf, type Netns } from './harness/netns.js';
-import { lastJson, RECEIVER, SENDER } from './harness/transfer.js';
+import { link, netnsUnavailable, pcAndSim, Scope, statsOf, type Netns } from './harness/netns.js';
+import { tcpTransfer } from './harness/transfer.js';
 
 const skip = netnsUnavailable();
 const scope = new Scope();
@@ -184,12 +184,9 @@ describe.skipIf(skip)('native fast path (plain TCP: the addon drives the connect
         expect(d(1, 'fastPathOut')).toBeGreaterThanOrEqual(PINGS - 5);
         // Bulk both ways through the addon's reader and writer of the connection, intact.
         for (const [from, to, target] of [[pc, sim, TUNNEL_DEFAULTS.serverAddress], [sim, pc, TUNNEL_DEFAULTS.clientAddress.split('/')[0]!]] as const) {
-          const receiver = scope.track(to.spawn(NODE, ['-e', RECEIVER], { label: 'receiver' }));
-          const port = JSON.parse(await receiver.waitFor(/\{"port":\d+\}/, 10_000)).port as number;
-          const sent = lastJson((await from.exec(NODE, ['-e', SENDER, target, String(port), String(BULK_BYTES)], { timeout: 100_000 })).stdout);
-          await receiver.waitFor(/"sha256"/, 20_000);
+          const { sent, received } = await tcpTransfer(scope, from, to, target, BULK_BYTES);
           expect(sent.error).toBeUndefined();
-          expect(lastJson(receiver.output)).toEqual({ bytes: BULK_BYTES, sha256: sent.sha256 });
+          expect(received).toEqual({ bytes: BULK_BYTES, sha256: sent.sha256 });
         }
         const bulk = await statsOf(client);
         expect(bulk.fastPathOut! - after[0].fastPathOut!).toBeGreaterThanOrEqual(BULK_BYTES / 1500);

@@ -6,9 +6,9 @@
  */
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { link, netnsUnavailable, NODE, Scope, type Netns } from './harness/netns.js';
+import { link, netnsUnavailable, Scope, type Netns } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
-import { lastJson, RECEIVER, SENDER } from './harness/transfer.js';
+import { tcpTransfer } from './harness/transfer.js';
 
 const skip = netnsUnavailable();
 const scope = new Scope();
@@ -47,11 +47,7 @@ describe.skipIf(skip)('tunnel MTU', () => {
       expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
 
       const before = [await fragCounters(pc), await fragCounters(sim)];
-      const receiver = scope.track(sim.spawn(NODE, ['-e', RECEIVER], { label: 'receiver' }));
-      const port = JSON.parse(await receiver.waitFor(/\{"port":\d+\}/, 10_000)).port as number;
-      const sent = lastJson((await pc.exec(NODE, ['-e', SENDER, TUNNEL_DEFAULTS.serverAddress, String(port), String(BYTES)], { timeout: 100_000 })).stdout);
-      await receiver.waitFor(/"sha256"/, 20_000);
-      const received = lastJson(receiver.output);
+      const { sent, received } = await tcpTransfer(scope, pc, sim, TUNNEL_DEFAULTS.serverAddress, BYTES);
 
       expect(sent.error).toBeUndefined();
       expect(received).toEqual({ bytes: BYTES, sha256: sent.sha256 });

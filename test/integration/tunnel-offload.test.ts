@@ -15,7 +15,7 @@ import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { netnsUnavailable, NODE, pcAndSim, Scope, type Netns } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
-import { lastJson, RECEIVER, SENDER } from './harness/transfer.js';
+import { lastJson, tcpTransfer } from './harness/transfer.js';
 
 const skip = netnsUnavailable();
 const scope = new Scope();
@@ -123,12 +123,9 @@ describe.skipIf(skip)('tunnel offloads', () => {
       // 50 MB each way: from the sending end's TAP (read by its ctun) to the receiving one's (written by its ctun).
       for (const [from, to, target] of [[pc, sim, TUNNEL_DEFAULTS.serverAddress], [sim, pc, TUNNEL_DEFAULTS.clientAddress.split('/')[0]!]] as const) {
         const tapsBefore = await Promise.all(taps.map(([ns, tap]) => tapCounters(ns, tap)));
-        const receiver = scope.track(to.spawn(NODE, ['-e', RECEIVER], { label: 'receiver' }));
-        const port = JSON.parse(await receiver.waitFor(/\{"port":\d+\}/, 10_000)).port as number;
-        const sent = lastJson((await from.exec(NODE, ['-e', SENDER, target, String(port), String(BYTES)], { timeout: 100_000 })).stdout);
-        await receiver.waitFor(/"sha256"/, 20_000);
+        const { sent, received } = await tcpTransfer(scope, from, to, target, BYTES);
         expect(sent.error).toBeUndefined();
-        expect(lastJson(receiver.output)).toEqual({ bytes: BYTES, sha256: sent.sha256 });
+        expect(received).toEqual({ bytes: BYTES, sha256: sent.sha256 });
 
         const tapsAfter = await Promise.all(taps.map(([ns, tap]) => tapCounters(ns, tap)));
         const sendingTap = from === pc ? 0 : 1;
@@ -147,12 +144,9 @@ describe.skipIf(skip)('tunnel offloads', () => {
         await pc.exec('ip', ['-6', 'addr', 'add', 'fd79::1/64', 'dev', TUNNEL_DEFAULTS.clientTap, 'nodad']);
         await sim.exec('ip', ['-6', 'addr', 'add', 'fd79::2/64', 'dev', TUNNEL_DEFAULTS.serverTap, 'nodad']);
         const tapBefore = await tapCounters(pc, TUNNEL_DEFAULTS.clientTap);
-        const receiver = scope.track(sim.spawn(NODE, ['-e', RECEIVER.replace("'0.0.0.0'", "'::'")], { label: 'receiver v6' }));
-        const port = JSON.parse(await receiver.waitFor(/\{"port":\d+\}/, 10_000)).port as number;
-        const sent = lastJson((await pc.exec(NODE, ['-e', SENDER, 'fd79::2', String(port), String(BYTES)], { timeout: 100_000 })).stdout);
-        await receiver.waitFor(/"sha256"/, 20_000);
+        const { sent, received } = await tcpTransfer(scope, pc, sim, 'fd79::2', BYTES, '::');
         expect(sent.error).toBeUndefined();
-        expect(lastJson(receiver.output)).toEqual({ bytes: BYTES, sha256: sent.sha256 });
+        expect(received).toEqual({ bytes: BYTES, sha256: sent.sha256 });
         const tapAfter = await tapCounters(pc, TUNNEL_DEFAULTS.clientTap);
         expect((tapAfter.txBytes - tapBefore.txBytes) / (tapAfter.txPackets - tapBefore.txPackets)).toBeGreaterThan(2 * FRAME_MAX);
       }

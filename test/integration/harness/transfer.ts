@@ -3,6 +3,7 @@
  * namespace): a TCP receiver and sender that hash what they move, each bounded by a
  * deadline, and the reader of the JSON line each prints last.
  */
+import { NODE, type Netns, type Scope } from './netns.js';
 
 /** Receives one connection, hashes it, prints {bytes, sha256}; prints {port} first. Listens on 0.0.0.0 (replace it with '::' for IPv6). */
 export const RECEIVER = `
@@ -41,3 +42,15 @@ s.on('close', () => { console.log(JSON.stringify({ bytes: sent, sha256: h.digest
 
 /** The last line of a program's output, as JSON. */
 export const lastJson = (out: string): Record<string, unknown> => JSON.parse(out.trim().split('\n').pop() ?? '{}');
+
+/**
+ * `bytes` of fresh random data over one TCP connection from `from` to `target`, where
+ * a receiver in `to` listens (on `listen`: '::' for IPv6); what each end hashed.
+ */
+export async function tcpTransfer(scope: Scope, from: Netns, to: Netns, target: string, bytes: number, listen: '0.0.0.0' | '::' = '0.0.0.0'): Promise<{ sent: Record<string, unknown>; received: Record<string, unknown> }> {
+  const receiver = scope.track(to.spawn(NODE, ['-e', RECEIVER.replace("'0.0.0.0'", `'${listen}'`)], { label: 'receiver' }));
+  const port = JSON.parse(await receiver.waitFor(/\{"port":\d+\}/, 10_000)).port as number;
+  const sent = lastJson((await from.exec(NODE, ['-e', SENDER, target, String(port), String(bytes)], { timeout: 100_000 })).stdout);
+  await receiver.waitFor(/"sha256"/, 20_000);
+  return { sent, received: lastJson(receiver.output) };
+}

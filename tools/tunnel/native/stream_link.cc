@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fd_watch.h"
 #include "wire.h"
 
 namespace ctun {
@@ -65,19 +66,13 @@ StreamLink::StreamLink(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Stream
     return;
   }
   fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
-  uv_loop_t* loop = nullptr;
-  napi_get_uv_event_loop(env, &loop);
-  poll_ = new uv_poll_t;
-  poll_->data = this;
-  if (uv_poll_init(loop, poll_, fd_) != 0) {
-    delete poll_;
-    poll_ = nullptr;
+  poll_ = WatchFd(env, fd_, this, UV_READABLE, OnEvents);
+  if (poll_ == nullptr) {
     close(fd_);
     fd_ = -1;
     Napi::Error::New(env, "uv_poll_init failed").ThrowAsJavaScriptException();
     return;
   }
-  uv_poll_start(poll_, UV_READABLE, OnEvents);
   // Alive while polling, even when JavaScript drops its handle.
   Ref();
 }
@@ -245,9 +240,7 @@ Napi::Value StreamLink::Attach(const Napi::CallbackInfo& info) {
 
 void StreamLink::StopPolling() {
   if (poll_ == nullptr) return;
-  uv_poll_stop(poll_);
-  uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-  poll_ = nullptr;
+  Unwatch(poll_);
   Unref();
 }
 

@@ -7,6 +7,7 @@
 #include "aead.h"
 #include "datapath.h"
 #include "fastpath.h"
+#include "fd_watch.h"
 #include "offload.h"
 #include "wire.h"
 
@@ -140,17 +141,11 @@ class PollReader : public Napi::ObjectWrap<T> {
   void StartPolling(Napi::Env env, int fd, Napi::Function callback) {
     fd_ = fd;
     callback_ = Napi::Persistent(callback);
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    poll_ = new uv_poll_t;
-    poll_->data = this;
-    if (uv_poll_init(loop, poll_, fd_) != 0) {
-      delete poll_;
-      poll_ = nullptr;
+    poll_ = ctun::WatchFd(env, fd_, this, UV_READABLE, OnReadable);
+    if (poll_ == nullptr) {
       Napi::Error::New(env, "uv_poll_init failed").ThrowAsJavaScriptException();
       return;
     }
-    uv_poll_start(poll_, UV_READABLE, OnReadable);
     this->Ref();
   }
 
@@ -166,9 +161,7 @@ class PollReader : public Napi::ObjectWrap<T> {
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
     if (poll_ != nullptr) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
+      ctun::Unwatch(poll_);
       this->Unref();
     }
     return info.Env().Undefined();
