@@ -67,7 +67,8 @@ export interface ClientOptions {
   onRtt?: (ms: number) => void;
   /**
    * Data frames between TAP and server inside the addon while the session is up
-   * (fast-path.ts), where it can: plain UDP on the batch socket and the real TAP.
+   * (fast-path.ts), where it can: plain UDP on the batch socket or plain TCP over
+   * IPv4, and the real TAP.
    * Default true; false keeps every frame in JavaScript (`--fast-path off`).
    */
   fastPath?: boolean;

@@ -106,7 +106,7 @@ export interface ServerOptions {
   /** Most sessions created from one IP address; default 16. */
   maxSessionsPerSource?: number;
   /**
-   * Data frames of plain UDP sessions cross the server natively where the switch and
+   * Data frames of plain UDP and TCP sessions cross the server natively where the switch and
    * policy would pass them (server-fast-path.ts); default true, false keeps every
    * frame in JavaScript (`--fast-path off`).
    */
@@ -165,7 +165,7 @@ export class TunnelServer {
   private device: FrameDevice | undefined;
   private tapPort: SwitchPort | undefined;
   private transport: ServerTransport | undefined;
-  /** Open while the server runs on plain UDP with the addon's socket and TAP (server-fast-path.ts). */
+  /** Open while the server runs on plain UDP (the addon's socket) or plain TCP, with the real TAP (server-fast-path.ts). */
   private fast: ServerFastPath | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** Totals of sessions that have ended, so statistics at exit cover everyone. */
