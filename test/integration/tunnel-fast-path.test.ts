@@ -205,6 +205,31 @@ describe.skipIf(skip)('native fast path (plain TCP: the addon drives the connect
     }
   });
 
+  it('a cut connection: the client resumes its session over a new one, which the addon drives at both ends', async () => {
+    const { pc, sim } = await pcAndSim(scope);
+    const server = scope.track(sim.spawnCtun(['server', '--transport', 'tcp', '--metrics', METRICS]));
+    await server.waitFor(/server-listening/, 15_000);
+    const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', 'tcp']));
+    await client.waitFor(/client-connected/, 15_000);
+    expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
+    const from = client.output.length;
+    // The client's kernel answers its own next segment with a reset: its connection
+    // dies, the server's side of it does not know yet.
+    const reject = ['OUTPUT', '-p', 'tcp', '--dport', String(TUNNEL_DEFAULTS.port), '-j', 'REJECT', '--reject-with', 'tcp-reset'];
+    await pc.exec('iptables', ['-A', ...reject]);
+    await pc.exec('ping', ['-c', '3', '-i', '0.2', '-W', '1', TUNNEL_DEFAULTS.serverAddress], { reject: false });
+    await client.waitFor(/reconnect-scheduled/, 10_000, from);
+    await pc.exec('iptables', ['-D', ...reject]);
+    await client.waitFor(/client-reconnected .*resumed=true/, 15_000, from);
+    const before = await statsOf(server);
+    expect(await pings(pc, TUNNEL_DEFAULTS.serverAddress)).toBeGreaterThanOrEqual(PINGS - 5);
+    const after = await statsOf(server);
+    // One session, resumed; its frames cross the server natively on the new connection.
+    expect(after.sessions).toBe(1);
+    expect(after.fastPathIn! - before.fastPathIn!).toBeGreaterThanOrEqual(PINGS - 5);
+    expect(after.fastPathOut! - before.fastPathOut!).toBeGreaterThanOrEqual(PINGS - 5);
+  });
+
   it('the server killed: the client sees its connection end and comes back with the path on', async () => {
     const { pc, sim } = await pcAndSim(scope);
     let server = scope.track(sim.spawnCtun(['server', '--transport', 'tcp']));
