@@ -66,6 +66,30 @@ class Forwarder {
 // The forwarder a JavaScript object wraps (a FastPath or a ServerFastPath), or nullptr.
 Forwarder* ForwarderOf(Napi::Object object);
 
+// The forwarder a reader (tap.cc's, or a stream link) hands its wake-ups to:
+// attach(path | undefined) from JavaScript, the path kept alive while attached.
+class AttachedForwarder {
+ public:
+  void Set(const Napi::Value& path) {
+    if (path.IsObject()) {
+      fast_ = ForwarderOf(path.As<Napi::Object>());
+      ref_ = Napi::Persistent(path.As<Napi::Object>());
+    } else {
+      Clear();
+    }
+  }
+  void Clear() {
+    fast_ = nullptr;
+    ref_.Reset();
+  }
+  // The attached path while it forwards, else nullptr.
+  Forwarder* Active() const { return fast_ != nullptr && fast_->active() ? fast_ : nullptr; }
+
+ private:
+  Forwarder* fast_ = nullptr;
+  Napi::ObjectReference ref_;
+};
+
 class StreamLink;
 
 class FastPath : public Napi::ObjectWrap<FastPath>, public Forwarder {

@@ -113,8 +113,7 @@ void StreamLink::Readable() {
     inLen_ += static_cast<size_t>(r);
     size_t used = Parse();
     // The forwarder's frames point into in_: written before the buffer moves.
-    Forwarder* f = fast_ != nullptr && fast_->active() ? fast_ : nullptr;
-    if (f != nullptr) f->Flush();
+    if (Forwarder* f = fast_.Active()) f->Flush();
     memmove(in_.get(), in_.get() + used, inLen_ - used);
     inLen_ -= used;
     if (static_cast<size_t>(r) < space) break;  // drained
@@ -126,7 +125,7 @@ void StreamLink::Readable() {
 }
 
 size_t StreamLink::Parse() {
-  Forwarder* f = fast_ != nullptr && fast_->active() ? fast_ : nullptr;
+  Forwarder* f = fast_.Active();
   size_t off = 0;
   while (!raw_ && inLen_ - off >= wire::kHeaderSize) {
     const uint8_t* m = in_.get() + off;
@@ -228,13 +227,7 @@ Napi::Value StreamLink::Queued(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value StreamLink::Attach(const Napi::CallbackInfo& info) {
-  if (info.Length() > 0 && info[0].IsObject()) {
-    fast_ = ForwarderOf(info[0].As<Napi::Object>());
-    fastRef_ = Napi::Persistent(info[0].As<Napi::Object>());
-  } else {
-    fast_ = nullptr;
-    fastRef_.Reset();
-  }
+  fast_.Set(info[0]);
   return info.Env().Undefined();
 }
 
@@ -268,8 +261,7 @@ Napi::Value StreamLink::Close(const Napi::CallbackInfo& info) {
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
   Release();
-  fast_ = nullptr;
-  fastRef_.Reset();
+  fast_.Clear();
   return info.Env().Undefined();
 }
 

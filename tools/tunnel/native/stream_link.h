@@ -84,8 +84,7 @@ class StreamLink : public Napi::ObjectWrap<StreamLink> {
   std::vector<uint8_t> out_;
   size_t outStart_ = 0;
   std::vector<uint8_t> toJs_;
-  Forwarder* fast_ = nullptr;
-  Napi::ObjectReference fastRef_;
+  AttachedForwarder fast_;
   Napi::FunctionReference onBytes_, onClosed_;
 };
 

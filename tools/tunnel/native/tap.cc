@@ -170,24 +170,17 @@ class PollReader : public Napi::ObjectWrap<T> {
   // attach(fastPath | undefined): the data fast path (fastpath.h, either end) takes what it can
   // of every wake-up before JavaScript is called with the rest.
   Napi::Value Attach(const Napi::CallbackInfo& info) {
-    if (info.Length() > 0 && info[0].IsObject()) {
-      fast_ = ctun::fastpath::ForwarderOf(info[0].As<Napi::Object>());
-      fastRef_ = Napi::Persistent(info[0].As<Napi::Object>());
-    } else {
-      fast_ = nullptr;
-      fastRef_.Reset();
-    }
+    fast_.Set(info[0]);
     return info.Env().Undefined();
   }
 
   // The attached fast path while it forwards, else null.
-  ctun::fastpath::Forwarder* Fast() const { return fast_ != nullptr && fast_->active() ? fast_ : nullptr; }
+  ctun::fastpath::Forwarder* Fast() const { return fast_.Active(); }
 
   int fd_ = -1;
 
  private:
-  ctun::fastpath::Forwarder* fast_ = nullptr;
-  Napi::ObjectReference fastRef_;
+  ctun::fastpath::AttachedForwarder fast_;
 
   static void OnReadable(uv_poll_t* handle, int status, int) {
     T* self = static_cast<T*>(static_cast<PollReader<T>*>(handle->data));
