@@ -6,6 +6,7 @@ import {
   echoOfSession,
   encode,
   encodeDataBatch,
+  encodeDataBatchWithin,
   encodeErrorWithin,
   ErrorCode,
   HEADER_SIZE,
@@ -141,6 +142,15 @@ describe('protocol v2 codec (serving v1)', () => {
     expect(batch.equals(Buffer.concat(frames.map((f) => encode({ type: MessageType.Data, frame: f }))))).toBe(true);
     expect(new StreamDecoder().push(batch)).toEqual(frames.map((f) => ({ type: MessageType.Data, frame: f })));
     expect(encodeDataBatch([]).length).toBe(0);
+  });
+
+  it('batches only the leading frames that fit a queue bound, whole', () => {
+    const frames = [frame(100, 1), frame(200, 2), frame(300, 3)];
+    const room = HEADER_SIZE + 100 + HEADER_SIZE + 200;
+    expect(encodeDataBatchWithin(frames, room)).toEqual({ batch: encodeDataBatch(frames.slice(0, 2)), count: 2 });
+    expect(encodeDataBatchWithin(frames, room - 1)?.count).toBe(1);
+    expect(encodeDataBatchWithin(frames, HEADER_SIZE + 99)).toBeUndefined();
+    expect(encodeDataBatchWithin(frames, 10_000)?.count).toBe(3);
   });
 
   it('decodes in place and copies only the message that straddles two reads', () => {

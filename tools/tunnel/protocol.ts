@@ -242,6 +242,22 @@ export function encodeDataBatch(frames: readonly Buffer[]): Buffer {
   return batch;
 }
 
+/**
+ * The leading frames whose Data messages fit in `room` bytes, encoded as one batch
+ * (a stream link's send queue bound: frames past it are dropped, never cut); undefined
+ * when not even the first fits.
+ */
+export function encodeDataBatchWithin(frames: readonly Buffer[], room: number): { batch: Buffer; count: number } | undefined {
+  let count = 0;
+  for (const frame of frames) {
+    room -= HEADER_SIZE + frame.length;
+    if (room < 0) break;
+    count++;
+  }
+  if (count === 0) return undefined;
+  return { batch: encodeDataBatch(count === frames.length ? frames : frames.slice(0, count)), count };
+}
+
 export function encode(message: Message): Buffer {
   switch (message.type) {
     case MessageType.Data:

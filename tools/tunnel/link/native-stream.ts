@@ -15,7 +15,7 @@
 import { isIPv4, type Socket } from 'node:net';
 import type { FastPathEnd } from '../fast-path.js';
 import { loadAddon, type NativeStreamLink } from '../native.js';
-import { encodeDataBatch, HEADER_SIZE, MAX_FRAME, type StreamDecoder } from '../protocol.js';
+import { encodeDataBatchWithin, MAX_FRAME, type StreamDecoder } from '../protocol.js';
 import { ipToInt } from './batch-udp.js';
 import { releaseNow } from './read-release.js';
 
@@ -66,16 +66,9 @@ export function handOver(socket: Socket, decoder: StreamDecoder, maxQueueBytes: 
 
 /** Frames as one batch of Data messages on the addon's connection; those past the queue bound are dropped. */
 export function sendFramesToStream(stream: NativeStreamLink, frames: Buffer[], maxQueueBytes: number): number {
-  let queued = stream.queued();
-  let accepted = 0;
-  for (const frame of frames) {
-    if (queued + frame.length + HEADER_SIZE > maxQueueBytes) break;
-    queued += frame.length + HEADER_SIZE;
-    accepted++;
-  }
-  if (accepted === 0) return 0;
-  const batch = encodeDataBatch(accepted === frames.length ? frames : frames.slice(0, accepted));
-  const written = stream.write(batch);
-  releaseNow(batch); // the addon copied it
-  return written ? accepted : 0;
+  const fits = encodeDataBatchWithin(frames, maxQueueBytes - stream.queued());
+  if (fits === undefined) return 0;
+  const written = stream.write(fits.batch);
+  releaseNow(fits.batch); // the addon copied it
+  return written ? fits.count : 0;
 }

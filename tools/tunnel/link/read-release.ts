@@ -46,7 +46,7 @@ export function releaseAfterTurn(chunk: Buffer): void {
   }
 }
 
-/** Frees a buffer nothing refers to any more (a copy was made of it), if it is the whole of its memory. */
+/** Frees a buffer nothing refers to any more (a copy was made of it), if it is the whole of its memory; once only. */
 export function releaseNow(chunk: Buffer): void {
   const buffer = releasable(chunk);
   if (buffer !== undefined && buffer.byteLength > 0) buffer.transfer?.(0);
@@ -60,12 +60,9 @@ export function releaseNow(chunk: Buffer): void {
  * full rate stayed resident long after they were sent.
  */
 export function releaseWhenWritten(socket: { writableLength: number; write(data: Buffer, done: (e?: Error | null) => void): boolean }, batch: Buffer): void {
-  const buffer = releasable(batch);
-  // Called after the write, a failed one too (the socket holds it no longer); a
-  // detached buffer has byteLength 0 and cannot be transferred again.
-  const free = (): void => {
-    if (buffer !== undefined && buffer.byteLength > 0) buffer.transfer?.(0);
-  };
+  // Called after the write, a failed one too (the socket holds it no longer); freeing
+  // it twice is a no-op.
+  const free = (): void => releaseNow(batch);
   socket.write(batch, free);
   if (socket.writableLength === 0) free();
 }

@@ -7,7 +7,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { CtunError } from '../../common/index.js';
-import { encodeDataBatch, HEADER_SIZE, MAX_FRAME, MessageType, ProtocolError, StreamDecoder, type Message } from '../protocol.js';
+import { encodeDataBatchWithin, MAX_FRAME, MessageType, ProtocolError, StreamDecoder, type Message } from '../protocol.js';
 import {
   admitClient,
   connectTls,
@@ -186,15 +186,10 @@ function writeControlBounded(socket: net.Socket, message: Buffer, maxQueueBytes:
 /** One write per batch; frames beyond the queue bound are dropped, not buffered. */
 function writeFramesBounded(socket: net.Socket, frames: Buffer[], maxQueueBytes: number): number {
   if (socket.destroyed || !socket.writable) return 0;
-  let queued = socket.writableLength;
-  let accepted = 0;
-  for (const frame of frames) {
-    if (queued + frame.length + HEADER_SIZE > maxQueueBytes) break;
-    queued += frame.length + HEADER_SIZE;
-    accepted++;
-  }
-  if (accepted > 0) releaseWhenWritten(socket, encodeDataBatch(accepted === frames.length ? frames : frames.slice(0, accepted)));
-  return accepted;
+  const fits = encodeDataBatchWithin(frames, maxQueueBytes - socket.writableLength);
+  if (fits === undefined) return 0;
+  releaseWhenWritten(socket, fits.batch);
+  return fits.count;
 }
 
 /** The client's TCP link: length-prefixed messages on one connection, inside TLS with --tls. */
