@@ -29,12 +29,18 @@ export interface TapAddon {
   UdpReader: new (fd: number, buffer: Buffer, lengths: Uint32Array, offsets: Uint32Array, addrs: Uint32Array, slotSize: number, onDatagrams: (count: number) => void) => NativeReader & { filtered(): number; coalesced(): number };
   /** Gives the C heap's free pages back to the kernel (glibc malloc_trim); whether any were. */
   trimHeap(): boolean;
+  /**
+   * A sealed session's keys, counter and replay window (native/sealer.h), shared by
+   * TypeScript's control messages and the data fast path. `derive` gives the key of a
+   * direction and epoch (undefined: none), called when an epoch first needs one.
+   */
+  Sealer?: new (keyId: number, sendsC2s: boolean, cipher: string, rekeyInterval: number, windowBits: number, derive: (direction: 'c2s' | 's2c', epoch: number) => Buffer | undefined) => NativeSealerHandle;
   /** The addon's copy of the wire format (native/wire.h), held to protocol.ts and secure/aead.ts by wire-constants.test.ts. */
   wire: AddonWireConstants;
   /** The data fast path (native/fastpath.h): frames between TAP and socket without JavaScript. */
   fastPath: {
     /** The client's: every TAP frame to the connected server, its Data-only datagrams to the TAP. */
-    FastPath: new (tapFd: number, tapOffload: boolean, udpFd: number, stream?: NativeStreamLink) => NativeFastPath;
+    FastPath: new (tapFd: number, tapOffload: boolean, udpFd: number, stream?: NativeStreamLink, sealer?: NativeSealerHandle) => NativeFastPath;
     /** The server's: per-session entries kept in step with its switch (native/server_fastpath.h). */
     ServerFastPath: new (tapFd: number, tapOffload: boolean, udpFd: number, tapMac: number, separate: boolean, serverIp: number) => NativeServerFastPath;
     /**
@@ -83,12 +89,24 @@ export interface NativeStreamLink {
   close(): void;
 }
 
+/** The addon's Sealer (native/sealer.h); secure/native-sealer.ts wraps it. */
+export interface NativeSealerHandle {
+  /** Seals each frame as a Data datagram into `out`, lengths[i] each; how many (fewer: exhausted, or no key). */
+  sealFrames(frames: readonly Buffer[], out: Buffer, lengths: Uint32Array): number;
+  /** header | ciphertext | tag of the parts, or null when the counter is exhausted or no key. */
+  seal(parts: readonly Buffer[]): Buffer | null;
+  /** Opens in place: the plaintext's length (after the 13-byte header), or minus the failure (1 truncated … 6 too-old). */
+  open(datagram: Buffer): number;
+  /** [send epoch, receive epoch]. */
+  epochs(): [number, number];
+}
+
 /** Either end's fast path, as a reader takes it. */
 export type NativeForwarder = NativeFastPath | NativeServerFastPath;
 
 export interface NativeServerFastPath {
   /** The session `id`'s link address now (ip 0: detached); destIp: its admitted IPv4 --dest in separate mode, 0 for none; stream: its plain TCP connection's. */
-  setPeer(id: number, ip: number, port: number, destIp: number, stream?: NativeStreamLink): void;
+  setPeer(id: number, ip: number, port: number, destIp: number, stream?: NativeStreamLink, sealer?: NativeSealerHandle): void;
   /** The session ended: its entry and MACs go. */
   removePeer(id: number): void;
   /** The switch learned `mac` (48 bits as a number) behind session `id`. */

@@ -14,9 +14,9 @@ import tls from 'node:tls';
 import { formatHostPort, type CtunError } from '../../common/index.js';
 import { ErrorCode, StreamDecoder, describeError, MessageType } from '../protocol.js';
 import {
-  AeadSealer,
   admitClient,
   connectTls,
+  createSealer,
   decodeKeyRecord,
   encodeKeyRecord,
   KEY_RECORD_SIZE,
@@ -138,7 +138,7 @@ export class SealedUdpServer {
       let keyId = randomKeyId();
       while (keyId === 0 || this.keyed.has(keyId)) keyId = randomKeyId();
       const peer: KeyedPeer = {
-        sealer: new AeadSealer({ keyId, sends: 's2c', derive: tlsKeyDeriver(socket) }),
+        sealer: createSealer({ keyId, sends: 's2c', derive: tlsKeyDeriver(socket) }),
         controlKey: peerOf(socket),
         identity: peerIdentity(socket),
         identityKey: peerFingerprint(socket),
@@ -289,7 +289,7 @@ export async function connectSealedUdp(options: ConnectOptions & { tls: TlsMater
     control.destroy();
     throw e;
   }
-  const sealer = new AeadSealer({ keyId, sends: 'c2s', derive: tlsKeyDeriver(control) });
+  const sealer = createSealer({ keyId, sends: 'c2s', derive: tlsKeyDeriver(control) });
   const { handlers } = options;
   let open = true;
   let udp: DatagramSocket;

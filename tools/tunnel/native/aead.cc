@@ -10,23 +10,127 @@
 #include "aead.h"
 #include "wire.h"
 
-#include <openssl/evp.h>
 #include <string.h>
 
 #include <string>
+#include <vector>
 
 namespace ctun {
+namespace aead {
+
 namespace {
 
 constexpr size_t kHeader = wire::kSealedHeaderSize;
 constexpr size_t kTag = wire::kTagSize;
-constexpr size_t kKey = wire::kKeySize;
 
 void NonceOf(const uint8_t* header, uint8_t nonce[wire::kNonceSize]) {
   memset(nonce, 0, 4);
   memcpy(nonce + 4, header + wire::kSealedCounterOffset, 8);
 }
 
+// Starts a datagram: the nonce from its header, the header as associated data.
+bool Begin(EVP_CIPHER_CTX* ctx, const uint8_t* header, bool encrypt) {
+  uint8_t nonce[wire::kNonceSize];
+  NonceOf(header, nonce);
+  int len = 0;
+  if (encrypt) return EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, nonce) == 1 && EVP_EncryptUpdate(ctx, nullptr, &len, header, kHeader) == 1;
+  return EVP_DecryptInit_ex(ctx, nullptr, nullptr, nullptr, nonce) == 1 && EVP_DecryptUpdate(ctx, nullptr, &len, header, kHeader) == 1;
+}
+
+}  // namespace
+
+const EVP_CIPHER* CipherNamed(const std::string& name) {
+  return name == "aes-256-gcm" ? EVP_aes_256_gcm() : name == "chacha20-poly1305" ? EVP_chacha20_poly1305() : nullptr;
+}
+
+EVP_CIPHER_CTX* NewContext(const EVP_CIPHER* cipher, const uint8_t* key, bool encrypt) {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  if (ctx == nullptr) return nullptr;
+  int ok = encrypt ? EVP_EncryptInit_ex(ctx, cipher, nullptr, key, nullptr) : EVP_DecryptInit_ex(ctx, cipher, nullptr, key, nullptr);
+  if (ok != 1) {
+    EVP_CIPHER_CTX_free(ctx);
+    return nullptr;
+  }
+  return ctx;
+}
+
+void WriteHeader(uint8_t* o, uint32_t keyId, uint64_t counter) {
+  o[0] = wire::kSealedMarker;
+  for (int b = 0; b < 4; b++) o[wire::kSealedKeyIdOffset + b] = static_cast<uint8_t>(keyId >> (24 - 8 * b));
+  for (int b = 0; b < 8; b++) o[wire::kSealedCounterOffset + b] = static_cast<uint8_t>(counter >> (56 - 8 * b));
+}
+
+uint64_t CounterOf(const uint8_t* h) {
+  uint64_t c = 0;
+  for (int b = 0; b < 8; b++) c = (c << 8) | h[wire::kSealedCounterOffset + b];
+  return c;
+}
+
+bool SealAfterHeader(EVP_CIPHER_CTX* enc, uint8_t* o, const Part* parts, size_t n) {
+  if (!Begin(enc, o, true)) return false;
+  size_t off = kHeader;
+  size_t plain = 0;
+  int len = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (parts[i].len == 0) continue;
+    if (EVP_EncryptUpdate(enc, o + off, &len, parts[i].data, static_cast<int>(parts[i].len)) != 1) return false;
+    off += static_cast<size_t>(len);
+    plain += parts[i].len;
+  }
+  if (EVP_EncryptFinal_ex(enc, o + off, &len) != 1) return false;
+  off += static_cast<size_t>(len);
+  return off == kHeader + plain && EVP_CIPHER_CTX_ctrl(enc, EVP_CTRL_AEAD_GET_TAG, kTag, o + off) == 1;
+}
+
+size_t SealData(EVP_CIPHER_CTX* enc, uint32_t keyId, uint64_t counter, const uint8_t* frame, size_t flen, uint8_t* out) {
+  if (flen > 0xffff) return 0;
+  WriteHeader(out, keyId, counter);
+  uint8_t data[wire::kHeaderSize] = {wire::kTypeData, 0, static_cast<uint8_t>(flen >> 8), static_cast<uint8_t>(flen)};
+  Part parts[2] = {{data, wire::kHeaderSize}, {frame, flen}};
+  return SealAfterHeader(enc, out, parts, 2) ? kHeader + wire::kHeaderSize + flen + kTag : 0;
+}
+
+bool OpenInPlace(EVP_CIPHER_CTX* dec, uint8_t* d, size_t len) {
+  if (len < kHeader + kTag) return false;
+  size_t plain = len - kHeader - kTag;
+  uint8_t* body = d + kHeader;
+  uint8_t tag[kTag];
+  memcpy(tag, body + plain, kTag);
+  int n = 0;
+  bool ok = Begin(dec, d, false);
+  size_t off = 0;
+  if (ok && plain > 0) {
+    ok = EVP_DecryptUpdate(dec, body, &n, body, static_cast<int>(plain)) == 1;
+    off = static_cast<size_t>(n);
+  }
+  ok = ok && EVP_CIPHER_CTX_ctrl(dec, EVP_CTRL_AEAD_SET_TAG, kTag, tag) == 1;
+  return ok && EVP_DecryptFinal_ex(dec, body + off, &n) == 1;
+}
+
+bool CloseAgain(EVP_CIPHER_CTX* enc, uint8_t* d, size_t len) {
+  if (len < kHeader + kTag) return false;
+  size_t plain = len - kHeader - kTag;
+  int n = 0;
+  if (!Begin(enc, d, true)) return false;
+  size_t off = kHeader;
+  if (plain > 0) {
+    if (EVP_EncryptUpdate(enc, d + off, &n, d + off, static_cast<int>(plain)) != 1) return false;
+    off += static_cast<size_t>(n);
+  }
+  // The tag that came is still in place; the one computed again is the same.
+  uint8_t tail[16];
+  return EVP_EncryptFinal_ex(enc, tail, &n) == 1;
+}
+
+}  // namespace aead
+
+namespace {
+
+constexpr size_t kHeader = wire::kSealedHeaderSize;
+constexpr size_t kTag = wire::kTagSize;
+constexpr size_t kKey = wire::kKeySize;
+
+// One key for TypeScript's AeadSealer (secure/aead.ts): seal, sealFrames, open.
 class Aead : public Napi::ObjectWrap<Aead> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -42,7 +146,7 @@ class Aead : public Napi::ObjectWrap<Aead> {
     }
     Napi::Buffer<uint8_t> key = info[0].As<Napi::Buffer<uint8_t>>();
     std::string name = info[1].As<Napi::String>();
-    const EVP_CIPHER* cipher = name == "aes-256-gcm" ? EVP_aes_256_gcm() : name == "chacha20-poly1305" ? EVP_chacha20_poly1305() : nullptr;
+    const EVP_CIPHER* cipher = aead::CipherNamed(name);
     if (cipher == nullptr) {
       Napi::TypeError::New(env, "unknown cipher " + name).ThrowAsJavaScriptException();
       return;
@@ -51,12 +155,9 @@ class Aead : public Napi::ObjectWrap<Aead> {
       Napi::RangeError::New(env, "the key must be 32 bytes").ThrowAsJavaScriptException();
       return;
     }
-    enc_ = EVP_CIPHER_CTX_new();
-    dec_ = EVP_CIPHER_CTX_new();
-    if (enc_ == nullptr || dec_ == nullptr || EVP_EncryptInit_ex(enc_, cipher, nullptr, key.Data(), nullptr) != 1 ||
-        EVP_DecryptInit_ex(dec_, cipher, nullptr, key.Data(), nullptr) != 1) {
-      Napi::Error::New(env, "cannot set up " + name).ThrowAsJavaScriptException();
-    }
+    enc_ = aead::NewContext(cipher, key.Data(), true);
+    dec_ = aead::NewContext(cipher, key.Data(), false);
+    if (enc_ == nullptr || dec_ == nullptr) Napi::Error::New(env, "cannot set up " + name).ThrowAsJavaScriptException();
   }
 
   ~Aead() override {
@@ -70,32 +171,21 @@ class Aead : public Napi::ObjectWrap<Aead> {
   Napi::Value Seal(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Buffer<uint8_t> header = info[0].As<Napi::Buffer<uint8_t>>();
-    Napi::Array parts = info[1].As<Napi::Array>();
+    Napi::Array list = info[1].As<Napi::Array>();
     if (header.Length() != kHeader) {
       Napi::RangeError::New(env, "the header must be 13 bytes").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    uint32_t n = parts.Length();
+    std::vector<aead::Part> parts(list.Length());
     size_t plain = 0;
-    for (uint32_t i = 0; i < n; i++) plain += parts.Get(i).As<Napi::Buffer<uint8_t>>().Length();
-    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, kHeader + plain + kTag);
-    uint8_t* o = out.Data();
-    memcpy(o, header.Data(), kHeader);
-    uint8_t nonce[wire::kNonceSize];
-    NonceOf(o, nonce);
-    int len = 0;
-    bool ok = EVP_EncryptInit_ex(enc_, nullptr, nullptr, nullptr, nonce) == 1 && EVP_EncryptUpdate(enc_, nullptr, &len, o, kHeader) == 1;
-    size_t off = kHeader;
-    for (uint32_t i = 0; ok && i < n; i++) {
-      Napi::Buffer<uint8_t> p = parts.Get(i).As<Napi::Buffer<uint8_t>>();
-      if (p.Length() == 0) continue;
-      ok = EVP_EncryptUpdate(enc_, o + off, &len, p.Data(), static_cast<int>(p.Length())) == 1;
-      off += static_cast<size_t>(len);
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      Napi::Buffer<uint8_t> p = list.Get(i).As<Napi::Buffer<uint8_t>>();
+      parts[i] = {p.Data(), p.Length()};
+      plain += p.Length();
     }
-    ok = ok && EVP_EncryptFinal_ex(enc_, o + off, &len) == 1;
-    off += static_cast<size_t>(len);
-    ok = ok && off == kHeader + plain && EVP_CIPHER_CTX_ctrl(enc_, EVP_CTRL_AEAD_GET_TAG, kTag, o + off) == 1;
-    if (!ok) {
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, kHeader + plain + kTag);
+    memcpy(out.Data(), header.Data(), kHeader);
+    if (!aead::SealAfterHeader(enc_, out.Data(), parts.data(), parts.size())) {
       Napi::Error::New(env, "sealing failed").ThrowAsJavaScriptException();
       return env.Undefined();
     }
@@ -120,28 +210,9 @@ class Aead : public Napi::ObjectWrap<Aead> {
     uint32_t count = 0;
     for (; count < n; count++, counter++) {
       Napi::Buffer<uint8_t> f = frames.Get(count).As<Napi::Buffer<uint8_t>>();
-      size_t flen = f.Length();
-      size_t total = kHeader + wire::kHeaderSize + flen + kTag;
-      if (flen > 0xffff || off + total > out.Length()) break;
-      uint8_t* o = out.Data() + off;
-      o[0] = wire::kSealedMarker;
-      for (int b = 0; b < 4; b++) o[wire::kSealedKeyIdOffset + b] = static_cast<uint8_t>(keyId >> (24 - 8 * b));
-      for (int b = 0; b < 8; b++) o[wire::kSealedCounterOffset + b] = static_cast<uint8_t>(counter >> (56 - 8 * b));
-      uint8_t data[wire::kHeaderSize] = {wire::kTypeData, 0, static_cast<uint8_t>(flen >> 8), static_cast<uint8_t>(flen)};
-      uint8_t nonce[wire::kNonceSize];
-      NonceOf(o, nonce);
-      int len = 0;
-      bool ok = EVP_EncryptInit_ex(enc_, nullptr, nullptr, nullptr, nonce) == 1 && EVP_EncryptUpdate(enc_, nullptr, &len, o, kHeader) == 1 &&
-                EVP_EncryptUpdate(enc_, o + kHeader, &len, data, wire::kHeaderSize) == 1;
-      size_t p = kHeader + static_cast<size_t>(len);
-      if (ok && flen > 0) {
-        ok = EVP_EncryptUpdate(enc_, o + p, &len, f.Data(), static_cast<int>(flen)) == 1;
-        p += static_cast<size_t>(len);
-      }
-      ok = ok && EVP_EncryptFinal_ex(enc_, o + p, &len) == 1;
-      p += static_cast<size_t>(len);
-      ok = ok && p == kHeader + wire::kHeaderSize + flen && EVP_CIPHER_CTX_ctrl(enc_, EVP_CTRL_AEAD_GET_TAG, kTag, o + p) == 1;
-      if (!ok) {
+      size_t total = kHeader + wire::kHeaderSize + f.Length() + kTag;
+      if (f.Length() > 0xffff || off + total > out.Length()) break;
+      if (aead::SealData(enc_, keyId, counter, f.Data(), f.Length(), out.Data() + off) != total) {
         Napi::Error::New(env, "sealing failed").ThrowAsJavaScriptException();
         return env.Undefined();
       }
@@ -158,23 +229,8 @@ class Aead : public Napi::ObjectWrap<Aead> {
   Napi::Value Open(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Buffer<uint8_t> d = info[0].As<Napi::Buffer<uint8_t>>();
-    if (d.Length() < kHeader + kTag) return Napi::Number::New(env, -1);
-    size_t plain = d.Length() - kHeader - kTag;
-    uint8_t* body = d.Data() + kHeader;
-    uint8_t nonce[wire::kNonceSize];
-    NonceOf(d.Data(), nonce);
-    uint8_t tag[kTag];
-    memcpy(tag, body + plain, kTag);
-    int len = 0;
-    bool ok = EVP_DecryptInit_ex(dec_, nullptr, nullptr, nullptr, nonce) == 1 && EVP_DecryptUpdate(dec_, nullptr, &len, d.Data(), kHeader) == 1;
-    size_t off = 0;
-    if (ok && plain > 0) {
-      ok = EVP_DecryptUpdate(dec_, body, &len, body, static_cast<int>(plain)) == 1;
-      off = static_cast<size_t>(len);
-    }
-    ok = ok && EVP_CIPHER_CTX_ctrl(dec_, EVP_CTRL_AEAD_SET_TAG, kTag, tag) == 1;
-    ok = ok && EVP_DecryptFinal_ex(dec_, body + off, &len) == 1;
-    return Napi::Number::New(env, ok ? static_cast<double>(plain) : -1);
+    if (!aead::OpenInPlace(dec_, d.Data(), d.Length())) return Napi::Number::New(env, -1);
+    return Napi::Number::New(env, static_cast<double>(d.Length() - kHeader - kTag));
   }
 
   EVP_CIPHER_CTX* enc_ = nullptr;

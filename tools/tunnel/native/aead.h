@@ -1,7 +1,49 @@
-// Sealing and opening datagrams with a kept OpenSSL context (aead.cc).
+// Sealing and opening datagrams with a kept OpenSSL context (aead.cc): the primitives
+// that the addon's `Aead` (one key, for TypeScript's sealer) and `Sealer` (a session's
+// keys, counter and replay window, sealer.h) both run.
 #pragma once
 #include <napi.h>
+#include <openssl/evp.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <string>
 
 namespace ctun {
+namespace aead {
+
+// The cipher by its name ('aes-256-gcm' | 'chacha20-poly1305'), or nullptr.
+const EVP_CIPHER* CipherNamed(const std::string& name);
+// A context that seals (encrypt) or opens with `key` (32 bytes); nullptr on failure.
+EVP_CIPHER_CTX* NewContext(const EVP_CIPHER* cipher, const uint8_t* key, bool encrypt);
+
+// Writes the sealed header (marker, key id, counter) at `out`.
+void WriteHeader(uint8_t* out, uint32_t keyId, uint64_t counter);
+// The counter of a sealed header.
+uint64_t CounterOf(const uint8_t* header);
+
+// A part of the plaintext.
+struct Part {
+  const uint8_t* data;
+  size_t len;
+};
+// Seals the parts after the header already at `out` (13 bytes): ciphertext, then
+// tag. `out` holds header + the parts' bytes + 16.
+bool SealAfterHeader(EVP_CIPHER_CTX* enc, uint8_t* out, const Part* parts, size_t n);
+// Seals `frame` as one Data message under (keyId, counter) into `out` (header, Data
+// header, frame, tag: frame + 33 bytes); returns the datagram's length, 0 on failure.
+size_t SealData(EVP_CIPHER_CTX* enc, uint32_t keyId, uint64_t counter, const uint8_t* frame, size_t flen, uint8_t* out);
+// Authenticates and decrypts a whole sealed datagram in place (the plaintext follows
+// the header); false if it does not authenticate (the bytes are then garbage).
+bool OpenInPlace(EVP_CIPHER_CTX* dec, uint8_t* d, size_t len);
+// Undoes OpenInPlace of an authenticated datagram: encrypting the plaintext again
+// under the same key and nonce gives back the very bytes that arrived (the AEAD is
+// deterministic), so a datagram the native path opened but does not forward reaches
+// TypeScript as it came. No new ciphertext is made: nothing a nonce reuse could leak.
+bool CloseAgain(EVP_CIPHER_CTX* enc, uint8_t* d, size_t len);
+
+}  // namespace aead
+
 void InitAead(Napi::Env env, Napi::Object exports);
-}
+}  // namespace ctun

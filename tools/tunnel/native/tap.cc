@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include "aead.h"
+#include "sealer.h"
 #include "datapath.h"
 #include "fastpath.h"
 #include "fd_watch.h"
@@ -538,6 +539,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ctun::offload::InitExports(env, exports);
   ctun::fastpath::InitExports(env, exports);
   ctun::InitAead(env, exports);
+  ctun::InitSealer(env, exports);
   return exports;
 }
 

@@ -1,4 +1,5 @@
 export { AeadSealer, SealError, peekKeyId, SEAL_OVERHEAD, SEALED_MARKER, REKEY_INTERVAL, type DatagramSealer, type SealFailure, type KeyDeriver, type Direction, type Cipher } from './sealer.js';
+export { createSealer, NativeSealer } from './native-sealer.js';
 export { ReplayWindow } from './replay.js';
 export { PendingGate, type PendingGateOptions } from './gate.js';
 export {

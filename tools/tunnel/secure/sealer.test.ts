@@ -1,13 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { AeadSealer, SealError, SEAL_OVERHEAD, type KeyDeriver } from './sealer.js';
+import { AeadSealer, SealError, SEAL_OVERHEAD, type DatagramSealer, type KeyDeriver, type SealerOptions } from './sealer.js';
+import { createSealer, NativeSealer } from './native-sealer.js';
 import { ReplayWindow } from './replay.js';
 import { nativeAead, nodeAead, type Cipher } from './aead.js';
 
 const derive: KeyDeriver = (direction, epoch) => Buffer.alloc(32, epoch * 2 + (direction === 'c2s' ? 1 : 0));
-const pair = (rekeyInterval?: bigint) => ({
-  client: new AeadSealer({ keyId: 9, sends: 'c2s', derive, rekeyInterval }),
-  server: new AeadSealer({ keyId: 9, sends: 's2c', derive, rekeyInterval }),
-});
+
+// The two implementations of one behaviour: TypeScript's and the addon's (whose
+// counter and window the native data path shares). Each is held to every test.
+const implementations: [string, (o: SealerOptions) => DatagramSealer][] = [
+  ['AeadSealer (TypeScript)', (o) => new AeadSealer(o)],
+  ['NativeSealer (addon)', (o) => createSealer(o)],
+];
 const reason = (f: () => unknown): string => {
   try {
     f();
@@ -17,7 +21,12 @@ const reason = (f: () => unknown): string => {
   }
 };
 
-describe('AeadSealer', () => {
+describe.each(implementations)('%s', (_name, make) => {
+  const pair = (rekeyInterval?: bigint) => ({
+    client: make({ keyId: 9, sends: 'c2s', derive, rekeyInterval }),
+    server: make({ keyId: 9, sends: 's2c', derive, rekeyInterval }),
+  });
+
   it('seals and opens both ways, adding 29 bytes', () => {
     const { client, server } = pair();
     const d = client.seal(Buffer.from('hello'));
@@ -35,7 +44,7 @@ describe('AeadSealer', () => {
     expect(reason(() => server.open(d))).toBe('accepted');
     expect(reason(() => server.open(d))).toBe('replayed');
     expect(reason(() => server.open(d.subarray(0, 20)))).toBe('truncated');
-    const other = new AeadSealer({ keyId: 9, sends: 'c2s', derive: () => Buffer.alloc(32, 0xee) });
+    const other = make({ keyId: 9, sends: 'c2s', derive: () => Buffer.alloc(32, 0xee) });
     // Counters past the ones seen, so the window lets them through to authentication.
     const last = <T>(f: () => T): T => (f(), f(), f());
     expect(reason(() => server.open(last(() => other.seal(Buffer.from('x')))))).toBe('bad-tag');
@@ -56,6 +65,45 @@ describe('AeadSealer', () => {
     expect(server.epochs.receive).toBe(2);
     // Datagrams of an epoch two behind are too late.
     expect(reason(() => server.open(sealed[0]!))).toBe('replayed');
+  });
+
+  it('seals a batch across a rekey, each datagram under its own epoch\'s key', () => {
+    const { client, server } = pair(5n);
+    client.seal(Buffer.from('first')); // counter 0: the batch starts at 1 and crosses into epoch 1 at 5
+    const frames = Array.from({ length: 12 }, (_, i) => Buffer.alloc(60 + i * 100, i));
+    const sealed = client.sealFrames(frames).map((d) => Buffer.from(d));
+    expect(sealed.map((d) => d.length)).toEqual(frames.map((f) => f.length + 4 + SEAL_OVERHEAD));
+    expect(client.epochs.send).toBe(2);
+    expect(sealed.map((d) => server.open(d).subarray(4))).toEqual(frames);
+    expect(reason(() => server.open(sealed[3]!))).toBe('replayed');
+  });
+
+  it('a deriver that cannot give a key (its TLS session is gone) costs the datagram, never the process', () => {
+    let alive = true;
+    const sender = make({ keyId: 9, sends: 'c2s', derive: (d, e) => { if (!alive) throw new Error('socket gone'); return derive(d, e); }, rekeyInterval: 2n });
+    const receiver = make({ keyId: 9, sends: 's2c', derive, rekeyInterval: 2n });
+    const first = sender.sealFrames([Buffer.alloc(64, 1), Buffer.alloc(64, 2)]).map((d) => Buffer.from(d));
+    expect(first).toHaveLength(2);
+    alive = false; // epoch 1 needs a new key now
+    expect(sender.sealFrames([Buffer.alloc(64, 3)])).toEqual([]);
+    expect(reason(() => sender.seal(Buffer.from('x')))).toBe('exhausted');
+    expect(first.map((d) => receiver.open(d)[4])).toEqual([1, 2]);
+  });
+});
+
+describe('the addon\'s sealer and TypeScript\'s on the wire', () => {
+  it('talk to each other both ways, across rekeys, on both ciphers', () => {
+    for (const cipher of ['aes-256-gcm', 'chacha20-poly1305'] as Cipher[]) {
+      const client = createSealer({ keyId: 7, sends: 'c2s', derive, cipher, rekeyInterval: 3n });
+      const server = new AeadSealer({ keyId: 7, sends: 's2c', derive, cipher, aead: nodeAead, rekeyInterval: 3n });
+      expect(client).toBeInstanceOf(NativeSealer);
+      for (let i = 0; i < 8; i++) {
+        const up = client.sealFrames([Buffer.alloc(100, i)]).map((d) => Buffer.from(d));
+        expect(server.open(up[0]!).subarray(4)).toEqual(Buffer.alloc(100, i));
+        expect(client.open(server.seal(Buffer.from(`down ${i}`))).toString()).toBe(`down ${i}`);
+      }
+      expect(client.epochs).toEqual({ send: 2, receive: 2 });
+    }
   });
 });
 

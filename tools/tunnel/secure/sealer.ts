@@ -15,6 +15,7 @@
  * (aead.ts), else in Node's crypto.
  */
 import { defaultAead, HEADER_BYTES, KEY_ID_OFFSET, COUNTER_OFFSET, SEALED_MARKER, sealedHeader, TAG_BYTES, type AeadContext, type AeadFactory, type Cipher } from './aead.js';
+import type { NativeSealerHandle } from '../native.js';
 import { ReplayWindow } from './replay.js';
 
 export type { Cipher } from './aead.js';
@@ -43,6 +44,11 @@ export class SealError extends Error {
   }
 }
 
+/** A drop tally with every reason at 0. */
+export function noDrops(): Record<SealFailure, number> {
+  return { truncated: 0, 'not-sealed': 0, 'unknown-key': 0, 'bad-tag': 0, replayed: 0, 'too-old': 0, exhausted: 0 };
+}
+
 /** What the data path needs: seal what goes out, open what comes in. */
 export interface DatagramSealer {
   /** Bytes a sealed datagram adds to its plaintext. */
@@ -61,6 +67,10 @@ export interface DatagramSealer {
   open(datagram: Buffer): Buffer;
   /** Drops so far, by reason. */
   readonly drops: Readonly<Record<SealFailure, number>>;
+  /** The current epoch of each direction, for logs and tests. */
+  readonly epochs: { send: number; receive: number };
+  /** The addon's sealer, which the native data path seals and opens with (absent: this sealer is TypeScript's). */
+  readonly native?: NativeSealerHandle;
 }
 
 /**
@@ -90,6 +100,33 @@ export function peekKeyId(datagram: Buffer): number | undefined {
   return datagram.readUInt32BE(KEY_ID_OFFSET);
 }
 
+/** sealFrames' output, reused batch after batch (grown when a batch needs more). */
+export class SealScratch {
+  private out = Buffer.alloc(0);
+  private lengths = new Uint32Array(0);
+
+  /** Room for `frames` sealed one per datagram. */
+  fit(frames: readonly Buffer[]): { out: Buffer; lengths: Uint32Array } {
+    let bytes = 0;
+    for (const f of frames) bytes += f.length + 4 + SEAL_OVERHEAD;
+    if (this.out.length < bytes) this.out = Buffer.allocUnsafeSlow(Math.max(bytes, 2 * this.out.length));
+    if (this.lengths.length < frames.length) this.lengths = new Uint32Array(Math.max(frames.length, 2 * this.lengths.length));
+    return { out: this.out, lengths: this.lengths };
+  }
+
+  /** The first `count` sealed datagrams of the last fit, as views. */
+  views(count: number): Buffer[] {
+    const views: Buffer[] = [];
+    for (let i = 0, offset = 0; i < count; i++) {
+      const len = this.lengths[i]!;
+      views.push(this.out.subarray(offset, offset + len));
+      offset += len;
+    }
+    return views;
+  }
+}
+
+/** The sealer in TypeScript over one AEAD context per key (the twin of the addon's, secure/native-sealer.ts). */
 export class AeadSealer implements DatagramSealer {
   readonly overhead = SEAL_OVERHEAD;
   readonly keyId: number;
@@ -101,13 +138,11 @@ export class AeadSealer implements DatagramSealer {
   private sendCounter = 0n;
   private sendEpoch = -1;
   private sendKey: AeadContext | undefined;
-  /** sealFrames' output, reused batch after batch (grown when a batch needs more). */
-  private scratch = Buffer.alloc(0);
-  private scratchLengths = new Uint32Array(0);
+  private readonly scratch = new SealScratch();
   /** Receive keys by epoch: at most the current, the one before (reordering) and the one after. */
   private readonly recvKeys = new Map<number, AeadContext>();
   private recvEpoch = 0;
-  readonly drops: Record<SealFailure, number> = { truncated: 0, 'not-sealed': 0, 'unknown-key': 0, 'bad-tag': 0, replayed: 0, 'too-old': 0, exhausted: 0 };
+  readonly drops = noDrops();
 
   constructor(private readonly o: SealerOptions) {
     if (!Number.isInteger(o.keyId) || o.keyId < 0 || o.keyId > 0xffffffff) throw new RangeError(`key id ${o.keyId} is not a u32`);
@@ -120,10 +155,7 @@ export class AeadSealer implements DatagramSealer {
   }
 
   sealFrames(frames: readonly Buffer[]): Buffer[] {
-    let bytes = 0;
-    for (const f of frames) bytes += f.length + 4 + SEAL_OVERHEAD;
-    if (this.scratch.length < bytes) this.scratch = Buffer.allocUnsafeSlow(Math.max(bytes, 2 * this.scratch.length));
-    if (this.scratchLengths.length < frames.length) this.scratchLengths = new Uint32Array(Math.max(frames.length, 2 * this.scratchLengths.length));
+    const { out: scratch, lengths } = this.scratch.fit(frames);
     const out: Buffer[] = [];
     let done = 0;
     let offset = 0;
@@ -134,15 +166,19 @@ export class AeadSealer implements DatagramSealer {
         break;
       }
       const key = this.sendKeyFor(counter);
+      if (key === undefined) {
+        this.drops.exhausted++;
+        break;
+      }
       // A batch never straddles a rekey: the rest goes under the next epoch's key.
       const epochEnd = (BigInt(this.sendEpoch) + 1n) * this.interval;
       const left = (epochEnd < MAX_COUNTER ? epochEnd : MAX_COUNTER) - counter;
       const take = Math.min(frames.length - done, Number(left < 1n << 30n ? left : 1n << 30n));
       const part = done === 0 && take === frames.length ? frames : frames.slice(done, done + take);
-      const sealed = key.sealFrames(part, this.keyId, counter, this.scratch.subarray(offset), this.scratchLengths);
+      const sealed = key.sealFrames(part, this.keyId, counter, scratch.subarray(offset), lengths);
       for (let i = 0; i < sealed; i++) {
-        const len = this.scratchLengths[i]!;
-        out.push(this.scratch.subarray(offset, offset + len));
+        const len = lengths[i]!;
+        out.push(scratch.subarray(offset, offset + len));
         offset += len;
       }
       this.sendCounter += BigInt(sealed);
@@ -152,13 +188,24 @@ export class AeadSealer implements DatagramSealer {
     return out;
   }
 
-  private sendKeyFor(counter: bigint): AeadContext {
+  /** The key for `counter`; undefined when its epoch's key cannot be derived (the TLS session is gone). */
+  private sendKeyFor(counter: bigint): AeadContext | undefined {
     const epoch = Number(counter / this.interval);
     if (epoch !== this.sendEpoch || this.sendKey === undefined) {
-      this.sendKey = this.aead(this.o.derive(this.o.sends, epoch), this.cipher);
+      const key = this.derived(this.o.sends, epoch);
+      if (key === undefined) return undefined;
+      this.sendKey = key;
       this.sendEpoch = epoch;
     }
     return this.sendKey;
+  }
+
+  private derived(direction: Direction, epoch: number): AeadContext | undefined {
+    try {
+      return this.aead(this.o.derive(direction, epoch), this.cipher);
+    } catch {
+      return undefined;
+    }
   }
 
   seal(plaintext: Buffer | readonly Buffer[]): Buffer {
@@ -167,8 +214,12 @@ export class AeadSealer implements DatagramSealer {
       this.drops.exhausted++;
       throw new SealError('exhausted', 'datagram counter exhausted: a new handshake is needed');
     }
-    this.sendCounter++;
     const key = this.sendKeyFor(counter);
+    if (key === undefined) {
+      this.drops.exhausted++;
+      throw new SealError('exhausted', 'no key for the next datagram: the TLS session that gives them is gone');
+    }
+    this.sendCounter++;
     return key.seal(sealedHeader(this.keyId, counter), Buffer.isBuffer(plaintext) ? [plaintext] : (plaintext as readonly Buffer[]));
   }
 
@@ -184,7 +235,7 @@ export class AeadSealer implements DatagramSealer {
     // Only the epochs next to the current one have keys; anything else is forged or
     // far too late, and must not make us derive keys without bound.
     if (epoch < this.recvEpoch - 1 || epoch > this.recvEpoch + 1) return this.fail('bad-tag', `datagram of key epoch ${epoch}, current ${this.recvEpoch}`);
-    const plain = this.recvKey(epoch).open(datagram);
+    const plain = this.recvKey(epoch)?.open(datagram);
     if (plain === undefined) return this.fail('bad-tag', 'authentication failed (tampered, or sealed under another key)');
     this.window.mark(counter);
     if (epoch > this.recvEpoch) {
@@ -199,11 +250,11 @@ export class AeadSealer implements DatagramSealer {
     return { send: Math.max(this.sendEpoch, 0), receive: this.recvEpoch };
   }
 
-  private recvKey(epoch: number): AeadContext {
+  private recvKey(epoch: number): AeadContext | undefined {
     let key = this.recvKeys.get(epoch);
     if (key === undefined) {
-      key = this.aead(this.o.derive(this.receives, epoch), this.cipher);
-      this.recvKeys.set(epoch, key);
+      key = this.derived(this.receives, epoch);
+      if (key !== undefined) this.recvKeys.set(epoch, key);
     }
     return key;
   }
