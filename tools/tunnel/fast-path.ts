@@ -4,14 +4,16 @@
  * addon then drives, native/stream_link.h), data frames move between its TAP and the
  * link inside the addon, without a JavaScript call per wake-up, which cost the client
  * CPU on every lone frame of a request/response round trip. The control plane (hello,
- * welcome, ping, bye, errors) and everything sealed (--tls) stays in TypeScript; so
- * does the decision when the path may run: it is opened on welcome and closed the
- * moment the session is not up.
+ * welcome, ping, bye, errors) stays in TypeScript; so does the decision when the path
+ * may run: it is opened on welcome and closed the moment the session is not up. With
+ * --tls over UDP the addon seals and opens the data datagrams with the session's own
+ * sealer (secure/native-sealer.ts), whose counter the control messages share; --tls
+ * over TCP (a TLS stream) stays in TypeScript.
  *
  * What users see stays true: the native counters are added to the end's statistics
  * (`sync`), and a datagram the path took still counts as hearing from the server.
  */
-import { loadAddon, type NativeFastPath, type NativeForwarder, type NativeStreamLink } from './native.js';
+import { loadAddon, type NativeFastPath, type NativeForwarder, type NativeSealerHandle, type NativeStreamLink } from './native.js';
 import type { TunnelStats } from './stats.js';
 
 /** One end of the path: an addon reader's fd, and a way to hand the reader the path. */
@@ -20,6 +22,8 @@ export interface FastPathEnd {
   readonly fd: number;
   /** A plain TCP connection in the addon: the path writes the frames for the peer to it. */
   readonly stream?: NativeStreamLink;
+  /** --tls over UDP: the session's sealer in the addon; the path seals and opens every datagram with it. */
+  readonly sealer?: NativeSealerHandle;
   attachFastPath(path: NativeForwarder | undefined): void;
 }
 
@@ -46,7 +50,7 @@ export class ClientFastPath {
 
   /** Links the TAP and the connected socket (or TCP connection); both readers forward from now on. */
   static open(tap: FastPathTap, socket: FastPathEnd): ClientFastPath {
-    const native = new (loadAddon().fastPath.FastPath)(tap.fd, tap.offload, socket.fd, socket.stream);
+    const native = new (loadAddon().fastPath.FastPath)(tap.fd, tap.offload, socket.fd, socket.stream, socket.sealer);
     tap.attachFastPath(native);
     socket.attachFastPath(native);
     return new ClientFastPath(native, [tap, socket]);

@@ -104,7 +104,7 @@ export class ServerFastPath {
     const dest = session.destination;
     // An IPv6 --dest stays with the policy in TypeScript: the addon checks IPv4 only.
     const destIp = dest !== undefined && isIPv4(dest) ? ipToInt(dest) : 0;
-    this.native.setPeer(id, at?.ip ?? 0, at?.port ?? 0, destIp, stream?.stream);
+    this.native.setPeer(id, at?.ip ?? 0, at?.port ?? 0, destIp, stream?.stream, session.link?.nativeSealer);
     this.attachStream(id, stream);
   }
 

@@ -244,6 +244,10 @@ export class TunnelServer {
           this.security.sealDrops[reason]++;
           this.ended.dropsInvalid++;
         },
+        moved: (link: PeerLink) => {
+          const session = this.byLink.get(link);
+          if (session !== undefined && session.link === link) this.fast?.track(session);
+        },
         pendingDropped: (peer: string, reason: 'timeout' | 'evicted') => {
           this.security.pendingDropped++;
           this.logSecurity('debug', 'connection-dropped', { peer, reason: reason === 'timeout' ? 'no hello in time' : 'too many connections waiting for their hello' });

@@ -37,6 +37,8 @@ import {
   type PendingGate,
   type TlsMaterial,
 } from '../secure/index.js';
+import type { NativeSealerHandle } from '../native.js';
+import { ipToInt } from './batch-udp.js';
 import type { DatagramSocket, PeerKey } from './datagram-socket.js';
 import { dispatchDatagram, openClientSocket } from './datagrams.js';
 import type { ClientLink, ConnectOptions, PeerLink, ServerTransportOptions } from './types.js';
@@ -72,11 +74,23 @@ export class SealedPeerLink implements PeerLink {
     return this.address;
   }
 
-  /** Authenticated from `peer`: the replies go there from now on (NAT rebinding). */
-  follow(peer: PeerKey): void {
-    if (peer === this.peer) return;
+  /** With the addon's socket and sealer: where the server fast path sends this session's frames (native/server_fastpath.h). */
+  get nativeAddress(): { ip: number; port: number } | undefined {
+    if (this.nativeSealer === undefined || this.socket.fastPath === undefined) return undefined;
+    const { address, port } = this.socket.peerAddress(this.peer);
+    return { ip: ipToInt(address), port };
+  }
+
+  get nativeSealer(): NativeSealerHandle | undefined {
+    return this.sealer.native;
+  }
+
+  /** Authenticated from `peer`: the replies go there from now on (NAT rebinding). Whether it moved. */
+  follow(peer: PeerKey): boolean {
+    if (peer === this.peer) return false;
     this.peer = peer;
     this.address = this.socket.peerAddress(peer).address;
+    return true;
   }
 
   send(message: Buffer): boolean {
@@ -191,8 +205,8 @@ export class SealedUdpServer {
         if (peer.link === created) peer.link = undefined;
       }, peer.identity, peer.identityKey);
       peer.link = link = created;
-    } else {
-      link.follow(from);
+    } else if (link.follow(from)) {
+      handlers.moved?.(link);
     }
     return { link, plain };
   }
@@ -323,9 +337,13 @@ export async function connectSealedUdp(options: ConnectOptions & { tls: TlsMater
     void udp.close();
     if (wasOpen) handlers.closed(closedReason, refusal);
   });
+  // The addon's socket and sealer: the client fast path seals and opens the data frames.
+  const end = udp.fastPath;
+  const native = sealer.native;
   return {
     transport: 'udp',
     identity: peerIdentity(control),
+    fastPath: end === undefined || native === undefined ? undefined : { fd: end.fd, sealer: native, attachFastPath: (path) => end.attachFastPath(path) },
     send(message) {
       return open && sendSealed(sealer, message, (ds) => udp.sendDatagrams(ds));
     },

@@ -8,6 +8,7 @@ import type { Message, ProtocolError } from '../protocol.js';
 import type { SealFailure, TlsMaterial } from '../secure/index.js';
 import type { DatagramSocketFactory } from './datagram-socket.js';
 import type { FastPathEnd } from '../fast-path.js';
+import type { NativeSealerHandle } from '../native.js';
 
 export type TransportKind = 'udp' | 'tcp';
 
@@ -34,6 +35,8 @@ export interface PeerLink {
   close(): void;
   /** Plain UDP on the addon's batch socket, or plain TCP once the addon has the connection: the peer's address as the addon gives it (host-order IPv4, port), the server fast path's key. */
   readonly nativeAddress?: { ip: number; port: number };
+  /** --tls over UDP with the addon: the session's sealer, which the server fast path seals and opens with. */
+  readonly nativeSealer?: NativeSealerHandle;
   /** Plain TCP: hands the connection to the addon (once; native-stream.ts) and returns its end of the server fast path, or undefined where it cannot. */
   streamEnd?(): FastPathEnd | undefined;
 }
@@ -60,6 +63,8 @@ export interface ServerTransportHandlers {
   refused?(peer: string, reason: string, refusal: boolean): void;
   /** With --tls: a datagram was dropped unopened (tampered, replayed, truncated, unknown or wrong key). */
   dropped?(reason: SealFailure): void;
+  /** With --tls over UDP: a peer's datagrams authenticate from a new address now (NAT rebinding); its `nativeAddress` changed. */
+  moved?(link: PeerLink): void;
   /** A TCP connection that never said hello was closed (timeout, or too many waiting). */
   pendingDropped?(peer: string, reason: 'timeout' | 'evicted'): void;
 }

@@ -35,9 +35,12 @@ export class UdpServerTransport implements ServerTransport {
     return this.links.size;
   }
 
-  /** Plain datagrams on the addon's socket only: sealed ones are opened in JavaScript. */
+  /**
+   * The addon's socket. With --tls a session joins the path only with the addon's
+   * sealer (SealedPeerLink.nativeAddress); the path finds its datagrams by key id.
+   */
   get fastPath(): FastPathEnd | undefined {
-    return this.sealed === undefined ? this.socket?.fastPath : undefined;
+    return this.socket?.fastPath;
   }
 
   reloadTls(material: TlsMaterial, revoked: Set<string>): number {

@@ -27,6 +27,32 @@ void SendFrames(int udpFd, const Frame* list, uint32_t n, uint32_t ip, uint32_t 
   tally.Count(list, n, datapath::SendDatagrams(udpFd, list, n, ip, port, true));
 }
 
+void SendSealed(int udpFd, Sealer& sealer, const Frame* list, uint32_t n, uint32_t ip, uint32_t port, Tally& tally, std::vector<uint8_t>& scratch,
+                std::vector<Frame>& sealed) {
+  size_t bytes = 0;
+  for (uint32_t i = 0; i < n; i++) bytes += list[i].len + Sealer::kOverhead;
+  if (scratch.size() < bytes) scratch.resize(bytes);
+  sealed.clear();
+  size_t off = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    size_t len = sealer.SealData(list[i].data, list[i].len, scratch.data() + off);
+    if (len == 0) break;
+    sealed.push_back({scratch.data() + off, len});
+    off += len;
+  }
+  uint32_t k = static_cast<uint32_t>(sealed.size());
+  int64_t done = k == 0 ? 0 : datapath::SendDatagrams(udpFd, sealed.data(), k, ip, port, false);
+  tally.Count(list, n, done);
+}
+
+bool OpenData(Sealer& sealer, uint8_t* d, size_t len, std::vector<Frame>& out, Sealer::Opened& opened) {
+  if (sealer.Open(d, len, opened) != Sealer::kOk) return false;
+  if (DataFrames(d + wire::kSealedHeaderSize, opened.plain, out)) return true;
+  // A control message (ping, bye...): JavaScript has it, sealed as it came.
+  sealer.Restore(d, len, opened);
+  return false;
+}
+
 void FlushToTap(int tapFd, bool offload, std::vector<Frame>& pending, Tally& tally) {
   if (pending.empty()) return;
   uint32_t n = static_cast<uint32_t>(pending.size());
@@ -70,15 +96,25 @@ FastPath::FastPath(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FastPath>(
   tapOffload_ = info[1].As<Napi::Boolean>().Value();
   udpFd_ = info[2].As<Napi::Number>().Int32Value();
   if (info.Length() > 3 && (stream_ = StreamLinkOf(info[3])) != nullptr) streamRef_ = Napi::Persistent(info[3].As<Napi::Object>());
+  if (info.Length() > 4 && (sealer_ = SealerOf(info[4])) != nullptr) sealerRef_ = Napi::Persistent(info[4].As<Napi::Object>());
 }
 
 uint32_t FastPath::FromTap(const Frame* frames, uint32_t n, uint32_t*) {
   if (stream_ != nullptr) stream_->SendFrames(frames, n, out_);
+  else if (sealer_ != nullptr) SendSealed(udpFd_, *sealer_, frames, n, 0, 0, out_, sealScratch_, sealedList_);
   else SendFrames(udpFd_, frames, n, 0, 0, out_);
   return 0;
 }
 
-bool FastPath::FromUdp(const uint8_t* d, uint32_t len, uint32_t, uint32_t) {
+bool FastPath::FromUdp(uint8_t* d, uint32_t len, uint32_t, uint32_t) {
+  if (sealer_ != nullptr) {
+    // Sealed, only what authenticates is the server's.
+    Sealer::Opened opened;
+    if (!OpenData(*sealer_, d, len, pending_, opened)) return false;
+    sealer_->Accept(opened);
+    heardNs_ = NowNs();
+    return true;
+  }
   // Heard: any datagram the connected socket got is the server's, whoever handles it.
   heardNs_ = NowNs();
   return DataFrames(d, len, pending_);

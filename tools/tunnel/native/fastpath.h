@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "datapath.h"
+#include "sealer.h"
 
 namespace ctun {
 namespace fastpath {
@@ -44,6 +45,15 @@ struct Tally {
 
 // Sends n frames as Data datagrams to ip:port (ip 0: the connected peer), tallied.
 void SendFrames(int udpFd, const Frame* list, uint32_t n, uint32_t ip, uint32_t port, Tally& tally);
+// The same sealed (--tls UDP): each frame a datagram under the session's sealer, built
+// in `scratch`. Frames the sealer cannot seal (no key, counter exhausted) are drops.
+void SendSealed(int udpFd, Sealer& sealer, const Frame* list, uint32_t n, uint32_t ip, uint32_t port, Tally& tally, std::vector<uint8_t>& scratch,
+                std::vector<Frame>& sealed);
+// A sealed datagram whose plaintext is Data messages only: opened in place and its
+// frames appended to `out`, true; the caller then takes it (sealer.Accept(opened)) or
+// gives it back (sealer.Restore). Else false, the bytes as they came and nothing
+// marked seen: JavaScript opens it again and counts why it failed.
+bool OpenData(Sealer& sealer, uint8_t* d, size_t len, std::vector<Frame>& out, Sealer::Opened& opened);
 // Writes the queued frames to the TAP, tallied, and empties the queue.
 void FlushToTap(int tapFd, bool offload, std::vector<Frame>& pending, Tally& tally);
 
@@ -57,8 +67,9 @@ class Forwarder {
   virtual uint32_t FromTap(const Frame* frames, uint32_t n, uint32_t* rest) = 0;
   // One datagram from the socket, from ip:port (host order), or one message that a
   // stream link (stream_link.h) read from its peer: true when it was taken (its frames
-  // queued for the TAP until Flush), false when JavaScript must have it.
-  virtual bool FromUdp(const uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) = 0;
+  // queued for the TAP until Flush), false when JavaScript must have it as it came. A
+  // sealed datagram is opened in place, so the bytes are the forwarder's to change.
+  virtual bool FromUdp(uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) = 0;
   // Writes what FromUdp queued; the reader calls it before it reuses its buffer.
   virtual void Flush() = 0;
 };
@@ -96,8 +107,9 @@ class FastPath : public Napi::ObjectWrap<FastPath>, public Forwarder {
  public:
   static Napi::Function Init(Napi::Env env);
 
-  // new FastPath(tapFd, tapOffload, udpFd, stream?): the client's TAP and its connected
-  // UDP socket, or (plain TCP) the stream link of its connection (udpFd unused).
+  // new FastPath(tapFd, tapOffload, udpFd, stream?, sealer?): the client's TAP and its
+  // connected UDP socket, or (plain TCP) the stream link of its connection (udpFd
+  // unused); with --tls over UDP, the session's sealer (sealer.h).
   explicit FastPath(const Napi::CallbackInfo& info);
 
   static Napi::FunctionReference constructor;
@@ -106,7 +118,7 @@ class FastPath : public Napi::ObjectWrap<FastPath>, public Forwarder {
   // Frames read from the TAP: all leave for the server (a full socket drops the rest).
   uint32_t FromTap(const Frame* frames, uint32_t n, uint32_t* rest) override;
   // A datagram on the connected socket (the server's): taken when it is Data only.
-  bool FromUdp(const uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) override;
+  bool FromUdp(uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) override;
   void Flush() override;
 
  private:
@@ -121,6 +133,10 @@ class FastPath : public Napi::ObjectWrap<FastPath>, public Forwarder {
   int udpFd_;
   StreamLink* stream_ = nullptr;
   Napi::ObjectReference streamRef_;
+  Sealer* sealer_ = nullptr;
+  Napi::ObjectReference sealerRef_;
+  std::vector<uint8_t> sealScratch_;
+  std::vector<Frame> sealedList_;
   bool active_ = true;
   std::vector<Frame> pending_;
   Tally out_, in_;

@@ -30,6 +30,10 @@ class Sealer : public Napi::ObjectWrap<Sealer> {
   explicit Sealer(const Napi::CallbackInfo& info);
   ~Sealer() override;
 
+  // Bytes a sealed Data datagram adds to its frame: header, Data header, tag.
+  static constexpr size_t kOverhead = 13 + 4 + 16;
+  uint32_t keyId() const { return keyId_; }
+
   // Why a datagram did not open; as TypeScript's SealFailure, in its order.
   enum Failure { kOk = 0, kTruncated = 1, kNotSealed, kUnknownKey, kBadTag, kReplayed, kTooOld, kExhausted };
 

@@ -2,6 +2,7 @@
 #include "server_fastpath.h"
 
 #include "stream_link.h"
+#include "wire.h"
 
 namespace ctun {
 namespace fastpath {
@@ -53,6 +54,7 @@ uint32_t ServerFastPath::FromTap(const Frame* frames, uint32_t n, uint32_t* rest
     if (k == 0) return;
     tapIn_.Count(run_.data(), k, k);
     if (runPeer->stream != nullptr) runPeer->stream->SendFrames(run_.data(), k, runPeer->out);
+    else if (runPeer->sealer != nullptr) SendSealed(udpFd_, *runPeer->sealer, run_.data(), k, runPeer->ip, runPeer->port, runPeer->out, sealScratch_, sealedList_);
     else SendFrames(udpFd_, run_.data(), k, runPeer->ip, runPeer->port, runPeer->out);
     run_.clear();
   };
@@ -96,7 +98,35 @@ bool ServerFastPath::Admits(const Frame& f, uint32_t id, const Peer& peer, int64
   return true;
 }
 
-bool ServerFastPath::FromUdp(const uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) {
+bool ServerFastPath::FromSealed(uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) {
+  if (len < wire::kSealedHeaderSize) return false;
+  uint32_t keyId = (static_cast<uint32_t>(d[1]) << 24) | (static_cast<uint32_t>(d[2]) << 16) | (static_cast<uint32_t>(d[3]) << 8) | d[4];
+  auto k = byKey_.find(keyId);
+  if (k == byKey_.end()) return false;
+  auto p = peers_.find(k->second);
+  if (p == peers_.end() || p->second.sealer == nullptr || p->second.ip != ip || p->second.port != port) return false;
+  Peer& peer = p->second;
+  size_t first = pending_.size();
+  Sealer::Opened opened;
+  if (!OpenData(*peer.sealer, d, len, pending_, opened)) return false;
+  int64_t now = NowNs();
+  for (size_t i = first; i < pending_.size(); i++) {
+    if (!Admits(pending_[i], k->second, peer, now)) {
+      pending_.resize(first);
+      peer.sealer->Restore(d, len, opened);
+      return false;
+    }
+  }
+  peer.sealer->Accept(opened);
+  peer.heardNs = now;
+  uint32_t taken = static_cast<uint32_t>(pending_.size() - first);
+  peer.in.Count(pending_.data() + first, taken, taken);
+  return true;
+}
+
+bool ServerFastPath::FromUdp(uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) {
+  if (len > 0 && d[0] == wire::kSealedMarker) return FromSealed(d, len, ip, port);
+  // Plain: only a plain peer's address is bound; a sealed session's never is.
   auto a = byAddr_.find(AddrKey(ip, port));
   if (a == byAddr_.end()) return false;
   auto p = peers_.find(a->second);
@@ -120,6 +150,11 @@ bool ServerFastPath::FromUdp(const uint8_t* d, uint32_t len, uint32_t ip, uint32
 void ServerFastPath::Flush() { FlushToTap(tapFd_, tapOffload_, pending_, tapOut_); }
 
 void ServerFastPath::Unbind(uint32_t id, const Peer& peer) {
+  if (peer.sealer != nullptr) {
+    auto k = byKey_.find(peer.sealer->keyId());
+    if (k != byKey_.end() && k->second == id) byKey_.erase(k);
+    return;
+  }
   if (peer.ip == 0) return;
   auto a = byAddr_.find(AddrKey(peer.ip, peer.port));
   // A newer session on the same address owns it now: leave that binding alone.
@@ -138,8 +173,15 @@ Napi::Value ServerFastPath::SetPeer(const Napi::CallbackInfo& info) {
   peer.stream = info.Length() > 4 && ip != 0 ? StreamLinkOf(info[4]) : nullptr;
   if (peer.stream != nullptr) streams_[id] = Napi::Persistent(info[4].As<Napi::Object>());
   else streams_.erase(id);
-  // The newest session on an address owns it (a client that restarted on the same port).
-  if (ip != 0) byAddr_[AddrKey(ip, port)] = id;
+  peer.sealer = info.Length() > 5 && ip != 0 ? SealerOf(info[5]) : nullptr;
+  if (peer.sealer != nullptr) {
+    sealers_[id] = Napi::Persistent(info[5].As<Napi::Object>());
+    byKey_[peer.sealer->keyId()] = id;
+  } else {
+    sealers_.erase(id);
+    // The newest session on an address owns it (a client that restarted on the same port).
+    if (ip != 0) byAddr_[AddrKey(ip, port)] = id;
+  }
   return info.Env().Undefined();
 }
 
@@ -151,6 +193,7 @@ Napi::Value ServerFastPath::RemovePeer(const Napi::CallbackInfo& info) {
     peers_.erase(p);
   }
   streams_.erase(id);
+  sealers_.erase(id);
   for (auto m = macs_.begin(); m != macs_.end();) m = m->second.peer == id ? macs_.erase(m) : std::next(m);
   return info.Env().Undefined();
 }
@@ -189,8 +232,13 @@ Napi::Value ServerFastPath::Counters(const Napi::CallbackInfo& info) {
 Napi::Value ServerFastPath::Close(const Napi::CallbackInfo& info) {
   active_ = false;
   pending_.clear();
-  for (auto& [id, p] : peers_) p.stream = nullptr;
+  for (auto& [id, p] : peers_) {
+    p.stream = nullptr;
+    p.sealer = nullptr;
+  }
   streams_.clear();
+  sealers_.clear();
+  byKey_.clear();
   return info.Env().Undefined();
 }
 

@@ -37,7 +37,7 @@ class ServerFastPath : public Napi::ObjectWrap<ServerFastPath>, public Forwarder
 
   bool active() const override { return active_; }
   uint32_t FromTap(const Frame* frames, uint32_t n, uint32_t* rest) override;
-  bool FromUdp(const uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) override;
+  bool FromUdp(uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) override;
   void Flush() override;
 
  private:
@@ -46,6 +46,7 @@ class ServerFastPath : public Napi::ObjectWrap<ServerFastPath>, public Forwarder
     uint32_t port = 0;
     uint32_t destIp = 0;  // separate mode: the admitted IPv4 --dest (0: none)
     StreamLink* stream = nullptr;  // plain TCP: the connection's stream link (else UDP to ip:port)
+    Sealer* sealer = nullptr;  // --tls UDP: the session's keys; found by key id, never by address
     Tally in, out;  // from the client (no drops: the TAP's are tapOut_), to it
     int64_t heardNs = -1;
   };
@@ -54,8 +55,10 @@ class ServerFastPath : public Napi::ObjectWrap<ServerFastPath>, public Forwarder
     int64_t seenNs;  // -1: not seen by this path yet
   };
 
-  // setPeer(id, ip, port, destIp, stream?): the session's link address now (ip 0:
-  // detached) and, on plain TCP, the stream link its frames are written to.
+  // setPeer(id, ip, port, destIp, stream?, sealer?): the session's link address now (ip
+  // 0: detached) and, on plain TCP, the stream link its frames are written to; with
+  // --tls over UDP, its sealer: its datagrams are found by key id and must come from
+  // that address (a client that moved goes to JavaScript, which follows it).
   Napi::Value SetPeer(const Napi::CallbackInfo& info);
   // removePeer(id): the session ended; its MACs go too.
   Napi::Value RemovePeer(const Napi::CallbackInfo& info);
@@ -70,7 +73,9 @@ class ServerFastPath : public Napi::ObjectWrap<ServerFastPath>, public Forwarder
 
   // Whether one frame from `peer` may go to the TAP natively.
   bool Admits(const Frame& f, uint32_t id, const Peer& peer, int64_t now);
-  // Drops the address binding of `peer` (session `id`), unless another session holds it.
+  // A sealed datagram from ip:port: taken when its peer is there and it opens as frames all admitted.
+  bool FromSealed(uint8_t* d, uint32_t len, uint32_t ip, uint32_t port);
+  // Drops the address (or key) binding of `peer` (session `id`), unless another session holds it.
   void Unbind(uint32_t id, const Peer& peer);
   static uint64_t AddrKey(uint32_t ip, uint32_t port) { return (static_cast<uint64_t>(ip) << 16) | port; }
 
@@ -83,7 +88,11 @@ class ServerFastPath : public Napi::ObjectWrap<ServerFastPath>, public Forwarder
   bool active_ = true;
   std::unordered_map<uint32_t, Peer> peers_;
   std::unordered_map<uint32_t, Napi::ObjectReference> streams_;  // keeps each peer's stream link alive
-  std::unordered_map<uint64_t, uint32_t> byAddr_;
+  std::unordered_map<uint32_t, Napi::ObjectReference> sealers_;  // keeps each peer's sealer alive
+  std::unordered_map<uint64_t, uint32_t> byAddr_;  // plain UDP peers only
+  std::unordered_map<uint32_t, uint32_t> byKey_;  // sealed peers: key id -> peer
+  std::vector<uint8_t> sealScratch_;
+  std::vector<Frame> sealedList_;
   std::unordered_map<uint64_t, Mac> macs_;
   std::vector<Frame> pending_;
   std::vector<Frame> run_;

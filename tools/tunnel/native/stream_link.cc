@@ -128,7 +128,7 @@ size_t StreamLink::Parse() {
   Forwarder* f = fast_.Active();
   size_t off = 0;
   while (!raw_ && inLen_ - off >= wire::kHeaderSize) {
-    const uint8_t* m = in_.get() + off;
+    uint8_t* m = in_.get() + off;
     uint8_t type = m[0];
     size_t len = (static_cast<size_t>(m[2]) << 8) | m[3];
     if (type < wire::kTypeMin || type > wire::kTypeMax || len > maxPayload_) {
