@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { issueClient, revoke } from '../../tools/certs/index.js';
+import { stableMac } from '../../tools/tunnel/server.js';
 import { netnsUnavailable, NODE, pcAndSim, ROOT, Scope, statsOf } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
 
@@ -106,12 +107,16 @@ describe.skipIf(skip)('mutual TLS', () => {
     expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
   });
 
-  it('UDP: tampered, replayed, truncated and wrong-key datagrams are dropped and counted; the session goes on', async () => {
+  it('UDP: tampered, replayed, truncated, wrong-key and plain datagrams from the client\'s address are dropped and counted; the session goes on', async () => {
     const { pc, sim } = await pcAndSim(scope);
     const server = scope.track(sim.spawnCtun(['server', ...serverTls(['--port', String(TUNNEL_DEFAULTS.port)])]));
     await server.waitFor(/server-listening/, 15_000);
-    // A hostile middle on 10.79.0.2:1724 that relays to the server and injects copies.
-    const relay = scope.track(sim.spawn(NODE, [`${ROOT}test/fixtures/udprelay.mjs`, '1724', String(TUNNEL_DEFAULTS.port), '200'], { label: 'udprelay' }));
+    // A hostile middle on 10.79.0.2:1724 that relays to the server and injects copies,
+    // and plain Data frames from the client's MAC to the server TAP's (what the server's
+    // native path would forward if it found a sealed session by its address).
+    const clientMac = (await pc.exec('cat', [`/sys/class/net/${TUNNEL_DEFAULTS.clientTap}/address`])).stdout.trim();
+    const macs = `${stableMac(TUNNEL_DEFAULTS.serverAddress)},${clientMac}`;
+    const relay = scope.track(sim.spawn(NODE, [`${ROOT}test/fixtures/udprelay.mjs`, '1724', String(TUNNEL_DEFAULTS.port), '250', macs], { label: 'udprelay' }));
     await relay.waitFor(/listening/, 10_000);
     const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--port', '1724', ...clientTls('alice')]));
     await client.waitFor(/client-connected/, 15_000);
@@ -123,6 +128,7 @@ describe.skipIf(skip)('mutual TLS', () => {
     expect(injected.replayed).toBeGreaterThan(0);
     expect(injected.tampered).toBeGreaterThan(0);
     expect(injected.wrongKey).toBeGreaterThan(0);
+    expect(injected.plain).toBeGreaterThan(0);
     expect(injectedToClient.tampered).toBeGreaterThan(0);
     const s = await statsOf(server);
     // Tampered copies carry fresh counters: the replay window lets them through and the
@@ -133,6 +139,8 @@ describe.skipIf(skip)('mutual TLS', () => {
     expect(dropped).toBeGreaterThanOrEqual(injectedTotal);
     expect(s['sealDrops.replayed']).toBeGreaterThanOrEqual(injected.replayed!);
     expect(s['sealDrops.truncated']).toBeGreaterThanOrEqual(injected.truncated!);
+    // Every plain one reached TypeScript and was refused there, none crossed natively.
+    expect(s['sealDrops.not-sealed']).toBeGreaterThanOrEqual(injected.plain!);
     console.log(`sealed datagrams injected ${JSON.stringify(injected)}, dropped by the server ${JSON.stringify(Object.fromEntries(Object.entries(s).filter(([k]) => k.startsWith('sealDrops.'))))}`);
     expect(s.sessions).toBe(1);
     expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
