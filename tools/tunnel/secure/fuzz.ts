@@ -10,7 +10,8 @@
  * its input, a stream decoder holding more than one message — is a finding and
  * throws FuzzFinding. `npm test` runs a slice; `bench/fuzz.ts` runs a million.
  */
-import { AeadSealer, SealError } from './sealer.js';
+import { createSealer } from './native-sealer.js';
+import { AeadSealer, SealError, type DatagramSealer, type SealerOptions } from './sealer.js';
 import { decodeKeyRecord, encodeKeyRecord } from './tls.js';
 import {
   decodeDatagram,
@@ -205,23 +206,24 @@ export const keyRecordTarget: FuzzTarget = {
  * The sealed-datagram opener, with a real sealer pair. Seeds are genuine sealed
  * datagrams, so mutations probe tag, counter, key id and truncation handling; each
  * input goes to a fresh receiver half the time, so the replay window does not hide
- * the authentication path.
+ * the authentication path. Once with TypeScript's sealer and once with the addon's,
+ * whose C++ parses every datagram the native data path receives.
  */
-export function openerTarget(): FuzzTarget {
+export function openerTarget(name = 'opener', make: (o: SealerOptions) => DatagramSealer = (o) => new AeadSealer(o)): FuzzTarget {
   const keys = new Map<string, Buffer>();
   const derive = (direction: string, epoch: number): Buffer => {
     const k = `${direction}/${epoch}`;
     if (!keys.has(k)) keys.set(k, Buffer.alloc(32, (epoch * 2 + (direction === 'c2s' ? 1 : 0)) & 0xff));
     return keys.get(k)!;
   };
-  const sender = new AeadSealer({ keyId: 77, sends: 'c2s', derive, rekeyInterval: 4n });
+  const sender = make({ keyId: 77, sends: 'c2s', derive, rekeyInterval: 4n });
   const seeds = protocolSeeds().map((p) => sender.seal(p));
-  let receiver = new AeadSealer({ keyId: 77, sends: 's2c', derive, rekeyInterval: 4n });
+  let receiver = make({ keyId: 77, sends: 's2c', derive, rekeyInterval: 4n });
   return {
-    name: 'opener',
+    name,
     seeds,
     run(input, next) {
-      if ((next() & 1) === 0) receiver = new AeadSealer({ keyId: 77, sends: 's2c', derive, rekeyInterval: 4n });
+      if ((next() & 1) === 0) receiver = make({ keyId: 77, sends: 's2c', derive, rekeyInterval: 4n });
       const plain = receiver.open(input);
       if (plain.length > input.length) throw new Error(`opened ${plain.length} bytes from ${input.length}`);
       return 'accepted';
@@ -231,7 +233,7 @@ export function openerTarget(): FuzzTarget {
 }
 
 export function allTargets(): FuzzTarget[] {
-  return [datagramTarget, streamTarget, helloTarget, keyRecordTarget, openerTarget()];
+  return [datagramTarget, streamTarget, helloTarget, keyRecordTarget, openerTarget(), openerTarget('native opener', createSealer)];
 }
 
 /** Runs `count` inputs against a target; throws FuzzFinding on the first finding. */
