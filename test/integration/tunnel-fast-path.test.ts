@@ -1,7 +1,8 @@
 /**
  * The native data fast path (native/fastpath.h, server_fastpath.h) of both ends
- * between real TAPs in namespaces, plain UDP and plain TCP (whose connection the addon
- * then reads and writes, native/stream_link.h): the frames really take it (its counters
+ * between real TAPs in namespaces, plain UDP, plain TCP (whose connection the addon
+ * then reads and writes, native/stream_link.h) and --tls over UDP (sealed and opened
+ * with the session's sealer in the addon, native/sealer.h): the frames really take it (its counters
  * cover the traffic while the frames JavaScript handled stay at the few sent before
  * the path knew the peer), the
  * statistics users see still count every frame (`ctun status`, the stats line), a
@@ -12,7 +13,7 @@
  */
 import { TUNNEL_DEFAULTS } from '../../tools/common/index.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { link, netnsUnavailable, pcAndSim, Scope, statsOf, type Netns } from './harness/netns.js';
+import { link, netnsUnavailable, pcAndSim, Scope, statsOf, type Daemon, type Netns } from './harness/netns.js';
 import { clientTlsArgs, makePki, removePki, serverTlsArgs } from './harness/pki.js';
 import { tcpTransfer } from './harness/transfer.js';
 
@@ -29,6 +30,41 @@ const BULK_BYTES = 20 * 1024 * 1024;
 async function pings(pc: Netns, target: string): Promise<number> {
   const r = await pc.exec('ping', ['-c', String(PINGS), '-i', '0.005', '-W', '2', target], { timeout: 30_000, reject: false });
   return Number(/(\d+) received/.exec(r.stdout)?.[1] ?? 0);
+}
+
+/**
+ * PINGS echoes through a connected client and server; with the path on, every one
+ * natively at the client, every request and reply at the server (JavaScript had only
+ * the kernels' multicast), and BULK_BYTES intact each way through the addon. Off:
+ * nothing counted natively at either end.
+ */
+async function bothEndsForward(pc: Netns, sim: Netns, client: Daemon, server: Daemon, fast: 'on' | 'off'): Promise<void> {
+  expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
+  const before = await Promise.all([statsOf(client), statsOf(server)]);
+  expect(await pings(pc, TUNNEL_DEFAULTS.serverAddress)).toBeGreaterThanOrEqual(PINGS - 5);
+  const after = await Promise.all([statsOf(client), statsOf(server)]);
+  const d = (end: 0 | 1, k: string): number => after[end][k]! - before[end][k]!;
+  expect(d(0, 'framesOut')).toBeGreaterThanOrEqual(PINGS);
+  expect(d(1, 'clients.framesIn')).toBeGreaterThanOrEqual(PINGS);
+  if (fast === 'off') {
+    for (const end of after) {
+      expect(end.fastPathIn).toBe(0);
+      expect(end.fastPathOut).toBe(0);
+    }
+    return;
+  }
+  expect(d(0, 'fastPathOut')).toBe(d(0, 'framesOut'));
+  expect(d(0, 'fastPathIn')).toBe(d(0, 'framesIn'));
+  expect(d(1, 'fastPathIn')).toBeGreaterThanOrEqual(PINGS);
+  expect(d(1, 'fastPathOut')).toBeGreaterThanOrEqual(PINGS - 5);
+  for (const [from, to, target] of [[pc, sim, TUNNEL_DEFAULTS.serverAddress], [sim, pc, TUNNEL_DEFAULTS.clientAddress.split('/')[0]!]] as const) {
+    const { sent, received } = await tcpTransfer(scope, from, to, target, BULK_BYTES);
+    expect(sent.error).toBeUndefined();
+    expect(received).toEqual({ bytes: BULK_BYTES, sha256: sent.sha256 });
+  }
+  const bulk = await statsOf(client);
+  expect(bulk.fastPathOut! - after[0].fastPathOut!).toBeGreaterThanOrEqual(BULK_BYTES / 1500);
+  expect(bulk.fastPathIn! - after[0].fastPathIn!).toBeGreaterThanOrEqual(BULK_BYTES / 1500);
 }
 
 describe.skipIf(skip)('native fast path (plain UDP)', () => {
@@ -169,35 +205,7 @@ describe.skipIf(skip)('native fast path (plain TCP: the addon drives the connect
       await server.waitFor(/server-listening/, 15_000);
       const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', 'tcp', '--fast-path', fast, '--metrics', METRICS]));
       await client.waitFor(/client-connected/, 15_000);
-      expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
-      const before = await Promise.all([statsOf(client), statsOf(server)]);
-      expect(await pings(pc, TUNNEL_DEFAULTS.serverAddress)).toBeGreaterThanOrEqual(PINGS - 5);
-      const after = await Promise.all([statsOf(client), statsOf(server)]);
-      const d = (end: 0 | 1, k: string): number => after[end][k]! - before[end][k]!;
-      expect(d(0, 'framesOut')).toBeGreaterThanOrEqual(PINGS);
-      expect(d(1, 'clients.framesIn')).toBeGreaterThanOrEqual(PINGS);
-      if (fast === 'on') {
-        // The client: all of them natively, both ways.
-        expect(d(0, 'fastPathOut')).toBe(d(0, 'framesOut'));
-        expect(d(0, 'fastPathIn')).toBe(d(0, 'framesIn'));
-        // The server: every request and reply (JavaScript had only the kernels' multicast).
-        expect(d(1, 'fastPathIn')).toBeGreaterThanOrEqual(PINGS);
-        expect(d(1, 'fastPathOut')).toBeGreaterThanOrEqual(PINGS - 5);
-        // Bulk both ways through the addon's reader and writer of the connection, intact.
-        for (const [from, to, target] of [[pc, sim, TUNNEL_DEFAULTS.serverAddress], [sim, pc, TUNNEL_DEFAULTS.clientAddress.split('/')[0]!]] as const) {
-          const { sent, received } = await tcpTransfer(scope, from, to, target, BULK_BYTES);
-          expect(sent.error).toBeUndefined();
-          expect(received).toEqual({ bytes: BULK_BYTES, sha256: sent.sha256 });
-        }
-        const bulk = await statsOf(client);
-        expect(bulk.fastPathOut! - after[0].fastPathOut!).toBeGreaterThanOrEqual(BULK_BYTES / 1500);
-        expect(bulk.fastPathIn! - after[0].fastPathIn!).toBeGreaterThanOrEqual(BULK_BYTES / 1500);
-      } else {
-        for (const end of after) {
-          expect(end.fastPathIn).toBe(0);
-          expect(end.fastPathOut).toBe(0);
-        }
-      }
+      await bothEndsForward(pc, sim, client, server, fast);
       expect(await client.stop()).toBe(0);
       expect(await server.stop()).toBe(0);
       // Nothing the connection carried went astray: no invalid message at either end.
@@ -268,32 +276,7 @@ describe.skipIf(skip)('native fast path (--tls over UDP: the addon seals and ope
       await server.waitFor(/server-listening/, 15_000);
       const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--fast-path', fast, '--metrics', METRICS, ...clientTlsArgs(pki, 'alice')]));
       await client.waitFor(/client-connected/, 15_000);
-      expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
-      const before = await Promise.all([statsOf(client), statsOf(server)]);
-      expect(await pings(pc, TUNNEL_DEFAULTS.serverAddress)).toBeGreaterThanOrEqual(PINGS - 5);
-      const after = await Promise.all([statsOf(client), statsOf(server)]);
-      const d = (end: 0 | 1, k: string): number => after[end][k]! - before[end][k]!;
-      expect(d(0, 'framesOut')).toBeGreaterThanOrEqual(PINGS);
-      expect(d(1, 'clients.framesIn')).toBeGreaterThanOrEqual(PINGS);
-      if (fast === 'on') {
-        expect(d(0, 'fastPathOut')).toBe(d(0, 'framesOut'));
-        expect(d(0, 'fastPathIn')).toBe(d(0, 'framesIn'));
-        expect(d(1, 'fastPathIn')).toBeGreaterThanOrEqual(PINGS);
-        expect(d(1, 'fastPathOut')).toBeGreaterThanOrEqual(PINGS - 5);
-        for (const [from, to, target] of [[pc, sim, TUNNEL_DEFAULTS.serverAddress], [sim, pc, TUNNEL_DEFAULTS.clientAddress.split('/')[0]!]] as const) {
-          const { sent, received } = await tcpTransfer(scope, from, to, target, BULK_BYTES);
-          expect(sent.error).toBeUndefined();
-          expect(received).toEqual({ bytes: BULK_BYTES, sha256: sent.sha256 });
-        }
-        const bulk = await statsOf(client);
-        expect(bulk.fastPathOut! - after[0].fastPathOut!).toBeGreaterThanOrEqual(BULK_BYTES / 1500);
-        expect(bulk.fastPathIn! - after[0].fastPathIn!).toBeGreaterThanOrEqual(BULK_BYTES / 1500);
-      } else {
-        for (const end of after) {
-          expect(end.fastPathIn).toBe(0);
-          expect(end.fastPathOut).toBe(0);
-        }
-      }
+      await bothEndsForward(pc, sim, client, server, fast);
       // The control messages JavaScript seals (pings, the stats) share the addon's counter:
       // a reused nonce would be a replay at the other end, a counted drop.
       await new Promise((r) => setTimeout(r, 2500));
