@@ -66,6 +66,17 @@ uint64_t CounterOf(const uint8_t* h) {
   return c;
 }
 
+std::vector<Part> PartsOf(const Napi::Array& list, size_t& plain) {
+  std::vector<Part> parts(list.Length());
+  plain = 0;
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Buffer<uint8_t> p = list.Get(i).As<Napi::Buffer<uint8_t>>();
+    parts[i] = {p.Data(), p.Length()};
+    plain += p.Length();
+  }
+  return parts;
+}
+
 bool SealAfterHeader(EVP_CIPHER_CTX* enc, uint8_t* o, const Part* parts, size_t n) {
   if (!Begin(enc, o, true)) return false;
   size_t off = kHeader;
@@ -176,13 +187,8 @@ class Aead : public Napi::ObjectWrap<Aead> {
       Napi::RangeError::New(env, "the header must be 13 bytes").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    std::vector<aead::Part> parts(list.Length());
-    size_t plain = 0;
-    for (uint32_t i = 0; i < list.Length(); i++) {
-      Napi::Buffer<uint8_t> p = list.Get(i).As<Napi::Buffer<uint8_t>>();
-      parts[i] = {p.Data(), p.Length()};
-      plain += p.Length();
-    }
+  size_t plain = 0;
+  std::vector<aead::Part> parts = aead::PartsOf(list, plain);
     Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, kHeader + plain + kTag);
     memcpy(out.Data(), header.Data(), kHeader);
     if (!aead::SealAfterHeader(enc_, out.Data(), parts.data(), parts.size())) {
@@ -204,20 +210,16 @@ class Aead : public Napi::ObjectWrap<Aead> {
     uint64_t counter = (static_cast<uint64_t>(info[2].As<Napi::Number>().Uint32Value()) << 32) | info[3].As<Napi::Number>().Uint32Value();
     Napi::Buffer<uint8_t> out = info[4].As<Napi::Buffer<uint8_t>>();
     Napi::Uint32Array lengths = info[5].As<Napi::Uint32Array>();
-    uint32_t n = frames.Length();
-    if (n > lengths.ElementLength()) n = static_cast<uint32_t>(lengths.ElementLength());
-    size_t off = 0;
-    uint32_t count = 0;
-    for (; count < n; count++, counter++) {
-      Napi::Buffer<uint8_t> f = frames.Get(count).As<Napi::Buffer<uint8_t>>();
-      size_t total = kHeader + wire::kHeaderSize + f.Length() + kTag;
-      if (f.Length() > 0xffff || off + total > out.Length()) break;
-      if (aead::SealData(enc_, keyId, counter, f.Data(), f.Length(), out.Data() + off) != total) {
-        Napi::Error::New(env, "sealing failed").ThrowAsJavaScriptException();
-        return env.Undefined();
-      }
-      lengths[count] = static_cast<uint32_t>(total);
-      off += total;
+    bool failed = false;
+    uint32_t count = aead::SealBatch(frames, out, lengths, [&](const uint8_t* f, size_t flen, uint8_t* at) {
+      size_t total = aead::SealData(enc_, keyId, counter, f, flen, at);
+      failed = total == 0;
+      counter++;
+      return total;
+    });
+    if (failed) {
+      Napi::Error::New(env, "sealing failed").ThrowAsJavaScriptException();
+      return env.Undefined();
     }
     return Napi::Number::New(env, count);
   }

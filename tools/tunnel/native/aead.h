@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include <string>
+#include <vector>
 
 namespace ctun {
 namespace aead {
@@ -28,6 +29,8 @@ struct Part {
   const uint8_t* data;
   size_t len;
 };
+// The Buffers of a JavaScript array as parts; `plain` gets their total length.
+std::vector<Part> PartsOf(const Napi::Array& list, size_t& plain);
 // Seals the parts after the header already at `out` (13 bytes): ciphertext, then
 // tag. `out` holds header + the parts' bytes + 16.
 bool SealAfterHeader(EVP_CIPHER_CTX* enc, uint8_t* out, const Part* parts, size_t n);
@@ -42,6 +45,27 @@ bool OpenInPlace(EVP_CIPHER_CTX* dec, uint8_t* d, size_t len);
 // deterministic), so a datagram the native path opened but does not forward reaches
 // TypeScript as it came. No new ciphertext is made: nothing a nonce reuse could leak.
 bool CloseAgain(EVP_CIPHER_CTX* enc, uint8_t* d, size_t len);
+
+// The batch of sealFrames(frames, ..., out, lengths) from JavaScript: each frame sealed
+// as one Data datagram by `one(frame, flen, at)` (its length, 0 to stop) into `out`,
+// one after another, lengths[i] each, until `out` or `lengths` is full. How many.
+template <typename SealOne>
+uint32_t SealBatch(const Napi::Array& frames, const Napi::Buffer<uint8_t>& out, Napi::Uint32Array& lengths, SealOne one) {
+  uint32_t n = frames.Length();
+  if (n > lengths.ElementLength()) n = static_cast<uint32_t>(lengths.ElementLength());
+  size_t off = 0;
+  uint32_t count = 0;
+  for (; count < n; count++) {
+    Napi::Buffer<uint8_t> f = frames.Get(count).As<Napi::Buffer<uint8_t>>();
+    // header (13) + Data header (4) + frame + tag (16)
+    if (f.Length() > 0xffff || off + f.Length() + 33 > out.Length()) break;
+    size_t total = one(f.Data(), f.Length(), out.Data() + off);
+    if (total == 0) break;
+    lengths[count] = static_cast<uint32_t>(total);
+    off += total;
+  }
+  return count;
+}
 
 }  // namespace aead
 

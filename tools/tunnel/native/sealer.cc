@@ -187,31 +187,15 @@ Napi::Value Sealer::SealFramesJs(const Napi::CallbackInfo& info) {
   Napi::Array frames = info[0].As<Napi::Array>();
   Napi::Buffer<uint8_t> out = info[1].As<Napi::Buffer<uint8_t>>();
   Napi::Uint32Array lengths = info[2].As<Napi::Uint32Array>();
-  uint32_t n = frames.Length();
-  if (n > lengths.ElementLength()) n = static_cast<uint32_t>(lengths.ElementLength());
-  size_t off = 0;
-  uint32_t count = 0;
-  for (; count < n; count++) {
-    Napi::Buffer<uint8_t> f = frames.Get(count).As<Napi::Buffer<uint8_t>>();
-    if (f.Length() > 0xffff || off + f.Length() + kHeader + wire::kHeaderSize + kTag > out.Length()) break;
-    size_t total = SealData(f.Data(), f.Length(), out.Data() + off);
-    if (total == 0) break;
-    lengths[count] = static_cast<uint32_t>(total);
-    off += total;
-  }
+  uint32_t count = aead::SealBatch(frames, out, lengths, [this](const uint8_t* f, size_t flen, uint8_t* at) { return SealData(f, flen, at); });
   return Napi::Number::New(env, count);
 }
 
 Napi::Value Sealer::SealJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Array list = info[0].As<Napi::Array>();
-  std::vector<aead::Part> parts(list.Length());
-  size_t plain = 0;
-  for (uint32_t i = 0; i < list.Length(); i++) {
-    Napi::Buffer<uint8_t> p = list.Get(i).As<Napi::Buffer<uint8_t>>();
-    parts[i] = {p.Data(), p.Length()};
-    plain += p.Length();
-  }
+size_t plain = 0;
+std::vector<aead::Part> parts = aead::PartsOf(list, plain);
   EVP_CIPHER_CTX* ctx = SendContext();
   if (ctx == nullptr) return env.Null();
   Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, kHeader + plain + kTag);
