@@ -1,6 +1,7 @@
 /**
- * The server's half of the native data fast path (native/server_fastpath.h): on plain
- * UDP over the addon's batch socket, and on plain TCP (each session's connection
+ * The server's half of the native data fast path (native/server_fastpath.h): on UDP
+ * over the addon's batch socket (plain, or --tls with each session's sealer in the
+ * addon, secure/native-sealer.ts), and on plain TCP (each session's connection
  * driven by the addon, link/native-stream.ts), a client's data frames to the server's TAP and
  * the TAP's replies to that client cross the server without a JavaScript call per
  * wake-up — the server's CPU on each lone frame of a request/response round trip was
