@@ -233,6 +233,8 @@ export class TunnelClient {
         port,
         transport: this.o.transport ?? TUNNEL_DEFAULTS.transport,
         tls: this.o.tls,
+        // TCP --tls: sealed records after the welcome, carried by the addon, as the fast path is.
+        sealedStream: this.o.fastPath !== false,
         handlers: {
           message: (m) => {
             if (this.link === link) this.onMessage(m);
@@ -284,7 +286,7 @@ export class TunnelClient {
         type: MessageType.Hello,
         version: PROTOCOL_VERSION,
         mode: this.o.dest === undefined ? TunnelMode.Local : TunnelMode.Separate,
-        flags: FEATURES_NONE,
+        flags: this.link?.offers ?? FEATURES_NONE,
         mtu: TUNNEL_DEFAULTS.mtu,
         sessionId: this.sessionId,
         destination: this.o.dest,

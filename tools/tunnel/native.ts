@@ -44,10 +44,13 @@ export interface TapAddon {
     /** The server's: per-session entries kept in step with its switch (native/server_fastpath.h). */
     ServerFastPath: new (tapFd: number, tapOffload: boolean, udpFd: number, tapMac: number, separate: boolean, serverIp: number) => NativeServerFastPath;
     /**
-     * A plain TCP connection driven by the addon from now on (native/stream_link.h):
-     * `fd` is dup'ed; `leftover` is what was read but not decoded yet; onBytes gets
-     * the bytes of whole messages the attached path did not take (or, after a header
-     * that is not ctun's, everything), onClosed the end of the connection.
+     * A TCP connection driven by the addon from now on (native/stream_link.h): `fd`
+     * is dup'ed; `leftover` is what was read but not decoded yet; onBytes gets the
+     * bytes of whole messages the attached path did not take (or, after a header that
+     * is not ctun's, everything), onClosed the end of the connection (`sealFailure`:
+     * the SealFailure code, 1-based, of a sealed record that did not open). With a
+     * sealer the stream carries sealed records (TCP --tls after its switch): messages
+     * in and out here stay plaintext.
      */
     StreamLink: new (
       fd: number,
@@ -57,7 +60,9 @@ export interface TapAddon {
       maxPayload: number,
       leftover: Buffer,
       onBytes: (bytes: Buffer) => void,
-      onClosed: (reason: string) => void,
+      onClosed: (reason: string, sealFailure?: number) => void,
+      sealer?: NativeSealerHandle,
+      role?: 'client' | 'server',
     ) => NativeStreamLink;
     /** The frames of a datagram that is Data messages only, else null (what the path forwards), for the unit tests. */
     dataFrames(datagram: Buffer): Buffer[] | null;

@@ -72,8 +72,10 @@ export enum AddressFamily {
   IPv6 = 6,
 }
 
-/** Feature flags (u16) in hello and welcome; none is defined yet (issue 15 adds offloads). */
+/** Feature flags (u16) in hello and welcome: a client offers, the welcome says which the server accepted; unknown bits are ignored. */
 export const FEATURES_NONE = 0;
+/** TCP --tls: after the welcome the connection carries sealed records, not TLS (PROTOCOL.md "Sealed stream"). */
+export const FEATURE_SEALED_STREAM = 1 << 0;
 
 export interface Hello {
   type: MessageType.Hello;

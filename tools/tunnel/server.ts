@@ -495,10 +495,12 @@ export class TunnelServer {
       // An IPv6 --dest is routed via the server's IPv6 tunnel address (set up when it was admitted).
       ...this.nextHop(hello.destination),
       keepaliveMs: this.o.keepaliveMs,
-      flags: hello.flags & FEATURES_NONE,
+      flags: hello.flags & (link.features ?? FEATURES_NONE),
       resumeToken: session.resumeToken,
     };
     this.sendWithin(link, welcome, budget);
+    // TCP --tls: the link switched to sealed records; its connection joins the fast path now.
+    if (link.welcomed?.(welcome.flags ?? FEATURES_NONE) === true) this.fast?.track(session);
     this.logLimited('info', resumed ? 'client-resumed' : 'client-connected', {
       peer: link.id,
       ...(link.identity === undefined ? {} : { identity: link.identity }),

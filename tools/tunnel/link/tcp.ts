@@ -1,13 +1,15 @@
 /**
  * TCP, for networks that pass only TCP (port-forward, proxies): messages are
- * length-prefixed on one connection, inside TLS 1.3 with --tls. Writes are bounded:
+ * length-prefixed on one connection, inside TLS 1.3 with --tls — until the welcome,
+ * when both ends have the addon: from there the connection carries sealed records
+ * keyed from that TLS session (native-stream.ts switchToSealed). Writes are bounded:
  * a peer that does not read loses frames (never retransmitted by us: no TCP over
  * TCP), and garbage on the stream closes that connection only.
  */
 import net from 'node:net';
 import tls from 'node:tls';
 import type { CtunError } from '../../common/index.js';
-import { encodeDataBatchWithin, MAX_FRAME, MessageType, ProtocolError, StreamDecoder, type Message } from '../protocol.js';
+import { encodeDataBatchWithin, FEATURE_SEALED_STREAM, FEATURES_NONE, MAX_FRAME, MessageType, ProtocolError, StreamDecoder, type Message } from '../protocol.js';
 import {
   admitClient,
   connectTls,
@@ -20,11 +22,12 @@ import {
   serverTlsOptions,
   tlsFailure,
   type PendingGate,
+  type SealFailure,
   type TlsMaterial,
 } from '../secure/index.js';
 import type { FastPathEnd } from '../fast-path.js';
 import { gateFor, listenError } from './listen.js';
-import { handOver, sendFramesToStream, type HandedOver } from './native-stream.js';
+import { canSwitchToSealed, handOver, sendFramesToStream, switchToSealed, type HandedOver } from './native-stream.js';
 import { releaseAfterTurn, releaseWhenWritten } from './read-release.js';
 import type { ClientLink, ConnectOptions, PeerLink, ServerTransport, ServerTransportOptions } from './types.js';
 
@@ -38,9 +41,9 @@ export class TcpServerTransport implements ServerTransport {
     this.gate = gateFor(options);
   }
 
-  /** Plain TCP: the server fast path has no socket of its own; each session's connection joins it (PeerLink.streamEnd). */
+  /** The server fast path has no socket of its own; each session's connection joins it (PeerLink.streamEnd): plain, or sealed after its switch. */
   get fastPath(): FastPathEnd | undefined {
-    return this.options.tls === undefined ? { fd: -1, attachFastPath: () => {} } : undefined;
+    return { fd: -1, attachFastPath: () => {} };
   }
 
   reloadTls(material: TlsMaterial, revoked: Set<string>): number {
@@ -102,8 +105,19 @@ export class TcpServerTransport implements ServerTransport {
         releaseAfterTurn(chunk);
       };
       socket.on('data', onChunk);
-      // Plain TCP: the server fast path may take the connection over (native-stream.ts).
+      // Plain TCP: the server fast path may take the connection over (native-stream.ts);
+      // TLS: the connection switches to sealed records at the welcome, if the client offered.
       if (secure === undefined) link.handOver = () => handOver(socket, decoder, link.maxQueueBytes, onChunk, () => socket.destroy());
+      else if (canSwitchToSealed(secure)) {
+        link.switchOver = () => {
+          // The client sent nothing after its hello, so the decoder holds nothing.
+          if (decoder.buffered > 0) return undefined;
+          return switchToSealed(secure, 'server', link.maxQueueBytes, onChunk, (_reason, failure) => {
+            if (failure !== undefined) handlers.dropped?.(failure);
+            socket.destroy();
+          });
+        };
+      }
       socket.on('error', () => socket.destroy());
       socket.on('close', () => {
         this.sockets.delete(socket);
@@ -133,6 +147,8 @@ class TcpPeerLink implements PeerLink {
   readonly transport = 'tcp' as const;
   /** Plain TCP: hands the connection to the addon (set by the transport). */
   handOver: (() => HandedOver | undefined) | undefined;
+  /** TCP --tls: switches the connection to sealed records in the addon (set by the transport where it can). */
+  switchOver: (() => HandedOver | undefined) | undefined;
   private native: HandedOver | undefined;
 
   constructor(
@@ -145,6 +161,20 @@ class TcpPeerLink implements PeerLink {
 
   get source(): string {
     return this.socket.remoteAddress ?? 'unknown';
+  }
+
+  /** What this link can switch on at the welcome: sealed records, for a TLS connection the addon can carry. */
+  get features(): number {
+    return this.switchOver !== undefined && this.native === undefined ? FEATURE_SEALED_STREAM : FEATURES_NONE;
+  }
+
+  /** The welcome with `flags` was just written: a TLS connection whose welcome accepted sealed records switches now. */
+  welcomed(flags: number): boolean {
+    if ((flags & FEATURE_SEALED_STREAM) === 0 || this.switchOver === undefined || this.native !== undefined) return false;
+    this.native = this.switchOver();
+    // Announced but impossible now: the client would seal into a TLS reader; start over.
+    if (this.native === undefined) this.socket.destroy();
+    return this.native !== undefined;
   }
 
   /** Once the addon has the connection: the peer's address as it reports it. */
@@ -172,6 +202,12 @@ class TcpPeerLink implements PeerLink {
   }
 
   close(): void {
+    // Sealed: no TLS close_notify may follow the records; the addon's descriptor keeps
+    // the connection open until the 'close' event lets it go, after its queue.
+    if (this.switchOver !== undefined && this.native !== undefined) {
+      this.socket.destroy();
+      return;
+    }
     this.socket.end();
     this.socket.destroySoon();
   }
@@ -216,6 +252,8 @@ export async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
   let closedReason = 'connection closed by the server';
   let refusal: CtunError | undefined;
   let native: HandedOver | undefined;
+  // TCP --tls: sealed records after the welcome, when the client may (its fast path on) and can.
+  const offers = secure !== undefined && options.sealedStream === true && canSwitchToSealed(secure) ? FEATURE_SEALED_STREAM : FEATURES_NONE;
   const onChunk = (chunk: Buffer): void => {
     let messages: Message[];
     try {
@@ -226,8 +264,23 @@ export async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
       socket.destroy();
       return;
     }
-    for (const m of messages) options.handlers.message(m);
+    for (const m of messages) {
+      if (m.type === MessageType.Welcome && (m.flags ?? 0) & offers && native === undefined && secure !== undefined && !switchOver(secure)) return;
+      options.handlers.message(m);
+    }
     releaseAfterTurn(chunk);
+  };
+  /** The welcome accepted sealed records: the switch, in the turn that decoded it (the server sends nothing more until our first record). */
+  const switchOver = (tlsSocket: tls.TLSSocket): boolean => {
+    native = switchToSealed(tlsSocket, 'client', maxQueueBytes, onChunk, (reason: string, failure?: SealFailure) => {
+      closedReason = reason === 'connection closed by the peer' ? 'connection closed by the server' : reason;
+      if (failure !== undefined) options.handlers.dropped?.(failure);
+      socket.destroy();
+    });
+    if (native !== undefined) return true;
+    closedReason = 'the server accepted sealed records, but this connection cannot switch to them';
+    socket.destroy();
+    return false;
   };
   socket.on('data', onChunk);
   socket.on('error', (e) => {
@@ -247,9 +300,10 @@ export async function connectTcp(options: ConnectOptions): Promise<ClientLink> {
   return {
     transport: 'tcp',
     identity: secure === undefined ? undefined : peerIdentity(secure),
-    /** Plain TCP: the addon takes the connection over (native-stream.ts) for the fast path. */
+    offers,
+    /** Plain TCP: the addon takes the connection over (native-stream.ts) for the fast path; TLS: the addon has it once switched. */
     get fastPath(): FastPathEnd | undefined {
-      if (secure !== undefined) return undefined;
+      if (secure !== undefined) return native?.end;
       native ??= handOver(socket, decoder, maxQueueBytes, onChunk, (reason) => {
         closedReason = reason === 'connection closed by the peer' ? 'connection closed by the server' : reason;
         socket.destroy();

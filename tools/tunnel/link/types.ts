@@ -37,8 +37,12 @@ export interface PeerLink {
   readonly nativeAddress?: { ip: number; port: number };
   /** --tls over UDP with the addon: the session's sealer, which the server fast path seals and opens with. */
   readonly nativeSealer?: NativeSealerHandle;
-  /** Plain TCP: hands the connection to the addon (once; native-stream.ts) and returns its end of the server fast path, or undefined where it cannot. */
+  /** Plain TCP: hands the connection to the addon (once; native-stream.ts) and returns its end of the server fast path, or undefined where it cannot; TCP --tls: the addon's end once switched. */
   streamEnd?(): FastPathEnd | undefined;
+  /** Feature flags this link can switch on at the welcome (TCP --tls: FEATURE_SEALED_STREAM); the welcome accepts the hello's offer of these only. */
+  readonly features?: number;
+  /** The welcome with `flags` was just sent: the link switches what they accepted; true if it did (its streamEnd changed). */
+  welcomed?(flags: number): boolean;
 }
 
 /**
@@ -117,8 +121,10 @@ export interface ClientLink {
   send(message: Buffer): boolean;
   sendFrames(frames: Buffer[]): number;
   close(): void;
-  /** Plain UDP on the addon's batch socket: the socket's end of the native data fast path; plain TCP: reading it hands the connection to the addon. */
+  /** Plain UDP on the addon's batch socket: the socket's end of the native data fast path; plain TCP: reading it hands the connection to the addon; TCP --tls: the addon's end once switched. */
   readonly fastPath?: FastPathEnd;
+  /** Feature flags this link can switch on, for the hello (TCP --tls: FEATURE_SEALED_STREAM). */
+  readonly offers?: number;
 }
 
 export interface ConnectOptions {
@@ -132,6 +138,8 @@ export interface ConnectOptions {
   maxQueueDatagrams?: number;
   /** Mutual TLS; the server's certificate must name `host`. */
   tls?: TlsMaterial;
+  /** TCP --tls: offer sealed records after the welcome (the client does with its fast path on). */
+  sealedStream?: boolean;
   /** UDP: where the datagram socket comes from; default the addon's batch socket, else node:dgram (unit tests: an in-memory network). */
   datagrams?: DatagramSocketFactory;
 }

@@ -114,6 +114,13 @@ size_t Sealer::SealData(const uint8_t* frame, size_t flen, uint8_t* out) {
   return n;
 }
 
+size_t Sealer::Seal(const aead::Part* parts, size_t n, size_t plain, uint8_t* out) {
+  EVP_CIPHER_CTX* ctx = SendContext();
+  if (ctx == nullptr) return 0;
+  aead::WriteHeader(out, keyId_, sendCounter_++);
+  return aead::SealAfterHeader(ctx, out, parts, n) ? kHeader + plain + kTag : 0;
+}
+
 bool Sealer::Seen(uint64_t counter, Failure& why) const {
   if (!any_ || counter > highest_) return false;
   if (highest_ - counter >= windowBits_) {
@@ -193,17 +200,11 @@ Napi::Value Sealer::SealFramesJs(const Napi::CallbackInfo& info) {
 
 Napi::Value Sealer::SealJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Array list = info[0].As<Napi::Array>();
-size_t plain = 0;
-std::vector<aead::Part> parts = aead::PartsOf(list, plain);
-  EVP_CIPHER_CTX* ctx = SendContext();
-  if (ctx == nullptr) return env.Null();
+  size_t plain = 0;
+  std::vector<aead::Part> parts = aead::PartsOf(info[0].As<Napi::Array>(), plain);
+  // Sized before sealing; an exhausted counter (or no key) seals nothing.
   Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, kHeader + plain + kTag);
-  aead::WriteHeader(out.Data(), keyId_, sendCounter_++);
-  if (!aead::SealAfterHeader(ctx, out.Data(), parts.data(), parts.size())) {
-    Napi::Error::New(env, "sealing failed").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  if (Seal(parts.data(), parts.size(), plain, out.Data()) == 0) return env.Null();
   return out;
 }
 

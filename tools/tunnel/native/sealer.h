@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "aead.h"
+
 namespace ctun {
 
 class Sealer : public Napi::ObjectWrap<Sealer> {
@@ -40,6 +42,9 @@ class Sealer : public Napi::ObjectWrap<Sealer> {
   // Seals `frame` as one Data message under the next counter into `out` (frame + 33
   // bytes); returns the datagram's length, 0 when the counter is exhausted or no key.
   size_t SealData(const uint8_t* frame, size_t flen, uint8_t* out);
+  // Seals the parts (`plain` bytes in all) under the next counter into `out` (header,
+  // ciphertext, tag: plain + 29 bytes); returns that length, 0 as SealData.
+  size_t Seal(const aead::Part* parts, size_t n, size_t plain, uint8_t* out);
 
   // What Open found out about an authenticated datagram, for Accept or Restore.
   struct Opened {

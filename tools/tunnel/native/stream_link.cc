@@ -21,6 +21,24 @@ constexpr size_t kReadBuffer = 64 * 1024;
 constexpr size_t kKeptQueueCapacity = 256 * 1024;
 // Reads per wake-up at most, so one busy connection cannot keep the loop to itself.
 constexpr int kReadsPerWake = 16;
+// A sealed record: its length (u16 BE), then a sealed datagram of whole messages whose
+// plaintext is at most 16 KiB (a TLS record's bound); a record always fits beside a
+// cut one in the read buffer.
+constexpr size_t kRecordPrefix = 2;
+constexpr size_t kMaxRecordPlain = 16 * 1024;
+constexpr size_t kRecordOverhead = wire::kSealedHeaderSize + wire::kTagSize;
+constexpr size_t kMaxRecord = kMaxRecordPlain + kRecordOverhead;
+static_assert(2 * (kRecordPrefix + kMaxRecord) <= kReadBuffer, "a record fits beside a cut one");
+
+uint16_t Be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+
+// The length of the whole message at `m` (at most `avail` bytes there), or 0 when its
+// header is not ctun's or it is longer than `maxPayload` or cut.
+size_t WholeMessage(const uint8_t* m, size_t avail, size_t maxPayload) {
+  if (avail < wire::kHeaderSize || m[0] < wire::kTypeMin || m[0] > wire::kTypeMax) return 0;
+  size_t len = Be16(m + 2);
+  return len > maxPayload || wire::kHeaderSize + len > avail ? 0 : wire::kHeaderSize + len;
+}
 
 }  // namespace
 
@@ -50,6 +68,15 @@ StreamLink::StreamLink(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Stream
   Napi::Buffer<uint8_t> leftover = info[5].As<Napi::Buffer<uint8_t>>();
   onBytes_ = Napi::Persistent(info[6].As<Napi::Function>());
   onClosed_ = Napi::Persistent(info[7].As<Napi::Function>());
+  if (info.Length() > 8 && !info[8].IsUndefined()) {
+    sealer_ = SealerOf(info[8]);
+    if (sealer_ == nullptr || !info[9].IsString()) {
+      Napi::TypeError::New(env, "a sealed stream needs a Sealer and a role ('client' | 'server')").ThrowAsJavaScriptException();
+      return;
+    }
+    sealerRef_ = Napi::Persistent(info[8].As<Napi::Object>());
+    holding_ = info[9].As<Napi::String>().Utf8Value() == "server";
+  }
   if (maxPayload_ + wire::kHeaderSize > kReadBuffer / 2 || leftover.Length() > kReadBuffer / 2) {
     Napi::RangeError::New(env, "a message does not fit the read buffer").ThrowAsJavaScriptException();
     return;
@@ -75,6 +102,11 @@ StreamLink::StreamLink(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Stream
   }
   // Alive while polling, even when JavaScript drops its handle.
   Ref();
+  // The client's first record (empty) tells the server its TLS reader has stopped.
+  if (sealer_ != nullptr && !holding_ && QueueRecord(nullptr, 0, 0)) {
+    Flush();
+    Watch();
+  }
 }
 
 StreamLink::~StreamLink() {
@@ -111,16 +143,22 @@ void StreamLink::Readable() {
       break;
     }
     inLen_ += static_cast<size_t>(r);
-    size_t used = Parse();
+    size_t used = sealer_ != nullptr ? ParseSealed() : Parse();
     // The forwarder's frames point into in_: written before the buffer moves.
     if (Forwarder* f = fast_.Active()) f->Flush();
     memmove(in_.get(), in_.get() + used, inLen_ - used);
     inLen_ -= used;
-    if (static_cast<size_t>(r) < space) break;  // drained
+    if (sealFailure_ != 0 || static_cast<size_t>(r) < space) break;  // refused, or drained
+  }
+  // The client's first record lifted the hold: what waited goes now.
+  if (sealer_ != nullptr && !holding_ && outStart_ < out_.size()) {
+    Flush();
+    Watch();
   }
   DeliverBytes();  // may close this link (JavaScript's decoder found garbage)
   if (fd_ < 0 || failed_) return;
-  if (!error.empty()) Fail(error);
+  if (sealFailure_ != 0) Fail("a sealed record did not open: the stream was altered, or the peer is not this session's");
+  else if (!error.empty()) Fail(error);
   else if (eof) Fail("connection closed by the peer");
 }
 
@@ -137,9 +175,7 @@ size_t StreamLink::Parse() {
     }
     size_t whole = wire::kHeaderSize + len;
     if (off + whole > inLen_) break;
-    // One message as a one-message datagram from the connection's peer.
-    bool taken = f != nullptr && type == wire::kTypeData && f->FromUdp(m, static_cast<uint32_t>(whole), peerIp_, peerPort_);
-    if (!taken) toJs_.insert(toJs_.end(), m, m + whole);
+    Route(f, m, whole);
     off += whole;
   }
   if (raw_) {
@@ -147,6 +183,59 @@ size_t StreamLink::Parse() {
     off = inLen_;
   }
   return off;
+}
+
+void StreamLink::Route(Forwarder* f, uint8_t* m, size_t whole) {
+  // One message as a one-message datagram from the connection's peer.
+  bool taken = f != nullptr && m[0] == wire::kTypeData && f->FromUdp(m, static_cast<uint32_t>(whole), peerIp_, peerPort_);
+  if (!taken) toJs_.insert(toJs_.end(), m, m + whole);
+}
+
+size_t StreamLink::ParseSealed() {
+  Forwarder* f = fast_.Active();
+  size_t off = 0;
+  while (sealFailure_ == 0 && inLen_ - off >= kRecordPrefix) {
+    uint8_t* r = in_.get() + off;
+    size_t len = Be16(r);
+    if (len < kRecordOverhead || len > kMaxRecord) {
+      sealFailure_ = len < kRecordOverhead ? Sealer::kTruncated : Sealer::kNotSealed;
+      break;
+    }
+    if (off + kRecordPrefix + len > inLen_) break;
+    Sealer::Opened opened{};
+    Sealer::Failure why = sealer_->Open(r + kRecordPrefix, len, opened);
+    if (why != Sealer::kOk) {
+      sealFailure_ = why;
+      break;
+    }
+    sealer_->Accept(opened);
+    holding_ = false;
+    uint8_t* plain = r + kRecordPrefix + wire::kSealedHeaderSize;
+    size_t at = 0;
+    while (size_t whole = WholeMessage(plain + at, opened.plain - at, maxPayload_)) {
+      Route(f, plain + at, whole);
+      at += whole;
+    }
+    // What is not a whole message goes to JavaScript, whose decoder names the error.
+    if (at < opened.plain) toJs_.insert(toJs_.end(), plain + at, plain + opened.plain);
+    off += kRecordPrefix + len;
+  }
+  return off;
+}
+
+bool StreamLink::QueueRecord(const aead::Part* parts, size_t n, size_t plain) {
+  size_t total = kRecordPrefix + kRecordOverhead + plain;
+  if (plain > kMaxRecordPlain || out_.size() - outStart_ + total > maxQueue_) return false;
+  size_t at = out_.size();
+  out_.resize(at + total);
+  size_t sealed = sealer_->Seal(parts, n, plain, out_.data() + at + kRecordPrefix);
+  if (sealed == 0) {
+    out_.resize(at);
+    return false;
+  }
+  out_[at] = static_cast<uint8_t>(sealed >> 8);
+  out_[at + 1] = static_cast<uint8_t>(sealed & 255);
+  return true;
 }
 
 void StreamLink::DeliverBytes() {
@@ -159,6 +248,7 @@ void StreamLink::DeliverBytes() {
 }
 
 void StreamLink::Flush() {
+  if (holding_) return;
   while (fd_ >= 0 && !failed_ && outStart_ < out_.size()) {
     ssize_t w = write(fd_, out_.data() + outStart_, out_.size() - outStart_);
     if (w < 0) {
@@ -186,7 +276,7 @@ void StreamLink::Flush() {
 
 void StreamLink::Watch() {
   if (poll_ == nullptr) return;
-  bool want = outStart_ < out_.size();
+  bool want = !holding_ && outStart_ < out_.size();
   if (want == writable_) return;
   writable_ = want;
   uv_poll_start(poll_, UV_READABLE | (want ? UV_WRITABLE : 0), OnEvents);
@@ -196,7 +286,31 @@ bool StreamLink::Sendable() const { return fd_ >= 0 && !failed_ && !writeBroken_
 
 void StreamLink::SendFrames(const Frame* frames, uint32_t n, Tally& tally) {
   uint32_t accepted = 0;
-  if (Sendable()) {
+  if (Sendable() && sealer_ != nullptr) {
+    // As many frames per record as fit; a record past the queue bound drops its frames.
+    headers_.resize(static_cast<size_t>(n) * wire::kHeaderSize);
+    while (accepted < n) {
+      parts_.clear();
+      size_t plain = 0;
+      uint32_t end = accepted;
+      for (; end < n; end++) {
+        size_t len = frames[end].len;
+        if (len > maxPayload_ || plain + wire::kHeaderSize + len > kMaxRecordPlain) break;
+        uint8_t* h = &headers_[static_cast<size_t>(end) * wire::kHeaderSize];
+        h[0] = wire::kTypeData;
+        h[1] = 0;
+        h[2] = static_cast<uint8_t>(len >> 8);
+        h[3] = static_cast<uint8_t>(len & 255);
+        parts_.push_back({h, wire::kHeaderSize});
+        parts_.push_back({frames[end].data, len});
+        plain += wire::kHeaderSize + len;
+      }
+      if (end == accepted || !QueueRecord(parts_.data(), parts_.size(), plain)) break;
+      accepted = end;
+    }
+    Flush();
+    Watch();
+  } else if (Sendable()) {
     size_t queued = out_.size() - outStart_;
     for (; accepted < n; accepted++) {
       size_t len = frames[accepted].len;
@@ -215,11 +329,44 @@ void StreamLink::SendFrames(const Frame* frames, uint32_t n, Tally& tally) {
 Napi::Value StreamLink::Write(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Buffer<uint8_t> b = info[0].As<Napi::Buffer<uint8_t>>();
+  if (sealer_ != nullptr) return Napi::Boolean::New(env, WriteSealed(b.Data(), b.Length()));
   if (!Sendable() || out_.size() - outStart_ + b.Length() > maxQueue_) return Napi::Boolean::New(env, false);
   out_.insert(out_.end(), b.Data(), b.Data() + b.Length());
   Flush();
   Watch();
   return Napi::Boolean::New(env, true);
+}
+
+bool StreamLink::WriteSealed(const uint8_t* d, size_t len) {
+  if (!Sendable()) return false;
+  // Whole messages, as many per record as fit: first the records' total against the
+  // bound (all or nothing, as a plain write), then sealing.
+  std::vector<size_t> ends;
+  size_t at = 0, start = 0, total = 0;
+  while (at < len) {
+    size_t whole = WholeMessage(d + at, len - at, 0xffff);
+    if (whole == 0 || whole > kMaxRecordPlain) return false;
+    if (at + whole - start > kMaxRecordPlain) {
+      ends.push_back(at);
+      total += kRecordPrefix + kRecordOverhead + (at - start);
+      start = at;
+    }
+    at += whole;
+  }
+  if (at > start) {
+    ends.push_back(at);
+    total += kRecordPrefix + kRecordOverhead + (at - start);
+  }
+  if (out_.size() - outStart_ + total > maxQueue_) return false;
+  start = 0;
+  for (size_t end : ends) {
+    aead::Part part{d + start, end - start};
+    if (!QueueRecord(&part, 1, end - start)) break;  // the counter is spent
+    start = end;
+  }
+  Flush();
+  Watch();
+  return start == len;
 }
 
 Napi::Value StreamLink::Queued(const Napi::CallbackInfo& info) {
@@ -245,6 +392,8 @@ void StreamLink::Release() {
   std::vector<uint8_t>().swap(out_);
   outStart_ = 0;
   std::vector<uint8_t>().swap(toJs_);
+  sealer_ = nullptr;
+  sealerRef_.Reset();
 }
 
 void StreamLink::Fail(const std::string& reason) {
@@ -253,7 +402,8 @@ void StreamLink::Fail(const std::string& reason) {
   StopPolling();
   Release();
   Napi::Env env = Env();
-  onClosed_.MakeCallback(env.Global(), {Napi::String::New(env, reason)});
+  Napi::Value failure = sealFailure_ == 0 ? env.Undefined() : Napi::Number::New(env, sealFailure_);
+  onClosed_.MakeCallback(env.Global(), {Napi::String::New(env, reason), failure});
 }
 
 Napi::Value StreamLink::Close(const Napi::CallbackInfo& info) {

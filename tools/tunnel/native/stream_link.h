@@ -16,6 +16,15 @@
 // Outgoing bytes (JavaScript's messages, the forwarder's frames) share one queue,
 // bounded like the Node socket's was: a message or frame that would pass the bound is
 // dropped, never a part of one, so the stream stays whole.
+//
+// A sealed stream (TCP --tls after the switch, PROTOCOL.md "Sealed stream") carries
+// records instead: length (u16 BE) | a sealed datagram of whole messages, keyed from
+// the TLS session like sealed UDP's (sealer.h). Each record is opened here; its
+// messages then go the way plain ones do, so JavaScript sees plaintext messages only
+// and writes them in plaintext. A record that does not open closes the connection (a
+// byte stream cannot skip one). The server's end sends nothing until the client's
+// first record has opened: only then is the client's TLS reader surely stopped, so no
+// record can reach it. The client's end therefore opens with an empty record.
 #pragma once
 #include <napi.h>
 #include <uv.h>
@@ -26,7 +35,9 @@
 #include <string>
 #include <vector>
 
+#include "aead.h"
 #include "fastpath.h"
+#include "sealer.h"
 
 namespace ctun {
 namespace fastpath {
@@ -37,8 +48,10 @@ class StreamLink : public Napi::ObjectWrap<StreamLink> {
   static Napi::FunctionReference constructor;
 
   // new StreamLink(fd, peerIp, peerPort, maxQueueBytes, maxPayload, leftover: Buffer,
-  //   onBytes(bytes: Buffer), onClosed(reason: string)); fd is dup'ed (the caller
-  // keeps and later closes its own), leftover: bytes JavaScript read but not decoded.
+  //   onBytes(bytes: Buffer), onClosed(reason: string, sealFailure?: number)
+  //   [, sealer: Sealer, role: 'client' | 'server']); fd is dup'ed (the caller keeps
+  // and later closes its own), leftover: bytes JavaScript read but not decoded. With
+  // a sealer the stream is sealed; sealFailure is the Sealer::Failure that closed it.
   explicit StreamLink(const Napi::CallbackInfo& info);
   ~StreamLink() override;
 
@@ -69,6 +82,16 @@ class StreamLink : public Napi::ObjectWrap<StreamLink> {
   void Release();
   // Whether anything may still be queued: open, and no write has failed.
   bool Sendable() const;
+  // Sealed: the whole records at the front of in_ (as Parse); a record that does not
+  // open sets sealFailure_ and stops.
+  size_t ParseSealed();
+  // One message (whole, in place) to the forwarder or to JavaScript.
+  void Route(Forwarder* f, uint8_t* m, size_t whole);
+  // Sealed: seals the parts (`plain` bytes of whole messages) as one record at the
+  // queue's end; false (nothing queued) past the bound or once the counter is spent.
+  bool QueueRecord(const aead::Part* parts, size_t n, size_t plain);
+  // Sealed write(bytes): whole messages as records, all or nothing against the bound.
+  bool WriteSealed(const uint8_t* d, size_t len);
 
   int fd_ = -1;
   uint32_t peerIp_, peerPort_;
@@ -86,6 +109,12 @@ class StreamLink : public Napi::ObjectWrap<StreamLink> {
   std::vector<uint8_t> toJs_;
   AttachedForwarder fast_;
   Napi::FunctionReference onBytes_, onClosed_;
+  Sealer* sealer_ = nullptr;
+  Napi::ObjectReference sealerRef_;
+  bool holding_ = false;  // sealed server end: no writes before the client's first record
+  int sealFailure_ = 0;   // Sealer::Failure of the record that closed the stream
+  std::vector<aead::Part> parts_;  // SendFrames' scratch: a record's pieces
+  std::vector<uint8_t> headers_;   // and its Data headers
 };
 
 // The stream a JavaScript object wraps, or nullptr.

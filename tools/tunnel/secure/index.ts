@@ -1,5 +1,5 @@
 export { AeadSealer, SealError, peekKeyId, SEAL_OVERHEAD, SEALED_MARKER, REKEY_INTERVAL, type DatagramSealer, type SealFailure, type KeyDeriver, type Direction, type Cipher } from './sealer.js';
-export { createSealer, NativeSealer } from './native-sealer.js';
+export { createSealer, NativeSealer, sealFailureOf } from './native-sealer.js';
 export { ReplayWindow } from './replay.js';
 export { PendingGate, type PendingGateOptions } from './gate.js';
 export {
@@ -13,6 +13,7 @@ export {
   peerRevoked,
   peerOf,
   tlsKeyDeriver,
+  STREAM_EXPORTER_LABEL,
   tlsFailure,
   unauthorizedReason,
   admitClient,

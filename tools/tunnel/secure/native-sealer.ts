@@ -13,6 +13,11 @@ import { AeadSealer, noDrops, REKEY_INTERVAL, SEAL_OVERHEAD, SealError, SealScra
 
 /** The addon's failure codes (Sealer::Failure), 1-based. */
 const FAILURES: readonly SealFailure[] = ['truncated', 'not-sealed', 'unknown-key', 'bad-tag', 'replayed', 'too-old'];
+
+/** The failure an addon code (1-based) names; an unknown one is a bad tag. */
+export function sealFailureOf(code: number): SealFailure {
+  return FAILURES[code - 1] ?? 'bad-tag';
+}
 const EXPLAINED: Record<SealFailure, string> = {
   truncated: 'datagram shorter than the seal',
   'not-sealed': 'datagram is not sealed (plain-mode peer?)',
@@ -48,7 +53,7 @@ export class NativeSealer implements DatagramSealer {
 
   open(datagram: Buffer): Buffer {
     const n = this.native.open(datagram);
-    if (n < 0) this.fail(FAILURES[-n - 1] ?? 'bad-tag');
+    if (n < 0) this.fail(sealFailureOf(-n));
     return datagram.subarray(HEADER_BYTES, HEADER_BYTES + n);
   }
 

@@ -165,13 +165,15 @@ export function peerFingerprint(socket: tls.TLSSocket): string {
 
 /** Exporter labels (RFC 8446 §7.5), one per direction of the sealed UDP data. */
 export const EXPORTER_LABEL: Record<Direction, string> = { c2s: 'EXPORTER-ctun-udp-c2s', s2c: 'EXPORTER-ctun-udp-s2c' };
+/** The same for the sealed records of TCP --tls after its switch: other keys than UDP's. */
+export const STREAM_EXPORTER_LABEL: Record<Direction, string> = { c2s: 'EXPORTER-ctun-tcp-c2s', s2c: 'EXPORTER-ctun-tcp-s2c' };
 
 /** Key derivation from a live TLS session: the epoch is the exporter context. */
-export function tlsKeyDeriver(socket: tls.TLSSocket): KeyDeriver {
+export function tlsKeyDeriver(socket: tls.TLSSocket, labels: Record<Direction, string> = EXPORTER_LABEL): KeyDeriver {
   return (direction, epoch) => {
     const context = Buffer.alloc(4);
     context.writeUInt32BE(epoch >>> 0, 0);
-    return socket.exportKeyingMaterial(KEY_BYTES, EXPORTER_LABEL[direction], context);
+    return socket.exportKeyingMaterial(KEY_BYTES, labels[direction], context);
   };
 }
 
