@@ -321,7 +321,7 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
     ctun('tcp', false, false),
     openvpn('udp', 'aes-256-gcm'),
     openvpn('tcp', 'aes-256-gcm'),
-    ...(ctunSecure ? [ctun('udp', true), ctun('udp', true, true, false), ctun('tcp', true)] : []),
+    ...(ctunSecure ? [ctun('udp', true), ctun('udp', true, true, false), ctun('tcp', true), ctun('tcp', true, true, false)] : []),
   ].filter((s) => o.only === undefined || o.only.test(s.name));
 
   const rounds: Measurement[][] = [];

@@ -1,8 +1,9 @@
 /**
  * The native data fast path (native/fastpath.h, server_fastpath.h) of both ends
  * between real TAPs in namespaces, plain UDP, plain TCP (whose connection the addon
- * then reads and writes, native/stream_link.h) and --tls over UDP (sealed and opened
- * with the session's sealer in the addon, native/sealer.h): the frames really take it (its counters
+ * then reads and writes, native/stream_link.h) and --tls over UDP and TCP (sealed and
+ * opened with the session's sealer in the addon, native/sealer.h; TCP's connection
+ * switches from TLS to sealed records at the welcome): the frames really take it (its counters
  * cover the traffic while the frames JavaScript handled stay at the few sent before
  * the path knew the peer), the
  * statistics users see still count every frame (`ctun status`, the stats line), a
@@ -262,23 +263,23 @@ describe.skipIf(skip)('native fast path (plain TCP: the addon drives the connect
   });
 });
 
-describe.skipIf(skip)('native fast path (--tls over UDP: the addon seals and opens with the session\'s sealer)', () => {
+describe.skipIf(skip)('native fast path (--tls: the addon seals and opens with the session\'s sealer, UDP datagrams or TCP records)', () => {
   let pki = '';
   beforeAll(async () => {
     pki = await makePki({ serverNames: ['10.79.0.2'], clients: ['alice'] });
   });
   afterAll(() => removePki(pki));
 
-  it('both ends seal and open natively: every echo counted, 20 MB intact each way, nothing dropped unopened; --fast-path off keeps them in JavaScript', async () => {
+  it.each(['udp', 'tcp'])('over %s both ends seal and open natively: every echo counted, 20 MB intact each way, nothing dropped unopened; --fast-path off keeps them in JavaScript', async (transport) => {
     const { pc, sim } = await pcAndSim(scope);
     for (const fast of ['on', 'off'] as const) {
-      const server = scope.track(sim.spawnCtun(['server', '--fast-path', fast, '--metrics', METRICS, ...serverTlsArgs(pki)]));
+      const server = scope.track(sim.spawnCtun(['server', '--transport', transport, '--fast-path', fast, '--metrics', METRICS, ...serverTlsArgs(pki)]));
       await server.waitFor(/server-listening/, 15_000);
-      const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--fast-path', fast, '--metrics', METRICS, ...clientTlsArgs(pki, 'alice')]));
+      const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', transport, '--fast-path', fast, '--metrics', METRICS, ...clientTlsArgs(pki, 'alice')]));
       await client.waitFor(/client-connected/, 15_000);
       await bothEndsForward(pc, sim, client, server, fast);
       // The control messages JavaScript seals (pings, the stats) share the addon's counter:
-      // a reused nonce would be a replay at the other end, a counted drop.
+      // a reused nonce would be a replay at the other end, a counted drop (on TCP, the end).
       await new Promise((r) => setTimeout(r, 2500));
       const end = await Promise.all([statsOf(client), statsOf(server)]);
       expect(end[0].dropsInvalid, 'client: datagrams dropped unopened').toBe(0);
