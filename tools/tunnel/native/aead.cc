@@ -60,6 +60,11 @@ void WriteHeader(uint8_t* o, uint32_t keyId, uint64_t counter) {
   for (int b = 0; b < 8; b++) o[wire::kSealedCounterOffset + b] = static_cast<uint8_t>(counter >> (56 - 8 * b));
 }
 
+uint32_t KeyIdOf(const uint8_t* h) {
+  const uint8_t* k = h + wire::kSealedKeyIdOffset;
+  return (static_cast<uint32_t>(k[0]) << 24) | (static_cast<uint32_t>(k[1]) << 16) | (static_cast<uint32_t>(k[2]) << 8) | k[3];
+}
+
 uint64_t CounterOf(const uint8_t* h) {
   uint64_t c = 0;
   for (int b = 0; b < 8; b++) c = (c << 8) | h[wire::kSealedCounterOffset + b];

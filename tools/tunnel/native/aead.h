@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "wire.h"
+
 namespace ctun {
 namespace aead {
 
@@ -21,8 +23,12 @@ EVP_CIPHER_CTX* NewContext(const EVP_CIPHER* cipher, const uint8_t* key, bool en
 
 // Writes the sealed header (marker, key id, counter) at `out`.
 void WriteHeader(uint8_t* out, uint32_t keyId, uint64_t counter);
-// The counter of a sealed header.
+// The key id and the counter of a sealed header.
+uint32_t KeyIdOf(const uint8_t* header);
 uint64_t CounterOf(const uint8_t* header);
+// Bytes a sealed datagram of one Data message adds to its frame: sealed header, Data
+// header, tag.
+constexpr size_t kSealedDataOverhead = wire::kSealedHeaderSize + wire::kHeaderSize + wire::kTagSize;
 
 // A part of the plaintext.
 struct Part {
@@ -35,7 +41,7 @@ std::vector<Part> PartsOf(const Napi::Array& list, size_t& plain);
 // tag. `out` holds header + the parts' bytes + 16.
 bool SealAfterHeader(EVP_CIPHER_CTX* enc, uint8_t* out, const Part* parts, size_t n);
 // Seals `frame` as one Data message under (keyId, counter) into `out` (header, Data
-// header, frame, tag: frame + 33 bytes); returns the datagram's length, 0 on failure.
+// header, frame, tag: frame + kSealedDataOverhead); returns the datagram's length, 0 on failure.
 size_t SealData(EVP_CIPHER_CTX* enc, uint32_t keyId, uint64_t counter, const uint8_t* frame, size_t flen, uint8_t* out);
 // Authenticates and decrypts a whole sealed datagram in place (the plaintext follows
 // the header); false if it does not authenticate (the bytes are then garbage).
@@ -57,8 +63,7 @@ uint32_t SealBatch(const Napi::Array& frames, const Napi::Buffer<uint8_t>& out, 
   uint32_t count = 0;
   for (; count < n; count++) {
     Napi::Buffer<uint8_t> f = frames.Get(count).As<Napi::Buffer<uint8_t>>();
-    // header (13) + Data header (4) + frame + tag (16)
-    if (f.Length() > 0xffff || off + f.Length() + 33 > out.Length()) break;
+    if (f.Length() > 0xffff || off + f.Length() + kSealedDataOverhead > out.Length()) break;
     size_t total = one(f.Data(), f.Length(), out.Data() + off);
     if (total == 0) break;
     lengths[count] = static_cast<uint32_t>(total);

@@ -152,8 +152,7 @@ void Sealer::Mark(uint64_t counter) {
 Sealer::Failure Sealer::Open(uint8_t* d, size_t len, Opened& opened) {
   if (len < kHeader + kTag) return kTruncated;
   if (d[0] != wire::kSealedMarker) return kNotSealed;
-  uint32_t keyId = (static_cast<uint32_t>(d[1]) << 24) | (static_cast<uint32_t>(d[2]) << 16) | (static_cast<uint32_t>(d[3]) << 8) | d[4];
-  if (keyId != keyId_) return kUnknownKey;
+  if (aead::KeyIdOf(d) != keyId_) return kUnknownKey;
   uint64_t counter = aead::CounterOf(d);
   if (counter >= kMaxCounter) return kBadTag;
   Failure why = kOk;

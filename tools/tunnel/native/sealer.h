@@ -33,14 +33,14 @@ class Sealer : public Napi::ObjectWrap<Sealer> {
   ~Sealer() override;
 
   // Bytes a sealed Data datagram adds to its frame: header, Data header, tag.
-  static constexpr size_t kOverhead = 13 + 4 + 16;
+  static constexpr size_t kOverhead = aead::kSealedDataOverhead;
   uint32_t keyId() const { return keyId_; }
 
   // Why a datagram did not open; as TypeScript's SealFailure, in its order.
   enum Failure { kOk = 0, kTruncated = 1, kNotSealed, kUnknownKey, kBadTag, kReplayed, kTooOld, kExhausted };
 
-  // Seals `frame` as one Data message under the next counter into `out` (frame + 33
-  // bytes); returns the datagram's length, 0 when the counter is exhausted or no key.
+  // Seals `frame` as one Data message under the next counter into `out` (frame +
+  // kOverhead bytes); returns the datagram's length, 0 when the counter is exhausted or no key.
   size_t SealData(const uint8_t* frame, size_t flen, uint8_t* out);
   // Seals the parts (`plain` bytes in all) under the next counter into `out` (header,
   // ciphertext, tag: plain + 29 bytes); returns that length, 0 as SealData.

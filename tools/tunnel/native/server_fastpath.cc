@@ -100,7 +100,7 @@ bool ServerFastPath::Admits(const Frame& f, uint32_t id, const Peer& peer, int64
 
 bool ServerFastPath::FromSealed(uint8_t* d, uint32_t len, uint32_t ip, uint32_t port) {
   if (len < wire::kSealedHeaderSize) return false;
-  uint32_t keyId = (static_cast<uint32_t>(d[1]) << 24) | (static_cast<uint32_t>(d[2]) << 16) | (static_cast<uint32_t>(d[3]) << 8) | d[4];
+  uint32_t keyId = aead::KeyIdOf(d);
   auto k = byKey_.find(keyId);
   if (k == byKey_.end()) return false;
   auto p = peers_.find(k->second);
