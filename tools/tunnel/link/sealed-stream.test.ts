@@ -88,7 +88,7 @@ const ping = (nonce: bigint) => encode({ type: MessageType.Ping, nonce });
 const numbers = (ms: Message[]) => ms.map((m) => frameNumber((m as Data).frame));
 
 /** Server, relay and client; the hello and welcome as the tunnel exchanges them (the server's answer is the test's). */
-async function setup(sealedStream: boolean) {
+async function setup(sealedStream: boolean, serverKnowsSealedStream = true) {
   const server = recordServer();
   const transport = new TcpServerTransport({ host: HOST, port: 0, handlers: server.handlers, tls: material('server') });
   const { port } = await transport.listen();
@@ -102,7 +102,9 @@ async function setup(sealedStream: boolean) {
   // The client sends nothing more over TLS: what follows toward the server is records.
   const tlsToServer = bytesOf(relay.toServer);
   const peer = server.messages[0]!.link;
-  const flags = (server.messages[0]!.message as { flags: number }).flags & (peer.features ?? FEATURES_NONE);
+  // A server of before the sealed stream accepts no flag (it masks with FEATURES_NONE).
+  const accepted = serverKnowsSealedStream ? (peer.features ?? FEATURES_NONE) : FEATURES_NONE;
+  const flags = (server.messages[0]!.message as { flags: number }).flags & accepted;
   peer.send(encode(welcome(flags)));
   const switched = peer.welcomed?.(flags) ?? false;
   await waitUntil('the welcome at the client', () => client.messages.length === 1);
@@ -190,6 +192,21 @@ describe('TCP --tls: sealed records after the welcome (real sockets on loopback)
     expect(peer.send(ping(4n))).toBe(true);
     await waitUntil('the pings', () => server.messages.length === 2 && client.messages.length === 2);
     expect(after(relay.toServer, before)[0]).toBe(0x17); // a TLS application-data record
+    expect(link.fastPath).toBeUndefined();
+  });
+
+  it('stays TLS when the server does not accept the offer (a server of before the sealed stream)', async () => {
+    const { server, client, link, peer, relay, switched, flags } = await setup(true, false);
+    expect(link.offers).toBe(FEATURE_SEALED_STREAM);
+    expect(flags).toBe(FEATURES_NONE);
+    expect(switched).toBe(false);
+    const before = { c2s: bytesOf(relay.toServer), s2c: bytesOf(relay.toClient) };
+    expect(link.send(ping(5n))).toBe(true);
+    expect(peer.send(ping(6n))).toBe(true);
+    await waitUntil('the pings', () => server.messages.length === 2 && client.messages.length === 2);
+    expect(client.messages[1]).toEqual({ type: MessageType.Ping, nonce: 6n });
+    expect(after(relay.toServer, before.c2s)[0]).toBe(0x17);
+    expect(after(relay.toClient, before.s2c)[0]).toBe(0x17);
     expect(link.fastPath).toBeUndefined();
   });
 });
