@@ -198,7 +198,7 @@ describe.skipIf(skip)('native fast path (plain UDP)', () => {
   }
 });
 
-describe.skipIf(skip)('native fast path (plain TCP: the addon drives the connection)', () => {
+describe.skipIf(skip)('native fast path (TCP: the addon drives the connection, plain or sealed)', () => {
   it('both ends forward over the connection: every echo natively and counted at both ends, 20 MB intact each way; --fast-path off keeps them in JavaScript', async () => {
     const { pc, sim } = await pcAndSim(scope);
     for (const fast of ['on', 'off'] as const) {
@@ -215,11 +215,18 @@ describe.skipIf(skip)('native fast path (plain TCP: the addon drives the connect
     }
   });
 
-  it('a cut connection: the client resumes its session over a new one, which the addon drives at both ends', async () => {
+  let pki = '';
+  beforeAll(async () => {
+    pki = await makePki({ serverNames: ['10.79.0.2'], clients: ['alice'] });
+  });
+  afterAll(() => removePki(pki));
+
+  it.each(['plain', '--tls'])('%s: a cut connection: the client resumes its session over a new one, which the addon drives at both ends', async (security) => {
     const { pc, sim } = await pcAndSim(scope);
-    const server = scope.track(sim.spawnCtun(['server', '--transport', 'tcp', '--metrics', METRICS]));
+    const tls = security === '--tls';
+    const server = scope.track(sim.spawnCtun(['server', '--transport', 'tcp', '--metrics', METRICS, ...(tls ? serverTlsArgs(pki) : [])]));
     await server.waitFor(/server-listening/, 15_000);
-    const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', 'tcp']));
+    const client = scope.track(pc.spawnCtun(['client', '10.79.0.2', '--transport', 'tcp', ...(tls ? clientTlsArgs(pki, 'alice') : [])]));
     await client.waitFor(/client-connected/, 15_000);
     expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
     const from = client.output.length;
