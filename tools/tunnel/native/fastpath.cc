@@ -27,21 +27,40 @@ void SendFrames(int udpFd, const Frame* list, uint32_t n, uint32_t ip, uint32_t 
   tally.Count(list, n, datapath::SendDatagrams(udpFd, list, n, ip, port, true));
 }
 
+// Frames sealed into the scratch and sent at a time (UDP GSO's segment limit).
+constexpr uint32_t kSealChunk = 64;
+
 void SendSealed(int udpFd, Sealer& sealer, const Frame* list, uint32_t n, uint32_t ip, uint32_t port, Tally& tally, std::vector<uint8_t>& scratch,
                 std::vector<Frame>& sealed) {
-  size_t bytes = 0;
-  for (uint32_t i = 0; i < n; i++) bytes += list[i].len + Sealer::kOverhead;
-  if (scratch.size() < bytes) scratch.resize(bytes);
-  sealed.clear();
-  size_t off = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    size_t len = sealer.SealData(list[i].data, list[i].len, scratch.data() + off);
-    if (len == 0) break;
-    sealed.push_back({scratch.data() + off, len});
-    off += len;
+  // Sealed and sent a chunk at a time: the scratch stays the size of one chunk (a GSO
+  // message carries at most 64 segments anyway) instead of growing to a whole batch
+  // of a TAP wake-up, up to its 1 MiB, and staying that large.
+  int64_t done = 0;
+  for (uint32_t first = 0; first < n;) {
+    uint32_t end = first + kSealChunk < n ? first + kSealChunk : n;
+    size_t bytes = 0;
+    for (uint32_t i = first; i < end; i++) bytes += list[i].len + Sealer::kOverhead;
+    if (scratch.size() < bytes) scratch.resize(bytes);
+    sealed.clear();
+    size_t off = 0;
+    for (uint32_t i = first; i < end; i++) {
+      size_t len = sealer.SealData(list[i].data, list[i].len, scratch.data() + off);
+      if (len == 0) break;
+      sealed.push_back({scratch.data() + off, len});
+      off += len;
+    }
+    uint32_t k = static_cast<uint32_t>(sealed.size());
+    int64_t sent = k == 0 ? 0 : datapath::SendDatagrams(udpFd, sealed.data(), k, ip, port, false);
+    if (sent < 0) {
+      // An error JavaScript would throw on: the whole batch is drops, unless some left.
+      if (done == 0) done = sent;
+      break;
+    }
+    done += sent;
+    // A full socket, or frames the sealer could not seal: the rest are drops.
+    if (static_cast<uint32_t>(sent) < end - first) break;
+    first = end;
   }
-  uint32_t k = static_cast<uint32_t>(sealed.size());
-  int64_t done = k == 0 ? 0 : datapath::SendDatagrams(udpFd, sealed.data(), k, ip, port, false);
   tally.Count(list, n, done);
 }
 
