@@ -6,35 +6,17 @@
  * record altered on the way closes the connection and is counted by reason; without
  * the offer the connection stays TLS.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { initCa, issueClient, issueServer } from '../../certs/index.js';
+import { describe, expect, it } from 'vitest';
 import { encode, FEATURE_SEALED_STREAM, FEATURES_NONE, MessageType, PROTOCOL_VERSION, TunnelMode, type Data, type Message } from '../protocol.js';
-import { loadTlsMaterial, SEALED_MARKER, type TlsMaterial } from '../secure/index.js';
+import { SEALED_MARKER } from '../secure/index.js';
 import { connectClientLink } from './connect.js';
 import { TcpServerTransport } from './tcp.js';
-import { frameNumber, numberedFrame, recordClient, recordServer, waitUntil } from './testing.js';
+import { frameNumber, numberedFrame, recordClient, recordServer, undoAfterEach, useTestPki, waitUntil } from './testing.js';
 
 const HOST = '127.0.0.1';
-let pki = '';
-let material: (name: string) => TlsMaterial;
-
-beforeAll(async () => {
-  pki = mkdtempSync(join(tmpdir(), 'ctun-sealed-stream-pki-'));
-  await initCa({ out: pki });
-  await issueServer({ out: pki, names: [HOST] });
-  await issueClient({ out: pki, name: 'alice' });
-  material = (name) => loadTlsMaterial({ ca: join(pki, 'ca.crt'), cert: join(pki, `${name}.crt`), key: join(pki, `${name}.key`) });
-});
-afterAll(() => rmSync(pki, { recursive: true, force: true }));
-
-const stops: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const s of stops.splice(0).reverse()) await s();
-});
+const material = useTestPki(HOST);
+const stops = undoAfterEach();
 
 /** A TCP relay on loopback to `port`: records each direction's bytes; `alter` may change a chunk toward the server. */
 async function relayTo(port: number) {

@@ -3,37 +3,19 @@
  * loopback: datagrams are sealed both ways, anything that does not open is dropped,
  * counted and never answered, and the session lives as long as its control connection.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { initCa, issueClient, issueServer } from '../../certs/index.js';
+import { describe, expect, it } from 'vitest';
 import { encode, MessageType, type Data } from '../protocol.js';
-import { loadTlsMaterial, SEALED_MARKER, type TlsMaterial } from '../secure/index.js';
+import { SEALED_MARKER } from '../secure/index.js';
 import { connectClientLink } from './connect.js';
 import { MemoryDatagramNetwork } from './memory-socket.js';
-import { frameNumber, numberedFrame, recordClient, recordServer, waitUntil } from './testing.js';
+import { frameNumber, numberedFrame, recordClient, recordServer, undoAfterEach, useTestPki, waitUntil } from './testing.js';
 import type { ServerTransportOptions } from './types.js';
 import { UdpServerTransport } from './udp.js';
 
 const HOST = '127.0.0.1';
-let pki = '';
-let material: (name: string) => TlsMaterial;
-
-beforeAll(async () => {
-  pki = mkdtempSync(join(tmpdir(), 'ctun-sealed-pki-'));
-  await initCa({ out: pki });
-  await issueServer({ out: pki, names: [HOST] });
-  await issueClient({ out: pki, name: 'alice' });
-  material = (name) => loadTlsMaterial({ ca: join(pki, 'ca.crt'), cert: join(pki, `${name}.crt`), key: join(pki, `${name}.key`) });
-});
-afterAll(() => rmSync(pki, { recursive: true, force: true }));
-
-const stops: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const s of stops.splice(0).reverse()) await s();
-});
+const material = useTestPki(HOST);
+const stops = undoAfterEach();
 
 /** A TCP port free on loopback now: the control listener takes the number the datagram socket has. */
 async function freePort(): Promise<number> {

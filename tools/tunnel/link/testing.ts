@@ -1,6 +1,11 @@
-/** For the transports' unit tests: handlers that record what a transport reports, and a bounded wait. */
+/** For the transports' unit tests: handlers that record what a transport reports, a bounded wait, a test CA. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { initCa, issueClient, issueServer } from '../../certs/index.js';
 import { MessageType, type ProtocolError, type Message } from '../protocol.js';
-import type { SealFailure } from '../secure/index.js';
+import { loadTlsMaterial, type SealFailure, type TlsMaterial } from '../secure/index.js';
 import type { ClientLinkHandlers, PeerLink, ReplyBudget, ServerTransportHandlers } from './types.js';
 
 export interface ServerRecord {
@@ -72,4 +77,30 @@ export function numberedFrame(n: number): Buffer {
 
 export function frameNumber(frame: Buffer): number {
   return frame.readUInt32BE(14);
+}
+
+/**
+ * For a test file of the --tls transports: a private CA in a temporary folder (made
+ * before the file's tests, removed after them) with a server certificate for `host`
+ * and a client one, `alice`. Returns the material of a name, valid inside tests.
+ */
+export function useTestPki(host: string): (name: string) => TlsMaterial {
+  let dir = '';
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ctun-test-pki-'));
+    await initCa({ out: dir });
+    await issueServer({ out: dir, names: [host] });
+    await issueClient({ out: dir, name: 'alice' });
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return (name) => loadTlsMaterial({ ca: join(dir, 'ca.crt'), cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) });
+}
+
+/** What a test registers to undo (servers, links, relays), undone after each test, last first. */
+export function undoAfterEach(): Array<() => unknown> {
+  const stops: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const s of stops.splice(0).reverse()) await s();
+  });
+  return stops;
 }
