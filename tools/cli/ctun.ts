@@ -76,7 +76,7 @@ function deadAfterOf(value: string | undefined): number | undefined {
 /** The --tls/--ca/--cert/--key/--crl group: all of ca, cert and key with --tls, none without. */
 function withTls<T>(y: Argv<T>, role: 'server' | 'client') {
   return y
-    .option('tls', { type: 'boolean', default: false, describe: 'Mutual TLS 1.3 with certificates from a private CA (ctun certs); TCP carries frames inside TLS, UDP handshakes on TCP of the same port and seals every datagram' })
+    .option('tls', { type: 'boolean', default: false, describe: 'Mutual TLS 1.3 with certificates from a private CA (ctun certs); TCP carries frames inside TLS or, after the welcome, in records sealed under its keys; UDP handshakes on TCP of the same port and seals every datagram' })
     .option('ca', { type: 'string', describe: 'With --tls: CA certificate (PEM) the peer\'s certificate must come from' })
     .option('cert', { type: 'string', describe: `With --tls: this ${role}'s certificate (PEM)` })
     .option('key', { type: 'string', describe: `With --tls: this ${role}'s private key (PEM, keep it 0600)` })

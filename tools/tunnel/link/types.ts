@@ -95,7 +95,7 @@ export interface ServerTransportOptions {
   maxQueueBytes?: number;
   /** Datagrams queued on the UDP socket before frames are dropped; default 1024. */
   maxQueueDatagrams?: number;
-  /** Mutual TLS: TCP carries the frames inside TLS; UDP handshakes on TCP and seals every datagram. */
+  /** Mutual TLS: TCP carries the frames inside TLS or, after the welcome, in sealed records; UDP handshakes on TCP and seals every datagram. */
   tls?: TlsMaterial;
   /** A TCP connection must say hello (UDP with --tls: send a sealed datagram) within this; default 5000 ms. */
   helloTimeoutMs?: number;

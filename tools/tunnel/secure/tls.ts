@@ -126,7 +126,10 @@ export function clientTlsOptions(m: TlsMaterial, host: string, port: number): tl
 /** The `security` field of the start-up log line. */
 export function describeProtection(m: TlsMaterial | undefined, transport: 'udp' | 'tcp'): string {
   if (m === undefined) return 'none: plain mode, traffic is not encrypted or authenticated (trusted networks only)';
-  const how = transport === 'tcp' ? 'frames inside TLS 1.3' : 'TLS 1.3 handshake on TCP, datagrams sealed with AES-256-GCM, replay window 2048';
+  const how =
+    transport === 'tcp'
+      ? 'TLS 1.3, then frames in records sealed with AES-256-GCM under its keys where both ends can (else inside TLS)'
+      : 'TLS 1.3 handshake on TCP, datagrams sealed with AES-256-GCM, replay window 2048';
   return `mutual TLS: ${how}; peers need a certificate from ${m.files.ca}${m.crl === undefined ? '' : `, revocations from ${m.files.crl}`}; this end is ${m.subject}, valid until ${m.expires.toISOString()}`;
 }
 
