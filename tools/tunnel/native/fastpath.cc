@@ -27,14 +27,15 @@ void SendFrames(int udpFd, const Frame* list, uint32_t n, uint32_t ip, uint32_t 
   tally.Count(list, n, datapath::SendDatagrams(udpFd, list, n, ip, port, true));
 }
 
-// Frames sealed into the scratch and sent at a time (UDP GSO's segment limit).
+// Frames sealed into the scratch and sent at a time: as many as the data path's
+// longest GSO run (datapath.cc, 64 segments).
 constexpr uint32_t kSealChunk = 64;
 
 void SendSealed(int udpFd, Sealer& sealer, const Frame* list, uint32_t n, uint32_t ip, uint32_t port, Tally& tally, std::vector<uint8_t>& scratch,
                 std::vector<Frame>& sealed) {
-  // Sealed and sent a chunk at a time: the scratch stays the size of one chunk (a GSO
-  // message carries at most 64 segments anyway) instead of growing to a whole batch
-  // of a TAP wake-up, up to its 1 MiB, and staying that large.
+  // Sealed and sent a chunk at a time: the scratch stays the size of one chunk instead
+  // of growing to a whole batch of a TAP wake-up, up to its 1 MiB, and staying that
+  // large. A GSO run may be cut at a chunk's edge: one more message in the sendmmsg.
   int64_t done = 0;
   for (uint32_t first = 0; first < n;) {
     uint32_t end = first + kSealChunk < n ? first + kSealChunk : n;
