@@ -128,6 +128,7 @@ void StreamLink::OnEvents(uv_poll_t* handle, int status, int events) {
 }
 
 void StreamLink::Readable() {
+  bool wasHolding = holding_;
   bool eof = false;
   std::string error;
   for (int round = 0; round < kReadsPerWake && fd_ >= 0; round++) {
@@ -151,7 +152,7 @@ void StreamLink::Readable() {
     if (sealFailure_ != 0 || static_cast<size_t>(r) < space) break;  // refused, or drained
   }
   // The client's first record lifted the hold: what waited goes now.
-  if (sealer_ != nullptr && !holding_ && outStart_ < out_.size()) {
+  if (wasHolding && !holding_) {
     Flush();
     Watch();
   }
