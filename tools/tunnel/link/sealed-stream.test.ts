@@ -12,6 +12,7 @@ import { encode, FEATURE_SEALED_STREAM, FEATURES_NONE, MessageType, PROTOCOL_VER
 import { SEALED_MARKER } from '../secure/index.js';
 import { connectClientLink } from './connect.js';
 import { TcpServerTransport } from './tcp.js';
+import type { PeerLink } from './types.js';
 import { frameNumber, numberedFrame, recordClient, recordServer, undoAfterEach, useTestPki, waitUntil } from './testing.js';
 
 const HOST = '127.0.0.1';
@@ -70,7 +71,7 @@ const ping = (nonce: bigint) => encode({ type: MessageType.Ping, nonce });
 const numbers = (ms: Message[]) => ms.map((m) => frameNumber((m as Data).frame));
 
 /** Server, relay and client; the hello and welcome as the tunnel exchanges them (the server's answer is the test's). */
-async function setup(sealedStream: boolean, serverKnowsSealedStream = true) {
+async function setup(sealedStream: boolean, serverKnowsSealedStream = true, inWelcomeTurn?: (peer: PeerLink) => void) {
   const server = recordServer();
   const transport = new TcpServerTransport({ host: HOST, port: 0, handlers: server.handlers, tls: material('server') });
   const { port } = await transport.listen();
@@ -89,7 +90,8 @@ async function setup(sealedStream: boolean, serverKnowsSealedStream = true) {
   const flags = (server.messages[0]!.message as { flags: number }).flags & accepted;
   peer.send(encode(welcome(flags)));
   const switched = peer.welcomed?.(flags) ?? false;
-  await waitUntil('the welcome at the client', () => client.messages.length === 1);
+  inWelcomeTurn?.(peer);
+  await waitUntil('the welcome at the client', () => client.messages.length >= 1);
   // And the server nothing before the client's first record has reached it.
   const tlsToClient = bytesOf(relay.toClient);
   return { server, client, link, peer, relay, switched, flags, tlsToServer, tlsToClient };
@@ -98,6 +100,13 @@ async function setup(sealedStream: boolean, serverKnowsSealedStream = true) {
 /** The bytes seen after the first `skip` bytes of a direction. */
 const after = (chunks: Buffer[], skip: number): Buffer => Buffer.concat(chunks).subarray(skip);
 const bytesOf = (chunks: Buffer[]): number => chunks.reduce((n, c) => n + c.length, 0);
+
+/** The bytes after the TLS records at the start of `bytes` (content types 20-23, version 3.x). */
+function afterTlsRecords(bytes: Buffer): Buffer {
+  let at = 0;
+  while (bytes.length - at >= 5 && bytes[at]! >= 0x14 && bytes[at]! <= 0x17 && bytes[at + 1] === 0x03) at += 5 + bytes.readUInt16BE(at + 3);
+  return bytes.subarray(at);
+}
 
 /** Walks sealed records (u16 length | sealed datagram): their count, or undefined where the bytes are not records. */
 function sealedRecords(bytes: Buffer): number | undefined {
@@ -145,6 +154,16 @@ describe('TCP --tls: sealed records after the welcome (real sockets on loopback)
     expect(c2s.includes(frames[42]!.subarray(0, 18))).toBe(false);
     expect(s2c.includes(frames[42]!.subarray(0, 18))).toBe(false);
     expect(server.dropped).toEqual([]);
+    expect(client.dropped).toEqual([]);
+  });
+
+  it('holds what the server sends in the welcome\'s turn until the client\'s first record, then delivers it', async () => {
+    // Sent before the client can have switched: a record on the wire now would meet its TLS reader.
+    const { client, relay } = await setup(true, true, (peer) => expect(peer.send(ping(9n))).toBe(true));
+    await waitUntil('the held ping at the client', () => client.messages.length === 2);
+    expect(client.messages[1]).toEqual({ type: MessageType.Ping, nonce: 9n });
+    // Toward the client: TLS up to the welcome, then the ping as one sealed record.
+    expect(sealedRecords(afterTlsRecords(Buffer.concat(relay.toClient)))).toBe(1);
     expect(client.dropped).toEqual([]);
   });
 
