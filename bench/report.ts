@@ -37,9 +37,11 @@ export function withRatios(all: Measurement[]): Row[] {
 }
 
 const fmt = (x: number, digits = 0): string => (Number.isFinite(x) ? x.toFixed(digits) : '–');
-const pair = (r: Record<string, number>, digits: number): string => {
+/** The server's and client's figures; the kernel's tunnels have no ends to measure, a run that skipped a figure shows a dash. */
+const pair = (row: Row, r: Record<string, number>, digits: number): string => {
   const keys = ['server', 'client'].filter((k) => k in r);
-  return keys.length === 0 ? 'kernel' : keys.map((k) => fmt(r[k]!, digits)).join(' / ');
+  if (keys.length > 0) return keys.map((k) => fmt(r[k]!, digits)).join(' / ');
+  return row.family === 'direct' || row.family === 'vxlan' ? 'kernel' : '–';
 };
 
 export function table(rows: Row[]): string {
@@ -56,11 +58,11 @@ export function table(rows: Row[]): string {
     fmt(r.rrMeanUs, 1),
     fmt(r.rrP99Us, 1),
     fmt(r.addedRrUs, 1),
-    pair(r.rrCpuUs ?? {}, 1),
+    pair(r, r.rrCpuUs ?? {}, 1),
     fmt(r.retransmits),
-    pair(r.cpuSecPerGB, 2),
-    pair(r.peakRssMiB, 1),
-    pair(r.privateMiB ?? {}, 1),
+    pair(r, r.cpuSecPerGB, 2),
+    pair(r, r.peakRssMiB, 1),
+    pair(r, r.privateMiB ?? {}, 1),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');

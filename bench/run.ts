@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- SECTION...] [--seconds N] [--rounds N] [--only REGEX]`
+ * `npm run bench [-- SECTION...] [--seconds N] [--rounds N] [--only REGEX] [--round-trips]`
  *
  * Sections: `tunnel` (needs root, iperf3, sockperf and openvpn), `hostile` (a good client's
  * throughput alone and under a half-open and garbage flood), `scale` (what idle
@@ -9,6 +9,9 @@
  * by default. Everything the
  * run creates (namespaces, veths, TAPs, processes, a temp PKI) is removed at the end,
  * on errors and on Ctrl-C. Results go to bench/results/<date>.json and tunnel.svg.
+ * `--round-trips` measures only the tunnel section's request/response round trips
+ * (no ping, no transfers): a round takes a fifth of the time, so more rounds of the
+ * figure that moves most between runs fit in a few minutes.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -30,21 +33,23 @@ interface Args {
   seconds: number;
   rounds: number;
   only?: RegExp;
+  roundTripsOnly: boolean;
 }
 
 function usage(message: string): never {
-  process.stderr.write(`bench: ${message}\nusage: npm run bench -- [${SECTIONS.join('|')}] [--seconds 5-10] [--rounds N] [--only REGEX]\n`);
+  process.stderr.write(`bench: ${message}\nusage: npm run bench -- [${SECTIONS.join('|')}] [--seconds 5-10] [--rounds N] [--only REGEX] [--round-trips]\n`);
   process.exit(1);
 }
 
 function parseArgs(argv: string[]): Args {
-  const out: Args = { sections: [], seconds: 6, rounds: 1 };
+  const out: Args = { sections: [], seconds: 6, rounds: 1, roundTripsOnly: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = (): string => argv[++i] ?? usage(`${a} needs a value`);
     if (a === '--seconds') out.seconds = Number(value());
     else if (a === '--rounds') out.rounds = Number(value());
     else if (a === '--only') out.only = new RegExp(value(), 'i');
+    else if (a === '--round-trips') out.roundTripsOnly = true;
     else if (a === '--help' || a === '-h') usage('help');
     else if ((SECTIONS as readonly string[]).includes(a)) out.sections.push(a as Section);
     else usage(`unknown argument "${a}"`);
@@ -85,7 +90,7 @@ async function main(): Promise<number> {
   try {
     if (args.sections.includes('tunnel')) {
       const started = new Date();
-      const measured = await runTunnelBench(lab, { seconds: args.seconds, rounds: args.rounds, only: args.only, log });
+      const measured = await runTunnelBench(lab, { seconds: args.seconds, rounds: args.rounds, only: args.only, roundTripsOnly: args.roundTripsOnly, log });
       const rows = withRatios(measured);
       const machine = {
         cores: cpus().length,
@@ -96,16 +101,16 @@ async function main(): Promise<number> {
         iperf3: await version('iperf3', ['--version']),
         sockperf: await version('sockperf', ['--version']),
       };
-      process.stdout.write(`\n${table(rows)}\n\n${machine.cores} cores (${machine.cpu}), kernel ${machine.kernel}, ${machine.openvpn.split(' ').slice(0, 2).join(' ')}; iperf3 ${args.seconds} s per direction, sockperf ping-pong ${Math.min(args.seconds, RR_MAX_SECONDS)} s, ${args.rounds} round(s)\n`);
+      process.stdout.write(`\n${table(rows)}\n\n${machine.cores} cores (${machine.cpu}), kernel ${machine.kernel}, ${machine.openvpn.split(' ').slice(0, 2).join(' ')}; ${args.roundTripsOnly ? 'no transfers' : `iperf3 ${args.seconds} s per direction`}, sockperf ping-pong ${Math.min(args.seconds, RR_MAX_SECONDS)} s, ${args.rounds} round(s)\n`);
       const dir = fileURLToPath(new URL('./results/', import.meta.url));
       mkdirSync(dir, { recursive: true });
       const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '');
       const file = `${dir}${stamp}.json`;
       writeFileSync(file, JSON.stringify({ started: started.toISOString(), machine, seconds: args.seconds, rounds: args.rounds, rows }, null, 2) + '\n');
-      if (args.only === undefined) {
+      if (args.only === undefined && !args.roundTripsOnly) {
         writeFileSync(`${dir}tunnel.svg`, svgChart(rows, `${machine.cores} cores, kernel ${machine.kernel}, ${stamp.slice(0, 10)}; bars: ↑ client→server, ↓ server→client`));
       }
-      log(`wrote ${file}${args.only === undefined ? ' and results/tunnel.svg' : ''}`);
+      log(`wrote ${file}${args.only === undefined && !args.roundTripsOnly ? ' and results/tunnel.svg' : ''}`);
     }
     if (args.sections.includes('hostile')) {
       const started = new Date();

@@ -226,6 +226,8 @@ export interface TunnelBenchOptions {
   seconds: number;
   rounds: number;
   only?: RegExp;
+  /** Only the request/response round trips: no ping, no transfers (many rounds in little time). */
+  roundTripsOnly?: boolean;
   log: (line: string) => void;
 }
 
@@ -351,13 +353,16 @@ async function measure(ctx: Context, s: Scenario, o: TunnelBenchOptions): Promis
     const up = await s.up(ctx);
     ends = up.ends;
     await waitReachable(ctx.lab, ctx.a, up.target);
-    m.rttMs = await rtt(ctx.lab, ctx.a, up.target, 200);
-    m.rttBusyMs = await rtt(ctx.lab, ctx.a, up.target, 2000, true);
+    if (!o.roundTripsOnly) {
+      m.rttMs = await rtt(ctx.lab, ctx.a, up.target, 200);
+      m.rttBusyMs = await rtt(ctx.lab, ctx.a, up.target, 2000, true);
+    }
     const rrCpu0 = Object.fromEntries(Object.entries(ends).map(([k, p]) => [k, p.cpuSeconds()]));
     const rr = await requestResponse(ctx.a, up.target, Math.min(o.seconds, RR_MAX_SECONDS));
     m.rrMeanUs = rr.meanUs;
     m.rrP99Us = rr.p99Us;
     for (const [k, p] of Object.entries(ends)) m.rrCpuUs[k] = ((p.cpuSeconds() - rrCpu0[k]!) / rr.total) * 1e6;
+    if (o.roundTripsOnly) return m;
     const cpu0 = Object.fromEntries(Object.entries(ends).map(([k, p]) => [k, p.cpuSeconds()]));
     privatePeak = samplePrivatePeak(ends);
     const upRun = await iperf(ctx.lab, ctx.a, up.target, o.seconds, false);
