@@ -12,6 +12,12 @@ export interface Row extends Measurement {
   addedRttMs: number;
   /** Mean request/response round trip minus the direct veth's in the same run, µs: what the tunnel adds. */
   addedRrUs: number;
+  /**
+   * ctun's added round trip over OpenVPN's (same transport and cipher), one ratio per
+   * round: both were measured minutes apart in the same round, so a shared machine's
+   * drift between rounds cancels out of each ratio. Empty with one round.
+   */
+  addedRrVsOpenvpnByRound: number[];
 }
 
 /** The OpenVPN row a ctun row is compared with: same transport, plain with plain, TLS with AES-256-GCM. */
@@ -32,8 +38,27 @@ export function withRatios(all: Measurement[]): Row[] {
       vsVxlan: vx === undefined ? NaN : m.upMbps / vx.upMbps,
       addedRttMs: direct === undefined ? NaN : m.rttMs - direct.rttMs,
       addedRrUs: direct === undefined ? NaN : m.rrMeanUs - direct.rrMeanUs,
+      addedRrVsOpenvpnByRound: m.family === 'ctun' && ov !== undefined && direct !== undefined ? pairedRatios(m, ov, direct) : [],
     };
   });
+}
+
+/** Per round: (m − direct) / (openvpn − direct), each from that round's means. */
+function pairedRatios(m: Measurement, openvpn: Measurement, direct: Measurement): number[] {
+  const [a, o, d] = [m, openvpn, direct].map((x) => x.rrMeanUsByRound ?? []);
+  if (a!.length < 2 || a!.length !== o!.length || a!.length !== d!.length) return [];
+  return a!.map((x, i) => (x - d![i]!) / (o![i]! - d![i]!)).filter(Number.isFinite);
+}
+
+/** One line per ctun row with paired per-round round-trip ratios: median and range. */
+export function pairedRoundTripLines(rows: Row[]): string[] {
+  return rows
+    .filter((r) => r.addedRrVsOpenvpnByRound.length > 1)
+    .map((r) => {
+      const xs = [...r.addedRrVsOpenvpnByRound].sort((p, q) => p - q);
+      const median = xs[Math.floor(xs.length / 2)]!;
+      return `${r.name}: added round trip ×OpenVPN per round, median ${median.toFixed(2)} (${xs[0]!.toFixed(2)}–${xs[xs.length - 1]!.toFixed(2)}), ${xs.filter((x) => x <= 1).length} of ${xs.length} rounds at or below`;
+    });
 }
 
 const fmt = (x: number, digits = 0): string => (Number.isFinite(x) ? x.toFixed(digits) : '–');

@@ -18,7 +18,7 @@ import { cpus, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { Lab } from '../tools/lab/index.js';
-import { svgChart, table, withRatios } from './report.js';
+import { pairedRoundTripLines, svgChart, table, withRatios } from './report.js';
 import { hostileTable, runHostileBench } from './hostile.js';
 import { runTunnelBench } from './tunnel.js';
 import { RR_MAX_SECONDS } from './request-response.js';
@@ -101,7 +101,8 @@ async function main(): Promise<number> {
         iperf3: await version('iperf3', ['--version']),
         sockperf: await version('sockperf', ['--version']),
       };
-      process.stdout.write(`\n${table(rows)}\n\n${machine.cores} cores (${machine.cpu}), kernel ${machine.kernel}, ${machine.openvpn.split(' ').slice(0, 2).join(' ')}; ${args.roundTripsOnly ? 'no transfers' : `iperf3 ${args.seconds} s per direction`}, sockperf ping-pong ${Math.min(args.seconds, RR_MAX_SECONDS)} s, ${args.rounds} round(s)\n`);
+      const paired = pairedRoundTripLines(rows);
+      process.stdout.write(`\n${table(rows)}\n${paired.length ? `\n${paired.join('\n')}\n` : ''}\n${machine.cores} cores (${machine.cpu}), kernel ${machine.kernel}, ${machine.openvpn.split(' ').slice(0, 2).join(' ')}; ${args.roundTripsOnly ? 'no transfers' : `iperf3 ${args.seconds} s per direction`}, sockperf ping-pong ${Math.min(args.seconds, RR_MAX_SECONDS)} s, ${args.rounds} round(s)\n`);
       const dir = fileURLToPath(new URL('./results/', import.meta.url));
       mkdirSync(dir, { recursive: true });
       const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '');

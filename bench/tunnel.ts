@@ -75,6 +75,8 @@ export interface Measurement {
   rrMeanUs: number;
   /** Its 99th percentile, µs. */
   rrP99Us: number;
+  /** The mean of each round, in the run's round order (a row's figures are the rounds' medians). */
+  rrMeanUsByRound?: number[];
   /** CPU time each tunnel end spent per request/response round trip, µs (on a 2-core machine shared by both ends and both applications, CPU per lone frame is most of the round trip). */
   rrCpuUs: Record<string, number>;
   /** TCP retransmissions iperf3 saw (a sign of loss inside the tunnel). */
@@ -427,6 +429,7 @@ function median(ms: Measurement[]): Measurement {
     rttBusyMs: mid(ms, (m) => m.rttBusyMs),
     rrMeanUs: mid(ms, (m) => m.rrMeanUs),
     rrP99Us: mid(ms, (m) => m.rrP99Us),
+    rrMeanUsByRound: ms.map((m) => m.rrMeanUs),
     rrCpuUs: keys((m) => m.rrCpuUs),
     retransmits: mid(ms, (m) => m.retransmits),
     cpuSecPerGB: keys((m) => m.cpuSecPerGB),
