@@ -143,6 +143,36 @@ describe.skipIf(skip)('native fast path (plain UDP)', () => {
     }
   });
 
+  // The TAP side of a round trip's system calls: a lone frame (pings 5 ms apart find
+  // each end asleep) is read from each end's TAP with one read, where the reader used
+  // to read once more to find the queue empty. On UDP a datagram is received with
+  // recvmmsg and sent with sendmmsg, which /proc/<pid>/io does not count, so an end's
+  // reads are its TAP reads (and the few of the event loop's own wake-ups).
+  it('a lone frame costs each end one TAP read, and a burst still crosses whole', async () => {
+    const { pc, sim } = await pcAndSim(scope);
+    const server = scope.track(sim.spawnCtun(['server']));
+    await server.waitFor(/server-listening/, 15_000);
+    const client = scope.track(pc.spawnCtun(['client', '10.79.0.2']));
+    await client.waitFor(/client-connected/, 15_000);
+    expect(await pc.ping(TUNNEL_DEFAULTS.serverAddress)).toBe(true);
+    const before = [client.ioCalls(), server.ioCalls()];
+    expect(await pings(pc, TUNNEL_DEFAULTS.serverAddress)).toBeGreaterThanOrEqual(PINGS - 5);
+    const after = [client.ioCalls(), server.ioCalls()];
+    for (const end of [0, 1]) {
+      const reads = after[end]!.reads - before[end]!.reads;
+      const writes = after[end]!.writes - before[end]!.writes;
+      // Each echo wrote one frame into each end's TAP (the reply at the client, the request at the server) ...
+      expect(writes, `end ${end}`).toBeGreaterThanOrEqual(PINGS - 5);
+      // ... and took one out of the other direction: one read each (two before).
+      console.log(`${end === 0 ? 'client' : 'server'}: ${reads} reads, ${writes} writes for ${PINGS} echoes`);
+      expect(reads / PINGS, `end ${end}: ${reads} reads for ${PINGS} echoes`).toBeLessThan(1.4);
+    }
+    // Bursts: the first wake-up after a sleep reads one frame, the rest follow at once.
+    const { sent, received } = await tcpTransfer(scope, pc, sim, TUNNEL_DEFAULTS.serverAddress, BULK_BYTES);
+    expect(sent.error).toBeUndefined();
+    expect(received).toEqual({ bytes: BULK_BYTES, sha256: sent.sha256 });
+  });
+
   it('a dead server is detected (keepalive) and the client comes back with the path on', async () => {
     const { pc, sim } = await pcAndSim(scope);
     let server = scope.track(sim.spawnCtun(['server']));

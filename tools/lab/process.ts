@@ -199,6 +199,21 @@ export class Proc {
     }
   }
 
+  /**
+   * Read and write system calls the process made so far (/proc/<pid>/io syscr, syscw:
+   * read/readv/pread and write/writev/pwrite, not socket sendmsg/recvmsg), all its
+   * threads; NaN once it is gone.
+   */
+  ioCalls(): { reads: number; writes: number } {
+    try {
+      const io = readFileSync(`/proc/${this.pid}/io`, 'utf8');
+      const field = (name: string): number => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? NaN);
+      return { reads: field('syscr'), writes: field('syscw') };
+    } catch {
+      return { reads: NaN, writes: NaN };
+    }
+  }
+
   /** Peak resident set (VmHWM) in MiB: private memory plus the mapped code of the binary. */
   peakRssMiB(): number {
     return this.statusMiB('VmHWM');

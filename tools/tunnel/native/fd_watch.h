@@ -29,4 +29,26 @@ inline void Unwatch(uv_poll_t*& poll) {
   poll = nullptr;
 }
 
+// How many reads a TAP reader's wake-up makes. A lone frame (a co-simulation step's
+// request or answer) cost a read that took it and a second that found the queue
+// empty: one system call of the eight each tunnel end spent per round trip. So a
+// wake-up after the event loop slept reads once: the loop slept because nothing was
+// readable, so whatever waits arrived since, and if more than one frame did, the
+// level-triggered poll reports the fd again at once and that wake-up, without a sleep
+// in between, drains up to `most`. The loop's idle time (libuv's metrics, which Node
+// turns on) tells whether it slept; where it is not kept it never grows, and every
+// wake-up drains as before.
+class ReadBudget {
+ public:
+  int Next(uv_loop_t* loop, int most) {
+    uint64_t idle = uv_metrics_idle_time(loop);
+    bool slept = idle != lastIdle_;
+    lastIdle_ = idle;
+    return slept ? 1 : most;
+  }
+
+ private:
+  uint64_t lastIdle_ = 0;
+};
+
 }  // namespace ctun

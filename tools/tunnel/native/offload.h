@@ -65,10 +65,11 @@ std::vector<Write> Coalesce(const Frame* frames, size_t n, std::vector<uint8_t>&
 class SegmentingReader {
  public:
   SegmentingReader();
-  // Up to kMaxReads reads, until the sink is full; deliver(count) once or twice.
-  // deliver must be done with the frames when it returns (the sink is refilled).
+  // Up to maxReads reads (at most kMaxReads), until the sink is full; deliver(count)
+  // once or twice. deliver must be done with the frames when it returns (the sink is
+  // refilled).
   template <typename Deliver>
-  void Drain(int fd, FrameSink& sink, Deliver deliver);
+  void Drain(int fd, FrameSink& sink, int maxReads, Deliver deliver);
   uint64_t dropped() const { return dropped_; }
 
  private:
@@ -80,10 +81,11 @@ class SegmentingReader {
 constexpr int kMaxReads = 64;
 
 template <typename Deliver>
-void SegmentingReader::Drain(int fd, FrameSink& sink, Deliver deliver) {
+void SegmentingReader::Drain(int fd, FrameSink& sink, int maxReads, Deliver deliver) {
   sink.count = 0;
   sink.used = 0;
-  for (int reads = 0; reads < kMaxReads; reads++) {
+  if (maxReads > kMaxReads) maxReads = kMaxReads;
+  for (int reads = 0; reads < maxReads; reads++) {
     size_t len = 0;
     if (!ReadOne(fd, len)) break;
     CutResult r = Cut(scratch_.data(), len, sink);

@@ -186,7 +186,7 @@ class PollReader : public Napi::ObjectWrap<T> {
   static void OnReadable(uv_poll_t* handle, int status, int) {
     T* self = static_cast<T*>(static_cast<PollReader<T>*>(handle->data));
     if (status < 0 && !self->Recover()) return;
-    self->Drain();
+    self->Drain(handle->loop);
   }
 
   uv_poll_t* poll_ = nullptr;
@@ -232,16 +232,17 @@ class Reader : public PollReader<Reader> {
   // from the device's state, not from a busy loop here.
   bool Recover() { return false; }
 
-  void Drain() {
+  void Drain(uv_loop_t* loop) {
     if (segmenting_) {
-      segmenting_->Drain(fd_, *sink_, [this](uint32_t count) {
+      segmenting_->Drain(fd_, *sink_, budget_.Next(loop, ctun::offload::kMaxReads), [this](uint32_t count) {
         uint32_t left = Forward(count, sink_->offsets, 0);
         if (left > 0) Deliver(left);
       });
       return;
     }
+    uint32_t most = std::min(slots_, static_cast<uint32_t>(budget_.Next(loop, static_cast<int>(slots_))));
     uint32_t count = 0;
-    while (count < slots_) {
+    while (count < most) {
       ssize_t r = read(fd_, data_ + static_cast<size_t>(count) * slot_, slot_);
       if (r < 0) {
         if (errno == EINTR) continue;
@@ -288,6 +289,7 @@ class Reader : public PollReader<Reader> {
   std::unique_ptr<ctun::offload::SegmentingReader> segmenting_;
   std::vector<ctun::datapath::Frame> frames_;
   std::vector<uint32_t> rest_;
+  ctun::ReadBudget budget_;
 };
 
 
@@ -415,7 +417,9 @@ class UdpReader : public PollReader<UdpReader> {
     return true;
   }
 
-  void Drain() {
+  // One recvmmsg per wake-up whatever the loop did: it returns what is there, never
+  // an empty read after a lone datagram.
+  void Drain(uv_loop_t*) {
     struct mmsghdr msgs[kMaxBatch];
     struct iovec iov[kMaxBatch];
     struct sockaddr_in from[kMaxBatch];
