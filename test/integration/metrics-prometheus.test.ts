@@ -51,6 +51,18 @@ async function get(ns: Netns, url: string): Promise<{ status: number; body: stri
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as { status: number; body: string };
 }
 
+/** GETs a URL every 250 ms until it answers 503 or `ms` have passed; the last answer (each other one is logged). */
+async function getUntil503(ns: Netns, url: string, ms: number): Promise<{ status: number; body: string }> {
+  const end = Date.now() + ms;
+  let r = await get(ns, url);
+  while (r.status !== 503 && Date.now() < end) {
+    console.log(`${url}: ${r.status} ${r.body.trim()}, asking again`);
+    await new Promise((res) => setTimeout(res, 250));
+    r = await get(ns, url);
+  }
+  return r;
+}
+
 /** One instant query through Prometheus's HTTP API: a single number (undefined when no series). */
 async function query(pc: Netns, expr: string): Promise<number | undefined> {
   const r = await get(pc, `http://${PROM_ADDRESS}/api/v1/query?query=${encodeURIComponent(expr)}`);
@@ -157,23 +169,12 @@ describe.skipIf(skip)(`metrics scraped by a real Prometheus${skip ? `: skipped: 
     await sim.ip('link', 'del', 'ctun0');
     // As a probe would: asked again until it answers 503 (a request that failed in CI
     // once, right after the deletion, is retried), within a wide margin.
-    const goneBy = Date.now() + 10_000;
-    let gone = await get(pc, readyServer);
-    while (gone.status !== 503 && Date.now() < goneBy) {
-      console.log(`/readyz right after the TAP was deleted: ${gone.status} ${gone.body}`);
-      await new Promise((r) => setTimeout(r, 250));
-      gone = await get(pc, readyServer);
-    }
+    const gone = await getUntil503(pc, readyServer, 10_000);
     expect(gone.status, gone.body).toBe(503);
     expect(JSON.parse(gone.body)).toMatchObject({ ready: false, failing: ['tap'] });
     // The client loses its server: unready within its dead-peer time (4 s) and a margin.
     server.kill('SIGKILL');
-    const end = Date.now() + 15_000;
-    let lost = await get(pc, readyClient);
-    while (lost.status !== 503 && Date.now() < end) {
-      await new Promise((r) => setTimeout(r, 250));
-      lost = await get(pc, readyClient);
-    }
+    const lost = await getUntil503(pc, readyClient, 15_000);
     expect(lost.status, lost.body).toBe(503);
     expect(JSON.parse(lost.body)).toMatchObject({ ready: false, failing: ['connected'] });
     await queryUntil(pc, 'ctun_connected{job="ctun-client"}', (v) => v === 0, 'the client disconnected');
