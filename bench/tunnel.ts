@@ -153,24 +153,32 @@ function openvpn(transport: 'udp' | 'tcp', cipher: 'none' | 'aes-256-gcm'): Scen
   };
 }
 
-/**
- * offload false: the TAPs without their offloads (--offload off), the reference for
- * what they buy. fastPath false: both ends move every frame in JavaScript
- * (--fast-path off), the reference for what the native data path buys.
- */
-export function ctun(transport: 'udp' | 'tcp', secure: boolean, offload = true, fastPath = true): Scenario {
-  const offloadArgs = offload ? [] : ['--offload', 'off'];
-  const fastArgs = fastPath ? [] : ['--fast-path', 'off'];
+/** What a ctun row turns off, each the reference for what it buys. */
+export interface CtunWithout {
+  /** The TAPs without their offloads (--offload off). */
+  offload?: boolean;
+  /** Both ends move every frame in JavaScript (--fast-path off). */
+  fastPath?: boolean;
+  /** Both ends sleep as soon as nothing is readable (--busy-poll 0). */
+  busyPoll?: boolean;
+}
+
+export function ctun(transport: 'udp' | 'tcp', secure: boolean, without: CtunWithout = {}): Scenario {
+  const off = [
+    ...(without.offload ? ['--offload', 'off'] : []),
+    ...(without.fastPath ? ['--fast-path', 'off'] : []),
+    ...(without.busyPoll ? ['--busy-poll', '0'] : []),
+  ];
   return {
-    name: `ctun ${transport}${secure ? ' tls' : ''}${offload ? '' : ' no-offload'}${fastPath ? '' : ' no-fast-path'}`,
+    name: `ctun ${transport}${secure ? ' tls' : ''}${without.offload ? ' no-offload' : ''}${without.fastPath ? ' no-fast-path' : ''}${without.busyPoll ? ' no-busy-poll' : ''}`,
     family: 'ctun',
     transport,
     cipher: secure ? 'tls' : 'none',
     async up({ lab, a, b, ctunSecure, ctunScript }) {
       const extra = (role: 'server' | 'client'): string[] => (secure ? (role === 'server' ? ctunSecure!.serverArgs : ctunSecure!.clientArgs) : []);
-      const server = lab.spawn(b, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'server', '--transport', transport, ...extra('server'), ...offloadArgs, ...fastArgs], { label: `ctun server ${transport}`, env: { ...TUNNEL_ENV } });
+      const server = lab.spawn(b, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'server', '--transport', transport, ...extra('server'), ...off], { label: `ctun server ${transport}`, env: { ...TUNNEL_ENV } });
       await server.waitFor(/server-listening/, 20_000);
-      const client = lab.spawn(a, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'client', B_UNDERLAY, '--transport', transport, ...extra('client'), ...offloadArgs, ...fastArgs], { label: `ctun client ${transport}`, env: { ...TUNNEL_ENV } });
+      const client = lab.spawn(a, NODE, [...TUNNEL_NODE_FLAGS, ctunScript, 'client', B_UNDERLAY, '--transport', transport, ...extra('client'), ...off], { label: `ctun client ${transport}`, env: { ...TUNNEL_ENV } });
       await client.waitFor(/client-connected/, 20_000);
       return { target: TUNNEL_DEFAULTS.serverAddress, ends: { server, client } };
     },
@@ -317,15 +325,19 @@ export async function runTunnelBench(lab: Lab, o: TunnelBenchOptions): Promise<M
     vxlan,
     openvpn('udp', 'none'),
     ctun('udp', false),
-    ctun('udp', false, true, false),
-    ctun('udp', false, false),
+    ctun('udp', false, { fastPath: true }),
+    ctun('udp', false, { offload: true }),
+    ctun('udp', false, { busyPoll: true }),
     openvpn('tcp', 'none'),
     ctun('tcp', false),
-    ctun('tcp', false, true, false),
-    ctun('tcp', false, false),
+    ctun('tcp', false, { fastPath: true }),
+    ctun('tcp', false, { offload: true }),
+    ctun('tcp', false, { busyPoll: true }),
     openvpn('udp', 'aes-256-gcm'),
     openvpn('tcp', 'aes-256-gcm'),
-    ...(ctunSecure ? [ctun('udp', true), ctun('udp', true, true, false), ctun('tcp', true), ctun('tcp', true, true, false)] : []),
+    ...(ctunSecure
+      ? [ctun('udp', true), ctun('udp', true, { fastPath: true }), ctun('udp', true, { busyPoll: true }), ctun('tcp', true), ctun('tcp', true, { fastPath: true }), ctun('tcp', true, { busyPoll: true })]
+      : []),
   ].filter((s) => o.only === undefined || o.only.test(s.name));
 
   const rounds: Measurement[][] = [];

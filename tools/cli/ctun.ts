@@ -12,6 +12,8 @@ import {
   TunnelClient,
   TunnelServer,
   TapDevice,
+  DEFAULT_BUSY_POLL_US,
+  MAX_BUSY_POLL_US,
   assertServerMode,
   configure,
   DEFAULT_MAX_CLIENTS,
@@ -94,20 +96,38 @@ function tlsOf(argv: Record<string, any>): TlsMaterial | undefined {
   return loadTlsMaterial({ ca: argv.ca, cert: argv.cert, key: argv.key, crl: argv.crl });
 }
 
-/** --offload on|off, the same on server and client. */
+/** --offload on|off and --busy-poll, the same on server and client. */
 function withOffload<T>(y: Argv<T>) {
-  return y.option('offload', {
-    choices: ['on', 'off'],
-    default: 'on',
-    describe: 'The TAP\'s TCP segmentation and checksum offloads (64 KiB per read and write, cut into ordinary frames for the wire); on where the kernel has them',
-  });
+  return y
+    .option('offload', {
+      choices: ['on', 'off'],
+      default: 'on',
+      describe: 'The TAP\'s TCP segmentation and checksum offloads (64 KiB per read and write, cut into ordinary frames for the wire); on where the kernel has them',
+    })
+    .option('busy-poll', {
+      type: 'string',
+      default: String(DEFAULT_BUSY_POLL_US),
+      describe: `After forwarding, check for the next frame for up to this many microseconds before sleeping (0: off): a lockstep round trip does not wait for the ends to wake; learned per source, so a spin that does not pay stops`,
+    });
+}
+
+/** --busy-poll: whole microseconds, 0 to MAX_BUSY_POLL_US. */
+function busyPollOf(value: string): number {
+  const us = /^\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
+  if (!(us <= MAX_BUSY_POLL_US)) {
+    throw usageError(
+      `--busy-poll must be a whole number of microseconds from 0 to ${MAX_BUSY_POLL_US}, got "${value}"`,
+      `a lockstep round trip needs about ${DEFAULT_BUSY_POLL_US} (the default); 0 turns busy polling off`,
+    );
+  }
+  return us;
 }
 
 /** Opens the TAP with the offloads --offload asks for, and says in one line what it got. */
-function openTap(name: string, role: 'create' | 'attach', argv: Record<string, any>, log: Logger): TapDevice {
+function openTap(name: string, role: 'create' | 'attach', argv: Record<string, any>, busyPollUs: number, log: Logger): TapDevice {
   const wanted = argv.offload !== 'off';
-  const tap = new TapDevice(name, { role, offload: wanted });
-  log.info('tap-offload', { tap: tap.name, offload: tap.offload ? 'on' : 'off', ...(wanted && !tap.offload ? { reason: 'the kernel refused TUNSETOFFLOAD' } : {}) });
+  const tap = new TapDevice(name, { role, offload: wanted, busyPollUs });
+  log.info('tap-offload', { tap: tap.name, offload: tap.offload ? 'on' : 'off', ...(wanted && !tap.offload ? { reason: 'the kernel refused TUNSETOFFLOAD' } : {}), busyPollUs });
   return tap;
 }
 
@@ -118,6 +138,7 @@ function statsFields(prefix: string, s: TunnelStats | Record<string, number>): R
 }
 
 async function runServer(argv: Record<string, any>, log: Logger): Promise<number> {
+  const busyPollUs = busyPollOf(argv['busy-poll']);
   const server = new TunnelServer({
     listen: argv.listen,
     port: portOf(argv.port),
@@ -134,7 +155,7 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
     maxSessions: argv['max-clients'],
     tls: tlsOf(argv),
     logger: log,
-    openDevice: (name) => openTap(name, 'create', argv, log),
+    openDevice: (name) => openTap(name, 'create', argv, busyPollUs, log),
     fastPath: argv['fast-path'] !== 'off',
   });
   const metrics = await serveMetrics(metricsSetting(argv.metrics), server, { role: 'server', transport: argv.transport, mode: argv.mode, tls: argv.tls, logger: log });
@@ -173,6 +194,7 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
 }
 
 async function runClient(argv: Record<string, any>, baseLog: Logger): Promise<number> {
+  const busyPollUs = busyPollOf(argv['busy-poll']);
   // In a terminal with text logs, one live status line stays under the log lines.
   const line = wantStatusLine(process.stdout, argv['log-format']) ? new StatusLine(process.stdout) : undefined;
   const log = line === undefined ? baseLog : createLogger({
@@ -192,7 +214,7 @@ async function runClient(argv: Record<string, any>, baseLog: Logger): Promise<nu
     deadAfterMs: deadAfterOf(argv['dead-after-ms']),
     tls: tlsOf(argv),
     logger: log,
-    openDevice: (name) => openTap(name, 'attach', argv, log),
+    openDevice: (name) => openTap(name, 'attach', argv, busyPollUs, log),
     fastPath: argv['fast-path'] !== 'off',
   });
   const printStats = (event: string): void => {

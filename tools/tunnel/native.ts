@@ -29,6 +29,8 @@ export interface TapAddon {
   UdpReader: new (fd: number, buffer: Buffer, lengths: Uint32Array, offsets: Uint32Array, addrs: Uint32Array, slotSize: number, onDatagrams: (count: number) => void) => NativeReader & { filtered(): number; coalesced(): number };
   /** Gives the C heap's free pages back to the kernel (glibc malloc_trim); whether any were. */
   trimHeap(): boolean;
+  /** How long (µs, at most) the event loop spins for the next frame before it sleeps; 0: never (native/busy_poll.h). Process-wide. */
+  busyPoll(limitMicros: number): void;
   /**
    * A sealed session's keys, counter and replay window (native/sealer.h), shared by
    * TypeScript's control messages and the data fast path. `derive` gives the key of a

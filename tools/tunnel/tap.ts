@@ -18,7 +18,19 @@ export interface TapOptions {
    * refuses them the TAP opens without, and `offload` says so.
    */
   offload?: boolean;
+  /**
+   * After a wake-up that moved frames, how long (µs, at most) the process checks for
+   * the next one before its event loop sleeps (native/busy_poll.h): a lockstep round
+   * trip is then not slowed by sleeping and being woken at each end. Learned per
+   * source, so waits beyond it soon cost nothing. Process-wide; 0 turns it off.
+   * Default DEFAULT_BUSY_POLL_US.
+   */
+  busyPollUs?: number;
 }
+
+export const DEFAULT_BUSY_POLL_US = 100;
+/** Longer spins save nothing: a sleep and its wake-up cost tens of microseconds. */
+export const MAX_BUSY_POLL_US = 1000;
 
 /**
  * How often an open TAP's process gives its freed C heap back (see `trimHeap` in
@@ -65,6 +77,7 @@ export class TapDevice implements FrameDevice {
     } catch (e) {
       throw tapOpenError(name, e, options.role ?? 'attach');
     }
+    this.addon.busyPoll(options.busyPollUs ?? DEFAULT_BUSY_POLL_US);
     this.heapTrim = setInterval(() => this.addon.trimHeap(), HEAP_TRIM_INTERVAL_MS).unref();
   }
 

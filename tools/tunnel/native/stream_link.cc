@@ -124,7 +124,10 @@ void StreamLink::OnEvents(uv_poll_t* handle, int status, int events) {
     self->Flush();
     self->Watch();
   }
-  if ((events & UV_READABLE) != 0 && self->fd_ >= 0) self->Readable();
+  if ((events & UV_READABLE) != 0 && self->fd_ >= 0) {
+    ctun::busypoll::Heard(self->spin_);
+    self->Readable();
+  }
 }
 
 void StreamLink::Readable() {

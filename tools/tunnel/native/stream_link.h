@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "aead.h"
+#include "busy_poll.h"
 #include "fastpath.h"
 #include "sealer.h"
 
@@ -102,6 +103,7 @@ class StreamLink : public Napi::ObjectWrap<StreamLink> {
   bool writable_ = false;  // polling for writable too
   bool writeBroken_ = false;  // a write failed: the reader reports the end
   uv_poll_t* poll_ = nullptr;
+  busypoll::SpinBudget spin_;
   std::unique_ptr<uint8_t[]> in_;
   size_t inLen_ = 0;
   std::vector<uint8_t> out_;

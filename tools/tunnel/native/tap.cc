@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include "aead.h"
+#include "busy_poll.h"
 #include "sealer.h"
 #include "datapath.h"
 #include "fastpath.h"
@@ -186,11 +187,13 @@ class PollReader : public Napi::ObjectWrap<T> {
   static void OnReadable(uv_poll_t* handle, int status, int) {
     T* self = static_cast<T*>(static_cast<PollReader<T>*>(handle->data));
     if (status < 0 && !self->Recover()) return;
+    ctun::busypoll::Heard(self->spin_);
     self->Drain(handle->loop);
   }
 
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference callback_;
+  ctun::busypoll::SpinBudget spin_;
 };
 
 // A reader wakes up when the TAP is readable (uv_poll on the event loop, no thread)
@@ -544,6 +547,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ctun::fastpath::InitExports(env, exports);
   ctun::InitAead(env, exports);
   ctun::InitSealer(env, exports);
+  ctun::busypoll::InitExports(env, exports);
   return exports;
 }
 
