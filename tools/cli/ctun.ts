@@ -12,6 +12,7 @@ import {
   TunnelClient,
   TunnelServer,
   TapDevice,
+  busyPollFigures,
   DEFAULT_BUSY_POLL_US,
   MAX_BUSY_POLL_US,
   assertServerMode,
@@ -23,6 +24,7 @@ import {
   type Confirm,
   type TransportKind,
   type TunnelStats,
+  type BusyPollStats,
   fetchStatus,
   formatTunnelStatus,
   metricsSetting,
@@ -131,7 +133,7 @@ function openTap(name: string, role: 'create' | 'attach', argv: Record<string, a
   return tap;
 }
 
-function statsFields(prefix: string, s: TunnelStats | Record<string, number>): Record<string, number> {
+function statsFields(prefix: string, s: TunnelStats | BusyPollStats | Record<string, number>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(s)) out[`${prefix}${k}`] = v;
   return out;
@@ -173,6 +175,7 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
       fastPathIn: s.fastPath.rx,
       fastPathOut: s.fastPath.tx,
       ...statsFields('switch.', s.switch),
+      ...statsFields('busyPoll.', busyPollFigures()),
     });
   };
   process.on('SIGUSR1', () => printStats('stats'));
@@ -220,7 +223,7 @@ async function runClient(argv: Record<string, any>, baseLog: Logger): Promise<nu
   const printStats = (event: string): void => {
     const stats = statsFields('', client.syncedStats());
     const fast = client.fastPathFrames();
-    log.info(event, { ...stats, fastPathIn: fast.rx, fastPathOut: fast.tx });
+    log.info(event, { ...stats, fastPathIn: fast.rx, fastPathOut: fast.tx, ...statsFields('busyPoll.', busyPollFigures()) });
   };
   process.on('SIGUSR1', () => printStats('stats'));
   const metrics = await serveMetrics(metricsSetting(argv.metrics), client, { role: 'client', transport: argv.transport, mode: argv.dest === undefined ? 'local' : 'separate', tls: argv.tls, logger: log });

@@ -214,6 +214,21 @@ export class Proc {
     }
   }
 
+  /**
+   * The main thread (a Node program's event loop): its time on a CPU in seconds
+   * (/proc/<pid>/schedstat, to the nanosecond) and how often it went to sleep
+   * (voluntary_ctxt_switches); NaN once it is gone.
+   */
+  mainThread(): { cpuSeconds: number; sleeps: number } {
+    try {
+      const runNs = Number(readFileSync(`/proc/${this.pid}/schedstat`, 'utf8').split(' ')[0]);
+      const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
+      return { cpuSeconds: runNs / 1e9, sleeps: Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(status)?.[1] ?? NaN) };
+    } catch {
+      return { cpuSeconds: NaN, sleeps: NaN };
+    }
+  }
+
   /** Peak resident set (VmHWM) in MiB: private memory plus the mapped code of the binary. */
   peakRssMiB(): number {
     return this.statusMiB('VmHWM');

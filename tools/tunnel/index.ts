@@ -1,7 +1,8 @@
 export { TunnelServer, assertServerMode, DEFAULT_MAX_CLIENTS, type ServerOptions, type ServerMode } from './server.js';
 export { TunnelClient, DEFAULT_DEAD_AFTER_MS, MIN_DEAD_AFTER_MS, type ClientOptions } from './client.js';
 export { configure, defaultTapUser, describeRequest, hasNetAdmin, type ConfigureRequest, type ConfigureResult, type Confirm } from './configure.js';
-export { TapDevice, DEFAULT_BUSY_POLL_US, MAX_BUSY_POLL_US } from './tap.js';
+export type { BusyPollStats } from './native.js';
+export { TapDevice, busyPollFigures, DEFAULT_BUSY_POLL_US, MAX_BUSY_POLL_US } from './tap.js';
 export { createMemoryDevicePair, MemoryDevice, type FrameDevice } from './device.js';
 export { NetConfig, runCommand, type CommandRunner } from './netconfig.js';
 export { parseCidr } from './address.js';

@@ -12,6 +12,13 @@ import { fileURLToPath } from 'node:url';
 import nodeGypBuild from 'node-gyp-build';
 import { CtunError, ExitCode } from '../common/index.js';
 
+export interface BusyPollStats {
+  spins: number;
+  caught: number;
+  spunUs: number;
+  missedUs: number;
+}
+
 export interface TapAddon {
   /** offload: ask for virtio-net headers with TSO/checksum offloads; `offload` in the result says whether the kernel took them. */
   open(name: string, offload?: boolean): { fd: number; name: string; offload: boolean };
@@ -31,6 +38,8 @@ export interface TapAddon {
   trimHeap(): boolean;
   /** How long (µs, at most) the event loop spins for the next frame before it sleeps; 0: never (native/busy_poll.h). Process-wide. */
   busyPoll(limitMicros: number): void;
+  /** The busy poll's spins so far: how many, how many a frame ended, their time and the time of those that ran out (µs). */
+  busyPollStats(): BusyPollStats;
   /**
    * A sealed session's keys, counter and replay window (native/sealer.h), shared by
    * TypeScript's control messages and the data fast path. `derive` gives the key of a
