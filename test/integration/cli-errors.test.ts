@@ -72,6 +72,10 @@ describe.skipIf(skip)('ctun CLI errors', () => {
     const badDeadAfter = await sim.ctun(['client', '10.0.0.1', '--dead-after-ms', '500'], { reject: false });
     expect(badDeadAfter.exitCode).toBe(1);
     expectOneLineCause(badDeadAfter.stderr, '--dead-after-ms must be a whole number of milliseconds, at least 2000, got "500"', 'e.g. --dead-after-ms 2000');
+    const badBusyPoll = await sim.ctun(['server', '--busy-poll', '5000'], { reject: false });
+    expect(badBusyPoll.exitCode).toBe(1);
+    expectOneLineCause(badBusyPoll.stderr, '--busy-poll must be a whole number of microseconds from 0 to 1000, got "5000"', '0 turns busy polling off');
+    expect(await sim.ip('-j', 'link', 'show')).not.toContain('ctun0');
     const badDest = await sim.ctun(['client', '10.0.0.1', '--dest', 'target'], { reject: false });
     expect(badDest.exitCode).toBe(1);
     expect(badDest.stderr).toContain('--dest "target" is not an IPv4 or IPv6 address');
