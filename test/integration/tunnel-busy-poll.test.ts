@@ -26,7 +26,6 @@ interface EndFigures {
   cpuUsPerEcho: number;
 }
 
-
 /** A connected client and server with `extra` arguments on both, over `transport`. */
 async function tunnel(transport: 'udp' | 'tcp', extra: string[]): Promise<{ pc: Netns; ends: Daemon[] }> {
   const { pc, sim } = await pcAndSim(scope);

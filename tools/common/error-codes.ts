@@ -38,6 +38,7 @@ export const ERROR_CODES = [
   'NET_CONFIG',
   'FORWARDING_OFF',
   'ADDON_MISSING',
+  'ADDON_STALE',
   // the tunnel's peers
   'CONNECT_TIMEOUT',
   'REJECTED',

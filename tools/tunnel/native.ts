@@ -193,7 +193,22 @@ export function loadAddon(): TapAddon {
       exitCode: ExitCode.Device,
     });
   }
-  addon = require(found) as TapAddon;
+  const loaded = require(found) as TapAddon;
+  assertAddonCurrent(loaded, found);
+  addon = loaded;
   loadedFrom = found;
   return addon;
+}
+
+/** What this ctun calls on the addon: a file from an older build (a stale CTUN_ADDON, a tree not rebuilt) lacks some. */
+const REQUIRED_EXPORTS = ['open', 'writeFrames', 'close', 'Reader', 'udpOpen', 'udpConnect', 'udpSend', 'UdpReader', 'trimHeap', 'busyPoll', 'busyPollStats', 'fastPath', 'wire'] as const;
+
+/** Throws ADDON_STALE, naming what is missing, unless `loaded` has every export this ctun calls. */
+export function assertAddonCurrent(loaded: object, path: string): void {
+  const missing = REQUIRED_EXPORTS.filter((name) => (loaded as Record<string, unknown>)[name] === undefined);
+  if (missing.length === 0) return;
+  throw new CtunError('ADDON_STALE', `the TAP addon ${path} is older than this ctun: it lacks ${missing.join(', ')}`, {
+    hint: 'rebuild it with `npm ci` (or `npx node-gyp rebuild --directory tools/tunnel/native`), or point CTUN_ADDON at the addon of this release',
+    exitCode: ExitCode.Device,
+  });
 }
