@@ -9,9 +9,10 @@
 // How long to spin is learned per watcher (each reader and the stream link keep their
 // own SpinBudget), much as the kernel's haltpoll cpuidle governor does for a vCPU: a
 // wait that outlasted the spin but stayed within the limit sets the budget to the
-// limit; a wait beyond the limit halves it, and below an eighth of the limit it stops. So a TAP read of a request (whose answer comes soon) keeps
-// its spin, and a read of an answer (after which the peer may think for a millisecond,
-// or a steady stream with gaps beyond the limit) soon spins not at all.
+// limit; a wait beyond the limit halves it, and below an eighth of the limit it
+// stops. So a TAP read of a request (whose answer comes soon) keeps its spin, and a
+// read of an answer (after which the peer may think for a millisecond, or a steady
+// stream with gaps beyond the limit) soon spins not at all.
 //
 // Everything runs on the event loop thread: no locking.
 #pragma once
