@@ -160,6 +160,11 @@ describe.skipIf(skip)(`metrics scraped by a real Prometheus${skip ? `: skipped: 
     const p50 = await query(pc, 'histogram_quantile(0.5, rate(ctun_rtt_seconds_bucket{job="ctun-client"}[30s]))');
     console.log(`keepalive RTT median per Prometheus: ${p50 === undefined ? '?' : (p50 * 1000).toFixed(2)} ms`);
 
+    // Busy polling (on by default): the client spun for each ping's reply, and caught it.
+    const caught = await queryUntil(pc, 'ctun_busy_poll_seconds_total{job="ctun-client",outcome="caught"}', (v) => v > 0, 'the client\'s spins ended by the replies');
+    const missed = await query(pc, 'ctun_busy_poll_seconds_total{job="ctun-client",outcome="missed"}');
+    console.log(`client busy poll per Prometheus: ${(caught * 1000).toFixed(1)} ms caught, ${((missed ?? NaN) * 1000).toFixed(1)} ms missed`);
+
     // /readyz: ready now; the server's TAP deleted → 503 naming it.
     const readyServer = `http://${SERVER_METRICS}/readyz`;
     const readyClient = `http://${CLIENT_METRICS}/readyz`;

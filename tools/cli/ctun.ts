@@ -160,7 +160,7 @@ async function runServer(argv: Record<string, any>, log: Logger): Promise<number
     openDevice: (name) => openTap(name, 'create', argv, busyPollUs, log),
     fastPath: argv['fast-path'] !== 'off',
   });
-  const metrics = await serveMetrics(metricsSetting(argv.metrics), server, { role: 'server', transport: argv.transport, mode: argv.mode, tls: argv.tls, logger: log });
+  const metrics = await serveMetrics(metricsSetting(argv.metrics), server, { role: 'server', transport: argv.transport, mode: argv.mode, tls: argv.tls, logger: log, busyPoll: busyPollFigures });
   const printStats = (event: string): void => {
     const s = server.stats();
     const { sealDrops, ...security } = s.security;
@@ -226,7 +226,7 @@ async function runClient(argv: Record<string, any>, baseLog: Logger): Promise<nu
     log.info(event, { ...stats, fastPathIn: fast.rx, fastPathOut: fast.tx, ...statsFields('busyPoll.', busyPollFigures()) });
   };
   process.on('SIGUSR1', () => printStats('stats'));
-  const metrics = await serveMetrics(metricsSetting(argv.metrics), client, { role: 'client', transport: argv.transport, mode: argv.dest === undefined ? 'local' : 'separate', tls: argv.tls, logger: log });
+  const metrics = await serveMetrics(metricsSetting(argv.metrics), client, { role: 'client', transport: argv.transport, mode: argv.dest === undefined ? 'local' : 'separate', tls: argv.tls, logger: log, busyPoll: busyPollFigures });
   observeRtt = metrics.observeRtt;
   try {
     await client.start();

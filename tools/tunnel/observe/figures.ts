@@ -70,6 +70,8 @@ export interface Figures {
   lastRttMs?: number;
   /** Frames the native data fast path moved (counted in `frames` too). */
   fastPath?: { rx: number; tx: number };
+  /** The process's busy-poll spins (--busy-poll): how many, how many a frame ended, µs spun, µs of it that ran out. */
+  busyPoll?: { spins: number; caught: number; spunUs: number; missedUs: number };
 }
 
 /**

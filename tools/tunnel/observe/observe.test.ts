@@ -125,6 +125,22 @@ describe('--metrics endpoint', () => {
     expect((await ready(t.cm)).body.failing).toEqual(['connected']);
   });
 
+  it('the busy poll (the process\'s, given beside the end) as seconds spun by outcome, in /metrics and /status', async () => {
+    let spins = { spins: 10, caught: 8, spunUs: 1500, missedUs: 400 };
+    const end = { figures: (): Figures => ({ role: 'server', frames: { rx: 0, tx: 0 }, bytes: { rx: 0, tx: 0 }, drops: {} }), readiness: async () => ({ tap: true }) };
+    const m = await serveMetrics('127.0.0.1:0', end, { role: 'server', transport: 'udp', mode: 'local', tls: false, logger: createMemoryLogger(), busyPoll: () => spins });
+    stops.push(() => m.close());
+    const base = `http://127.0.0.1:${m.endpoint!.address.port}`;
+    let text = await (await fetch(`${base}/metrics`)).text();
+    expect(sample(text, METRIC_NAMES.busyPoll, 'outcome="caught"')).toBeCloseTo(0.0011, 9);
+    expect(sample(text, METRIC_NAMES.busyPoll, 'outcome="missed"')).toBeCloseTo(0.0004, 9);
+    spins = { spins: 20, caught: 15, spunUs: 3000, missedUs: 1000 };
+    text = await (await fetch(`${base}/metrics`)).text();
+    expect(sample(text, METRIC_NAMES.busyPoll, 'outcome="missed"')).toBeCloseTo(0.001, 9);
+    const status = await fetchStatus(parseMetricsAddress(`127.0.0.1:${m.endpoint!.address.port}`));
+    expect(status.busyPoll).toEqual(spins);
+  });
+
   it('a bad --metrics value and a taken port are clear errors with their exit codes', async () => {
     const err = (f: () => unknown): CtunError => {
       try {

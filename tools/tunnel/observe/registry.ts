@@ -3,8 +3,8 @@
  * the end's own figures at scrape time (no second set of counters to keep in step);
  * only the round-trip time is observed as it happens, into a histogram.
  *
- * Labels are bounded: `direction` (rx, tx), `reason` (the fixed DropReason set) and
- * the build info's. Per-client figures are not labels here (sessions come and go);
+ * Labels are bounded: `direction` (rx, tx), `reason` (the fixed DropReason set),
+ * `outcome` (caught, missed) and the build info's. Per-client figures are not labels here (sessions come and go);
  * they are in `/status`, which `ctun status` and `ctun-run status` read.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
@@ -21,6 +21,7 @@ export const METRIC_NAMES = {
   reconnects: 'ctun_reconnects_total',
   lastOutage: 'ctun_last_outage_seconds',
   rtt: 'ctun_rtt_seconds',
+  busyPoll: 'ctun_busy_poll_seconds_total',
   buildInfo: 'ctun_build_info',
 } as const;
 
@@ -108,6 +109,18 @@ export function createTunnelRegistry(info: BuildInfo, figures: () => Figures): T
       },
     });
   }
+  new Counter({
+    name: METRIC_NAMES.busyPoll,
+    help: 'Time the event loop spun for the next frame before sleeping (--busy-poll): caught, ended by a frame; missed, ran out (spent for nothing)',
+    labelNames: ['outcome'],
+    registers,
+    collect() {
+      const b = current().busyPoll ?? { spunUs: 0, missedUs: 0 };
+      this.reset();
+      this.inc({ outcome: 'caught' }, (b.spunUs - b.missedUs) / 1e6);
+      this.inc({ outcome: 'missed' }, b.missedUs / 1e6);
+    },
+  });
   const rtt = new Histogram({ name: METRIC_NAMES.rtt, help: 'Round-trip time of the keepalive ping/pong (client side)', buckets: RTT_BUCKETS, registers });
   new Gauge({ name: METRIC_NAMES.buildInfo, help: 'Version and configuration of this tunnel end (always 1)', labelNames: ['version', 'role', 'transport', 'mode', 'security'], registers }).set({ ...info }, 1);
   collectDefaultMetrics({ register: registry, prefix: 'ctun_' });

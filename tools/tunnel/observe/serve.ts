@@ -28,13 +28,19 @@ export function metricsSetting(flag: string | undefined, env: NodeJS.ProcessEnv 
  * Parses the address and serves before the tunnel end starts, so a bad or taken
  * address fails before anything (TAP, NAT rules) is set up.
  */
-export async function serveMetrics(setting: string | undefined, end: ObservedEnd, o: { role: BuildInfo['role']; transport: string; mode: string; tls: boolean; logger: Logger }): Promise<Observation> {
+export async function serveMetrics(
+  setting: string | undefined,
+  end: ObservedEnd,
+  o: { role: BuildInfo['role']; transport: string; mode: string; tls: boolean; logger: Logger; busyPoll?: () => Figures['busyPoll'] },
+): Promise<Observation> {
   if (setting === undefined) return { endpoint: undefined, observeRtt: () => {}, close: async () => {} };
   const address = parseMetricsAddress(setting);
+  // The busy poll is the process's, not the end's: its figures join the end's here.
+  const figures = (): Figures => (o.busyPoll === undefined ? end.figures() : { ...end.figures(), busyPoll: o.busyPoll() });
   const { registry, observeRtt } = createTunnelRegistry(
     { version: metadata.ctunVersion, role: o.role, transport: o.transport, mode: o.mode, security: o.tls ? 'tls' : 'plain' },
-    () => end.figures(),
+    figures,
   );
-  const endpoint = await startMetricsEndpoint({ address, registry, readiness: () => end.readiness(), figures: () => end.figures(), logger: o.logger });
+  const endpoint = await startMetricsEndpoint({ address, registry, readiness: () => end.readiness(), figures, logger: o.logger });
   return { endpoint, observeRtt, close: () => endpoint.close() };
 }
