@@ -61,6 +61,7 @@ const UNITS: Record<string, (v: number) => string> = {
   pps: (v) => `${v.toFixed(v < 10 ? 1 : 0)}/s`,
   s: (v) => (v < 1 ? `${(v * 1000).toFixed(v < 0.01 ? 2 : 1)} ms` : `${v.toFixed(1)} s`),
   short: (v) => `${+v.toFixed(2)}`,
+  percentunit: (v) => `${+(v * 100).toFixed(v < 0.01 ? 2 : 1)} %`,
 };
 
 const COL = 52; // pixels per grid column (Grafana has 24)
