@@ -5,6 +5,7 @@
  */
 import type { TunnelStats } from '../stats.js';
 import type { SealFailure } from '../secure/index.js';
+import type { BusyPollStats } from '../native.js';
 
 /**
  * Why frames or datagrams were dropped. A fixed set (the metric's `reason` label), so
@@ -71,7 +72,7 @@ export interface Figures {
   /** Frames the native data fast path moved (counted in `frames` too). */
   fastPath?: { rx: number; tx: number };
   /** The process's busy-poll spins (--busy-poll): how many, how many a frame ended, µs spun, µs of it that ran out. */
-  busyPoll?: { spins: number; caught: number; spunUs: number; missedUs: number };
+  busyPoll?: BusyPollStats;
 }
 
 /**
